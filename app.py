@@ -1,0 +1,31 @@
+"""Review console: page config, identity, then navigation over the pages the user's role allows."""
+
+import streamlit as st
+
+from pages.common import current_user, data_dir_from_argv, ensure_worker, workspace
+
+st.set_page_config(page_title="Review console", page_icon=":material/photo_library:", layout="wide")
+
+ws = workspace(data_dir_from_argv())
+user = current_user()
+ensure_worker()  # background jobs run on a daemon thread of this process
+
+PAGES = {
+    "Inspection": [
+        ("pages/overview.py", "Overview", ":material/dashboard:", {"inspector", "ops", "admin"}),
+        ("pages/reviews.py", "Reviews", ":material/table_rows:", {"inspector", "admin"}),
+        ("pages/queue.py", "Review queue", ":material/fact_check:", {"inspector", "admin"}),
+    ],
+    "Administration": [
+        ("pages/jobs.py", "Jobs", ":material/work_history:", {"admin"}),
+        ("pages/settings.py", "Settings", ":material/tune:", {"admin"}),
+    ],
+}
+nav = {
+    section: [st.Page(path, title=title, icon=icon) for path, title, icon, roles in pages if user.roles & roles]
+    for section, pages in PAGES.items()
+}
+with st.sidebar:
+    st.caption(f"Signed in as **{user.name}** ({', '.join(sorted(user.roles))})")
+    st.caption(f"Workspace: `{ws.root}`")
+st.navigation({k: v for k, v in nav.items() if v}).run()

@@ -1,0 +1,1 @@
+"""Database layer: connections and schema migrations (imports nothing of ours)."""

@@ -1,0 +1,34 @@
+"""Open the workspace database: one connection per thread, WAL, busy timeout, foreign keys.
+
+Multi-step writes use ``db.atomic()`` (sqlite-utils): one transaction, savepoints when nested.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from db.migrations import apply_migrations
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def connect(path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+
+    The connection belongs to the calling thread; open one per run, job or thread.
+    Raises sqlite3.Error if the file cannot be opened.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    db = sqlite_utils.Database(conn)
+    if migrate:
+        apply_migrations(db)
+    return db

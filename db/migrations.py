@@ -1,0 +1,197 @@
+"""Every schema change, in order. Applied at start-up by ``connect``; each runs once, in a transaction.
+
+Append new migrations at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_core_schema(db: sqlite_utils.Database) -> None:
+    db["reviews"].create(
+        {
+            "id": str,
+            "review_type": str,
+            "product": str,
+            "user_id": str,
+            "submitted_at": str,
+            "text": str,
+            "batch": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["images"].create(
+        {
+            "id": int,
+            "review_id": str,
+            "uri": str,
+            "sha256": str,
+            "size": int,
+            "width": int,
+            "height": int,
+            "status": str,  # pending | queued | decided | failed
+            "queue_reason": str,  # no_model | low_confidence | audit
+            "error": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("review_id", "reviews", "id")],
+    )
+    db["images"].create_index(["review_id", "sha256"], unique=True)
+    db["images"].create_index(["review_id", "uri"], unique=True)
+    db["images"].create_index(["status"])
+    db["images"].create_index(["sha256"])
+    db["model_versions"].create(
+        {
+            "id": int,
+            "name": str,
+            "created_at": str,
+            "backbone": str,
+            "classes": str,  # JSON list
+            "hyperparams": str,  # JSON
+            "metrics": str,  # JSON
+            "thresholds": str,  # JSON {class: threshold}
+            "training_data": str,  # JSON
+            "path": str,
+            "active": int,
+        },
+        pk="id",
+    )
+    db["embeddings"].create(
+        {"sha256": str, "backbone": str, "vector": bytes, "cues": str, "created_at": str},
+        pk=("sha256", "backbone"),
+    )
+    db["predictions"].create(
+        {
+            "id": int,
+            "image_id": int,
+            "model_version_id": int,
+            "label": str,
+            "confidence": float,
+            "probabilities": str,  # JSON {class: p}
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("image_id", "images", "id"), ("model_version_id", "model_versions", "id")],
+    )
+    db["predictions"].create_index(["image_id"])
+    db["decisions"].create(
+        {
+            "id": int,
+            "image_id": int,
+            "label": str,
+            "credit": int,
+            "reason": str,
+            "source": str,  # auto | human
+            "decided_by": str,
+            "decided_at": str,
+            "prediction_id": int,
+        },
+        pk="id",
+        foreign_keys=[("image_id", "images", "id")],
+    )
+    db["decisions"].create_index(["image_id", "id"])
+    db.executescript(
+        """
+        CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+        CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+        """
+    )
+    db["labels"].create(
+        {
+            "id": int,
+            "uri": str,
+            "sha256": str,
+            "label": str,
+            "source": str,  # folder | groundtruth | decision
+            "imported_at": str,
+        },
+        pk="id",
+    )
+    db["labels"].create_index(["sha256", "source"], unique=True)
+    db["jobs"].create(
+        {
+            "id": int,
+            "kind": str,
+            "params": str,
+            "state": str,  # queued | running | cancelling | cancelled | done | failed
+            "total": int,
+            "done": int,
+            "failed": int,
+            "error": str,
+            "result": str,
+            "created_by": str,
+            "created_at": str,
+            "started_at": str,
+            "finished_at": str,
+            "heartbeat_at": str,
+            "lease_owner": str,
+            "lease_expires": float,
+        },
+        pk="id",
+    )
+    db["jobs"].create_index(["state"])
+    db["job_items"].create(
+        {"job_id": int, "item": str, "state": str, "error": str, "updated_at": str},
+        pk=("job_id", "item"),
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["job_items"].create_index(["job_id", "state"])
+    db["settings"].create({"key": str, "value": str, "updated_at": str, "updated_by": str}, pk="key")
+    db["audit_log"].create(
+        {"id": int, "at": str, "actor": str, "action": str, "target": str, "detail": str},
+        pk="id",
+    )
+    db.executescript(
+        """
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """
+    )
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Apply every migration not yet recorded in ``_migrations``; return the names applied.
+
+    Raises sqlite3.Error if a migration fails (that migration is rolled back).
+    """
+    conn = db.conn
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # another process may have applied it while we waited for the lock
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
+                conn.execute("COMMIT")
+                continue
+            fn(db)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, datetime('now'))", [name]
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        applied.append(name)
+    return applied

@@ -1,0 +1,94 @@
+"""Shared UI helpers: cached heavy objects (once per process), the workspace, the acting user.
+
+Not a page: ``app.py`` lists pages explicitly with ``st.navigation``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from services.config import Workspace, default_data_dir, get_settings
+from services.errors import ConsoleError
+from services.jobs import Worker
+from services.storage import ObjectStore
+
+WORKER_ENV = "REVIEW_CONSOLE_WORKER"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    roles: frozenset[str]
+
+
+def data_dir_from_argv() -> str | None:
+    """``streamlit run app.py -- --data-dir D`` (else the environment variable or the default)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--data-dir", default=None)
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args.data_dir
+
+
+@st.cache_resource(show_spinner=False)
+def _workspace(root: str | None) -> Workspace:
+    ws = Workspace.open(root)
+    ws.db().close()  # apply migrations once at start-up
+    return ws
+
+
+def workspace(root: str | None = None) -> Workspace:
+    """The workspace of this session: ``--data-dir``, else $REVIEW_CONSOLE_DATA_DIR, else ./data."""
+    if root is not None:
+        st.session_state["workspace_root"] = root
+    return _workspace(st.session_state.get("workspace_root") or str(default_data_dir()))
+
+
+def db():  # type: ignore[no-untyped-def]
+    """A connection for this script run (sqlite connections belong to their thread)."""
+    return workspace().db()
+
+
+@st.cache_resource(show_spinner=False)
+def worker(root: str) -> Worker:
+    """The background job worker of this server process (a daemon thread, outside the script thread)."""
+    return Worker(Workspace.open(root)).start()
+
+
+def ensure_worker() -> None:
+    """Start jobs now on this process's worker, unless jobs run elsewhere (REVIEW_CONSOLE_WORKER=off)."""
+    if os.environ.get(WORKER_ENV, "on").lower() not in ("off", "0", "false", "no"):
+        worker(str(workspace().root)).wake()
+
+
+def store() -> ObjectStore:
+    return ObjectStore(endpoint_url=get_settings(db())["s3_endpoint_url"] or None)
+
+
+def current_user() -> User:
+    """The local operator. Until sign-in and roles land, the console trusts whoever reaches it."""
+    return User(name=st.session_state.get("user_name", "local operator"), roles=frozenset({"inspector", "ops", "admin"}))
+
+
+@st.cache_data(show_spinner=False, max_entries=5000)
+def thumbnail(uri: str, sha256: str | None, size: int = 256) -> bytes | None:
+    """A JPEG thumbnail of a stored photo, or None when it cannot be read (the caller shows why)."""
+    from services.images import thumbnail_jpeg
+
+    try:
+        return thumbnail_jpeg(store().read(uri), size=size)
+    except ConsoleError:
+        return None
+
+
+def show_error(exc: ConsoleError) -> None:
+    st.error(str(exc), icon=":material/error:")
+
+
+def data_dir_path() -> Path:
+    return workspace().root

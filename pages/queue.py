@@ -1,0 +1,67 @@
+"""Review queue: confirm or override the model, one photo at a time."""
+
+import streamlit as st
+
+from pages.common import current_user, db, show_error, thumbnail
+from services.config import CLASSES, get_settings
+from services.errors import ConsoleError
+from services.queue import next_item, queue_counts, submit
+from services.rules import photo_qualifies
+
+st.title("Review queue")
+conn = db()
+settings = get_settings(conn)
+counts = queue_counts(conn)
+st.caption(
+    f"{sum(counts.values()):,} photos waiting: {counts.get('audit', 0):,} audits, "
+    f"{counts.get('low_confidence', 0):,} low confidence, {counts.get('no_model', 0):,} waiting for a first model"
+)
+if "q_last" in st.session_state:
+    st.success(st.session_state.pop("q_last"), icon=":material/check:")
+
+skipped = st.session_state.setdefault("q_skipped", [])
+item = next_item(conn, skip=skipped)
+if item is None:
+    st.info("The queue is empty." + (" (Some photos were skipped this session.)" if skipped else ""))
+    if skipped and st.button("Show skipped photos again", key="q_unskip"):
+        st.session_state["q_skipped"] = []
+        st.rerun()
+    st.stop()
+
+left, right = st.columns([3, 2])
+picture = thumbnail(item["uri"], item["sha256"], 1024)
+if picture:
+    left.image(picture, caption=item["uri"])
+else:
+    left.error(f"Cannot show {item['uri']}")
+with right:
+    st.markdown(f"**{item['review_type']}** review · product **{item['product'] or '?'}** · user `{item['user_id'] or '?'}`")
+    st.caption(f"Submitted {item['submitted_at']} · in the queue because: {item['queue_reason'] or 'audit'}")
+    if item["text"]:
+        st.text(item["text"])
+    pred = item["prediction"]
+    if pred and not settings["hide_suggestion"]:
+        st.metric("Model suggests", pred["label"].replace("_", " "), f"{pred['confidence']:.0%} confidence", delta_color="off")
+    elif not pred:
+        st.caption("No model prediction: no model had been trained when this photo arrived.")
+    for other in item["other_photos"]:
+        thumb = thumbnail(other["uri"], other["sha256"], 160)
+        if thumb:
+            st.image(thumb, caption=f"other photo in this review ({other['status']})", width=120)
+    choice = st.radio("Label", CLASSES, key=f"q_label_{item['id']}", horizontal=True,
+                      index=CLASSES.index(pred["label"]) if pred and not settings["hide_suggestion"] else None,
+                      format_func=lambda c: c.replace("_", " "))
+    if choice:
+        ok, why = photo_qualifies(review_type=item["review_type"], label=choice, rules=settings["credit_rules"])
+        (st.success if ok else st.warning)(f"Credit rule: {why}")
+    b1, b2 = st.columns(2)
+    if b1.button("Submit label", key="q_submit", type="primary", disabled=choice is None):
+        try:
+            d = submit(conn, image_id=item["id"], label=choice, actor=current_user().name)
+            st.session_state["q_last"] = f"Saved {d['label']} for image {item['id']}: {d['reason']}"
+            st.rerun()
+        except ConsoleError as exc:
+            show_error(exc)
+    if b2.button("Skip", key="q_skip"):
+        skipped.append(item["id"])
+        st.rerun()

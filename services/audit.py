@@ -1,0 +1,23 @@
+"""The append-only audit log (the database refuses updates and deletes)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlite_utils
+
+from services.clock import now_iso
+
+
+def record(db: sqlite_utils.Database, *, actor: str, action: str, target: str = "", detail: Any = None) -> None:
+    """Append one audit entry."""
+    db.execute(
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+        [now_iso(), actor, action, target, json.dumps(detail) if detail is not None else None],
+    )
+
+
+def recent(db: sqlite_utils.Database, *, limit: int = 200) -> list[dict]:
+    """The latest entries, newest first."""
+    return list(db.query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", [limit]))

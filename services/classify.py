@@ -1,0 +1,202 @@
+"""Batch classification: the ``classify`` job kind.
+
+Per batch: read the photos (threads), decode at reduced size, embed, apply the active head (person
+cues only where needed), then in one transaction store embeddings, predictions and routed decisions.
+Without a model every photo goes to the human queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from services import jobs
+from services.clock import now_iso
+from services.config import get_settings
+from services.decisions import route
+from services.errors import ConsoleError
+from services.features import FeatureExtractor
+from services.registry import active_version, load_head
+from services.storage import ObjectStore
+
+IO_THREADS = 4
+
+
+@dataclass
+class Loaded:
+    ids: list[int]
+    pictures: dict[int, Image.Image] = field(default_factory=dict)
+    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class Computed:
+    loaded: Loaded
+    embeddings: dict[int, np.ndarray] = field(default_factory=dict)
+    cues: dict[int, np.ndarray] = field(default_factory=dict)
+    probabilities: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def store_for(settings: dict[str, Any]) -> ObjectStore:
+    return ObjectStore(endpoint_url=settings.get("s3_endpoint_url") or None)
+
+
+def classify_pictures(
+    extractor: FeatureExtractor, head: Any, pictures: list[Image.Image]
+) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """(embeddings, probabilities, cues by row) for decoded pictures; head may be None (no model)."""
+    emb = extractor.embed(pictures)
+    cues: dict[int, np.ndarray] = {}
+    if head is None:
+        return emb, np.zeros((len(pictures), 0)), cues
+
+    def cues_for(idx: np.ndarray) -> np.ndarray:
+        found = extractor.cues([pictures[i] for i in idx])
+        cues.update({int(i): c for i, c in zip(idx, found)})
+        return found
+
+    return emb, head.predict_proba(emb, cues_for), cues
+
+
+class ClassifyKind(jobs.BaseKind):
+    name = "classify"
+    batch_size = 32
+
+    def list_items(self, ctx: jobs.JobContext) -> list[str]:
+        rows = ctx.db.execute("SELECT id FROM images WHERE status = 'pending' ORDER BY id").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def start(self, ctx: jobs.JobContext) -> None:
+        settings = get_settings(ctx.db)
+        version = active_version(ctx.db)
+        ctx.state.update(
+            settings=settings,
+            version=version,
+            head=load_head(version, models_dir=ctx.ws.models_dir) if version else None,
+            store=store_for(settings),
+            extractor=FeatureExtractor.shared(ctx.ws.models_dir),
+            pool=ThreadPoolExecutor(IO_THREADS, thread_name_prefix=f"job{ctx.job_id}-io"),
+        )
+
+    def load(self, ctx: jobs.JobContext, items: list[str]) -> Loaded:
+        ids = [int(i) for i in items]
+        # this runs on the loader thread: it needs a connection of its own
+        db = ctx.ws.db()
+        try:
+            marks = ",".join("?" * len(ids))
+            rows = {r[0]: (r[1], r[2]) for r in db.execute(f"SELECT id, uri, sha256 FROM images WHERE id IN ({marks})", ids)}
+        finally:
+            db.close()
+        store: ObjectStore = ctx.state["store"]
+        max_pixels = ctx.state["settings"]["max_pixels"]
+        out = Loaded(ids=ids)
+
+        def one(image_id: int) -> None:
+            if image_id not in rows:
+                out.errors[image_id] = "image row no longer exists"
+                return
+            uri, sha = rows[image_id]
+            try:
+                data = store.read(uri)
+                if sha and hashlib.sha256(data).hexdigest() != sha:
+                    out.errors[image_id] = f"{uri} changed since it was ingested (sha256 differs)"
+                    return
+                picture = FeatureExtractor.decode(data, max_pixels=max_pixels)
+            except ConsoleError as exc:
+                out.errors[image_id] = str(exc)
+                return
+            out.pictures[image_id] = picture
+            out.sizes[image_id] = picture.size
+
+        list(ctx.state["pool"].map(one, ids))
+        return out
+
+    def compute(self, ctx: jobs.JobContext, loaded: Loaded) -> Computed:
+        done = Computed(loaded=loaded)
+        ids = [i for i in loaded.ids if i in loaded.pictures]
+        if not ids:
+            return done
+        emb, probs, cues = classify_pictures(ctx.state["extractor"], ctx.state["head"], [loaded.pictures[i] for i in ids])
+        for row, image_id in enumerate(ids):
+            done.embeddings[image_id] = emb[row]
+            if probs.shape[1]:
+                done.probabilities[image_id] = probs[row]
+            if row in cues:
+                done.cues[image_id] = cues[row]
+        return done
+
+    def write(self, ctx: jobs.JobContext, computed: Computed) -> dict[str, str | None]:
+        db, now = ctx.db, now_iso()
+        settings, version, head = ctx.state["settings"], ctx.state["version"], ctx.state["head"]
+        outcome: dict[str, str | None] = {}
+        for image_id, error in computed.loaded.errors.items():
+            db.execute("UPDATE images SET status = 'failed', error = ? WHERE id = ?", [error, image_id])
+            outcome[str(image_id)] = error
+        backbone = ctx.state["extractor"].backbone
+        for image_id, vector in computed.embeddings.items():
+            sha = db.execute("SELECT sha256 FROM images WHERE id = ?", [image_id]).fetchone()[0]
+            cue = computed.cues.get(image_id)
+            db.execute(
+                "INSERT INTO embeddings (sha256, backbone, vector, cues, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(sha256, backbone) DO UPDATE SET cues = COALESCE(excluded.cues, embeddings.cues)",
+                [sha, backbone, vector.astype(np.float32).tobytes(), json.dumps(cue.tolist()) if cue is not None else None, now],
+            )
+            outcome[str(image_id)] = None
+            if head is None:
+                db.execute("UPDATE images SET status = 'queued', queue_reason = 'no_model', error = NULL WHERE id = ?", [image_id])
+                continue
+            p = computed.probabilities[image_id]
+            k = int(np.argmax(p))
+            label, confidence = head.classes[k], float(p[k])
+            cur = db.execute(
+                "INSERT INTO predictions (image_id, model_version_id, label, confidence, probabilities, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [image_id, version["id"], label, confidence, json.dumps(dict(zip(head.classes, map(float, p)))), now],
+            )
+            r = route(
+                label=label,
+                confidence=confidence,
+                thresholds=settings["thresholds"],
+                audit_rate=settings["audit_rate"],
+                sha256=sha,
+            )
+            if r.automatic:
+                from services.decisions import decide
+
+                decide(
+                    db,
+                    image_id=image_id,
+                    label=label,
+                    actor=f"model:{version['name']}",
+                    source="auto",
+                    prediction_id=cur.lastrowid,
+                    note=r.reason,
+                    settings=settings,
+                    keep_queued=r.audit,
+                )
+            if not r.automatic or r.audit:
+                db.execute(
+                    "UPDATE images SET status = 'queued', queue_reason = ?, error = NULL WHERE id = ?",
+                    [r.queue_reason, image_id],
+                )
+        return outcome
+
+    def close(self, ctx: jobs.JobContext) -> None:
+        pool = ctx.state.pop("pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def finish(self, ctx: jobs.JobContext) -> dict[str, Any]:
+        counts = dict(ctx.db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
+        version = ctx.state.get("version")
+        return {"model_version": version["name"] if version else None, "images_by_status": counts}
+
+
+jobs.register(ClassifyKind())

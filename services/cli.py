@@ -1,0 +1,168 @@
+"""Command line over the same services: ``python -m services.cli --data-dir D COMMAND ...``.
+
+Every command ends with one JSON summary line on stdout; errors print a message on stderr and a
+JSON line with "error", and exit with status 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from services.config import Workspace, get_settings
+from services.errors import ConsoleError
+from services.storage import ObjectStore
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _store(db) -> ObjectStore:  # type: ignore[no-untyped-def]
+    return ObjectStore(endpoint_url=get_settings(db)["s3_endpoint_url"] or None)
+
+
+def cmd_ingest(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import ingest
+
+    db = ws.db()
+    store = _store(db)
+    if args.manifest:
+        report = ingest.ingest_manifest(db, uri=args.manifest, store=store, actor=_actor())
+    else:
+        report = ingest.ingest_listing(
+            db, prefix_uri=args.folder or args.prefix, store=store, review_type=args.review_type, actor=_actor()
+        )
+    for err in report.errors[:50]:
+        where = f"line {err['line']}" if "line" in err else err.get("uri", "")
+        print(f"skipped {where}: {err['reason']}", file=sys.stderr)
+    out = report.as_dict()
+    out["errors"] = out["errors"][:50]
+    return out
+
+
+def cmd_import_labels(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import training
+
+    db = ws.db()
+    if args.folder:
+        return training.import_folder(db, root=args.folder, store=_store(db), actor=_actor())
+    return training.import_groundtruth(db, uri=args.groundtruth, store=_store(db), actor=_actor())
+
+
+def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import training
+
+    result = training.train(ws, ws.db(), actor=_actor(), folds=args.folds, c=args.c, activate=not args.no_activate)
+    print(f"cross-validated macro-F1 {result['macro_f1']:.3f} over {result['examples']} photos", file=sys.stderr)
+    return result
+
+
+def cmd_classify(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import jobs
+
+    db = ws.db()
+    if args.resume:
+        job_id = args.resume
+        if jobs.get_job(db, job_id)["state"] in ("failed", "cancelled"):
+            jobs.resume_job(db, job_id=job_id, actor=_actor())
+    else:
+        job_id = jobs.create_job(db, kind="classify", params={}, actor=_actor())
+    if not args.background:
+        jobs.run_job(ws, job_id=job_id)
+    job = jobs.get_job(db, job_id)
+    return {k: job[k] for k in ("id", "state", "total", "done", "failed", "error", "result")}
+
+
+def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import export
+
+    db = ws.db()
+    text, n = export.to_csv(db) if args.format == "csv" else export.to_groundtruth(db)
+    if args.out == "-":
+        sys.stderr.write(text)
+    else:
+        _store(db).write(args.out, text.encode("utf-8"))
+    return {"format": args.format, "rows": n, "out": args.out}
+
+
+def cmd_work(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import jobs
+
+    ran = []
+    while (job_id := jobs.run_job(ws)) is not None:
+        ran.append(job_id)
+    return {"jobs_run": ran}
+
+
+def cmd_demo(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import demo
+
+    return demo.seed(ws, actor=_actor())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m services.cli", description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, default=None, help="workspace folder (default: $REVIEW_CONSOLE_DATA_DIR or ./data)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ingest", help="load a review batch: a manifest, a folder or an S3 prefix")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", help="CSV or JSON Lines manifest (local path or s3://)")
+    src.add_argument("--folder", help="folder of photos, one review per photo")
+    src.add_argument("--prefix", help="s3://bucket/prefix of photos, one review per photo")
+    s.add_argument("--review-type", default="product", help="review type for --folder/--prefix (default product)")
+    s.set_defaults(fn=cmd_ingest)
+
+    s = sub.add_parser("import-labels", help="import labelled photos for training")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--folder", help="folder with one sub-folder per class")
+    src.add_argument("--groundtruth", help="SageMaker Ground Truth image-classification manifest")
+    s.set_defaults(fn=cmd_import_labels)
+
+    s = sub.add_parser("train", help="train the head with cross-validation and save a model version")
+    s.add_argument("--folds", type=int, default=5)
+    s.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")
+    s.add_argument("--no-activate", action="store_true", help="save the version without making it active")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("classify", help="classify every pending photo (a job; resumable)")
+    s.add_argument("--background", action="store_true", help="only queue the job for the app's worker")
+    s.add_argument("--resume", type=int, metavar="JOB_ID", help="resume an interrupted job")
+    s.set_defaults(fn=cmd_classify)
+
+    s = sub.add_parser("export", help="export decisions as CSV or a Ground Truth manifest")
+    s.add_argument("--format", choices=["csv", "groundtruth"], default="csv")
+    s.add_argument("--out", required=True, help="output path or s3:// URI ('-' for stderr)")
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("work", help="run every queued job, then exit (for schedulers)")
+    s.set_defaults(fn=cmd_work)
+
+    s = sub.add_parser("demo", help="seed a small demo workspace from photos shipped in installed packages")
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ws = Workspace.open(args.data_dir)
+        result = args.fn(ws, args)
+    except ConsoleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(json.dumps({"command": args.command, "error": str(exc)}))
+        return 1
+    print(json.dumps({"command": args.command, **result}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The workspace (one data directory) and the settings stored in its database."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from db.database import connect
+from services.clock import now_iso
+from services.errors import InvalidInput
+
+DATA_DIR_ENV = "REVIEW_CONSOLE_DATA_DIR"
+S3_ENDPOINT_ENV = "REVIEW_CONSOLE_S3_ENDPOINT_URL"
+CLASSES = ("package", "product", "full_length", "half_length")
+
+
+def default_data_dir() -> Path:
+    """``$REVIEW_CONSOLE_DATA_DIR`` if set, else ``./data`` beside the code."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One data directory: the database, the local object store and the model files."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, data_dir: str | Path | None = None) -> Workspace:
+        """Create (if needed) and return the workspace at ``data_dir`` (default: ``default_data_dir()``)."""
+        root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        ws = cls(root.resolve())
+        for sub in (ws.objects_dir, ws.models_dir):
+            sub.mkdir(parents=True, exist_ok=True)
+        return ws
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "console.db"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def db(self) -> sqlite_utils.Database:
+        """A new connection for the calling thread, schema migrated."""
+        return connect(self.db_path)
+
+
+DEFAULTS: dict[str, Any] = {
+    # per-class confidence at or above which a prediction decides automatically
+    "thresholds": {"package": 0.9, "product": 0.9, "full_length": 0.9, "half_length": 0.9},
+    # per review type: which classes qualify and whether any or all photos must qualify
+    "credit_rules": {
+        "product": {"classes": ["product"], "mode": "any"},
+        "style": {"classes": ["full_length"], "mode": "any"},
+    },
+    "audit_rate": 0.02,
+    "max_pixels": 80_000_000,
+    "s3_endpoint_url": "",
+    "hide_suggestion": False,
+}
+
+
+def _validate(key: str, value: Any) -> Any:
+    if key not in DEFAULTS:
+        raise InvalidInput(f"unknown setting '{key}'")
+    if key == "thresholds":
+        if not isinstance(value, dict) or set(value) - set(CLASSES):
+            raise InvalidInput(f"thresholds must map classes {list(CLASSES)} to numbers")
+        for cls, v in value.items():
+            if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise InvalidInput(f"threshold for {cls} must be between 0 and 1, got {v!r}")
+        return {**DEFAULTS["thresholds"], **{k: float(v) for k, v in value.items()}}
+    if key == "credit_rules":
+        if not isinstance(value, dict) or not value:
+            raise InvalidInput("credit rules must map each review type to a rule")
+        for rtype, rule in value.items():
+            if not str(rtype).strip():
+                raise InvalidInput("a review type name cannot be empty")
+            classes = rule.get("classes") if isinstance(rule, dict) else None
+            if not classes or set(classes) - set(CLASSES):
+                raise InvalidInput(f"rule for '{rtype}': classes must be a non-empty subset of {list(CLASSES)}")
+            if rule.get("mode") not in ("any", "all"):
+                raise InvalidInput(f"rule for '{rtype}': mode must be 'any' or 'all'")
+        return {str(k).strip(): {"classes": list(v["classes"]), "mode": v["mode"]} for k, v in value.items()}
+    if key == "audit_rate":
+        if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise InvalidInput(f"audit rate must be between 0 and 1, got {value!r}")
+        return float(value)
+    if key == "max_pixels":
+        if not isinstance(value, int) or value < 1_000_000:
+            raise InvalidInput("the pixel limit must be a whole number of at least 1,000,000")
+        return value
+    if key == "hide_suggestion":
+        return bool(value)
+    return str(value).strip()
+
+
+def get_settings(db: sqlite_utils.Database) -> dict[str, Any]:
+    """Every setting: stored values over defaults."""
+    out = json.loads(json.dumps(DEFAULTS))
+    for row in db.query("SELECT key, value FROM settings"):
+        if row["key"] in out:
+            out[row["key"]] = json.loads(row["value"])
+    if not out["s3_endpoint_url"]:
+        out["s3_endpoint_url"] = os.environ.get(S3_ENDPOINT_ENV, "")
+    return out
+
+
+def set_setting(db: sqlite_utils.Database, *, key: str, value: Any, actor: str) -> Any:
+    """Validate and store one setting, with an audit entry. Raises InvalidInput."""
+    from services.audit import record
+
+    clean = _validate(key, value)
+    with db.atomic():
+        db.execute(
+            "INSERT INTO settings (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, "
+            "updated_by = excluded.updated_by",
+            [key, json.dumps(clean), now_iso(), actor],
+        )
+        record(db, actor=actor, action="setting.change", target=key, detail={"value": clean})
+    return clean

@@ -1,0 +1,59 @@
+"""Seed a small demo workspace from photos that ship inside installed packages (never ../shared)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from services import ingest, jobs
+from services.config import Workspace
+from services.errors import NotFound
+from services.storage import ObjectStore
+
+# (package, file inside its data folder, review type, review id)
+DEMO_PHOTOS = [
+    ("skimage", "data/astronaut.png", "style", "demo-style-1"),
+    ("skimage", "data/coffee.png", "product", "demo-product-1"),
+    ("skimage", "data/chelsea.png", "product", "demo-product-2"),
+    ("skimage", "data/rocket.jpg", "product", "demo-product-3"),
+    ("skimage", "data/motorcycle_left.png", "product", "demo-product-4"),
+    ("sklearn", "datasets/images/china.jpg", "style", "demo-style-2"),
+    ("sklearn", "datasets/images/flower.jpg", "product", "demo-product-5"),
+]
+
+
+def _package_file(package: str, rel: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / rel
+    return path if path.exists() else None
+
+
+def seed(ws: Workspace, *, actor: str) -> dict[str, Any]:
+    """Copy the demo photos into the workspace, ingest them as reviews and classify them.
+
+    Raises NotFound when none of the packages that ship the photos is installed.
+    """
+    store = ObjectStore()
+    records = []
+    for package, rel, review_type, review_id in DEMO_PHOTOS:
+        src = _package_file(package, rel)
+        if src is None:
+            continue
+        dst = ws.objects_dir / "demo" / Path(rel).name
+        if not dst.exists():
+            store.write(str(dst), src.read_bytes())
+        records.append({"review_id": review_id, "review_type": review_type, "image_uris": [str(dst)],
+                        "product": Path(rel).stem, "user_id": "demo-user", "text": f"Demo review with {Path(rel).name}"})
+    if not records:
+        raise NotFound("no demo photos found: scikit-image and scikit-learn are not installed")
+    manifest = ws.objects_dir / "demo" / "reviews.jsonl"
+    store.write(str(manifest), "".join(json.dumps(r) + "\n" for r in records).encode())
+    db = ws.db()
+    report = ingest.ingest_manifest(db, uri=str(manifest), store=store, actor=actor)
+    job_id = jobs.create_job(db, kind="classify", params={"source": "demo"}, actor=actor)
+    jobs.run_job(ws, job_id=job_id)
+    return {"photos": len(records), "ingest": report.as_dict(), "classify_job": jobs.get_job(db, job_id)["state"]}

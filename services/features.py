@@ -1,0 +1,67 @@
+"""Images -> features: decode at reduced size, embed with the backbone, person cues on demand.
+
+``FeatureExtractor`` holds the heavy models; one per process (``FeatureExtractor.shared``).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from services import images as imgs
+from services.embedder import BACKBONE, Embedder, preprocess
+from services.person_cues import CUE_NAMES, FaceDetector, cues_from_faces
+
+DECODE_SIDE = 448  # enough for 224-px letterboxing and for finding faces in full-length shots
+
+_shared: dict[str, FeatureExtractor] = {}
+_shared_lock = threading.Lock()
+
+
+class FeatureExtractor:
+    backbone = BACKBONE
+
+    def __init__(self, models_dir: Path) -> None:
+        self.embedder = Embedder(models_dir)
+        self._faces: FaceDetector | None = None
+        self._faces_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, models_dir: Path) -> FeatureExtractor:
+        """The process-wide extractor for ``models_dir`` (loaded on first use)."""
+        onnx = Path(models_dir) / f"{BACKBONE}.onnx"
+        key = str(onnx.resolve() if onnx.exists() else Path(models_dir).resolve())
+        with _shared_lock:
+            if key not in _shared:
+                _shared[key] = cls(Path(models_dir))
+            return _shared[key]
+
+    @property
+    def faces(self) -> FaceDetector:
+        with self._faces_lock:
+            if self._faces is None:
+                self._faces = FaceDetector()
+            return self._faces
+
+    @staticmethod
+    def decode(data: bytes, *, max_pixels: int) -> Image.Image:
+        """Upright RGB at reduced size. Raises ImageError."""
+        return imgs.decode(data, max_side=DECODE_SIDE, max_pixels=max_pixels)
+
+    def embed(self, pictures: list[Image.Image]) -> np.ndarray:
+        """(N, 1280) float32 embeddings."""
+        if not pictures:
+            return np.zeros((0, 1280), dtype=np.float32)
+        emb, _ = self.embedder.run(np.stack([preprocess(p) for p in pictures]))
+        return emb
+
+    def cues(self, pictures: list[Image.Image]) -> np.ndarray:
+        """(N, len(CUE_NAMES)) person-geometry cues."""
+        if not pictures:
+            return np.zeros((0, len(CUE_NAMES)), dtype=np.float32)
+        prepared = [FaceDetector.prepare(p) for p in pictures]
+        faces = self.faces.detect(np.stack([b for b, _ in prepared]), [s for _, s in prepared])
+        return np.array([cues_from_faces(f, *p.size) for f, p in zip(faces, pictures)], dtype=np.float32)

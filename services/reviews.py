@@ -1,0 +1,122 @@
+"""Read models for the pages: overview figures, the reviews table, one review's detail."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlite_utils
+
+from services.decisions import LATEST_DECISIONS, review_outcomes
+from services.errors import NotFound
+
+
+def overview(db: sqlite_utils.Database) -> dict[str, Any]:
+    """Totals and per-day counts: photos in, decided automatically, in the queue, failed, credits granted."""
+    totals = dict(db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
+    auto = db.execute(
+        f"SELECT COUNT(*) FROM ({LATEST_DECISIONS}) d WHERE d.source = 'auto'"
+    ).fetchone()[0]
+    human = db.execute(f"SELECT COUNT(*) FROM ({LATEST_DECISIONS}) d WHERE d.source = 'human'").fetchone()[0]
+    outcomes = review_outcomes(db)
+    granted = sum(1 for o in outcomes.values() if o["credit"] is True)
+    per_day = list(
+        db.query(
+            f"""
+            SELECT substr(i.created_at, 1, 10) AS day, COUNT(*) AS photos_in,
+                   SUM(d.source = 'auto') AS decided_automatically,
+                   SUM(d.source = 'human') AS decided_by_people,
+                   SUM(i.status = 'queued') AS in_queue,
+                   SUM(i.status = 'failed') AS failed
+            FROM images i LEFT JOIN ({LATEST_DECISIONS}) d ON d.image_id = i.id
+            GROUP BY day ORDER BY day
+            """
+        )
+    )
+    credits_per_day: dict[str, int] = {}
+    if outcomes:
+        for rid, day in db.execute("SELECT id, substr(submitted_at, 1, 10) FROM reviews"):
+            if outcomes.get(rid, {}).get("credit") is True:
+                credits_per_day[day] = credits_per_day.get(day, 0) + 1
+    return {
+        "photos": sum(totals.values()),
+        "pending": totals.get("pending", 0),
+        "queued": totals.get("queued", 0),
+        "decided": totals.get("decided", 0),
+        "failed": totals.get("failed", 0),
+        "decided_automatically": auto,
+        "decided_by_people": human,
+        "reviews": len(outcomes),
+        "credits_granted": granted,
+        "per_day": per_day,
+        "credits_per_day": [{"day": d, "credits_granted": n} for d, n in sorted(credits_per_day.items())],
+    }
+
+
+SORTABLE = {"submitted_at", "review_id", "confidence", "label", "status"}
+
+
+def list_images(
+    db: sqlite_utils.Database,
+    *,
+    review_type: str | None = None,
+    status: str | None = None,
+    label: str | None = None,
+    source: str | None = None,
+    search: str = "",
+    sort: str = "submitted_at",
+    descending: bool = True,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """One row per photo with its review, latest prediction and decision; returns (page, total matches)."""
+    where, params = [], []
+    for column, value in (("r.review_type", review_type), ("i.status", status), ("d.label", label), ("d.source", source)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if search:
+        where.append("(r.id LIKE ? OR r.product LIKE ? OR r.user_id LIKE ?)")
+        params += [f"%{search}%"] * 3
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    order = sort if sort in SORTABLE else "submitted_at"
+    base = f"""
+        FROM images i JOIN reviews r ON r.id = i.review_id
+        LEFT JOIN ({LATEST_DECISIONS}) d ON d.image_id = i.id
+        LEFT JOIN predictions p ON p.id = (SELECT MAX(id) FROM predictions WHERE image_id = i.id)
+        {clause}
+    """
+    total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
+    rows = list(
+        db.query(
+            f"""SELECT i.id AS image_id, r.id AS review_id, r.review_type, r.product, r.user_id, r.submitted_at,
+                   i.uri, i.sha256, i.status, i.queue_reason, i.error, p.label AS predicted, p.confidence,
+                   d.label, d.credit, d.reason, d.source
+            {base} ORDER BY {order} {'DESC' if descending else 'ASC'}, i.id LIMIT ? OFFSET ?""",
+            params + [limit, offset],
+        )
+    )
+    return rows, total
+
+
+def review_detail(db: sqlite_utils.Database, review_id: str) -> dict[str, Any]:
+    """A review, its photos with predictions and full decision history, and its credit outcome. Raises NotFound."""
+    rows = list(db.query("SELECT * FROM reviews WHERE id = ?", [review_id]))
+    if not rows:
+        raise NotFound(f"review '{review_id}' does not exist")
+    review = rows[0]
+    photos = []
+    for img in db.query("SELECT * FROM images WHERE review_id = ? ORDER BY id", [review_id]):
+        preds = list(
+            db.query(
+                "SELECT p.*, mv.name AS model_version FROM predictions p JOIN model_versions mv "
+                "ON mv.id = p.model_version_id WHERE image_id = ? ORDER BY p.id DESC",
+                [img["id"]],
+            )
+        )
+        for p in preds:
+            p["probabilities"] = json.loads(p["probabilities"])
+        history = list(db.query("SELECT * FROM decisions WHERE image_id = ? ORDER BY id DESC", [img["id"]]))
+        photos.append({**img, "predictions": preds, "decisions": history})
+    outcome = review_outcomes(db, review_ids=[review_id]).get(review_id, {"credit": None, "reason": ""})
+    return {"review": review, "photos": photos, "outcome": outcome}

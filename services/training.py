@@ -1,0 +1,330 @@
+"""Labelled examples and training the head.
+
+Labels come from a folder per class, a SageMaker Ground Truth image-classification manifest, or
+inspectors' decisions. Training computes features, reports stratified k-fold cross-validated
+per-class precision, recall, F1, a confusion matrix and calibration, suggests per-class thresholds
+for a target accuracy, fits the head on everything and saves a model version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from services.audit import record
+from services.classify import classify_pictures
+from services.clock import now_iso
+from services.config import CLASSES, Workspace, get_settings
+from services.decisions import LATEST_DECISIONS
+from services.errors import ConsoleError, InvalidInput, ModelError
+from services.features import FeatureExtractor
+from services.head import Head, fit_head
+from services.ingest import IMAGE_SUFFIXES
+from services.jobs import BaseKind
+from services.registry import save_version
+from services.storage import ObjectStore
+
+TARGET_ACCURACY = 0.98
+
+
+def _add_labels(db: sqlite_utils.Database, items: list[tuple[str, str]], *, source: str, store: ObjectStore) -> dict[str, Any]:
+    added, failed = 0, []
+
+    def read(uri: str) -> str | None:
+        try:
+            return hashlib.sha256(store.read(uri)).hexdigest()
+        except ConsoleError as exc:
+            failed.append({"uri": uri, "reason": str(exc)})
+            return None
+
+    with ThreadPoolExecutor(8) as pool:
+        shas = list(pool.map(read, [u for u, _ in items]))
+    with db.atomic():
+        for (uri, label), sha in zip(items, shas):
+            if sha is None:
+                continue
+            cur = db.execute(
+                "INSERT INTO labels (uri, sha256, label, source, imported_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(sha256, source) DO UPDATE SET label = excluded.label, uri = excluded.uri "
+                "WHERE labels.label != excluded.label",
+                [uri, sha, label, source, now_iso()],
+            )
+            added += cur.rowcount
+    return {"labels_added_or_changed": added, "failed": failed}
+
+
+def import_folder(db: sqlite_utils.Database, *, root: str, store: ObjectStore, actor: str) -> dict[str, Any]:
+    """Import ``root/<class>/<photo>`` as labels. Raises InvalidInput if no class folder is found."""
+    items, skipped = [], set()
+    for obj in store.list(root, suffixes=IMAGE_SUFFIXES):
+        parts = obj.key.split("/")
+        if len(parts) < 2:
+            continue
+        if parts[0] not in CLASSES:
+            skipped.add(parts[0])
+            continue
+        items.append((obj.uri, parts[0]))
+    if not items:
+        raise InvalidInput(f"no photos found in class folders under {root} (expected {', '.join(CLASSES)})")
+    out = _add_labels(db, items, source="folder", store=store)
+    out["photos"] = len(items)
+    out["ignored_folders"] = sorted(skipped)
+    record(db, actor=actor, action="labels.import", target=root, detail={"photos": len(items)})
+    return out
+
+
+def import_groundtruth(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, actor: str) -> dict[str, Any]:
+    """Import a Ground Truth image-classification manifest; bad lines are reported, others load.
+
+    The label attribute is the key with a ``-metadata`` twin holding ``class-name``.
+    Raises InvalidInput if no line can be used.
+    """
+    items, errors = [], []
+    for n, line in enumerate(store.read(uri).decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            src = rec["source-ref"]
+            meta_keys = [k for k in rec if k.endswith("-metadata") and isinstance(rec[k], dict)]
+            names = [rec[k].get("class-name") for k in meta_keys if rec[k].get("class-name")]
+            if not names:
+                raise KeyError("class-name")
+            if names[0] not in CLASSES:
+                raise ValueError(f"class '{names[0]}' is not one of {', '.join(CLASSES)}")
+            items.append((src, names[0]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            errors.append({"line": n, "reason": f"{type(exc).__name__}: {exc}"})
+    if not items:
+        raise InvalidInput(f"{uri}: no usable Ground Truth lines ({len(errors)} bad)")
+    out = _add_labels(db, items, source="groundtruth", store=store)
+    out["lines"], out["errors"] = len(items) + len(errors), errors
+    record(db, actor=actor, action="labels.import", target=uri, detail={"lines": len(items)})
+    return out
+
+
+def training_examples(db: sqlite_utils.Database, *, include_decisions: bool = True) -> list[dict[str, Any]]:
+    """One example per photo (sha256): the latest human decision wins over imported labels."""
+    examples: dict[str, dict[str, Any]] = {}
+    for row in db.query("SELECT uri, sha256, label, source FROM labels ORDER BY id"):
+        examples[row["sha256"]] = dict(row)
+    if include_decisions:
+        sql = (
+            f"SELECT i.uri, i.sha256, d.label, 'decision' AS source FROM ({LATEST_DECISIONS}) d "
+            "JOIN images i ON i.id = d.image_id WHERE d.source = 'human' AND i.sha256 IS NOT NULL"
+        )
+        for row in db.query(sql):
+            examples[row["sha256"]] = dict(row)
+    return list(examples.values())
+
+
+def _features(ws: Workspace, db: sqlite_utils.Database, examples: list[dict[str, Any]], store: ObjectStore):  # type: ignore[no-untyped-def]
+    """Embeddings and cues per example (cached by sha256 in the embeddings table); drops unreadable ones."""
+    extractor = FeatureExtractor.shared(ws.models_dir)
+    max_pixels = get_settings(db)["max_pixels"]
+    cached = {
+        r["sha256"]: r
+        for r in db.query("SELECT sha256, vector, cues FROM embeddings WHERE backbone = ?", [extractor.backbone])
+    }
+    keep, emb, cues, failed = [], [], [], []
+    todo = [e for e in examples if not (e["sha256"] in cached and cached[e["sha256"]]["cues"])]
+
+    def load(e: dict[str, Any]):  # type: ignore[no-untyped-def]
+        try:
+            return FeatureExtractor.decode(store.read(e["uri"]), max_pixels=max_pixels)
+        except ConsoleError as exc:
+            failed.append({"uri": e["uri"], "reason": str(exc)})
+            return None
+
+    fresh: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    with ThreadPoolExecutor(4) as pool:
+        for i in range(0, len(todo), 32):
+            part = todo[i : i + 32]
+            pics = list(pool.map(load, part))
+            ok = [(e, p) for e, p in zip(part, pics) if p is not None]
+            if not ok:
+                continue
+            vecs = extractor.embed([p for _, p in ok])
+            cue = extractor.cues([p for _, p in ok])
+            for (e, _), v, c in zip(ok, vecs, cue):
+                fresh[e["sha256"]] = (v, c)
+    now = now_iso()
+    with db.atomic():
+        for sha, (v, c) in fresh.items():
+            db.execute(
+                "INSERT INTO embeddings (sha256, backbone, vector, cues, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(sha256, backbone) DO UPDATE SET cues = excluded.cues",
+                [sha, extractor.backbone, v.astype(np.float32).tobytes(), json.dumps(c.tolist()), now],
+            )
+    for e in examples:
+        sha = e["sha256"]
+        if sha in fresh:
+            v, c = fresh[sha]
+        elif sha in cached and cached[sha]["cues"]:
+            v = np.frombuffer(cached[sha]["vector"], dtype=np.float32)
+            c = np.array(json.loads(cached[sha]["cues"]), dtype=np.float32)
+        else:
+            continue
+        keep.append(e)
+        emb.append(v)
+        cues.append(c)
+    return keep, np.array(emb), np.array(cues), failed
+
+
+def suggest_thresholds(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target: float) -> dict[str, float]:
+    """Per class, the lowest threshold whose automatic decisions (predicted that class) reach ``target``."""
+    pred = np.array(classes)[proba.argmax(1)]
+    conf = proba.max(1)
+    out = {}
+    for cls in classes:
+        mask = pred == cls
+        best = 1.0
+        for t in sorted(set(np.round(conf[mask], 4).tolist()), reverse=True):
+            sel = mask & (conf >= t)
+            if (y[sel] == cls).mean() >= target:
+                best = t
+            else:
+                break
+        out[cls] = float(min(max(best, 0.5), 1.0))
+    return out
+
+
+def cross_validate(emb: np.ndarray, cues: np.ndarray, y: np.ndarray, *, folds: int, c: float, seed: int = 0) -> dict[str, Any]:
+    """Stratified k-fold out-of-fold metrics for the two-stage head."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from sklearn.model_selection import StratifiedKFold
+
+    classes = sorted(set(y.tolist()))
+    proba = np.zeros((len(y), len(classes)))
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(emb, y):
+        head = fit_head(emb[tr], y[tr], cues[tr], c=c, seed=seed)
+        p = head.predict_proba(emb[te], lambda idx, te=te: cues[te][idx])
+        for j, k in enumerate(head.classes):
+            proba[te, classes.index(k)] = p[:, j]
+    pred = np.array(classes)[proba.argmax(1)]
+    prec, rec, f1, support = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    conf = proba.max(1)
+    bins = np.linspace(0, 1, 11)
+    ece = 0.0
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.mean() * abs((pred[sel] == y[sel]).mean() - conf[sel].mean())
+    return {
+        "folds": folds,
+        "classes": classes,
+        "per_class": {
+            k: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, k in enumerate(classes)
+        },
+        "macro_f1": float(np.mean(f1)),
+        "accuracy": float((pred == y).mean()),
+        "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist(),
+        "expected_calibration_error": float(ece),
+        "_proba": proba,
+    }
+
+
+def train(
+    ws: Workspace,
+    db: sqlite_utils.Database,
+    *,
+    actor: str,
+    folds: int = 5,
+    c: float = 1.0,
+    activate: bool = True,
+    target_accuracy: float = TARGET_ACCURACY,
+) -> dict[str, Any]:
+    """Train on every labelled example, cross-validate, save (and by default activate) a version.
+
+    Raises ModelError when there are too few examples to train or cross-validate.
+    """
+    settings = get_settings(db)
+    store = ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None)
+    examples = training_examples(db)
+    if not examples:
+        raise ModelError("no labelled photos yet: import a folder per class or a Ground Truth manifest first")
+    kept, emb, cues, failed = _features(ws, db, examples, store)
+    y = np.array([e["label"] for e in kept])
+    counts = {k: int((y == k).sum()) for k in sorted(set(y.tolist()))}
+    if len(counts) < 2:
+        raise ModelError(f"training needs at least two classes with photos; have {counts}")
+    k = min(folds, min(counts.values()))
+    if k < 2:
+        raise ModelError(f"every class needs at least 2 photos for cross-validation; have {counts}")
+    cv = cross_validate(emb, cues, y, folds=k, c=c)
+    proba = cv.pop("_proba")
+    thresholds = suggest_thresholds(y, proba, cv["classes"], target=target_accuracy)
+    auto = np.zeros(len(y), dtype=bool)
+    pred = np.array(cv["classes"])[proba.argmax(1)]
+    for cls, t in thresholds.items():
+        auto |= (pred == cls) & (proba.max(1) >= t)
+    cv["at_suggested_thresholds"] = {
+        "automatic_share": float(auto.mean()),
+        "automatic_accuracy": float((pred[auto] == y[auto]).mean()) if auto.any() else None,
+    }
+    head = fit_head(emb, y, cues, c=c)
+    sources: dict[str, int] = {}
+    for e in kept:
+        sources[e["source"]] = sources.get(e["source"], 0) + 1
+    version_id = save_version(
+        db,
+        head=head,
+        models_dir=ws.models_dir,
+        backbone=FeatureExtractor.backbone,
+        hyperparams={"C": c, "folds": k, "person_stage": head.person is not None},
+        metrics=cv,
+        thresholds=thresholds,
+        training_data={"examples": len(kept), "per_class": counts, "sources": sources, "unreadable": failed[:100]},
+        activate=activate,
+        actor=actor,
+    )
+    return {"model_version_id": version_id, "examples": len(kept), "per_class": counts, "unreadable": len(failed),
+            "suggested_thresholds": thresholds, **{k2: v for k2, v in cv.items() if k2 != "classes"}}
+
+
+def classify_one(ws: Workspace, db: sqlite_utils.Database, *, data: bytes, head: Head) -> dict[str, float]:
+    """Probabilities for one photo's bytes (used by the demo and tests). Raises ImageError."""
+    extractor = FeatureExtractor.shared(ws.models_dir)
+    pic = FeatureExtractor.decode(data, max_pixels=get_settings(db)["max_pixels"])
+    _, proba, _ = classify_pictures(extractor, head, [pic])
+    return dict(zip(head.classes, proba[0].tolist()))
+
+
+class TrainKind(BaseKind):
+    """Training as a background job (one item)."""
+
+    name = "train"
+    batch_size = 1
+
+    def list_items(self, ctx: Any) -> list[str]:
+        return ["train"]
+
+    def compute(self, ctx: Any, items: list[str]) -> dict[str, Any]:
+        try:
+            ctx.state["result"] = train(ctx.ws, ctx.db, actor=ctx.actor, folds=int(ctx.params.get("folds", 5)),
+                                        c=float(ctx.params.get("c", 1.0)), activate=bool(ctx.params.get("activate", True)))
+            return {"train": None}
+        except ConsoleError as exc:
+            return {"train": str(exc)}
+
+    def write(self, ctx: Any, computed: dict[str, Any]) -> dict[str, str | None]:
+        return computed
+
+    def finish(self, ctx: Any) -> dict[str, Any]:
+        res = ctx.state.get("result") or {}
+        return {k: v for k, v in res.items() if k in ("model_version_id", "examples", "per_class", "macro_f1", "accuracy")}
+
+
+def _register() -> None:
+    from services import jobs
+
+    jobs.register(TrainKind())
+
+
+_register()

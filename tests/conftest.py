@@ -1,0 +1,82 @@
+"""Fixtures: a fresh workspace per test, the real models shared per session, real sample photos."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from services.config import DATA_DIR_ENV, Workspace
+from services.embedder import BACKBONE, export_onnx
+
+pytest_plugins = ["tests.conftest_s3"]
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+SAMPLES = SHARED / "samples" / "reviews"
+
+os.environ.setdefault("REVIEW_CONSOLE_WORKER", "off")  # tests run jobs explicitly, never on a hidden thread
+
+
+@pytest.fixture(scope="session")
+def backbone_onnx(tmp_path_factory) -> Path:
+    """The backbone exported once per test session (the same export the app does on first use)."""
+    return export_onnx(tmp_path_factory.mktemp("models") / f"{BACKBONE}.onnx")
+
+
+@pytest.fixture
+def ws(tmp_path, backbone_onnx, monkeypatch) -> Workspace:
+    """A fresh, empty workspace with its own database; the exported backbone is linked in."""
+    workspace = Workspace.open(tmp_path / "ws")
+    (workspace.models_dir / backbone_onnx.name).symlink_to(backbone_onnx)
+    monkeypatch.setenv(DATA_DIR_ENV, str(workspace.root))
+    return workspace
+
+
+@pytest.fixture
+def db(ws):
+    conn = ws.db()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    """../shared/samples/reviews, or a clean skip when this checkout has no shared folder."""
+    if not SAMPLES.is_dir():
+        pytest.skip(f"sample photos not found at {SAMPLES} (a fresh clone has no ../shared)")
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory, backbone_onnx, samples) -> Path:
+    """A workspace with the sample labels imported and a model trained once per session."""
+    from services.storage import ObjectStore
+    from services.training import import_folder, train
+
+    root = tmp_path_factory.mktemp("trained") / "ws"
+    template = Workspace.open(root)
+    (template.models_dir / backbone_onnx.name).symlink_to(backbone_onnx)
+    conn = template.db()
+    import_folder(conn, root=str(samples), store=ObjectStore(), actor="test")
+    train(template, conn, actor="test")
+    conn.close()
+    return root
+
+
+@pytest.fixture
+def trained_ws(tmp_path, trained_template, monkeypatch) -> Workspace:
+    """A fresh copy of the trained workspace for this test."""
+    root = tmp_path / "trained"
+    shutil.copytree(trained_template, root, symlinks=True)
+    monkeypatch.setenv(DATA_DIR_ENV, str(root))
+    return Workspace(root)
+
+
+def jpeg_bytes(size=(64, 48), color=(200, 30, 30), **save) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="JPEG", **save)
+    return out.getvalue()
