@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,8 @@ def export_onnx(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     model = _Backbone().eval()
     tmp = path.with_suffix(".tmp.onnx")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notes; dynamo=False is deliberate
         torch.onnx.export(
             model,
             torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE),

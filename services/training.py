@@ -184,13 +184,13 @@ def suggest_thresholds(y: np.ndarray, proba: np.ndarray, classes: list[str], *, 
     for cls in classes:
         mask = pred == cls
         best = 1.0
-        for t in sorted(set(np.round(conf[mask], 4).tolist()), reverse=True):
+        for t in sorted(set(conf[mask].tolist()), reverse=True):
             sel = mask & (conf >= t)
             if (y[sel] == cls).mean() >= target:
                 best = t
             else:
                 break
-        out[cls] = float(min(max(best, 0.5), 1.0))
+        out[cls] = float(min(max(np.floor(best * 1e4) / 1e4, 0.5), 1.0))  # floor: never above the example
     return out
 
 

@@ -1,0 +1,49 @@
+import sqlite3
+
+import pytest
+
+from db.database import connect
+from db.migrations import MIGRATIONS, apply_migrations
+
+
+def test_fresh_database_gets_every_table_wal_and_records_migrations(tmp_path):
+    db = connect(tmp_path / "c.db")
+    tables = set(db.table_names())
+    assert {"reviews", "images", "predictions", "decisions", "model_versions", "jobs", "job_items",
+            "settings", "audit_log", "labels", "embeddings"} <= tables
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations")] == [name for name, _ in MIGRATIONS]
+
+
+def test_migrations_apply_once(tmp_path):
+    db = connect(tmp_path / "c.db")
+    assert apply_migrations(db) == []
+    db.close()
+    again = connect(tmp_path / "c.db")  # reopening applies nothing and keeps data
+    assert apply_migrations(again) == []
+
+
+def test_decisions_and_audit_log_are_append_only(tmp_path):
+    db = connect(tmp_path / "c.db")
+    db.execute("INSERT INTO reviews (id, review_type) VALUES ('r1', 'product')")
+    db.execute("INSERT INTO images (id, review_id, uri, status) VALUES (1, 'r1', 'a.jpg', 'queued')")
+    db.execute("INSERT INTO decisions (image_id, label, credit, source) VALUES (1, 'product', 1, 'human')")
+    db.execute("INSERT INTO audit_log (actor, action) VALUES ('a', 'x')")
+    for sql in ("UPDATE decisions SET label = 'package'", "DELETE FROM decisions",
+                "UPDATE audit_log SET actor = 'b'", "DELETE FROM audit_log"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute(sql)
+
+
+def test_a_failing_migration_rolls_back(tmp_path, monkeypatch):
+    db = connect(tmp_path / "c.db")
+
+    def broken(d):
+        d.execute("CREATE TABLE half_done (x)")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("db.migrations.MIGRATIONS", MIGRATIONS + [("m999_broken", broken)])
+    with pytest.raises(RuntimeError):
+        apply_migrations(db)
+    assert "half_done" not in db.table_names()
+    assert db.execute("SELECT COUNT(*) FROM _migrations WHERE name = 'm999_broken'").fetchone()[0] == 0
