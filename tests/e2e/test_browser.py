@@ -1,0 +1,88 @@
+"""End to end in a real browser: the app served by streamlit, driven by Playwright in Debian's Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from services.ingest import ingest_manifest
+from services.storage import ObjectStore
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not os.path.exists(CHROMIUM):
+    pytest.skip("Chromium not found (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(ws, tmp_path):
+    db = ws.db()
+    photos = []
+    for i, color in enumerate([(200, 40, 40), (40, 200, 40)]):
+        path = tmp_path / f"p{i}.jpg"
+        Image.new("RGB", (320, 240), color).save(path)
+        photos.append(path)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"review_id": f"r{i}", "review_type": "product", "image_uris": [str(p)],
+                                            "text": "great **product**"}) + "\n" for i, p in enumerate(photos)))
+    ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="test")
+    db.execute("UPDATE images SET status = 'queued', queue_reason = 'no_model'")
+    port = _free_port()
+    env = {**os.environ, "REVIEW_CONSOLE_DATA_DIR": str(ws.root), "REVIEW_CONSOLE_WORKER": "off"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(proc.stdout.read().decode())
+            time.sleep(0.2)  # polling a starting server's port, not waiting for app state
+    yield f"http://127.0.0.1:{port}", db
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_inspector_labels_a_queued_photo_in_the_browser(server):
+    url, db = server
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page()
+        page.goto(url + "/queue")
+        page.get_by_text("2 photos waiting").wait_for(timeout=60_000)
+        page.get_by_text("no model had been trained").wait_for()
+        page.get_by_text("great **product**").wait_for()  # customer text shown verbatim, not as markdown
+        page.get_by_role("radiogroup").get_by_text("product", exact=True).click()
+        page.get_by_text("Credit rule: photo is a product shot").wait_for()
+        page.get_by_role("button", name="Submit label").click()
+        page.get_by_text("1 photos waiting").wait_for(timeout=30_000)
+        page.goto(url + "/")
+        page.get_by_text("Decided by people").wait_for(timeout=60_000)
+        browser.close()
+    rows = db.execute("SELECT label, source, credit FROM decisions").fetchall()
+    assert rows == [("product", "human", 1)]
