@@ -25,7 +25,7 @@ from services.audit import record
 from services.clock import now_iso, parse_time
 from services.config import get_settings
 from services.errors import ConsoleError, InvalidInput
-from services.jobs import BaseKind
+from services.jobs import SingleTaskKind
 from services.storage import ObjectStore
 
 REQUIRED = ("review_id", "review_type", "image_uris")
@@ -226,6 +226,7 @@ def _load_chunk(db, rows, store, pool, batch, max_pixels, report) -> None:  # ty
     for uri, res in zip(todo, pool.map(lambda u: _read_and_hash(store, u, max_pixels), list(todo))):
         cache[uri] = res
     now = now_iso()
+    seen: set[tuple[str, str]] = set()  # (review, URI) already handled in this chunk: a repeat is a duplicate
     with db.atomic():
         for r in rows:
             cur = db.execute(
@@ -236,10 +237,19 @@ def _load_chunk(db, rows, store, pool, batch, max_pixels, report) -> None:  # ty
             report.reviews_added += cur.rowcount
             for uri in r.image_uris:
                 status = known.get((r.review_id, uri))
-                if status is not None and status != "failed":
+                if (status is not None and status != "failed") or (r.review_id, uri) in seen:
                     report.duplicates += 1
                     continue
+                seen.add((r.review_id, uri))
                 sha, size, w, h, error = cache[uri]
+                if status == "failed" and sha and db.execute(
+                    "SELECT 1 FROM images WHERE review_id = ? AND sha256 = ? AND uri != ?", [r.review_id, sha, uri]
+                ).fetchone():
+                    # readable now, and the same bytes as another photo of this review: keep the photo once
+                    # (as a first import would), instead of breaking the unique (review, sha256) index
+                    db.execute("DELETE FROM images WHERE review_id = ? AND uri = ?", [r.review_id, uri])
+                    report.duplicates += 1
+                    continue
                 if status == "failed":
                     report.images_retried += 1
                     db.execute(
@@ -287,33 +297,22 @@ def ingest_listing(
     return ingest_rows(db, rows=rows, store=store, batch=prefix_uri, actor=actor)
 
 
-class IngestKind(BaseKind):
-    """Ingest as a background job: one item, the source (manifest, folder or prefix)."""
+class IngestKind(SingleTaskKind):
+    """Ingest as a background job: a manifest, or a folder or prefix of photos."""
 
     name = "ingest"
-    batch_size = 1
 
-    def list_items(self, ctx: Any) -> list[str]:
+    def items_for(self, ctx: Any) -> list[str]:
         return [ctx.params.get("manifest") or ctx.params["prefix"]]
 
-    def compute(self, ctx: Any, items: list[str]) -> dict[str, Any]:
+    def run(self, ctx: Any, item: str) -> dict[str, Any]:
         store = ObjectStore(endpoint_url=get_settings(ctx.db)["s3_endpoint_url"] or None)
-        try:
-            if ctx.params.get("manifest"):
-                report = ingest_manifest(ctx.db, uri=ctx.params["manifest"], store=store, actor=ctx.actor)
-            else:
-                report = ingest_listing(ctx.db, prefix_uri=ctx.params["prefix"], store=store,
-                                        review_type=ctx.params.get("review_type", "product"), actor=ctx.actor)
-        except ConsoleError as exc:
-            return {"item": items[0], "error": str(exc)}
-        ctx.state["report"] = report.as_dict()
-        return {"item": items[0], "error": None}
-
-    def write(self, ctx: Any, computed: dict[str, Any]) -> dict[str, str | None]:
-        return {computed["item"]: computed["error"]}
-
-    def finish(self, ctx: Any) -> dict[str, Any]:
-        return ctx.state.get("report", {})
+        if ctx.params.get("manifest"):
+            report = ingest_manifest(ctx.db, uri=item, store=store, actor=ctx.actor)
+        else:
+            report = ingest_listing(ctx.db, prefix_uri=item, store=store,
+                                    review_type=ctx.params.get("review_type", "product"), actor=ctx.actor)
+        return report.as_dict()
 
 
 def _register() -> None:

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import traceback
+from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -71,6 +72,40 @@ class BaseKind:
 
     def close(self, ctx: JobContext) -> None:
         return None
+
+
+class SingleTaskKind(BaseKind, ABC):
+    """A job of one task (an import, a training run): subclasses implement ``run``.
+
+    ``run`` returns the job's result; a ConsoleError it raises fails the item with that message.
+    """
+
+    @abstractmethod
+    def items_for(self, ctx: JobContext) -> list[str]:
+        """The job's single work item (its source)."""
+
+    @abstractmethod
+    def run(self, ctx: JobContext, item: str) -> dict[str, Any]:
+        """Do the task; return the job's result. Raises ConsoleError."""
+
+    def list_items(self, ctx: JobContext) -> list[str]:
+        return self.items_for(ctx)
+
+    def compute(self, ctx: JobContext, items: list[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for item in items:
+            try:
+                ctx.state["result"] = self.run(ctx, item)
+                out[item] = None
+            except ConsoleError as exc:
+                out[item] = str(exc)
+        return out
+
+    def write(self, ctx: JobContext, computed: dict[str, str | None]) -> dict[str, str | None]:
+        return computed
+
+    def finish(self, ctx: JobContext) -> dict[str, Any]:
+        return ctx.state.get("result") or {}
 
 
 KINDS: dict[str, JobKind] = {}

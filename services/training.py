@@ -25,7 +25,7 @@ from services.errors import ConsoleError, InvalidInput, ModelError
 from services.features import FeatureExtractor
 from services.head import Head, fit_head
 from services.ingest import IMAGE_SUFFIXES
-from services.jobs import BaseKind
+from services.jobs import SingleTaskKind
 from services.registry import save_version
 from services.storage import ObjectStore
 
@@ -296,35 +296,40 @@ def classify_one(ws: Workspace, db: sqlite_utils.Database, *, data: bytes, head:
     return dict(zip(head.classes, proba[0].tolist()))
 
 
-class TrainKind(BaseKind):
-    """Training as a background job (one item)."""
+class TrainKind(SingleTaskKind):
+    """Training as a background job."""
 
     name = "train"
-    batch_size = 1
 
-    def list_items(self, ctx: Any) -> list[str]:
+    def items_for(self, ctx: Any) -> list[str]:
         return ["train"]
 
-    def compute(self, ctx: Any, items: list[str]) -> dict[str, Any]:
-        try:
-            ctx.state["result"] = train(ctx.ws, ctx.db, actor=ctx.actor, folds=int(ctx.params.get("folds", 5)),
-                                        c=float(ctx.params.get("c", 1.0)), activate=bool(ctx.params.get("activate", True)))
-            return {"train": None}
-        except ConsoleError as exc:
-            return {"train": str(exc)}
-
-    def write(self, ctx: Any, computed: dict[str, Any]) -> dict[str, str | None]:
-        return computed
-
-    def finish(self, ctx: Any) -> dict[str, Any]:
-        res = ctx.state.get("result") or {}
+    def run(self, ctx: Any, item: str) -> dict[str, Any]:
+        res = train(ctx.ws, ctx.db, actor=ctx.actor, folds=int(ctx.params.get("folds", 5)),
+                    c=float(ctx.params.get("c", 1.0)), activate=bool(ctx.params.get("activate", True)))
         return {k: v for k, v in res.items() if k in ("model_version_id", "examples", "per_class", "macro_f1", "accuracy")}
+
+
+class ImportLabelsKind(SingleTaskKind):
+    """Label import as a background job: a folder per class, or a Ground Truth manifest."""
+
+    name = "import-labels"
+
+    def items_for(self, ctx: Any) -> list[str]:
+        return [ctx.params["source"]]
+
+    def run(self, ctx: Any, item: str) -> dict[str, Any]:
+        store = ObjectStore(endpoint_url=get_settings(ctx.db)["s3_endpoint_url"] or None)
+        if item.endswith((".manifest", ".jsonl", ".json")):
+            return import_groundtruth(ctx.db, uri=item, store=store, actor=ctx.actor)
+        return import_folder(ctx.db, root=item, store=store, actor=ctx.actor)
 
 
 def _register() -> None:
     from services import jobs
 
     jobs.register(TrainKind())
+    jobs.register(ImportLabelsKind())
 
 
 _register()
