@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -17,13 +16,15 @@ def _open(data: bytes, *, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageError("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+        # Pillow only *warns* between its own limit and twice it; the size check below applies the
+        # configured limit (which may be higher than Pillow's), so the warning is not turned into an error.
+        img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError("not an image, or a format we cannot read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("image is too large to decode safely") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"image is too large to decode safely: {exc} (the configured limit is {max_pixels:,} pixels)"
+        ) from None
     except OSError as exc:
         raise ImageError(f"cannot read image: {exc}") from None
     if img.format not in SUPPORTED_FORMATS:
@@ -83,11 +84,13 @@ def decode(data: bytes, *, max_side: int | None = None, max_pixels: int = DEFAUL
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         import numpy as np
 
         arr = np.asarray(img, dtype=np.float64)
-        if arr.max() > 255:  # 16-bit samples
+        # I;16 is 16-bit by definition (a dark photo has small values, it is not 8-bit);
+        # for 32-bit I/F the range is unknown, so large values are taken as 16-bit samples
+        if img.mode.startswith("I;16") or arr.max() > 255:
             arr = arr / 257.0
         return Image.fromarray(np.clip(arr, 0, 255).astype("uint8")).convert("RGB")
     if img.mode == "P" and "transparency" in img.info:

@@ -303,7 +303,10 @@ class IngestKind(SingleTaskKind):
     name = "ingest"
 
     def items_for(self, ctx: Any) -> list[str]:
-        return [ctx.params.get("manifest") or ctx.params["prefix"]]
+        source = ctx.params.get("manifest") or ctx.params.get("prefix")
+        if not source:
+            raise InvalidInput("an ingest job needs a manifest or a folder/S3 prefix to read: neither was given")
+        return [source]
 
     def run(self, ctx: Any, item: str) -> dict[str, Any]:
         store = ObjectStore(endpoint_url=get_settings(ctx.db)["s3_endpoint_url"] or None)
