@@ -82,13 +82,10 @@ def _decode_text(data: bytes) -> tuple[str, set[int]]:
 
 
 def _split_uris(value: Any) -> list[str]:
+    """A JSON list, or text with URIs separated by '|' (commas and semicolons may be part of a key)."""
     if isinstance(value, list):
         return [str(v).strip() for v in value if str(v).strip()]
-    text = str(value or "")
-    for sep in ("|", ";", ","):
-        if sep in text:
-            return [p.strip() for p in text.split(sep) if p.strip()]
-    return [text.strip()] if text.strip() else []
+    return [p.strip() for p in str(value or "").split("|") if p.strip()]
 
 
 def _validate(line: int, raw: dict[str, Any], review_types: Iterable[str]) -> Row:
@@ -128,6 +125,8 @@ def parse_manifest(data: bytes, *, name: str, review_types: Iterable[str]) -> tu
     rows: list[Row] = []
     errors: list[dict[str, Any]] = []
     suffix = PurePosixPath(name.lower()).suffix
+    if suffix == ".json" and text.lstrip().startswith("["):
+        return _parse_json_array(text, review_types)
     if suffix in (".jsonl", ".ndjson", ".json"):
         for n, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
@@ -164,6 +163,23 @@ def parse_manifest(data: bytes, *, name: str, review_types: Iterable[str]) -> tu
             rows.append(_validate(n, rec, review_types))
         except InvalidInput as exc:
             errors.append({"line": n, "reason": str(exc)})
+    return rows, errors
+
+
+def _parse_json_array(text: str, review_types: set[str]) -> tuple[list[Row], list[dict[str, Any]]]:
+    """A .json file holding one array of review objects; errors name the record's position."""
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"not valid JSON at line {exc.lineno}: {exc.msg} (or use JSON Lines: one object per line)") from None
+    rows, errors = [], []
+    for n, rec in enumerate(records, start=1):
+        try:
+            if not isinstance(rec, dict):
+                raise InvalidInput("each record must be a JSON object")
+            rows.append(_validate(n, rec, review_types))
+        except InvalidInput as exc:
+            errors.append({"line": n, "reason": f"record {n}: {exc}"})
     return rows, errors
 
 

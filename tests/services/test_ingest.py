@@ -130,13 +130,28 @@ def test_a_latin1_line_is_reported_the_others_load(name: str) -> None:
 
 
 def test_csv_with_bom_crlf_and_aliases() -> None:
-    data = "\ufeffreview_id,type,images,user\r\nr1,product,a.jpg;b.jpg,u1\r\nr2,style,c.jpg,u2\r\n".encode()
+    data = "\ufeffreview_id,type,images,user\r\nr1,product,a.jpg|b.jpg,u1\r\nr2,style,c.jpg,u2\r\n".encode()
     rows, errors = parse_manifest(data, name="B.CSV", review_types=TYPES)
     assert errors == []
     assert [(r.review_id, r.review_type, r.image_uris, r.user_id) for r in rows] == [
         ("r1", "product", ["a.jpg", "b.jpg"], "u1"),
         ("r2", "style", ["c.jpg"], "u2"),
     ]
+
+
+def test_commas_and_semicolons_stay_inside_a_uri() -> None:
+    data = b'review_id,review_type,image_uris\nr1,product,"s3://b/photo,1;v2.jpg|s3://b/x.jpg"\n'
+    rows, errors = parse_manifest(data, name="m.csv", review_types=TYPES)
+    assert errors == [] and rows[0].image_uris == ["s3://b/photo,1;v2.jpg", "s3://b/x.jpg"]
+
+
+def test_json_array_file_loads_and_names_bad_records() -> None:
+    data = b'[\n {"review_id": "r1", "review_type": "product", "image_uris": ["a.jpg"]},\n {"review_id": ""},\n 7\n]'
+    rows, errors = parse_manifest(data, name="batch.json", review_types=TYPES)
+    assert [r.review_id for r in rows] == ["r1"]
+    assert [e["line"] for e in errors] == [2, 3] and "record 2: review_id is empty" in errors[0]["reason"]
+    with pytest.raises(InvalidInput, match="JSON Lines"):
+        parse_manifest(b"[{", name="batch.json", review_types=TYPES)
 
 
 def test_csv_missing_column_names_it_and_the_found_ones() -> None:
