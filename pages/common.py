@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,14 @@ def thumbnail(uri: str, sha256: str | None, size: int = 256) -> bytes | None:
         return thumbnail_jpeg(store().read(uri), size=size)
     except ConsoleError:
         return None
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md(text: object) -> str:
+    """Escape customer-supplied text for st.markdown, so it shows literally."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
 def show_error(exc: ConsoleError) -> None:

@@ -1,10 +1,13 @@
 """Jobs: import reviews and labels, train, classify; watch progress and cancel."""
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, show_error, workspace
 from services import jobs
+from services.clock import now_iso
 from services.config import get_settings
 from services.errors import ConsoleError
 from services.registry import active_version
@@ -33,7 +36,7 @@ with imp:
     upload = st.file_uploader("Manifest (CSV or JSON Lines)", type=["csv", "jsonl", "ndjson", "json"], key="jobs_upload")
     st.caption("Columns: review_id, review_type, image_uris (separate several with |), product, user_id, submitted_at, text.")
     if st.button("Import uploaded manifest", key="jobs_import_upload", disabled=upload is None):
-        target = ws.objects_dir / "uploads" / upload.name
+        target = ws.objects_dir / "uploads" / f"{now_iso().replace(':', '')}-{Path(upload.name).name}"
         ObjectStore().write(str(target), upload.getvalue())
         launch("ingest", {"manifest": str(target)})
     manifest_uri = st.text_input("…or a manifest path or s3:// URI", key="jobs_manifest_uri")
@@ -51,17 +54,7 @@ with lab:
              "Inspectors' decisions are used too.")
     label_src = st.text_input("Folder or Ground Truth manifest (path or s3://)", key="jobs_label_src")
     if st.button("Import labels", key="jobs_import_labels", disabled=not label_src):
-        from services import training
-
-        try:
-            src = label_src.strip()
-            if src.endswith((".manifest", ".jsonl", ".json")):
-                out = training.import_groundtruth(conn, uri=src, store=ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None), actor=user.name)
-            else:
-                out = training.import_folder(conn, root=src, store=ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None), actor=user.name)
-            st.success(f"Imported labels: {out}")
-        except ConsoleError as exc:
-            show_error(exc)
+        launch("import-labels", {"source": label_src.strip()})
     n_labels = conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
     st.caption(f"{n_labels:,} imported labels in this workspace.")
     if st.button("Train a model", key="jobs_train", disabled=n_labels == 0):

@@ -44,8 +44,12 @@ if stats["per_day"]:
     frame = pd.DataFrame(stats["per_day"]).fillna(0)
     long = frame.melt(id_vars="day", value_vars=["decided_automatically", "decided_by_people", "in_queue", "failed"],
                       var_name="outcome", value_name="photos")
-    st.plotly_chart(px.bar(long, x="day", y="photos", color="outcome", title="Photos per day by outcome"),
-                    key="overview_per_day")
+    colors = {"decided_automatically": "#2e7d32", "decided_by_people": "#1565c0", "in_queue": "#f9a825",
+              "failed": "#c62828"}
+    fig = px.bar(long, x="day", y="photos", color="outcome", title="Photos per day by outcome",
+                 color_discrete_map=colors)
+    fig.update_xaxes(type="category")
+    st.plotly_chart(fig, key="overview_per_day")
 if stats["credits_per_day"]:
     st.plotly_chart(px.line(pd.DataFrame(stats["credits_per_day"]), x="day", y="credits_granted", markers=True,
                             title="Credits granted per day (by review date)"), key="overview_credits")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import current_user, db, show_error, thumbnail
+from pages.common import current_user, db, md, show_error, thumbnail
 from services.config import CLASSES, get_settings
 from services.errors import ConsoleError
 from services.queue import next_item, queue_counts, submit
@@ -35,7 +35,7 @@ if picture:
 else:
     left.error(f"Cannot show {item['uri']}")
 with right:
-    st.markdown(f"**{item['review_type']}** review · product **{item['product'] or '?'}** · user `{item['user_id'] or '?'}`")
+    st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
     st.caption(f"Submitted {item['submitted_at']} · in the queue because: {item['queue_reason'] or 'audit'}")
     if item["text"]:
         st.text(item["text"])

@@ -5,7 +5,7 @@ import base64
 import pandas as pd
 import streamlit as st
 
-from pages.common import db, show_error, thumbnail
+from pages.common import db, md, show_error, thumbnail
 from services.config import CLASSES, get_settings
 from services.errors import ConsoleError
 from services.reviews import list_images, review_detail
@@ -26,10 +26,18 @@ s = st.columns([2, 1, 3])
 sort = s[0].selectbox("Sort by", ["submitted_at", "confidence", "review_id", "label", "status"], key="rv_sort")
 descending = s[1].toggle("Descending", value=True, key="rv_desc")
 
-rows, total = list_images(conn, review_type=review_type, status=status, label=label, source=source, search=search,
-                          sort=sort, descending=descending, limit=PAGE_SIZE,
-                          offset=PAGE_SIZE * (st.session_state.get("rv_page", 1) - 1))
+
+def fetch(page: int) -> tuple[list[dict], int]:
+    return list_images(conn, review_type=review_type, status=status, label=label, source=source, search=search,
+                       sort=sort, descending=descending, limit=PAGE_SIZE, offset=PAGE_SIZE * (page - 1))
+
+
+page = st.session_state.get("rv_page", 1)
+rows, total = fetch(page)
 pages = max(1, -(-total // PAGE_SIZE))
+if page > pages:  # narrower filters left the page number past the end: show the last page that exists
+    st.session_state["rv_page"] = page = pages
+    rows, total = fetch(page)
 s[2].number_input(f"Page (of {pages}; {total:,} photos)", min_value=1, max_value=pages, key="rv_page")
 
 
@@ -83,7 +91,7 @@ if selected:
         st.stop()
     rv, outcome = detail["review"], detail["outcome"]
     credit = {True: "credit granted", False: "no credit", None: "undecided"}[outcome["credit"]]
-    st.markdown(f"**{rv['review_type']}** review of **{rv['product'] or 'unknown product'}** by `{rv['user_id'] or '?'}` "
+    st.markdown(f"**{md(rv['review_type'])}** review of **{md(rv['product'] or 'unknown product')}** by **{md(rv['user_id'] or '?')}** "
                 f"on {rv['submitted_at']}: **{credit}** — {outcome['reason']}")
     if rv["text"]:
         st.text(rv["text"])  # customer text is shown as plain text, never as markdown

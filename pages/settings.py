@@ -14,26 +14,35 @@ user = current_user()
 settings = get_settings(conn)
 
 
-def save(key: str, value) -> None:  # type: ignore[no-untyped-def]
+def save(key: str, value):  # type: ignore[no-untyped-def]
+    """Store one setting; returns the stored value, or None after showing why it was refused."""
     try:
-        set_setting(conn, key=key, value=value, actor=user.name)
+        clean = set_setting(conn, key=key, value=value, actor=user.name)
         st.toast(f"Saved {key.replace('_', ' ')}")
+        return clean
     except ConsoleError as exc:
         show_error(exc)
+        return None
 
 
 st.subheader("Confidence routing")
 st.caption("At or above a class's threshold the model decides; below, the photo goes to the review queue.")
+# thresholds applied from a model version below: move the sliders to them before they are drawn, or the
+# sliders would keep their old positions and the next "Save routing" would silently undo the change
+for cls, applied_value in (st.session_state.pop("set_thr_applied", None) or {}).items():
+    st.session_state[f"set_thr_{cls}"] = float(applied_value)
 with st.form("thresholds_form"):
     cols = st.columns(len(CLASSES))
     thresholds = {
-        c: cols[i].slider(c.replace("_", " "), 0.0, 1.0, float(settings["thresholds"][c]), 0.01, key=f"set_thr_{c}")
+        c: cols[i].slider(c.replace("_", " "), 0.0, 1.0,
+                          None if f"set_thr_{c}" in st.session_state else float(settings["thresholds"][c]), 0.01,
+                          key=f"set_thr_{c}")
         for i, c in enumerate(CLASSES)
     }
     audit = st.slider("Audit share of automatic decisions also sent to people", 0.0, 0.2,
                       float(settings["audit_rate"]), 0.005, format="%.3f", key="set_audit")
     hide = st.toggle("Hide the model's suggestion from inspectors (avoids anchoring)", settings["hide_suggestion"], key="set_hide")
-    if st.form_submit_button("Save routing"):
+    if st.form_submit_button("Save routing", key="set_save_routing"):
         save("thresholds", thresholds)
         save("audit_rate", audit)
         save("hide_suggestion", hide)
@@ -54,7 +63,7 @@ with st.form("rules_form"):
     new_type = st.text_input("Add a review type", key="set_rule_new")
     if new_type.strip():
         rules[new_type.strip()] = {"classes": ["product"], "mode": "any"}
-    if st.form_submit_button("Save credit rules"):
+    if st.form_submit_button("Save credit rules", key="set_save_rules"):
         save("credit_rules", rules)
 
 st.subheader("Storage and limits")
@@ -63,7 +72,7 @@ with st.form("limits_form"):
                                  1_000_000, key="set_max_pixels")
     endpoint = st.text_input("S3 endpoint URL (empty for AWS; set for S3-compatible servers)", settings["s3_endpoint_url"],
                              key="set_endpoint")
-    if st.form_submit_button("Save storage and limits"):
+    if st.form_submit_button("Save storage and limits", key="set_save_limits"):
         save("max_pixels", int(max_pixels))
         save("s3_endpoint_url", endpoint)
 
@@ -92,4 +101,7 @@ for v in versions:
             except ConsoleError as exc:
                 show_error(exc)
         if c2.button("Use its suggested thresholds", key=f"set_mv_thr_{v['id']}"):
-            save("thresholds", v["thresholds"])
+            applied = save("thresholds", v["thresholds"])
+            if applied is not None:
+                st.session_state["set_thr_applied"] = applied
+                st.rerun()

@@ -77,7 +77,7 @@ class BaseKind:
 class SingleTaskKind(BaseKind, ABC):
     """A job of one task (an import, a training run): subclasses implement ``run``.
 
-    ``run`` returns the job's result; a ConsoleError it raises fails the item with that message.
+    ``run`` returns the job's result; a ConsoleError it raises fails the item and the job with that message.
     """
 
     @abstractmethod
@@ -98,13 +98,15 @@ class SingleTaskKind(BaseKind, ABC):
                 ctx.state["result"] = self.run(ctx, item)
                 out[item] = None
             except ConsoleError as exc:
-                out[item] = str(exc)
+                out[item] = ctx.state["error"] = str(exc)
         return out
 
     def write(self, ctx: JobContext, computed: dict[str, str | None]) -> dict[str, str | None]:
         return computed
 
     def finish(self, ctx: JobContext) -> dict[str, Any]:
+        if "error" in ctx.state:
+            raise ConsoleError(ctx.state["error"])
         return ctx.state.get("result") or {}
 
 

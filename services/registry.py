@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ def save_version(
 ) -> int:
     """Write the head file and its model_versions row (activating it if asked). Returns the version id."""
     created = now_iso()
-    name = "head-" + created.replace(":", "").replace("-", "").replace(".", "")[:15]
+    # microseconds and a random suffix: two versions saved in the same second never share a file
+    name = f"head-{created.replace(':', '').replace('-', '').replace('.', '')[:22]}-{secrets.token_hex(2)}"
     path = Path(models_dir) / f"{name}.npz"
     head.save(path)
     with db.atomic():

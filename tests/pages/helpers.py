@@ -1,0 +1,74 @@
+"""Helpers for the page tests: start the app from app.py, seed reviews through the real services."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from services.ingest import ingest_manifest
+from services.jobs import create_job, get_job, run_job
+from services.storage import ObjectStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_app(page: str | None = None) -> AppTest:
+    """The console started from app.py (as a browser would), optionally switched to ``page``."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, at.exception
+    return at
+
+
+def write_photo(path: Path, color: tuple[int, int, int], *, fmt: str = "JPEG") -> str:
+    """A small real photo (striped, so every colour gives distinct bytes); returns its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", (96, 72), color)
+    for x in range(0, 96, 8):
+        img.paste((x * 2 % 256, color[1], color[2]), (x, 0, x + 4, 72))
+    img.save(path, format=fmt)
+    return str(path)
+
+
+def seed_reviews(db, folder: Path, reviews: list[dict], *, name: str = "batch.jsonl") -> dict:
+    """Write one photo per entry of each review's ``photos`` (a count), a JSONL manifest, and ingest it.
+
+    ``reviews``: dicts with review_id, review_type and optional photos (default 1), broken (how many
+    extra files that are not images), product, user_id, submitted_at, text. Returns the ingest report.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for n, rv in enumerate(reviews):
+        uris = []
+        for k in range(rv.get("photos", 1)):
+            fmt = "PNG" if k % 2 else "JPEG"
+            color = ((37 * n + 11 * k) % 256, (91 * n + 53 * k + 40) % 256, (17 * n + 29 * k + 80) % 256)
+            uris.append(write_photo(folder / f"{rv['review_id']}_{k}.{fmt.lower()}", color, fmt=fmt))
+        for k in range(rv.get("broken", 0)):
+            bad = folder / f"{rv['review_id']}_broken{k}.jpg"
+            bad.write_bytes(b"this is not a photo")
+            uris.append(str(bad))
+        rec = {key: rv[key] for key in ("review_id", "review_type", "product", "user_id", "submitted_at", "text") if key in rv}
+        rec["image_uris"] = uris
+        lines.append(json.dumps(rec))
+    manifest = folder / name
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="test").as_dict()
+    assert report["error_count"] == sum(rv.get("broken", 0) for rv in reviews), report["errors"]
+    return report
+
+
+def classify_now(ws, db) -> dict:
+    """Queue a classify job through the service and run it on this thread; returns the finished job."""
+    job_id = create_job(db, kind="classify", params={}, actor="test")
+    assert run_job(ws, job_id=job_id) == job_id
+    job = get_job(db, job_id)
+    assert job["state"] == "done", job["error"]
+    return job

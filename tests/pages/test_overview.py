@@ -1,0 +1,66 @@
+"""Overview page: the headline figures follow the data seeded through the real services."""
+
+from __future__ import annotations
+
+from services.config import CLASSES, set_setting
+from services.queue import submit
+from tests.pages.helpers import classify_now, seed_reviews, start_app
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_metrics_without_a_model(ws, db, tmp_path):
+    seed_reviews(db, tmp_path / "photos", [
+        {"review_id": "r1", "review_type": "product", "product": "kettle"},
+        {"review_id": "r2", "review_type": "style", "photos": 2},
+        {"review_id": "r3", "review_type": "product", "broken": 1},
+    ])
+    classify_now(ws, db)  # no model: every readable photo goes to the queue
+    image_id = db.execute("SELECT id FROM images WHERE review_id = 'r1'").fetchone()[0]
+    submit(db, image_id=image_id, label="product", actor="test")  # r1 earns its credit
+    seed_reviews(db, tmp_path / "later", [{"review_id": "r4", "review_type": "product"}], name="later.jsonl")
+
+    at = start_app("pages/overview.py")
+    assert metrics(at) == {
+        "Photos in": "6",
+        "Decided automatically": "0",
+        "Decided by people": "1",
+        "In the queue": "3",
+        "Failed": "1",
+        "Credits granted": "1",
+    }
+    assert not at.info  # not empty any more: no first-step guidance
+    assert "No model has been trained yet" in at.warning[0].value
+    assert any("1 photos wait for classification" in c.value for c in at.caption)
+
+
+def test_metrics_with_a_model_deciding_automatically(trained_ws, tmp_path):
+    db = trained_ws.db()
+    try:
+        # every prediction decides, every automatic decision is also audited, every class earns a product credit
+        set_setting(db, key="thresholds", value=dict.fromkeys(CLASSES, 0.0), actor="test")
+        set_setting(db, key="audit_rate", value=1.0, actor="test")
+        set_setting(db, key="credit_rules", value={"product": {"classes": list(CLASSES), "mode": "any"}}, actor="test")
+        seed_reviews(db, tmp_path / "photos", [
+            {"review_id": "p1", "review_type": "product"},
+            {"review_id": "p2", "review_type": "product", "photos": 2},
+        ])
+        classify_now(trained_ws, db)
+    finally:
+        db.close()
+
+    at = start_app("pages/overview.py")
+    assert not at.exception
+    assert metrics(at) == {
+        "Photos in": "3",
+        "Decided automatically": "3",
+        "Decided by people": "0",
+        "In the queue": "3",
+        "Failed": "0",
+        "Credits granted": "2",
+    }
+    assert not at.warning and not at.info
+    assert any(c.value.startswith("Active model **head-") for c in at.caption)
+    assert len(at.get("plotly_chart")) == 2  # photos per day and credits per day

@@ -1,0 +1,125 @@
+"""Review queue page: label, submit, skip; the empty queue; photos with and without a model's suggestion."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.config import CLASSES, set_setting
+from tests.pages.helpers import classify_now, seed_reviews, start_app
+
+
+@pytest.fixture
+def queued(ws, db, tmp_path) -> list[int]:
+    """Three photos queued without a model: r1 (product, oldest), then r2's two photos (style)."""
+    seed_reviews(db, tmp_path / "photos", [
+        {"review_id": "r1", "review_type": "product", "product": "kettle", "user_id": "u1",
+         "submitted_at": "2024-05-01T10:00:00Z", "text": "Arrived *fast* <b>great</b>"},
+        {"review_id": "r2", "review_type": "style", "product": "coat", "user_id": "u2", "photos": 2,
+         "submitted_at": "2024-05-02T10:00:00Z"},
+    ])
+    classify_now(ws, db)
+    return [r[0] for r in db.execute("SELECT id FROM images ORDER BY review_id, id")]
+
+
+def shown_item(at) -> int:
+    """The image id of the photo on screen (its label radio is keyed by it)."""
+    assert not at.exception, at.exception
+    keys = [r.key for r in at.radio if (r.key or "").startswith("q_label_")]
+    assert len(keys) == 1, keys
+    return int(keys[0].removeprefix("q_label_"))
+
+
+def test_empty_queue_says_so(ws):
+    at = start_app("pages/queue.py")
+    assert [i.value for i in at.info] == ["The queue is empty."]
+    assert not at.radio and not at.button
+    assert at.caption[0].value.startswith("0 photos waiting")
+
+
+def test_photo_without_a_model_explains_why_there_is_no_suggestion(queued, tmp_path):
+    at = start_app("pages/queue.py")
+    assert shown_item(at) == queued[0]  # the oldest first
+    assert at.caption[0].value == "3 photos waiting: 0 audits, 0 low confidence, 3 waiting for a first model"
+    assert any(c.value == "No model prediction: no model had been trained when this photo arrived." for c in at.caption)
+    assert any("in the queue because: no_model" in c.value for c in at.caption)
+    assert not at.metric  # no "Model suggests"
+    assert at.radio(key=f"q_label_{queued[0]}").value is None
+    assert at.button(key="q_submit").disabled  # nothing chosen yet
+    assert [t.value for t in at.text] == ["Arrived *fast* <b>great</b>"]
+    assert [c for img in at.image for c in img.captions] == [str(tmp_path / "photos" / "r1_0.jpeg")]
+
+
+def test_submit_stores_a_human_decision_and_shows_the_next_photo(queued, db):
+    first, second, _ = queued
+    at = start_app("pages/queue.py")
+    at.radio(key=f"q_label_{first}").set_value("product").run()
+    assert any(s.value.startswith("Credit rule: photo is a product shot; meets the product rule") for s in at.success)
+    assert not at.button(key="q_submit").disabled
+    at.button(key="q_submit").click().run()
+
+    rows = list(db.query("SELECT image_id, label, source, decided_by, credit FROM decisions"))
+    assert rows == [{"image_id": first, "label": "product", "source": "human", "decided_by": "local operator", "credit": 1}]
+    assert db.execute("SELECT status FROM images WHERE id = ?", [first]).fetchone()[0] == "decided"
+    assert shown_item(at) == second
+    assert any(s.value.startswith(f"Saved product for image {first}") for s in at.success)
+    assert at.caption[0].value.startswith("2 photos waiting")
+    # the second photo of the same review is shown beside it
+    captions = [c for img in at.image for c in img.captions]
+    assert captions[1:] == ["other photo in this review (queued)"]
+    assert captions[0].endswith("r2_0.jpeg")
+
+
+def test_a_label_that_misses_the_rule_warns_before_submitting(queued, db):
+    at = start_app("pages/queue.py")
+    at.radio(key=f"q_label_{queued[0]}").set_value("package").run()
+    assert any("does not meet the product rule" in w.value for w in at.warning)
+    at.button(key="q_submit").click().run()
+    assert db.execute("SELECT label, source, credit FROM decisions").fetchall() == [("package", "human", 0)]
+
+
+def test_skip_moves_on_and_the_skipped_photos_can_come_back(queued, db):
+    first, second, third = queued
+    at = start_app("pages/queue.py")
+    at.button(key="q_skip").click().run()
+    assert shown_item(at) == second
+    at.button(key="q_skip").click().run()
+    assert shown_item(at) == third
+    at.button(key="q_skip").click().run()
+    assert [i.value for i in at.info] == ["The queue is empty. (Some photos were skipped this session.)"]
+    assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0  # skipping decides nothing
+    at.button(key="q_unskip").click().run()
+    assert shown_item(at) == first
+
+
+def test_model_suggestion_preselects_the_label_and_can_be_hidden(trained_ws, tmp_path):
+    db = trained_ws.db()
+    try:
+        # every prediction decides, and every automatic decision is also sent to people as an audit
+        set_setting(db, key="thresholds", value=dict.fromkeys(CLASSES, 0.0), actor="test")
+        set_setting(db, key="audit_rate", value=1.0, actor="test")
+        seed_reviews(db, tmp_path / "photos", [{"review_id": "a1", "review_type": "product"}])
+        classify_now(trained_ws, db)
+        image_id, predicted = db.execute("SELECT image_id, label FROM predictions").fetchone()
+
+        at = start_app("pages/queue.py")
+        assert shown_item(at) == image_id
+        assert at.caption[0].value.startswith("1 photos waiting: 1 audits")
+        assert [m.label for m in at.metric] == ["Model suggests"]
+        assert at.metric[0].value == predicted.replace("_", " ")
+        assert at.radio(key=f"q_label_{image_id}").value == predicted
+        at.button(key="q_submit").click().run()
+        last = db.execute("SELECT label, source, reason FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
+        assert last[:2] == (predicted, "human") and last[2].startswith("inspector confirmed the model")
+        assert [i.value for i in at.info] == ["The queue is empty."]
+
+        # with the suggestion hidden, nothing is preselected
+        seed_reviews(db, tmp_path / "more", [{"review_id": "a2", "review_type": "product"}], name="more.jsonl")
+        classify_now(trained_ws, db)
+        set_setting(db, key="hide_suggestion", value=True, actor="test")
+        at.run()
+        second = shown_item(at)
+        assert second != image_id
+        assert not at.metric
+        assert at.radio(key=f"q_label_{second}").value is None
+    finally:
+        db.close()
