@@ -34,6 +34,8 @@ class Loaded:
     pictures: dict[int, Image.Image] = field(default_factory=dict)
     sizes: dict[int, tuple[int, int]] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
+    shas: dict[int, str] = field(default_factory=dict)
+    prepared: dict[int, np.ndarray] = field(default_factory=dict)  # backbone inputs, made on the I/O threads
 
 
 @dataclass
@@ -49,10 +51,13 @@ def store_for(settings: dict[str, Any]) -> ObjectStore:
 
 
 def classify_pictures(
-    extractor: FeatureExtractor, head: Any, pictures: list[Image.Image]
+    extractor: FeatureExtractor, head: Any, pictures: list[Image.Image], prepared: list[np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
-    """(embeddings, probabilities, cues by row) for decoded pictures; head may be None (no model)."""
-    emb = extractor.embed(pictures)
+    """(embeddings, probabilities, cues by row) for decoded pictures; head may be None (no model).
+
+    ``prepared``: the pictures' backbone inputs (``FeatureExtractor.prepare``) when already made.
+    """
+    emb = extractor.embed(pictures, prepared)
     cues: dict[int, np.ndarray] = {}
     if head is None:
         return emb, np.zeros((len(pictures), 0)), cues
@@ -112,6 +117,8 @@ class ClassifyKind(jobs.BaseKind):
             except ConsoleError as exc:
                 out.errors[image_id] = str(exc)
                 return
+            out.prepared[image_id] = FeatureExtractor.prepare(picture)
+            out.shas[image_id] = sha
             out.pictures[image_id] = picture
             out.sizes[image_id] = picture.size
 
@@ -123,7 +130,8 @@ class ClassifyKind(jobs.BaseKind):
         ids = [i for i in loaded.ids if i in loaded.pictures]
         if not ids:
             return done
-        emb, probs, cues = classify_pictures(ctx.state["extractor"], ctx.state["head"], [loaded.pictures[i] for i in ids])
+        emb, probs, cues = classify_pictures(ctx.state["extractor"], ctx.state["head"], [loaded.pictures[i] for i in ids],
+                                             [loaded.prepared[i] for i in ids])
         for row, image_id in enumerate(ids):
             done.embeddings[image_id] = emb[row]
             if probs.shape[1]:
@@ -141,7 +149,7 @@ class ClassifyKind(jobs.BaseKind):
             outcome[str(image_id)] = error
         backbone = ctx.state["extractor"].backbone
         for image_id, vector in computed.embeddings.items():
-            sha = db.execute("SELECT sha256 FROM images WHERE id = ?", [image_id]).fetchone()[0]
+            sha = computed.loaded.shas[image_id]  # read with the uri in load (and checked against the bytes)
             cue = computed.cues.get(image_id)
             db.execute(
                 "INSERT INTO embeddings (sha256, backbone, vector, cues, created_at) VALUES (?, ?, ?, ?, ?) "

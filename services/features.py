@@ -51,11 +51,16 @@ class FeatureExtractor:
         """Upright RGB at reduced size. Raises ImageError."""
         return imgs.decode(data, max_side=DECODE_SIDE, max_pixels=max_pixels)
 
-    def embed(self, pictures: list[Image.Image]) -> np.ndarray:
-        """(N, 1280) float32 embeddings."""
+    @staticmethod
+    def prepare(picture: Image.Image) -> np.ndarray:
+        """The backbone's input for one decoded picture (can run on an I/O thread, ahead of ``embed``)."""
+        return preprocess(picture)
+
+    def embed(self, pictures: list[Image.Image], prepared: list[np.ndarray] | None = None) -> np.ndarray:
+        """(N, 1280) float32 embeddings; ``prepared`` (``prepare`` of each picture) saves redoing that."""
         if not pictures:
             return np.zeros((0, 1280), dtype=np.float32)
-        emb, _ = self.embedder.run(np.stack([preprocess(p) for p in pictures]))
+        emb, _ = self.embedder.run(np.stack(prepared if prepared is not None else [preprocess(p) for p in pictures]))
         return emb
 
     def cues(self, pictures: list[Image.Image]) -> np.ndarray:

@@ -57,9 +57,17 @@ class FaceDetector:
         input_dims["input.1"] = ["B", 3, "H", "W"]
         output_dims.update({"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"], "540": ["B", 10, "h", "w"]})
         model = update_inputs_outputs_dims(model, input_dims, output_dims)
+        # The file lists its weights as graph inputs too, which stops ONNX Runtime folding them (batch
+        # norms into convolutions): dropped, detection is about 1.8x faster and finds the same faces (cue
+        # values within 2e-6 on the sample photos and 2,000 benchmark photos).
+        weights = {w.name for w in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in weights]
+        del model.graph.input[:]
+        model.graph.input.extend(inputs)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see services.embedder
         ort.set_default_logger_severity(3)
         self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         self._lock = threading.Lock()

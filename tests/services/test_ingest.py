@@ -350,7 +350,8 @@ def test_ingest_job_reports_counts_and_a_bad_manifest_as_a_failed_item(ws, db, t
     bad = create_job(db, kind="ingest", params={"manifest": str(tmp_path / "batch.txt")}, actor="t")
     run_job(ws, job_id=bad)
     job_row = get_job(db, bad)
-    assert (job_row["state"], job_row["failed"]) == ("done", 1)
+    assert (job_row["state"], job_row["failed"]) == ("failed", 1)
+    assert "must be .csv or .jsonl" in job_row["error"]
     [item] = failed_items(db, bad)
     assert "must be .csv or .jsonl" in item["error"]
 

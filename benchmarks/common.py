@@ -1,0 +1,64 @@
+"""What both benchmarks share: paths, source photos, a progress printer and a busy-machine gauge."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"  # cached photos (gitignored)
+SAMPLES = ROOT.parent / "shared" / "samples" / "reviews"
+SKIMAGE_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "retina.jpg")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def source_photos() -> tuple[list[Path], str]:
+    """The real sample photos, or (said so) the colour photos in scikit-image's data folder."""
+    if SAMPLES.is_dir():
+        return sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")), "samples"
+    import skimage
+
+    data = Path(skimage.__file__).parent / "data"
+    print(f"NOTE: {SAMPLES} not found; falling back to scikit-image's data photos", flush=True)
+    return [data / n for n in SKIMAGE_PHOTOS if (data / n).exists()], "scikit-image data (fallback)"
+
+
+def cpu_ticks() -> tuple[int, ...]:
+    """(busy ticks of all CPUs, all ticks, this process's ticks) from /proc (Linux); zeros elsewhere."""
+    try:
+        t = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(t) - t[3] - t[4], sum(t), int(own[11]) + int(own[12])
+    except (OSError, IndexError, ValueError):
+        return 0, 0, 0
+
+
+def others_share(before: tuple[int, ...]) -> float:
+    """Share of all CPU time since ``before`` used by other processes (a busy machine skews the figures)."""
+    busy, total, own = (a - b for a, b in zip(cpu_ticks(), before))
+    return round(max(0, busy - own) / total, 3) if total else 0.0
+
+
+@contextmanager
+def progress(ws, line: Callable, every: float = 5.0) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Print ``line(db, seconds)`` every few seconds from a thread with its own database connection."""
+    stop, t0 = threading.Event(), time.perf_counter()
+
+    def loop() -> None:
+        conn = ws.db()
+        while not stop.wait(every):
+            print(line(conn, time.perf_counter() - t0), flush=True)
+        conn.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
