@@ -19,8 +19,8 @@ from PIL import Image
 from services import jobs
 from services.clock import now_iso
 from services.config import get_settings
-from services.decisions import route
-from services.errors import ConsoleError
+from services.decisions import decide, route
+from services.errors import ConsoleError, StorageError
 from services.features import FeatureExtractor
 from services.registry import active_version, load_head
 from services.storage import ObjectStore
@@ -33,7 +33,8 @@ class Loaded:
     ids: list[int]
     pictures: dict[int, Image.Image] = field(default_factory=dict)
     sizes: dict[int, tuple[int, int]] = field(default_factory=dict)
-    errors: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)  # the photo itself is bad: it fails
+    transient: dict[int, str] = field(default_factory=dict)  # storage unreachable or refused: retried later
     shas: dict[int, str] = field(default_factory=dict)
     prepared: dict[int, np.ndarray] = field(default_factory=dict)  # backbone inputs, made on the I/O threads
 
@@ -111,9 +112,13 @@ class ClassifyKind(jobs.BaseKind):
             try:
                 data = store.read(uri)
                 if sha and hashlib.sha256(data).hexdigest() != sha:
-                    out.errors[image_id] = f"{uri} changed since it was ingested (sha256 differs)"
+                    out.errors[image_id] = (f"{uri} changed since it was ingested (sha256 differs); "
+                                            "import the batch again to take the new photo")
                     return
                 picture = FeatureExtractor.decode(data, max_pixels=max_pixels)
+            except StorageError as exc:
+                out.transient[image_id] = f"{exc} (the photo stays pending; the next classify run retries it)"
+                return
             except ConsoleError as exc:
                 out.errors[image_id] = str(exc)
                 return
@@ -144,11 +149,23 @@ class ClassifyKind(jobs.BaseKind):
         db, now = ctx.db, now_iso()
         settings, version, head = ctx.state["settings"], ctx.state["version"], ctx.state["head"]
         outcome: dict[str, str | None] = {}
+        ids = computed.loaded.ids
+        pending = {r[0] for r in db.execute(
+            f"SELECT id FROM images WHERE status = 'pending' AND id IN ({','.join('?' * len(ids))})", ids)}
+        for image_id in set(ids) - pending:  # classified meanwhile by another job: never twice
+            outcome[str(image_id)] = None
+        for image_id, error in computed.loaded.transient.items():
+            if image_id in pending:
+                db.execute("UPDATE images SET error = ? WHERE id = ?", [error, image_id])
+                outcome[str(image_id)] = error
         for image_id, error in computed.loaded.errors.items():
-            db.execute("UPDATE images SET status = 'failed', error = ? WHERE id = ?", [error, image_id])
-            outcome[str(image_id)] = error
+            if image_id in pending:
+                db.execute("UPDATE images SET status = 'failed', error = ? WHERE id = ?", [error, image_id])
+                outcome[str(image_id)] = error
         backbone = ctx.state["extractor"].backbone
         for image_id, vector in computed.embeddings.items():
+            if image_id not in pending:
+                continue
             sha = computed.loaded.shas[image_id]  # read with the uri in load (and checked against the bytes)
             cue = computed.cues.get(image_id)
             db.execute(
@@ -176,8 +193,6 @@ class ClassifyKind(jobs.BaseKind):
                 sha256=sha,
             )
             if r.automatic:
-                from services.decisions import decide
-
                 decide(
                     db,
                     image_id=image_id,
