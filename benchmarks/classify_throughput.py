@@ -1,6 +1,9 @@
 """Classify throughput: real-size JPEGs end to end through the classify job, against the model alone.
 
-    python benchmarks/classify_throughput.py [--quick] [--images N] [--dump FILE]
+    python benchmarks/classify_throughput.py [--quick] [--images N] [--size phone|web] [--dump FILE]
+
+--size phone (default): 12-megapixel phone originals (3000x4000 / 4032x3024, about 1.8 MB each).
+--size web: the 1200x1600 uploads a shop's upload form typically produces (about 0.3 MB each).
 
 Photos are made once from ../shared/samples/reviews (fallback: scikit-image's data folder) and cached
 in benchmarks/out/. A model is trained on the samples first (not timed). The last line is one JSON object.
@@ -22,17 +25,20 @@ import numpy as np
 from common import OUT, SAMPLES, cpu_ticks, others_share, progress, source_photos
 from PIL import Image, ImageEnhance, ImageOps
 
-SIZES = {"portrait": (3000, 4000), "landscape": (4032, 3024)}
+PROFILES = {
+    "phone": {"portrait": (3000, 4000), "landscape": (4032, 3024)},
+    "web": {"portrait": (1200, 1600), "landscape": (1600, 1200)},
+}
 GRAIN = 2.5  # sensor-like noise (std, 8-bit levels): plain upscales compress and decode unrealistically fast
 _GRAIN: list[np.ndarray] = []
 
 
-def make_photo(src: Path, dst: Path, seed: int, size: tuple[int, int] | None = None) -> None:
+def make_photo(src: Path, dst: Path, seed: int, size: tuple[int, int] | None = None, profile: str = "phone") -> None:
     """A distinct phone-size JPEG from a source: crop, flip, colour jitter, upscale, grain, quality 90."""
     rng = np.random.default_rng(seed)
     im = ImageOps.exif_transpose(Image.open(src)).convert("RGB")
     w, h = im.size
-    tw, th = size or SIZES["portrait" if h >= w else "landscape"]
+    tw, th = size or PROFILES[profile]["portrait" if h >= w else "landscape"]
     cw = min(w, h * tw / th) * rng.uniform(0.85, 1.0)  # a crop of the target aspect
     x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - cw * th / tw)
     im = im.crop((round(x0), round(y0), round(x0 + cw), round(y0 + cw * th / tw)))
@@ -48,7 +54,7 @@ def make_photo(src: Path, dst: Path, seed: int, size: tuple[int, int] | None = N
     os.replace(dst.with_suffix(".tmp"), dst)
 
 
-def build_photos(n: int) -> tuple[list[Path], Path, str]:
+def build_photos(n: int, profile: str = "phone") -> tuple[list[Path], Path, str]:
     """(n cached phone-size photos, a labelled folder to train on, where the photos come from)."""
     srcs, origin = source_photos()
     train_dir = SAMPLES
@@ -59,10 +65,10 @@ def build_photos(n: int) -> tuple[list[Path], Path, str]:
             if not dst.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 make_photo(srcs[(k + j) % len(srcs)], dst, 1000 + 10 * k + j, (768, 1024))
-    folder = OUT / ("photos" if origin == "samples" else "photos_skimage")
+    folder = OUT / (("photos" if origin == "samples" else "photos_skimage") + ("" if profile == "phone" else f"_{profile}"))
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"photo_{i:05d}.jpg" for i in range(n)]
-    todo = [(srcs[i % len(srcs)], p, i) for i, p in enumerate(paths) if not p.exists()]
+    todo = [(srcs[i % len(srcs)], p, i, None, profile) for i, p in enumerate(paths) if not p.exists()]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(os.cpu_count() or 2) as pool:
         for k, _ in enumerate(pool.map(make_photo, *zip(*todo), chunksize=4) if todo else [], start=1):
@@ -174,10 +180,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200 photos")
     ap.add_argument("--images", type=int, default=None, help="number of photos (default 2000)")
+    ap.add_argument("--size", choices=sorted(PROFILES), default="phone", help="photo sizes (default phone)")
     ap.add_argument("--dump", type=Path, help="write every photo's outcome to this JSON file")
     args = ap.parse_args()
     n = args.images or (200 if args.quick else 2000)
-    paths, train_dir, origin = build_photos(n)
+    paths, train_dir, origin = build_photos(n, args.size)
     distinct = len({hashlib.sha256(p.read_bytes()).hexdigest() for p in paths})
     mb = sum(p.stat().st_size for p in paths) / n / 1e6
     print(f"{distinct} distinct files, {mb:.2f} MB on average", flush=True)
@@ -203,7 +210,7 @@ def main() -> None:
     print(f"model only: {model:.1f} img/s ({n / before:.1f} before, {n / after:.1f} after; {cued} photos sent to face cues)")
     print(f"ratio end-to-end / model-only = {e2e / model:.2f}; other processes used {others:.0%} of the CPUs meanwhile")
     print(json.dumps({
-        "images": n, "end_to_end_images_per_s": round(e2e, 2), "model_only_images_per_s": round(model, 2),
+        "images": n, "size": args.size, "end_to_end_images_per_s": round(e2e, 2), "model_only_images_per_s": round(model, 2),
         "ratio": round(e2e / model, 3), "seconds_for_20000_projected": round(20000 / e2e, 1),
         "end_to_end_seconds": round(seconds, 2), "model_only_images_per_s_before_after": [round(n / before, 2), round(n / after, 2)],
         "face_cued": cued, "distinct_files": distinct, "avg_file_mb": round(mb, 2), "photo_source": origin,
