@@ -2,9 +2,11 @@
 
 Two stages, both multinomial/binary logistic regression (well calibrated on small data):
 1. ``base`` maps the standardised 1280-d embedding to the four classes.
-2. ``person`` refines the full- versus half-length split for photos the base stage calls a person shot,
-   from the base log-odds plus face geometry (see ``services.person_cues``). Cues are computed only
-   for those photos, so product and package shots cost nothing extra.
+2. ``person`` refines the full- versus half-length split where the base stage calls a photo a person
+   shot but is in doubt between the two, from the base log-odds plus face geometry (see
+   ``services.person_cues``). Cues are computed only for those photos: product and package shots and
+   clear-cut person shots cost nothing extra. (Cross-validated on the sample photos, refining only the
+   doubtful ones scored a higher macro-F1 than refining every person shot: 0.943 against 0.930.)
 Parameters are plain arrays saved with numpy (no pickle), so a model file is safe to load.
 """
 
@@ -20,7 +22,8 @@ import numpy as np
 from services.errors import ModelError
 
 PERSON_CLASSES = ("full_length", "half_length")
-PERSON_GATE = 0.2  # compute cues when P(full) + P(half) reaches this
+PERSON_GATE = 0.2  # a person shot: P(full) + P(half) reaches this ...
+PERSON_DOUBT = 0.05  # ... and the less likely of the two holds at least this share of it
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -48,7 +51,9 @@ class Head:
         if self.person is None:
             return np.zeros(len(base), dtype=bool)
         fi, hi = (self.classes.index(c) for c in PERSON_CLASSES)
-        return (base[:, fi] + base[:, hi]) >= PERSON_GATE
+        mass = base[:, fi] + base[:, hi]
+        doubt = np.minimum(base[:, fi], base[:, hi]) / np.maximum(mass, 1e-12)
+        return (mass >= PERSON_GATE) & (doubt >= PERSON_DOUBT)
 
     def refine(self, base: np.ndarray, cues: np.ndarray) -> np.ndarray:
         """Apply the person stage to rows of ``base`` with their (N, K) cues."""
