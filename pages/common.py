@@ -10,7 +10,6 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import streamlit as st
 
@@ -97,7 +96,3 @@ def md(text: object) -> str:
 
 def show_error(exc: ConsoleError) -> None:
     st.error(str(exc), icon=":material/error:")
-
-
-def data_dir_path() -> Path:
-    return workspace().root

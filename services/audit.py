@@ -16,8 +16,3 @@ def record(db: sqlite_utils.Database, *, actor: str, action: str, target: str = 
         "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
         [now_iso(), actor, action, target, json.dumps(detail) if detail is not None else None],
     )
-
-
-def recent(db: sqlite_utils.Database, *, limit: int = 200) -> list[dict]:
-    """The latest entries, newest first."""
-    return list(db.query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", [limit]))

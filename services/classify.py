@@ -32,7 +32,6 @@ IO_THREADS = 4
 class Loaded:
     ids: list[int]
     pictures: dict[int, Image.Image] = field(default_factory=dict)
-    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)  # the photo itself is bad: it fails
     transient: dict[int, str] = field(default_factory=dict)  # storage unreachable or refused: retried later
     shas: dict[int, str] = field(default_factory=dict)
@@ -125,7 +124,6 @@ class ClassifyKind(jobs.BaseKind):
             out.prepared[image_id] = FeatureExtractor.prepare(picture)
             out.shas[image_id] = sha
             out.pictures[image_id] = picture
-            out.sizes[image_id] = picture.size
 
         list(ctx.state["pool"].map(one, ids))
         return out

@@ -17,13 +17,12 @@ import numpy as np
 import sqlite_utils
 
 from services.audit import record
-from services.classify import classify_pictures
 from services.clock import now_iso
 from services.config import CLASSES, Workspace, get_settings
 from services.decisions import LATEST_DECISIONS
 from services.errors import ConsoleError, InvalidInput, ModelError
 from services.features import FeatureExtractor
-from services.head import Head, fit_head
+from services.head import fit_head
 from services.ingest import IMAGE_SUFFIXES
 from services.jobs import SingleTaskKind
 from services.registry import save_version
@@ -286,14 +285,6 @@ def train(
     )
     return {"model_version_id": version_id, "examples": len(kept), "per_class": counts, "unreadable": len(failed),
             "suggested_thresholds": thresholds, **{k2: v for k2, v in cv.items() if k2 != "classes"}}
-
-
-def classify_one(ws: Workspace, db: sqlite_utils.Database, *, data: bytes, head: Head) -> dict[str, float]:
-    """Probabilities for one photo's bytes (used by the demo and tests). Raises ImageError."""
-    extractor = FeatureExtractor.shared(ws.models_dir)
-    pic = FeatureExtractor.decode(data, max_pixels=get_settings(db)["max_pixels"])
-    _, proba, _ = classify_pictures(extractor, head, [pic])
-    return dict(zip(head.classes, proba[0].tolist()))
 
 
 class TrainKind(SingleTaskKind):
