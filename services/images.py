@@ -73,7 +73,7 @@ def decode(data: bytes, *, max_side: int | None = None, max_pixels: int = DEFAUL
         img = ImageOps.exif_transpose(img)
         img = _to_rgb(img)
         if max_side and max(img.size) > max_side:
-            img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=None)
+            img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)  # reducing_gap 2: box-reduce first
     except ImageError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
