@@ -76,14 +76,24 @@ def current_user() -> User:
 
 
 @st.cache_data(show_spinner=False, max_entries=5000)
-def thumbnail(uri: str, sha256: str | None, size: int = 256) -> bytes | None:
-    """A JPEG thumbnail of a stored photo, or None when it cannot be read (the caller shows why)."""
+def thumbnail(uri: str, sha256: str | None, size: int = 256) -> tuple[bytes | None, str | None]:
+    """(JPEG thumbnail, None) of a stored photo, or (None, why it cannot be shown)."""
     from services.images import thumbnail_jpeg
 
     try:
-        return thumbnail_jpeg(store().read(uri), size=size)
-    except ConsoleError:
-        return None
+        return thumbnail_jpeg(store().read(uri), size=size), None
+    except ConsoleError as exc:
+        return None, str(exc)
+
+
+def show_photo(container, *, uri: str, sha256: str | None, size: int, caption: str | None = None,  # type: ignore[no-untyped-def]
+               width: int | str = "content") -> None:
+    """The photo in ``container``, or an error saying why it cannot be shown."""
+    data, error = thumbnail(uri, sha256, size)
+    if data:
+        container.image(data, caption=caption or uri, width=width)
+    else:
+        container.error(f"Cannot show {uri}: {error}")
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import current_user, db, md, show_error, thumbnail
+from pages.common import current_user, db, md, show_error, show_photo
 from services.config import CLASSES, get_settings
 from services.errors import ConsoleError
 from services.queue import next_item, queue_counts, submit
@@ -29,11 +29,7 @@ if item is None:
     st.stop()
 
 left, right = st.columns([3, 2])
-picture = thumbnail(item["uri"], item["sha256"], 1024)
-if picture:
-    left.image(picture, caption=item["uri"])
-else:
-    left.error(f"Cannot show {item['uri']}")
+show_photo(left, uri=item["uri"], sha256=item["sha256"], size=1024)
 with right:
     st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
     st.caption(f"Submitted {item['submitted_at']} · in the queue because: {item['queue_reason'] or 'audit'}")
@@ -45,9 +41,8 @@ with right:
     elif not pred:
         st.caption("No model prediction: no model had been trained when this photo arrived.")
     for other in item["other_photos"]:
-        thumb = thumbnail(other["uri"], other["sha256"], 160)
-        if thumb:
-            st.image(thumb, caption=f"other photo in this review ({other['status']})", width=120)
+        show_photo(st, uri=other["uri"], sha256=other["sha256"], size=160, width=120,
+                   caption=f"other photo in this review ({other['status']})")
     choice = st.radio("Label", CLASSES, key=f"q_label_{item['id']}", horizontal=True,
                       index=CLASSES.index(pred["label"]) if pred and not settings["hide_suggestion"] else None,
                       format_func=lambda c: c.replace("_", " "))

@@ -5,7 +5,7 @@ import base64
 import pandas as pd
 import streamlit as st
 
-from pages.common import db, md, show_error, thumbnail
+from pages.common import db, md, show_error, show_photo, thumbnail
 from services.config import CLASSES, get_settings
 from services.errors import ConsoleError
 from services.reviews import list_images, review_detail
@@ -42,7 +42,7 @@ s[2].number_input(f"Page (of {pages}; {total:,} photos)", min_value=1, max_value
 
 
 def data_url(row: dict) -> str | None:
-    thumb = thumbnail(row["uri"], row["sha256"], 96)
+    thumb, _ = thumbnail(row["uri"], row["sha256"], 96)
     return "data:image/jpeg;base64," + base64.b64encode(thumb).decode() if thumb else None
 
 
@@ -97,11 +97,7 @@ if selected:
         st.text(rv["text"])  # customer text is shown as plain text, never as markdown
     for photo in detail["photos"]:
         c1, c2 = st.columns([1, 2])
-        thumb = thumbnail(photo["uri"], photo["sha256"], 512)
-        if thumb:
-            c1.image(thumb, caption=photo["uri"])
-        else:
-            c1.error(f"Cannot show {photo['uri']}: {photo['error'] or 'unreadable'}")
+        show_photo(c1, uri=photo["uri"], sha256=photo["sha256"], size=512)
         c2.write(f"Status: **{photo['status']}**" + (f" ({photo['queue_reason']})" if photo["queue_reason"] else ""))
         if photo["predictions"]:
             p = photo["predictions"][0]
