@@ -74,9 +74,12 @@ def decide(
             [image_id, label, int(ok), reason, source, actor, now, prediction_id],
         )
         if keep_queued:
-            db.execute("UPDATE images SET error = NULL WHERE id = ?", [image_id])
+            db.execute("UPDATE images SET error = NULL, decision_id = ? WHERE id = ?", [cur.lastrowid, image_id])
         else:
-            db.execute("UPDATE images SET status = 'decided', queue_reason = NULL, error = NULL WHERE id = ?", [image_id])
+            db.execute(
+                "UPDATE images SET status = 'decided', queue_reason = NULL, error = NULL, decision_id = ? WHERE id = ?",
+                [cur.lastrowid, image_id],
+            )
         if source == "human":
             record(db, actor=actor, action="decision", target=f"image:{image_id}", detail={"label": label})
     return {
@@ -91,10 +94,7 @@ def decide(
     }
 
 
-LATEST_DECISIONS = (
-    "SELECT d.* FROM decisions d JOIN (SELECT image_id, MAX(id) AS id FROM decisions GROUP BY image_id) m "
-    "ON m.id = d.id"
-)
+# every image row points at its latest decision (images.decision_id): join on it, never scan the history
 
 
 def review_outcomes(db: sqlite_utils.Database, *, review_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -108,7 +108,7 @@ def review_outcomes(db: sqlite_utils.Database, *, review_ids: list[str] | None =
         params = list(review_ids)
     sql = (
         f"SELECT r.id, r.review_type, i.status, ld.credit FROM reviews r JOIN images i ON i.review_id = r.id "
-        f"LEFT JOIN ({LATEST_DECISIONS}) ld ON ld.image_id = i.id {where}"
+        f"LEFT JOIN decisions ld ON ld.id = i.decision_id {where}"
     )
     grouped: dict[str, tuple[str, list[bool | None]]] = {}
     for rid, rtype, status, credit in db.execute(sql, params).fetchall():

@@ -11,15 +11,14 @@ from typing import Any
 import sqlite_utils
 
 from services.config import CLASSES
-from services.decisions import LATEST_DECISIONS
 
-EXPORT_SQL = f"""
+EXPORT_SQL = """
 SELECT i.id AS image_id, i.uri, i.sha256, i.status, i.queue_reason, i.error,
        r.id AS review_id, r.review_type, r.product, r.user_id, r.submitted_at,
        d.label, d.credit, d.reason, d.source, d.decided_by, d.decided_at,
        p.label AS predicted_label, p.confidence AS predicted_confidence, mv.name AS model_version
 FROM images i JOIN reviews r ON r.id = i.review_id
-LEFT JOIN ({LATEST_DECISIONS}) d ON d.image_id = i.id
+LEFT JOIN decisions d ON d.id = i.decision_id
 LEFT JOIN predictions p ON p.id = (SELECT MAX(id) FROM predictions WHERE image_id = i.id)
 LEFT JOIN model_versions mv ON mv.id = p.model_version_id
 ORDER BY i.id

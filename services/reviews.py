@@ -7,28 +7,28 @@ from typing import Any
 
 import sqlite_utils
 
-from services.decisions import LATEST_DECISIONS, review_outcomes
+from services.decisions import review_outcomes
 from services.errors import NotFound
 
 
 def overview(db: sqlite_utils.Database) -> dict[str, Any]:
     """Totals and per-day counts: photos in, decided automatically, in the queue, failed, credits granted."""
     totals = dict(db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
-    auto = db.execute(
-        f"SELECT COUNT(*) FROM ({LATEST_DECISIONS}) d WHERE d.source = 'auto'"
-    ).fetchone()[0]
-    human = db.execute(f"SELECT COUNT(*) FROM ({LATEST_DECISIONS}) d WHERE d.source = 'human'").fetchone()[0]
+    by_source = dict(db.execute(
+        "SELECT d.source, COUNT(*) FROM images i JOIN decisions d ON d.id = i.decision_id GROUP BY d.source"
+    ).fetchall())
+    auto, human = by_source.get("auto", 0), by_source.get("human", 0)
     outcomes = review_outcomes(db)
     granted = sum(1 for o in outcomes.values() if o["credit"] is True)
     per_day = list(
         db.query(
-            f"""
+            """
             SELECT substr(i.created_at, 1, 10) AS day, COUNT(*) AS photos_in,
                    SUM(d.source = 'auto') AS decided_automatically,
                    SUM(d.source = 'human') AS decided_by_people,
                    SUM(i.status = 'queued') AS in_queue,
                    SUM(i.status = 'failed') AS failed
-            FROM images i LEFT JOIN ({LATEST_DECISIONS}) d ON d.image_id = i.id
+            FROM images i LEFT JOIN decisions d ON d.id = i.decision_id
             GROUP BY day ORDER BY day
             """
         )
@@ -82,7 +82,7 @@ def list_images(
     order = sort if sort in SORTABLE else "submitted_at"
     base = f"""
         FROM images i JOIN reviews r ON r.id = i.review_id
-        LEFT JOIN ({LATEST_DECISIONS}) d ON d.image_id = i.id
+        LEFT JOIN decisions d ON d.id = i.decision_id
         LEFT JOIN predictions p ON p.id = (SELECT MAX(id) FROM predictions WHERE image_id = i.id)
         {clause}
     """

@@ -19,7 +19,6 @@ import sqlite_utils
 from services.audit import record
 from services.clock import now_iso
 from services.config import CLASSES, Workspace, get_settings
-from services.decisions import LATEST_DECISIONS
 from services.errors import ConsoleError, InvalidInput, ModelError
 from services.features import FeatureExtractor
 from services.head import fit_head
@@ -114,8 +113,8 @@ def training_examples(db: sqlite_utils.Database, *, include_decisions: bool = Tr
         examples[row["sha256"]] = dict(row)
     if include_decisions:
         sql = (
-            f"SELECT i.uri, i.sha256, d.label, 'decision' AS source FROM ({LATEST_DECISIONS}) d "
-            "JOIN images i ON i.id = d.image_id WHERE d.source = 'human' AND i.sha256 IS NOT NULL"
+            "SELECT i.uri, i.sha256, d.label, 'decision' AS source FROM images i "
+            "JOIN decisions d ON d.id = i.decision_id WHERE d.source = 'human' AND i.sha256 IS NOT NULL"
         )
         for row in db.query(sql):
             examples[row["sha256"]] = dict(row)

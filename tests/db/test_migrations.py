@@ -47,3 +47,18 @@ def test_a_failing_migration_rolls_back(tmp_path, monkeypatch):
         apply_migrations(db)
     assert "half_done" not in db.table_names()
     assert db.execute("SELECT COUNT(*) FROM _migrations WHERE name = 'm999_broken'").fetchone()[0] == 0
+
+
+def test_m002_points_each_image_at_its_latest_decision(tmp_path, monkeypatch):
+    first = [(n, fn) for n, fn in MIGRATIONS if n.startswith("m001")]
+    monkeypatch.setattr("db.migrations.MIGRATIONS", first)
+    db = connect(tmp_path / "c.db")
+    db.execute("INSERT INTO reviews (id, review_type) VALUES ('r1', 'product')")
+    db.execute("INSERT INTO images (id, review_id, uri, status) VALUES (1, 'r1', 'a.jpg', 'decided'), (2, 'r1', 'b.jpg', 'queued')")
+    for label in ("package", "product"):
+        db.execute("INSERT INTO decisions (image_id, label, credit, source) VALUES (1, ?, 1, 'human')", [label])
+    monkeypatch.setattr("db.migrations.MIGRATIONS", MIGRATIONS)
+    assert apply_migrations(db) == [n for n, _ in MIGRATIONS if not n.startswith("m001")]
+    latest = db.execute("SELECT d.label FROM images i JOIN decisions d ON d.id = i.decision_id WHERE i.id = 1").fetchone()
+    assert latest == ("product",)
+    assert db.execute("SELECT decision_id FROM images WHERE id = 2").fetchone() == (None,)
