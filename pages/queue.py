@@ -29,7 +29,7 @@ if item is None:
     st.stop()
 
 left, right = st.columns([3, 2])
-show_photo(left, uri=item["uri"], sha256=item["sha256"], size=1024)
+show_photo(left, uri=item["uri"], sha256=item["sha256"], size=680)  # the whole photo above the fold
 with right:
     st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
     st.caption(f"Submitted {item['submitted_at']} · in the queue because: {item['queue_reason'] or 'audit'}")
@@ -37,7 +37,8 @@ with right:
         st.text(item["text"])
     pred = item["prediction"]
     if pred and not settings["hide_suggestion"]:
-        st.metric("Model suggests", pred["label"].replace("_", " "), f"{pred['confidence']:.0%} confidence", delta_color="off")
+        st.metric("Model suggests", pred["label"].replace("_", " "))
+        st.caption(f"{pred['confidence']:.0%} confidence")
     elif not pred:
         st.caption("No model prediction: no model had been trained when this photo arrived.")
     for other in item["other_photos"]:
