@@ -29,7 +29,7 @@ if item is None:
     st.stop()
 
 left, right = st.columns([3, 2])
-show_photo(left, uri=item["uri"], sha256=item["sha256"], size=680)  # the whole photo above the fold
+show_photo(left, uri=item["uri"], sha256=item["sha256"], size=600)  # the whole photo above the fold
 with right:
     st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
     st.caption(f"Submitted {item['submitted_at']} · in the queue because: {item['queue_reason'] or 'audit'}")
