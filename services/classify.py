@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from services.clock import now_iso
 from services.config import get_settings
 from services.decisions import decide, route
 from services.errors import ConsoleError, StorageError
-from services.features import FeatureExtractor
+from services.features import CUES_SIDE, FeatureExtractor
 from services.registry import active_version, load_head
 from services.storage import ObjectStore
 
@@ -35,6 +36,7 @@ class Loaded:
     errors: dict[int, str] = field(default_factory=dict)  # the photo itself is bad: it fails
     transient: dict[int, str] = field(default_factory=dict)  # storage unreachable or refused: retried later
     shas: dict[int, str] = field(default_factory=dict)
+    data: dict[int, bytes] = field(default_factory=dict)  # kept to decode larger for face cues, when needed
     prepared: dict[int, np.ndarray] = field(default_factory=dict)  # backbone inputs, made on the I/O threads
 
 
@@ -51,11 +53,16 @@ def store_for(settings: dict[str, Any]) -> ObjectStore:
 
 
 def classify_pictures(
-    extractor: FeatureExtractor, head: Any, pictures: list[Image.Image], prepared: list[np.ndarray] | None = None
+    extractor: FeatureExtractor,
+    head: Any,
+    pictures: list[Image.Image],
+    prepared: list[np.ndarray] | None = None,
+    cue_picture: Callable[[int], Image.Image] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
     """(embeddings, probabilities, cues by row) for decoded pictures; head may be None (no model).
 
     ``prepared``: the pictures' backbone inputs (``FeatureExtractor.prepare``) when already made.
+    ``cue_picture(row)``: the row's photo decoded at CUES_SIDE for face cues (default: the picture itself).
     """
     emb = extractor.embed(pictures, prepared)
     cues: dict[int, np.ndarray] = {}
@@ -63,7 +70,7 @@ def classify_pictures(
         return emb, np.zeros((len(pictures), 0)), cues
 
     def cues_for(idx: np.ndarray) -> np.ndarray:
-        found = extractor.cues([pictures[i] for i in idx])
+        found = extractor.cues([cue_picture(int(i)) if cue_picture else pictures[i] for i in idx])
         cues.update({int(i): c for i, c in zip(idx, found)})
         return found
 
@@ -123,6 +130,7 @@ class ClassifyKind(jobs.BaseKind):
                 return
             out.prepared[image_id] = FeatureExtractor.prepare(picture)
             out.shas[image_id] = sha
+            out.data[image_id] = data
             out.pictures[image_id] = picture
 
         list(ctx.state["pool"].map(one, ids))
@@ -133,8 +141,11 @@ class ClassifyKind(jobs.BaseKind):
         ids = [i for i in loaded.ids if i in loaded.pictures]
         if not ids:
             return done
-        emb, probs, cues = classify_pictures(ctx.state["extractor"], ctx.state["head"], [loaded.pictures[i] for i in ids],
-                                             [loaded.prepared[i] for i in ids])
+        max_pixels = ctx.state["settings"]["max_pixels"]
+        emb, probs, cues = classify_pictures(
+            ctx.state["extractor"], ctx.state["head"], [loaded.pictures[i] for i in ids], [loaded.prepared[i] for i in ids],
+            lambda row: FeatureExtractor.decode(loaded.data[ids[row]], max_pixels=max_pixels, side=CUES_SIDE),
+        )
         for row, image_id in enumerate(ids):
             done.embeddings[image_id] = emb[row]
             if probs.shape[1]:

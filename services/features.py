@@ -15,7 +15,8 @@ from services import images as imgs
 from services.embedder import BACKBONE, Embedder, preprocess
 from services.person_cues import CUE_NAMES, FaceDetector, cues_from_faces
 
-DECODE_SIDE = 448  # enough for 224-px letterboxing and for finding faces in full-length shots
+EMBED_SIDE = 224  # the backbone's letterbox: JPEGs decode straight to about this size (DCT scaling)
+CUES_SIDE = 448  # enough to find the small faces of full-length shots; decoded only for photos that need cues
 
 _shared: dict[str, FeatureExtractor] = {}
 _shared_lock = threading.Lock()
@@ -47,9 +48,9 @@ class FeatureExtractor:
             return self._faces
 
     @staticmethod
-    def decode(data: bytes, *, max_pixels: int) -> Image.Image:
-        """Upright RGB at reduced size. Raises ImageError."""
-        return imgs.decode(data, max_side=DECODE_SIDE, max_pixels=max_pixels)
+    def decode(data: bytes, *, max_pixels: int, side: int = EMBED_SIDE) -> Image.Image:
+        """Upright RGB, no side over ``side`` (EMBED_SIDE for the backbone, CUES_SIDE for faces). Raises ImageError."""
+        return imgs.decode(data, max_side=side, max_pixels=max_pixels)
 
     @staticmethod
     def prepare(picture: Image.Image) -> np.ndarray:

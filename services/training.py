@@ -20,7 +20,7 @@ from services.audit import record
 from services.clock import now_iso
 from services.config import CLASSES, Workspace, get_settings
 from services.errors import ConsoleError, InvalidInput, ModelError
-from services.features import FeatureExtractor
+from services.features import CUES_SIDE, FeatureExtractor
 from services.head import fit_head
 from services.ingest import IMAGE_SUFFIXES
 from services.jobs import SingleTaskKind
@@ -133,8 +133,11 @@ def _features(ws: Workspace, db: sqlite_utils.Database, examples: list[dict[str,
     todo = [e for e in examples if not (e["sha256"] in cached and cached[e["sha256"]]["cues"])]
 
     def load(e: dict[str, Any]):  # type: ignore[no-untyped-def]
+        """(embedding-size, cue-size) decodes of one example's photo, or None when unreadable."""
         try:
-            return FeatureExtractor.decode(store.read(e["uri"]), max_pixels=max_pixels)
+            data = store.read(e["uri"])
+            return (FeatureExtractor.decode(data, max_pixels=max_pixels),
+                    FeatureExtractor.decode(data, max_pixels=max_pixels, side=CUES_SIDE))
         except ConsoleError as exc:
             failed.append({"uri": e["uri"], "reason": str(exc)})
             return None
@@ -147,8 +150,8 @@ def _features(ws: Workspace, db: sqlite_utils.Database, examples: list[dict[str,
             ok = [(e, p) for e, p in zip(part, pics) if p is not None]
             if not ok:
                 continue
-            vecs = extractor.embed([p for _, p in ok])
-            cue = extractor.cues([p for _, p in ok])
+            vecs = extractor.embed([small for _, (small, _) in ok])
+            cue = extractor.cues([large for _, (_, large) in ok])
             for (e, _), v, c in zip(ok, vecs, cue):
                 fresh[e["sha256"]] = (v, c)
     now = now_iso()
