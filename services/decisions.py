@@ -48,7 +48,8 @@ def decide(
     settings: dict[str, Any] | None = None,
     keep_queued: bool = False,
 ) -> dict[str, Any]:
-    """Append a decision for one image and mark it decided. Returns the decision row.
+    """Append a decision for one image, point the image at it (``images.decision_id``: the latest wins) and
+    mark it decided. Returns the decision row.
 
     Raises NotFound for an unknown image, InvalidInput for an unknown label or source.
     """
@@ -92,9 +93,6 @@ def decide(
         "decided_by": actor,
         "decided_at": now,
     }
-
-
-# every image row points at its latest decision (images.decision_id): join on it, never scan the history
 
 
 def review_outcomes(db: sqlite_utils.Database, *, review_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
