@@ -6,6 +6,8 @@ Multi-step writes use ``db.atomic()`` (sqlite-utils): one transaction, savepoint
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -32,3 +34,23 @@ def connect(path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
     if migrate:
         apply_migrations(db)
     return db
+
+
+@contextmanager
+def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """A write transaction that takes the write lock up front (BEGIN IMMEDIATE).
+
+    Use it for read-then-write steps that must not interleave across connections (claiming a job or a
+    queue item): a deferred transaction that reads first can fail to upgrade when another writer wins.
+    Inside an open transaction it adds nothing (the outer one already holds what it holds).
+    """
+    if db.conn.in_transaction:
+        yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")

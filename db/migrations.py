@@ -176,6 +176,18 @@ def m002_latest_decision_on_images(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_images_created_at ON images (created_at)")
 
 
+@migration
+def m003_queue_claims(db: sqlite_utils.Database) -> None:
+    """Leases on queued photos: an inspector holds one until they decide, skip, or it expires."""
+    db["queue_claims"].create(
+        {"image_id": int, "inspector": str, "claimed_at": str, "lease_expires": float},
+        pk="image_id",
+        foreign_keys=[("image_id", "images", "id")],
+    )
+    db["queue_claims"].create_index(["inspector"])
+    db["images"].create_index(["status", "queue_reason"], index_name="idx_images_queue")
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded in ``_migrations``; return the names applied.
 

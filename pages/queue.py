@@ -5,7 +5,7 @@ import streamlit as st
 from pages.common import current_user, db, md, show_error, show_photo
 from services.config import CLASSES, get_settings
 from services.errors import ConsoleError
-from services.queue import next_item, queue_counts, submit
+from services.queue import claim_next, queue_counts, release, submit
 from services.rules import photo_qualifies
 
 st.title("Review queue")
@@ -19,10 +19,23 @@ st.caption(
 if "q_last" in st.session_state:
     st.success(st.session_state.pop("q_last"), icon=":material/check:")
 
+f1, f2, f3 = st.columns(3)
+f_type = f1.selectbox("Review type", [None, *settings["credit_rules"]], key="q_f_type", format_func=lambda v: v or "all")
+f_label = f2.selectbox("Model's class", [None, *CLASSES], key="q_f_label", format_func=lambda v: v or "all")
+f_band = f3.slider("Model confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="q_f_band")
+band = None if f_band == (0.0, 1.0) else (f_band[0], f_band[1] + (1e-9 if f_band[1] == 1.0 else 0.0))
+
+inspector = current_user().name
 skipped = st.session_state.setdefault("q_skipped", [])
-item = next_item(conn, skip=skipped)
+try:
+    item = claim_next(conn, inspector=inspector, skip=skipped, review_type=f_type, label=f_label, band=band)
+except ConsoleError as exc:
+    show_error(exc)
+    st.stop()
 if item is None:
-    st.info("The queue is empty." + (" (Some photos were skipped this session.)" if skipped else ""))
+    filtered = f_type or f_label or band
+    st.info("The queue is empty" + (" for these filters" if filtered else "") + "."
+            + (" (Some photos were skipped this session.)" if skipped else ""))
     if skipped and st.button("Show skipped photos again", key="q_unskip"):
         st.session_state["q_skipped"] = []
         st.rerun()
@@ -53,11 +66,12 @@ with right:
     b1, b2 = st.columns(2)
     if b1.button("Submit label", key="q_submit", type="primary", disabled=choice is None):
         try:
-            d = submit(conn, image_id=item["id"], label=choice, actor=current_user().name)
+            d = submit(conn, image_id=item["id"], label=choice, actor=inspector)
             st.session_state["q_last"] = f"Saved {d['label']} for image {item['id']}: {d['reason']}"
             st.rerun()
         except ConsoleError as exc:
             show_error(exc)
     if b2.button("Skip", key="q_skip"):
+        release(conn, image_id=item["id"], inspector=inspector)
         skipped.append(item["id"])
         st.rerun()

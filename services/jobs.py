@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
+from db.database import immediate
 from services.audit import record
 from services.clock import now_iso
 from services.config import Workspace
@@ -192,7 +193,7 @@ def resume_job(db: sqlite_utils.Database, *, job_id: int, actor: str) -> None:
 def _claim(db: sqlite_utils.Database, *, owner: str, job_id: int | None) -> int | None:
     """Take the lease of a runnable job: queued, or running/cancelling with an expired lease."""
     now = time.time()
-    with db.atomic():
+    with immediate(db):
         sql = (
             "SELECT id FROM jobs WHERE (state = 'queued' OR (state IN ('running', 'cancelling') "
             "AND (lease_expires IS NULL OR lease_expires < ?)))"

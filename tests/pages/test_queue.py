@@ -123,3 +123,18 @@ def test_model_suggestion_preselects_the_label_and_can_be_hidden(trained_ws, tmp
         assert at.radio(key=f"q_label_{second}").value is None
     finally:
         db.close()
+
+
+def test_two_inspectors_see_different_photos_and_filters_narrow_the_queue(queued, db):
+    ann = start_app()
+    ann.session_state["user_name"] = "ann"
+    ann.switch_page("pages/queue.py").run()
+    bob = start_app()
+    bob.session_state["user_name"] = "bob"
+    bob.switch_page("pages/queue.py").run()
+    assert shown_item(ann) != shown_item(bob)  # each holds a lease on their own photo
+    claims = dict(db.execute("SELECT inspector, image_id FROM queue_claims").fetchall())
+    assert claims == {"ann": shown_item(ann), "bob": shown_item(bob)}
+    bob.selectbox(key="q_f_type").set_value("product").run()
+    assert not bob.exception
+    assert any("empty for these filters" in i.value for i in bob.info)  # r1, the only product photo, is ann's
