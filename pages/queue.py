@@ -63,15 +63,24 @@ with right:
     if choice:
         ok, why = photo_qualifies(review_type=item["review_type"], label=choice, rules=settings["credit_rules"])
         (st.success if ok else st.warning)(f"Credit rule: {why}")
-    b1, b2 = st.columns(2)
-    if b1.button("Submit label", key="q_submit", type="primary", disabled=choice is None):
+
+    def save(label: str) -> None:
         try:
-            d = submit(conn, image_id=item["id"], label=choice, actor=inspector)
+            d = submit(conn, image_id=item["id"], label=label, actor=inspector)
             st.session_state["q_last"] = f"Saved {d['label']} for image {item['id']}: {d['reason']}"
             st.rerun()
         except ConsoleError as exc:
             show_error(exc)
-    if b2.button("Skip", key="q_skip"):
+
+    b1, b2 = st.columns(2)
+    if b1.button("Submit label", key="q_submit", type="primary", disabled=choice is None, shortcut="Enter"):
+        save(choice)
+    if b2.button("Skip", key="q_skip", shortcut="S"):
         release(conn, image_id=item["id"], inspector=inspector)
         skipped.append(item["id"])
         st.rerun()
+    st.caption("Keyboard: 1–4 decide at once, Enter submits the selected label, S skips.")
+    quick = st.columns(len(CLASSES))
+    for n, cls in enumerate(CLASSES, start=1):
+        if quick[n - 1].button(f"{n} · {cls.replace('_', ' ')}", key=f"q_quick_{cls}", shortcut=str(n)):
+            save(cls)

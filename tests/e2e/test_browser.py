@@ -64,7 +64,7 @@ def server(ws, tmp_path):
     proc.wait(timeout=20)
 
 
-def test_inspector_labels_a_queued_photo_in_the_browser(server):
+def test_inspector_labels_queued_photos_by_mouse_and_keyboard(server):
     url, db = server
     with pw.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -81,8 +81,12 @@ def test_inspector_labels_a_queued_photo_in_the_browser(server):
         page.get_by_text("Credit rule: photo is a product shot").wait_for()
         page.get_by_role("button", name="Submit label").click()
         page.get_by_text("1 photos waiting").wait_for(timeout=30_000)
+        page.get_by_text("Keyboard: 1–4").wait_for()
+        page.mouse.click(5, 5)  # focus the page, not a widget
+        page.keyboard.press("1")  # "1 · package": decides the second photo at once
+        page.get_by_text("The queue is empty").wait_for(timeout=30_000)
         page.goto(url + "/")
         page.get_by_text("Decided by people").wait_for(timeout=60_000)
         browser.close()
     rows = db.execute("SELECT label, source, credit FROM decisions").fetchall()
-    assert rows == [("product", "human", 1)]
+    assert rows == [("product", "human", 1), ("package", "human", 0)]

@@ -138,3 +138,13 @@ def test_two_inspectors_see_different_photos_and_filters_narrow_the_queue(queued
     bob.selectbox(key="q_f_type").set_value("product").run()
     assert not bob.exception
     assert any("empty for these filters" in i.value for i in bob.info)  # r1, the only product photo, is ann's
+
+
+def test_number_buttons_decide_at_once(queued, db):
+    at = start_app("pages/queue.py")
+    first = shown_item(at)
+    at.button(key="q_quick_package").click().run()
+    assert shown_item(at) != first
+    row = db.execute("SELECT label, source, decided_by FROM decisions WHERE image_id = ?", [first]).fetchone()
+    assert row == ("package", "human", "local operator")
+    assert any("Keyboard: 1–4" in c.value for c in at.caption)
