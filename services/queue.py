@@ -103,6 +103,7 @@ def claim_next(
     """
     if not inspector:
         raise InvalidInput("an inspector name is needed to claim from the queue")
+    expires = time.time() + lease_seconds
     with immediate(db):
         item = next_item(db, skip=skip, review_type=review_type, label=label, band=band, inspector=inspector)
         if item is None:
@@ -111,9 +112,9 @@ def claim_next(
             "INSERT INTO queue_claims (image_id, inspector, claimed_at, lease_expires) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(image_id) DO UPDATE SET inspector = excluded.inspector, claimed_at = excluded.claimed_at, "
             "lease_expires = excluded.lease_expires",
-            [item["id"], inspector, now_iso(), time.time() + lease_seconds],
+            [item["id"], inspector, now_iso(), expires],
         )
-    item["lease_expires"] = time.time() + lease_seconds
+    item["lease_expires"] = expires
     return item
 
 
@@ -123,27 +124,31 @@ def release(db: sqlite_utils.Database, *, image_id: int, inspector: str) -> None
 
 
 def submit(db: sqlite_utils.Database, *, image_id: int, label: str, actor: str) -> dict[str, Any]:
-    """Record an inspector's label for a queued photo (confirm or override). Raises NotFound, InvalidInput."""
-    row = db.execute("SELECT status FROM images WHERE id = ?", [image_id]).fetchone()
-    if row is None:
-        raise NotFound(f"image {image_id} does not exist (it may have been deleted)")
-    if row[0] == "decided":
-        last = db.execute("SELECT decided_by, decided_at FROM decisions WHERE id = "
-                          "(SELECT decision_id FROM images WHERE id = ?)", [image_id]).fetchone()
-        who = f" by {last[0]} at {last[1]}" if last else ""
-        raise InvalidInput(f"image {image_id} was already decided{who}; take the next photo")
-    if row[0] != "queued":
-        raise InvalidInput(f"image {image_id} is {row[0]}, not waiting for a decision")
-    holder = db.execute(
-        "SELECT inspector FROM queue_claims WHERE image_id = ? AND lease_expires >= ?", [image_id, time.time()]
-    ).fetchone()
-    if holder and holder[0] != actor:
-        raise InvalidInput(f"image {image_id} is being inspected by {holder[0]}; take the next photo instead")
-    pred = db.execute("SELECT id, label FROM predictions WHERE image_id = ? ORDER BY id DESC LIMIT 1", [image_id]).fetchone()
-    note = ""
-    if pred:
-        note = "inspector confirmed the model" if pred[1] == label else f"inspector overrode the model ({pred[1]})"
+    """Record an inspector's label for a queued photo (confirm or override). Raises NotFound, InvalidInput.
+
+    The checks and the write share one write-locked transaction, so two inspectors submitting the same
+    photo at once cannot both pass the checks: the second is told who decided it.
+    """
     with immediate(db):
+        row = db.execute("SELECT status FROM images WHERE id = ?", [image_id]).fetchone()
+        if row is None:
+            raise NotFound(f"image {image_id} does not exist (it may have been deleted)")
+        if row[0] == "decided":
+            last = db.execute("SELECT decided_by, decided_at FROM decisions WHERE id = "
+                              "(SELECT decision_id FROM images WHERE id = ?)", [image_id]).fetchone()
+            who = f" by {last[0]} at {last[1]}" if last else ""
+            raise InvalidInput(f"image {image_id} was already decided{who}; take the next photo")
+        if row[0] != "queued":
+            raise InvalidInput(f"image {image_id} is {row[0]}, not waiting for a decision")
+        holder = db.execute(
+            "SELECT inspector FROM queue_claims WHERE image_id = ? AND lease_expires >= ?", [image_id, time.time()]
+        ).fetchone()
+        if holder and holder[0] != actor:
+            raise InvalidInput(f"image {image_id} is being inspected by {holder[0]}; take the next photo instead")
+        pred = db.execute("SELECT id, label FROM predictions WHERE image_id = ? ORDER BY id DESC LIMIT 1", [image_id]).fetchone()
+        note = ""
+        if pred:
+            note = "inspector confirmed the model" if pred[1] == label else f"inspector overrode the model ({pred[1]})"
         decision = decide(db, image_id=image_id, label=label, actor=actor, source="human",
                           prediction_id=pred[0] if pred else None, note=note)
         db.execute("DELETE FROM queue_claims WHERE image_id = ?", [image_id])
