@@ -17,6 +17,7 @@ from services.config import Workspace, default_data_dir, get_settings
 from services.errors import ConsoleError
 from services.jobs import Worker
 from services.storage import ObjectStore
+from services.thumbnails import ThumbnailCache
 
 WORKER_ENV = "REVIEW_CONSOLE_WORKER"
 
@@ -75,15 +76,19 @@ def current_user() -> User:
     return User(name=st.session_state.get("user_name", "local operator"), roles=frozenset({"inspector", "ops", "admin"}))
 
 
-@st.cache_data(show_spinner=False, max_entries=5000)
+@st.cache_resource(show_spinner=False)
+def _thumbnails(endpoint_url: str) -> ThumbnailCache:
+    """One thumbnail cache per process and storage endpoint (loading ahead runs on its own threads)."""
+    return ThumbnailCache(reader=ObjectStore(endpoint_url=endpoint_url or None).read)
+
+
+def thumbnails() -> ThumbnailCache:
+    return _thumbnails(get_settings(db())["s3_endpoint_url"] or "")
+
+
 def thumbnail(uri: str, sha256: str | None, size: int = 256) -> tuple[bytes | None, str | None]:
     """(JPEG thumbnail, None) of a stored photo, or (None, why it cannot be shown)."""
-    from services.images import thumbnail_jpeg
-
-    try:
-        return thumbnail_jpeg(store().read(uri), size=size), None
-    except ConsoleError as exc:
-        return None, str(exc)
+    return thumbnails().get(uri, sha256, size)
 
 
 def show_photo(container, *, uri: str, sha256: str | None, size: int, caption: str | None = None,  # type: ignore[no-untyped-def]

@@ -1,37 +1,57 @@
-"""Review queue: confirm or override the model, one photo at a time."""
+"""Review queue: confirm or override the model, one photo at a time, from the keyboard."""
 
 import streamlit as st
 
-from pages.common import current_user, db, md, show_error, show_photo
+from pages.common import current_user, db, md, show_error, show_photo, thumbnails
+from services.answers import last_answer, submit, undo_last
 from services.config import CLASSES, get_settings
 from services.errors import ConsoleError
-from services.queue import claim_next, queue_counts, release, submit
+from services.queue import claim_next, flag, peek_next, queue_counts, release
 from services.rules import photo_qualifies
+
+PHOTO_SIZE = 720  # the photo large, above the fold
+ZOOM_SIZE = 2048  # zoomed: full width, detail kept
+PREFETCH = 2  # photos loaded ahead while the inspector looks at this one
 
 st.title("Review queue")
 conn = db()
 settings = get_settings(conn)
+inspector = current_user().name
 counts = queue_counts(conn)
+waiting = sum(n for reason, n in counts.items() if reason != "adjudication")
 st.caption(
-    f"{sum(counts.values()):,} photos waiting: {counts.get('audit', 0):,} audits, "
+    f"{waiting:,} photos waiting: {counts.get('audit', 0) + counts.get('rereview', 0):,} audits and re-reviews, "
     f"{counts.get('low_confidence', 0):,} low confidence, {counts.get('no_model', 0):,} waiting for a first model"
+    + (f" · {counts['adjudication']:,} waiting for an admin's adjudication" if counts.get("adjudication") else "")
 )
 if "q_last" in st.session_state:
     st.success(st.session_state.pop("q_last"), icon=":material/check:")
+
+
+def undo() -> None:
+    try:
+        undone = undo_last(conn, actor=inspector)
+        st.session_state["q_last"] = f"Undid your {undone['label'].replace('_', ' ')} for image {undone['image_id']}: it is back in front of you."
+        st.session_state["q_skipped"] = [i for i in st.session_state.get("q_skipped", []) if i != undone["image_id"]]
+        st.rerun()
+    except ConsoleError as exc:
+        show_error(exc)
+
 
 f1, f2, f3 = st.columns(3)
 f_type = f1.selectbox("Review type", [None, *settings["credit_rules"]], key="q_f_type", format_func=lambda v: v or "all")
 f_label = f2.selectbox("Model's class", [None, *CLASSES], key="q_f_label", format_func=lambda v: v or "all")
 f_band = f3.slider("Model confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="q_f_band")
 band = None if f_band == (0.0, 1.0) else (f_band[0], f_band[1] + (1e-9 if f_band[1] == 1.0 else 0.0))
+filters = {"review_type": f_type, "label": f_label, "band": band}
 
-inspector = current_user().name
 skipped = st.session_state.setdefault("q_skipped", [])
 try:
-    item = claim_next(conn, inspector=inspector, skip=skipped, review_type=f_type, label=f_label, band=band)
+    item = claim_next(conn, inspector=inspector, skip=skipped, settings=settings, **filters)
 except ConsoleError as exc:
     show_error(exc)
     st.stop()
+mine = last_answer(conn, actor=inspector)
 if item is None:
     filtered = f_type or f_label or band
     st.info("The queue is empty" + (" for these filters" if filtered else "") + "."
@@ -39,26 +59,35 @@ if item is None:
     if skipped and st.button("Show skipped photos again", key="q_unskip"):
         st.session_state["q_skipped"] = []
         st.rerun()
+    if mine and st.button(f"Undo your last label (image {mine['image_id']})", key="q_undo", shortcut="U"):
+        undo()
     st.stop()
 
 left, right = st.columns([3, 2])
-show_photo(left, uri=item["uri"], sha256=item["sha256"], size=600)  # the whole photo above the fold
+with left:
+    zoom = st.session_state.get("q_zoomed", False)
+    st.button("Zoom out" if zoom else "Zoom in", key="q_zoom", shortcut="Z", type="tertiary",
+              icon=":material/zoom_out:" if zoom else ":material/zoom_in:",
+              on_click=lambda: st.session_state.update(q_zoomed=not st.session_state.get("q_zoomed", False)))
+    show_photo(st, uri=item["uri"], sha256=item["sha256"], size=ZOOM_SIZE if zoom else PHOTO_SIZE,
+               width="stretch" if zoom else "content")
 with right:
     st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
     st.caption(f"Submitted {item['submitted_at']} · in the queue because: {item['queue_reason'] or 'audit'}")
     if item["text"]:
-        st.text(item["text"])
+        st.text(item["text"])  # customer text, shown literally
     pred = item["prediction"]
-    if pred and not settings["hide_suggestion"]:
-        st.metric("Model suggests", pred["label"].replace("_", " "))
-        st.caption(f"{pred['confidence']:.0%} confidence")
+    suggest = pred if pred and not settings["hide_suggestion"] else None
+    if suggest:
+        st.metric("Model suggests", suggest["label"].replace("_", " "))
+        st.caption(f"{suggest['confidence']:.0%} confidence")
     elif not pred:
         st.caption("No model prediction: no model had been trained when this photo arrived.")
     for other in item["other_photos"]:
         show_photo(st, uri=other["uri"], sha256=other["sha256"], size=160, width=120,
                    caption=f"other photo in this review ({other['status']})")
     choice = st.radio("Label", CLASSES, key=f"q_label_{item['id']}", horizontal=True,
-                      index=CLASSES.index(pred["label"]) if pred and not settings["hide_suggestion"] else None,
+                      index=CLASSES.index(suggest["label"]) if suggest else None,
                       format_func=lambda c: c.replace("_", " "))
     if choice:
         ok, why = photo_qualifies(review_type=item["review_type"], label=choice, rules=settings["credit_rules"])
@@ -66,21 +95,41 @@ with right:
 
     def save(label: str) -> None:
         try:
-            d = submit(conn, image_id=item["id"], label=label, actor=inspector)
-            st.session_state["q_last"] = f"Saved {d['label']} for image {item['id']}: {d['reason']}"
+            saved = submit(conn, image_id=item["id"], label=label, actor=inspector)
+            st.session_state["q_last"] = f"Saved {saved['label']} for image {item['id']}: {saved['reason']}"
             st.rerun()
         except ConsoleError as exc:
             show_error(exc)
 
-    b1, b2 = st.columns(2)
+    b1, b2, b3, b4 = st.columns(4)
     if b1.button("Submit label", key="q_submit", type="primary", disabled=choice is None, shortcut="Enter"):
         save(choice)
-    if b2.button("Skip", key="q_skip", shortcut="S"):
+    if b2.button("Accept suggestion", key="q_accept", disabled=suggest is None, shortcut="A"):
+        save(suggest["label"])
+    if b3.button("Skip", key="q_skip", shortcut="S"):
         release(conn, image_id=item["id"], inspector=inspector)
         skipped.append(item["id"])
         st.rerun()
-    st.caption("Keyboard: 1–4 decide at once, Enter submits the selected label, S skips.")
+    if b4.button("Undo last", key="q_undo", shortcut="U", disabled=mine is None,
+                 help=f"Take back your label for image {mine['image_id']}" if mine else "Nothing to undo yet"):
+        undo()
+    st.caption("Keyboard: 1–4 decide at once, A accepts the suggestion, Enter submits the selected label, "
+               "S skips, U undoes your last label, Z zooms.")
     quick = st.columns(len(CLASSES))
     for n, cls in enumerate(CLASSES, start=1):
         if quick[n - 1].button(f"{n} · {cls.replace('_', ' ')}", key=f"q_quick_{cls}", shortcut=str(n)):
             save(cls)
+    with st.popover("Photo will not load or is unusable", key="q_flag_menu"):
+        why = st.text_input("What is wrong?", "the photo does not load", key="q_flag_reason")
+        if st.button("Flag and skip", key="q_flag"):
+            try:
+                flag(conn, image_id=item["id"], inspector=inspector, reason=why)
+                st.session_state["q_last"] = f"Flagged image {item['id']}: it left the queue and will be retried on the next import."
+                st.rerun()
+            except ConsoleError as exc:
+                show_error(exc)
+
+# load the next photos while this one is being looked at, so deciding shows the next one at once
+cache = thumbnails()
+for upcoming in peek_next(conn, inspector=inspector, skip=[*skipped, item["id"]], limit=PREFETCH, **filters):
+    cache.prefetch(upcoming["uri"], upcoming["sha256"], PHOTO_SIZE)

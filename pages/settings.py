@@ -47,6 +47,24 @@ with st.form("thresholds_form"):
         save("audit_rate", audit)
         save("hide_suggestion", hide)
 
+st.subheader("Several inspectors and gold checks")
+st.caption("A share of queued photos is labelled independently by several inspectors and consolidated by a vote "
+           "weighted by each inspector's estimated reliability; gold photos with known answers are mixed in unannounced.")
+with st.form("labelling_form"):
+    c1, c2 = st.columns(2)
+    overlap_rate = c1.slider("Share of photos labelled by several inspectors", 0.0, 1.0, float(settings["overlap_rate"]),
+                             0.01, key="set_overlap_rate")
+    overlap_k = c2.number_input("Inspectors per such photo", 2, 10, int(settings["overlap_k"]), 1, key="set_overlap_k")
+    gold_rate = c1.slider("Share of each inspector's queue drawn from gold photos", 0.0, 0.5, float(settings["gold_rate"]),
+                          0.01, key="set_gold_rate")
+    min_conf = c2.slider("Consolidated confidence below which an admin adjudicates", 0.0, 1.0,
+                         float(settings["consensus_min_confidence"]), 0.01, key="set_consensus_min")
+    if st.form_submit_button("Save labelling settings", key="set_save_labelling"):
+        save("overlap_rate", overlap_rate)
+        save("overlap_k", int(overlap_k))
+        save("gold_rate", gold_rate)
+        save("consensus_min_confidence", min_conf)
+
 st.subheader("Credit rules")
 st.caption("Per review type: which photo classes qualify, and whether one qualifying photo is enough or all must qualify.")
 with st.form("rules_form"):

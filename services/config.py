@@ -71,6 +71,13 @@ DEFAULTS: dict[str, Any] = {
     "max_pixels": 80_000_000,
     "s3_endpoint_url": "",
     "hide_suggestion": False,
+    # share of queued photos labelled independently by ``overlap_k`` inspectors, then consolidated
+    "overlap_rate": 0.1,
+    "overlap_k": 3,
+    # share of an inspector's queue served from gold items (known answers), unrecognisable as such
+    "gold_rate": 0.05,
+    # consolidated answers below this posterior go to an admin for adjudication
+    "consensus_min_confidence": 0.8,
 }
 
 
@@ -100,6 +107,14 @@ def _validate(key: str, value: Any) -> Any:
         if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
             raise InvalidInput(f"audit rate must be between 0 and 1, got {value!r}")
         return float(value)
+    if key in ("overlap_rate", "gold_rate", "consensus_min_confidence"):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+            raise InvalidInput(f"{key.replace('_', ' ')} must be between 0 and 1, got {value!r}")
+        return float(value)
+    if key == "overlap_k":
+        if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= 10:
+            raise InvalidInput(f"inspectors per overlap photo must be a whole number from 2 to 10, got {value!r}")
+        return value
     if key == "max_pixels":
         if not isinstance(value, int) or value < 1_000_000:
             raise InvalidInput("the pixel limit must be a whole number of at least 1,000,000")

@@ -1,12 +1,16 @@
-"""The human queue: the next photo to inspect, and inspectors' decisions on it.
+"""The human queue: which photo an inspector sees next, and the lease they hold on it.
 
-Order: audit and low-confidence photos first, then photos waiting for a first model; oldest first.
-An inspector claims a photo with a lease (``claim_next``); nobody else is offered it until they
-decide, skip (``release``) or the lease expires.
+Order: audit and re-review photos first, then low confidence, then photos waiting for a first model;
+oldest review first within a priority (one partial index, ``idx_images_queue_order``). An inspector
+claims a photo with a lease (``claim_next``); nobody else is offered it until they answer, skip
+(``release``) or the lease expires, unless the photo is one of the share labelled independently by
+several inspectors (``overlap_rate``, ``overlap_k``). Gold photos with known answers are mixed in at
+``gold_rate`` and look like any other photo. Answers are in ``services.answers``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
@@ -14,76 +18,130 @@ from typing import Any
 import sqlite_utils
 
 from db.database import immediate
+from db.migrations import QUEUE_ORDER
+from services.audit import record
 from services.clock import now_iso
-from services.decisions import decide
+from services.config import get_settings
 from services.errors import InvalidInput, NotFound
+from services.history import record_event
 
 LEASE_SECONDS = 300.0
-
-PRIORITY = "CASE i.queue_reason WHEN 'audit' THEN 0 WHEN 'low_confidence' THEN 1 ELSE 2 END"
+WORKING_WINDOW_SECONDS = 3600.0  # inspectors holding a claim this recent count as working now
+ORDER_BY = QUEUE_ORDER.replace("queue_reason", "i.queue_reason") + ", i.submitted_at, i.id"
+LATEST_PRED = "(SELECT {col} FROM predictions WHERE image_id = i.id ORDER BY id DESC LIMIT 1)"
 
 
 def queue_counts(db: sqlite_utils.Database) -> dict[str, int]:
-    return dict(db.execute("SELECT COALESCE(queue_reason, 'other'), COUNT(*) FROM images WHERE status = 'queued' GROUP BY 1").fetchall())
+    """Queued photos per reason (audit, rereview, low_confidence, no_model, adjudication)."""
+    return dict(db.execute("SELECT COALESCE(queue_reason, 'other'), COUNT(*) FROM images "
+                           "WHERE status = 'queued' GROUP BY 1").fetchall())
+
+
+def draw(*parts: object) -> float:
+    """A uniform number in [0, 1) fixed by ``parts``: routing that a rerun or a resumed job repeats."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _filters(review_type: str | None, label: str | None, band: tuple[float, float] | None) -> tuple[str, list[Any]]:
     sql, params = "", []
     if review_type:
-        sql += " AND r.review_type = ?"
+        sql += " AND EXISTS (SELECT 1 FROM reviews r WHERE r.id = i.review_id AND r.review_type = ?)"
         params.append(review_type)
     if label:
-        sql += " AND p.label = ?"
+        sql += f" AND {LATEST_PRED.format(col='label')} = ?"
         params.append(label)
     if band:
-        sql += " AND p.confidence >= ? AND p.confidence < ?"
+        sql += f" AND {LATEST_PRED.format(col='confidence')} >= ? AND {LATEST_PRED.format(col='confidence')} < ?"
         params += [float(band[0]), float(band[1])]
     return sql, params
 
 
-def _details(db: sqlite_utils.Database, item: dict[str, Any]) -> dict[str, Any]:
-    pred = list(db.query("SELECT * FROM predictions WHERE image_id = ? ORDER BY id DESC LIMIT 1", [item["id"]]))
+def _not_in(ids: list[int] | tuple[int, ...]) -> str:
+    return f" AND i.id NOT IN ({','.join('?' * len(ids))})" if ids else ""
+
+
+def _details(db: sqlite_utils.Database, image_id: int, *, gold: bool) -> dict[str, Any]:
+    item = next(db.query(
+        "SELECT i.id, i.review_id, i.uri, i.sha256, i.queue_reason, r.review_type, r.product, r.user_id, "
+        "r.submitted_at, r.text FROM images i JOIN reviews r ON r.id = i.review_id WHERE i.id = ?", [image_id]))
+    pred = list(db.query("SELECT * FROM predictions WHERE image_id = ? ORDER BY id DESC LIMIT 1", [image_id]))
     item["prediction"] = pred[0] if pred else None
     if item["prediction"]:
-        item["prediction"]["probabilities"] = json.loads(item["prediction"]["probabilities"])
-    last = list(db.query("SELECT * FROM decisions WHERE image_id = ? ORDER BY id DESC LIMIT 1", [item["id"]]))
-    item["decision"] = last[0] if last else None
-    item["other_photos"] = list(
-        db.query("SELECT id, uri, sha256, status FROM images WHERE review_id = ? AND id != ? ORDER BY id", [item["review_id"], item["id"]])
-    )
+        item["prediction"]["probabilities"] = json.loads(item["prediction"]["probabilities"] or "{}")
+    if gold:  # shown exactly as a queued photo would be: nothing tells the inspector it is a check
+        item["queue_reason"] = "low_confidence" if item["prediction"] else "no_model"
+    item["other_photos"] = list(db.query(
+        "SELECT id, uri, sha256, status FROM images WHERE review_id = ? AND id != ? ORDER BY id",
+        [item["review_id"], image_id]))
     return item
 
 
-def next_item(
-    db: sqlite_utils.Database,
-    *,
-    skip: list[int] | tuple[int, ...] = (),
-    review_type: str | None = None,
-    label: str | None = None,
-    band: tuple[float, float] | None = None,
-    inspector: str | None = None,
-) -> dict[str, Any] | None:
-    """The next queued photo (not skipped, not under someone else's live lease), with its review,
-    latest prediction and decision and the review's other photos; or None. Reads only: see ``claim_next``.
+def _eligible(db: sqlite_utils.Database, *, inspector: str, now: float, extra: str, params: list[Any],
+              limit: int = 1) -> list[int]:
+    """Queued photos this inspector may take: not answered by them, and fewer live claims by others plus
+    answers than the photo needs (one, or ``overlap_k`` for an overlap photo)."""
+    sql = f"""SELECT i.id FROM images i INDEXED BY idx_images_queue_order
+              WHERE i.status = 'queued' AND COALESCE(i.queue_reason, '') != 'adjudication'
+                AND NOT EXISTS (SELECT 1 FROM active_answers a WHERE a.image_id = i.id AND a.inspector = ?)
+                AND (SELECT COUNT(*) FROM queue_claims c WHERE c.image_id = i.id AND c.inspector != ?
+                                                          AND c.lease_expires >= ?)
+                    + (SELECT COUNT(*) FROM active_answers a WHERE a.image_id = i.id)
+                    < COALESCE(i.required_answers, 1)
+                {extra}
+              ORDER BY {ORDER_BY} LIMIT {int(limit)}"""
+    return [r[0] for r in db.execute(sql, [inspector, inspector, now, *params]).fetchall()]
 
-    ``label`` and ``band`` filter on the model's latest prediction (class, confidence in [low, high)).
-    """
-    not_in = f"AND i.id NOT IN ({','.join('?' * len(skip))})" if skip else ""
-    extra, extra_params = _filters(review_type, label, band)
-    params = [time.time(), inspector or "", *skip, *extra_params, inspector or ""]
-    rows = list(
-        db.query(
-            f"""SELECT i.*, r.review_type, r.product, r.user_id, r.submitted_at, r.text
-                FROM images i JOIN reviews r ON r.id = i.review_id
-                LEFT JOIN predictions p ON p.image_id = i.id AND p.id = (SELECT MAX(id) FROM predictions WHERE image_id = i.id)
-                LEFT JOIN queue_claims c ON c.image_id = i.id
-                WHERE i.status = 'queued' AND (c.image_id IS NULL OR c.lease_expires < ? OR c.inspector = ?)
-                {not_in} {extra}
-                ORDER BY (c.inspector IS NOT NULL AND c.inspector = ?) DESC, {PRIORITY}, r.submitted_at, i.id LIMIT 1""",
-            params,
-        )
-    )
-    return _details(db, rows[0]) if rows else None
+
+def _own_claim(db: sqlite_utils.Database, *, inspector: str, now: float, skip: list[int] | tuple[int, ...],
+               extra: str, params: list[Any]) -> tuple[int, str] | None:
+    """The inspector's live claim if it is still theirs to answer (and matches the filters); stale ones go."""
+    for image_id, kind in db.execute("SELECT image_id, kind FROM queue_claims WHERE inspector = ? AND lease_expires >= ? "
+                                     "ORDER BY claimed_ts DESC", [inspector, now]).fetchall():
+        if kind == "gold":
+            ok = image_id not in skip and db.execute(
+                f"SELECT 1 FROM gold_items g JOIN images i ON i.id = g.image_id WHERE g.image_id = ? {extra} AND NOT EXISTS "
+                "(SELECT 1 FROM active_answers a WHERE a.image_id = g.image_id AND a.inspector = ?)",
+                [image_id, *params, inspector]).fetchone()
+        else:
+            ok = image_id not in skip and db.execute(
+                f"SELECT 1 FROM images i WHERE i.id = ? AND i.status = 'queued' "
+                f"AND COALESCE(i.queue_reason, '') != 'adjudication' {extra} AND NOT EXISTS "
+                "(SELECT 1 FROM active_answers a WHERE a.image_id = i.id AND a.inspector = ?)",
+                [image_id, *params, inspector]).fetchone()
+        if ok:
+            return image_id, kind
+        db.execute("DELETE FROM queue_claims WHERE image_id = ? AND inspector = ?", [image_id, inspector])
+    return None
+
+
+def _gold_candidate(db: sqlite_utils.Database, *, inspector: str, rate: float, skip: list[int] | tuple[int, ...],
+                    extra: str, params: list[Any]) -> int | None:
+    """A gold photo this inspector has not answered, drawn for ``rate`` of their claims (None otherwise)."""
+    if rate <= 0:
+        return None
+    last = db.execute("SELECT MAX(id) FROM answers WHERE inspector = ?", [inspector]).fetchone()[0] or 0
+    if draw("gold", inspector, last) >= rate:
+        return None
+    row = db.execute(
+        f"""SELECT g.image_id FROM gold_items g JOIN images i ON i.id = g.image_id
+            WHERE NOT EXISTS (SELECT 1 FROM active_answers a WHERE a.image_id = g.image_id AND a.inspector = ?)
+            {_not_in(skip)} {extra}
+            ORDER BY (g.image_id * 2654435761 + ?) % 4294967296 LIMIT 1""",
+        [inspector, *skip, *params, last]).fetchone()
+    return row[0] if row else None
+
+
+def _required_answers(db: sqlite_utils.Database, *, image_id: int, sha256: str | None, inspector: str,
+                      settings: dict[str, Any], now: float) -> int:
+    """How many independent answers a photo needs, fixed at its first claim: ``overlap_k`` (capped at the
+    number of inspectors working now, so a lone inspector is never left waiting) for an ``overlap_rate``
+    share, else one."""
+    if draw("overlap", sha256 or image_id) >= settings["overlap_rate"]:
+        return 1
+    working = {r[0] for r in db.execute("SELECT DISTINCT inspector FROM queue_claims WHERE lease_expires >= ?",
+                                        [now - WORKING_WINDOW_SECONDS]).fetchall()} | {inspector}
+    return max(1, min(int(settings["overlap_k"]), len(working)))
 
 
 def claim_next(
@@ -95,61 +153,114 @@ def claim_next(
     label: str | None = None,
     band: tuple[float, float] | None = None,
     lease_seconds: float = LEASE_SECONDS,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Claim the next photo for ``inspector`` (their own live claim first) with a lease; None when empty.
+    """Claim the next photo for ``inspector`` with a lease (their own live claim first); None when empty.
 
-    Two inspectors are never offered the same photo while a lease lives. Raises InvalidInput for an
-    empty inspector name.
+    Returns the photo with its review, latest prediction and the review's other photos. Two inspectors
+    are never offered the same photo while a lease lives, unless it is an overlap photo that still needs
+    answers. ``label`` and ``band`` filter on the model's latest prediction (class; confidence in
+    [low, high)). Raises InvalidInput for an empty inspector name.
     """
     if not inspector:
         raise InvalidInput("an inspector name is needed to claim from the queue")
-    expires = time.time() + lease_seconds
+    settings = settings or get_settings(db)
+    extra, params = _filters(review_type, label, band)
+    now = time.time()
     with immediate(db):
-        item = next_item(db, skip=skip, review_type=review_type, label=label, band=band, inspector=inspector)
-        if item is None:
-            return None
-        db.execute(
-            "INSERT INTO queue_claims (image_id, inspector, claimed_at, lease_expires) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(image_id) DO UPDATE SET inspector = excluded.inspector, claimed_at = excluded.claimed_at, "
-            "lease_expires = excluded.lease_expires",
-            [item["id"], inspector, now_iso(), expires],
-        )
-    item["lease_expires"] = expires
+        own = _own_claim(db, inspector=inspector, now=now, skip=skip, extra=extra, params=params)
+        if own is not None:
+            image_id, kind = own
+            db.execute("UPDATE queue_claims SET lease_expires = ? WHERE image_id = ? AND inspector = ?",
+                       [now + lease_seconds, image_id, inspector])
+        else:
+            kind = "gold"
+            image_id = _gold_candidate(db, inspector=inspector, rate=float(settings["gold_rate"]), skip=skip,
+                                       extra=extra, params=params)
+            if image_id is None:
+                kind = "queue"
+                found = _eligible(db, inspector=inspector, now=now, extra=_not_in(skip) + extra, params=[*skip, *params])
+                if not found:
+                    return None
+                image_id = found[0]
+                _take_over_expired(db, image_id=image_id, now=now)
+                required, sha = db.execute("SELECT required_answers, sha256 FROM images WHERE id = ?", [image_id]).fetchone()
+                if required is None:
+                    db.execute("UPDATE images SET required_answers = ? WHERE id = ?",
+                               [_required_answers(db, image_id=image_id, sha256=sha, inspector=inspector,
+                                                  settings=settings, now=now), image_id])
+            db.execute("DELETE FROM queue_claims WHERE inspector = ?", [inspector])  # one photo at a time
+            db.execute("INSERT INTO queue_claims (image_id, inspector, kind, claimed_at, claimed_ts, lease_expires) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", [image_id, inspector, kind, now_iso(), now, now + lease_seconds])
+            record_event(db, image_id=image_id, inspector=inspector, action="claim")
+        item = _details(db, image_id, gold=kind == "gold")
+    item["lease_expires"] = now + lease_seconds
     return item
 
 
-def release(db: sqlite_utils.Database, *, image_id: int, inspector: str) -> None:
-    """Give a claimed photo back to the queue (a skip). Only the holder's claim is removed."""
+def peek_next(
+    db: sqlite_utils.Database,
+    *,
+    inspector: str,
+    skip: list[int] | tuple[int, ...] = (),
+    review_type: str | None = None,
+    label: str | None = None,
+    band: tuple[float, float] | None = None,
+    limit: int = 1,
+) -> list[dict[str, Any]]:
+    """The photos ``inspector`` would be offered next (id, uri, sha256), without claiming them: for loading
+    the next photo ahead of time. Reads only."""
+    extra, params = _filters(review_type, label, band)
+    ids = _eligible(db, inspector=inspector, now=time.time(), extra=_not_in(skip) + extra, params=[*skip, *params],
+                    limit=limit)
+    if not ids:
+        return []
+    rows = {r["id"]: r for r in db.query(f"SELECT id, uri, sha256 FROM images WHERE id IN ({','.join('?' * len(ids))})", ids)}
+    return [rows[i] for i in ids]
+
+
+def _take_over_expired(db: sqlite_utils.Database, *, image_id: int, now: float) -> None:
+    for holder, claimed_ts in db.execute("SELECT inspector, claimed_ts FROM queue_claims WHERE image_id = ? "
+                                         "AND lease_expires < ?", [image_id, now]).fetchall():
+        record_event(db, image_id=image_id, inspector=holder, action="lease_expired",
+                     seconds=None if claimed_ts is None else now - claimed_ts)
+    db.execute("DELETE FROM queue_claims WHERE image_id = ? AND lease_expires < ?", [image_id, now])
+
+
+def _drop_claim(db: sqlite_utils.Database, *, image_id: int, inspector: str) -> float | None:
+    """Remove the inspector's claim; return the seconds they held it (None if they held none)."""
+    row = db.execute("SELECT claimed_ts FROM queue_claims WHERE image_id = ? AND inspector = ?",
+                     [image_id, inspector]).fetchone()
+    if row is None:
+        return None
     db.execute("DELETE FROM queue_claims WHERE image_id = ? AND inspector = ?", [image_id, inspector])
+    return None if row[0] is None else max(0.0, time.time() - row[0])
 
 
-def submit(db: sqlite_utils.Database, *, image_id: int, label: str, actor: str) -> dict[str, Any]:
-    """Record an inspector's label for a queued photo (confirm or override). Raises NotFound, InvalidInput.
+def release(db: sqlite_utils.Database, *, image_id: int, inspector: str) -> None:
+    """Skip: give a claimed photo back to the queue. Only the holder's claim is removed; the skip is recorded."""
+    with immediate(db):
+        seconds = _drop_claim(db, image_id=image_id, inspector=inspector)
+        if seconds is not None:
+            record_event(db, image_id=image_id, inspector=inspector, action="skip", seconds=seconds)
 
-    The checks and the write share one write-locked transaction, so two inspectors submitting the same
-    photo at once cannot both pass the checks: the second is told who decided it.
-    """
+
+def flag(db: sqlite_utils.Database, *, image_id: int, inspector: str, reason: str) -> None:
+    """Flag a photo that cannot be inspected (it fails to load, or is not a photo at all): it leaves the
+    queue as failed, with the reason, and is retried by the next import. Raises NotFound, InvalidInput."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInput("say why the photo is flagged (for example: it does not load)")
     with immediate(db):
         row = db.execute("SELECT status FROM images WHERE id = ?", [image_id]).fetchone()
         if row is None:
             raise NotFound(f"image {image_id} does not exist (it may have been deleted)")
-        if row[0] == "decided":
-            last = db.execute("SELECT decided_by, decided_at FROM decisions WHERE id = "
-                              "(SELECT decision_id FROM images WHERE id = ?)", [image_id]).fetchone()
-            who = f" by {last[0]} at {last[1]}" if last else ""
-            raise InvalidInput(f"image {image_id} was already decided{who}; take the next photo")
         if row[0] != "queued":
-            raise InvalidInput(f"image {image_id} is {row[0]}, not waiting for a decision")
-        holder = db.execute(
-            "SELECT inspector FROM queue_claims WHERE image_id = ? AND lease_expires >= ?", [image_id, time.time()]
-        ).fetchone()
-        if holder and holder[0] != actor:
-            raise InvalidInput(f"image {image_id} is being inspected by {holder[0]}; take the next photo instead")
-        pred = db.execute("SELECT id, label FROM predictions WHERE image_id = ? ORDER BY id DESC LIMIT 1", [image_id]).fetchone()
-        note = ""
-        if pred:
-            note = "inspector confirmed the model" if pred[1] == label else f"inspector overrode the model ({pred[1]})"
-        decision = decide(db, image_id=image_id, label=label, actor=actor, source="human",
-                          prediction_id=pred[0] if pred else None, note=note)
+            raise InvalidInput(f"image {image_id} is {row[0]}, not in the queue")
+        seconds = _drop_claim(db, image_id=image_id, inspector=inspector)
         db.execute("DELETE FROM queue_claims WHERE image_id = ?", [image_id])
-    return decision
+        db.execute("UPDATE images SET status = 'failed', error = ? WHERE id = ?",
+                   [f"flagged in the queue by {inspector}: {reason}", image_id])
+        record_event(db, image_id=image_id, inspector=inspector, action="flag", seconds=seconds,
+                     detail={"reason": reason})
+        record(db, actor=inspector, action="image.flag", target=f"image:{image_id}", detail={"reason": reason})

@@ -53,7 +53,8 @@ def overview(db: sqlite_utils.Database) -> dict[str, Any]:
     }
 
 
-SORTABLE = {"submitted_at", "review_id", "confidence", "label", "status"}
+SORTABLE = {"submitted_at": "r.submitted_at", "review_id": "r.id", "confidence": "p.confidence", "label": "d.label",
+            "status": "i.status"}
 
 
 def list_images(
@@ -79,7 +80,7 @@ def list_images(
         where.append("(r.id LIKE ? OR r.product LIKE ? OR r.user_id LIKE ?)")
         params += [f"%{search}%"] * 3
     clause = ("WHERE " + " AND ".join(where)) if where else ""
-    order = sort if sort in SORTABLE else "submitted_at"
+    order = SORTABLE.get(sort, "r.submitted_at")
     base = f"""
         FROM images i JOIN reviews r ON r.id = i.review_id
         LEFT JOIN decisions d ON d.id = i.decision_id

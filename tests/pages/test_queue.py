@@ -39,7 +39,7 @@ def test_empty_queue_says_so(ws):
 def test_photo_without_a_model_explains_why_there_is_no_suggestion(queued, tmp_path):
     at = start_app("pages/queue.py")
     assert shown_item(at) == queued[0]  # the oldest first
-    assert at.caption[0].value == "3 photos waiting: 0 audits, 0 low confidence, 3 waiting for a first model"
+    assert at.caption[0].value == "3 photos waiting: 0 audits and re-reviews, 0 low confidence, 3 waiting for a first model"
     assert any(c.value == "No model prediction: no model had been trained when this photo arrived." for c in at.caption)
     assert any("in the queue because: no_model" in c.value for c in at.caption)
     assert not at.metric  # no "Model suggests"
@@ -103,11 +103,11 @@ def test_model_suggestion_preselects_the_label_and_can_be_hidden(trained_ws, tmp
 
         at = start_app("pages/queue.py")
         assert shown_item(at) == image_id
-        assert at.caption[0].value.startswith("1 photos waiting: 1 audits")
+        assert at.caption[0].value.startswith("1 photos waiting: 1 audits and re-reviews")
         assert [m.label for m in at.metric] == ["Model suggests"]
         assert at.metric[0].value == predicted.replace("_", " ")
         assert at.radio(key=f"q_label_{image_id}").value == predicted
-        at.button(key="q_submit").click().run()
+        at.button(key="q_accept").click().run()  # "A": accept the suggestion
         last = db.execute("SELECT label, source, reason FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
         assert last[:2] == (predicted, "human") and last[2].startswith("inspector confirmed the model")
         assert [i.value for i in at.info] == ["The queue is empty."]
@@ -121,6 +121,7 @@ def test_model_suggestion_preselects_the_label_and_can_be_hidden(trained_ws, tmp
         assert second != image_id
         assert not at.metric
         assert at.radio(key=f"q_label_{second}").value is None
+        assert at.button(key="q_accept").disabled
     finally:
         db.close()
 
@@ -148,3 +149,40 @@ def test_number_buttons_decide_at_once(queued, db):
     row = db.execute("SELECT label, source, decided_by FROM decisions WHERE image_id = ?", [first]).fetchone()
     assert row == ("package", "human", "local operator")
     assert any("Keyboard: 1–4" in c.value for c in at.caption)
+
+
+def test_undo_brings_the_last_photo_back_and_keeps_the_history(queued, db):
+    at = start_app("pages/queue.py")
+    first = shown_item(at)
+    assert at.button(key="q_undo").disabled  # nothing to undo yet
+    at.button(key="q_quick_package").click().run()
+    assert shown_item(at) != first
+    at.button(key="q_undo").click().run()
+    assert shown_item(at) == first
+    assert any(s.value.startswith(f"Undid your package for image {first}") for s in at.success)
+    assert db.execute("SELECT status, decision_id FROM images WHERE id = ?", [first]).fetchone() == ("queued", None)
+    assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 1  # kept, no longer current
+    at.button(key="q_quick_product").click().run()
+    assert db.execute("SELECT d.label FROM images i JOIN decisions d ON d.id = i.decision_id WHERE i.id = ?",
+                      [first]).fetchone()[0] == "product"
+    actions = [r[0] for r in db.execute("SELECT action FROM queue_events WHERE image_id = ? ORDER BY id", [first])]
+    assert actions == ["claim", "answer", "undo", "claim", "answer"]
+
+
+def test_zoom_flag_and_the_next_photo_loaded_ahead(queued, db):
+    from pages.common import _thumbnails
+
+    at = start_app("pages/queue.py")
+    first = shown_item(at)
+    cache = _thumbnails("")
+    cache.wait()
+    upcoming = db.execute("SELECT uri, sha256 FROM images WHERE id = ?", [queued[1]]).fetchone()
+    assert cache.cached(upcoming[0], upcoming[1], 720)  # loaded while the first photo was on screen
+    assert at.button(key="q_zoom").label == "Zoom in"
+    at.button(key="q_zoom").click().run()
+    assert at.button(key="q_zoom").label == "Zoom out" and shown_item(at) == first
+    at.text_input(key="q_flag_reason").set_value("shows a blank square")
+    at.button(key="q_flag").click().run()
+    assert db.execute("SELECT status, error FROM images WHERE id = ?", [first]).fetchone() == (
+        "failed", "flagged in the queue by local operator: shows a blank square")
+    assert shown_item(at) == queued[1]

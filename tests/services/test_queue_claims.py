@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from services.config import Workspace
+from services.answers import submit
+from services.config import Workspace, set_setting
 from services.errors import InvalidInput, NotFound
-from services.queue import claim_next, release, submit
+from services.queue import claim_next, release
 
 
 def _seed(db, n: int) -> None:
@@ -23,6 +24,13 @@ def _seed(db, n: int) -> None:
                 db.execute("INSERT INTO model_versions (id, name, active) VALUES (1, 'm', 1) ON CONFLICT DO NOTHING")
                 db.execute("INSERT INTO predictions (image_id, model_version_id, label, confidence, probabilities) "
                            "VALUES (?, 1, ?, ?, '{}')", [i, "product" if i % 2 else "full_length", (i % 10) / 10])
+
+
+@pytest.fixture(autouse=True)
+def _one_inspector_per_photo(db):
+    """These tests are about leases; overlap photos and gold checks have tests of their own."""
+    set_setting(db, key="overlap_rate", value=0.0, actor="admin")
+    set_setting(db, key="gold_rate", value=0.0, actor="admin")
 
 
 def test_two_inspectors_never_get_the_same_photo_and_keep_their_own(db):
@@ -64,6 +72,8 @@ def test_filters_by_review_type_class_and_confidence_band(db):
 
 def test_eight_inspectors_at_once_lose_nothing_and_never_double_claim(ws: Workspace):
     db = ws.db()
+    set_setting(db, key="overlap_rate", value=0.0, actor="admin")  # every photo needs one inspector
+    set_setting(db, key="gold_rate", value=0.0, actor="admin")
     _seed(db, 120)
     claimed: dict[int, list[str]] = {}
     lock = threading.Lock()

@@ -1,9 +1,10 @@
 import pytest
 
 from services import demo, export
+from services.answers import submit
 from services.config import Workspace
 from services.errors import InvalidInput, NotFound
-from services.queue import next_item, queue_counts, submit
+from services.queue import claim_next, peek_next, queue_counts
 from services.reviews import list_images, overview, review_detail
 
 
@@ -25,7 +26,8 @@ def test_queue_order_audit_then_low_confidence_oldest_first_then_no_model(db):
     _seed(db)
     order = []
     skip = []
-    while (item := next_item(db, skip=skip)) is not None:
+    assert [p["id"] for p in peek_next(db, inspector="ann", limit=10)] == [3, 2, 4, 1]
+    while (item := claim_next(db, inspector="ann", skip=skip)) is not None:
         order.append(item["id"])
         skip.append(item["id"])
     assert order == [3, 2, 4, 1]
@@ -35,8 +37,9 @@ def test_queue_order_audit_then_low_confidence_oldest_first_then_no_model(db):
 def test_submit_records_a_human_decision_and_leaves_the_queue(db):
     _seed(db)
     d = submit(db, image_id=3, label="full_length", actor="ann")
-    assert d["source"] == "human" and d["credit"] is True
-    assert next_item(db)["id"] == 2
+    assert d["credit"] is True
+    assert db.execute("SELECT source, decided_by FROM decisions WHERE id = ?", [d["decision_id"]]).fetchone() == ("human", "ann")
+    assert claim_next(db, inspector="ann")["id"] == 2
     with pytest.raises(NotFound):
         submit(db, image_id=99, label="product", actor="ann")
     db.execute("UPDATE images SET status = 'failed' WHERE id = 1")
