@@ -100,7 +100,8 @@ def submit(db: sqlite_utils.Database, *, image_id: int, label: str, actor: str) 
         if answered + 1 >= required:
             from services.consensus import consolidate
 
-            result = consolidate(db, image_id=image_id, settings=settings)
+            # reliability is re-estimated by the worker's housekeeping, never under this write lock
+            result = consolidate(db, image_id=image_id, settings=settings, reestimate=False)
             detail = {"decision_id": result.get("decision_id"), "outcome": result.get("outcome")}
         _finish(db, image_id=image_id, actor=actor, label=label, seconds=seconds, answer_id=answer_id, detail=detail)
     return {"image_id": image_id, "label": label, "credit": ok, "reason": why, "answer_id": answer_id,

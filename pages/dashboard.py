@@ -1,0 +1,123 @@
+"""Inspector dashboard: per inspector and day, throughput and quality; for the team, queue size and automation."""
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages.common import db, show_error
+from services.errors import ConsoleError
+from services.inspector_stats import (
+    ACTIVE_SECONDS_CAP,
+    SNAPSHOT_SECONDS,
+    has_activity,
+    inspector_stats,
+    list_inspectors,
+    queue_size_series,
+    record_queue_snapshot_if_stale,
+    team_daily,
+)
+
+st.title("Inspector dashboard")
+conn = db()
+
+
+def _chart(frame: pd.DataFrame, key: str, empty: str, draw) -> None:  # type: ignore[no-untyped-def]
+    if frame.empty:
+        st.caption(empty)
+    else:
+        st.plotly_chart(draw(frame), key=key)
+
+
+def _days(fig):  # type: ignore[no-untyped-def]
+    fig.update_xaxes(type="category", title="day (UTC)")
+    return fig
+
+
+def _percent(fig):  # type: ignore[no-untyped-def]
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
+    return fig
+
+
+try:
+    if not has_activity(conn):
+        st.info(
+            "Nothing to show yet. Once photos are imported and inspectors answer them in the Review queue, this "
+            "page shows per inspector and day: items per hour, median seconds per item, agreement with the "
+            "consensus, accuracy on gold items and override rate per predicted class; and for the team: the "
+            "queue size over time and the share of photos decided automatically.",
+            icon=":material/monitoring:",
+        )
+    else:
+        # so the queue chart has a current point even when no worker is recording snapshots
+        record_queue_snapshot_if_stale(conn, max_age_seconds=SNAPSHOT_SECONDS)
+        today = datetime.now(UTC).date()
+        left, right = st.columns([1, 2])
+        picked = left.date_input("Period (UTC days)", value=(today - timedelta(days=29), today), key="dash_range")
+        days = tuple(picked) if isinstance(picked, list | tuple) else (picked,)
+        start, end = (days[0], days[-1]) if days else (today - timedelta(days=29), today)
+        chosen = right.multiselect("Inspectors", list_inspectors(conn), key="dash_inspectors",
+                                   placeholder="All inspectors")
+        stats = inspector_stats(conn, since=start, until=end, inspectors=chosen or None)
+        daily, totals = pd.DataFrame(stats["daily"]), pd.DataFrame(stats["totals"])
+
+        st.subheader("Per inspector")
+        if totals.empty:
+            st.caption("No inspector answers in this period.")
+            st.dataframe(pd.DataFrame(columns=["inspector", "items"]), key="dash_table", hide_index=True)
+        else:
+            st.dataframe(
+                totals[["inspector", "items", "items_per_hour", "median_seconds", "agreement_with_consensus",
+                        "overlap_answers", "gold_accuracy", "gold_answers", "override_rate", "predicted_answers"]],
+                key="dash_table",
+                hide_index=True,
+                column_config={
+                    "items_per_hour": st.column_config.NumberColumn(
+                        "items / hour", format="%.1f",
+                        help=f"Answers per hour of active time (each answer counts at most {ACTIVE_SECONDS_CAP:.0f} s)"),
+                    "median_seconds": st.column_config.NumberColumn("median s / item", format="%.1f"),
+                    "agreement_with_consensus": st.column_config.NumberColumn(
+                        "agreement", format="percent", help="Overlap answers equal to the settled consensus"),
+                    "overlap_answers": st.column_config.NumberColumn("overlap answers"),
+                    "gold_accuracy": st.column_config.NumberColumn("gold accuracy", format="percent"),
+                    "gold_answers": st.column_config.NumberColumn("gold answers"),
+                    "override_rate": st.column_config.NumberColumn(
+                        "override rate", format="percent", help="Answers that differ from the model's prediction"),
+                    "predicted_answers": st.column_config.NumberColumn("answers with a prediction"),
+                },
+            )
+        no_answers = "No inspector answers in this period."
+        _chart(daily.dropna(subset=["items_per_hour"]) if not daily.empty else daily, "dash_items_per_hour",
+               no_answers, lambda f: _days(px.line(f, x="day", y="items_per_hour", color="inspector", markers=True,
+                                                   title="Items per hour of active time")))
+        _chart(daily.dropna(subset=["median_seconds"]) if not daily.empty else daily, "dash_median_seconds",
+               no_answers, lambda f: _days(px.line(f, x="day", y="median_seconds", color="inspector", markers=True,
+                                                   title="Median seconds per item")))
+        quality = (daily.melt(id_vars=["day", "inspector"], value_vars=["agreement_with_consensus", "gold_accuracy"],
+                              var_name="measure", value_name="share").dropna(subset=["share"])
+                   if not daily.empty else daily)
+        _chart(quality, "dash_quality", "No overlap or gold answers in this period.",
+               lambda f: _percent(_days(px.line(f, x="day", y="share", color="inspector", line_dash="measure",
+                                                markers=True, title="Agreement with consensus and gold accuracy"))))
+        overrides = pd.DataFrame(
+            [{"inspector": r["inspector"], "predicted class": cls, "override rate": rate}
+             for r in stats["totals"] for cls, rate in r["override_rate_by_class"].items()]
+        )
+        _chart(overrides, "dash_override_by_class", "No answers on photos with a model prediction in this period.",
+               lambda f: _percent(px.bar(f, x="predicted class", y="override rate", color="inspector", barmode="group",
+                                         title="Override rate per predicted class")))
+
+        st.subheader("Team")
+        queue = pd.DataFrame(queue_size_series(conn, since=start, until=end))
+        if not queue.empty:
+            queue["time (UTC)"] = pd.to_datetime(queue["at"], utc=True)
+        _chart(queue, "dash_queue_size", "No queue snapshots in this period.",
+               lambda f: px.line(f, x="time (UTC)", y="queued", markers=len(f) < 50, title="Photos in the queue"))
+        team = pd.DataFrame(team_daily(conn, since=start, until=end))
+        _chart(team.dropna(subset=["auto_share"]) if not team.empty else team, "dash_auto_share",
+               "No photos decided in this period.",
+               lambda f: _percent(_days(px.bar(f, x="day", y="auto_share", hover_data=["decided", "decided_automatically"],
+                                               title="Share of photos decided automatically (by first decision)"))))
+except ConsoleError as exc:
+    show_error(exc)
