@@ -15,8 +15,10 @@ PAGES = {
         ("pages/overview.py", "Overview", ":material/dashboard:", {"inspector", "ops", "admin"}),
         ("pages/reviews.py", "Reviews", ":material/table_rows:", {"inspector", "admin"}),
         ("pages/queue.py", "Review queue", ":material/fact_check:", {"inspector", "admin"}),
+        ("pages/dashboard.py", "Inspector dashboard", ":material/monitoring:", {"inspector", "ops", "admin"}),
     ],
     "Administration": [
+        ("pages/quality.py", "Label quality", ":material/verified:", {"admin"}),
         ("pages/jobs.py", "Jobs", ":material/work_history:", {"admin"}),
         ("pages/settings.py", "Settings", ":material/tune:", {"admin"}),
     ],

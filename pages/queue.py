@@ -101,23 +101,26 @@ with right:
         except ConsoleError as exc:
             show_error(exc)
 
-    b1, b2, b3, b4 = st.columns(4)
-    if b1.button("Submit label", key="q_submit", type="primary", disabled=choice is None, shortcut="Enter"):
+    b1, b2 = st.columns(2)
+    if b1.button("Submit label", key="q_submit", type="primary", disabled=choice is None, shortcut="Enter",
+                 width="stretch"):
         save(choice)
-    if b2.button("Accept suggestion", key="q_accept", disabled=suggest is None, shortcut="A"):
+    if b2.button("Accept suggestion", key="q_accept", disabled=suggest is None, shortcut="A", width="stretch"):
         save(suggest["label"])
-    if b3.button("Skip", key="q_skip", shortcut="S"):
+    b3, b4 = st.columns(2)
+    if b3.button("Skip", key="q_skip", shortcut="S", width="stretch"):
         release(conn, image_id=item["id"], inspector=inspector)
         skipped.append(item["id"])
         st.rerun()
-    if b4.button("Undo last", key="q_undo", shortcut="U", disabled=mine is None,
+    if b4.button("Undo last", key="q_undo", shortcut="U", disabled=mine is None, width="stretch",
                  help=f"Take back your label for image {mine['image_id']}" if mine else "Nothing to undo yet"):
         undo()
     st.caption("Keyboard: 1–4 decide at once, A accepts the suggestion, Enter submits the selected label, "
                "S skips, U undoes your last label, Z zooms.")
-    quick = st.columns(len(CLASSES))
+    quick = st.columns(2)
     for n, cls in enumerate(CLASSES, start=1):
-        if quick[n - 1].button(f"{n} · {cls.replace('_', ' ')}", key=f"q_quick_{cls}", shortcut=str(n)):
+        if quick[(n - 1) % 2].button(f"{n} · {cls.replace('_', ' ')}", key=f"q_quick_{cls}", shortcut=str(n),
+                                     width="stretch"):
             save(cls)
     with st.popover("Photo will not load or is unusable", key="q_flag_menu"):
         why = st.text_input("What is wrong?", "the photo does not load", key="q_flag_reason")

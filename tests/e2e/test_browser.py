@@ -31,10 +31,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(ws, tmp_path):
+def photos_queued() -> int:
+    return 2
+
+
+@pytest.fixture
+def server(ws, tmp_path, photos_queued):
     db = ws.db()
     photos = []
-    for i, color in enumerate([(200, 40, 40), (40, 200, 40)]):
+    for i, color in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)][:photos_queued]):
         path = tmp_path / f"p{i}.jpg"
         Image.new("RGB", (320, 240), color).save(path)
         photos.append(path)
@@ -64,14 +69,18 @@ def server(ws, tmp_path):
     proc.wait(timeout=20)
 
 
+def _browser(p):  # type: ignore[no-untyped-def]
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync"],
+    )
+
+
 def test_inspector_labels_queued_photos_by_mouse_and_keyboard(server):
     url, db = server
     with pw.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )
+        browser = _browser(p)
         page = browser.new_page()
         page.goto(url + "/queue")
         page.get_by_text("2 photos waiting").wait_for(timeout=60_000)
@@ -90,3 +99,35 @@ def test_inspector_labels_queued_photos_by_mouse_and_keyboard(server):
         browser.close()
     rows = db.execute("SELECT label, source, credit FROM decisions").fetchall()
     assert rows == [("product", "human", 1), ("package", "human", 0)]
+
+
+@pytest.mark.parametrize("photos_queued", [3])
+def test_three_photos_labelled_with_the_keyboard_only(server):
+    url, db = server
+    with pw.sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page()
+        page.goto(url + "/queue")
+        page.get_by_text("3 photos waiting").wait_for(timeout=60_000)
+        ready = page.get_by_role("button", name="4 · half length").first  # a rerun may briefly show two
+        for key, waiting in (("2", "2 photos waiting"), ("4", "1 photos waiting"), ("U", "2 photos waiting"),
+                             ("3", "1 photos waiting")):
+            ready.wait_for(timeout=30_000)  # the shortcuts exist once their buttons are drawn
+            page.mouse.click(5, 5)  # focus the page, not a widget
+            page.keyboard.press(key)
+            page.get_by_text(waiting).wait_for(timeout=30_000)
+            if key == "U":
+                page.get_by_text("Undid your half length").wait_for()
+        ready.wait_for(timeout=30_000)
+        page.mouse.click(5, 5)
+        page.keyboard.press("1")
+        page.get_by_text("The queue is empty").wait_for(timeout=30_000)
+        browser.close()
+    current = db.execute("SELECT r.id, d.label, d.decided_by FROM images i JOIN reviews r ON r.id = i.review_id "
+                         "JOIN decisions d ON d.id = i.decision_id ORDER BY r.id").fetchall()
+    assert current == [("r0", "product", "local operator"), ("r1", "full_length", "local operator"),
+                       ("r2", "package", "local operator")]
+    assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 4  # the undone one is kept, not current
+    kinds = db.execute("SELECT action, COUNT(*) FROM queue_events GROUP BY action ORDER BY action").fetchall()
+    assert kinds == [("answer", 4), ("claim", 5), ("undo", 1)]  # the undone photo is claimed again
+    assert db.execute("SELECT COUNT(*) FROM active_answers WHERE seconds > 0").fetchone()[0] == 3

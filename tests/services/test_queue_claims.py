@@ -106,3 +106,48 @@ def test_eight_inspectors_at_once_lose_nothing_and_never_double_claim(ws: Worksp
     assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 120  # no decision lost or doubled
     assert db.execute("SELECT COUNT(*) FROM images WHERE status = 'decided'").fetchone()[0] == 120
     # (how the 120 photos spread over the eight depends on SQLite's busy back-off: not asserted)
+
+
+def test_eight_inspectors_on_overlap_photos_answer_each_once_and_every_photo_is_consolidated(ws: Workspace):
+    db = ws.db()
+    set_setting(db, key="overlap_rate", value=1.0, actor="admin")  # every photo: three independent answers
+    set_setting(db, key="overlap_k", value=3, actor="admin")
+    set_setting(db, key="gold_rate", value=0.0, actor="admin")
+    _seed(db, 40)
+    for i in range(8):  # all eight are at work before the first photo is handed out
+        db.execute("INSERT INTO queue_claims (image_id, inspector, kind, claimed_at, claimed_ts, lease_expires) "
+                   "VALUES (40, ?, 'queue', 'now', ?, ?)", [f"inspector{i}", time.time(), time.time() + 600])
+    db.execute("UPDATE images SET required_answers = 8 WHERE id = 40")  # photo 40: held by all eight
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+    labels = ["product", "product", "package"]
+
+    def inspect(n: int) -> None:
+        conn = ws.db()
+        name = f"inspector{n}"
+        try:
+            start.wait()
+            while (item := claim_next(conn, inspector=name)) is not None:
+                submit(conn, image_id=item["id"], label=labels[(n + item["id"]) % 3], actor=name)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=inspect, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    per_photo = db.execute("SELECT image_id, COUNT(*), COUNT(DISTINCT inspector) FROM active_answers GROUP BY image_id").fetchall()
+    required = dict(db.execute("SELECT id, required_answers FROM images").fetchall())
+    assert len(per_photo) == 40
+    for image_id, n, distinct in per_photo:
+        assert n == distinct == required[image_id], image_id  # exactly as many inspectors as asked, each once
+    assert all(required[i] == 3 for i in range(1, 40))
+    states = db.execute("SELECT status, COALESCE(queue_reason, ''), COUNT(*) FROM images GROUP BY 1, 2").fetchall()
+    assert sum(n for _, _, n in states) == 40
+    assert {(s, r) for s, r, _ in states} <= {("decided", ""), ("queued", "adjudication")}
+    assert db.execute("SELECT COUNT(*) FROM consensus").fetchone()[0] == 40
+    assert db.execute("SELECT COUNT(*) FROM queue_claims").fetchone()[0] == 0
