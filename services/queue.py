@@ -26,15 +26,18 @@ from services.errors import InvalidInput, NotFound
 from services.history import record_event
 
 LEASE_SECONDS = 300.0
-WORKING_WINDOW_SECONDS = 3600.0  # inspectors holding a claim this recent count as working now
+SHORTLIST = 8  # candidates found before the write lock, re-checked under it
+WORKING_WINDOW_SECONDS = 900.0  # inspectors with a claim, or queue activity this recent, are at work now
 ORDER_BY = QUEUE_ORDER.replace("queue_reason", "i.queue_reason") + ", i.submitted_at, i.id"
-LATEST_PRED = "(SELECT {col} FROM predictions WHERE image_id = i.id ORDER BY id DESC LIMIT 1)"
 
 
 def queue_counts(db: sqlite_utils.Database) -> dict[str, int]:
     """Queued photos per reason (audit, rereview, low_confidence, no_model, adjudication)."""
-    return dict(db.execute("SELECT COALESCE(queue_reason, 'other'), COUNT(*) FROM images "
-                           "WHERE status = 'queued' GROUP BY 1").fetchall())
+    counts: dict[str, int] = {}
+    for reason, n in db.execute("SELECT queue_reason, COUNT(*) FROM images WHERE status = 'queued' "
+                                "GROUP BY queue_reason").fetchall():  # grouped on the index, no sort
+        counts[reason or "other"] = counts.get(reason or "other", 0) + n
+    return counts
 
 
 def draw(*parts: object) -> float:
@@ -44,15 +47,16 @@ def draw(*parts: object) -> float:
 
 
 def _filters(review_type: str | None, label: str | None, band: tuple[float, float] | None) -> tuple[str, list[Any]]:
+    """Filters on columns copied onto ``images`` (review type, latest prediction): read from the queue index."""
     sql, params = "", []
     if review_type:
-        sql += " AND EXISTS (SELECT 1 FROM reviews r WHERE r.id = i.review_id AND r.review_type = ?)"
+        sql += " AND i.review_type = ?"
         params.append(review_type)
     if label:
-        sql += f" AND {LATEST_PRED.format(col='label')} = ?"
+        sql += " AND i.pred_label = ?"
         params.append(label)
     if band:
-        sql += f" AND {LATEST_PRED.format(col='confidence')} >= ? AND {LATEST_PRED.format(col='confidence')} < ?"
+        sql += " AND i.pred_confidence >= ? AND i.pred_confidence < ?"
         params += [float(band[0]), float(band[1])]
     return sql, params
 
@@ -78,19 +82,25 @@ def _details(db: sqlite_utils.Database, image_id: int, *, gold: bool) -> dict[st
 
 
 def _eligible(db: sqlite_utils.Database, *, inspector: str, now: float, extra: str, params: list[Any],
-              limit: int = 1) -> list[int]:
-    """Queued photos this inspector may take: not answered by them, and fewer live claims by others plus
-    answers than the photo needs (one, or ``overlap_k`` for an overlap photo)."""
-    sql = f"""SELECT i.id FROM images i INDEXED BY idx_images_queue_order
-              WHERE i.status = 'queued' AND COALESCE(i.queue_reason, '') != 'adjudication'
+              limit: int = 1, among: list[int] | None = None) -> list[int]:
+    """Queued photos this inspector may take, in queue order: not answered by them, and fewer live claims by
+    others plus answers than the photo needs (one, or ``overlap_k`` for an overlap photo). ``among``
+    re-checks a shortlist by id instead of walking the queue index."""
+    source = "images i INDEXED BY idx_images_queue_order"
+    if among is not None:
+        if not among:
+            return []
+        source = "images i"
+        extra += f" AND i.id IN ({','.join(str(int(x)) for x in among)})"
+    sql = f"""SELECT i.id FROM {source}
+              WHERE i.status = 'queued' AND COALESCE(i.queue_reason, '') != 'adjudication' {extra}
                 AND NOT EXISTS (SELECT 1 FROM active_answers a WHERE a.image_id = i.id AND a.inspector = ?)
                 AND (SELECT COUNT(*) FROM queue_claims c WHERE c.image_id = i.id AND c.inspector != ?
                                                           AND c.lease_expires >= ?)
                     + (SELECT COUNT(*) FROM active_answers a WHERE a.image_id = i.id)
                     < COALESCE(i.required_answers, 1)
-                {extra}
               ORDER BY {ORDER_BY} LIMIT {int(limit)}"""
-    return [r[0] for r in db.execute(sql, [inspector, inspector, now, *params]).fetchall()]
+    return [r[0] for r in db.execute(sql, [*params, inspector, inspector, now]).fetchall()]
 
 
 def _own_claim(db: sqlite_utils.Database, *, inspector: str, now: float, skip: list[int] | tuple[int, ...],
@@ -139,8 +149,10 @@ def _required_answers(db: sqlite_utils.Database, *, image_id: int, sha256: str |
     share, else one."""
     if draw("overlap", sha256 or image_id) >= settings["overlap_rate"]:
         return 1
-    working = {r[0] for r in db.execute("SELECT DISTINCT inspector FROM queue_claims WHERE lease_expires >= ?",
-                                        [now - WORKING_WINDOW_SECONDS]).fetchall()} | {inspector}
+    since = now - WORKING_WINDOW_SECONDS
+    working = {r[0] for r in db.execute(
+        "SELECT inspector FROM queue_claims WHERE lease_expires >= ? UNION "
+        "SELECT DISTINCT inspector FROM queue_events WHERE ts >= ?", [since, since]).fetchall()} | {inspector}
     return max(1, min(int(settings["overlap_k"]), len(working)))
 
 
@@ -167,6 +179,13 @@ def claim_next(
     settings = settings or get_settings(db)
     extra, params = _filters(review_type, label, band)
     now = time.time()
+    shortlist = None
+    if not db.execute("SELECT 1 FROM queue_claims WHERE inspector = ? AND lease_expires >= ? LIMIT 1",
+                      [inspector, now]).fetchone():
+        # look for candidates before taking the write lock: a filter that matches little walks much of the
+        # queue, and must not hold up other inspectors' decisions while it does
+        shortlist = _eligible(db, inspector=inspector, now=now, extra=_not_in(skip) + extra, params=[*skip, *params],
+                              limit=SHORTLIST)
     with immediate(db):
         own = _own_claim(db, inspector=inspector, now=now, skip=skip, extra=extra, params=params)
         if own is not None:
@@ -179,7 +198,11 @@ def claim_next(
                                        extra=extra, params=params)
             if image_id is None:
                 kind = "queue"
-                found = _eligible(db, inspector=inspector, now=now, extra=_not_in(skip) + extra, params=[*skip, *params])
+                found = [] if shortlist is None else _eligible(db, inspector=inspector, now=now, extra=extra,
+                                                                 params=params, among=shortlist)
+                if not found and (shortlist is None or shortlist):  # no shortlist, or others took it meanwhile
+                    found = _eligible(db, inspector=inspector, now=now, extra=_not_in(skip) + extra,
+                                      params=[*skip, *params])
                 if not found:
                     return None
                 image_id = found[0]

@@ -62,3 +62,27 @@ def test_m002_points_each_image_at_its_latest_decision(tmp_path, monkeypatch):
     latest = db.execute("SELECT d.label FROM images i JOIN decisions d ON d.id = i.decision_id WHERE i.id = 1").fetchone()
     assert latest == ("product",)
     assert db.execute("SELECT decision_id FROM images WHERE id = 2").fetchone() == (None,)
+
+
+def test_m004_m005_copy_review_and_latest_prediction_onto_images_and_keep_them(tmp_path, monkeypatch):
+    upto3 = [(n, fn) for n, fn in MIGRATIONS if n[:4] in ("m001", "m002", "m003")]
+    monkeypatch.setattr("db.migrations.MIGRATIONS", upto3)
+    db = connect(tmp_path / "c.db")
+    db.execute("INSERT INTO reviews (id, review_type, submitted_at) VALUES ('r1', 'style', '2026-01-02T00:00:00Z')")
+    db.execute("INSERT INTO images (id, review_id, uri, status) VALUES (1, 'r1', 'a.jpg', 'queued')")
+    for label, conf in (("package", 0.4), ("product", 0.7)):
+        db.execute("INSERT INTO predictions (image_id, label, confidence) VALUES (1, ?, ?)", [label, conf])
+    monkeypatch.setattr("db.migrations.MIGRATIONS", MIGRATIONS)
+    apply_migrations(db)
+    row = "SELECT submitted_at, review_type, pred_label, pred_confidence FROM images WHERE id = ?"
+    assert db.execute(row, [1]).fetchone() == ("2026-01-02T00:00:00Z", "style", "product", 0.7)  # backfilled
+    db.execute("INSERT INTO images (id, review_id, uri, status) VALUES (2, 'r1', 'b.jpg', 'queued')")
+    db.execute("INSERT INTO predictions (image_id, label, confidence) VALUES (2, 'full_length', 0.9)")
+    assert db.execute(row, [2]).fetchone() == ("2026-01-02T00:00:00Z", "style", "full_length", 0.9)  # by triggers
+    db.execute("UPDATE reviews SET review_type = 'product', submitted_at = '2026-01-03T00:00:00Z' WHERE id = 'r1'")
+    assert db.execute(row, [1]).fetchone()[:2] == ("2026-01-03T00:00:00Z", "product")
+    plan = " ".join(r[3] for r in db.execute(
+        "EXPLAIN QUERY PLAN SELECT i.id FROM images i INDEXED BY idx_images_queue_order WHERE i.status = 'queued' "
+        "AND i.pred_label = 'product' ORDER BY CASE i.queue_reason WHEN 'audit' THEN 0 WHEN 'rereview' THEN 0 "
+        "WHEN 'low_confidence' THEN 1 WHEN 'adjudication' THEN 3 ELSE 2 END, i.submitted_at, i.id LIMIT 1"))
+    assert "COVERING INDEX idx_images_queue_order" in plan and "TEMP B-TREE" not in plan
