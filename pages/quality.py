@@ -1,10 +1,12 @@
-"""Label quality (admin): adjudication, likely mistakes, gold items, inspector reliability, photo history."""
+"""Label quality (admin): adjudication, likely mistakes, gold items, inspector reliability, photo history,
+and the consolidated labels exported as a Ground Truth manifest."""
 
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, md, show_error, show_photo
-from services.config import CLASSES
+from pages.common import current_user, db, md, show_error, show_photo, workspace
+from services import export
+from services.config import CLASSES, Workspace
 from services.consensus import adjudicate, adjudication_items, estimate_reliability, reliabilities
 from services.errors import ConsoleError
 from services.gold import gold_accuracy, gold_items, mark_gold, unmark_gold
@@ -38,8 +40,8 @@ def label_name(label: str | None) -> str:
     return (label or "").replace("_", " ")
 
 
-adj_tab, mistakes_tab, gold_tab, inspectors_tab, history_tab = st.tabs(
-    ["Adjudication", "Likely mistakes", "Gold items", "Inspectors", "Photo history"])
+adj_tab, mistakes_tab, gold_tab, inspectors_tab, history_tab, export_tab = st.tabs(
+    ["Adjudication", "Likely mistakes", "Gold items", "Inspectors", "Photo history", "Export"])
 
 # ------------------------------------------------------------------------------------------ adjudication
 with adj_tab:
@@ -221,3 +223,34 @@ with history_tab:
                 st.info(f"Nothing has happened to image {int(hist_id)} yet.")
         except ConsoleError as exc:
             show_error(exc)
+
+# ------------------------------------------------------------------------------------------------ export
+with export_tab:
+    st.caption("Consolidated labels as a SageMaker Ground Truth image-classification manifest: train on it here "
+               "(Jobs → import labels) or in SageMaker. Each line carries how sure the label is: the model's "
+               "confidence, the consolidated posterior of several inspectors, the inspector's estimated accuracy, "
+               "or 1.0 for gold photos and adjudications.")
+    c1, c2 = st.columns(2)
+    human_only = c1.toggle("People's labels only", value=True, key="ql_export_human")
+    min_conf = c2.slider("Leave out labels less sure than", 0.0, 1.0, 0.0, 0.05, key="ql_export_min")
+    root = workspace().root  # the file is built on another thread, with a connection of its own
+
+    def manifest() -> str:
+        conn_ = Workspace(root).db()
+        try:
+            return export.to_groundtruth(conn_, human_only=human_only, min_confidence=min_conf)[0]
+        finally:
+            conn_.close()
+
+    def table() -> str:
+        conn_ = Workspace(root).db()
+        try:
+            return export.to_csv(conn_)[0]
+        finally:
+            conn_.close()
+
+    d1, d2 = st.columns(2)
+    d1.download_button("Download Ground Truth manifest", manifest, file_name="labels.manifest",
+                       mime="application/jsonl", key="ql_export_gt", icon=":material/download:")
+    d2.download_button("Download every photo as CSV", table, file_name="photos.csv", mime="text/csv",
+                       key="ql_export_csv", icon=":material/table:")

@@ -85,7 +85,8 @@ def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     from services import export
 
     db = ws.db()
-    text, n = export.to_csv(db) if args.format == "csv" else export.to_groundtruth(db)
+    text, n = (export.to_csv(db) if args.format == "csv" else
+               export.to_groundtruth(db, human_only=args.human_only, min_confidence=args.min_confidence))
     if args.out == "-":
         sys.stderr.write(text)
     else:
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="export decisions as CSV or a Ground Truth manifest")
     s.add_argument("--format", choices=["csv", "groundtruth"], default="csv")
+    s.add_argument("--human-only", action="store_true", help="groundtruth: people's labels only")
+    s.add_argument("--min-confidence", type=float, default=0.0, help="groundtruth: leave out less sure labels")
     s.add_argument("--out", required=True, help="output path or s3:// URI ('-' for stderr)")
     s.set_defaults(fn=cmd_export)
 

@@ -1,4 +1,9 @@
-"""Export decisions: a CSV table, or a SageMaker Ground Truth image-classification manifest."""
+"""Export decisions: a CSV table, or the consolidated labels as a SageMaker Ground Truth manifest.
+
+Each manifest line carries a confidence for its label: the model's for automatic decisions, the
+consolidated posterior for photos several inspectors labelled, the inspector's estimated accuracy for
+a single inspector's label, and 1.0 for gold photos and an admin's adjudication.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,21 @@ from typing import Any
 import sqlite_utils
 
 from services.config import CLASSES
+from services.consensus import PRIOR_ACCURACY
+from services.errors import InvalidInput
 
 EXPORT_SQL = """
 SELECT i.id AS image_id, i.uri, i.sha256, i.status, i.queue_reason, i.error,
        r.id AS review_id, r.review_type, r.product, r.user_id, r.submitted_at,
        d.label, d.credit, d.reason, d.source, d.decided_by, d.decided_at,
-       p.label AS predicted_label, p.confidence AS predicted_confidence, mv.name AS model_version
+       p.label AS predicted_label, p.confidence AS predicted_confidence, mv.name AS model_version,
+       c.confidence AS consensus_confidence, c.agreement AS consensus_agreement, c.n_answers AS consensus_answers,
+       c.outcome AS consensus_outcome, ir.accuracy AS inspector_accuracy, g.label AS gold_label
 FROM images i JOIN reviews r ON r.id = i.review_id
 LEFT JOIN decisions d ON d.id = i.decision_id
+LEFT JOIN consensus c ON c.image_id = i.id
+LEFT JOIN inspector_reliability ir ON ir.inspector = d.decided_by
+LEFT JOIN gold_items g ON g.image_id = i.id
 LEFT JOIN predictions p ON p.id = (SELECT MAX(id) FROM predictions WHERE image_id = i.id)
 LEFT JOIN model_versions mv ON mv.id = p.model_version_id
 ORDER BY i.id
@@ -46,14 +58,37 @@ def to_csv(db: sqlite_utils.Database) -> tuple[str, int]:
     return out.getvalue(), n
 
 
-def to_groundtruth(db: sqlite_utils.Database, *, attribute: str = "category", job_name: str = "review-console") -> tuple[str, int]:
-    """(manifest text, line count): one line per decided image, Ground Truth image-classification shape."""
+def label_confidence(row: dict[str, Any]) -> float:
+    """How sure the export is of a row's label (see the module docstring)."""
+    if row["source"] != "human":
+        return float(row["predicted_confidence"] or 0.0)
+    if row["gold_label"] == row["label"] or row["consensus_outcome"] == "adjudicated":
+        return 1.0
+    if row["decided_by"] == "consensus" and row["consensus_confidence"] is not None:
+        return float(row["consensus_confidence"])
+    return float(row["inspector_accuracy"] if row["inspector_accuracy"] is not None else PRIOR_ACCURACY)
+
+
+def to_groundtruth(
+    db: sqlite_utils.Database,
+    *,
+    attribute: str = "category",
+    job_name: str = "review-console",
+    human_only: bool = False,
+    min_confidence: float = 0.0,
+) -> tuple[str, int]:
+    """(manifest text, line count): one line per decided photo in the Ground Truth image-classification
+    output shape, ready to train here or in SageMaker. ``human_only`` keeps people's labels only;
+    ``min_confidence`` drops labels the export is less sure of. Raises InvalidInput for a bad attribute name."""
+    if not attribute or not all(ch.isalnum() or ch in "-_" for ch in attribute):
+        raise InvalidInput(f"the label attribute name '{attribute}' may hold only letters, digits, - and _")
     lines = []
     for row in rows(db):
-        if not row["label"]:
+        if not row["label"] or (human_only and row["source"] != "human"):
             continue
-        human = row["source"] == "human"
-        confidence = 1.0 if human else float(row["predicted_confidence"] or 0.0)
+        confidence = label_confidence(row)
+        if confidence < min_confidence:
+            continue
         lines.append(
             json.dumps(
                 {
@@ -64,7 +99,7 @@ def to_groundtruth(db: sqlite_utils.Database, *, attribute: str = "category", jo
                         "confidence": round(confidence, 4),
                         "type": "groundtruth/image-classification",
                         "job-name": f"labeling-job/{job_name}",
-                        "human-annotated": "yes" if human else "no",
+                        "human-annotated": "yes" if row["source"] == "human" else "no",
                         "creation-date": (row["decided_at"] or "").rstrip("Z")[:19],
                     },
                 }

@@ -66,7 +66,8 @@ def infos(at) -> list[str]:
 
 def test_an_empty_database_explains_what_each_tab_will_show(ws):
     at = open_page()
-    assert [t.label for t in at.tabs] == ["Adjudication", "Likely mistakes", "Gold items", "Inspectors", "Photo history"]
+    assert [t.label for t in at.tabs] == ["Adjudication", "Likely mistakes", "Gold items", "Inspectors", "Photo history",
+                                         "Export"]
     shown = infos(at)
     assert len(shown) == 6 and not at.error
     assert shown[0].startswith("No photos are waiting for adjudication")
