@@ -6,6 +6,7 @@ Multi-step writes use ``db.atomic()`` (sqlite-utils): one transaction, savepoint
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,15 @@ import sqlite_utils
 from db.migrations import apply_migrations
 
 BUSY_TIMEOUT_MS = 30_000
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.RLock:
+    """One lock per database file in this process (every Streamlit session is a thread of one process)."""
+    key = str(path.resolve())
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.RLock())
 
 
 def connect(path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
@@ -31,6 +41,7 @@ def connect(path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     db = sqlite_utils.Database(conn)
+    db._write_lock = _write_lock(path)  # type: ignore[attr-defined]
     if migrate:
         apply_migrations(db)
     return db
@@ -42,15 +53,19 @@ def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
 
     Use it for read-then-write steps that must not interleave across connections (claiming a job or a
     queue item): a deferred transaction that reads first can fail to upgrade when another writer wins.
-    Inside an open transaction it adds nothing (the outer one already holds what it holds).
+    Threads of this process queue for the database on a lock first, so they wait their turn instead of
+    sleeping in SQLite's busy handler (which backs off up to 100 ms a try); other processes still meet
+    at SQLite's lock. Inside an open transaction it adds nothing (the outer one already holds what it holds).
     """
     if db.conn.in_transaction:
         yield db
         return
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.conn.execute("ROLLBACK")
-        raise
-    db.conn.execute("COMMIT")
+    lock = getattr(db, "_write_lock", None) or threading.RLock()
+    with lock:
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")
