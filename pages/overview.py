@@ -1,16 +1,30 @@
 """Overview: photos in, decided automatically, in the queue, credits granted, per day."""
 
+from pathlib import Path
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import db
+from pages.common import db, workspace
+from services.config import Workspace
 from services.registry import active_version
-from services.reviews import overview
+from services.reviews import data_version, overview
+
+
+@st.cache_data(show_spinner="Counting…", max_entries=16)
+def cached_overview(root: str, version: tuple) -> dict:  # type: ignore[type-arg]
+    """The figures for one state of the data (``version``): revisits are instant until something changes."""
+    conn_ = Workspace(Path(root)).db()
+    try:
+        return overview(conn_)
+    finally:
+        conn_.close()
+
 
 st.title("Overview")
 conn = db()
-stats = overview(conn)
+stats = cached_overview(str(workspace().root), data_version(conn))
 model = active_version(conn)
 
 if stats["photos"] == 0:

@@ -7,8 +7,42 @@ from typing import Any
 
 import sqlite_utils
 
+from services.config import get_settings
 from services.decisions import review_outcomes
 from services.errors import NotFound
+from services.rules import review_credit
+
+
+def data_version(db: sqlite_utils.Database) -> tuple[Any, ...]:
+    """A cheap fingerprint that changes whenever the overview's figures can: new photos, predictions,
+    decisions, queue events (undo, flag), jobs and settings. Each part is an index lookup."""
+    return tuple(db.execute(
+        "SELECT (SELECT MAX(id) FROM images), (SELECT MAX(id) FROM predictions), (SELECT MAX(id) FROM decisions), "
+        "(SELECT MAX(id) FROM queue_events), (SELECT MAX(id) FROM audit_log), "
+        "(SELECT COUNT(*) FROM images WHERE status = 'failed')"
+    ).fetchone())
+
+
+def _credits(db: sqlite_utils.Database) -> tuple[int, int, dict[str, int]]:
+    """(reviews granted a credit, reviews, credits granted per submission day), without a row per review in
+    Python: SQLite reduces the reviews to groups of (type, day, any photo qualifies, any does not, any
+    undecided), and each group's outcome follows ``review_credit`` (failed photos are left out, as there)."""
+    rules = get_settings(db)["credit_rules"]
+    reviews = db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
+    granted, per_day = 0, {}
+    groups = db.execute(
+        """SELECT r.review_type, substr(r.submitted_at, 1, 10), x.q > 0, x.f > 0, x.p > 0, COUNT(*)
+           FROM (SELECT i.review_id, TOTAL(d.credit = 1) AS q, TOTAL(d.credit = 0) AS f, TOTAL(d.id IS NULL) AS p
+                 FROM images i LEFT JOIN decisions d ON d.id = i.decision_id
+                 WHERE i.status != 'failed' GROUP BY i.review_id) x
+           JOIN reviews r ON r.id = x.review_id GROUP BY 1, 2, 3, 4, 5"""
+    ).fetchall()
+    for rtype, day, has_yes, has_no, has_pending, n in groups:
+        results = [True] * has_yes + [False] * has_no + [None] * has_pending
+        if review_credit(review_type=rtype, photo_results=results, rules=rules)[0] is True:
+            granted += n
+            per_day[day] = per_day.get(day, 0) + n
+    return granted, reviews, per_day
 
 
 def overview(db: sqlite_utils.Database) -> dict[str, Any]:
@@ -18,8 +52,7 @@ def overview(db: sqlite_utils.Database) -> dict[str, Any]:
         "SELECT d.source, COUNT(*) FROM images i JOIN decisions d ON d.id = i.decision_id GROUP BY d.source"
     ).fetchall())
     auto, human = by_source.get("auto", 0), by_source.get("human", 0)
-    outcomes = review_outcomes(db)
-    granted = sum(1 for o in outcomes.values() if o["credit"] is True)
+    granted, reviews, credits_per_day = _credits(db)
     per_day = list(
         db.query(
             """
@@ -33,11 +66,6 @@ def overview(db: sqlite_utils.Database) -> dict[str, Any]:
             """
         )
     )
-    credits_per_day: dict[str, int] = {}
-    if outcomes:
-        for rid, day in db.execute("SELECT id, substr(submitted_at, 1, 10) FROM reviews"):
-            if outcomes.get(rid, {}).get("credit") is True:
-                credits_per_day[day] = credits_per_day.get(day, 0) + 1
     return {
         "photos": sum(totals.values()),
         "pending": totals.get("pending", 0),
@@ -46,7 +74,7 @@ def overview(db: sqlite_utils.Database) -> dict[str, Any]:
         "failed": totals.get("failed", 0),
         "decided_automatically": auto,
         "decided_by_people": human,
-        "reviews": len(outcomes),
+        "reviews": reviews,
         "credits_granted": granted,
         "per_day": per_day,
         "credits_per_day": [{"day": d, "credits_granted": n} for d, n in sorted(credits_per_day.items())],
