@@ -50,8 +50,24 @@ def workspace(root: str | None = None) -> Workspace:
     return _workspace(st.session_state.get("workspace_root") or str(default_data_dir()))
 
 
+def through_router() -> None:
+    """Make sure this run goes through app.py (page config, identity, roles), even for a deep link.
+
+    Because the page files live in ``pages/``, a freshly started Streamlit server runs its first
+    visitor's deep link (``/queue``) straight from that folder, skipping app.py, until some run calls
+    ``st.navigation``. Seeing that mode, switch it off for the process and run again: the rerun starts
+    at app.py and still opens the page asked for.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def db():  # type: ignore[no-untyped-def]
     """A connection for this script run (sqlite connections belong to their thread)."""
+    through_router()
     return workspace().db()
 
 
@@ -73,6 +89,7 @@ def store() -> ObjectStore:
 
 def current_user() -> User:
     """The local operator. Until sign-in and roles land, the console trusts whoever reaches it."""
+    through_router()
     return User(name=st.session_state.get("user_name", "local operator"), roles=frozenset({"inspector", "ops", "admin"}))
 
 

@@ -109,6 +109,9 @@ def test_three_photos_labelled_with_the_keyboard_only(server):
         page = browser.new_page()
         page.goto(url + "/queue")
         page.get_by_text("3 photos waiting").wait_for(timeout=60_000)
+        # a deep link as the fresh server's first visit still runs through app.py (navigation, identity)
+        page.get_by_text("Signed in as").wait_for()
+        page.get_by_role("link", name="Label quality").wait_for()
         ready = page.get_by_role("button", name="4 · half length").first  # a rerun may briefly show two
         for key, waiting in (("2", "2 photos waiting"), ("4", "1 photos waiting"), ("U", "2 photos waiting"),
                              ("3", "1 photos waiting")):
