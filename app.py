@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import current_user, data_dir_from_argv, ensure_worker, workspace
+from pages.common import ROUTED_KEY, current_user, data_dir_from_argv, ensure_worker, workspace
 
 st.set_page_config(page_title="Review console", page_icon=":material/photo_library:", layout="wide")
 
@@ -30,4 +30,5 @@ nav = {
 with st.sidebar:
     st.caption(f"Signed in as **{user.name}** ({', '.join(sorted(user.roles))})")
     st.caption(f"Workspace: `{ws.root}`")
+st.session_state[ROUTED_KEY] = True
 st.navigation({k: v for k, v in nav.items() if v}).run()

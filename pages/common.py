@@ -20,6 +20,7 @@ from services.storage import ObjectStore
 from services.thumbnails import ThumbnailCache
 
 WORKER_ENV = "REVIEW_CONSOLE_WORKER"
+ROUTED_KEY = "_routed"  # set by app.py: this session has been through the router
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,15 @@ def through_router() -> None:
     Because the page files live in ``pages/``, a freshly started Streamlit server runs its first
     visitor's deep link (``/queue``) straight from that folder, skipping app.py, until some run calls
     ``st.navigation``. Seeing that mode, switch it off for the process and run again: the rerun starts
-    at app.py and still opens the page asked for.
+    at app.py and still opens the page asked for. Pages call it (through ``db()``); app.py does not, as
+    a page it runs comes after its ``st.navigation`` call, which switches the mode off.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        if not st.session_state.get(ROUTED_KEY):  # app.py has not run in this session yet
+            st.rerun()
 
 
 def db():  # type: ignore[no-untyped-def]
@@ -89,7 +92,6 @@ def store() -> ObjectStore:
 
 def current_user() -> User:
     """The local operator. Until sign-in and roles land, the console trusts whoever reaches it."""
-    through_router()
     return User(name=st.session_state.get("user_name", "local operator"), roles=frozenset({"inspector", "ops", "admin"}))
 
 
