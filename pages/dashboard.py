@@ -31,7 +31,7 @@ def _chart(frame: pd.DataFrame, key: str, empty: str, draw) -> None:  # type: ig
 
 
 def _days(fig):  # type: ignore[no-untyped-def]
-    fig.update_xaxes(type="category", title="day (UTC)")
+    fig.update_xaxes(type="category", categoryorder="category ascending", title="day (UTC)")  # ISO days sort as text
     return fig
 
 
