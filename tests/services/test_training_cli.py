@@ -110,3 +110,18 @@ def test_bad_head_file_is_a_model_error(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="cannot load"):
         Head.load(tmp_path / "bad.npz")
+
+
+def test_work_runs_the_housekeeping_of_the_apps_worker(ws, db, capsys):
+    db.execute("INSERT INTO reviews (id, review_type) VALUES ('r1', 'product')")
+    db.execute("INSERT INTO images (id, review_id, uri, status, queue_reason) VALUES (1, 'r1', 'a.jpg', 'queued', 'audit')")
+    for who in ("ann", "bob"):
+        db.execute("INSERT INTO answers (image_id, inspector, label, kind, answered_at) "
+                   "VALUES (1, ?, 'product', 'overlap', '2026-01-01T00:00:00Z')", [who])
+    code, summary, _ = run(capsys, "--data-dir", str(ws.root), "work")
+    assert code == 0 and summary == {"command": "work", "jobs_run": [], "queue_snapshot": True,
+                                     "reliability_reestimated": True}
+    assert {r[0] for r in db.execute("SELECT inspector FROM inspector_reliability")} == {"ann", "bob"}
+    assert db.execute("SELECT queued FROM queue_snapshots").fetchall() == [(1,)]
+    code, summary, _ = run(capsys, "--data-dir", str(ws.root), "work")
+    assert summary["reliability_reestimated"] is False and summary["queue_snapshot"] is False
