@@ -78,6 +78,14 @@ DEFAULTS: dict[str, Any] = {
     "gold_rate": 0.05,
     # consolidated answers below this posterior go to an admin for adjudication
     "consensus_min_confidence": 0.8,
+    # packaging lines: shifts (UTC, start inclusive, end exclusive; may cross midnight), alerting, retention
+    "shifts": [{"name": "early", "start": "06:00", "end": "14:00"}, {"name": "late", "start": "14:00", "end": "22:00"},
+               {"name": "night", "start": "22:00", "end": "06:00"}],
+    "line_alert_pct": 15.0,  # more than this % under or over target ...
+    "line_alert_minutes": 20,  # ... for this long raises an alert
+    "line_silent_seconds": 120,  # a feed without frames this long is shown as silent
+    "line_min_confidence": 0.5,  # boxes under this confidence are not counted
+    "line_raw_retention_days": 7,  # raw frames older than this are pruned (roll-ups and bins stay)
 }
 
 
@@ -115,6 +123,17 @@ def _validate(key: str, value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= 10:
             raise InvalidInput(f"inspectors per overlap photo must be a whole number from 2 to 10, got {value!r}")
         return value
+    if key == "shifts":
+        return _validate_shifts(value)
+    if key in ("line_alert_pct", "line_min_confidence"):
+        top = 100.0 if key == "line_alert_pct" else 1.0
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= top:
+            raise InvalidInput(f"{key.replace('_', ' ')} must be between 0 and {top:g}, got {value!r}")
+        return float(value)
+    if key in ("line_alert_minutes", "line_silent_seconds", "line_raw_retention_days"):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidInput(f"{key.replace('_', ' ')} must be a whole number of at least 1, got {value!r}")
+        return value
     if key == "max_pixels":
         if not isinstance(value, int) or value < 1_000_000:
             raise InvalidInput("the pixel limit must be a whole number of at least 1,000,000")
@@ -122,6 +141,27 @@ def _validate(key: str, value: Any) -> Any:
     if key == "hide_suggestion":
         return bool(value)
     return str(value).strip()
+
+
+def _validate_shifts(value: Any) -> list[dict[str, str]]:
+    """Shifts: a non-empty list of {name, start "HH:MM", end "HH:MM"} with unique names. Raises InvalidInput."""
+    if not isinstance(value, list) or not value:
+        raise InvalidInput("shifts must be a non-empty list of {name, start, end}")
+    out, names = [], set()
+    for shift in value:
+        if not isinstance(shift, dict) or not str(shift.get("name", "")).strip():
+            raise InvalidInput("every shift needs a name")
+        name = str(shift["name"]).strip()
+        if name in names:
+            raise InvalidInput(f"shift '{name}' is defined twice")
+        names.add(name)
+        for edge in ("start", "end"):
+            text = str(shift.get(edge, ""))
+            hh, _, mm = text.partition(":")
+            if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
+                raise InvalidInput(f"shift '{name}': {edge} must be HH:MM, got {text!r}")
+        out.append({"name": name, "start": shift["start"], "end": shift["end"]})
+    return out
 
 
 def get_settings(db: sqlite_utils.Database) -> dict[str, Any]:
