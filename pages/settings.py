@@ -84,6 +84,32 @@ with st.form("rules_form"):
     if st.form_submit_button("Save credit rules", key="set_save_rules"):
         save("credit_rules", rules)
 
+st.subheader("Packaging lines")
+st.caption("Shifts are in UTC; a shift whose end is before its start runs past midnight. A line more than the set "
+           "share under or over its shift target for the set time raises an alert.")
+with st.form("lines_form"):
+    shifts = st.data_editor(pd.DataFrame(settings["shifts"]), num_rows="dynamic", hide_index=True, key="set_shifts",
+                            column_config={"name": "Shift", "start": "Starts (HH:MM)", "end": "Ends (HH:MM)"})
+    c1, c2, c3 = st.columns(3)
+    alert_pct = c1.number_input("Alert when off target by more than (%)", 0.0, 100.0, float(settings["line_alert_pct"]),
+                                1.0, key="set_line_alert_pct")
+    alert_minutes = c2.number_input("... for at least (minutes)", 1, 24 * 60, int(settings["line_alert_minutes"]), 1,
+                                    key="set_line_alert_minutes")
+    silent = c3.number_input("A feed is silent after (seconds)", 1, 24 * 3600, int(settings["line_silent_seconds"]), 10,
+                             key="set_line_silent")
+    min_conf = c1.slider("Count boxes from this detector confidence", 0.0, 1.0, float(settings["line_min_confidence"]),
+                         0.05, key="set_line_min_conf")
+    retention = c2.number_input("Keep raw frames for (days)", 1, 3650, int(settings["line_raw_retention_days"]), 1,
+                                key="set_line_retention")
+    if st.form_submit_button("Save line settings", key="set_save_lines"):
+        rows = [{k: str(v).strip() for k, v in row.items() if v is not None} for row in shifts.to_dict("records")]
+        save("shifts", [r for r in rows if any(r.values())])
+        save("line_alert_pct", float(alert_pct))
+        save("line_alert_minutes", int(alert_minutes))
+        save("line_silent_seconds", int(silent))
+        save("line_min_confidence", float(min_conf))
+        save("line_raw_retention_days", int(retention))
+
 st.subheader("Storage and limits")
 with st.form("limits_form"):
     max_pixels = st.number_input("Largest image accepted (pixels)", 1_000_000, 1_000_000_000, int(settings["max_pixels"]),

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from services.config import DEFAULTS, get_settings
+from services.config import DEFAULTS, get_settings, set_setting
+from services.errors import InvalidInput
 from services.registry import active_version, list_versions, load_head, save_version
 from tests.pages.helpers import start_app
 
@@ -114,7 +115,7 @@ def test_model_versions_are_listed_and_their_thresholds_applied(trained_ws):
         assert len(titles) == 1 and titles[0].startswith(f"● {version['name']} — macro-F1 ")
         assert f"on {version['training_data']['examples']} photos" in titles[0]
         assert not [b for b in at.button if b.key == f"set_mv_activate_{version['id']}"]  # already active
-        assert len(at.dataframe) == 2  # per-class metrics and the confusion matrix
+        assert len([d for d in at.dataframe if d.key != "set_shifts"]) == 2  # per-class metrics and the confusion matrix
 
         at.button(key=f"set_mv_thr_{version['id']}").click().run()
         assert not at.exception and not at.error
@@ -155,3 +156,19 @@ def test_activating_another_model_version(trained_ws):
         assert not [b for b in at.button if b.key == f"set_mv_activate_{second_id}"]
     finally:
         db.close()
+
+
+def test_line_settings_are_saved_and_bad_shifts_refused(ws, db):
+    at = start_app("pages/settings.py")
+    at.number_input(key="set_line_alert_pct").set_value(20.0)
+    at.number_input(key="set_line_alert_minutes").set_value(30)
+    at.button(key="set_save_lines").click().run()
+    assert not at.exception
+    stored = get_settings(db)
+    assert stored["line_alert_pct"] == 20.0 and stored["line_alert_minutes"] == 30
+    assert [s["name"] for s in stored["shifts"]] == ["early", "late", "night"]
+    with pytest.raises(InvalidInput, match="HH:MM"):
+        set_setting(db, key="shifts", value=[{"name": "x", "start": "25:00", "end": "06:00"}], actor="t")
+    with pytest.raises(InvalidInput, match="twice"):
+        set_setting(db, key="shifts", value=[{"name": "a", "start": "01:00", "end": "02:00"},
+                                             {"name": "a", "start": "03:00", "end": "04:00"}], actor="t")
