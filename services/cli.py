@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="seed a small demo workspace from photos shipped in installed packages")
     s.set_defaults(fn=cmd_demo)
+
+    from services.cli_lines import add_commands
+
+    add_commands(sub)
     return p
 
 
