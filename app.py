@@ -17,6 +17,9 @@ PAGES = {
         ("pages/queue.py", "Review queue", ":material/fact_check:", {"inspector", "admin"}),
         ("pages/dashboard.py", "Inspector dashboard", ":material/monitoring:", {"inspector", "ops", "admin"}),
     ],
+    "Operations": [
+        ("pages/lines.py", "Line throughput", ":material/conveyor_belt:", {"ops", "admin"}),
+    ],
     "Administration": [
         ("pages/quality.py", "Label quality", ":material/verified:", {"admin"}),
         ("pages/jobs.py", "Jobs", ":material/work_history:", {"admin"}),

@@ -1,0 +1,639 @@
+"""Read models for the line throughput dashboard, per-line shift targets, and throughput alerts.
+
+Sources: ``line_bins`` (every completed bin: start, end, trays), ``line_minutes`` (per-minute roll-ups of
+the detector frames: frames, mean and max tray count, trays binned), ``line_state`` (the counter's
+persisted state: the bin filling now), ``lines`` (last frame time), ``line_targets`` and ``line_alerts``.
+Aggregation runs in SQLite: GROUP BY over ``line_bins`` on its ``(line_id, end_ts)`` key for the binned
+totals, and one indexed range look-up per line and window on ``(line_id, end_ts)`` (trays placed) and
+``(line_id, minute)`` (minutes with data); Python only shapes the rows. 30 days of 10 lines (432,000 minute
+roll-ups, 50,000 bins) take about 0.25 s.
+
+Times are epoch seconds, UTC. A range ``[since_ts, until_ts)`` takes the bins that *ended* in it.
+
+Two tray figures:
+
+* **trays** (binned): the trays of the bins completed in a period, exact and auditable (a bin counts in
+  the period, shift and day of its end).
+* **trays placed** (an estimate): every bin's trays spread evenly over the bin's life (its start to its
+  end; the open bin's from its start to the last frame counted), summed over the period. Over any split
+  of time it adds up to the binned trays plus those in the open bin, but it puts a bin's trays in the
+  minutes they were placed in, so a rate over 5 or 20 minutes is meaningful even when a bin takes 10
+  minutes to fill, and a bin straddling a shift change is shared by both shifts. Rates (trays per hour,
+  alerts) and over/under production against target use it. A line whose feed stops places nothing
+  after its last frame.
+
+Shifts come from the ``shifts`` setting: UTC ``HH:MM`` start (inclusive) and end (exclusive); an end
+before the start crosses midnight, an end equal to the start is a 24-hour shift. Shifts should not
+overlap; where they do, the first one listed wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlite_utils
+
+from db.database import immediate
+from services.audit import record
+from services.clock import now_iso
+from services.config import get_settings
+from services.errors import ConsoleError, InvalidInput, NotFound
+
+DAY_S = 86_400
+BUCKET_MINUTES = (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)  # the automatic bucket sizes
+TARGET_POINTS = 240  # the automatic bucket gives at most about this many points per line
+TYPICAL_BINS = 20  # the typical bin size is the mean of this many latest bins
+LONG_BIN_S = 2 * 3600  # bins longer than this are spread by a query of their own (see _placed)
+
+
+# --------------------------------------------------------------------------------------------- shifts
+
+
+@dataclass(frozen=True)
+class Shift:
+    """One shift definition: name, start and length in seconds after UTC midnight."""
+
+    index: int
+    name: str
+    start_s: int
+    length_s: int
+
+
+def parse_shifts(shifts: Sequence[dict[str, Any]]) -> list[Shift]:
+    """The ``shifts`` setting as ``Shift`` objects, in the listed order. Raises InvalidInput for a bad entry."""
+    out = []
+    for i, shift in enumerate(shifts):
+        try:
+            name = str(shift["name"])
+            sh, sm = (int(x) for x in str(shift["start"]).split(":"))
+            eh, em = (int(x) for x in str(shift["end"]).split(":"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"bad shift definition {shift!r}: needs name, start and end as HH:MM") from exc
+        start, end = (sh * 60 + sm) * 60, (eh * 60 + em) * 60
+        out.append(Shift(index=i, name=name, start_s=start, length_s=(end - start) % DAY_S or DAY_S))
+    return out
+
+
+def _as_shifts(shifts: Sequence[dict[str, Any]] | Sequence[Shift]) -> list[Shift]:
+    if shifts and isinstance(shifts[0], Shift):
+        return list(shifts)  # type: ignore[arg-type]
+    return parse_shifts(shifts)  # type: ignore[arg-type]
+
+
+def shift_of(ts: float, shifts: Sequence[dict[str, Any]] | Sequence[Shift]) -> tuple[str, float] | None:
+    """(name, start ts) of the shift instance containing ``ts``, or None when no shift covers it.
+
+    ``shifts`` is the ``shifts`` setting. A shift crossing midnight started the day before for an
+    instant after midnight. Raises InvalidInput for a bad shift definition.
+    """
+    secs = ts % DAY_S
+    day = ts - secs
+    for shift in _as_shifts(shifts):
+        start = day + shift.start_s - (DAY_S if secs < shift.start_s else 0)
+        if ts - start < shift.length_s:
+            return shift.name, float(start)
+    return None
+
+
+def shift_instances(since_ts: float, until_ts: float,
+                    shifts: Sequence[dict[str, Any]] | Sequence[Shift]) -> list[dict[str, Any]]:
+    """Every shift instance overlapping ``[since_ts, until_ts)``: {shift, index, start_ts, end_ts} (not clipped),
+    by start. Raises InvalidInput for a bad shift definition."""
+    parsed = _as_shifts(shifts)
+    out = []
+    for day in range(math.floor(since_ts / DAY_S) - 1, math.floor(until_ts / DAY_S) + 1):
+        for shift in parsed:
+            start = day * DAY_S + shift.start_s
+            end = start + shift.length_s
+            if start < until_ts and end > since_ts:
+                out.append({"shift": shift.name, "index": shift.index, "start_ts": float(start), "end_ts": float(end)})
+    return sorted(out, key=lambda r: (r["start_ts"], r["index"]))
+
+
+def _shift_sql(shifts: list[Shift], col: str) -> tuple[str, str]:
+    """SQL expressions (shift index, shift start ts) for an integer epoch-seconds column ``col``.
+
+    The figures are whole seconds from the parsed settings (never user text), so they are inlined.
+    """
+    if not shifts:
+        return "NULL", "NULL"
+    sec = f"({col} % {DAY_S})"
+    covers = [f"(({sec} - {s.start_s} + {DAY_S}) % {DAY_S}) < {s.length_s}" for s in shifts]
+    idx = "CASE " + " ".join(f"WHEN {c} THEN {s.index}" for c, s in zip(covers, shifts)) + " END"
+    start = ("CASE " + " ".join(f"WHEN {c} THEN {col} - {sec} + {s.start_s} - ({sec} < {s.start_s}) * {DAY_S}"
+                                for c, s in zip(covers, shifts)) + " END")
+    return idx, start
+
+
+# -------------------------------------------------------------------------------------------- targets
+
+
+def set_target(db: sqlite_utils.Database, *, line_id: str, shift: str, trays_per_hour: float,
+               actor: str) -> dict[str, Any]:
+    """Set the target of ``line_id`` during ``shift`` (trays per hour, 0 = not planned to run); audited
+    as ``line.target``. Returns the stored row.
+
+    Raises InvalidInput for a shift not in the settings or a negative or non-numeric target,
+    NotFound for an unknown line.
+    """
+    names = [s["name"] for s in get_settings(db)["shifts"]]
+    if shift not in names:
+        raise InvalidInput(f"Unknown shift '{shift}': the shifts are {', '.join(names)}.")
+    if isinstance(trays_per_hour, bool) or not isinstance(trays_per_hour, int | float) \
+            or not math.isfinite(trays_per_hour):
+        raise InvalidInput(f"A target must be a number of trays per hour, got {trays_per_hour!r}.")
+    if trays_per_hour < 0:
+        raise InvalidInput(f"A target cannot be negative, got {trays_per_hour:g} trays per hour.")
+    if not db.execute("SELECT 1 FROM lines WHERE id = ?", [line_id]).fetchone():
+        raise NotFound(f"No line '{line_id}': lines appear once their first frames are ingested.")
+    row = {"line_id": line_id, "shift": shift, "trays_per_hour": float(trays_per_hour), "updated_by": actor,
+           "updated_at": now_iso()}
+    with db.atomic():
+        before = db.execute("SELECT trays_per_hour FROM line_targets WHERE line_id = ? AND shift = ?",
+                            [line_id, shift]).fetchone()
+        db.execute(
+            "INSERT INTO line_targets (line_id, shift, trays_per_hour, updated_by, updated_at) "
+            "VALUES (:line_id, :shift, :trays_per_hour, :updated_by, :updated_at) "
+            "ON CONFLICT(line_id, shift) DO UPDATE SET trays_per_hour = excluded.trays_per_hour, "
+            "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+            row,
+        )
+        record(db, actor=actor, action="line.target", target=f"{line_id}/{shift}",
+               detail={"trays_per_hour": row["trays_per_hour"], "before": before[0] if before else None})
+    return row
+
+
+def clear_target(db: sqlite_utils.Database, *, line_id: str, shift: str, actor: str) -> bool:
+    """Remove the target of ``line_id`` during ``shift`` (audited as ``line.target``); False if there was none.
+    Raises nothing."""
+    with db.atomic():
+        before = db.execute("SELECT trays_per_hour FROM line_targets WHERE line_id = ? AND shift = ?",
+                            [line_id, shift]).fetchone()
+        if not before:
+            return False
+        db.execute("DELETE FROM line_targets WHERE line_id = ? AND shift = ?", [line_id, shift])
+        record(db, actor=actor, action="line.target", target=f"{line_id}/{shift}",
+               detail={"trays_per_hour": None, "before": before[0]})
+    return True
+
+
+def targets(db: sqlite_utils.Database) -> dict[tuple[str, str], float]:
+    """Every target: {(line id, shift): trays per hour}. Raises nothing."""
+    return {(r[0], r[1]): float(r[2]) for r in db.execute("SELECT line_id, shift, trays_per_hour FROM line_targets")}
+
+
+def list_lines(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Every registered line: {line_id, name, last_frame_ts}, by id. Raises nothing."""
+    return [{"line_id": r[0], "name": r[1] or r[0], "last_frame_ts": r[2]}
+            for r in db.execute("SELECT id, name, last_frame_ts FROM lines ORDER BY id")]
+
+
+# ------------------------------------------------------------------------------------------ dashboard
+
+
+def choose_bucket_minutes(span_s: float) -> int:
+    """The smallest bucket (5 minutes to a day) giving at most ``TARGET_POINTS`` points over ``span_s``."""
+    for minutes in BUCKET_MINUTES:
+        if span_s / (minutes * 60) <= TARGET_POINTS:
+            return minutes
+    return BUCKET_MINUTES[-1]
+
+
+_SPREAD_SQL = ("SUM(CASE WHEN b.end_ts > b.start_ts THEN b.trays * (MIN(b.end_ts, w.t1) - MAX(b.start_ts, w.t0)) "
+               "/ (b.end_ts - b.start_ts) WHEN b.end_ts < w.t1 THEN b.trays ELSE 0 END)")
+_WINDOWS_CTE = "w AS MATERIALIZED (SELECT key AS i, value ->> 0 AS t0, value ->> 1 AS t1 FROM json_each(:windows))"
+
+
+def _spread(trays: float, start: float, end: float, t0: float, t1: float) -> float:
+    """The share of a bin's trays placed in [t0, t1), at an even pace over [start, end]."""
+    if end <= start:
+        return float(trays) if t0 <= end < t1 else 0.0
+    return trays * max(0.0, min(end, t1) - max(start, t0)) / (end - start)
+
+
+def _placed(db: sqlite_utils.Database, line_ids: Sequence[str], windows: Sequence[tuple[float, float]],
+            open_bins: dict[str, tuple[float, float, int]]) -> dict[tuple[str, int], float]:
+    """{(line id, window index): trays placed in the window}: every bin's trays spread evenly over its
+    start..end (the open bin's over its start..the last frame counted), summed per window in SQLite.
+
+    Bins up to ``LONG_BIN_S`` long are found per window on the (line_id, end_ts) index; the few longer
+    ones (a line stopped with a bin half full) are gathered once and spread in a second query.
+    """
+    if not line_ids or not windows:
+        return {}
+    params = {"ids": json.dumps(list(line_ids)), "windows": json.dumps([list(w) for w in windows]),
+              "cap": LONG_BIN_S, "lo": min(w[0] for w in windows)}
+    out: dict[tuple[str, int], float] = {}
+    # the longest short bin bounds how far past a window's end a bin overlapping it can end
+    params["slack"] = db.execute(
+        "SELECT COALESCE(MAX(end_ts - start_ts), 0) FROM line_bins WHERE line_id IN (SELECT value FROM json_each(:ids)) "
+        "AND end_ts >= :lo AND end_ts - start_ts <= :cap", params).fetchone()[0]
+    short = db.execute(  # one indexed range look-up per line and window (measured faster than a join + GROUP BY)
+        f"WITH {_WINDOWS_CTE} SELECT l.value, w.i, (SELECT {_SPREAD_SQL} FROM line_bins b "
+        "WHERE b.line_id = l.value AND b.end_ts >= w.t0 AND b.end_ts <= w.t1 + :slack AND b.start_ts < w.t1 "
+        "AND b.end_ts - b.start_ts <= :cap) FROM json_each(:ids) l CROSS JOIN w", params)
+    long = db.execute(
+        f"WITH {_WINDOWS_CTE}, b AS MATERIALIZED (SELECT line_id, start_ts, end_ts, trays FROM line_bins "
+        "WHERE line_id IN (SELECT value FROM json_each(:ids)) AND end_ts >= :lo AND end_ts - start_ts > :cap) "
+        f"SELECT b.line_id, w.i, {_SPREAD_SQL} FROM b CROSS JOIN w WHERE b.end_ts >= w.t0 AND b.start_ts < w.t1 "
+        "GROUP BY b.line_id, w.i", params)
+    for rows in (short, long):
+        for line, i, trays in rows:
+            out[(line, int(i))] = out.get((line, int(i)), 0.0) + float(trays or 0.0)
+    for line, (start, last, trays) in open_bins.items():
+        if line in line_ids:
+            for i, (t0, t1) in enumerate(windows):
+                share = _spread(trays, start, last, t0, t1)
+                if share:
+                    out[(line, i)] = out.get((line, i), 0.0) + share
+    return out
+
+
+def _open_bins(db: sqlite_utils.Database, line_ids: Sequence[str]) -> dict[str, tuple[float, float, int]]:
+    """{line id: (start ts, last frame counted, trays so far)} of the bins filling now (from ``line_state``)."""
+    out = {}
+    for line, state, counted_to in db.execute(
+        "SELECT line_id, state, counted_to_ts FROM line_state WHERE line_id IN (SELECT value FROM json_each(?))",
+        [json.dumps(list(line_ids))],
+    ):
+        current = _open_bin(state)
+        if current is not None:
+            start, trays = current
+            out[line] = (start, max(float(counted_to or start), start), trays)
+    return out
+
+
+def _open_bin(state_json: str | None) -> tuple[float, int] | None:
+    """(start ts, trays so far) of the bin filling now, from the counter's persisted state, or None."""
+    if not state_json:
+        return None
+    try:
+        from services.linecount import LineState, open_bin
+    except ImportError:  # the counter module is optional here
+        return None
+    try:
+        current = open_bin(LineState.from_json(state_json))
+    except (ConsoleError, ValueError, TypeError, KeyError, AttributeError):  # unreadable: no open bin shown
+        return None
+    if current is None:
+        return None
+    start, trays = current
+    return float(start), int(trays)
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def _pct(actual: float, expected: float | None) -> float | None:
+    return None if not expected else (actual - expected) / expected * 100.0
+
+
+def dashboard_data(
+    db: sqlite_utils.Database,
+    *,
+    since_ts: float,
+    until_ts: float,
+    now_ts: float | None = None,
+    bucket_minutes: int | None = None,
+    line_ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Everything the line dashboard shows for ``[since_ts, until_ts)``, per line (``line_ids``, default all):
+
+    ``{"since_ts", "until_ts", "now_ts", "bucket_minutes", "settings": {alert_pct, alert_minutes,
+    silent_seconds}, "silent": [line ids], "lines": [per line]}``; per line:
+
+    * ``line_id, name, last_frame_ts, silent`` (no frame for ``line_silent_seconds`` before now, or never),
+      ``silent_for_s``;
+    * ``series``: per bucket (whole multiples of the bucket from the epoch, so the first one may start before
+      ``since_ts``; the last one is cut at now) ``start_ts, end_ts, bins, trays_binned, trays_placed,
+      minutes_observed, trays_per_hour`` (placed trays per hour; None for a bucket without any minute
+      roll-up: no data, not zero production);
+    * ``targets``: the target segments in range ``shift, start_ts, end_ts, trays_per_hour`` (clipped);
+    * ``bins``, ``trays``: completed in range; ``typical_bin_trays``: mean of the latest 20 bins (any time);
+      ``open_bin``: ``{start_ts, trays}`` of the bin filling now (from ``line_state``) or None;
+    * ``shifts``: per shift instance overlapping the range up to now ``shift, start_ts, end_ts, bins, trays,
+      trays_placed, target_per_hour, expected, vs_target_pct, current`` (expected = target × the hours of
+      the shift inside the range and before now; vs_target_pct = (placed − expected) / expected × 100);
+      bins outside every shift form a row with shift None;
+    * ``days``: per UTC day ``day, start_ts, bins, trays, trays_placed``;
+    * ``expected, trays_placed_targeted, vs_target_pct``: over the shifts that have a target;
+    * ``now``: the rate over the trailing ``line_alert_minutes`` against the target of the current shift:
+      ``shift, target_per_hour, rate_per_hour, vs_target_pct, window_minutes`` (shift None outside shifts).
+
+    Raises InvalidInput for an empty range or a bucket under one minute.
+    """
+    now = time.time() if now_ts is None else float(now_ts)
+    since, until = float(since_ts), float(until_ts)
+    if until <= since:
+        raise InvalidInput("The time range is empty: its end is not after its start.")
+    if bucket_minutes is not None and (isinstance(bucket_minutes, bool) or int(bucket_minutes) < 1):
+        raise InvalidInput(f"A bucket must be at least one minute, got {bucket_minutes!r}.")
+    settings = get_settings(db)
+    shifts = parse_shifts(settings["shifts"])
+    silent_s = float(settings["line_silent_seconds"])
+    window_min = int(settings["line_alert_minutes"])
+    end = min(until, now)  # nothing is measured after now
+    bm = int(bucket_minutes) if bucket_minutes is not None else choose_bucket_minutes(until - since)
+    bs = bm * 60
+
+    lines = list_lines(db)
+    if line_ids is not None:
+        wanted = set(line_ids)
+        lines = [ln for ln in lines if ln["line_id"] in wanted]
+    ids = [ln["line_id"] for ln in lines]
+    ids_json = json.dumps(ids)
+    tg = targets(db)
+
+    # the windows over which trays placed are summed: buckets, shifts and days in range, the trailing window
+    buckets: list[tuple[int, float, float]] = []  # (k, start, end): whole buckets, the last one cut at now
+    first = math.floor(since / bs) * bs
+    if end > since:
+        for k in range(math.floor(since / bs), math.ceil(end / bs)):
+            b0, b1 = k * bs, min((k + 1) * bs, end)
+            if b1 > b0:
+                buckets.append((k, float(b0), float(b1)))
+    instances = [inst for inst in shift_instances(since, until, shifts) if inst["start_ts"] < end]
+    day_starts = [d * DAY_S for d in range(math.floor(since / DAY_S), math.ceil(end / DAY_S))] if end > since else []
+    windows: dict[tuple[float, float], int] = {}
+
+    def window(t0: float, t1: float) -> tuple[float, float]:
+        windows.setdefault((float(t0), float(t1)), len(windows))
+        return float(t0), float(t1)
+
+    for _, b0, b1 in buckets:
+        window(b0, b1)
+    shift_window = {(inst["index"], inst["start_ts"]): window(max(inst["start_ts"], since), min(inst["end_ts"], end))
+                    for inst in instances}
+    day_window = {d: window(max(d, since), min(d + DAY_S, end)) for d in day_starts}
+    trailing_window = window(now - window_min * 60, now)
+    open_bins = _open_bins(db, ids)
+    placed_in = _placed(db, ids, list(windows), open_bins)
+
+    def placed_of(line: str, span: tuple[float, float]) -> float:
+        return placed_in.get((line, windows[span]), 0.0)
+
+    # completed bins per bucket, per shift instance and per UTC day, in SQLite
+    bin_filter = "line_id IN (SELECT value FROM json_each(:ids)) AND end_ts >= :since AND end_ts < :until"
+    params = {"ids": ids_json, "since": since, "until": until, "bs": bs}
+    by_bucket: dict[tuple[str, int], tuple[int, int]] = {}
+    for line, k, n, trays in db.execute(
+        "SELECT line_id, CAST(end_ts / :bs AS INTEGER) AS k, COUNT(*), SUM(trays) FROM line_bins "
+        "WHERE line_id IN (SELECT value FROM json_each(:ids)) AND end_ts >= :first AND end_ts < :until "
+        "GROUP BY line_id, k", {**params, "first": first},
+    ):
+        by_bucket[(line, k)] = (n, trays or 0)
+    observed: dict[tuple[str, int], int] = {}  # minute roll-ups per bucket: a count per indexed range
+    for line, k, n in db.execute(
+        "SELECT l.value, k.value, (SELECT COUNT(*) FROM line_minutes m WHERE m.line_id = l.value "
+        "AND m.minute >= k.value * :bm AND m.minute < (k.value + 1) * :bm) FROM json_each(:ids) l, json_each(:ks) k",
+        {"ids": ids_json, "bm": bm, "ks": json.dumps([k for k, _, _ in buckets])},
+    ):
+        observed[(line, int(k))] = n
+    idx_sql, start_sql = _shift_sql(shifts, "t")
+    by_shift: dict[tuple[str, int | None, float | None], tuple[int, int]] = {}
+    totals: dict[str, tuple[int, int]] = {}
+    for line, idx, start, n, trays in db.execute(
+        f"SELECT line_id, {idx_sql} AS si, {start_sql} AS ss, COUNT(*), SUM(trays) "
+        f"FROM (SELECT line_id, trays, CAST(end_ts AS INTEGER) AS t FROM line_bins WHERE {bin_filter}) "
+        f"GROUP BY line_id, si, ss", params,
+    ):
+        by_shift[(line, idx, float(start) if start is not None else None)] = (n, trays or 0)
+        had = totals.get(line, (0, 0))
+        totals[line] = (had[0] + n, had[1] + (trays or 0))
+    by_day: dict[tuple[str, int], tuple[int, int]] = {}
+    for line, d, n, trays in db.execute(
+        f"SELECT line_id, CAST(end_ts / {DAY_S} AS INTEGER) AS d, COUNT(*), SUM(trays) FROM line_bins "
+        f"WHERE {bin_filter} GROUP BY line_id, d", params,
+    ):
+        by_day[(line, d)] = (n, trays or 0)
+    typical = {line: avg for line, avg in db.execute(
+        "SELECT l.value, (SELECT AVG(trays) FROM (SELECT trays FROM line_bins b WHERE b.line_id = l.value "
+        f"ORDER BY b.end_ts DESC LIMIT {TYPICAL_BINS})) FROM json_each(?) l", [ids_json])}
+    current = shift_of(now, shifts)
+
+    out_lines = []
+    for ln in lines:
+        line = ln["line_id"]
+        last = ln["last_frame_ts"]
+        silent_for = None if last is None else max(0.0, now - float(last))
+        series = []
+        for k, b0, b1 in buckets:
+            n, trays = by_bucket.get((line, k), (0, 0))
+            placed = placed_of(line, (b0, b1))
+            seen = observed.get((line, k), 0)
+            series.append({
+                "start_ts": b0, "end_ts": b1, "bins": n, "trays_binned": trays, "trays_placed": round(placed, 2),
+                "minutes_observed": seen,
+                "trays_per_hour": round(max(placed, 0.0) * 3600 / (b1 - b0), 2) if seen else None,
+            })
+        segments, shift_rows = [], []
+        for inst in instances:
+            target = tg.get((line, inst["shift"]))
+            s0, s1 = max(inst["start_ts"], since), min(inst["end_ts"], until)
+            if target is not None:
+                segments.append({"shift": inst["shift"], "start_ts": s0, "end_ts": s1, "trays_per_hour": target})
+            m1 = min(inst["end_ts"], end)
+            n, trays = by_shift.pop((line, inst["index"], inst["start_ts"]), (0, 0))
+            placed = placed_of(line, shift_window[(inst["index"], inst["start_ts"])])
+            expected = None if target is None else target * max(m1 - s0, 0.0) / 3600
+            shift_rows.append({
+                "shift": inst["shift"], "start_ts": inst["start_ts"], "end_ts": inst["end_ts"], "bins": n,
+                "trays": trays, "trays_placed": round(placed, 2), "target_per_hour": target,
+                "expected": None if expected is None else round(expected, 2),
+                "vs_target_pct": _pct(placed, expected),
+                "current": current is not None and (current[0], current[1]) == (inst["shift"], inst["start_ts"]),
+            })
+        outside = [(n, t) for (lid, idx, _), (n, t) in by_shift.items() if lid == line and idx is None]
+        if outside:
+            shift_rows.append({"shift": None, "start_ts": None, "end_ts": None, "bins": sum(n for n, _ in outside),
+                               "trays": sum(t for _, t in outside), "trays_placed": None, "target_per_hour": None,
+                               "expected": None, "vs_target_pct": None, "current": False})
+        days = []
+        for d in day_starts:
+            n, trays = by_day.get((line, d // DAY_S), (0, 0))
+            days.append({"day": _day(d), "start_ts": float(d), "bins": n, "trays": trays,
+                         "trays_placed": round(placed_of(line, day_window[d]), 2)})
+        targeted = [r for r in shift_rows if r["expected"]]
+        expected_total = sum(r["expected"] for r in targeted) if targeted else None
+        placed_targeted = sum(r["trays_placed"] for r in targeted) if targeted else None
+        rate_now = placed_of(line, trailing_window) * 60 / window_min
+        target_now = tg.get((line, current[0])) if current else None
+        opened = open_bins.get(line)
+        out_lines.append({
+            **ln,
+            "silent": silent_for is None or silent_for > silent_s,
+            "silent_for_s": silent_for,
+            "series": series,
+            "targets": segments,
+            "bins": totals.get(line, (0, 0))[0],
+            "trays": totals.get(line, (0, 0))[1],
+            "typical_bin_trays": typical.get(line),
+            "open_bin": None if opened is None else {"start_ts": opened[0], "trays": opened[2]},
+            "shifts": shift_rows,
+            "days": days,
+            "expected": expected_total,
+            "trays_placed_targeted": placed_targeted,
+            "vs_target_pct": _pct(placed_targeted or 0.0, expected_total),
+            "now": {"shift": current[0] if current else None, "target_per_hour": target_now,
+                    "rate_per_hour": round(rate_now, 2), "vs_target_pct": _pct(rate_now, target_now),
+                    "window_minutes": window_min},
+        })
+    return {
+        "since_ts": since, "until_ts": until, "now_ts": now, "bucket_minutes": bm,
+        "settings": {"alert_pct": float(settings["line_alert_pct"]), "alert_minutes": window_min,
+                     "silent_seconds": silent_s},
+        "silent": [ln["line_id"] for ln in out_lines if ln["silent"]],
+        "lines": out_lines,
+    }
+
+
+# --------------------------------------------------------------------------------------------- alerts
+
+
+def _trailing_rate(db: sqlite_utils.Database, line_id: str, t0: float, t1: float) -> float:
+    """Trays placed per hour over ``[t0, t1)`` (see ``_placed``)."""
+    placed = _placed(db, [line_id], [(t0, t1)], _open_bins(db, [line_id])).get((line_id, 0), 0.0)
+    return placed * 3600 / (t1 - t0)
+
+
+_ALERT_COLUMNS = ("id, line_id, shift, kind, started_ts, ended_ts, rate_per_hour, target_per_hour, message, "
+                  "created_at")
+
+
+def _alert_rows(db: sqlite_utils.Database, where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    cur = db.execute(f"SELECT {_ALERT_COLUMNS} FROM line_alerts {where}", list(params))
+    names = [c[0] for c in cur.description]
+    return [{**dict(zip(names, row)), "open": row[5] is None} for row in cur.fetchall()]
+
+
+def open_alerts(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """The alerts not yet closed, oldest first. Raises nothing."""
+    return _alert_rows(db, "WHERE ended_ts IS NULL ORDER BY started_ts, id", [])
+
+
+def alert_log(db: sqlite_utils.Database, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The latest ``limit`` alerts, open or closed, newest first (each with ``open``). Raises nothing."""
+    return _alert_rows(db, "ORDER BY started_ts DESC, id DESC LIMIT ?", [max(int(limit), 0)])
+
+
+def _alert_changes(open_rows: list[dict[str, Any]], wanted: dict[str, dict[str, Any] | None],
+                   now: float) -> list[tuple[str, Any]]:
+    """("close", [ended_ts, id]) and ("open", row) steps taking the open alerts to the wanted ones."""
+    steps: list[tuple[str, Any]] = []
+    kept: set[str] = set()
+    for row in open_rows:
+        line, want = row["line_id"], wanted.get(row["line_id"])
+        if want is not None and line not in kept and (want["kind"], want["shift"]) == (row["kind"], row["shift"]):
+            kept.add(line)
+        elif line in wanted:  # a line no longer registered keeps its alert as it was
+            steps.append(("close", [max(now, row["started_ts"]), row["id"]]))
+    steps.extend(("open", want) for line, want in wanted.items() if want is not None and line not in kept)
+    return steps
+
+
+def evaluate_alerts(db: sqlite_utils.Database, *, now_ts: float | None = None) -> list[dict[str, Any]]:
+    """Open and close throughput alerts as of ``now_ts`` (default: now); return the open alerts.
+
+    For every line with a target above zero for the shift running now, and once that shift has run for
+    ``line_alert_minutes``: the rate over the trailing ``line_alert_minutes`` (trays placed per hour) more
+    than ``line_alert_pct`` % under (over) the target opens an ``under`` (``over``) alert, unless the same
+    one is already open; an open alert is closed (``ended_ts`` = now) when the rate is back within the band,
+    the kind changes, the shift changes or the target is gone. At most one open alert per line. A silent
+    feed measures as no production (its message says the feed is silent).
+
+    Raises InvalidInput for a bad shift setting.
+    """
+    now = time.time() if now_ts is None else float(now_ts)
+    settings = get_settings(db)
+    band, minutes = float(settings["line_alert_pct"]), int(settings["line_alert_minutes"])
+    window = minutes * 60.0
+    current = shift_of(now, settings["shifts"])
+    tg = targets(db)
+    wanted: dict[str, dict[str, Any] | None] = {}
+    for ln in list_lines(db):
+        line = ln["line_id"]
+        wanted[line] = None
+        if current is None or now - current[1] < window:
+            continue
+        target = tg.get((line, current[0]))
+        if not target or target <= 0:
+            continue
+        rate = _trailing_rate(db, line, now - window, now)
+        deviation = (rate - target) / target * 100.0
+        if abs(deviation) <= band:
+            continue
+        kind = "under" if deviation < 0 else "over"
+        last = ln["last_frame_ts"]
+        silent = last is None or now - float(last) > float(settings["line_silent_seconds"])
+        message = (f"{ln['name']}: {rate:.0f} trays/h over the last {minutes} min, {abs(deviation):.0f}% {kind} "
+                   f"the {current[0]} shift target of {target:g} trays/h" + (" (feed silent)" if silent else ""))
+        wanted[line] = {"line_id": line, "shift": current[0], "kind": kind, "started_ts": now, "ended_ts": None,
+                        "rate_per_hour": round(rate, 2), "target_per_hour": target, "message": message,
+                        "created_at": now_iso()}
+    if _alert_changes(open_alerts(db), wanted, now):
+        with immediate(db):  # read again under the write lock: another session may have evaluated meanwhile
+            for action, payload in _alert_changes(open_alerts(db), wanted, now):
+                if action == "close":
+                    db.execute("UPDATE line_alerts SET ended_ts = ? WHERE id = ?", payload)
+                else:
+                    db.execute(
+                        "INSERT INTO line_alerts (line_id, shift, kind, started_ts, ended_ts, rate_per_hour, "
+                        "target_per_hour, message, created_at) VALUES (:line_id, :shift, :kind, :started_ts, "
+                        ":ended_ts, :rate_per_hour, :target_per_hour, :message, :created_at)", payload)
+    return open_alerts(db)
+
+
+# --------------------------------------------------------------------------------------------- export
+
+CSV_COLUMNS = ("period", "line_id", "line_name", "shift", "start_utc", "end_utc", "bins", "trays", "trays_placed",
+               "trays_per_hour", "target_per_hour", "expected", "vs_target_pct")
+
+
+def _iso(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _csv_rows(data: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for ln in data["lines"]:
+        base = {"line_id": ln["line_id"], "line_name": ln["name"]}
+        for r in ln["series"]:
+            yield {**base, "period": "bucket", "start_utc": _iso(r["start_ts"]), "end_utc": _iso(r["end_ts"]),
+                   "bins": r["bins"], "trays": r["trays_binned"], "trays_placed": r["trays_placed"],
+                   "trays_per_hour": r["trays_per_hour"]}
+        for r in ln["shifts"]:
+            pct = r["vs_target_pct"]
+            yield {**base, "period": "shift", "shift": r["shift"] or "", "start_utc": _iso(r["start_ts"]),
+                   "end_utc": _iso(r["end_ts"]), "bins": r["bins"], "trays": r["trays"],
+                   "trays_placed": r["trays_placed"], "target_per_hour": r["target_per_hour"],
+                   "expected": r["expected"], "vs_target_pct": None if pct is None else round(pct, 2)}
+        for r in ln["days"]:
+            yield {**base, "period": "day", "start_utc": r["day"], "end_utc": _iso(r["start_ts"] + DAY_S),
+                   "bins": r["bins"], "trays": r["trays"], "trays_placed": r["trays_placed"]}
+
+
+def csv_from_dashboard(data: dict[str, Any]) -> str:
+    """CSV text of ``dashboard_data`` output: per line, one row per bucket, shift and UTC day (``period``);
+    empty cells where a figure does not apply. Raises nothing."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in _csv_rows(data):
+        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def export_csv(db: sqlite_utils.Database, *, since_ts: float, until_ts: float,
+               line_ids: Sequence[str] | None = None, now_ts: float | None = None) -> str:
+    """Per line, per bucket, shift and UTC day totals over ``[since_ts, until_ts)`` as CSV (see
+    ``csv_from_dashboard``). Raises InvalidInput for an empty range."""
+    return csv_from_dashboard(dashboard_data(db, since_ts=since_ts, until_ts=until_ts, now_ts=now_ts,
+                                             line_ids=line_ids))
