@@ -239,8 +239,9 @@ try:
         st.info(
             "No packaging line has sent frames yet. The edge devices' detector output — JSON Lines or CSV files "
             "with one row per frame (line id, camera id, timestamp, tray count, optionally boxes with their "
-            "confidences) — is read from a folder or an S3 prefix, each file once, and counted into bins: "
-            "`python -m services.cli --data-dir DIR lines-ingest --source FOLDER_OR_S3_PREFIX` (add `--watch 10` "
+            "confidences) — is read from a folder or an S3 prefix, each file once, and counted into bins. "
+            "Set that folder as the line feed in **Settings → Packaging lines** and the app reads it every few "
+            "seconds; or from the command line: `python -m services.cli --data-dir DIR lines-ingest --source FOLDER_OR_S3_PREFIX` (add `--watch 10` "
             "to keep polling). For a demo, the line simulator writes realistic streams for several lines "
             "(`lines-simulate --out FOLDER`), and `lines-replay` feeds a file at real speed. Once frames arrive, "
             "this page shows per line: trays per hour against target, bins completed, the bin filling now, "

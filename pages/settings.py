@@ -88,6 +88,9 @@ st.subheader("Packaging lines")
 st.caption("Shifts are in UTC; a shift whose end is before its start runs past midnight. A line more than the set "
            "share under or over its shift target for the set time raises an alert.")
 with st.form("lines_form"):
+    feed = st.text_input("Line feed: folder or s3:// prefix of detector frame files (empty: off)",
+                         settings["line_feed_uri"], key="set_line_feed",
+                         help="The background worker reads new files here every few seconds, each once.")
     shifts = st.data_editor(pd.DataFrame(settings["shifts"]), num_rows="dynamic", hide_index=True, key="set_shifts",
                             column_config={"name": "Shift", "start": "Starts (HH:MM)", "end": "Ends (HH:MM)"})
     c1, c2, c3 = st.columns(3)
@@ -103,6 +106,7 @@ with st.form("lines_form"):
                                 key="set_line_retention")
     if st.form_submit_button("Save line settings", key="set_save_lines"):
         rows = [{k: str(v).strip() for k, v in row.items() if v is not None} for row in shifts.to_dict("records")]
+        save("line_feed_uri", feed)
         save("shifts", [r for r in rows if any(r.values())])
         save("line_alert_pct", float(alert_pct))
         save("line_alert_minutes", int(alert_minutes))

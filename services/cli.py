@@ -96,18 +96,13 @@ def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_work(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     from services import jobs
-    from services.consensus import estimate_reliability, reliability_is_stale
-    from services.inspector_stats import record_queue_snapshot_if_stale
+    from services.housekeeping import Housekeeping
 
     ran = []
     while (job_id := jobs.run_job(ws)) is not None:
         ran.append(job_id)
-    db = ws.db()  # the housekeeping the app's worker does: queue size for the dashboard, inspectors' reliability
-    snapshot = record_queue_snapshot_if_stale(db) is not None
-    reestimated = reliability_is_stale(db)
-    if reestimated:
-        estimate_reliability(db)
-    return {"jobs_run": ran, "queue_snapshot": snapshot, "reliability_reestimated": reestimated}
+    # the chores the app's worker does: queue snapshot, reliability, the line feed, pruning
+    return {"jobs_run": ran, **Housekeeping(ws).run_all()}
 
 
 def cmd_demo(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
@@ -153,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output path or s3:// URI ('-' for stderr)")
     s.set_defaults(fn=cmd_export)
 
-    s = sub.add_parser("work", help="run every queued job and the housekeeping (queue snapshot, reliability), then exit (for schedulers)")
+    s = sub.add_parser("work", help="run every queued job and the housekeeping (queue snapshot, reliability, line feed, pruning), then exit (for schedulers)")
     s.set_defaults(fn=cmd_work)
 
     s = sub.add_parser("demo", help="seed a small demo workspace from photos shipped in installed packages")

@@ -86,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "line_silent_seconds": 120,  # a feed without frames this long is shown as silent
     "line_min_confidence": 0.5,  # boxes under this confidence are not counted
     "line_raw_retention_days": 7,  # raw frames older than this are pruned (roll-ups and bins stay)
+    "line_feed_uri": "",  # folder or s3:// prefix the worker reads detector frame files from ("" = off)
 }
 
 

@@ -30,9 +30,7 @@ from db.database import immediate
 from services.audit import record
 from services.clock import now_iso
 from services.config import Workspace
-from services.consensus import estimate_reliability, reliability_is_stale
 from services.errors import ConsoleError, InvalidInput, NotFound
-from services.inspector_stats import SNAPSHOT_SECONDS, record_queue_snapshot_if_stale
 
 LEASE_SECONDS = 120.0
 ACTIVE_STATES = ("queued", "running", "cancelling")
@@ -310,7 +308,9 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="job-worker", daemon=True)
-        self._last_snapshot = float("-inf")  # monotonic time of the last queue snapshot
+        from services.housekeeping import Housekeeping
+
+        self.housekeeping = Housekeeping(ws)
 
     def start(self) -> Worker:
         self._thread.start()
@@ -334,20 +334,8 @@ class Worker:
             self._wake.clear()
 
     def _housekeeping(self) -> None:
-        """At most every SNAPSHOT_SECONDS: record the queue size for the dashboard (once across processes)
-        and re-estimate inspectors' reliability when enough new answers arrived (kept out of the
-        inspectors' submit transactions, where it would hold the write lock)."""
-        now = time.monotonic()
-        if now - self._last_snapshot < SNAPSHOT_SECONDS:
-            return
-        self._last_snapshot = now
+        """The periodic chores due now (services.housekeeping); a failure never stops the job worker."""
         try:
-            db = self.ws.db()
-            try:
-                record_queue_snapshot_if_stale(db, max_age_seconds=SNAPSHOT_SECONDS)
-                if reliability_is_stale(db):
-                    estimate_reliability(db)
-            finally:
-                db.close()
-        except Exception:  # noqa: BLE001 - a missed snapshot must never stop the job worker
+            self.housekeeping.run_due()
+        except Exception:  # noqa: BLE001 - reported, and the worker goes on running jobs
             traceback.print_exc()

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 
 from db.database import immediate
@@ -51,7 +52,6 @@ DAY_S = 86_400
 BUCKET_MINUTES = (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)  # the automatic bucket sizes
 TARGET_POINTS = 240  # the automatic bucket gives at most about this many points per line
 TYPICAL_BINS = 20  # the typical bin size is the mean of this many latest bins
-LONG_BIN_S = 2 * 3600  # bins longer than this are spread by a query of their own (see _placed)
 
 
 # --------------------------------------------------------------------------------------------- shifts
@@ -116,21 +116,6 @@ def shift_instances(since_ts: float, until_ts: float,
             if start < until_ts and end > since_ts:
                 out.append({"shift": shift.name, "index": shift.index, "start_ts": float(start), "end_ts": float(end)})
     return sorted(out, key=lambda r: (r["start_ts"], r["index"]))
-
-
-def _shift_sql(shifts: list[Shift], col: str) -> tuple[str, str]:
-    """SQL expressions (shift index, shift start ts) for an integer epoch-seconds column ``col``.
-
-    The figures are whole seconds from the parsed settings (never user text), so they are inlined.
-    """
-    if not shifts:
-        return "NULL", "NULL"
-    sec = f"({col} % {DAY_S})"
-    covers = [f"(({sec} - {s.start_s} + {DAY_S}) % {DAY_S}) < {s.length_s}" for s in shifts]
-    idx = "CASE " + " ".join(f"WHEN {c} THEN {s.index}" for c, s in zip(covers, shifts)) + " END"
-    start = ("CASE " + " ".join(f"WHEN {c} THEN {col} - {sec} + {s.start_s} - ({sec} < {s.start_s}) * {DAY_S}"
-                                for c, s in zip(covers, shifts)) + " END")
-    return idx, start
 
 
 # -------------------------------------------------------------------------------------------- targets
@@ -207,9 +192,42 @@ def choose_bucket_minutes(span_s: float) -> int:
     return BUCKET_MINUTES[-1]
 
 
-_SPREAD_SQL = ("SUM(CASE WHEN b.end_ts > b.start_ts THEN b.trays * (MIN(b.end_ts, w.t1) - MAX(b.start_ts, w.t0)) "
-               "/ (b.end_ts - b.start_ts) WHEN b.end_ts < w.t1 THEN b.trays ELSE 0 END)")
-_WINDOWS_CTE = "w AS MATERIALIZED (SELECT key AS i, value ->> 0 AS t0, value ->> 1 AS t1 FROM json_each(:windows))"
+PARTIAL_CANDIDATES = 4  # bins of one line follow each other: at most a few can straddle an instant
+
+
+def _bin_arrays(db: sqlite_utils.Database, line: str, lo: float, hi: float) -> np.ndarray:
+    """The line's bins that end in [lo, hi) or straddle ``hi``, as rows (start, end, trays) sorted by end:
+    two range reads on the (line_id, end_ts) index."""
+    rows = db.execute("SELECT start_ts, end_ts, trays FROM line_bins WHERE line_id = ? AND end_ts >= ? AND end_ts < ? "
+                      "ORDER BY end_ts", [line, lo, hi]).fetchall()
+    rows += db.execute("SELECT start_ts, end_ts, trays FROM line_bins WHERE line_id = ? AND end_ts >= ? "
+                       "AND start_ts < ? ORDER BY end_ts", [line, hi, hi]).fetchall()
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def _placed_until(bins: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Trays placed before each instant of ``at``: every bin's trays spread evenly over start..end (a bin
+    without duration counts once it has ended). Vectorised: full bins by a prefix sum over ends, the few
+    bins straddling an instant by their share."""
+    start, end, trays = bins[:, 0], bins[:, 1], bins[:, 2]
+    timed = end > start
+    out = np.zeros(len(at))
+    instant = np.sort(end[~timed])
+    if len(instant):
+        csum = np.concatenate([[0.0], np.cumsum(trays[~timed][np.argsort(end[~timed])])])
+        out += csum[np.searchsorted(instant, at, side="left")]
+    s, e, n = start[timed], end[timed], trays[timed]
+    if len(e):
+        order = np.argsort(e, kind="stable")
+        s, e, n = s[order], e[order], n[order]
+        csum = np.concatenate([[0.0], np.cumsum(n)])
+        idx = np.searchsorted(e, at, side="right")  # bins ended by the instant count whole
+        out += csum[idx]
+        for j in range(PARTIAL_CANDIDATES):  # the next bins to end may have started before the instant
+            cand = np.minimum(idx + j, len(e) - 1)
+            straddles = (idx + j < len(e)) & (s[cand] < at) & (e[cand] > at)
+            out += np.where(straddles, n[cand] * (at - s[cand]) / np.maximum(e[cand] - s[cand], 1e-9), 0.0)
+    return out
 
 
 def _spread(trays: float, start: float, end: float, t0: float, t1: float) -> float:
@@ -219,42 +237,26 @@ def _spread(trays: float, start: float, end: float, t0: float, t1: float) -> flo
     return trays * max(0.0, min(end, t1) - max(start, t0)) / (end - start)
 
 
-def _placed(db: sqlite_utils.Database, line_ids: Sequence[str], windows: Sequence[tuple[float, float]],
-            open_bins: dict[str, tuple[float, float, int]]) -> dict[tuple[str, int], float]:
-    """{(line id, window index): trays placed in the window}: every bin's trays spread evenly over its
-    start..end (the open bin's over its start..the last frame counted), summed per window in SQLite.
-
-    Bins up to ``LONG_BIN_S`` long are found per window on the (line_id, end_ts) index; the few longer
-    ones (a line stopped with a bin half full) are gathered once and spread in a second query.
-    """
-    if not line_ids or not windows:
+def _groups(keys: np.ndarray, trays: np.ndarray) -> dict[Any, tuple[int, int]]:
+    """{key: (bins, trays)} for integer keys."""
+    if not len(keys):
         return {}
-    params = {"ids": json.dumps(list(line_ids)), "windows": json.dumps([list(w) for w in windows]),
-              "cap": LONG_BIN_S, "lo": min(w[0] for w in windows)}
-    out: dict[tuple[str, int], float] = {}
-    # the longest short bin bounds how far past a window's end a bin overlapping it can end
-    params["slack"] = db.execute(
-        "SELECT COALESCE(MAX(end_ts - start_ts), 0) FROM line_bins WHERE line_id IN (SELECT value FROM json_each(:ids)) "
-        "AND end_ts >= :lo AND end_ts - start_ts <= :cap", params).fetchone()[0]
-    short = db.execute(  # one indexed range look-up per line and window (measured faster than a join + GROUP BY)
-        f"WITH {_WINDOWS_CTE} SELECT l.value, w.i, (SELECT {_SPREAD_SQL} FROM line_bins b "
-        "WHERE b.line_id = l.value AND b.end_ts >= w.t0 AND b.end_ts <= w.t1 + :slack AND b.start_ts < w.t1 "
-        "AND b.end_ts - b.start_ts <= :cap) FROM json_each(:ids) l CROSS JOIN w", params)
-    long = db.execute(
-        f"WITH {_WINDOWS_CTE}, b AS MATERIALIZED (SELECT line_id, start_ts, end_ts, trays FROM line_bins "
-        "WHERE line_id IN (SELECT value FROM json_each(:ids)) AND end_ts >= :lo AND end_ts - start_ts > :cap) "
-        f"SELECT b.line_id, w.i, {_SPREAD_SQL} FROM b CROSS JOIN w WHERE b.end_ts >= w.t0 AND b.start_ts < w.t1 "
-        "GROUP BY b.line_id, w.i", params)
-    for rows in (short, long):
-        for line, i, trays in rows:
-            out[(line, int(i))] = out.get((line, int(i)), 0.0) + float(trays or 0.0)
-    for line, (start, last, trays) in open_bins.items():
-        if line in line_ids:
-            for i, (t0, t1) in enumerate(windows):
-                share = _spread(trays, start, last, t0, t1)
-                if share:
-                    out[(line, i)] = out.get((line, i), 0.0) + share
-    return out
+    uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=trays)
+    return {int(k): (int(c), int(round(t))) for k, c, t in zip(uniq, counts, sums)}
+
+
+def _shift_keys(ends: np.ndarray, shifts: list[Shift]) -> tuple[np.ndarray, np.ndarray]:
+    """(shift index or -1, shift instance start) per bin end, as ``shift_of`` would say, vectorised."""
+    t = np.floor(ends).astype(np.int64)
+    sec = t % DAY_S
+    idx = np.full(len(t), -1, dtype=np.int64)
+    start = np.zeros(len(t), dtype=np.int64)
+    for shift in shifts:  # the first listed shift covering the instant wins
+        covers = (idx < 0) & (((sec - shift.start_s + DAY_S) % DAY_S) < shift.length_s)
+        idx[covers] = shift.index
+        start[covers] = (t - sec + shift.start_s - (sec < shift.start_s) * DAY_S)[covers]
+    return idx, start
 
 
 def _open_bins(db: sqlite_utils.Database, line_ids: Sequence[str]) -> dict[str, tuple[float, float, int]]:
@@ -376,21 +378,45 @@ def dashboard_data(
     day_window = {d: window(max(d, since), min(d + DAY_S, end)) for d in day_starts}
     trailing_window = window(now - window_min * 60, now)
     open_bins = _open_bins(db, ids)
-    placed_in = _placed(db, ids, list(windows), open_bins)
+    spans = list(windows)
+    lo = min([t0 for t0, _ in spans] + [first])
+    hi = max([t1 for _, t1 in spans] + [until])
+    t0s = np.array([t0 for t0, _ in spans])
+    t1s = np.array([t1 for _, t1 in spans])
+    placed_in: dict[tuple[str, int], float] = {}
+    by_bucket: dict[tuple[str, int], tuple[int, int]] = {}
+    by_shift: dict[tuple[str, int | None, float | None], tuple[int, int]] = {}
+    totals: dict[str, tuple[int, int]] = {}
+    by_day: dict[tuple[str, int], tuple[int, int]] = {}
+    for line in ids:  # one read of the line's bins; every sum below in numpy
+        arr = _bin_arrays(db, line, lo, hi)
+        placed = _placed_until(arr, t1s) - _placed_until(arr, t0s) if len(arr) else np.zeros(len(spans))
+        for i, value in enumerate(placed):
+            if value:
+                placed_in[(line, i)] = float(value)
+        ends, trays = arr[:, 1], arr[:, 2]
+        in_buckets = (ends >= first) & (ends < until)
+        for k, v in _groups(np.floor(ends[in_buckets] / bs).astype(np.int64), trays[in_buckets]).items():
+            by_bucket[(line, k)] = v
+        in_range = (ends >= since) & (ends < until)
+        for d, v in _groups(np.floor(ends[in_range] / DAY_S).astype(np.int64), trays[in_range]).items():
+            by_day[(line, d)] = v
+        sidx, sstart = _shift_keys(ends[in_range], shifts)
+        key = np.where(sidx >= 0, sstart * 64 + sidx, -1)  # shift index < 64: one integer per (instance, shift)
+        for code, (n, t) in _groups(key, trays[in_range]).items():
+            shift_key = (line, None, None) if code < 0 else (line, code % 64, float(code // 64))
+            by_shift[shift_key] = (n, t)
+            had = totals.get(line, (0, 0))
+            totals[line] = (had[0] + n, had[1] + t)
+    for line, (start, last, trays_now) in open_bins.items():
+        for i, (t0, t1) in enumerate(spans):
+            share = _spread(trays_now, start, last, t0, t1)
+            if share:
+                placed_in[(line, i)] = placed_in.get((line, i), 0.0) + share
 
     def placed_of(line: str, span: tuple[float, float]) -> float:
         return placed_in.get((line, windows[span]), 0.0)
 
-    # completed bins per bucket, per shift instance and per UTC day, in SQLite
-    bin_filter = "line_id IN (SELECT value FROM json_each(:ids)) AND end_ts >= :since AND end_ts < :until"
-    params = {"ids": ids_json, "since": since, "until": until, "bs": bs}
-    by_bucket: dict[tuple[str, int], tuple[int, int]] = {}
-    for line, k, n, trays in db.execute(
-        "SELECT line_id, CAST(end_ts / :bs AS INTEGER) AS k, COUNT(*), SUM(trays) FROM line_bins "
-        "WHERE line_id IN (SELECT value FROM json_each(:ids)) AND end_ts >= :first AND end_ts < :until "
-        "GROUP BY line_id, k", {**params, "first": first},
-    ):
-        by_bucket[(line, k)] = (n, trays or 0)
     observed: dict[tuple[str, int], int] = {}  # minute roll-ups per bucket: a count per indexed range
     for line, k, n in db.execute(
         "SELECT l.value, k.value, (SELECT COUNT(*) FROM line_minutes m WHERE m.line_id = l.value "
@@ -398,23 +424,6 @@ def dashboard_data(
         {"ids": ids_json, "bm": bm, "ks": json.dumps([k for k, _, _ in buckets])},
     ):
         observed[(line, int(k))] = n
-    idx_sql, start_sql = _shift_sql(shifts, "t")
-    by_shift: dict[tuple[str, int | None, float | None], tuple[int, int]] = {}
-    totals: dict[str, tuple[int, int]] = {}
-    for line, idx, start, n, trays in db.execute(
-        f"SELECT line_id, {idx_sql} AS si, {start_sql} AS ss, COUNT(*), SUM(trays) "
-        f"FROM (SELECT line_id, trays, CAST(end_ts AS INTEGER) AS t FROM line_bins WHERE {bin_filter}) "
-        f"GROUP BY line_id, si, ss", params,
-    ):
-        by_shift[(line, idx, float(start) if start is not None else None)] = (n, trays or 0)
-        had = totals.get(line, (0, 0))
-        totals[line] = (had[0] + n, had[1] + (trays or 0))
-    by_day: dict[tuple[str, int], tuple[int, int]] = {}
-    for line, d, n, trays in db.execute(
-        f"SELECT line_id, CAST(end_ts / {DAY_S} AS INTEGER) AS d, COUNT(*), SUM(trays) FROM line_bins "
-        f"WHERE {bin_filter} GROUP BY line_id, d", params,
-    ):
-        by_day[(line, d)] = (n, trays or 0)
     typical = {line: avg for line, avg in db.execute(
         "SELECT l.value, (SELECT AVG(trays) FROM (SELECT trays FROM line_bins b WHERE b.line_id = l.value "
         f"ORDER BY b.end_ts DESC LIMIT {TYPICAL_BINS})) FROM json_each(?) l", [ids_json])}
@@ -500,8 +509,12 @@ def dashboard_data(
 
 
 def _trailing_rate(db: sqlite_utils.Database, line_id: str, t0: float, t1: float) -> float:
-    """Trays placed per hour over ``[t0, t1)`` (see ``_placed``)."""
-    placed = _placed(db, [line_id], [(t0, t1)], _open_bins(db, [line_id])).get((line_id, 0), 0.0)
+    """Trays placed per hour over ``[t0, t1)`` (see ``_placed_until``), the open bin included."""
+    arr = _bin_arrays(db, line_id, t0, t1)
+    placed = float((_placed_until(arr, np.array([t1])) - _placed_until(arr, np.array([t0])))[0]) if len(arr) else 0.0
+    opened = _open_bins(db, [line_id]).get(line_id)
+    if opened is not None:
+        placed += _spread(opened[2], opened[0], opened[1], t0, t1)
     return placed * 3600 / (t1 - t0)
 
 

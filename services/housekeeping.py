@@ -1,0 +1,109 @@
+"""The background worker's periodic chores, each on its own interval.
+
+- every minute: record the queue size for the dashboard; re-estimate inspectors' reliability when
+  enough new answers arrived (kept out of inspectors' submit transactions, where it would hold the lock);
+- every few seconds: read new detector frames from the line feed (setting ``line_feed_uri``), count
+  them, and evaluate line alerts;
+- every hour: prune counted raw frames older than the retention (totals stay).
+
+``services.jobs.Worker`` calls ``Housekeeping.run_due`` between jobs; ``cli work`` calls ``run_all``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from services.config import Workspace, get_settings
+from services.errors import ConsoleError
+from services.inspector_stats import SNAPSHOT_SECONDS  # one interval for the worker and the dashboard
+
+LINE_POLL_SECONDS = 10.0
+PRUNE_SECONDS = 3600.0
+
+
+def snapshot_and_reliability(db: Any) -> dict[str, Any]:
+    """Queue snapshot (once across processes) and reliability re-estimate when stale."""
+    from services.consensus import estimate_reliability, reliability_is_stale
+    from services.inspector_stats import record_queue_snapshot_if_stale
+
+    snapshot = record_queue_snapshot_if_stale(db, max_age_seconds=SNAPSHOT_SECONDS) is not None
+    stale = reliability_is_stale(db)
+    if stale:
+        estimate_reliability(db)
+    return {"queue_snapshot": snapshot, "reliability_reestimated": stale}
+
+
+def poll_line_feed(db: Any) -> dict[str, Any]:
+    """Ingest and count new frames from the configured line feed, then evaluate alerts. Raises ConsoleError
+    (StorageError for an unreachable feed) for the caller to report."""
+    from services import line_stats, lines
+    from services.storage import ObjectStore
+
+    settings = get_settings(db)
+    feed = settings.get("line_feed_uri") or ""
+    if not feed:
+        return {"line_feed": None}
+    store = ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None)
+    report = lines.ingest_source(db, uri=feed, store=store, actor="line feed")
+    alerts = line_stats.evaluate_alerts(db)
+    return {"line_feed": feed, "frames_added": report["frames_added"], "open_alerts": len(alerts)}
+
+
+def prune(db: Any) -> dict[str, Any]:
+    from services import lines
+
+    return {"raw_frames_pruned": lines.prune_raw(db)}
+
+
+class Housekeeping:
+    """Runs each chore when its interval has passed (monotonic clock, per process)."""
+
+    def __init__(self, ws: Workspace, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ws = ws
+        self.clock = clock
+        self.chores: list[tuple[str, float, Callable[[Any], dict[str, Any]]]] = [
+            ("snapshot", SNAPSHOT_SECONDS, snapshot_and_reliability),
+            ("line_feed", LINE_POLL_SECONDS, poll_line_feed),
+            ("prune", PRUNE_SECONDS, prune),
+        ]
+        self._last: dict[str, float] = {}
+        self.last_errors: dict[str, str] = {}
+
+    def _run(self, names: set[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        db = self.ws.db()
+        try:
+            for name, _, chore in self.chores:
+                if name not in names:
+                    continue
+                try:
+                    out.update(chore(db))
+                    self.last_errors.pop(name, None)
+                except ConsoleError as exc:  # e.g. the line feed's folder or bucket is unreachable: retried next time
+                    self.last_errors[name] = str(exc)
+                    print(f"housekeeping {name}: {exc}", file=sys.stderr)
+        finally:
+            db.close()
+        if self.last_errors:
+            out["errors"] = dict(self.last_errors)
+        return out
+
+    def run_due(self) -> dict[str, Any]:
+        """Run the chores whose interval has passed since they last ran."""
+        now = self.clock()
+        due = {name for name, every, _ in self.chores if now - self._last.get(name, float("-inf")) >= every}
+        if not due:
+            return {}
+        for name in due:
+            self._last[name] = now
+        return self._run(due)
+
+    def run_all(self) -> dict[str, Any]:
+        """Run every chore now."""
+        now = self.clock()
+        for name, _, _ in self.chores:
+            self._last[name] = now
+        return self._run({name for name, _, _ in self.chores})
