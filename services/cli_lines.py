@@ -53,10 +53,10 @@ def cmd_prune(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_replay(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
-    from services import lines
+    from services import line_replay
 
     _, store, _ = _ctx(ws)
-    return lines.replay(src=args.src, dst=args.dst, speed=args.speed, store=store)
+    return line_replay.replay(src=args.src, dst=args.dst, speed=args.speed, store=store)
 
 
 def cmd_summary(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:

@@ -28,374 +28,49 @@ a camera hidden by a worker reports fewer trays, never more). Unsynchronised cam
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import math
-import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import sqlite_utils
 
 from db.database import immediate
-from services import linecount
+from services import line_sources, linecount
 from services.audit import record
 from services.clock import now_iso
 from services.config import get_settings
-from services.errors import ConsoleError, InvalidInput, NotFound, StorageError
+from services.errors import ConsoleError, InvalidInput, NotFound
+from services.line_rows import (  # noqa: F401 - re-exported
+    DEFAULT_CAMERA,
+    MAX_COUNT,
+    MAX_FUTURE_S,
+    MIN_TS,
+    REASONS,
+    Rules,
+    Skip,
+    csv_header,
+    csv_rows,
+    json_rows,
+)
+from services.line_sources import LocalFile, S3File, SourceFile, listing
 from services.storage import ObjectStore, is_s3
 
-SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
-DEFAULT_CAMERA = "cam1"
-MAX_COUNT = 500  # trays in one frame above this is a detector fault
-MIN_TS = 946684800.0  # 2000-01-01T00:00:00Z
-MAX_FUTURE_S = 86400.0
 MAX_SAMPLES = 10  # skipped lines kept per file, with their line numbers
-CHUNK_BYTES = 4 << 20  # one transaction per chunk of a file
 COUNT_BATCH = 500_000  # frames counted per transaction per line
 SETTLE_SECONDS = 60.0
-REASONS = {
-    "malformed": "not valid JSON/CSV, not an object, or not UTF-8",
-    "missing_field": "line_id, ts or count (or boxes) missing",
-    "bad_ts": "ts is neither ISO-8601 nor epoch seconds",
-    "bad_count": "count is not a whole number",
-    "bad_boxes": "boxes is not a list of objects with a numeric confidence",
-    "negative_count": "count below zero",
-    "absurd_count": f"count above {MAX_COUNT}",
-    "future_ts": "ts more than a day in the future",
-    "past_ts": "ts before the year 2000",
-    "unknown_line": "line id not registered (known_lines_only)",
-}
-ALIASES = {"line": "line_id", "camera": "camera_id", "timestamp": "ts", "time": "ts", "trays": "count",
-           "detections": "boxes"}
-_FIELDS = frozenset(("line_id", "camera_id", "ts", "count", "boxes"))
 _STATE_FULL = "done"
 _STATE_PARTIAL = "partial"
 _STATE_CHANGED = "changed"
 
 
-class _Skip(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
-
 
 class _Busy(Exception):
     """Another ingest moved this file's offset while we were reading it."""
 
-
-# ---------------------------------------------------------------------------------------------------
-# rows
-
-
-def _parse_ts(value: Any) -> float:
-    kind = type(value)
-    if kind is float or kind is int:
-        ts = float(value)
-    elif value is None or kind is bool or kind is dict or kind is list:
-        raise _Skip("bad_ts", f"ts {value!r}")
-    else:
-        text = str(value).strip()
-        if not text:
-            raise _Skip("missing_field", "ts is empty")
-        try:
-            if text[4:5] == "-":  # 2024-01-01...: ISO-8601 (naive = UTC)
-                dt = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
-                ts = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
-            else:
-                ts = float(text)
-        except ValueError:
-            raise _Skip("bad_ts", f"ts {text[:40]!r} is neither ISO-8601 nor epoch seconds") from None
-    if not math.isfinite(ts):
-        raise _Skip("bad_ts", f"ts {value!r}")
-    return ts
-
-
-def _parse_int(value: Any, name: str) -> int:
-    kind = type(value)
-    if kind is int:
-        return value
-    if kind is bool or kind is dict or kind is list:
-        raise _Skip("bad_count", f"{name} {value!r} is not a number")
-    try:
-        number = value if kind is float else float(str(value).strip())
-    except ValueError:
-        raise _Skip("bad_count", f"{name} {str(value)[:40]!r} is not a number") from None
-    if not math.isfinite(number) or number != int(number):
-        raise _Skip("bad_count", f"{name} {value!r} is not a whole number")
-    return int(number)
-
-
-def _boxes_count(boxes: Any, min_confidence: float) -> tuple[int, int]:
-    """(boxes at or above the confidence, all boxes)."""
-    if isinstance(boxes, str):
-        try:
-            boxes = json.loads(boxes)
-        except json.JSONDecodeError:
-            raise _Skip("bad_boxes", "boxes is not JSON") from None
-    if type(boxes) is not list:
-        raise _Skip("bad_boxes", "boxes is not a list")
-    kept = 0
-    for box in boxes:
-        if type(box) is not dict:
-            raise _Skip("bad_boxes", "a box is not an object")
-        conf = box.get("confidence")
-        if conf is None:
-            conf = box.get("score")
-        kind = type(conf)
-        if not (kind is float or kind is int) or not math.isfinite(conf):
-            raise _Skip("bad_boxes", f"box confidence {conf!r} is not a number")
-        if conf >= min_confidence:
-            kept += 1
-    return kept, len(boxes)
-
-
-@dataclass
-class _Rules:
-    min_confidence: float
-    now_ts: float
-    known_lines: set[str] | None  # None: any line id is accepted (and registered)
-
-
-def _frame(rec: dict[str, Any], rules: _Rules) -> tuple[str, str, float, int, int]:
-    """One record -> (line_id, camera_id, ts, count, raw_count). Raises _Skip."""
-    if not rec.keys() <= _FIELDS:
-        rec = {ALIASES.get(str(k).strip(), str(k).strip()): v for k, v in rec.items() if k is not None}
-    line_id = rec.get("line_id")
-    line_id = "" if line_id is None else str(line_id).strip()
-    if not line_id:
-        raise _Skip("missing_field", "line_id missing")
-    camera = rec.get("camera_id")
-    if camera is None:
-        camera = DEFAULT_CAMERA
-    else:
-        camera = str(camera).strip() or DEFAULT_CAMERA
-    if rec.get("ts") is None:
-        raise _Skip("missing_field", "ts missing")
-    ts = _parse_ts(rec["ts"])
-    boxes = rec.get("boxes")
-    has_boxes = boxes is not None and not (isinstance(boxes, str) and not boxes.strip())
-    count_value = rec.get("count")
-    has_count = count_value is not None and not (isinstance(count_value, str) and not count_value.strip())
-    if not has_count and not has_boxes:
-        raise _Skip("missing_field", "count missing (and no boxes)")
-    raw = _parse_int(count_value, "count") if has_count else None
-    if has_boxes:
-        count, n_boxes = _boxes_count(boxes, rules.min_confidence)
-        raw = n_boxes if raw is None else raw
-    else:
-        count = raw  # type: ignore[assignment]
-    assert raw is not None
-    if raw < 0 or count < 0:
-        raise _Skip("negative_count", f"count {raw}")
-    if raw > MAX_COUNT or count > MAX_COUNT:
-        raise _Skip("absurd_count", f"count {max(raw, count)} > {MAX_COUNT}")
-    if ts > rules.now_ts + MAX_FUTURE_S:
-        hint = " (epoch milliseconds? give seconds)" if ts > 1e11 else ""
-        raise _Skip("future_ts", f"ts {ts:.0f} is more than a day in the future{hint}")
-    if ts < MIN_TS:
-        raise _Skip("past_ts", f"ts {ts:.0f} is before 2000")
-    if rules.known_lines is not None and line_id not in rules.known_lines:
-        raise _Skip("unknown_line", f"line id {line_id[:60]!r} is not registered")
-    return line_id, camera, ts, int(count), int(raw)
-
-
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Skip("malformed", "not valid UTF-8") from None
-
-
-def _json_rows(lines: list[bytes], rules: _Rules) -> Iterable[tuple[int, Any]]:
-    """(index of the line in ``lines``, frame tuple or _Skip) for every non-blank line."""
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        try:
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise _Skip("malformed", f"not valid JSON: {exc.msg}") from None
-            except UnicodeDecodeError:
-                raise _Skip("malformed", "not valid UTF-8") from None
-            if not isinstance(rec, dict):
-                raise _Skip("malformed", "a line must be a JSON object")
-            yield i, _frame(rec, rules)
-        except _Skip as skip:
-            yield i, skip
-
-
-def _csv_header(raw: bytes) -> list[str]:
-    """Column names of a CSV header line. Raises InvalidInput when the file cannot be frames."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidInput("the CSV header is not valid UTF-8") from None
-    header = [ALIASES.get(h.strip(), h.strip()) for h in next(csv.reader([text.rstrip("\r\n")]), [])]
-    missing = [c for c in ("line_id", "ts") if c not in header]
-    if "count" not in header and "boxes" not in header:
-        missing.append("count")
-    if missing:
-        raise InvalidInput(f"CSV missing column(s) {', '.join(missing)}; found {', '.join(header) or 'no header'}. "
-                           "Expected line_id, camera_id, ts, count[, boxes]")
-    return header
-
-
-def _csv_rows(lines: list[bytes], header: list[str], rules: _Rules) -> Iterable[tuple[int, Any]]:
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        try:
-            text = _decode(raw).rstrip("\r\n")
-            try:
-                values = next(csv.reader([text]))
-            except csv.Error as exc:
-                raise _Skip("malformed", f"not valid CSV: {exc}") from None
-            if len(values) != len(header):
-                raise _Skip("malformed", f"{len(values)} values for {len(header)} columns")
-            yield i, _frame(dict(zip(header, values)), rules)
-        except _Skip as skip:
-            yield i, skip
-
-
-# ---------------------------------------------------------------------------------------------------
-# sources
-
-
-class _File:
-    """One source file: its bytes from an offset, and the size and etag seen while reading them."""
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        self.size_read = 0
-        self.etag = ""
-        self.settled = False  # the last line, even without its newline, is whole
-
-    def read_from(self, offset: int) -> Iterable[bytes]:
-        raise NotImplementedError
-
-    def byte_at(self, pos: int) -> bytes:
-        raise NotImplementedError
-
-    def first_line(self) -> bytes:
-        raise NotImplementedError
-
-    def lines_before(self, offset: int) -> int:
-        raise NotImplementedError
-
-
-def _local_error(path: str, exc: OSError) -> ConsoleError:
-    if isinstance(exc, FileNotFoundError):
-        return NotFound(f"file not found: {path}. Was it moved or rotated away?")
-    if isinstance(exc, PermissionError):
-        return StorageError(f"permission denied for {path}: let the console's user read it.")
-    return StorageError(f"cannot read {path}: {exc.strerror or exc}.")
-
-
-class _LocalFile(_File):
-    def __init__(self, uri: str, *, now_ts: float, settle_seconds: float) -> None:
-        super().__init__(uri)
-        self.path = uri[7:] if uri.startswith("file://") else uri
-        self.now_ts = now_ts
-        self.settle_seconds = settle_seconds
-
-    def _open(self):  # type: ignore[no-untyped-def]
-        try:
-            return open(self.path, "rb")  # noqa: SIM115
-        except OSError as exc:
-            raise _local_error(self.path, exc) from exc
-
-    def stat(self) -> os.stat_result:
-        try:
-            return os.stat(self.path)
-        except OSError as exc:
-            raise _local_error(self.path, exc) from exc
-
-    def read_from(self, offset: int) -> Iterable[bytes]:
-        with self._open() as f:
-            try:
-                st = os.fstat(f.fileno())
-                self.etag = str(st.st_mtime_ns)
-                self.settled = self.now_ts - st.st_mtime >= self.settle_seconds
-                f.seek(offset)
-                self.size_read = offset
-                while block := f.read(CHUNK_BYTES):
-                    self.size_read += len(block)
-                    yield block
-            except OSError as exc:
-                raise _local_error(self.path, exc) from exc
-
-    def byte_at(self, pos: int) -> bytes:
-        with self._open() as f:
-            f.seek(pos)
-            return f.read(1)
-
-    def first_line(self) -> bytes:
-        with self._open() as f:
-            return f.readline()
-
-    def lines_before(self, offset: int) -> int:
-        n, left = 0, offset
-        with self._open() as f:
-            while left > 0 and (block := f.read(min(left, CHUNK_BYTES))):
-                n += block.count(b"\n")
-                left -= len(block)
-        return n
-
-
-class _S3File(_File):
-    """S3 objects are written whole, so the object is read whole (once per pass)."""
-
-    def __init__(self, uri: str, store: ObjectStore) -> None:
-        super().__init__(uri)
-        self.store = store
-        self._data: bytes | None = None
-        self.settled = True
-
-    @property
-    def data(self) -> bytes:
-        if self._data is None:
-            self._data = self.store.read(self.uri)
-            self.etag = hashlib.md5(self._data, usedforsecurity=False).hexdigest()  # S3's ETag for one-part objects
-            self.size_read = len(self._data)
-        return self._data
-
-    def read_from(self, offset: int) -> Iterable[bytes]:
-        data = self.data
-        for start in range(offset, len(data), CHUNK_BYTES):
-            yield data[start : start + CHUNK_BYTES]
-
-    def byte_at(self, pos: int) -> bytes:
-        return self.data[pos : pos + 1]
-
-    def first_line(self) -> bytes:
-        end = self.data.find(b"\n")
-        return self.data if end < 0 else self.data[: end + 1]
-
-    def lines_before(self, offset: int) -> int:
-        return self.data.count(b"\n", 0, offset)
-
-
-def _listing(uri: str, store: ObjectStore) -> list[tuple[str, int]]:
-    """(uri, size) of every frame file at ``uri``: one file, a folder or an S3 prefix."""
-    if is_s3(uri):
-        if uri.lower().endswith(SUFFIXES):
-            try:
-                return [(uri, store.size(uri))]
-            except NotFound:
-                pass  # maybe a prefix that happens to end like a file name
-        return [(o.uri, o.size) for o in store.list(uri, suffixes=SUFFIXES)]
-    path = uri[7:] if uri.startswith("file://") else uri
-    if os.path.isfile(path):
-        return [(uri, os.path.getsize(path))]
-    return [(o.uri, o.size) for o in store.list(uri, suffixes=SUFFIXES)]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -476,7 +151,7 @@ def _store_chunk(db: sqlite_utils.Database, *, uri: str, expect_offset: int, new
         report.skipped[reason] = report.skipped.get(reason, 0) + n
 
 
-def _tail_is_whole(src: _File, tail: bytes, *, is_csv: bool) -> bool:
+def _tail_is_whole(src: SourceFile, tail: bytes, *, is_csv: bool) -> bool:
     """A last line without its newline: consume it only when it cannot be a line still being written."""
     if src.settled:
         return True
@@ -488,7 +163,7 @@ def _tail_is_whole(src: _File, tail: bytes, *, is_csv: bool) -> bool:
         return False
 
 
-def _ingest_file(db: sqlite_utils.Database, src: _File, *, listed_size: int, rules: _Rules, register: bool,
+def _ingest_file(db: sqlite_utils.Database, src: SourceFile, *, listed_size: int, rules: Rules, register: bool,
                  report: _FileReport, sample_room: int) -> str:
     """Read what is new in one file. Returns 'read', 'unchanged', 'changed' or 'busy'.
 
@@ -506,7 +181,7 @@ def _ingest_file(db: sqlite_utils.Database, src: _File, *, listed_size: int, rul
         if listed_size == prev["size"]:
             if offset >= listed_size:
                 return "unchanged"
-            if isinstance(src, _LocalFile):  # only a pending last line: read it once the file has settled
+            if isinstance(src, LocalFile):  # only a pending last line: read it once the file has settled
                 st = src.stat()
                 if st.st_size == prev["size"] and rules.now_ts - st.st_mtime < src.settle_seconds:
                     return "unchanged"
@@ -515,7 +190,7 @@ def _ingest_file(db: sqlite_utils.Database, src: _File, *, listed_size: int, rul
                                        "rewritten; not read again")
             return "changed"
     is_csv = src.uri.lower().endswith(".csv")
-    header = _csv_header(src.first_line()) if is_csv and offset > 0 else None
+    header = csv_header(src.first_line()) if is_csv and offset > 0 else None
     base_line: int | None = 0 if offset == 0 else None  # lines before `offset`, counted only when a sample needs it
     consumed = 0  # lines consumed in this pass
     pos = offset
@@ -526,7 +201,7 @@ def _ingest_file(db: sqlite_utils.Database, src: _File, *, listed_size: int, rul
         eof = block is None
         if not eof:
             carry += block
-            if len(carry) < CHUNK_BYTES:
+            if len(carry) < line_sources.CHUNK_BYTES:
                 continue
         data = carry
         cut = data.rfind(b"\n") + 1
@@ -543,15 +218,15 @@ def _ingest_file(db: sqlite_utils.Database, src: _File, *, listed_size: int, rul
             if lines[0].startswith(b"\xef\xbb\xbf"):
                 lines[0] = lines[0][3:]
             if is_csv:
-                header = _csv_header(lines[0])
+                header = csv_header(lines[0])
                 first = 1
         frames: list[tuple[str, str, float, int, int]] = []
         skipped: dict[str, int] = {}
         samples: list[dict[str, Any]] = []
-        rows = _csv_rows(lines[first:], header or [], rules) if is_csv else _json_rows(lines[first:], rules)
+        rows = csv_rows(lines[first:], header or [], rules) if is_csv else json_rows(lines[first:], rules)
         for i, res in rows:
             report.rows += 1
-            if isinstance(res, _Skip):
+            if isinstance(res, Skip):
                 skipped[res.reason] = skipped.get(res.reason, 0) + 1
                 if len(samples) < sample_room:
                     if base_line is None:
@@ -603,16 +278,16 @@ def ingest_source(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, ac
     known = None
     if known_lines_only:
         known = {r[0] for r in db.execute("SELECT id FROM lines")}
-    rules = _Rules(min_confidence=float(settings["line_min_confidence"]), now_ts=now, known_lines=known)
+    rules = Rules(min_confidence=float(settings["line_min_confidence"]), now_ts=now, known_lines=known)
     out: dict[str, Any] = {"uri": uri, "files": 0, "files_read": 0, "files_unchanged": 0, "files_changed": [],
                            "files_busy": [], "errors": []}
     total = _FileReport()
     seen: list[str] = []
-    for file_uri, size in _listing(uri, store):
+    for file_uri, size in listing(uri, store):
         out["files"] += 1
         seen.append(file_uri)
-        src: _File = (_S3File(file_uri, store) if is_s3(file_uri)
-                      else _LocalFile(file_uri, now_ts=now, settle_seconds=settle_seconds))
+        src: SourceFile = (S3File(file_uri, store) if is_s3(file_uri)
+                      else LocalFile(file_uri, now_ts=now, settle_seconds=settle_seconds))
         try:
             outcome = _ingest_file(db, src, listed_size=size, rules=rules, register=not known_lines_only,
                                    report=total, sample_room=max(0, 50 - len(total.samples)))
@@ -785,103 +460,3 @@ def line_summary(db: sqlite_utils.Database, *, raw_frames: bool = False) -> list
                     "trays": trays, "last_frame_ts": last_ts, "counted_to_ts": counted_to,
                     "open_bin": None if ob is None else {"start_ts": float(ob[0]), "trays": int(ob[1])}})
     return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# replay
-
-
-def _line_ts(raw: bytes, ts_col: int | None) -> float | None:
-    try:
-        if ts_col is None:
-            rec = json.loads(raw)
-            value = rec.get("ts", rec.get("timestamp", rec.get("time"))) if isinstance(rec, dict) else None
-        else:
-            value = next(csv.reader([raw.decode("utf-8").rstrip("\r\n")]))[ts_col]
-        return None if value is None else _parse_ts(value)
-    except (ValueError, UnicodeDecodeError, IndexError, _Skip):
-        return None
-
-
-def replay(*, src: str, dst: str, speed: float = 1.0, store: ObjectStore,
-           sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-           min_wait_s: float = 0.02, s3_flush_s: float = 5.0) -> dict[str, Any]:
-    """Copy a frame file to ``dst`` line by line, paced by the frames' timestamps at ``speed`` × real time.
-
-    A local ``dst`` is appended to and flushed before every wait, so an ingest sees a file being written
-    (started empty); an S3 ``dst`` is rewritten whole at most every ``s3_flush_s`` seconds of replay time
-    and at the end. Lines whose timestamp cannot be read are copied without waiting; a timestamp earlier
-    than the latest one does not wait either. Returns {lines, frames, waited_s, span_s, speed, dst}.
-    Raises InvalidInput (speed not positive, src == dst), NotFound or StorageError.
-    """
-    if not speed > 0 or not math.isfinite(speed):
-        raise InvalidInput(f"speed must be a positive number, not {speed!r}")
-    if src == dst:
-        raise InvalidInput("replay needs a destination other than the source file")
-    data = store.read(src)
-    lines = data.splitlines(keepends=True)
-    if lines and not lines[-1].endswith(b"\n"):
-        lines[-1] += b"\n"
-    ts_col: int | None = None
-    head: list[bytes] = []
-    if src.lower().endswith(".csv") and lines:
-        header = _csv_header(lines[0].lstrip(b"\xef\xbb\xbf"))
-        ts_col = header.index("ts")
-        head, lines = lines[:1], lines[1:]
-    local = not is_s3(dst)
-    out_path = (dst[7:] if dst.startswith("file://") else dst) if local else ""
-    written: list[bytes] = list(head)
-    fh = None
-    if local:
-        try:
-            parent = os.path.dirname(os.path.abspath(out_path))
-            os.makedirs(parent, exist_ok=True)
-            fh = open(out_path, "wb")  # noqa: SIM115
-        except OSError as exc:
-            raise _local_error(out_path, exc) from exc
-    pending: list[bytes] = list(head)
-    last_flush = 0.0
-
-    def flush(force: bool = False) -> None:
-        nonlocal pending, last_flush
-        if not pending:
-            return
-        if fh is not None:
-            fh.write(b"".join(pending))
-            fh.flush()
-            pending = []
-        elif force or clock() - last_flush >= s3_flush_s:
-            written.extend(pending)
-            pending = []
-            store.write(dst, b"".join(written))
-            last_flush = clock()
-
-    start = clock()
-    first_ts: float | None = None
-    latest = -math.inf
-    frames = 0
-    waited = 0.0
-    try:
-        for raw in lines:
-            ts = _line_ts(raw, ts_col)
-            if ts is not None:
-                frames += 1
-                if first_ts is None:
-                    first_ts = ts
-                if ts > latest:
-                    latest = ts
-                    due = (ts - first_ts) / speed - (clock() - start)
-                    if due >= min_wait_s:
-                        flush()
-                        sleep(due)
-                        waited += due
-            pending.append(raw)
-        flush(force=True)
-    except OSError as exc:
-        raise _local_error(out_path, exc) from exc
-    finally:
-        if fh is not None:
-            fh.close()
-    span = 0.0 if first_ts is None else latest - first_ts
-    return {"lines": len(lines), "frames": frames, "waited_s": round(waited, 6), "span_s": span,
-            "speed": speed, "dst": dst}

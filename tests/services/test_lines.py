@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services import lines
+from services import line_replay, line_sources, lines
 from services.config import Workspace, set_setting
 from services.errors import InvalidInput, NotFound
 from services.storage import ObjectStore
@@ -256,7 +256,7 @@ def test_last_line_without_newline(db, tmp_path):
 
 
 def test_reingesting_changes_nothing(db, tmp_path, monkeypatch):
-    monkeypatch.setattr(lines, "CHUNK_BYTES", 4096)  # several transactions per file
+    monkeypatch.setattr(line_sources, "CHUNK_BYTES", 4096)  # several transactions per file
     a, t = fill_stream("L1", [6, 7, 8], t0=T0)
     b, _ = fill_stream("L2", [9, 5], t0=T0)
     (tmp_path / "a.jsonl").write_text(jsonl(a) + '{"line_id": "L1", "ts": oops}\n')
@@ -348,7 +348,7 @@ def _ingest_files(db, folder: Path, names: list[str]) -> None:
 
 def test_restart_mid_stream_gives_the_same_bins_and_totals(tmp_path, monkeypatch):
     monkeypatch.setattr(lines, "COUNT_BATCH", 97)  # several counting transactions per line
-    monkeypatch.setattr(lines, "CHUNK_BYTES", 2048)
+    monkeypatch.setattr(line_sources, "CHUNK_BYTES", 2048)
     src = tmp_path / "src"
     src.mkdir()
     streams = {"L1": fill_stream("L1", [6, 7, 8, 9, 10, 6], t0=T0)[0],
@@ -377,7 +377,7 @@ def test_restart_mid_stream_gives_the_same_bins_and_totals(tmp_path, monkeypatch
 
 
 def test_a_crash_neither_loses_nor_double_counts_a_frame(tmp_path, monkeypatch):
-    monkeypatch.setattr(lines, "CHUNK_BYTES", 2048)
+    monkeypatch.setattr(line_sources, "CHUNK_BYTES", 2048)
     frames, _ = fill_stream("L1", [6, 7, 8, 9], t0=T0)
     src = tmp_path / "a.jsonl"
     src.write_text(jsonl(frames))
@@ -487,7 +487,7 @@ def test_replay_paces_by_frame_time(tmp_path):
     src = tmp_path / "src.jsonl"
     src.write_text(jsonl(rows) + "garbage\n")
     fake = FakeTime()
-    out = lines.replay(src=str(src), dst=str(tmp_path / "out" / "dst.jsonl"), speed=2.0, store=STORE,
+    out = line_replay.replay(src=str(src), dst=str(tmp_path / "out" / "dst.jsonl"), speed=2.0, store=STORE,
                        sleep=fake.sleep, clock=fake.clock)
     assert fake.waits == [0.25, 0.75, 1.5]  # the older frame and the garbage line do not wait
     assert out == {"lines": 7, "frames": 6, "waited_s": 2.5, "span_s": 5.0, "speed": 2.0,
@@ -496,10 +496,10 @@ def test_replay_paces_by_frame_time(tmp_path):
     csv_src = tmp_path / "src.csv"
     csv_src.write_text("line_id,ts,count\nL1,2023-11-14T22:13:20Z,1\nL1,2023-11-14T22:13:23Z,2\n")
     fake = FakeTime()
-    lines.replay(src=str(csv_src), dst=str(tmp_path / "dst.csv"), store=STORE, sleep=fake.sleep, clock=fake.clock)
+    line_replay.replay(src=str(csv_src), dst=str(tmp_path / "dst.csv"), store=STORE, sleep=fake.sleep, clock=fake.clock)
     assert fake.waits == [3.0] and (tmp_path / "dst.csv").read_text() == csv_src.read_text()
     with pytest.raises(InvalidInput):
-        lines.replay(src=str(src), dst=str(tmp_path / "x.jsonl"), speed=0, store=STORE)
+        line_replay.replay(src=str(src), dst=str(tmp_path / "x.jsonl"), speed=0, store=STORE)
 
 
 def test_replayed_file_ingested_while_it_is_written_counts_like_the_whole_file(tmp_path):
@@ -511,7 +511,7 @@ def test_replayed_file_ingested_while_it_is_written_counts_like_the_whole_file(t
     fake = FakeTime()
     polls = []
     fake.on_wait = lambda: polls.append(lines.ingest_source(live, uri=str(dst.parent), store=STORE, actor="t"))
-    lines.replay(src=str(src), dst=str(dst), speed=4.0, store=STORE, sleep=fake.sleep, clock=fake.clock,
+    line_replay.replay(src=str(src), dst=str(dst), speed=4.0, store=STORE, sleep=fake.sleep, clock=fake.clock,
                  min_wait_s=0.5)
     lines.ingest_source(live, uri=str(dst.parent), store=STORE, actor="t")
     assert len(polls) > 5 and sum(p["files_read"] for p in polls) > 5
@@ -563,7 +563,7 @@ def test_replay_to_s3_writes_the_whole_file(s3_bucket, tmp_path):
     src.write_text(jsonl(rows))
     fake = FakeTime()
     dst = f"s3://{bucket}/feed/live.jsonl"
-    out = lines.replay(src=str(src), dst=dst, speed=1.0, store=store, sleep=fake.sleep, clock=fake.clock,
+    out = line_replay.replay(src=str(src), dst=dst, speed=1.0, store=store, sleep=fake.sleep, clock=fake.clock,
                        s3_flush_s=10)
     assert out["frames"] == 20 and sum(fake.waits) == pytest.approx(38.0)
     assert store.read(dst) == src.read_bytes()
