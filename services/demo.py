@@ -56,4 +56,29 @@ def seed(ws: Workspace, *, actor: str) -> dict[str, Any]:
     report = ingest.ingest_manifest(db, uri=str(manifest), store=store, actor=actor)
     job_id = jobs.create_job(db, kind="classify", params={"source": "demo"}, actor=actor)
     jobs.run_job(ws, job_id=job_id)
-    return {"photos": len(records), "ingest": report.as_dict(), "classify_job": jobs.get_job(db, job_id)["state"]}
+    return {"photos": len(records), "ingest": report.as_dict(), "classify_job": jobs.get_job(db, job_id)["state"],
+            "lines": seed_lines(ws, db, actor=actor)}
+
+
+def seed_lines(ws: Workspace, db: Any, *, actor: str, hours: float = 1.0) -> dict[str, Any]:
+    """Three simulated packaging lines for the last ``hours`` (line-2 slowed down for a while, so it runs
+    under target), read from the workspace's ``feed`` folder, which becomes the line feed; shift targets.
+    Seeding again reads nothing twice."""
+    import time
+
+    from services import line_stats, lines, linesim
+    from services.config import get_settings, set_setting
+
+    feed = ws.root / "feed"
+    feed.mkdir(exist_ok=True)
+    if not any(feed.glob("*.jsonl")):
+        start = time.time() - hours * 3600
+        streams, _ = linesim.simulate(lines=3, hours=hours, seed=7, start_ts=start,
+                                      rate_changes={"line-2": [(hours * 1800, hours * 1800, 0.6)]})
+        linesim.write_jsonl(feed / f"frames-{int(start)}.jsonl", streams)
+    set_setting(db, key="line_feed_uri", value=str(feed), actor=actor)
+    report = lines.ingest_source(db, uri=str(feed), store=ObjectStore(), actor=actor)
+    for line in ("line-1", "line-2", "line-3"):
+        for shift in get_settings(db)["shifts"]:
+            line_stats.set_target(db, line_id=line, shift=shift["name"], trays_per_hour=1100.0, actor=actor)
+    return {"frames": report["frames_added"], "feed": str(feed)}

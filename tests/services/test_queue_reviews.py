@@ -78,8 +78,10 @@ def test_demo_seeds_from_installed_packages_without_shared(tmp_path, backbone_on
     db = ws.db()
     assert db.execute("SELECT COUNT(*) FROM images WHERE status = 'queued' AND queue_reason = 'no_model'").fetchone()[0] == out["photos"]
     assert all("shared" not in uri for (uri,) in db.execute("SELECT uri FROM images"))
+    assert out["lines"]["frames"] > 0 and db.execute("SELECT COUNT(DISTINCT line_id) FROM line_bins").fetchone()[0] == 3
+    assert db.execute("SELECT COUNT(*) FROM line_targets").fetchone()[0] == 9  # three lines, three shifts
     again = demo.seed(ws, actor="test")  # seeding twice adds nothing
-    assert again["ingest"]["images_added"] == 0
+    assert again["ingest"]["images_added"] == 0 and again["lines"]["frames"] == 0
 
 
 def test_workspace_from_environment(tmp_path, monkeypatch):
