@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from services.errors import ConsoleError, NotFound, StorageError
@@ -13,7 +14,7 @@ SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
 CHUNK_BYTES = 4 << 20  # one transaction per chunk of a file
 
 
-class SourceFile:
+class SourceFile(ABC):
     """One source file: its bytes from an offset, and the size and etag seen while reading them."""
 
     def __init__(self, uri: str) -> None:
@@ -22,17 +23,21 @@ class SourceFile:
         self.etag = ""
         self.settled = False  # the last line, even without its newline, is whole
 
+    @abstractmethod
     def read_from(self, offset: int) -> Iterable[bytes]:
-        raise NotImplementedError
+        """The file's bytes from ``offset`` on, in chunks; sets ``size_read`` and ``etag`` as it reads."""
 
+    @abstractmethod
     def byte_at(self, pos: int) -> bytes:
-        raise NotImplementedError
+        """The byte at ``pos`` (is the byte before a saved offset still a newline?)."""
 
+    @abstractmethod
     def first_line(self) -> bytes:
-        raise NotImplementedError
+        """The first line (a CSV file's header)."""
 
+    @abstractmethod
     def lines_before(self, offset: int) -> int:
-        raise NotImplementedError
+        """How many lines end before ``offset`` (to number the rows read after it)."""
 
 
 def local_error(path: str, exc: OSError) -> ConsoleError:
