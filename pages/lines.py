@@ -14,17 +14,10 @@ import streamlit as st
 from pages.common import current_user, db, md, show_error, workspace
 from services.config import get_settings
 from services.errors import ConsoleError
-from services.line_stats import (
-    alert_log,
-    clear_target,
-    csv_from_dashboard,
-    dashboard_data,
-    evaluate_alerts,
-    list_lines,
-    set_target,
-    shift_of,
-    targets,
-)
+from services.line_alerts import alert_log, evaluate_alerts
+from services.line_stats import csv_from_dashboard, dashboard_data
+from services.line_targets import clear_target, list_lines, set_target, targets
+from services.shifts import shift_of
 
 REFRESH_SECONDS = 10
 PER_ROW = 3  # line cards side by side

@@ -66,7 +66,7 @@ def seed_lines(ws: Workspace, db: Any, *, actor: str, hours: float = 1.0) -> dic
     Seeding again reads nothing twice."""
     import time
 
-    from services import line_stats, lines, linesim
+    from services import line_targets, lines, linesim
     from services.config import get_settings, set_setting
 
     feed = ws.root / "feed"
@@ -80,5 +80,5 @@ def seed_lines(ws: Workspace, db: Any, *, actor: str, hours: float = 1.0) -> dic
     report = lines.ingest_source(db, uri=str(feed), store=ObjectStore(), actor=actor)
     for line in ("line-1", "line-2", "line-3"):
         for shift in get_settings(db)["shifts"]:
-            line_stats.set_target(db, line_id=line, shift=shift["name"], trays_per_hour=1100.0, actor=actor)
+            line_targets.set_target(db, line_id=line, shift=shift["name"], trays_per_hour=1100.0, actor=actor)
     return {"frames": report["frames_added"], "feed": str(feed)}

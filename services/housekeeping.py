@@ -39,7 +39,7 @@ def snapshot_and_reliability(db: Any) -> dict[str, Any]:
 def poll_line_feed(db: Any) -> dict[str, Any]:
     """Ingest and count new frames from the configured line feed, then evaluate alerts. Raises ConsoleError
     (StorageError for an unreachable feed) for the caller to report."""
-    from services import line_stats, lines
+    from services import line_alerts, lines
     from services.storage import ObjectStore
 
     settings = get_settings(db)
@@ -48,7 +48,7 @@ def poll_line_feed(db: Any) -> dict[str, Any]:
         return {"line_feed": None}
     store = ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None)
     report = lines.ingest_source(db, uri=feed, store=store, actor="line feed")
-    alerts = line_stats.evaluate_alerts(db)
+    alerts = line_alerts.evaluate_alerts(db)
     return {"line_feed": feed, "frames_added": report["frames_added"], "open_alerts": len(alerts)}
 
 

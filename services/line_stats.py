@@ -1,12 +1,10 @@
-"""Read models for the line throughput dashboard, per-line shift targets, and throughput alerts.
+"""Read models for the line throughput dashboard and its CSV export.
 
 Sources: ``line_bins`` (every completed bin: start, end, trays), ``line_minutes`` (per-minute roll-ups of
-the detector frames: frames, mean and max tray count, trays binned), ``line_state`` (the counter's
-persisted state: the bin filling now), ``lines`` (last frame time), ``line_targets`` and ``line_alerts``.
-Aggregation runs in SQLite: GROUP BY over ``line_bins`` on its ``(line_id, end_ts)`` key for the binned
-totals, and one indexed range look-up per line and window on ``(line_id, end_ts)`` (trays placed) and
-``(line_id, minute)`` (minutes with data); Python only shapes the rows. 30 days of 10 lines (432,000 minute
-roll-ups, 50,000 bins) take about 0.25 s.
+the detector frames, used to tell "no data" from "no production"), ``line_state`` (the counter's persisted
+state: the bin filling now), ``lines`` (last frame time) and ``line_targets``. Each line's bins are read
+once, on the ``(line_id, end_ts)`` index, and summed per bucket, shift and day in numpy: 30 days of 10
+lines (432,000 minute roll-ups, 346,000 bins) take about 0.35 s.
 
 Times are epoch seconds, UTC. A range ``[since_ts, until_ts)`` takes the bins that *ended* in it.
 
@@ -22,9 +20,7 @@ Two tray figures:
   alerts) and over/under production against target use it. A line whose feed stops places nothing
   after its last frame.
 
-Shifts come from the ``shifts`` setting: UTC ``HH:MM`` start (inclusive) and end (exclusive); an end
-before the start crosses midnight, an end equal to the start is a 24-hour shift. Shifts should not
-overlap; where they do, the first one listed wins.
+Shifts are in ``services.shifts``, targets in ``services.line_targets``, alerts in ``services.line_alerts``.
 """
 
 from __future__ import annotations
@@ -35,150 +31,20 @@ import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import sqlite_utils
 
-from db.database import immediate
-from services.audit import record
-from services.clock import now_iso
 from services.config import get_settings
-from services.errors import ConsoleError, InvalidInput, NotFound
+from services.errors import ConsoleError, InvalidInput
+from services.line_targets import list_lines, targets
+from services.shifts import DAY_S, Shift, parse_shifts, shift_instances, shift_of
 
-DAY_S = 86_400
 BUCKET_MINUTES = (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)  # the automatic bucket sizes
 TARGET_POINTS = 240  # the automatic bucket gives at most about this many points per line
 TYPICAL_BINS = 20  # the typical bin size is the mean of this many latest bins
-
-
-# --------------------------------------------------------------------------------------------- shifts
-
-
-@dataclass(frozen=True)
-class Shift:
-    """One shift definition: name, start and length in seconds after UTC midnight."""
-
-    index: int
-    name: str
-    start_s: int
-    length_s: int
-
-
-def parse_shifts(shifts: Sequence[dict[str, Any]]) -> list[Shift]:
-    """The ``shifts`` setting as ``Shift`` objects, in the listed order. Raises InvalidInput for a bad entry."""
-    out = []
-    for i, shift in enumerate(shifts):
-        try:
-            name = str(shift["name"])
-            sh, sm = (int(x) for x in str(shift["start"]).split(":"))
-            eh, em = (int(x) for x in str(shift["end"]).split(":"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInput(f"bad shift definition {shift!r}: needs name, start and end as HH:MM") from exc
-        start, end = (sh * 60 + sm) * 60, (eh * 60 + em) * 60
-        out.append(Shift(index=i, name=name, start_s=start, length_s=(end - start) % DAY_S or DAY_S))
-    return out
-
-
-def _as_shifts(shifts: Sequence[dict[str, Any]] | Sequence[Shift]) -> list[Shift]:
-    if shifts and isinstance(shifts[0], Shift):
-        return list(shifts)  # type: ignore[arg-type]
-    return parse_shifts(shifts)  # type: ignore[arg-type]
-
-
-def shift_of(ts: float, shifts: Sequence[dict[str, Any]] | Sequence[Shift]) -> tuple[str, float] | None:
-    """(name, start ts) of the shift instance containing ``ts``, or None when no shift covers it.
-
-    ``shifts`` is the ``shifts`` setting. A shift crossing midnight started the day before for an
-    instant after midnight. Raises InvalidInput for a bad shift definition.
-    """
-    secs = ts % DAY_S
-    day = ts - secs
-    for shift in _as_shifts(shifts):
-        start = day + shift.start_s - (DAY_S if secs < shift.start_s else 0)
-        if ts - start < shift.length_s:
-            return shift.name, float(start)
-    return None
-
-
-def shift_instances(since_ts: float, until_ts: float,
-                    shifts: Sequence[dict[str, Any]] | Sequence[Shift]) -> list[dict[str, Any]]:
-    """Every shift instance overlapping ``[since_ts, until_ts)``: {shift, index, start_ts, end_ts} (not clipped),
-    by start. Raises InvalidInput for a bad shift definition."""
-    parsed = _as_shifts(shifts)
-    out = []
-    for day in range(math.floor(since_ts / DAY_S) - 1, math.floor(until_ts / DAY_S) + 1):
-        for shift in parsed:
-            start = day * DAY_S + shift.start_s
-            end = start + shift.length_s
-            if start < until_ts and end > since_ts:
-                out.append({"shift": shift.name, "index": shift.index, "start_ts": float(start), "end_ts": float(end)})
-    return sorted(out, key=lambda r: (r["start_ts"], r["index"]))
-
-
-# -------------------------------------------------------------------------------------------- targets
-
-
-def set_target(db: sqlite_utils.Database, *, line_id: str, shift: str, trays_per_hour: float,
-               actor: str) -> dict[str, Any]:
-    """Set the target of ``line_id`` during ``shift`` (trays per hour, 0 = not planned to run); audited
-    as ``line.target``. Returns the stored row.
-
-    Raises InvalidInput for a shift not in the settings or a negative or non-numeric target,
-    NotFound for an unknown line.
-    """
-    names = [s["name"] for s in get_settings(db)["shifts"]]
-    if shift not in names:
-        raise InvalidInput(f"Unknown shift '{shift}': the shifts are {', '.join(names)}.")
-    if isinstance(trays_per_hour, bool) or not isinstance(trays_per_hour, int | float) \
-            or not math.isfinite(trays_per_hour):
-        raise InvalidInput(f"A target must be a number of trays per hour, got {trays_per_hour!r}.")
-    if trays_per_hour < 0:
-        raise InvalidInput(f"A target cannot be negative, got {trays_per_hour:g} trays per hour.")
-    if not db.execute("SELECT 1 FROM lines WHERE id = ?", [line_id]).fetchone():
-        raise NotFound(f"No line '{line_id}': lines appear once their first frames are ingested.")
-    row = {"line_id": line_id, "shift": shift, "trays_per_hour": float(trays_per_hour), "updated_by": actor,
-           "updated_at": now_iso()}
-    with db.atomic():
-        before = db.execute("SELECT trays_per_hour FROM line_targets WHERE line_id = ? AND shift = ?",
-                            [line_id, shift]).fetchone()
-        db.execute(
-            "INSERT INTO line_targets (line_id, shift, trays_per_hour, updated_by, updated_at) "
-            "VALUES (:line_id, :shift, :trays_per_hour, :updated_by, :updated_at) "
-            "ON CONFLICT(line_id, shift) DO UPDATE SET trays_per_hour = excluded.trays_per_hour, "
-            "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-            row,
-        )
-        record(db, actor=actor, action="line.target", target=f"{line_id}/{shift}",
-               detail={"trays_per_hour": row["trays_per_hour"], "before": before[0] if before else None})
-    return row
-
-
-def clear_target(db: sqlite_utils.Database, *, line_id: str, shift: str, actor: str) -> bool:
-    """Remove the target of ``line_id`` during ``shift`` (audited as ``line.target``); False if there was none.
-    Raises nothing."""
-    with db.atomic():
-        before = db.execute("SELECT trays_per_hour FROM line_targets WHERE line_id = ? AND shift = ?",
-                            [line_id, shift]).fetchone()
-        if not before:
-            return False
-        db.execute("DELETE FROM line_targets WHERE line_id = ? AND shift = ?", [line_id, shift])
-        record(db, actor=actor, action="line.target", target=f"{line_id}/{shift}",
-               detail={"trays_per_hour": None, "before": before[0]})
-    return True
-
-
-def targets(db: sqlite_utils.Database) -> dict[tuple[str, str], float]:
-    """Every target: {(line id, shift): trays per hour}. Raises nothing."""
-    return {(r[0], r[1]): float(r[2]) for r in db.execute("SELECT line_id, shift, trays_per_hour FROM line_targets")}
-
-
-def list_lines(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Every registered line: {line_id, name, last_frame_ts}, by id. Raises nothing."""
-    return [{"line_id": r[0], "name": r[1] or r[0], "last_frame_ts": r[2]}
-            for r in db.execute("SELECT id, name, last_frame_ts FROM lines ORDER BY id")]
 
 
 # ------------------------------------------------------------------------------------------ dashboard
@@ -505,10 +371,7 @@ def dashboard_data(
     }
 
 
-# --------------------------------------------------------------------------------------------- alerts
-
-
-def _trailing_rate(db: sqlite_utils.Database, line_id: str, t0: float, t1: float) -> float:
+def trailing_rate(db: sqlite_utils.Database, line_id: str, t0: float, t1: float) -> float:
     """Trays placed per hour over ``[t0, t1)`` (see ``_placed_until``), the open bin included."""
     arr = _bin_arrays(db, line_id, t0, t1)
     placed = float((_placed_until(arr, np.array([t1])) - _placed_until(arr, np.array([t0])))[0]) if len(arr) else 0.0
@@ -516,93 +379,6 @@ def _trailing_rate(db: sqlite_utils.Database, line_id: str, t0: float, t1: float
     if opened is not None:
         placed += _spread(opened[2], opened[0], opened[1], t0, t1)
     return placed * 3600 / (t1 - t0)
-
-
-_ALERT_COLUMNS = ("id, line_id, shift, kind, started_ts, ended_ts, rate_per_hour, target_per_hour, message, "
-                  "created_at")
-
-
-def _alert_rows(db: sqlite_utils.Database, where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-    cur = db.execute(f"SELECT {_ALERT_COLUMNS} FROM line_alerts {where}", list(params))
-    names = [c[0] for c in cur.description]
-    return [{**dict(zip(names, row)), "open": row[5] is None} for row in cur.fetchall()]
-
-
-def open_alerts(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """The alerts not yet closed, oldest first. Raises nothing."""
-    return _alert_rows(db, "WHERE ended_ts IS NULL ORDER BY started_ts, id", [])
-
-
-def alert_log(db: sqlite_utils.Database, *, limit: int = 200) -> list[dict[str, Any]]:
-    """The latest ``limit`` alerts, open or closed, newest first (each with ``open``). Raises nothing."""
-    return _alert_rows(db, "ORDER BY started_ts DESC, id DESC LIMIT ?", [max(int(limit), 0)])
-
-
-def _alert_changes(open_rows: list[dict[str, Any]], wanted: dict[str, dict[str, Any] | None],
-                   now: float) -> list[tuple[str, Any]]:
-    """("close", [ended_ts, id]) and ("open", row) steps taking the open alerts to the wanted ones."""
-    steps: list[tuple[str, Any]] = []
-    kept: set[str] = set()
-    for row in open_rows:
-        line, want = row["line_id"], wanted.get(row["line_id"])
-        if want is not None and line not in kept and (want["kind"], want["shift"]) == (row["kind"], row["shift"]):
-            kept.add(line)
-        elif line in wanted:  # a line no longer registered keeps its alert as it was
-            steps.append(("close", [max(now, row["started_ts"]), row["id"]]))
-    steps.extend(("open", want) for line, want in wanted.items() if want is not None and line not in kept)
-    return steps
-
-
-def evaluate_alerts(db: sqlite_utils.Database, *, now_ts: float | None = None) -> list[dict[str, Any]]:
-    """Open and close throughput alerts as of ``now_ts`` (default: now); return the open alerts.
-
-    For every line with a target above zero for the shift running now, and once that shift has run for
-    ``line_alert_minutes``: the rate over the trailing ``line_alert_minutes`` (trays placed per hour) more
-    than ``line_alert_pct`` % under (over) the target opens an ``under`` (``over``) alert, unless the same
-    one is already open; an open alert is closed (``ended_ts`` = now) when the rate is back within the band,
-    the kind changes, the shift changes or the target is gone. At most one open alert per line. A silent
-    feed measures as no production (its message says the feed is silent).
-
-    Raises InvalidInput for a bad shift setting.
-    """
-    now = time.time() if now_ts is None else float(now_ts)
-    settings = get_settings(db)
-    band, minutes = float(settings["line_alert_pct"]), int(settings["line_alert_minutes"])
-    window = minutes * 60.0
-    current = shift_of(now, settings["shifts"])
-    tg = targets(db)
-    wanted: dict[str, dict[str, Any] | None] = {}
-    for ln in list_lines(db):
-        line = ln["line_id"]
-        wanted[line] = None
-        if current is None or now - current[1] < window:
-            continue
-        target = tg.get((line, current[0]))
-        if not target or target <= 0:
-            continue
-        rate = _trailing_rate(db, line, now - window, now)
-        deviation = (rate - target) / target * 100.0
-        if abs(deviation) <= band:
-            continue
-        kind = "under" if deviation < 0 else "over"
-        last = ln["last_frame_ts"]
-        silent = last is None or now - float(last) > float(settings["line_silent_seconds"])
-        message = (f"{ln['name']}: {rate:.0f} trays/h over the last {minutes} min, {abs(deviation):.0f}% {kind} "
-                   f"the {current[0]} shift target of {target:g} trays/h" + (" (feed silent)" if silent else ""))
-        wanted[line] = {"line_id": line, "shift": current[0], "kind": kind, "started_ts": now, "ended_ts": None,
-                        "rate_per_hour": round(rate, 2), "target_per_hour": target, "message": message,
-                        "created_at": now_iso()}
-    if _alert_changes(open_alerts(db), wanted, now):
-        with immediate(db):  # read again under the write lock: another session may have evaluated meanwhile
-            for action, payload in _alert_changes(open_alerts(db), wanted, now):
-                if action == "close":
-                    db.execute("UPDATE line_alerts SET ended_ts = ? WHERE id = ?", payload)
-                else:
-                    db.execute(
-                        "INSERT INTO line_alerts (line_id, shift, kind, started_ts, ended_ts, rate_per_hour, "
-                        "target_per_hour, message, created_at) VALUES (:line_id, :shift, :kind, :started_ts, "
-                        ":ended_ts, :rate_per_hour, :target_per_hour, :message, :created_at)", payload)
-    return open_alerts(db)
 
 
 # --------------------------------------------------------------------------------------------- export

@@ -10,7 +10,7 @@ from streamlit.elements.lib.utils import user_key_from_element_id
 from streamlit.testing.v1 import AppTest
 
 from services.config import set_setting
-from services.line_stats import set_target, targets
+from services.line_targets import set_target, targets
 from services.linecount import LineState
 from tests.pages.helpers import ROOT
 

@@ -1,10 +1,10 @@
-"""Line dashboard figures, targets and alerts: tables seeded directly, every number hand-computed."""
+"""Line dashboard figures: tables seeded directly, every number hand-computed (helpers shared with the
+shift, target and alert tests)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import random
 from datetime import UTC, datetime
@@ -12,20 +12,10 @@ from datetime import UTC, datetime
 import pytest
 
 from services.config import set_setting
-from services.errors import InvalidInput, NotFound
-from services.line_stats import (
-    alert_log,
-    choose_bucket_minutes,
-    clear_target,
-    dashboard_data,
-    evaluate_alerts,
-    export_csv,
-    open_alerts,
-    set_target,
-    shift_instances,
-    shift_of,
-    targets,
-)
+from services.errors import InvalidInput
+from services.line_stats import choose_bucket_minutes, dashboard_data, export_csv
+from services.line_targets import set_target
+from services.shifts import shift_of
 
 D = datetime(2024, 3, 10, tzinfo=UTC).timestamp()  # a UTC midnight
 H, M = 3600.0, 60.0
@@ -56,27 +46,6 @@ def line_of(data: dict, line_id: str) -> dict:
 # ----------------------------------------------------------------------------------------------- shifts
 
 
-def test_shift_of_including_a_shift_across_midnight():
-    assert shift_of(D + 6 * H, SHIFTS) == ("early", D + 6 * H)  # start inclusive
-    assert shift_of(D + 14 * H - 0.5, SHIFTS) == ("early", D + 6 * H)  # end exclusive
-    assert shift_of(D + 14 * H, SHIFTS) == ("late", D + 14 * H)
-    assert shift_of(D + 23 * H, SHIFTS) == ("night", D + 22 * H)
-    assert shift_of(D + 3 * H, SHIFTS) == ("night", D - 2 * H)  # after midnight: the night that began yesterday
-    assert shift_of(D + 6 * H - 1, SHIFTS) == ("night", D - 2 * H)
-    partial = [{"name": "day", "start": "08:30", "end": "12:00"}]
-    assert shift_of(D + 13 * H, partial) is None  # not covered by any shift
-    assert shift_of(D + 9 * H, partial) == ("day", D + 8.5 * H)
-    allday = [{"name": "all", "start": "05:00", "end": "05:00"}]
-    assert shift_of(D + 4 * H, allday) == ("all", D - 19 * H)  # a 24-hour shift
-    assert shift_of(D + 5 * H, allday) == ("all", D + 5 * H)
-
-
-def test_shift_instances_overlapping_a_range():
-    got = shift_instances(D + 20 * H, D + 24 * H + 7 * H, SHIFTS)
-    assert [(r["shift"], r["start_ts"] - D, r["end_ts"] - D) for r in got] == [
-        ("late", 14 * H, 22 * H), ("night", 22 * H, 30 * H), ("early", 30 * H, 38 * H)]
-
-
 def test_bucket_choice_gives_a_few_hundred_points_at_most():
     assert choose_bucket_minutes(H) == 5
     assert choose_bucket_minutes(8 * H) == 5
@@ -86,40 +55,6 @@ def test_bucket_choice_gives_a_few_hundred_points_at_most():
 
 
 # ---------------------------------------------------------------------------------------------- targets
-
-
-def test_set_target_validates_and_audits(db):
-    add_line(db, "A")
-    with pytest.raises(InvalidInput, match="Unknown shift 'weekend'"):
-        set_target(db, line_id="A", shift="weekend", trays_per_hour=10, actor="ops")
-    with pytest.raises(InvalidInput, match="cannot be negative"):
-        set_target(db, line_id="A", shift="early", trays_per_hour=-1, actor="ops")
-    for bad in (float("nan"), float("inf"), True, "12"):
-        with pytest.raises(InvalidInput):
-            set_target(db, line_id="A", shift="early", trays_per_hour=bad, actor="ops")
-    with pytest.raises(NotFound):
-        set_target(db, line_id="nope", shift="early", trays_per_hour=10, actor="ops")
-    assert targets(db) == {}
-
-    row = set_target(db, line_id="A", shift="early", trays_per_hour=120, actor="ops")
-    assert row["trays_per_hour"] == 120.0 and row["updated_by"] == "ops"
-    set_target(db, line_id="A", shift="early", trays_per_hour=150.5, actor="admin")
-    set_target(db, line_id="A", shift="night", trays_per_hour=0, actor="admin")  # zero: not planned to run
-    assert targets(db) == {("A", "early"): 150.5, ("A", "night"): 0.0}
-    assert clear_target(db, line_id="A", shift="night", actor="admin") is True
-    assert clear_target(db, line_id="A", shift="night", actor="admin") is False
-    assert targets(db) == {("A", "early"): 150.5}
-    audit = [(r[0], r[1], r[2], json.loads(r[3])) for r in
-             db.execute("SELECT actor, action, target, detail FROM audit_log WHERE action = 'line.target' ORDER BY id")]
-    assert audit == [
-        ("ops", "line.target", "A/early", {"trays_per_hour": 120.0, "before": None}),
-        ("admin", "line.target", "A/early", {"trays_per_hour": 150.5, "before": 120.0}),
-        ("admin", "line.target", "A/night", {"trays_per_hour": 0.0, "before": None}),
-        ("admin", "line.target", "A/night", {"trays_per_hour": None, "before": 0.0}),
-    ]
-
-
-# -------------------------------------------------------------------------------------------- dashboard
 
 
 def seed_midnight(db) -> None:
@@ -300,64 +235,3 @@ def test_export_csv_rows_per_bucket_shift_and_day(db):
 
 
 # ----------------------------------------------------------------------------------------------- alerts
-
-
-def test_alert_opens_after_the_window_closes_in_band_and_never_duplicates(db):
-    add_line(db, "A")  # never sent a frame: the message says the feed is silent
-    set_target(db, line_id="A", shift="early", trays_per_hour=60, actor="ops")  # 20 trays per 20 minutes
-    start = D + 6 * H
-    assert evaluate_alerts(db, now_ts=start + 10 * M) == []  # the shift has not run for 20 minutes yet
-    assert alert_log(db) == []
-
-    opened = evaluate_alerts(db, now_ts=start + 20 * M)  # nothing placed in 20 minutes
-    assert [(a["line_id"], a["shift"], a["kind"], a["rate_per_hour"], a["target_per_hour"], a["started_ts"])
-            for a in opened] == [("A", "early", "under", 0.0, 60.0, start + 20 * M)]
-    assert "100% under the early shift target of 60 trays/h" in opened[0]["message"]
-    assert "(feed silent)" in opened[0]["message"]
-    assert evaluate_alerts(db, now_ts=start + 21 * M) == opened  # still under: the same alert, no duplicate
-    assert db.execute("SELECT COUNT(*) FROM line_alerts").fetchone()[0] == 1
-
-    # 17 trays in the 20 minutes before start+40: 51/h, 15 % under: within the band -> closed
-    add_bin(db, "A", start + 30 * M, 17)
-    assert evaluate_alerts(db, now_ts=start + 40 * M) == []
-    log = alert_log(db)
-    assert [(a["kind"], a["open"], a["ended_ts"]) for a in log] == [("under", False, start + 40 * M)]
-
-    # 30 trays in 20 minutes: 90/h, 50 % over
-    add_bin(db, "A", start + 50 * M, 30)
-    db.execute("UPDATE lines SET last_frame_ts = ? WHERE id = 'A'", [start + 60 * M])
-    over = evaluate_alerts(db, now_ts=start + 60 * M)
-    assert [(a["kind"], a["rate_per_hour"]) for a in over] == [("over", 90.0)]
-    assert "50% over" in over[0]["message"] and "silent" not in over[0]["message"]
-    # straight from over to under: the over alert closes and an under one opens
-    under = evaluate_alerts(db, now_ts=start + 80 * M)
-    assert [a["kind"] for a in under] == ["under"]
-    assert [(a["kind"], a["open"]) for a in alert_log(db)] == [("under", True), ("over", False), ("under", False)]
-    assert [a["kind"] for a in open_alerts(db)] == ["under"]
-    assert len(alert_log(db, limit=2)) == 2
-
-
-def test_alerts_count_the_open_bin_and_close_when_the_shift_or_target_goes(db):
-    add_line(db, "A", last_frame_ts=D + 13 * H)
-    set_target(db, line_id="A", shift="early", trays_per_hour=60, actor="ops")
-    now = D + 13 * H
-    # no bin closed in the last 20 minutes, but the open bin got 30 trays in the last 30 minutes: 60/h
-    set_open_bin(db, "A", start_ts=now - 30 * M, trays=30, counted_to_ts=now)
-    assert evaluate_alerts(db, now_ts=now) == []
-    # the feed stops: nothing is placed after the last frame counted
-    assert [a["kind"] for a in evaluate_alerts(db, now_ts=now + 30 * M)] == ["under"]
-    assert evaluate_alerts(db, now_ts=D + 14 * H + 5 * M) == []  # the late shift began: the early alert closes
-    assert evaluate_alerts(db, now_ts=D + 14 * H + 25 * M) == []  # the late shift has no target
-    set_target(db, line_id="A", shift="late", trays_per_hour=0, actor="ops")
-    assert evaluate_alerts(db, now_ts=D + 14 * H + 30 * M) == []  # zero: the line is not planned to run
-    assert [a["open"] for a in alert_log(db)] == [False]
-
-
-def test_dashboard_now_figure_matches_the_alert_rate(db):
-    add_line(db, "A", last_frame_ts=D + 13 * H)
-    set_target(db, line_id="A", shift="early", trays_per_hour=60, actor="ops")
-    add_bin(db, "A", D + 13 * H - 5 * M, 10)
-    now_fig = line_of(dashboard_data(db, since_ts=D + 12 * H, until_ts=D + 13 * H, now_ts=D + 13 * H), "A")["now"]
-    assert now_fig == {"shift": "early", "target_per_hour": 60.0, "rate_per_hour": 30.0, "vs_target_pct": -50.0,
-                       "window_minutes": 20}
-    assert [a["rate_per_hour"] for a in evaluate_alerts(db, now_ts=D + 13 * H)] == [30.0]
