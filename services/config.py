@@ -87,6 +87,9 @@ DEFAULTS: dict[str, Any] = {
     "line_min_confidence": 0.5,  # boxes under this confidence are not counted
     "line_raw_retention_days": 7,  # raw frames older than this are pruned (roll-ups and bins stay)
     "line_feed_uri": "",  # folder or s3:// prefix the worker reads detector frame files from ("" = off)
+    # Amazon Rekognition for the dataset filter ("" = the AWS default region / endpoint)
+    "rekognition_region": "",
+    "rekognition_endpoint_url": "",
 }
 
 
