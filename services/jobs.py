@@ -112,7 +112,7 @@ class SingleTaskKind(BaseKind, ABC):
 
 
 KINDS: dict[str, JobKind] = {}
-KIND_MODULES = ("services.classify", "services.ingest", "services.training")  # modules that register job kinds on import
+KIND_MODULES = ("services.classify", "services.ingest", "services.training", "services.dataset_filter")  # modules that register job kinds on import
 
 
 def _load_kinds() -> None:
