@@ -154,9 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="seed a small demo workspace from photos shipped in installed packages")
     s.set_defaults(fn=cmd_demo)
 
-    from services.cli_lines import add_commands
+    from services import cli_filter, cli_lines
 
-    add_commands(sub)
+    cli_lines.add_commands(sub)
+    cli_filter.add_commands(sub)
     return p
 
 
