@@ -139,6 +139,10 @@ def _start(weed: str, base: Path) -> tuple[subprocess.Popen[bytes], str, list[in
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-master.telemetry=false",
+        # every bucket is a collection that grows 7 volumes; weed's default of 8 volume slots runs out after
+        # one bucket and writes to the next fail with InternalError. Small sparse volumes, many slots:
+        "-volume.max=500",
+        "-master.volumeSizeLimitMB=64",
         f"-s3.localSocket={base / 's3.sock'}",
         f"-filer.localSocket={base / 'filer.sock'}",
     ]
