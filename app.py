@@ -15,6 +15,7 @@ PAGES = {
         ("pages/overview.py", "Overview", ":material/dashboard:", {"inspector", "ops", "admin"}),
         ("pages/reviews.py", "Reviews", ":material/table_rows:", {"inspector", "admin"}),
         ("pages/queue.py", "Review queue", ":material/fact_check:", {"inspector", "admin"}),
+        ("pages/checks.py", "Yes/no checks", ":material/rule:", {"inspector", "admin"}),
         ("pages/dashboard.py", "Inspector dashboard", ":material/monitoring:", {"inspector", "ops", "admin"}),
     ],
     "Operations": [
@@ -22,6 +23,7 @@ PAGES = {
     ],
     "Administration": [
         ("pages/quality.py", "Label quality", ":material/verified:", {"admin"}),
+        ("pages/dataset_filter.py", "Dataset filter", ":material/filter_alt:", {"admin"}),
         ("pages/jobs.py", "Jobs", ":material/work_history:", {"admin"}),
         ("pages/settings.py", "Settings", ":material/tune:", {"admin"}),
     ],

@@ -1,0 +1,225 @@
+"""Dataset filter (admin): keep only the images that show a label, with a cap, early stopping and a human band."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import current_user, db, ensure_worker, md, show_error, workspace
+from services import dataset_filter, jobs
+from services.config import get_settings
+from services.errors import ConsoleError
+from services.label_detectors import resolve_labels
+
+ACTIVE = ("queued", "running", "cancelling")
+RESULT_ROWS = 1000  # rows shown in the results table (the report has every one)
+DRY_RUN_ROWS = 500  # objects listed by a dry run (the counts cover them all)
+
+st.title("Dataset filter")
+conn = db()
+user = current_user()
+if "admin" not in user.roles:
+    st.error("The dataset filter is for admins.", icon=":material/lock:")
+    st.stop()
+if "df_flash" in st.session_state:
+    st.success(st.session_state.pop("df_flash"), icon=":material/check:")
+
+st.caption("Scan a folder or S3 prefix, keep the images that show one of the labels, copy them to "
+           "destination/<output folder>/<original key> with a Ground Truth manifest and a report. "
+           "Images whose confidence falls in the band go to people as yes/no checks.")
+
+c1, c2 = st.columns(2)
+source = c1.text_input("Source (folder or s3://bucket/prefix)", key="df_source")
+destination = c2.text_input("Destination (folder or s3://bucket/prefix)", key="df_destination")
+c1, c2 = st.columns(2)
+labels_text = c1.text_input("Labels to keep (separate with commas)", key="df_labels", placeholder="bird, dog")
+name = c2.text_input("Output folder name (default: the first label)", key="df_name", placeholder="birds")
+c1, c2, c3, c4, c5 = st.columns(5)
+detector = c1.selectbox("Detector", ["local", "rekognition"], key="df_detector",
+                        format_func=lambda d: {"local": "Local (ImageNet, offline)",
+                                               "rekognition": "Amazon Rekognition"}[d])
+threshold = c2.number_input("Keep at or above", 0.0, 1.0, 0.8, 0.05, key="df_threshold",
+                            help="Confidence (0–1) at which an image is kept")
+band_low = c3.number_input("Ask a person from", 0.0, 1.0, 0.5, 0.05, key="df_band_low",
+                           help="Confidences in [this, keep threshold) go to a yes/no check; equal to the threshold: none")
+scan_cap = c4.number_input("Scan at most (0: all)", 0, None, 0, 100, key="df_scan_cap")
+misses = c5.number_input("Stop after misses in a row (0: never)", 0, None, 0, 50, key="df_misses")
+
+labels = [part.strip() for part in labels_text.split(",") if part.strip()]
+params = {
+    "source": source.strip(),
+    "destination": destination.strip(),
+    "labels": labels,
+    "name": name.strip(),
+    "detector": detector,
+    "threshold": float(threshold),
+    "band_low": float(band_low),
+    "scan_cap": int(scan_cap) or None,
+    "stop_after_misses": int(misses) or None,
+}
+ready = bool(params["source"] and params["destination"] and labels)
+
+
+def not_images(n: int) -> str:
+    return f"{n:,} object that is not an image" if n == 1 else f"{n:,} objects that are not images"
+
+
+def object_store():  # type: ignore[no-untyped-def]
+    """The store the filter job itself uses (the S3 endpoint setting, patient retries)."""
+    return dataset_filter.store_for(get_settings(conn))
+
+
+b1, b2, b3, b4 = st.columns(4)
+check_clicked = b1.button("Check labels", key="df_check", disabled=not labels, width="stretch")
+estimate_clicked = b2.button("Estimate", key="df_estimate", disabled=not ready, width="stretch")
+dry_clicked = b3.button("Dry run", key="df_dry_run", disabled=not ready, width="stretch")
+launch_clicked = b4.button("Launch", key="df_launch", disabled=not ready, type="primary", width="stretch")
+
+if check_clicked:
+    try:
+        matched = resolve_labels(labels, detector=detector)
+    except ConsoleError as exc:
+        show_error(exc)
+    else:
+        for label, classes in matched.items():
+            if detector == "local":
+                shown = ", ".join(classes[:8]) + (f" and {len(classes) - 8} more" if len(classes) > 8 else "")
+                st.success(f"**{md(label)}** matches {len(classes)} ImageNet class{'es' if len(classes) != 1 else ''}: "
+                           f"{md(shown)}", icon=":material/check:")
+            else:
+                st.success(f"**{md(label)}** is matched against Rekognition's label names, aliases and parents.",
+                           icon=":material/check:")
+
+if estimate_clicked:
+    try:
+        est = dataset_filter.estimate(conn, params, object_store())
+    except ConsoleError as exc:
+        show_error(exc)
+    else:
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Images in scope", f"{est['images_in_scope']:,}")
+        m2.metric("Scanned (after the cap)", f"{est['capped_to']:,}")
+        cost = est.get("expected_cost_usd")
+        m3.metric("Expected cost", f"${cost:,.3f}" if cost else "free (local)",
+                  help="The most the scan can cost: stopping early only lowers it")
+        st.caption(f"Output: {md(est['output'])}"
+                   + (f" · {not_images(est['non_images'])} will be skipped" if est["non_images"] else ""))
+
+if dry_clicked:
+    try:
+        planned = dataset_filter.dry_run(conn, params, object_store(), limit=DRY_RUN_ROWS)
+    except ConsoleError as exc:
+        show_error(exc)
+    else:
+        st.write(f"Dry run: {planned['images']:,} images would be scanned, in this order"
+                 + (f", and {not_images(planned['non_images'])} skipped" if planned["non_images"] else "")
+                 + f"; kept images go to {md(planned['output'])}. No detector was called.")
+        st.dataframe(pd.DataFrame({"image": planned["items"], "copy if kept": planned["copies_to"]}),
+                     hide_index=True, key="df_dry_table")
+        if planned["skipped"]:
+            st.caption("Not images, skipped: " + ", ".join(md(u) for u in planned["skipped"][:20])
+                       + (" …" if len(planned["skipped"]) > 20 else ""))
+        if planned["truncated"]:
+            st.caption(f"Only the first {DRY_RUN_ROWS:,} are listed.")
+
+if launch_clicked:
+    try:
+        clean = dataset_filter.validate_params(conn, params, store=object_store())
+        job_id = jobs.create_job(conn, kind="filter", params=clean, actor=user.name)
+    except ConsoleError as exc:
+        show_error(exc)
+    else:
+        ensure_worker()
+        st.session_state["df_job"] = job_id
+        st.toast(f"Filter job {job_id} queued")
+
+st.divider()
+filter_jobs = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE kind = 'filter' ORDER BY id DESC LIMIT 50")]
+if not filter_jobs:
+    st.caption("No filter jobs yet.")
+    st.stop()
+if st.session_state.get("df_job") not in filter_jobs:
+    st.session_state["df_job"] = filter_jobs[0]
+job_id = st.selectbox("Filter job", filter_jobs, key="df_job", format_func=lambda j: f"#{j}")
+
+
+def report_for(job: int):  # type: ignore[no-untyped-def]
+    """The report's CSV, made only when the button is clicked (on a thread of its own: its own connection)."""
+    ws = workspace()
+
+    def make() -> bytes:
+        conn = ws.db()
+        try:
+            return dataset_filter.report_text(conn, job_id=job)[0].encode()
+        finally:
+            conn.close()
+
+    return make
+
+
+live = jobs.get_job(conn, job_id)["state"] in ACTIVE
+
+
+@st.fragment(run_every=2 if live else None)
+def job_panel() -> None:
+    """The chosen job's progress, controls and results, refreshed every two seconds while the job is active."""
+    fresh = db()
+    try:
+        job = jobs.get_job(fresh, job_id)
+        if live and job["state"] not in ACTIVE:
+            st.rerun()  # it has just ended: redraw the page once, and stop polling
+        prog = dataset_filter.progress(fresh, job_id=job_id)
+        p = job["params"]
+        st.markdown(f"**#{job_id}** · {md(p.get('source'))} → {md(p.get('destination'))}/{md(p.get('name'))} · "
+                    f"labels {md(', '.join(p.get('labels') or []))} · {md(p.get('detector'))} detector"
+                    + (" · dry run" if p.get("dry_run") else ""))
+        m = st.columns(6)
+        m[0].metric("State", job["state"])
+        m[1].metric("Scanned", f"{prog['scanned']:,}")
+        m[2].metric("Kept", f"{prog['kept']:,}")
+        m[3].metric("In the band", f"{prog['band']:,}")
+        m[4].metric("Misses in a row", f"{prog['misses_in_a_row']:,}")
+        m[5].metric("Rate", f"{prog['rate']:.1f}/s" if prog["rate"] else "–", help="Images a second in the latest run")
+        if prog["total"]:
+            st.progress(min(1.0, prog["processed"] / prog["total"]),
+                        text=f"{prog['processed']:,} of {prog['total']:,} objects listed"
+                        + (" · stopped early after too many misses in a row" if prog["stopped_early"] else ""))
+        if job["state"] == "done" and p.get("dry_run"):
+            st.info(f"Dry run: {job['result'].get('would_scan', 0):,} images would be scanned.")
+        if job["error"]:
+            st.error(job["error"].splitlines()[0], icon=":material/error:")
+        b1, b2, _ = st.columns([1, 1, 4])
+        if job["state"] in ("queued", "running") and b1.button("Cancel", key="df_cancel"):
+            jobs.cancel_job(fresh, job_id=job_id, actor=user.name)
+            st.rerun()
+        if job["state"] in ("failed", "cancelled") and b2.button("Resume", key="df_resume", type="primary"):
+            jobs.resume_job(fresh, job_id=job_id, actor=user.name)
+            ensure_worker()
+            st.rerun()
+        if job["state"] == "done" and job["result"]:
+            if job["result"].get("manifest"):
+                st.caption(f"Manifest: {md(job['result']['manifest'])} ({job['result']['manifest_lines']:,} lines) · "
+                           f"report: {md(job['result']['report'])}")
+            with st.expander("Result"):
+                st.json(job["result"])
+        rows = dataset_filter.results(fresh, job_id=job_id, limit=RESULT_ROWS)
+        if not rows:
+            st.caption("Nothing scanned yet." if job["state"] in ACTIVE else "Nothing was scanned.")
+            return
+        table = pd.DataFrame([{
+            "seq": r["seq"], "uri": r["uri"], "outcome": r["outcome"], "label": r["label"], "confidence": r["confidence"],
+            "check": r["check_status"], "copied_to": r["copied_to"], "error": r["detail"].get("error"),
+        } for r in rows])
+        st.dataframe(table, hide_index=True, key="df_results",
+                     column_config={"confidence": st.column_config.NumberColumn(format="%.2f")})
+        if prog["scanned"] + prog["skipped"] > len(rows):
+            st.caption(f"The first {len(rows):,} shown; the report lists every one.")
+        st.download_button("Download the report (CSV)", data=report_for(job_id), file_name=f"filter-{job_id}-report.csv",
+                           mime="text/csv", key="df_report", icon=":material/download:", on_click="ignore")
+    except ConsoleError as exc:
+        show_error(exc)
+    finally:
+        fresh.close()
+
+
+job_panel()
