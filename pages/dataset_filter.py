@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, md, show_error, workspace
-from services import dataset_filter, jobs
+from services import dataset_filter, filter_outputs, filter_params, jobs
 from services.config import get_settings
 from services.errors import ConsoleError
 from services.label_detectors import resolve_labels
@@ -92,7 +92,7 @@ if check_clicked:
 
 if estimate_clicked:
     try:
-        est = dataset_filter.estimate(conn, params, object_store())
+        est = filter_params.estimate(conn, params, object_store())
     except ConsoleError as exc:
         show_error(exc)
     else:
@@ -107,7 +107,7 @@ if estimate_clicked:
 
 if dry_clicked:
     try:
-        planned = dataset_filter.dry_run(conn, params, object_store(), limit=DRY_RUN_ROWS)
+        planned = filter_params.dry_run(conn, params, object_store(), limit=DRY_RUN_ROWS)
     except ConsoleError as exc:
         show_error(exc)
     else:
@@ -150,7 +150,7 @@ def report_for(job: int):  # type: ignore[no-untyped-def]
     def make() -> bytes:
         conn = ws.db()
         try:
-            return dataset_filter.report_text(conn, job_id=job)[0].encode()
+            return filter_outputs.report_text(conn, job_id=job)[0].encode()
         finally:
             conn.close()
 
@@ -202,7 +202,7 @@ def job_panel() -> None:
                            f"report: {md(job['result']['report'])}")
             with st.expander("Result"):
                 st.json(job["result"])
-        rows = dataset_filter.results(fresh, job_id=job_id, limit=RESULT_ROWS)
+        rows = filter_outputs.results(fresh, job_id=job_id, limit=RESULT_ROWS)
         if not rows:
             st.caption("Nothing scanned yet." if job["state"] in ACTIVE else "Nothing was scanned.")
             return

@@ -22,7 +22,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_filter(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
-    from services import dataset_filter, jobs
+    from services import dataset_filter, filter_params, jobs
     from services.cli import _actor
     from services.config import get_settings
 
@@ -30,9 +30,9 @@ def cmd_filter(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     store = dataset_filter.store_for(get_settings(db))
     params = _params(args)
     if args.estimate:
-        return dataset_filter.estimate(db, params, store)
+        return filter_params.estimate(db, params, store)
     if args.dry_run:
-        return dataset_filter.dry_run(db, params, store, limit=args.limit)
+        return filter_params.dry_run(db, params, store, limit=args.limit)
     job_id = dataset_filter.launch(db, params, actor=_actor(), store=store)
     if not args.wait:
         return {"job": job_id, "state": "queued"}
@@ -41,12 +41,12 @@ def cmd_filter(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_filter_status(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
-    from services import dataset_filter
+    from services import dataset_filter, filter_outputs
 
     db = ws.db()
     out: dict[str, Any] = dataset_filter.progress(db, job_id=args.job)
     if args.results:
-        out["results"] = dataset_filter.results(db, job_id=args.job, outcome=args.outcome)
+        out["results"] = filter_outputs.results(db, job_id=args.job, outcome=args.outcome)
     return out
 
 

@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import ANY, Stubber
 
 from services import dataset_filter as df
-from services import jobs
+from services import filter_outputs, filter_params, jobs
 from services.config import set_setting
 from services.errors import ExternalServiceError, ImageError, InvalidInput
 from services.label_detectors import Detection, LocalImageNetDetector, RekognitionDetector
@@ -105,7 +105,7 @@ def run(ws, db, p: dict[str, Any], *, store: ObjectStore | None = None) -> dict[
 
 
 def outcomes(db, job_id: int) -> list[tuple[str, str]]:
-    return [(r["uri"].rsplit("/", 1)[-1], r["outcome"]) for r in df.results(db, job_id=job_id)]
+    return [(r["uri"].rsplit("/", 1)[-1], r["outcome"]) for r in filter_outputs.results(db, job_id=job_id)]
 
 
 @pytest.fixture(autouse=True)
@@ -156,17 +156,17 @@ def test_estimate_and_dry_run_list_in_scan_order_and_call_no_detector(ws, db, tm
         raise AssertionError("a dry run or an estimate must not make a detector")
 
     monkeypatch.setitem(df.DETECTORS, "local", no_detector)
-    est = df.estimate(db, params(src, tmp_path / "out", scan_cap=3))
+    est = filter_params.estimate(db, params(src, tmp_path / "out", scan_cap=3))
     assert est == {"images_in_scope": 5, "non_images": 2, "capped_to": 3, "detector": "local",
                    "cost_per_image_usd": 0.0, "expected_cost_usd": 0.0, "output": str(tmp_path / "out" / "birds")}
-    rek = df.estimate(db, params(src, tmp_path / "out", detector="rekognition"))
+    rek = filter_params.estimate(db, params(src, tmp_path / "out", detector="rekognition"))
     assert rek["capped_to"] == 5 and rek["expected_cost_usd"] == pytest.approx(0.005)
 
-    plan = df.dry_run(db, params(src, tmp_path / "out", scan_cap=4))
+    plan = filter_params.dry_run(db, params(src, tmp_path / "out", scan_cap=4))
     order = ["a.jpg", "b/1.PNG", "b/2.jpg", "b/3.jpeg"]  # S3 key order: "b/" sorts before "c"
     assert plan["items"] == [str(src / n) for n in order] and plan["images"] == 4
     assert plan["skipped"] == [] and plan["non_images"] == 0  # the listing stops at the cap's last image
-    whole = df.dry_run(db, params(src, tmp_path / "out"), limit=5)
+    whole = filter_params.dry_run(db, params(src, tmp_path / "out"), limit=5)
     assert whole["skipped"] == [str(src / "b" / "data.csv"), str(src / "readme.txt")] and whole["images"] == 5
     assert plan["copies_to"][2] == str(tmp_path / "out" / "birds" / "b" / "2.jpg")
 
@@ -282,7 +282,7 @@ def test_resume_after_a_crash_scans_nothing_twice_and_copies_once(ws, db, tmp_pa
     fake(FakeDetector(conf, crash_after=7))  # dies on the 8th image, in the third batch
     job = run(ws, db, params(src, tmp_path / "out"))
     assert job["state"] == "failed" and "simulated crash" in job["error"]
-    recorded = {r["uri"] for r in df.results(db, job_id=job["id"])}
+    recorded = {r["uri"] for r in filter_outputs.results(db, job_id=job["id"])}
     assert len(recorded) == 6 and len(copies) == 2  # two committed batches; the third is not recorded
     assert df.progress(db, job_id=job["id"])["scanned"] == 6
 
@@ -293,7 +293,7 @@ def test_resume_after_a_crash_scans_nothing_twice_and_copies_once(ws, db, tmp_pa
     assert job["state"] == "done", job["error"]
     assert not recorded & set(second.calls)  # nothing recorded in the first run is scanned again
     assert len(second.calls) == 4
-    rows = df.results(db, job_id=job["id"])
+    rows = filter_outputs.results(db, job_id=job["id"])
     assert [r["seq"] for r in rows] == list(range(10))
     assert sorted(copies) == sorted(str(tmp_path / "out" / "birds" / n) for n in names[::3])  # each kept once
     assert db.execute("SELECT COUNT(*) FROM filter_checks WHERE job_id = ?", [job["id"]]).fetchone()[0] == 3
@@ -316,11 +316,11 @@ def test_cancel_then_resume_finishes_the_scan(ws, db, tmp_path, fake, batch_size
     holder["job"] = job_id = df.launch(db, params(src, tmp_path / "out"), actor="admin")
     jobs.run_job(ws, job_id=job_id)
     assert jobs.get_job(db, job_id)["state"] == "cancelled"
-    assert len(df.results(db, job_id=job_id)) == 4  # the batch in flight was finished, then it stopped
+    assert len(filter_outputs.results(db, job_id=job_id)) == 4  # the batch in flight was finished, then it stopped
     fake(FakeDetector({"0.jpg": 0.9}))
     jobs.resume_job(db, job_id=job_id, actor="admin")
     jobs.run_job(ws, job_id=job_id)
-    assert jobs.get_job(db, job_id)["state"] == "done" and len(df.results(db, job_id=job_id)) == 6
+    assert jobs.get_job(db, job_id)["state"] == "done" and len(filter_outputs.results(db, job_id=job_id)) == 6
 
 
 def test_an_image_gone_before_its_turn_fails_with_the_reason_and_the_scan_goes_on(ws, db, tmp_path, fake,
@@ -332,7 +332,7 @@ def test_an_image_gone_before_its_turn_fails_with_the_reason_and_the_scan_goes_o
     assert job["state"] == "done"
     assert outcomes(db, job["id"]) == [("a.jpg", "rejected"), ("b.jpg", "rejected"), ("c.jpg", "failed"),
                                       ("d.jpg", "kept")]
-    err = df.results(db, job_id=job["id"], outcome="failed")[0]["detail"]["error"]
+    err = filter_outputs.results(db, job_id=job["id"], outcome="failed")[0]["detail"]["error"]
     assert "cannot read" in err and "c.jpg" in err and "not found" in err
 
 
@@ -346,7 +346,7 @@ def test_a_service_refusing_every_image_stops_the_job_with_its_message(ws, db, t
     fake(Refused({}))
     job = run(ws, db, params(src, tmp_path / "out"))
     assert job["state"] == "failed" and "AccessDeniedException" in job["error"]
-    assert df.results(db, job_id=job["id"]) == []  # nothing recorded: a resume scans them all
+    assert filter_outputs.results(db, job_id=job["id"]) == []  # nothing recorded: a resume scans them all
 
 
 # --------------------------------------------------------------------------------------------------
@@ -442,7 +442,7 @@ def test_s3_resume_after_a_crash_copies_each_image_once(ws, db, s3, fake, batch_
     fake(FakeDetector(conf, crash_after=4))  # batches (0,1) and (2,3) commit; 4 crashes in the third
     job = run(ws, db, s3_params(bucket), store=store)
     assert job["state"] == "failed"
-    first = {r["uri"] for r in df.results(db, job_id=job["id"])}
+    first = {r["uri"] for r in filter_outputs.results(db, job_id=job["id"])}
     assert len(first) == 4
     second = fake(FakeDetector(conf))
     jobs.resume_job(db, job_id=job["id"], actor="admin")
@@ -467,7 +467,7 @@ def test_real_local_detector_keeps_clothing_from_the_sample_photos(ws, db, tmp_p
          "threshold": 0.3, "band_low": 0.15, "detector": "local"}
     job = run(ws, db, p)
     assert job["state"] == "done", job["error"]
-    rows = df.results(db, job_id=job["id"])
+    rows = filter_outputs.results(db, job_id=job["id"])
     images = [r for r in rows if r["outcome"] != "skipped"]
     assert len(images) >= 20 and not [r for r in images if r["outcome"] == "failed"]
     shows = {r["uri"] for r in images if "/package/" not in r["uri"]}
@@ -522,13 +522,13 @@ def test_rekognition_job_stops_early_without_paying_for_the_rest_and_keeps_boxes
     assert job["state"] == "done", job["error"]
     assert [o for _, o in outcomes(db, job["id"])] == ["kept", "rejected", "band", "rejected", "rejected"]
     assert len(sleeps) == 1 and job["result"]["stopped_early"]
-    kept = df.results(db, job_id=job["id"], outcome="kept")[0]
+    kept = filter_outputs.results(db, job_id=job["id"], outcome="kept")[0]
     assert kept["detail"]["detections"]["bird"]["matched"] == ["Robin"] and kept["confidence"] == pytest.approx(0.98)
     line = json.loads((tmp_path / "out" / "birds" / "manifest.jsonl").read_text())
     assert line["bounding-box"]["image_size"] == [{"width": 640, "height": 480, "depth": 3}]
     assert line["bounding-box"]["annotations"] == [{"class_id": 0, "left": 0, "top": 120, "width": 256, "height": 240}]
     assert line["bounding-box-metadata"]["objects"] == [{"confidence": 0.97}]
-    band = df.results(db, job_id=job["id"], outcome="band")[0]
+    band = filter_outputs.results(db, job_id=job["id"], outcome="band")[0]
     assert band["label"] == "bird" and band["confidence"] == pytest.approx(0.64)
 
 
@@ -542,7 +542,7 @@ def test_real_local_detector_on_the_s3_server(ws, db, s3, samples) -> None:
          "name": "clothing", "threshold": 0.5, "band_low": 0.2, "detector": "local"}
     job = run(ws, db, p, store=store)
     assert job["state"] == "done", job["error"]
-    rows = df.results(db, job_id=job["id"])
+    rows = filter_outputs.results(db, job_id=job["id"])
     direct = LocalImageNetDetector(ws).detect_many([path.read_bytes() for path in picked], wanted=["clothing"])
     assert [r["confidence"] for r in rows] == pytest.approx([d["clothing"].confidence for d in direct], abs=1e-6)
     assert [r["outcome"] for r in rows[:3]] == ["rejected"] * 3  # parcels
