@@ -162,6 +162,10 @@ def undo_last(db: sqlite_utils.Database, *, actor: str, lease_seconds: float = L
             record(db, actor=actor, action="decision.undo", target=f"image:{image_id}",
                    detail={"decision_id": produced, "label": answer["label"]})
         now = time.time()
+        for held, claimed_ts in db.execute("SELECT image_id, claimed_ts FROM queue_claims WHERE inspector = ? "
+                                           "AND image_id != ?", [actor, image_id]).fetchall():
+            record_event(db, image_id=held, inspector=actor, action="skip", detail={"why": "undo"},
+                         seconds=None if claimed_ts is None else max(0.0, now - claimed_ts))  # handed back
         db.execute("DELETE FROM queue_claims WHERE inspector = ? OR (image_id = ? AND lease_expires < ?)",
                    [actor, image_id, now])
         db.execute("INSERT INTO queue_claims (image_id, inspector, kind, claimed_at, claimed_ts, lease_expires) "

@@ -70,6 +70,7 @@ def test_undo_puts_the_photo_back_for_the_same_inspector_and_keeps_the_history(d
     assert db.execute("SELECT COUNT(*) FROM decisions WHERE id = ?", [saved["decision_id"]]).fetchone()[0] == 1
     assert db.execute("SELECT COUNT(*) FROM active_answers").fetchone()[0] == 0
     assert ("ann", "undo") in _events(db, first["id"])
+    assert ("ann", "skip") in _events(db, second["id"])  # the photo she held meanwhile went back, on record
     submit(db, image_id=first["id"], label="product", actor="ann")  # a new answer after the undo
     assert db.execute("SELECT d.label FROM images i JOIN decisions d ON d.id = i.decision_id WHERE i.id = ?",
                       [first["id"]]).fetchone()[0] == "product"
