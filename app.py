@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from pages.common import ROUTED_KEY, current_user, data_dir_from_argv, ensure_worker, workspace
+from pages.common import AUTH_KEY, ROUTED_KEY, current_user, data_dir_from_argv, ensure_worker, sign_out, workspace
 
 st.set_page_config(page_title="Review console", page_icon=":material/photo_library:", layout="wide")
+st.session_state[ROUTED_KEY] = True  # this run goes through the router (see pages.common.through_router)
 
 ws = workspace(data_dir_from_argv())
 user = current_user()
@@ -34,6 +35,8 @@ nav = {
 }
 with st.sidebar:
     st.caption(f"Signed in as **{user.name}** ({', '.join(sorted(user.roles))})")
+    if st.session_state.get(AUTH_KEY) and st.button("Sign out", key="signout", icon=":material/logout:"):
+        sign_out(user)
+        st.rerun()
     st.caption(f"Workspace: `{ws.root}`")
-st.session_state[ROUTED_KEY] = True
 st.navigation({k: v for k, v in nav.items() if v}).run()

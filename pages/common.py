@@ -9,6 +9,7 @@ import argparse
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 
 import streamlit as st
@@ -69,9 +70,12 @@ def through_router() -> None:
 
 
 def db():  # type: ignore[no-untyped-def]
-    """A connection for this script run (sqlite connections belong to their thread)."""
+    """A connection for this script run (sqlite connections belong to their thread). A page asking for
+    one is stopped at the sign-in form when nobody is signed in (once accounts exist)."""
     through_router()
-    return workspace().db()
+    conn = workspace().db()
+    current_user(conn)
+    return conn
 
 
 @st.cache_resource(show_spinner=False)
@@ -90,9 +94,69 @@ def store() -> ObjectStore:
     return ObjectStore(endpoint_url=get_settings(db())["s3_endpoint_url"] or None)
 
 
-def current_user() -> User:
-    """The local operator. Until sign-in and roles land, the console trusts whoever reaches it."""
-    return User(name=st.session_state.get("user_name", "local operator"), roles=frozenset({"inspector", "ops", "admin"}))
+IDLE_SECONDS = 30 * 60  # a session unused this long signs in again
+AUTH_KEY = "auth_user"
+
+
+def _accounts_exist(conn) -> bool:  # type: ignore[no-untyped-def]
+    return conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+
+
+def current_user(conn=None) -> User:  # type: ignore[no-untyped-def]
+    """The signed-in user. Before the first account exists (``create-user --role admin``), the console is
+    in set-up mode and trusts the local operator with every role. Otherwise a visitor who is not signed
+    in, or whose session has been idle for IDLE_SECONDS, gets the sign-in form and nothing else."""
+    signed = st.session_state.get(AUTH_KEY)
+    if signed:
+        from services.accounts import idle_expired
+
+        now = time.time()
+        if not idle_expired(last_seen=signed["last_seen"], now=now, idle_seconds=IDLE_SECONDS):
+            signed["last_seen"] = now
+            return User(name=signed["username"], roles=frozenset(signed["roles"]))
+        st.session_state.pop(AUTH_KEY)
+        st.session_state["auth_notice"] = f"Signed out after {IDLE_SECONDS // 60} minutes without activity."
+    elif not _accounts_exist(conn or workspace().db()):
+        return User(name=st.session_state.get("user_name", "local operator"), roles=frozenset({"inspector", "ops", "admin"}))
+    sign_in_form()
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() ends the run
+
+
+def client_address() -> str:
+    """The client's address from the connection (forwarded headers are not trusted here)."""
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) and ip else "unknown"
+
+
+def sign_in_form() -> None:
+    """User name and password; on success the session holds the user and the app runs again."""
+    from services.accounts import authenticate
+
+    st.title("Sign in")
+    if notice := st.session_state.pop("auth_notice", None):
+        st.info(notice)
+    with st.form("signin"):
+        username = st.text_input("User name", key="signin_user")
+        password = st.text_input("Password", type="password", key="signin_password")
+        if st.form_submit_button("Sign in", key="signin_submit", type="primary"):
+            try:
+                user = authenticate(workspace().db(), username=username.strip(), password=password,
+                                    source=client_address())
+            except ConsoleError as exc:
+                show_error(exc)
+                return
+            st.session_state[AUTH_KEY] = {**user, "last_seen": time.time()}
+            st.rerun()
+
+
+def sign_out(user: User) -> None:
+    """End the session (audited)."""
+    from services.audit import record
+
+    record(workspace().db(), actor=user.name, action="sign_out", target=f"user:{user.name}",
+           detail={"from": client_address()})
+    st.session_state.pop(AUTH_KEY, None)
 
 
 @st.cache_resource(show_spinner=False)

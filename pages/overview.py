@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import db, workspace
+from pages.common import current_user, db, workspace
 from services.config import Workspace
 from services.registry import active_version
 from services.reviews import data_version, overview
@@ -33,7 +33,8 @@ if stats["photos"] == 0:
         "manifest, or a folder of photos — then train a model from labelled photos and classify.",
         icon=":material/upload:",
     )
-    st.page_link("pages/jobs.py", label="Go to Jobs to import", icon=":material/arrow_forward:")
+    if "admin" in current_user().roles:  # the Jobs page is an admin's
+        st.page_link("pages/jobs.py", label="Go to Jobs to import", icon=":material/arrow_forward:")
 if model is None:
     st.warning(
         "No model has been trained yet, so every photo goes to people in the review queue. "

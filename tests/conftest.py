@@ -80,3 +80,19 @@ def jpeg_bytes(size=(64, 48), color=(200, 30, 30), **save) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, format="JPEG", **save)
     return out.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _apptest_runs_the_router_every_time(monkeypatch):
+    """AppTest forgets between runs that app.py called st.navigation, so with a ``pages/`` folder it runs
+    a rerun's page file on its own (Streamlit's old multipage mode). A real server runs app.py (sign-in,
+    roles, navigation) on every run once any session has called st.navigation: make AppTest do the same."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    class RouterFirst(PagesManager):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(app_test, "PagesManager", RouterFirst)
