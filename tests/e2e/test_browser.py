@@ -36,8 +36,18 @@ def photos_queued() -> int:
 
 
 @pytest.fixture
-def server(ws, tmp_path, photos_queued):
+def accounts() -> list[tuple[str, str, list[str]]]:
+    """Local accounts to create before the server starts (none: set-up mode, the local operator)."""
+    return []
+
+
+@pytest.fixture
+def server(ws, tmp_path, photos_queued, accounts):
+    from services.accounts import create_user
+
     db = ws.db()
+    for username, password, roles in accounts:
+        create_user(db, username=username, password=password, roles=roles, actor="test")
     photos = []
     for i, color in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)][:photos_queued]):
         path = tmp_path / f"p{i}.jpg"
@@ -135,3 +145,35 @@ def test_three_photos_labelled_with_the_keyboard_only(server):
     # the undone photo is claimed again; the one held meanwhile goes back as a skip
     assert kinds == [("answer", 4), ("claim", 5), ("skip", 1), ("undo", 1)]
     assert db.execute("SELECT COUNT(*) FROM active_answers WHERE seconds > 0").fetchone()[0] == 3
+
+
+@pytest.mark.parametrize("accounts", [[("ann", "correct horse battery staple", ["inspector"])]])
+def test_sign_in_refuses_a_wrong_password_and_an_inspector_sees_only_inspector_pages(server):
+    url, db = server
+    with pw.sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page()
+        page.goto(url + "/settings")  # an admin page by its URL, before signing in: only the sign-in form
+        page.get_by_label("User name").wait_for(timeout=60_000)
+        assert page.get_by_text("Confidence routing").count() == 0
+        page.get_by_label("User name").fill("ann")
+        page.get_by_label("Password", exact=True).fill("wrong password here")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("wrong user name or password").wait_for(timeout=30_000)
+        page.get_by_label("Password", exact=True).fill("correct horse battery staple")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("(inspector)").wait_for(timeout=30_000)
+        nav = page.get_by_test_id("stSidebarNav")
+        assert nav.get_by_text("Review queue").count() == 1
+        for admin_page in ("Settings", "Jobs", "Label quality", "Dataset filter", "Line throughput"):
+            assert nav.get_by_text(admin_page, exact=True).count() == 0, admin_page
+        page.goto(url + "/settings")  # by its URL as an inspector (a new page load signs in again): not served
+        page.get_by_label("User name").wait_for(timeout=60_000)
+        page.get_by_label("User name").fill("ann")
+        page.get_by_label("Password", exact=True).fill("correct horse battery staple")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("(inspector)").wait_for(timeout=30_000)
+        assert page.get_by_text("Confidence routing").count() == 0
+        browser.close()
+    actions = [r[0] for r in db.execute("SELECT action FROM audit_log WHERE action LIKE 'sign_in%' ORDER BY id")]
+    assert actions == ["sign_in.failed", "sign_in", "sign_in"]
