@@ -2,12 +2,22 @@
 
 import streamlit as st
 
-from pages.common import AUTH_KEY, ROUTED_KEY, current_user, data_dir_from_argv, ensure_worker, sign_out, workspace
+from pages.common import (
+    AUTH_KEY,
+    ROUTED_KEY,
+    current_user,
+    data_dir_from_argv,
+    ensure_worker,
+    guard_network,
+    sign_out,
+    workspace,
+)
 
 st.set_page_config(page_title="Review console", page_icon=":material/photo_library:", layout="wide")
 st.session_state[ROUTED_KEY] = True  # this run goes through the router (see pages.common.through_router)
 
 ws = workspace(data_dir_from_argv())
+guard_network(ws.db())  # refused before anything else is shown
 user = current_user()
 ensure_worker()  # background jobs run on a daemon thread of this process
 

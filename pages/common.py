@@ -71,11 +71,33 @@ def through_router() -> None:
 
 def db():  # type: ignore[no-untyped-def]
     """A connection for this script run (sqlite connections belong to their thread). A page asking for
-    one is stopped at the sign-in form when nobody is signed in (once accounts exist)."""
+    one is stopped when the client is outside the network allowlist, and at the sign-in form when nobody
+    is signed in (once accounts exist)."""
     through_router()
     conn = workspace().db()
+    guard_network(conn)
     current_user(conn)
     return conn
+
+
+def guard_network(conn) -> None:  # type: ignore[no-untyped-def]
+    """Stop the run, before any data is shown, for a client outside the allowed networks (Settings)."""
+    from services.network import effective_client, is_allowed
+
+    settings = get_settings(conn)
+    if not settings["allowed_networks"]:
+        return
+    headers = st.context.headers
+    forwarded = headers.get("X-Forwarded-For") if hasattr(headers, "get") else None
+    client = effective_client(peer=client_address(), forwarded_for=forwarded if isinstance(forwarded, str) else None,
+                              trusted_proxies=settings["trusted_proxies"])
+    if not is_allowed(client=client, allowed_networks=settings["allowed_networks"]):
+        from services.audit import record
+
+        record(conn, actor="unknown", action="access.refused", target="network", detail={"from": client or "unknown"})
+        st.error(f"Access from {client or 'an unknown address'} is not allowed. Ask an admin to add your network.",
+                 icon=":material/block:")
+        st.stop()
 
 
 @st.cache_resource(show_spinner=False)

@@ -114,6 +114,19 @@ with st.form("lines_form"):
         save("line_min_confidence", float(min_conf))
         save("line_raw_retention_days", int(retention))
 
+st.subheader("Network access")
+st.caption("Only clients inside these ranges reach the console (empty: any). The X-Forwarded-For header is "
+           "believed only from the trusted proxies listed, so a client cannot forge its way in.")
+with st.form("network_form"):
+    c1, c2 = st.columns(2)
+    allowed = c1.text_area("Allowed networks, one CIDR range per line", "\n".join(settings["allowed_networks"]),
+                           key="set_allowed_networks", placeholder="10.0.0.0/8")
+    proxies = c2.text_area("Trusted proxies, one address or range per line", "\n".join(settings["trusted_proxies"]),
+                           key="set_trusted_proxies", placeholder="10.0.0.2")
+    if st.form_submit_button("Save network access", key="set_save_network"):
+        save("trusted_proxies", proxies.split())
+        save("allowed_networks", allowed.split())
+
 st.subheader("Storage and limits")
 with st.form("limits_form"):
     max_pixels = st.number_input("Largest image accepted (pixels)", 1_000_000, 1_000_000_000, int(settings["max_pixels"]),

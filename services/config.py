@@ -90,6 +90,10 @@ DEFAULTS: dict[str, Any] = {
     # Amazon Rekognition for the dataset filter ("" = the AWS default region / endpoint)
     "rekognition_region": "",
     "rekognition_endpoint_url": "",
+    # network allowlist: CIDR ranges allowed to reach the console ([] = any); proxies whose
+    # X-Forwarded-For header is believed
+    "allowed_networks": [],
+    "trusted_proxies": [],
 }
 
 
@@ -129,6 +133,12 @@ def _validate(key: str, value: Any) -> Any:
         return value
     if key == "shifts":
         return _validate_shifts(value)
+    if key in ("allowed_networks", "trusted_proxies"):
+        from services.network import parse_networks
+
+        if not isinstance(value, list):
+            raise InvalidInput(f"{key.replace('_', ' ')} must be a list of addresses or CIDR ranges")
+        return parse_networks(value)
     if key in ("line_alert_pct", "line_min_confidence"):
         top = 100.0 if key == "line_alert_pct" else 1.0
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= top:

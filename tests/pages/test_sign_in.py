@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from streamlit.testing.v1 import AppTest
+
 from services.accounts import create_user
-from tests.pages.helpers import start_app
+from tests.pages.helpers import ROOT, start_app
 
 GOOD = "correct horse battery staple"
 
@@ -44,3 +46,17 @@ def test_once_accounts_exist_only_a_signed_in_user_gets_in_with_their_roles(ws, 
     at.button(key="signout").click().run()
     assert "Sign in" in [t.value for t in at.title] and not captions(at)
     assert db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'sign_out'").fetchone()[0] == 1
+
+
+def test_a_client_outside_the_allowed_networks_is_refused_before_anything_is_shown(ws, db, monkeypatch):
+    from services.config import set_setting
+
+    set_setting(db, key="allowed_networks", value=["10.0.0.0/8"], actor="admin")
+    monkeypatch.setattr("pages.common.client_address", lambda: "203.0.113.9")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert [e.value for e in at.error] == ["Access from 203.0.113.9 is not allowed. Ask an admin to add your network."]
+    assert not at.title and not captions(at)
+    assert db.execute("SELECT detail FROM audit_log WHERE action = 'access.refused'").fetchone()[0] == '{"from": "203.0.113.9"}'
+    monkeypatch.setattr("pages.common.client_address", lambda: "10.2.3.4")
+    at.run()
+    assert not at.error and any("local operator" in c for c in captions(at))
