@@ -37,6 +37,7 @@ PAGES = {
         ("pages/dataset_filter.py", "Dataset filter", ":material/filter_alt:", {"admin"}),
         ("pages/jobs.py", "Jobs", ":material/work_history:", {"admin"}),
         ("pages/settings.py", "Settings", ":material/tune:", {"admin"}),
+        ("pages/users.py", "Users and audit", ":material/manage_accounts:", {"admin"}),
     ],
 }
 nav = {

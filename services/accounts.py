@@ -93,6 +93,20 @@ def set_password(db: sqlite_utils.Database, *, username: str, password: str, act
         record(db, actor=actor, action="user.password", target=f"user:{username}")
 
 
+def set_disabled(db: sqlite_utils.Database, *, username: str, disabled: bool, actor: str) -> None:
+    """Disable or enable an account (audited); enabling also lifts a lockout. Raises NotFound, and
+    InvalidInput when an admin would disable their own account."""
+    if disabled and username == actor:
+        raise InvalidInput("you cannot disable your own account")
+    with immediate(db):
+        if db.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone() is None:
+            raise NotFound(f"no user '{username}'")
+        db.execute("UPDATE users SET disabled = ?, failed_count = CASE WHEN ? THEN failed_count ELSE 0 END, "
+                   "locked_until = CASE WHEN ? THEN locked_until ELSE 0 END WHERE username = ?",
+                   [int(disabled), int(disabled), int(disabled), username])
+        record(db, actor=actor, action="user.disable" if disabled else "user.enable", target=f"user:{username}")
+
+
 def lock_seconds(failures: int) -> float:
     """How long an account stays locked after ``failures`` failed sign-ins in a row (0 while still free)."""
     if failures < FREE_FAILURES:

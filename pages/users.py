@@ -1,0 +1,78 @@
+"""Users and audit (admin): accounts, their roles, disabling and unlocking; the audit log, filtered and exported."""
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import current_user, db, show_error
+from services import audit
+from services.accounts import ROLES, create_user, list_users, set_disabled, set_roles
+from services.errors import ConsoleError
+
+st.title("Users and audit")
+conn = db()
+user = current_user()
+if "admin" not in user.roles:
+    st.error("Users and audit are for admins.", icon=":material/lock:")
+    st.stop()
+if "us_flash" in st.session_state:
+    st.success(st.session_state.pop("us_flash"), icon=":material/check:")
+
+
+def done(message: str) -> None:
+    st.session_state["us_flash"] = message
+    st.rerun()
+
+
+users_tab, audit_tab = st.tabs(["Users", "Audit log"])
+with users_tab:
+    accounts = list_users(conn)
+    if accounts:
+        st.dataframe(pd.DataFrame(accounts), hide_index=True, key="us_table")
+    else:
+        st.info("No accounts yet: the console is in set-up mode and trusts the local operator. Create the first "
+                "admin here or with `python -m services.cli create-user --username NAME --role admin`.")
+    with st.form("us_create", clear_on_submit=True):
+        st.markdown("**New account**")
+        c1, c2, c3 = st.columns(3)
+        name = c1.text_input("User name", key="us_new_name")
+        password = c2.text_input("Password (12+ characters)", type="password", key="us_new_password")
+        roles = c3.multiselect("Roles", ROLES, key="us_new_roles")
+        if st.form_submit_button("Create", key="us_create_submit"):
+            try:
+                created = create_user(conn, username=name, password=password, roles=roles, actor=user.name)
+                done(f"Created {created['username']} ({', '.join(created['roles'])}).")
+            except ConsoleError as exc:
+                show_error(exc)
+    for account in accounts:
+        with st.expander(f"{account['username']} · {', '.join(account['roles'])}"
+                         + (" · disabled" if account["disabled"] else "")):
+            picked = st.multiselect("Roles", ROLES, account["roles"], key=f"us_roles_{account['username']}")
+            c1, c2 = st.columns(2)
+            if c1.button("Save roles", key=f"us_save_{account['username']}"):
+                try:
+                    set_roles(conn, username=account["username"], roles=picked, actor=user.name)
+                    done(f"Roles of {account['username']} saved.")
+                except ConsoleError as exc:
+                    show_error(exc)
+            label = "Enable (and unlock)" if account["disabled"] or account["failed_count"] else "Disable"
+            if c2.button(label, key=f"us_toggle_{account['username']}"):
+                try:
+                    set_disabled(conn, username=account["username"], disabled=label == "Disable", actor=user.name)
+                    done(f"{account['username']}: {'disabled' if label == 'Disable' else 'enabled'}.")
+                except ConsoleError as exc:
+                    show_error(exc)
+
+with audit_tab:
+    c1, c2, c3, c4 = st.columns(4)
+    actor = c1.text_input("Who", key="us_audit_actor")
+    action = c2.text_input("Action starts with", key="us_audit_action", placeholder="sign_in")
+    since = c3.date_input("From", value=None, key="us_audit_since")
+    until = c4.date_input("Until (inclusive)", value=None, key="us_audit_until")
+    rows = audit.entries(conn, actor=actor.strip(), action=action.strip(), since=str(since) if since else "",
+                         until=(str(pd.Timestamp(until) + pd.Timedelta(days=1))[:10] if until else ""))
+    st.caption(f"{len(rows)} entries (newest first, at most 500). The log is append-only: the database refuses "
+               "updates and deletes.")
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="us_audit_table")
+    st.download_button("Download as CSV", audit.to_csv(rows), file_name="audit.csv", mime="text/csv",
+                       key="us_audit_csv", icon=":material/download:")
