@@ -28,7 +28,6 @@ when the detector gave them) and ``report.csv`` (every scanned object) to ``dest
 from __future__ import annotations
 
 import json
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,19 +40,20 @@ from services.clock import now_iso
 from services.config import get_settings
 from services.errors import ConsoleError, ExternalServiceError, InvalidInput
 from services.filter_outputs import copy_image, misses_in_a_row, progress, write_outputs
-from services.filter_params import DETECTORS, destination_for, listing, output_root, store_for, validate_params
+from services.filter_params import (
+    DETECTORS,
+    IMAGE_SUFFIXES,
+    KIND,
+    destination_for,
+    listing,
+    output_root,
+    store_for,
+    validate_params,
+)
 from services.storage import ObjectStore
 
-KIND = "filter"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-DETECTOR_NAMES = ("local", "rekognition")
 IO_THREADS = 4
-S3_MAX_ATTEMPTS = 8  # botocore "standard" retries: throttling and 5xx answers back off exponentially
-MANIFEST_ATTRIBUTE = "category"
-MANIFEST_MAX_BOXES = 50  # Rekognition Custom Labels reads at most 50 boxes an image
 DRY_RUN_LIST_LIMIT = 200  # URIs kept in a dry-run job's result (the full list: dry_run())
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")
-SCANNED = ("kept", "rejected", "band", "failed")
 
 
 

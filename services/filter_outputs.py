@@ -6,25 +6,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from typing import Any
 
 import sqlite_utils
 
 from services import jobs
 from services.errors import NotFound
-from services.filter_params import output_root
+from services.filter_params import KIND, output_root
 from services.storage import ObjectStore, is_s3, join
 
-KIND = "filter"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-DETECTOR_NAMES = ("local", "rekognition")
-IO_THREADS = 4
-S3_MAX_ATTEMPTS = 8  # botocore "standard" retries: throttling and 5xx answers back off exponentially
 MANIFEST_ATTRIBUTE = "category"
 MANIFEST_MAX_BOXES = 50  # Rekognition Custom Labels reads at most 50 boxes an image
-DRY_RUN_LIST_LIMIT = 200  # URIs kept in a dry-run job's result (the full list: dry_run())
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")
 SCANNED = ("kept", "rejected", "band", "failed")
 
 

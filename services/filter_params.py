@@ -15,19 +15,14 @@ from services import images as imgs
 from services import label_detectors
 from services.config import Workspace, get_settings
 from services.errors import ConsoleError, InvalidInput
+from services.ingest import IMAGE_SUFFIXES
 from services.label_detectors import LabelDetector
 from services.storage import ObjectInfo, ObjectStore, is_s3, join, split_s3
 
 KIND = "filter"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 DETECTOR_NAMES = ("local", "rekognition")
-IO_THREADS = 4
 S3_MAX_ATTEMPTS = 8  # botocore "standard" retries: throttling and 5xx answers back off exponentially
-MANIFEST_ATTRIBUTE = "category"
-MANIFEST_MAX_BOXES = 50  # Rekognition Custom Labels reads at most 50 boxes an image
-DRY_RUN_LIST_LIMIT = 200  # URIs kept in a dry-run job's result (the full list: dry_run())
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")
-SCANNED = ("kept", "rejected", "band", "failed")
 
 
 
