@@ -72,3 +72,16 @@ def classify_now(ws, db) -> dict:
     job = get_job(db, job_id)
     assert job["state"] == "done", job["error"]
     return job
+
+
+def run_page(page: str) -> AppTest:
+    """One page file run on its own, without app.py (``page`` relative to the repository or absolute)."""
+    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> list[str]:  # type: ignore[no-untyped-def]
+    """The values of a list of elements (captions, infos, errors...)."""
+    return [e.value for e in elements]

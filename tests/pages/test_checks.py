@@ -6,25 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from services import dataset_filter
 from services.config import set_setting
 from services.jobs import create_job, run_job
-from tests.pages.helpers import ROOT, write_photo
+from tests.pages.helpers import ROOT, run_page, texts, write_photo
 
 PAGE = str(ROOT / "pages" / "checks.py")
 
 
-def open_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
-def texts(elements) -> list[str]:
-    return [e.value for e in elements]
 
 
 def shown_uri(at) -> str:
@@ -51,14 +43,14 @@ def band(ws, db, tmp_path) -> dict:
 
 
 def test_no_checks_waiting(ws):
-    at = open_page()
+    at = run_page(PAGE)
     assert texts(at.info) == ["No yes/no checks are waiting."]
     assert not at.button and not at.image
     assert at.caption[0].value == "0 checks open · 0 answered yes · 0 answered no"
 
 
 def test_yes_copies_the_image_and_adds_it_to_the_manifest(band, db):
-    at = open_page()
+    at = run_page(PAGE)
     first = band["checks"][0]
     assert shown_uri(at) == first["uri"]
     [question] = at.subheader
@@ -82,7 +74,7 @@ def test_yes_copies_the_image_and_adds_it_to_the_manifest(band, db):
 
 
 def test_no_and_skip_copy_nothing_then_the_queue_is_empty(band, db):
-    at = open_page()
+    at = run_page(PAGE)
     a, b, c = band["checks"]
     at.button(key="ck_no").click().run()
     assert db.execute("SELECT status, copied_to FROM filter_checks WHERE id = ?", [a["id"]]).fetchone() == ("no", None)
@@ -109,7 +101,7 @@ def test_yes_on_s3_copies_inside_the_bucket(ws, db, s3_bucket, tmp_path):
     params = dataset_filter.validate_params(db, {"source": f"s3://{bucket}/in", "destination": f"s3://{bucket}/out",
                                                  "labels": ["dog"], "threshold": 1.0, "band_low": 0.0})
     run_job(ws, job_id=create_job(db, kind="filter", params=params, actor="test"))
-    at = open_page()
+    at = run_page(PAGE)
     assert shown_uri(at) == f"s3://{bucket}/in/x/a.jpg"
     assert not at.error  # the photo loads through the workspace's S3 endpoint
     at.button(key="ck_yes").click().run()

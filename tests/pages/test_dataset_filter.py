@@ -11,20 +11,13 @@ from streamlit.testing.v1 import AppTest
 from pages.common import md
 from services.config import set_setting
 from services.jobs import get_job, run_job
-from tests.pages.helpers import ROOT, write_photo
+from tests.pages.helpers import ROOT, run_page, texts, write_photo
 
 PAGE = str(ROOT / "pages" / "dataset_filter.py")
 
 
-def open_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
-def texts(elements) -> list[str]:
-    return [e.value for e in elements]
 
 
 def table(at):
@@ -72,7 +65,7 @@ def filter_jobs(db) -> list[dict]:
 
 
 def test_empty_page_has_nothing_to_run(ws):
-    at = open_page()
+    at = run_page(PAGE)
     assert "No filter jobs yet." in texts(at.caption)
     for key in ("df_check", "df_estimate", "df_dry_run", "df_launch"):
         assert at.button(key=key).disabled, key
@@ -81,7 +74,7 @@ def test_empty_page_has_nothing_to_run(ws):
 
 
 def test_check_labels_names_the_classes_or_suggests_close_names(ws, db):
-    at = open_page()
+    at = run_page(PAGE)
     at.text_input(key="df_labels").input("bird, birb").run()
     assert not at.button(key="df_check").disabled
     assert at.button(key="df_launch").disabled  # no source or destination yet
@@ -101,7 +94,7 @@ def test_check_labels_names_the_classes_or_suggests_close_names(ws, db):
 
 
 def test_estimate_and_dry_run_list_the_scope_without_a_detector(ws, db, source, tmp_path):
-    at = fill(open_page(), source=source, destination=tmp_path / "out", labels="dog", name="dogs", cap=2)
+    at = fill(run_page(PAGE), source=source, destination=tmp_path / "out", labels="dog", name="dogs", cap=2)
     at.button(key="df_estimate").click().run()
     assert not at.exception and not at.error
     assert metrics(at) == {"Images in scope": "3", "Scanned (after the cap)": "2", "Expected cost": "free (local)"}
@@ -119,7 +112,7 @@ def test_estimate_and_dry_run_list_the_scope_without_a_detector(ws, db, source, 
 
 
 def test_rekognition_estimate_prices_the_capped_scan(ws, db, source, tmp_path):
-    at = fill(open_page(), source=source, destination=tmp_path / "out", labels="robin", cap=2)
+    at = fill(run_page(PAGE), source=source, destination=tmp_path / "out", labels="robin", cap=2)
     at.selectbox(key="df_detector").set_value("rekognition").run()
     at.button(key="df_check").click().run()
     assert texts(at.success) == ["**robin** is matched against Rekognition's label names, aliases and parents."]
@@ -130,7 +123,7 @@ def test_rekognition_estimate_prices_the_capped_scan(ws, db, source, tmp_path):
 
 
 def test_bad_input_is_refused_before_launch(ws, db, source, tmp_path):
-    at = fill(open_page(), source=source, destination=source / "clean", labels="dog")
+    at = fill(run_page(PAGE), source=source, destination=source / "clean", labels="dog")
     at.button(key="df_launch").click().run()
     assert not at.exception
     assert any("inside the source" in e for e in texts(at.error))
@@ -157,7 +150,7 @@ def test_bad_input_is_refused_before_launch(ws, db, source, tmp_path):
 def test_launch_runs_a_real_job_shown_live_with_results_and_report(ws, db, source, tmp_path):
     out = tmp_path / "out"
     # "entity" covers all 1,000 ImageNet classes: every image shows it, whatever the model thinks it is
-    at = fill(open_page(), source=source, destination=out, labels="entity", name="everything", threshold=0.9)
+    at = fill(run_page(PAGE), source=source, destination=out, labels="entity", name="everything", threshold=0.9)
     at.button(key="df_launch").click().run()
     assert not at.exception and not at.error
     [job] = filter_jobs(db)
@@ -200,7 +193,7 @@ def test_launch_runs_a_real_job_shown_live_with_results_and_report(ws, db, sourc
 
 def test_band_cap_and_early_stop_show_in_the_panel(ws, db, source, tmp_path):
     # nothing here is a dog with certainty 1.0, and everything is at least 0.0: every image goes to a person
-    at = fill(open_page(), source=source, destination=tmp_path / "out", labels="dog", threshold=1.0, band_low=0.0,
+    at = fill(run_page(PAGE), source=source, destination=tmp_path / "out", labels="dog", threshold=1.0, band_low=0.0,
               cap=2)
     at.button(key="df_launch").click().run()
     [job] = filter_jobs(db)
@@ -228,7 +221,7 @@ def test_band_cap_and_early_stop_show_in_the_panel(ws, db, source, tmp_path):
 
 
 def test_cancel_then_resume_from_the_page(ws, db, source, tmp_path):
-    at = fill(open_page(), source=source, destination=tmp_path / "out", labels="entity", threshold=0.9)
+    at = fill(run_page(PAGE), source=source, destination=tmp_path / "out", labels="entity", threshold=0.9)
     at.button(key="df_launch").click().run()
     [job] = filter_jobs(db)
     at.button(key="df_cancel").click().run()
@@ -249,7 +242,7 @@ def test_cancel_then_resume_from_the_page(ws, db, source, tmp_path):
 
 
 def test_a_failed_job_shows_its_error_and_can_be_resumed(ws, db, source, tmp_path):
-    at = fill(open_page(), source=source, destination=tmp_path / "out", labels="entity", threshold=0.9)
+    at = fill(run_page(PAGE), source=source, destination=tmp_path / "out", labels="entity", threshold=0.9)
     at.button(key="df_launch").click().run()
     [job] = filter_jobs(db)
     for p in source.rglob("*"):  # the source disappears before the job starts: listing it fails
@@ -269,7 +262,7 @@ def test_s3_source_and_destination_through_the_page(ws, db, s3_bucket, tmp_path)
     for name, color in (("a.jpg", (200, 40, 40)), ("sub/b.jpg", (40, 200, 40))):
         store.write(f"s3://{bucket}/in/{name}", Path(write_photo(tmp_path / "photos" / name, color)).read_bytes())
     store.write(f"s3://{bucket}/in/readme.txt", b"not a photo")
-    at = fill(open_page(), source=f"s3://{bucket}/in", destination=f"s3://{bucket}/clean", labels="entity",
+    at = fill(run_page(PAGE), source=f"s3://{bucket}/in", destination=f"s3://{bucket}/clean", labels="entity",
               threshold=0.9)
     at.button(key="df_estimate").click().run()
     assert not at.error

@@ -7,29 +7,21 @@ import time
 from datetime import UTC, datetime
 
 from streamlit.elements.lib.utils import user_key_from_element_id
-from streamlit.testing.v1 import AppTest
 
 from services.config import set_setting
 from services.line_targets import set_target, targets
 from services.linecount import LineState
-from tests.pages.helpers import ROOT
+from tests.pages.helpers import ROOT, run_page, texts
 
 PAGE = str(ROOT / "pages" / "lines.py")
 
 
-def open_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def chart_keys(at) -> set[str]:
     return {user_key_from_element_id(node.proto.id) for node in at.get("plotly_chart")}
 
 
-def texts(elements) -> list[str]:
-    return [e.value for e in elements]
 
 
 def seed(db) -> float:
@@ -55,7 +47,7 @@ def seed(db) -> float:
 
 
 def test_empty_workspace_explains_how_frames_arrive(ws, db):
-    at = open_page()
+    at = run_page(PAGE)
     assert at.title[0].value == "Line throughput"
     assert "No packaging line has sent frames yet" in at.info[0].value
     assert "simulator" in at.info[0].value
@@ -65,7 +57,7 @@ def test_empty_workspace_explains_how_frames_arrive(ws, db):
 
 def test_seeded_lines_side_by_side_with_alerts_and_filters(ws, db):
     now = seed(db)
-    at = open_page()
+    at = run_page(PAGE)
     assert chart_keys(at) == {"lines_chart_A", "lines_chart_B"}
     assert not at.info
     badges = " ".join(texts(at.markdown))
@@ -103,7 +95,7 @@ def test_seeded_lines_side_by_side_with_alerts_and_filters(ws, db):
 
 def test_set_and_clear_a_target_through_the_page(ws, db):
     seed(db)
-    at = open_page()
+    at = run_page(PAGE)
     assert at.number_input(key="lines_target_A_all").value == 60.0
     assert at.number_input(key="lines_target_B_all").value is None
     at.number_input(key="lines_target_B_all").set_value(120.0)

@@ -5,23 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from services.answers import submit
 from services.config import set_setting
 from services.queue import claim_next
-from tests.pages.helpers import ROOT, classify_now, seed_reviews, start_app
+from tests.pages.helpers import ROOT, classify_now, run_page, seed_reviews, start_app
 
 PAGE = "pages/quality.py"
 REGISTERED = PAGE in (ROOT / "app.py").read_text(encoding="utf-8")
 
 
-def open_page() -> AppTest:
-    """The page on its own (it needs nothing from app.py but the workspace in the environment)."""
-    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _answer(db, ids: list[int], image_id: int, inspector: str, label: str) -> None:
@@ -65,7 +58,7 @@ def infos(at) -> list[str]:
 
 
 def test_an_empty_database_explains_what_each_tab_will_show(ws):
-    at = open_page()
+    at = run_page(PAGE)
     assert [t.label for t in at.tabs] == ["Adjudication", "Likely mistakes", "Gold items", "Inspectors", "Photo history",
                                          "Export"]
     shown = infos(at)
@@ -85,7 +78,7 @@ def test_an_empty_database_explains_what_each_tab_will_show(ws):
 
 
 def test_seeded_page_renders_every_tab(seeded):
-    at = open_page()
+    at = run_page(PAGE)
     assert not at.error, [e.value for e in at.error]
     assert [t.value for t in at.text] == ["Looks *great* <b>5 stars</b>"]  # the review text, literally
     assert at.radio(key=f"ql_adj_label_{seeded['adjudicate']}").value in ("product", "package")
@@ -94,7 +87,7 @@ def test_seeded_page_renders_every_tab(seeded):
 
 def test_an_admin_adjudicates_through_the_page(seeded, db):
     image_id = seeded["adjudicate"]
-    at = open_page()
+    at = run_page(PAGE)
     answers = at.dataframe[0].value
     assert list(answers["inspector"]) == ["ann", "bob"] and list(answers["label"]) == ["product", "package"]
     assert list(answers["reliability"]) == [pytest.approx(r) for r in answers["reliability"]]
@@ -113,7 +106,7 @@ def test_an_admin_adjudicates_through_the_page(seeded, db):
 
 
 def test_likely_mistakes_are_listed_and_sent_for_re_review(seeded, db):
-    at = open_page()
+    at = run_page(PAGE)
     tables = [d.value for d in at.dataframe if "kind" in d.value.columns]
     assert len(tables) == 1
     table = tables[0]
@@ -147,7 +140,7 @@ def test_likely_mistakes_are_listed_and_sent_for_re_review(seeded, db):
 
 def test_gold_items_are_marked_listed_and_unmarked(seeded, db):
     image_id = seeded["queued"]
-    at = open_page()
+    at = run_page(PAGE)
     at.number_input(key="ql_gold_image").set_value(image_id)
     at.selectbox(key="ql_gold_label").set_value("full_length")
     at.button(key="ql_gold_mark").click().run()
@@ -170,7 +163,7 @@ def test_gold_items_are_marked_listed_and_unmarked(seeded, db):
 
 
 def test_reliability_is_re_estimated_and_shown(seeded, db):
-    at = open_page()
+    at = run_page(PAGE)
     at.button(key="ql_reestimate").click().run()
     assert not at.exception and not at.error
     assert any(s.value.startswith("Re-estimated the reliability of 3 inspector(s)") for s in at.success)
@@ -181,7 +174,7 @@ def test_reliability_is_re_estimated_and_shown(seeded, db):
 
 
 def test_photo_history_lists_everything_that_happened(seeded):
-    at = open_page()
+    at = run_page(PAGE)
     at.number_input(key="ql_history_image").set_value(seeded["disagree"]).run()
     assert not at.exception and not at.error
     history = [d.value for d in at.dataframe if "what" in d.value.columns][0]
