@@ -107,7 +107,7 @@ def s3_run(paths: list[Path], label: str) -> tuple[float, dict] | None:
     import boto3
     from botocore.config import Config
 
-    from tests.conftest_s3 import ACCESS_KEY, SECRET_KEY, WeedExited, _start, _stop, find_weed
+    from tests.conftest_s3 import ACCESS_KEY, SECRET_KEY, _stop, find_weed, start_with_retries
 
     weed = find_weed()
     if not weed:
@@ -118,17 +118,14 @@ def s3_run(paths: list[Path], label: str) -> tuple[float, dict] | None:
         os.environ.pop(name, None)
     os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost"]))
     with tempfile.TemporaryDirectory(prefix="bench-filter-s3-") as tmp:
-        proc = None
-        for attempt in range(3):  # a picked port can be taken before weed binds it
-            base = Path(tmp) / f"seaweedfs{attempt}"
+        bases = iter(Path(tmp) / f"seaweedfs{n}" for n in range(3))
+
+        def new_base() -> Path:
+            base = next(bases)
             base.mkdir()
-            try:
-                proc, endpoint_url, ports = _start(weed, base)
-                break
-            except WeedExited:
-                if attempt == 2:
-                    raise
-        assert proc is not None
+            return base
+
+        proc, endpoint_url, ports, _ = start_with_retries(weed, new_base)
         try:
             print(f"SeaweedFS S3 on {endpoint_url}", flush=True)
             client = boto3.session.Session().client("s3", endpoint_url=endpoint_url,

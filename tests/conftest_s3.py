@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,20 @@ def _start(weed: str, base: Path) -> tuple[subprocess.Popen[bytes], str, list[in
     raise RuntimeError(f"weed S3 did not answer within {START_DEADLINE_S:.0f}s; log {log}:\n{_log_tail(log)}")
 
 
+def start_with_retries(weed: str, new_base: Callable[[], Path], attempts: int = 3) -> tuple[subprocess.Popen[bytes], str, list[int], Path]:
+    """Start weed in a fresh folder from ``new_base``; a picked port can be taken before weed binds it, so
+    retry on fresh ports. Returns (process, endpoint URL, ports, folder). Raises WeedExited after the last try."""
+    for attempt in range(attempts):
+        base = new_base()
+        try:
+            proc, endpoint_url, ports = _start(weed, base)
+            return proc, endpoint_url, ports, base
+        except WeedExited:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A SeaweedFS S3 endpoint on 127.0.0.1, with test AWS credentials in the environment."""
@@ -197,15 +211,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     proc = None
     ports: list[int] = []
     try:
-        for attempt in range(3):  # a picked port can be taken before weed binds it: retry on fresh ports
-            base = tmp_path_factory.mktemp("seaweedfs")
-            try:
-                proc, endpoint_url, ports = _start(weed, base)
-                break
-            except WeedExited:
-                if attempt == 2:
-                    raise
-        assert proc is not None
+        proc, endpoint_url, ports, base = start_with_retries(weed, lambda: tmp_path_factory.mktemp("seaweedfs"))
         yield S3Server(endpoint_url=endpoint_url, data_dir=base / "data", pid=proc.pid)
     finally:
         if proc is not None:
