@@ -147,6 +147,12 @@ def test_three_photos_labelled_with_the_keyboard_only(server):
     assert db.execute("SELECT COUNT(*) FROM active_answers WHERE seconds > 0").fetchone()[0] == 3
 
 
+def _sign_in(page, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
 @pytest.mark.parametrize("accounts", [[("ann", "correct horse battery staple", ["inspector"])]])
 def test_sign_in_refuses_a_wrong_password_and_an_inspector_sees_only_inspector_pages(server):
     url, db = server
@@ -156,12 +162,9 @@ def test_sign_in_refuses_a_wrong_password_and_an_inspector_sees_only_inspector_p
         page.goto(url + "/settings")  # an admin page by its URL, before signing in: only the sign-in form
         page.get_by_label("User name").wait_for(timeout=60_000)
         assert page.get_by_text("Confidence routing").count() == 0
-        page.get_by_label("User name").fill("ann")
-        page.get_by_label("Password", exact=True).fill("wrong password here")
-        page.get_by_role("button", name="Sign in").click()
+        _sign_in(page, "ann", "wrong password here")
         page.get_by_text("wrong user name or password").wait_for(timeout=30_000)
-        page.get_by_label("Password", exact=True).fill("correct horse battery staple")
-        page.get_by_role("button", name="Sign in").click()
+        _sign_in(page, "ann", "correct horse battery staple")
         page.get_by_text("(inspector)").wait_for(timeout=30_000)
         nav = page.get_by_test_id("stSidebarNav")
         assert nav.get_by_text("Review queue").count() == 1
@@ -169,9 +172,7 @@ def test_sign_in_refuses_a_wrong_password_and_an_inspector_sees_only_inspector_p
             assert nav.get_by_text(admin_page, exact=True).count() == 0, admin_page
         page.goto(url + "/settings")  # by its URL as an inspector (a new page load signs in again): not served
         page.get_by_label("User name").wait_for(timeout=60_000)
-        page.get_by_label("User name").fill("ann")
-        page.get_by_label("Password", exact=True).fill("correct horse battery staple")
-        page.get_by_role("button", name="Sign in").click()
+        _sign_in(page, "ann", "correct horse battery staple")
         page.get_by_text("(inspector)").wait_for(timeout=30_000)
         assert page.get_by_text("Confidence routing").count() == 0
         browser.close()
