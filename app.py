@@ -9,9 +9,11 @@ from pages.common import (
     data_dir_from_argv,
     ensure_worker,
     guard_network,
+    show_error,
     sign_out,
     workspace,
 )
+from services.errors import ConsoleError
 
 st.set_page_config(page_title="Review console", page_icon=":material/photo_library:", layout="wide")
 st.session_state[ROUTED_KEY] = True  # this run goes through the router (see pages.common.through_router)
@@ -50,4 +52,7 @@ with st.sidebar:
         sign_out(user)
         st.rerun()
     st.caption(f"Workspace: `{ws.root}`")
-st.navigation({k: v for k, v in nav.items() if v}).run()
+try:
+    st.navigation({k: v for k, v in nav.items() if v}).run()
+except ConsoleError as exc:  # a page's service refused (the role checks in services) or failed: say why
+    show_error(exc)

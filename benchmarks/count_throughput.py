@@ -139,7 +139,7 @@ def dashboard_query(lines: int, days: int, seed: int) -> dict[str, object]:
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
-            data = dashboard_data(db, since_ts=until_ts - days * DAY, until_ts=until_ts, now_ts=until_ts)
+            data = dashboard_data(db, actor="system:benchmark", since_ts=until_ts - days * DAY, until_ts=until_ts, now_ts=until_ts)
             times.append(time.perf_counter() - t0)
         n_lines = len(data.get("lines", [])) if isinstance(data, dict) else None
         print(f"dashboard_data over {days} days: {', '.join(f'{t:.3f}' for t in times)} s ({n_lines} lines)",

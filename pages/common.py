@@ -128,17 +128,23 @@ def current_user(conn=None) -> User:  # type: ignore[no-untyped-def]
     """The signed-in user. Before the first account exists (``create-user --role admin``), the console is
     in set-up mode and trusts the local operator with every role. Otherwise a visitor who is not signed
     in, or whose session has been idle for IDLE_SECONDS, gets the sign-in form and nothing else."""
+    conn = conn or workspace().db()
     signed = st.session_state.get(AUTH_KEY)
     if signed:
-        from services.accounts import idle_expired
+        from services.accounts import current_roles, idle_expired
 
         now = time.time()
-        if not idle_expired(last_seen=signed["last_seen"], now=now, idle_seconds=IDLE_SECONDS):
+        roles = current_roles(conn, signed["username"])  # a role taken away counts from the next run
+        if roles is None:
+            st.session_state.pop(AUTH_KEY)
+            st.session_state["auth_notice"] = "Your account was disabled: ask an admin."
+        elif not idle_expired(last_seen=signed["last_seen"], now=now, idle_seconds=IDLE_SECONDS):
             signed["last_seen"] = now
-            return User(name=signed["username"], roles=frozenset(signed["roles"]))
-        st.session_state.pop(AUTH_KEY)
-        st.session_state["auth_notice"] = f"Signed out after {IDLE_SECONDS // 60} minutes without activity."
-    elif not _accounts_exist(conn or workspace().db()):
+            return User(name=signed["username"], roles=frozenset(roles))
+        else:
+            st.session_state.pop(AUTH_KEY)
+            st.session_state["auth_notice"] = f"Signed out after {IDLE_SECONDS // 60} minutes without activity."
+    elif not _accounts_exist(conn):
         return User(name=st.session_state.get("user_name", "local operator"), roles=frozenset({"inspector", "ops", "admin"}))
     sign_in_form()
     st.stop()

@@ -265,7 +265,7 @@ try:
                 if until <= since:
                     st.warning("The range is empty.")
                     return
-                data = dashboard_data(fresh, since_ts=since, until_ts=until, now_ts=now, line_ids=picked or None)
+                data = dashboard_data(fresh, actor=user.name, since_ts=since, until_ts=until, now_ts=now, line_ids=picked or None)
                 open_now = evaluate_alerts(fresh, now_ts=now)
                 band = data["settings"]["alert_pct"]
                 shown = {ln["line_id"] for ln in data["lines"]}

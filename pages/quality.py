@@ -238,14 +238,14 @@ with export_tab:
     def manifest() -> str:
         conn_ = Workspace(root).db()
         try:
-            return export.to_groundtruth(conn_, human_only=human_only, min_confidence=min_conf)[0]
+            return export.to_groundtruth(conn_, actor=user.name, human_only=human_only, min_confidence=min_conf)[0]
         finally:
             conn_.close()
 
     def table() -> str:
         conn_ = Workspace(root).db()
         try:
-            return export.to_csv(conn_)[0]
+            return export.to_csv(conn_, actor=user.name)[0]
         finally:
             conn_.close()
 

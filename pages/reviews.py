@@ -5,7 +5,7 @@ import base64
 import pandas as pd
 import streamlit as st
 
-from pages.common import db, md, show_error, show_photo, thumbnail
+from pages.common import current_user, db, md, show_error, show_photo, thumbnail
 from services.config import CLASSES, get_settings
 from services.errors import ConsoleError
 from services.reviews import list_images, review_detail
@@ -14,6 +14,7 @@ PAGE_SIZE = 50
 
 st.title("Reviews")
 conn = db()
+user = current_user()
 settings = get_settings(conn)
 
 f = st.columns([2, 2, 2, 2, 3])
@@ -28,8 +29,8 @@ descending = s[1].toggle("Descending", value=True, key="rv_desc")
 
 
 def fetch(page: int) -> tuple[list[dict], int]:
-    return list_images(conn, review_type=review_type, status=status, label=label, source=source, search=search,
-                       sort=sort, descending=descending, limit=PAGE_SIZE, offset=PAGE_SIZE * (page - 1))
+    return list_images(conn, actor=user.name, review_type=review_type, status=status, label=label, source=source,
+                       search=search, sort=sort, descending=descending, limit=PAGE_SIZE, offset=PAGE_SIZE * (page - 1))
 
 
 page = st.session_state.get("rv_page", 1)
@@ -85,7 +86,7 @@ choices = list(dict.fromkeys(r["review_id"] for r in rows))
 selected = st.selectbox("Review", choices, key="rv_detail", index=None, placeholder="Pick a review from this page")
 if selected:
     try:
-        detail = review_detail(conn, selected)
+        detail = review_detail(conn, selected, actor=user.name)
     except ConsoleError as exc:
         show_error(exc)
         st.stop()

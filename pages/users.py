@@ -25,7 +25,7 @@ def done(message: str) -> None:
 
 users_tab, audit_tab = st.tabs(["Users", "Audit log"])
 with users_tab:
-    accounts = list_users(conn)
+    accounts = list_users(conn, actor=user.name)
     if accounts:
         st.dataframe(pd.DataFrame(accounts), hide_index=True, key="us_table")
     else:
@@ -68,7 +68,7 @@ with audit_tab:
     action = c2.text_input("Action starts with", key="us_audit_action", placeholder="sign_in")
     since = c3.date_input("From", value=None, key="us_audit_since")
     until = c4.date_input("Until (inclusive)", value=None, key="us_audit_until")
-    rows = audit.entries(conn, actor=actor.strip(), action=action.strip(), since=str(since) if since else "",
+    rows = audit.entries(conn, actor=user.name, who=actor.strip(), action=action.strip(), since=str(since) if since else "",
                          until=(str(pd.Timestamp(until) + pd.Timedelta(days=1))[:10] if until else ""))
     st.caption(f"{len(rows)} entries (newest first, at most 500). The log is append-only: the database refuses "
                "updates and deletes.")

@@ -17,10 +17,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from db.database import immediate
 from services.audit import record
+from services.authz import ROLES, SYSTEM_SEPARATOR, require, setup_mode
 from services.clock import now_iso
 from services.errors import InvalidInput, NotFound, PermissionDenied
 
-ROLES = ("inspector", "ops", "admin")
 MIN_PASSWORD_LENGTH = 12
 FREE_FAILURES = 5
 LOCK_BASE_SECONDS = 30.0
@@ -51,12 +51,21 @@ def _roles(roles: list[str] | tuple[str, ...]) -> list[str]:
     return sorted(set(roles), key=ROLES.index)
 
 
-def create_user(db: sqlite_utils.Database, *, username: str, password: str, roles: list[str], actor: str) -> dict[str, Any]:
-    """Create a local account. Raises InvalidInput for a bad or taken user name, a weak password or
-    unknown roles."""
+def check_username(username: str) -> str:
+    """The user name stripped. Raises InvalidInput for an empty or long name, spaces, or a colon (names
+    with a colon are the console's own principals, see services.authz)."""
     username = username.strip()
-    if not username or len(username) > 64 or any(c.isspace() for c in username):
-        raise InvalidInput("a user name needs 1 to 64 characters and no spaces")
+    if not username or len(username) > 254 or any(c.isspace() for c in username) or SYSTEM_SEPARATOR in username:
+        raise InvalidInput("a user name needs 1 to 254 characters, without spaces or colons")
+    return username
+
+
+def create_user(db: sqlite_utils.Database, *, username: str, password: str, roles: list[str], actor: str) -> dict[str, Any]:
+    """Create a local account (admins; anyone in set-up mode, to make the first admin). Raises
+    PermissionDenied, and InvalidInput for a bad or taken user name, a weak password or unknown roles."""
+    if not setup_mode(db):
+        require(db, actor=actor, action="users.manage")
+    username = check_username(username)
     check_password_policy(username=username, password=password)
     clean = _roles(roles)
     with immediate(db):
@@ -71,6 +80,7 @@ def create_user(db: sqlite_utils.Database, *, username: str, password: str, role
 
 def set_roles(db: sqlite_utils.Database, *, username: str, roles: list[str], actor: str) -> list[str]:
     """Change a user's roles (audited). Raises NotFound, InvalidInput."""
+    require(db, actor=actor, action="users.manage")
     clean = _roles(roles)
     with immediate(db):
         row = db.execute("SELECT roles FROM users WHERE username = ?", [username]).fetchone()
@@ -83,7 +93,10 @@ def set_roles(db: sqlite_utils.Database, *, username: str, roles: list[str], act
 
 
 def set_password(db: sqlite_utils.Database, *, username: str, password: str, actor: str) -> None:
-    """Set a new password (audited, the hash never is); it also lifts a lockout. Raises NotFound, InvalidInput."""
+    """Set a new password (audited, the hash never is); it also lifts a lockout. Users may set their own;
+    admins anyone's. Raises PermissionDenied, NotFound, InvalidInput."""
+    if actor != username:
+        require(db, actor=actor, action="users.manage")
     check_password_policy(username=username, password=password)
     with immediate(db):
         if db.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone() is None:
@@ -96,6 +109,7 @@ def set_password(db: sqlite_utils.Database, *, username: str, password: str, act
 def set_disabled(db: sqlite_utils.Database, *, username: str, disabled: bool, actor: str) -> None:
     """Disable or enable an account (audited); enabling also lifts a lockout. Raises NotFound, and
     InvalidInput when an admin would disable their own account."""
+    require(db, actor=actor, action="users.manage")
     if disabled and username == actor:
         raise InvalidInput("you cannot disable your own account")
     with immediate(db):
@@ -166,14 +180,22 @@ def _check(db: sqlite_utils.Database, *, username: str, password: str, source: s
     return None
 
 
-def list_users(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Every account without its hash: username, roles, disabled, failed_count, locked_until, last sign-in."""
+def list_users(db: sqlite_utils.Database, *, actor: str) -> list[dict[str, Any]]:
+    """Every account without its hash: username, roles, disabled, failed_count, locked_until, last sign-in.
+    Raises PermissionDenied unless ``actor`` manages users."""
+    require(db, actor=actor, action="users.manage")
     out = []
     for row in db.query("SELECT username, roles, disabled, failed_count, locked_until, created_at, last_sign_in_at "
                         "FROM users ORDER BY username"):
         row["roles"] = json.loads(row["roles"])
         out.append(row)
     return out
+
+
+def current_roles(db: sqlite_utils.Database, username: str) -> list[str] | None:
+    """The roles of an enabled account now, or None when it is disabled or gone (its session must end)."""
+    row = db.execute("SELECT roles, disabled FROM users WHERE username = ?", [username]).fetchone()
+    return None if row is None or row[1] else json.loads(row[0])
 
 
 def idle_expired(*, last_seen: float, now: float, idle_seconds: float) -> bool:

@@ -16,6 +16,7 @@ import sqlite_utils
 
 from db.database import immediate
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso
 from services.config import CLASSES, get_settings
 from services.decisions import decide
@@ -46,6 +47,7 @@ def submit(db: sqlite_utils.Database, *, image_id: int, label: str, actor: str) 
     Raises NotFound for a deleted photo, InvalidInput for an unknown label, a photo already decided, held
     by someone else, waiting for adjudication, or already answered by ``actor``.
     """
+    require(db, actor=actor, action="reviews.label")
     if label not in CLASSES:
         raise InvalidInput(f"unknown label '{label}'; expected one of {', '.join(CLASSES)}")
     settings = get_settings(db)
@@ -130,6 +132,7 @@ def undo_last(db: sqlite_utils.Database, *, actor: str, lease_seconds: float = L
     Returns {image_id, label}. Raises InvalidInput when there is nothing to undo, or when the photo has
     been decided again since (by an admin or a consensus that included later answers).
     """
+    require(db, actor=actor, action="reviews.label")
     with immediate(db):
         answer = last_answer(db, actor=actor)
         if answer is None:

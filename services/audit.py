@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlite_utils
 
+from services.authz import require
 from services.clock import now_iso
 
 
@@ -18,13 +19,15 @@ def record(db: sqlite_utils.Database, *, actor: str, action: str, target: str = 
     )
 
 
-def entries(db: sqlite_utils.Database, *, actor: str = "", action: str = "", since: str = "", until: str = "",
-            limit: int = 500) -> list[dict[str, Any]]:
-    """Audit entries, newest first, filtered by actor and action prefix and an ISO time range [since, until)."""
+def entries(db: sqlite_utils.Database, *, actor: str, who: str = "", action: str = "", since: str = "",
+            until: str = "", limit: int = 500) -> list[dict[str, Any]]:
+    """Audit entries, newest first, filtered by who acted, action prefix and an ISO time range [since, until).
+    Raises PermissionDenied unless ``actor`` (the reader) may read the audit log."""
+    require(db, actor=actor, action="audit.read")
     where, params = [], []
-    if actor:
+    if who:
         where.append("actor = ?")
-        params.append(actor)
+        params.append(who)
     if action:
         where.append("action LIKE ?")
         params.append(action.replace("%", "") + "%")

@@ -85,8 +85,8 @@ def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     from services import export
 
     db = ws.db()
-    text, n = (export.to_csv(db) if args.format == "csv" else
-               export.to_groundtruth(db, human_only=args.human_only, min_confidence=args.min_confidence))
+    text, n = (export.to_csv(db, actor=_actor()) if args.format == "csv" else
+               export.to_groundtruth(db, actor=_actor(), human_only=args.human_only, min_confidence=args.min_confidence))
     if args.out == "-":
         sys.stderr.write(text)
     else:

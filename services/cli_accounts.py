@@ -34,8 +34,9 @@ def cmd_create_user(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_users(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     from services.accounts import list_users
+    from services.cli import _actor
 
-    return {"users": list_users(ws.db())}
+    return {"users": list_users(ws.db(), actor=_actor())}
 
 
 def add_commands(sub: Any) -> None:

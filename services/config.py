@@ -11,6 +11,7 @@ from typing import Any
 import sqlite_utils
 
 from db.database import connect
+from services.authz import require
 from services.clock import now_iso
 from services.errors import InvalidInput
 
@@ -191,6 +192,7 @@ def get_settings(db: sqlite_utils.Database) -> dict[str, Any]:
 
 def set_setting(db: sqlite_utils.Database, *, key: str, value: Any, actor: str) -> Any:
     """Validate and store one setting, with an audit entry. Raises InvalidInput."""
+    require(db, actor=actor, action="settings.change")
     from services.audit import record
 
     clean = _validate(key, value)

@@ -20,6 +20,7 @@ import numpy as np
 import sqlite_utils
 
 from db.database import immediate
+from services.authz import require
 from services.clock import now_iso
 from services.config import CLASSES
 from services.dawid_skene import dawid_skene, gold_confusion, item_posterior, symmetric_confusion
@@ -286,6 +287,7 @@ def adjudicate(db: sqlite_utils.Database, *, image_id: int, label: str, actor: s
     Raises NotFound for an unknown photo, InvalidInput for an unknown label, a missing actor, or a photo
     that is not waiting for adjudication (already decided, or queued for another reason).
     """
+    require(db, actor=actor, action="quality.manage")
     if label not in CLASSES:
         raise InvalidInput(f"unknown label '{label}'; expected one of {', '.join(CLASSES)}")
     if not actor or not actor.strip():

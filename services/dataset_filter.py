@@ -36,6 +36,7 @@ from typing import Any
 import sqlite_utils
 
 from services import jobs
+from services.authz import require
 from services.clock import now_iso
 from services.config import get_settings
 from services.errors import ConsoleError, ExternalServiceError, InvalidInput
@@ -280,4 +281,5 @@ jobs.register(FilterKind())
 def launch(db: sqlite_utils.Database, params: dict[str, Any], *, actor: str,
            store: ObjectStore | None = None) -> int:
     """Validate and queue a filter job; returns its id. Raises InvalidInput (see validate_params)."""
+    require(db, actor=actor, action="jobs.manage")
     return jobs.create_job(db, kind=KIND, params=validate_params(db, params, store=store), actor=actor)

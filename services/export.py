@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlite_utils
 
+from services.authz import require
 from services.config import CLASSES
 from services.consensus import PRIOR_ACCURACY
 from services.errors import InvalidInput
@@ -42,8 +43,9 @@ def rows(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
     yield from db.query(EXPORT_SQL)
 
 
-def to_csv(db: sqlite_utils.Database) -> tuple[str, int]:
-    """(CSV text, row count)."""
+def to_csv(db: sqlite_utils.Database, *, actor: str) -> tuple[str, int]:
+    """(CSV text, row count). Raises PermissionDenied unless ``actor`` manages label quality."""
+    require(db, actor=actor, action="quality.manage")
     out = io.StringIO()
     writer = None
     n = 0
@@ -72,6 +74,7 @@ def label_confidence(row: dict[str, Any]) -> float:
 def to_groundtruth(
     db: sqlite_utils.Database,
     *,
+    actor: str,
     attribute: str = "category",
     job_name: str = "review-console",
     human_only: bool = False,
@@ -79,7 +82,9 @@ def to_groundtruth(
 ) -> tuple[str, int]:
     """(manifest text, line count): one line per decided photo in the Ground Truth image-classification
     output shape, ready to train here or in SageMaker. ``human_only`` keeps people's labels only;
-    ``min_confidence`` drops labels the export is less sure of. Raises InvalidInput for a bad attribute name."""
+    ``min_confidence`` drops labels the export is less sure of. Raises PermissionDenied unless ``actor``
+    manages label quality, InvalidInput for a bad attribute name."""
+    require(db, actor=actor, action="quality.manage")
     if not attribute or not all(ch.isalnum() or ch in "-_" for ch in attribute):
         raise InvalidInput(f"the label attribute name '{attribute}' may hold only letters, digits, - and _")
     lines = []

@@ -17,6 +17,7 @@ import sqlite_utils
 from db.database import immediate
 from services import dataset_filter, jobs
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso
 from services.errors import ConsoleError, InvalidInput, NotFound
 from services.storage import ObjectStore
@@ -46,6 +47,7 @@ def claim_next_check(db: sqlite_utils.Database, *, inspector: str, lease_seconds
     the oldest open check that nobody holds or whose lease expired. ``skip``: check ids this inspector
     passed over. The row gets a ``question`` ("Does this image show a bird?"). Raises InvalidInput.
     """
+    require(db, actor=inspector, action="reviews.label")
     if not inspector or not inspector.strip():
         raise InvalidInput("an inspector name is needed to claim a check")
     if lease_seconds <= 0:
@@ -73,6 +75,7 @@ def claim_next_check(db: sqlite_utils.Database, *, inspector: str, lease_seconds
 
 def release_check(db: sqlite_utils.Database, *, check_id: int, inspector: str) -> None:
     """Give a claimed check back (skip) so another inspector can take it. Raises NotFound."""
+    require(db, actor=inspector, action="reviews.label")
     _check(db, check_id)
     with db.atomic():
         db.execute("UPDATE filter_checks SET claimed_by = NULL, lease_expires = NULL "
@@ -87,6 +90,7 @@ def answer_check(db: sqlite_utils.Database, *, check_id: int, yes: bool, actor: 
     Returns the answered check. Raises NotFound (no such check), InvalidInput (already answered, or leased
     to another inspector), StorageError/NotFound (the copy failed: the check stays open).
     """
+    require(db, actor=actor, action="reviews.label")
     if not actor or not actor.strip():
         raise InvalidInput("an inspector name is needed to answer a check")
     now = time.time() if now is None else now

@@ -13,6 +13,7 @@ import sqlite_utils
 
 from db.database import immediate
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso
 from services.config import CLASSES
 from services.decisions import decide
@@ -35,6 +36,7 @@ def mark_gold(db: sqlite_utils.Database, *, image_id: int, label: str, actor: st
     (None when nothing was decided). Raises InvalidInput for an unknown label or missing actor,
     NotFound for an unknown photo.
     """
+    require(db, actor=actor, action="quality.manage")
     if label not in CLASSES:
         raise InvalidInput(f"unknown label '{label}'; expected one of {', '.join(CLASSES)}")
     if not actor or not actor.strip():
@@ -67,6 +69,7 @@ def mark_gold(db: sqlite_utils.Database, *, image_id: int, label: str, actor: st
 def unmark_gold(db: sqlite_utils.Database, *, image_id: int, actor: str) -> dict[str, Any]:
     """Stop using a photo as a gold item (its decision stays). Audit 'gold.unmark', queue event 'gold'.
     Returns the removed gold row. Raises NotFound when the photo is not a gold item."""
+    require(db, actor=actor, action="quality.manage")
     with immediate(db):
         rows = list(db.query("SELECT * FROM gold_items WHERE image_id = ?", [image_id]))
         if not rows:

@@ -47,7 +47,7 @@ def poll_line_feed(db: Any) -> dict[str, Any]:
     if not feed:
         return {"line_feed": None}
     store = ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None)
-    report = lines.ingest_source(db, uri=feed, store=store, actor="line feed")
+    report = lines.ingest_source(db, uri=feed, store=store, actor="system:line-feed")
     alerts = line_alerts.evaluate_alerts(db)
     return {"line_feed": feed, "frames_added": report["frames_added"], "open_alerts": len(alerts)}
 

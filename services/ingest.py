@@ -22,6 +22,7 @@ import sqlite_utils
 
 from services import images as imgs
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso, parse_time
 from services.config import get_settings
 from services.errors import ConsoleError, InvalidInput
@@ -291,6 +292,7 @@ def _load_chunk(db, rows, store, pool, batch, max_pixels, report) -> None:  # ty
 
 def ingest_manifest(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, actor: str) -> IngestReport:
     """Ingest a manifest file (local or s3://). Raises InvalidInput/StorageError/NotFound for the file itself."""
+    require(db, actor=actor, action="jobs.manage")
     data = store.read(uri)
     rows, errors = parse_manifest(data, name=uri, review_types=get_settings(db)["credit_rules"].keys())
     report = ingest_rows(db, rows=rows, store=store, batch=uri, actor=actor)
@@ -306,6 +308,7 @@ def ingest_listing(
 
     Raises InvalidInput for an unknown review type, NotFound/StorageError for the folder or bucket.
     """
+    require(db, actor=actor, action="jobs.manage")
     types = get_settings(db)["credit_rules"].keys()
     if review_type not in types:
         raise InvalidInput(f"review type '{review_type}' is not one of {', '.join(sorted(types))}")

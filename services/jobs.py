@@ -28,6 +28,7 @@ import sqlite_utils
 
 from db.database import immediate
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso
 from services.config import Workspace
 from services.errors import ConsoleError, InvalidInput, NotFound
@@ -129,6 +130,7 @@ def register(kind: JobKind) -> JobKind:
 
 def create_job(db: sqlite_utils.Database, *, kind: str, params: dict[str, Any], actor: str) -> int:
     """Queue a job. Raises InvalidInput for an unknown kind."""
+    require(db, actor=actor, action="jobs.manage")
     _load_kinds()
     if kind not in KINDS:
         raise InvalidInput(f"unknown job kind '{kind}'")
@@ -169,6 +171,7 @@ def failed_items(db: sqlite_utils.Database, job_id: int, *, limit: int = 500) ->
 
 def cancel_job(db: sqlite_utils.Database, *, job_id: int, actor: str) -> None:
     """Ask a job to stop between batches (a queued job stops at once). Raises NotFound."""
+    require(db, actor=actor, action="jobs.manage")
     job = get_job(db, job_id)
     with db.atomic():
         if job["state"] == "queued":
@@ -182,6 +185,7 @@ def cancel_job(db: sqlite_utils.Database, *, job_id: int, actor: str) -> None:
 
 def resume_job(db: sqlite_utils.Database, *, job_id: int, actor: str) -> None:
     """Queue a failed or cancelled job again; finished items are not redone. Raises NotFound, InvalidInput."""
+    require(db, actor=actor, action="jobs.manage")
     job = get_job(db, job_id)
     if job["state"] not in ("failed", "cancelled"):
         raise InvalidInput(f"job {job_id} is {job['state']}; only failed or cancelled jobs can be resumed")

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from services.authz import require
 from services.config import get_settings
 from services.errors import ConsoleError, InvalidInput
 from services.line_targets import list_lines, targets
@@ -168,6 +169,7 @@ def _pct(actual: float, expected: float | None) -> float | None:
 def dashboard_data(
     db: sqlite_utils.Database,
     *,
+    actor: str,
     since_ts: float,
     until_ts: float,
     now_ts: float | None = None,
@@ -199,6 +201,7 @@ def dashboard_data(
 
     Raises InvalidInput for an empty range or a bucket under one minute.
     """
+    require(db, actor=actor, action="lines.read")
     now = time.time() if now_ts is None else float(now_ts)
     since, until = float(since_ts), float(until_ts)
     if until <= since:
@@ -420,9 +423,9 @@ def csv_from_dashboard(data: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def export_csv(db: sqlite_utils.Database, *, since_ts: float, until_ts: float,
+def export_csv(db: sqlite_utils.Database, *, actor: str, since_ts: float, until_ts: float,
                line_ids: Sequence[str] | None = None, now_ts: float | None = None) -> str:
     """Per line, per bucket, shift and UTC day totals over ``[since_ts, until_ts)`` as CSV (see
     ``csv_from_dashboard``). Raises InvalidInput for an empty range."""
-    return csv_from_dashboard(dashboard_data(db, since_ts=since_ts, until_ts=until_ts, now_ts=now_ts,
+    return csv_from_dashboard(dashboard_data(db, actor=actor, since_ts=since_ts, until_ts=until_ts, now_ts=now_ts,
                                              line_ids=line_ids))

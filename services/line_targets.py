@@ -8,6 +8,7 @@ from typing import Any
 import sqlite_utils
 
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso
 from services.config import get_settings
 from services.errors import InvalidInput, NotFound
@@ -21,6 +22,7 @@ def set_target(db: sqlite_utils.Database, *, line_id: str, shift: str, trays_per
     Raises InvalidInput for a shift not in the settings or a negative or non-numeric target,
     NotFound for an unknown line.
     """
+    require(db, actor=actor, action="lines.targets")
     names = [s["name"] for s in get_settings(db)["shifts"]]
     if shift not in names:
         raise InvalidInput(f"Unknown shift '{shift}': the shifts are {', '.join(names)}.")
@@ -51,6 +53,7 @@ def set_target(db: sqlite_utils.Database, *, line_id: str, shift: str, trays_per
 def clear_target(db: sqlite_utils.Database, *, line_id: str, shift: str, actor: str) -> bool:
     """Remove the target of ``line_id`` during ``shift`` (audited as ``line.target``); False if there was none.
     Raises nothing."""
+    require(db, actor=actor, action="lines.targets")
     with db.atomic():
         before = db.execute("SELECT trays_per_hour FROM line_targets WHERE line_id = ? AND shift = ?",
                             [line_id, shift]).fetchone()

@@ -41,6 +41,7 @@ import sqlite_utils
 from db.database import immediate
 from services import line_sources, linecount
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso
 from services.config import get_settings
 from services.errors import ConsoleError, InvalidInput, NotFound
@@ -273,6 +274,7 @@ def ingest_source(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, ac
     Raises NotFound (missing folder, bucket or file), InvalidInput (bad URI) or StorageError for the
     source as a whole.
     """
+    require(db, actor=actor, action="lines.ingest")
     now = time.time() if now_ts is None else float(now_ts)
     settings = get_settings(db)
     known = None
@@ -321,6 +323,7 @@ def forget_file(db: sqlite_utils.Database, *, uri: str, actor: str) -> None:
     Safe for the totals: frames already stored are duplicates when read again, and frames the counter has
     passed are stored as late. Raises NotFound if the file was never seen.
     """
+    require(db, actor=actor, action="lines.ingest")
     with immediate(db):
         if not db.execute("DELETE FROM line_files WHERE uri = ?", [uri]).rowcount:
             raise NotFound(f"no frame file {uri} has been read: check the URI (see the ingest report).")

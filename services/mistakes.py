@@ -20,6 +20,7 @@ import sqlite_utils
 
 from db.database import immediate
 from services.audit import record
+from services.authz import require
 from services.config import CLASSES, get_settings
 from services.errors import InvalidInput, NotFound
 from services.history import record_event
@@ -146,6 +147,7 @@ def requeue(db: sqlite_utils.Database, *, image_id: int, actor: str, reason: str
     Raises NotFound for an unknown photo; InvalidInput for an empty reason or actor, or a photo that is
     not decided (already back in the queue, pending, failed).
     """
+    require(db, actor=actor, action="quality.manage")
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("say why the photo needs another look (for example: the model disagrees)")

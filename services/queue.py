@@ -20,6 +20,7 @@ import sqlite_utils
 from db.database import immediate
 from db.migrations import QUEUE_ORDER
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso
 from services.config import get_settings
 from services.errors import InvalidInput, NotFound
@@ -174,6 +175,7 @@ def claim_next(
     answers. ``label`` and ``band`` filter on the model's latest prediction (class; confidence in
     [low, high)). Raises InvalidInput for an empty inspector name.
     """
+    require(db, actor=inspector, action="reviews.label")
     if not inspector:
         raise InvalidInput("an inspector name is needed to claim from the queue")
     settings = settings or get_settings(db)
@@ -233,6 +235,7 @@ def peek_next(
 ) -> list[dict[str, Any]]:
     """The photos ``inspector`` would be offered next (id, uri, sha256), without claiming them: for loading
     the next photo ahead of time. Reads only."""
+    require(db, actor=inspector, action="reviews.label")
     extra, params = _filters(review_type, label, band)
     ids = _eligible(db, inspector=inspector, now=time.time(), extra=_not_in(skip) + extra, params=[*skip, *params],
                     limit=limit)
@@ -262,6 +265,7 @@ def _drop_claim(db: sqlite_utils.Database, *, image_id: int, inspector: str) -> 
 
 def release(db: sqlite_utils.Database, *, image_id: int, inspector: str) -> None:
     """Skip: give a claimed photo back to the queue. Only the holder's claim is removed; the skip is recorded."""
+    require(db, actor=inspector, action="reviews.label")
     with immediate(db):
         seconds = _drop_claim(db, image_id=image_id, inspector=inspector)
         if seconds is not None:
@@ -271,6 +275,7 @@ def release(db: sqlite_utils.Database, *, image_id: int, inspector: str) -> None
 def flag(db: sqlite_utils.Database, *, image_id: int, inspector: str, reason: str) -> None:
     """Flag a photo that cannot be inspected (it fails to load, or is not a photo at all): it leaves the
     queue as failed, with the reason, and is retried by the next import. Raises NotFound, InvalidInput."""
+    require(db, actor=inspector, action="reviews.label")
     reason = reason.strip()
     if not reason:
         raise InvalidInput("say why the photo is flagged (for example: it does not load)")

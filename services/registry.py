@@ -11,6 +11,7 @@ from typing import Any
 import sqlite_utils
 
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso
 from services.errors import NotFound
 from services.head import Head
@@ -63,6 +64,7 @@ def save_version(
 
 def activate_version(db: sqlite_utils.Database, *, version_id: int, actor: str) -> None:
     """Make ``version_id`` the model that classifies. Raises NotFound."""
+    require(db, actor=actor, action="models.manage")
     with db.atomic():
         if not db.execute("SELECT 1 FROM model_versions WHERE id = ?", [version_id]).fetchone():
             raise NotFound(f"model version {version_id} does not exist")

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlite_utils
 
+from services.authz import require
 from services.config import get_settings
 from services.decisions import review_outcomes
 from services.errors import NotFound
@@ -88,6 +89,7 @@ SORTABLE = {"submitted_at": "r.submitted_at", "review_id": "r.id", "confidence":
 def list_images(
     db: sqlite_utils.Database,
     *,
+    actor: str,
     review_type: str | None = None,
     status: str | None = None,
     label: str | None = None,
@@ -99,6 +101,7 @@ def list_images(
     offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
     """One row per photo with its review, latest prediction and decision; returns (page, total matches)."""
+    require(db, actor=actor, action="reviews.read")
     where, params = [], []
     for column, value in (("r.review_type", review_type), ("i.status", status), ("d.label", label), ("d.source", source)):
         if value:
@@ -128,8 +131,10 @@ def list_images(
     return rows, total
 
 
-def review_detail(db: sqlite_utils.Database, review_id: str) -> dict[str, Any]:
-    """A review, its photos with predictions and full decision history, and its credit outcome. Raises NotFound."""
+def review_detail(db: sqlite_utils.Database, review_id: str, *, actor: str) -> dict[str, Any]:
+    """A review, its photos with predictions and full decision history, and its credit outcome. Raises
+    PermissionDenied, NotFound."""
+    require(db, actor=actor, action="reviews.read")
     rows = list(db.query("SELECT * FROM reviews WHERE id = ?", [review_id]))
     if not rows:
         raise NotFound(f"review '{review_id}' does not exist")

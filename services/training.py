@@ -17,6 +17,7 @@ import numpy as np
 import sqlite_utils
 
 from services.audit import record
+from services.authz import require
 from services.clock import now_iso
 from services.config import CLASSES, Workspace, get_settings
 from services.errors import ConsoleError, InvalidInput, ModelError
@@ -58,6 +59,7 @@ def _add_labels(db: sqlite_utils.Database, items: list[tuple[str, str]], *, sour
 
 def import_folder(db: sqlite_utils.Database, *, root: str, store: ObjectStore, actor: str) -> dict[str, Any]:
     """Import ``root/<class>/<photo>`` as labels. Raises InvalidInput if no class folder is found."""
+    require(db, actor=actor, action="jobs.manage")
     items, skipped = [], set()
     for obj in store.list(root, suffixes=IMAGE_SUFFIXES):
         parts = obj.key.split("/")
@@ -82,6 +84,7 @@ def import_groundtruth(db: sqlite_utils.Database, *, uri: str, store: ObjectStor
     The label attribute is the key with a ``-metadata`` twin holding ``class-name``.
     Raises InvalidInput if no line can be used.
     """
+    require(db, actor=actor, action="jobs.manage")
     items, errors = [], []
     for n, line in enumerate(store.read(uri).decode("utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
@@ -245,6 +248,7 @@ def train(
 
     Raises ModelError when there are too few examples to train or cross-validate.
     """
+    require(db, actor=actor, action="models.manage")
     settings = get_settings(db)
     store = ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None)
     examples = training_examples(db)

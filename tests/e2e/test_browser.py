@@ -47,7 +47,7 @@ def server(ws, tmp_path, photos_queued, accounts):
 
     db = ws.db()
     for username, password, roles in accounts:
-        create_user(db, username=username, password=password, roles=roles, actor="test")
+        create_user(db, username=username, password=password, roles=roles, actor="cli:test")
     photos = []
     for i, color in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)][:photos_queued]):
         path = tmp_path / f"p{i}.jpg"
@@ -56,7 +56,7 @@ def server(ws, tmp_path, photos_queued, accounts):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps({"review_id": f"r{i}", "review_type": "product", "image_uris": [str(p)],
                                             "text": "great **product**"}) + "\n" for i, p in enumerate(photos)))
-    ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="test")
+    ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test")
     db.execute("UPDATE images SET status = 'queued', queue_reason = 'no_model'")
     port = _free_port()
     env = {**os.environ, "REVIEW_CONSOLE_DATA_DIR": str(ws.root), "REVIEW_CONSOLE_WORKER": "off"}

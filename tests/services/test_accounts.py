@@ -28,21 +28,21 @@ def test_policy_refuses_weak_passwords_and_bad_names(db):
     for weak, why in (("short1!", "at least 12"), ("password1234", "too easy"), ("aaaaaaaaaaaaaa", "too easy"),
                       ("my-name-is-ann-ok", "user name")):
         with pytest.raises(InvalidInput, match=why):
-            create_user(db, username="ann", password=weak, roles=["inspector"], actor="root")
-    with pytest.raises(InvalidInput, match="no spaces"):
-        create_user(db, username="ann smith", password=GOOD, roles=["inspector"], actor="root")
+            create_user(db, username="ann", password=weak, roles=["inspector"], actor="cli:root")
+    with pytest.raises(InvalidInput, match="without spaces"):
+        create_user(db, username="ann smith", password=GOOD, roles=["inspector"], actor="cli:root")
     with pytest.raises(InvalidInput, match="unknown: boss"):
-        create_user(db, username="ann", password=GOOD, roles=["boss"], actor="root")
-    create_user(db, username="ann", password=GOOD, roles=["inspector"], actor="root")
+        create_user(db, username="ann", password=GOOD, roles=["boss"], actor="cli:root")
+    create_user(db, username="ann", password=GOOD, roles=["inspector"], actor="cli:root")
     with pytest.raises(InvalidInput, match="already exists"):
-        create_user(db, username="ann", password=GOOD, roles=["inspector"], actor="root")
+        create_user(db, username="ann", password=GOOD, roles=["inspector"], actor="cli:root")
     stored = db.execute("SELECT password_hash FROM users").fetchone()[0]
     assert stored.startswith("$argon2id$") and GOOD not in stored
-    assert "password" not in str(list_users(db)[0])  # listing never shows the hash
+    assert "password" not in str(list_users(db, actor="cli:test")[0])  # listing never shows the hash
 
 
 def test_sign_in_is_audited_with_its_address_and_never_says_which_part_was_wrong(db):
-    create_user(db, username="ann", password=GOOD, roles=["inspector", "admin"], actor="root")
+    create_user(db, username="ann", password=GOOD, roles=["inspector", "admin"], actor="cli:root")
     assert authenticate(db, username="ann", password=GOOD, source="10.0.0.5") == {
         "username": "ann", "roles": ["inspector", "admin"]}
     with pytest.raises(PermissionDenied) as wrong_pw:
@@ -55,7 +55,7 @@ def test_sign_in_is_audited_with_its_address_and_never_says_which_part_was_wrong
 
 
 def test_lockout_backs_off_and_a_success_or_new_password_clears_it(db):
-    create_user(db, username="ann", password=GOOD, roles=["ops"], actor="root")
+    create_user(db, username="ann", password=GOOD, roles=["ops"], actor="cli:root")
     t = 1_000_000.0
     for i in range(FREE_FAILURES):
         with pytest.raises(PermissionDenied, match="wrong"):
@@ -70,22 +70,22 @@ def test_lockout_backs_off_and_a_success_or_new_password_clears_it(db):
         authenticate(db, username="ann", password=GOOD, source="x", now=t + 32)
     assert authenticate(db, username="ann", password=GOOD, source="x", now=t + 31 + 61)["username"] == "ann"
     assert db.execute("SELECT failed_count, locked_until FROM users").fetchone() == (0, 0)
-    set_password(db, username="ann", password="another long passphrase", actor="root")
+    set_password(db, username="ann", password="another long passphrase", actor="cli:root")
     with pytest.raises(PermissionDenied):
         authenticate(db, username="ann", password=GOOD, source="x", now=t + 200)
     with pytest.raises(NotFound):
-        set_password(db, username="nobody", password="another long passphrase", actor="root")
+        set_password(db, username="nobody", password="another long passphrase", actor="cli:root")
 
 
 def test_roles_change_is_audited_and_disabled_accounts_are_refused(db):
-    create_user(db, username="ann", password=GOOD, roles=["inspector"], actor="root")
-    assert set_roles(db, username="ann", roles=["admin", "inspector"], actor="root") == ["inspector", "admin"]
+    create_user(db, username="ann", password=GOOD, roles=["inspector"], actor="cli:root")
+    assert set_roles(db, username="ann", roles=["admin", "inspector"], actor="cli:root") == ["inspector", "admin"]
     assert _audit(db, "user.roles")[0]["detail"] == '{"before": ["inspector"], "after": ["inspector", "admin"]}'
     db.execute("UPDATE users SET disabled = 1 WHERE username = 'ann'")
     with pytest.raises(PermissionDenied, match="disabled"):
         authenticate(db, username="ann", password=GOOD, source="x")
     with pytest.raises(NotFound):
-        set_roles(db, username="bob", roles=["ops"], actor="root")
+        set_roles(db, username="bob", roles=["ops"], actor="cli:root")
 
 
 def test_idle_timeout():

@@ -50,7 +50,7 @@ def _lines(text: str) -> dict[str, dict]:
 
 
 def test_groundtruth_export_carries_each_labels_confidence(seeded):
-    text, n = export.to_groundtruth(seeded, job_name="june")
+    text, n = export.to_groundtruth(seeded, actor="cli:test", job_name="june")
     lines = _lines(text)
     assert n == 6 and "7.jpg" not in lines  # the photo waiting for adjudication has no label yet
     meta = {name: line["category-metadata"] for name, line in lines.items()}
@@ -61,14 +61,14 @@ def test_groundtruth_export_carries_each_labels_confidence(seeded):
     assert meta["2.jpg"]["job-name"] == "labeling-job/june"
     assert meta["2.jpg"]["type"] == "groundtruth/image-classification"
 
-    human, n_human = export.to_groundtruth(seeded, human_only=True, min_confidence=0.85)
+    human, n_human = export.to_groundtruth(seeded, actor="cli:test", human_only=True, min_confidence=0.85)
     assert n_human == 4 and set(_lines(human)) == {"2.jpg", "4.jpg", "5.jpg", "6.jpg"}
     with pytest.raises(InvalidInput, match="attribute"):
-        export.to_groundtruth(seeded, attribute="bad name")
+        export.to_groundtruth(seeded, actor="cli:test", attribute="bad name")
 
 
 def test_the_exported_manifest_trains_here(seeded, tmp_path):
-    text, _ = export.to_groundtruth(seeded, human_only=True)
+    text, _ = export.to_groundtruth(seeded, actor="cli:test", human_only=True)
     manifest = tmp_path / "labels.manifest"
     manifest.write_text(text)
     report = import_groundtruth(seeded, uri=str(manifest), store=ObjectStore(), actor="test")
@@ -78,7 +78,7 @@ def test_the_exported_manifest_trains_here(seeded, tmp_path):
 
 
 def test_csv_export_has_the_consolidation_columns(seeded):
-    text, n = export.to_csv(seeded)
+    text, n = export.to_csv(seeded, actor="cli:test")
     header = text.splitlines()[0].split(",")
     assert n == 7
     assert {"consensus_confidence", "consensus_agreement", "inspector_accuracy", "gold_label"} <= set(header)

@@ -63,7 +63,7 @@ def test_dashboard_now_figure_matches_the_alert_rate(db):
     add_line(db, "A", last_frame_ts=D + 13 * H)
     set_target(db, line_id="A", shift="early", trays_per_hour=60, actor="ops")
     add_bin(db, "A", D + 13 * H - 5 * M, 10)
-    now_fig = line_of(dashboard_data(db, since_ts=D + 12 * H, until_ts=D + 13 * H, now_ts=D + 13 * H), "A")["now"]
+    now_fig = line_of(dashboard_data(db, actor="ops:test", since_ts=D + 12 * H, until_ts=D + 13 * H, now_ts=D + 13 * H), "A")["now"]
     assert now_fig == {"shift": "early", "target_per_hour": 60.0, "rate_per_hour": 30.0, "vs_target_pct": -50.0,
                        "window_minutes": 20}
     assert [a["rate_per_hour"] for a in evaluate_alerts(db, now_ts=D + 13 * H)] == [30.0]

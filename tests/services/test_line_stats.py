@@ -73,7 +73,7 @@ def seed_midnight(db) -> None:
 
 def test_totals_per_shift_and_day_across_midnight(db):
     seed_midnight(db)
-    data = dashboard_data(db, since_ts=D + 20 * H, until_ts=D + 32 * H, now_ts=D + 32 * H)
+    data = dashboard_data(db, actor="ops:test", since_ts=D + 20 * H, until_ts=D + 32 * H, now_ts=D + 32 * H)
     a = line_of(data, "A")
     assert (a["bins"], a["trays"]) == (5, 72)
     rows = [(r["shift"], r["start_ts"] - D, r["bins"], r["trays"], r["target_per_hour"], r["expected"])
@@ -91,7 +91,7 @@ def test_totals_per_shift_and_day_across_midnight(db):
         ("night", 22 * H, 30 * H, 8.0), ("early", 30 * H, 32 * H, 10.0)]  # clipped to the range
 
     # now inside the early shift: only the hour before now is expected of it
-    data = dashboard_data(db, since_ts=D + 20 * H, until_ts=D + 32 * H, now_ts=D + 31 * H + 1)
+    data = dashboard_data(db, actor="ops:test", since_ts=D + 20 * H, until_ts=D + 32 * H, now_ts=D + 31 * H + 1)
     early = line_of(data, "A")["shifts"][-1]
     assert early["current"] and early["expected"] == pytest.approx(10 * (H + 1) / H, abs=0.005)
     assert [r["current"] for r in line_of(data, "A")["shifts"]] == [False, False, True]
@@ -110,7 +110,7 @@ def test_shift_totals_in_sql_match_shift_of_for_odd_shifts(db):
         expected.setdefault(key, [0, 0])
         expected[key][0] += 1
         expected[key][1] += n % 9 + 1
-    data = dashboard_data(db, since_ts=D, until_ts=D + 3 * 86400, now_ts=D + 3 * 86400)
+    data = dashboard_data(db, actor="ops:test", since_ts=D, until_ts=D + 3 * 86400, now_ts=D + 3 * 86400)
     got = {(r["shift"], r["start_ts"]): [r["bins"], r["trays"]] for r in line_of(data, "A")["shifts"] if r["bins"]}
     assert got == expected
     assert sum(r["trays"] for r in line_of(data, "A")["days"]) == sum(n % 9 + 1 for n in range(len(ends)))
@@ -134,7 +134,7 @@ def test_rate_series_spreads_bins_over_their_life(db):
     add_bin(db, "B", t0 + 20 * M, 20, start_ts=t0)
     add_bin(db, "B", t0 + 40 * M, 20, start_ts=t0 + 20 * M)
     set_open_bin(db, "B", start_ts=t0 + 40 * M, trays=19, counted_to_ts=t0 + 60 * M)
-    data = dashboard_data(db, since_ts=t0, until_ts=t0 + 75 * M, now_ts=t0 + 75 * M, bucket_minutes=15)
+    data = dashboard_data(db, actor="ops:test", since_ts=t0, until_ts=t0 + 75 * M, now_ts=t0 + 75 * M, bucket_minutes=15)
     b = line_of(data, "B")
     # placed per 15 minutes: 15 | 5 + 10 | 10 + 19/4 | 19 * 3/4 | nothing (and no data)
     assert [(s["start_ts"] - t0, s["bins"], s["trays_binned"], s["trays_placed"], s["trays_per_hour"])
@@ -155,7 +155,7 @@ def test_a_bin_straddling_a_shift_change_is_shared_in_placed_trays(db):
     add_bin(db, "A", D + 14 * H + 15 * M, 40, start_ts=D + 13 * H + 45 * M)  # half early, half late
     set_target(db, line_id="A", shift="early", trays_per_hour=10, actor="ops")
     set_target(db, line_id="A", shift="late", trays_per_hour=10, actor="ops")
-    data = dashboard_data(db, since_ts=D + 13 * H, until_ts=D + 15 * H, now_ts=D + 15 * H)
+    data = dashboard_data(db, actor="ops:test", since_ts=D + 13 * H, until_ts=D + 15 * H, now_ts=D + 15 * H)
     rows = [(r["shift"], r["bins"], r["trays"], r["trays_placed"], r["expected"], r["vs_target_pct"])
             for r in line_of(data, "A")["shifts"]]
     assert rows == [("early", 0, 0, 20.0, 10.0, 100.0), ("late", 1, 40, 20.0, 10.0, 100.0)]
@@ -165,7 +165,7 @@ def test_a_long_bin_is_spread_too(db):
     """A line stopped overnight with a bin half full: its trays spread over the night (longer than LONG_BIN_S)."""
     add_line(db, "A")
     add_bin(db, "A", D + 30 * H, 16, start_ts=D + 22 * H)
-    data = dashboard_data(db, since_ts=D + 20 * H, until_ts=D + 32 * H, now_ts=D + 32 * H, bucket_minutes=120)
+    data = dashboard_data(db, actor="ops:test", since_ts=D + 20 * H, until_ts=D + 32 * H, now_ts=D + 32 * H, bucket_minutes=120)
     a = line_of(data, "A")
     assert [s["trays_placed"] for s in a["series"]] == [0.0, 4.0, 4.0, 4.0, 4.0, 0.0]
     assert [(d["day"], d["trays"], d["trays_placed"]) for d in a["days"]] == [("2024-03-10", 0, 4.0),
@@ -174,14 +174,14 @@ def test_a_long_bin_is_spread_too(db):
 
 def test_automatic_bucket_and_clipping_to_now(db):
     add_line(db, "A", last_frame_ts=D)
-    data = dashboard_data(db, since_ts=D - 30 * 86400, until_ts=D, now_ts=D)
+    data = dashboard_data(db, actor="ops:test", since_ts=D - 30 * 86400, until_ts=D, now_ts=D)
     assert data["bucket_minutes"] == 180 and len(line_of(data, "A")["series"]) == 240
-    data = dashboard_data(db, since_ts=D, until_ts=D + 86400, now_ts=D + 2 * H)  # a day, two hours of it gone
+    data = dashboard_data(db, actor="ops:test", since_ts=D, until_ts=D + 86400, now_ts=D + 2 * H)  # a day, two hours of it gone
     series = line_of(data, "A")["series"]
     assert data["bucket_minutes"] == 10 and len(series) == 12 and series[-1]["end_ts"] == D + 2 * H
     add_bin(db, "A", D + 2 * M, 9)  # in the first whole bucket, before the range
     add_bin(db, "A", D + 12 * M, 4)
-    data = dashboard_data(db, since_ts=D + 7 * M, until_ts=D + H, now_ts=D + H, bucket_minutes=15)
+    data = dashboard_data(db, actor="ops:test", since_ts=D + 7 * M, until_ts=D + H, now_ts=D + H, bucket_minutes=15)
     a = line_of(data, "A")
     assert [(s["start_ts"] - D, s["end_ts"] - D, s["trays_binned"]) for s in a["series"]] == [
         (0, 15 * M, 13), (15 * M, 30 * M, 0), (30 * M, 45 * M, 0), (45 * M, H, 0)]  # whole buckets for the chart
@@ -198,7 +198,7 @@ def test_silent_feeds_open_bin_and_line_filter(db):
     db.execute("INSERT INTO line_state (line_id, state, counted_to_ts, updated_at) VALUES ('A', ?, ?, '')",
                [LineState(bin_start_ts=now - 300, bin_max=7, last_ts=now - 10).to_json(), now - 10])
     db.execute("INSERT INTO line_state (line_id, state, counted_to_ts, updated_at) VALUES ('B', 'garbage', 0, '')")
-    data = dashboard_data(db, since_ts=now - H, until_ts=now, now_ts=now)
+    data = dashboard_data(db, actor="ops:test", since_ts=now - H, until_ts=now, now_ts=now)
     assert data["silent"] == ["B", "C"]
     a, b, c = (line_of(data, x) for x in "ABC")
     assert (a["silent"], a["silent_for_s"]) == (False, 10.0)
@@ -206,22 +206,22 @@ def test_silent_feeds_open_bin_and_line_filter(db):
     assert a["open_bin"] == {"start_ts": now - 300, "trays": 7}
     assert b["open_bin"] is None and c["open_bin"] is None  # an unreadable state shows nothing
     set_setting(db, key="line_silent_seconds", value=600, actor="admin")
-    assert dashboard_data(db, since_ts=now - H, until_ts=now, now_ts=now)["silent"] == ["C"]
-    only = dashboard_data(db, since_ts=now - H, until_ts=now, now_ts=now, line_ids=["B"])
+    assert dashboard_data(db, actor="ops:test", since_ts=now - H, until_ts=now, now_ts=now)["silent"] == ["C"]
+    only = dashboard_data(db, actor="ops:test", since_ts=now - H, until_ts=now, now_ts=now, line_ids=["B"])
     assert [ln["line_id"] for ln in only["lines"]] == ["B"]
 
 
 def test_bad_ranges(db):
     with pytest.raises(InvalidInput, match="empty"):
-        dashboard_data(db, since_ts=D, until_ts=D)
+        dashboard_data(db, actor="ops:test", since_ts=D, until_ts=D)
     with pytest.raises(InvalidInput, match="at least one minute"):
-        dashboard_data(db, since_ts=D, until_ts=D + H, bucket_minutes=0)
-    assert dashboard_data(db, since_ts=D, until_ts=D + H, now_ts=D + H)["lines"] == []
+        dashboard_data(db, actor="ops:test", since_ts=D, until_ts=D + H, bucket_minutes=0)
+    assert dashboard_data(db, actor="ops:test", since_ts=D, until_ts=D + H, now_ts=D + H)["lines"] == []
 
 
 def test_export_csv_rows_per_bucket_shift_and_day(db):
     seed_midnight(db)
-    text = export_csv(db, since_ts=D + 20 * H, until_ts=D + 32 * H, now_ts=D + 32 * H)
+    text = export_csv(db, actor="ops:test", since_ts=D + 20 * H, until_ts=D + 32 * H, now_ts=D + 32 * H)
     rows = list(csv.DictReader(io.StringIO(text)))
     kinds = [r["period"] for r in rows]
     assert kinds.count("bucket") == 12 * 60 // 5 and kinds.count("shift") == 3 and kinds.count("day") == 2

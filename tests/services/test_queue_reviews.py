@@ -49,11 +49,11 @@ def test_submit_records_a_human_decision_and_leaves_the_queue(db):
 
 def test_listing_filters_sorts_and_pages(db):
     _seed(db)
-    rows, total = list_images(db, status="queued", sort="submitted_at", descending=False, limit=2)
+    rows, total = list_images(db, actor="tester", status="queued", sort="submitted_at", descending=False, limit=2)
     assert total == 4 and [r["review_id"] for r in rows] == ["old", "mid"]
-    rows, total = list_images(db, review_type="style", search="new")
+    rows, total = list_images(db, actor="tester", review_type="style", search="new")
     assert total == 2 and {r["review_id"] for r in rows} == {"new", "newer"}
-    rows, total = list_images(db, sort="not a column; DROP TABLE images")  # unknown sort falls back safely
+    rows, total = list_images(db, actor="tester", sort="not a column; DROP TABLE images")  # unknown sort falls back safely
     assert total == 5
 
 
@@ -62,11 +62,11 @@ def test_overview_and_detail(db):
     submit(db, image_id=2, label="product", actor="ann")
     stats = overview(db)
     assert (stats["photos"], stats["queued"], stats["decided_by_people"], stats["credits_granted"]) == (5, 3, 1, 1)
-    detail = review_detail(db, "mid")
+    detail = review_detail(db, "mid", actor="tester")
     assert detail["outcome"]["credit"] is True and detail["photos"][0]["decisions"][0]["decided_by"] == "ann"
     with pytest.raises(NotFound):
-        review_detail(db, "nope")
-    text, n = export.to_csv(db)
+        review_detail(db, "nope", actor="tester")
+    text, n = export.to_csv(db, actor="tester")
     assert n == 5 and text.startswith("image_id,")
 
 
