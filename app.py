@@ -13,6 +13,7 @@ from pages.common import (
     sign_out,
     workspace,
 )
+from services.authz import PERMISSIONS
 from services.errors import ConsoleError
 
 st.set_page_config(page_title="Review console", page_icon=":material/photo_library:", layout="wide")
@@ -25,25 +26,26 @@ ensure_worker()  # background jobs run on a daemon thread of this process
 
 PAGES = {
     "Inspection": [
-        ("pages/overview.py", "Overview", ":material/dashboard:", {"inspector", "ops", "admin"}),
-        ("pages/reviews.py", "Reviews", ":material/table_rows:", {"inspector", "admin"}),
-        ("pages/queue.py", "Review queue", ":material/fact_check:", {"inspector", "admin"}),
-        ("pages/checks.py", "Yes/no checks", ":material/rule:", {"inspector", "admin"}),
-        ("pages/dashboard.py", "Inspector dashboard", ":material/monitoring:", {"inspector", "ops", "admin"}),
+        ("pages/overview.py", "Overview", ":material/dashboard:", "stats.read"),
+        ("pages/reviews.py", "Reviews", ":material/table_rows:", "reviews.read"),
+        ("pages/queue.py", "Review queue", ":material/fact_check:", "reviews.label"),
+        ("pages/checks.py", "Yes/no checks", ":material/rule:", "reviews.label"),
+        ("pages/dashboard.py", "Inspector dashboard", ":material/monitoring:", "stats.read"),
     ],
     "Operations": [
-        ("pages/lines.py", "Line throughput", ":material/conveyor_belt:", {"ops", "admin"}),
+        ("pages/lines.py", "Line throughput", ":material/conveyor_belt:", "lines.read"),
     ],
     "Administration": [
-        ("pages/quality.py", "Label quality", ":material/verified:", {"admin"}),
-        ("pages/dataset_filter.py", "Dataset filter", ":material/filter_alt:", {"admin"}),
-        ("pages/jobs.py", "Jobs", ":material/work_history:", {"admin"}),
-        ("pages/settings.py", "Settings", ":material/tune:", {"admin"}),
-        ("pages/users.py", "Users and audit", ":material/manage_accounts:", {"admin"}),
+        ("pages/quality.py", "Label quality", ":material/verified:", "quality.manage"),
+        ("pages/dataset_filter.py", "Dataset filter", ":material/filter_alt:", "jobs.manage"),
+        ("pages/jobs.py", "Jobs", ":material/work_history:", "jobs.manage"),
+        ("pages/settings.py", "Settings", ":material/tune:", "settings.change"),
+        ("pages/users.py", "Users and audit", ":material/manage_accounts:", "users.manage"),
     ],
 }
-nav = {
-    section: [st.Page(path, title=title, icon=icon) for path, title, icon, roles in pages if user.roles & roles]
+nav = {  # a page is listed for the roles that may do its action (the page and its services check it too)
+    section: [st.Page(path, title=title, icon=icon) for path, title, icon, action in pages
+              if user.roles & PERMISSIONS[action]]
     for section, pages in PAGES.items()
 }
 with st.sidebar:

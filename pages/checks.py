@@ -11,7 +11,7 @@ from services.filter_checks import answer_check, checks_summary, claim_next_chec
 PHOTO_SIZE = 720  # the image large, above the fold
 
 st.title("Yes/no checks")
-conn = db()
+conn = db(needs="reviews.label")
 user = current_user()
 inspector = user.name
 if not user.roles & {"inspector", "admin"}:

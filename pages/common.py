@@ -69,14 +69,24 @@ def through_router() -> None:
             st.rerun()
 
 
-def db():  # type: ignore[no-untyped-def]
+def db(needs: str | None = None):  # type: ignore[no-untyped-def]
     """A connection for this script run (sqlite connections belong to their thread). A page asking for
-    one is stopped when the client is outside the network allowlist, and at the sign-in form when nobody
-    is signed in (once accounts exist)."""
+    one is stopped when the client is outside the network allowlist, at the sign-in form when nobody is
+    signed in (once accounts exist), and with a refusal when the user may not do ``needs`` (an action of
+    ``services.authz``: each page names the one it is for, so a page reached around the navigation shows
+    nothing)."""
+    from services.authz import require
+
     through_router()
     conn = workspace().db()
     guard_network(conn)
-    current_user(conn)
+    user = current_user(conn)
+    if needs:
+        try:
+            require(conn, actor=user.name, action=needs)
+        except ConsoleError as exc:
+            show_error(exc)
+            st.stop()
     return conn
 
 

@@ -20,7 +20,7 @@ from services.inspector_stats import (
 )
 
 st.title("Inspector dashboard")
-conn = db()
+conn = db(needs="stats.read")
 
 
 def _chart(frame: pd.DataFrame, key: str, empty: str, draw) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ RESULT_ROWS = 1000  # rows shown in the results table (the report has every one)
 DRY_RUN_ROWS = 500  # objects listed by a dry run (the counts cover them all)
 
 st.title("Dataset filter")
-conn = db()
+conn = db(needs="jobs.manage")
 user = current_user()
 if "admin" not in user.roles:
     st.error("The dataset filter is for admins.", icon=":material/lock:")

@@ -14,7 +14,7 @@ from services.registry import active_version
 from services.storage import ObjectStore
 
 st.title("Jobs")
-conn = db()
+conn = db(needs="jobs.manage")
 ws = workspace()
 user = current_user()
 settings = get_settings(conn)

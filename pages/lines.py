@@ -26,7 +26,7 @@ EDITORS = {"ops", "admin"}
 SAVED_KEY = "lines_target_saved"  # the outcome of the last target save, shown once
 
 st.title("Line throughput")
-conn = db()
+conn = db(needs="lines.read")
 user = current_user()
 
 

@@ -23,7 +23,7 @@ def cached_overview(root: str, version: tuple) -> dict:  # type: ignore[type-arg
 
 
 st.title("Overview")
-conn = db()
+conn = db(needs="stats.read")
 stats = cached_overview(str(workspace().root), data_version(conn))
 model = active_version(conn)
 

@@ -14,7 +14,7 @@ from services.history import item_history
 from services.mistakes import KIND_TITLES, likely_mistakes, requeue
 
 st.title("Label quality")
-conn = db()
+conn = db(needs="quality.manage")
 user = current_user()
 if "admin" not in user.roles:
     st.error("Label quality is for admins.", icon=":material/lock:")

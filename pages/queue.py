@@ -14,7 +14,7 @@ ZOOM_SIZE = 2048  # zoomed: full width, detail kept
 PREFETCH = 2  # photos loaded ahead while the inspector looks at this one
 
 st.title("Review queue")
-conn = db()
+conn = db(needs="reviews.label")
 settings = get_settings(conn)
 inspector = current_user().name
 counts = queue_counts(conn)

@@ -13,7 +13,7 @@ from services.reviews import list_images, review_detail
 PAGE_SIZE = 50
 
 st.title("Reviews")
-conn = db()
+conn = db(needs="reviews.read")
 user = current_user()
 settings = get_settings(conn)
 

@@ -9,7 +9,7 @@ from services.errors import ConsoleError
 from services.registry import activate_version, list_versions
 
 st.title("Settings")
-conn = db()
+conn = db(needs="settings.change")
 user = current_user()
 settings = get_settings(conn)
 

@@ -9,7 +9,7 @@ from services.accounts import ROLES, create_user, list_users, set_disabled, set_
 from services.errors import ConsoleError
 
 st.title("Users and audit")
-conn = db()
+conn = db(needs="users.manage")
 user = current_user()
 if "admin" not in user.roles:
     st.error("Users and audit are for admins.", icon=":material/lock:")

@@ -20,6 +20,7 @@ SYSTEM_SEPARATOR = ":"
 
 # what each action needs: any one of these roles
 PERMISSIONS: dict[str, frozenset[str]] = {
+    "stats.read": frozenset(ROLES),  # the overview's totals, the inspector dashboard
     "reviews.read": frozenset({"inspector", "admin"}),  # review text, photos, the queue
     "reviews.label": frozenset({"inspector", "admin"}),  # claim, answer, skip, undo, flag; yes/no checks
     "lines.read": frozenset({"ops", "admin"}),
@@ -33,6 +34,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.read": frozenset({"admin"}),
 }
 _WHAT = {
+    "stats.read": "see the console's figures",
     "reviews.read": "see reviews and their photos", "reviews.label": "label photos",
     "lines.read": "see line throughput", "lines.targets": "set line targets", "lines.ingest": "ingest line feeds",
     "quality.manage": "manage label quality", "jobs.manage": "run jobs", "models.manage": "manage models",

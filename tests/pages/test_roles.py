@@ -1,0 +1,72 @@
+"""Per role: the navigation lists exactly the pages the role may use, each of them opens, and every other
+page, run around the router (as a deep link to a page file would be), shows a refusal and nothing else."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from services.accounts import create_user
+from services.authz import PERMISSIONS
+from tests.pages.helpers import ROOT, start_app, texts
+from tests.pages.test_sign_in import GOOD, sign_in
+
+PAGE_ACTIONS = {
+    "overview": "stats.read", "reviews": "reviews.read", "queue": "reviews.label", "checks": "reviews.label",
+    "dashboard": "stats.read", "lines": "lines.read", "quality": "quality.manage", "dataset_filter": "jobs.manage",
+    "jobs": "jobs.manage", "settings": "settings.change", "users": "users.manage",
+}
+PEOPLE = {"ines": ["inspector"], "otto": ["ops"], "ada": ["admin"]}
+
+
+def test_every_page_file_is_covered():
+    files = {p.stem for p in (ROOT / "pages").glob("*.py")} - {"common", "__init__"}
+    assert files == set(PAGE_ACTIONS)
+
+
+@pytest.mark.parametrize("person", sorted(PEOPLE))
+def test_each_role_gets_its_pages_and_is_refused_the_rest(ws, db, person):
+    for name, roles in PEOPLE.items():
+        create_user(db, username=name, password=GOOD, roles=roles, actor="cli:root")
+    roles = set(PEOPLE[person])
+    mine = {page for page, action in PAGE_ACTIONS.items() if PERMISSIONS[action] & roles}
+    assert mine and mine != set(PAGE_ACTIONS) or "admin" in roles
+
+    at = start_app()
+    sign_in(at, person, GOOD)
+    listed = {str(info["script_path"]).rsplit("/", 1)[-1][:-3] for info in at._registered_pages.values()}
+    assert listed == mine
+    for page in sorted(mine):
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+        assert not at.exception, (page, at.exception)
+        assert not [e for e in texts(at.error) if "may not" in e], page
+
+    for page in sorted(set(PAGE_ACTIONS) - mine):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(f"pages/{page}.py")  # not registered for this session: the router never serves it
+        direct = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=60)
+        direct.session_state["auth_user"] = {"username": person, "roles": PEOPLE[person], "last_seen": time.time()}
+        direct.run()
+        assert not direct.exception, (page, direct.exception)
+        errors = texts(direct.error)
+        assert len(errors) == 1 and f"{person} may not" in errors[0] and "role" in errors[0], (page, errors)
+        assert not (direct.button or direct.text_input or direct.selectbox or direct.dataframe), page
+
+
+def test_a_role_taken_away_counts_on_the_next_run(ws, db):
+    from services.accounts import set_roles
+
+    create_user(db, username="ada", password=GOOD, roles=["admin"], actor="cli:root")
+    at = start_app()
+    sign_in(at, "ada", GOOD)
+    at.switch_page("pages/settings.py")
+    at.run()
+    assert "Settings" in texts(at.title)
+    set_roles(db, username="ada", roles=["ops"], actor="cli:root")
+    at.run()
+    assert "Settings" not in texts(at.title)
+    listed = {str(info["script_path"]).rsplit("/", 1)[-1] for info in at._registered_pages.values()}
+    assert "settings.py" not in listed and "lines.py" in listed
