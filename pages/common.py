@@ -130,14 +130,27 @@ IDLE_SECONDS = 30 * 60  # a session unused this long signs in again
 AUTH_KEY = "auth_user"
 
 
-def _accounts_exist(conn) -> bool:  # type: ignore[no-untyped-def]
-    return conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+def sso_providers() -> list[str | None]:
+    """The OIDC providers configured under ``[auth]`` in .streamlit/secrets.toml ([] when SSO is off)."""
+    from streamlit.errors import StreamlitSecretNotFoundError
+
+    from services.sso import providers
+
+    try:
+        section = st.secrets.get("auth")
+    except (StreamlitSecretNotFoundError, FileNotFoundError):
+        return []
+    return providers(section)
 
 
 def current_user(conn=None) -> User:  # type: ignore[no-untyped-def]
-    """The signed-in user. Before the first account exists (``create-user --role admin``), the console is
-    in set-up mode and trusts the local operator with every role. Otherwise a visitor who is not signed
-    in, or whose session has been idle for IDLE_SECONDS, gets the sign-in form and nothing else."""
+    """The signed-in user. Before the first account or SSO mapping exists (``create-user --role admin``),
+    and while single sign-on is not configured, the console is in set-up mode and trusts the local
+    operator with every role. Otherwise a visitor who is not signed in, or whose session has been idle for
+    IDLE_SECONDS, gets the sign-in page and nothing else. A person the identity provider signed in
+    (``st.user``) is admitted with the roles admins mapped to them (services.sso)."""
+    from services.authz import setup_mode
+
     conn = conn or workspace().db()
     signed = st.session_state.get(AUTH_KEY)
     if signed:
@@ -145,20 +158,50 @@ def current_user(conn=None) -> User:  # type: ignore[no-untyped-def]
 
         now = time.time()
         roles = current_roles(conn, signed["username"])  # a role taken away counts from the next run
-        if roles is None:
-            st.session_state.pop(AUTH_KEY)
-            st.session_state["auth_notice"] = "Your account was disabled: ask an admin."
+        if roles is None or not roles:
+            _end_session(signed, "Your account was disabled or has no role left: ask an admin.")
         elif not idle_expired(last_seen=signed["last_seen"], now=now, idle_seconds=IDLE_SECONDS):
             signed["last_seen"] = now
             return User(name=signed["username"], roles=frozenset(roles))
         else:
-            st.session_state.pop(AUTH_KEY)
-            st.session_state["auth_notice"] = f"Signed out after {IDLE_SECONDS // 60} minutes without activity."
-    elif not _accounts_exist(conn):
-        return User(name=st.session_state.get("user_name", "local operator"), roles=frozenset({"inspector", "ops", "admin"}))
-    sign_in_form()
+            _end_session(signed, f"Signed out after {IDLE_SECONDS // 60} minutes without activity.")
+    else:
+        providers = sso_providers()
+        if not providers and setup_mode(conn):
+            return User(name=st.session_state.get("user_name", "local operator"),
+                        roles=frozenset({"inspector", "ops", "admin"}))
+        if providers and bool(st.user.to_dict().get("is_logged_in")) and not st.session_state.get(SSO_REFUSED_KEY):
+            user = _sso_sign_in(conn)
+            if user is not None:
+                return user
+    sign_in_form(sso_providers())
     st.stop()
     raise AssertionError("unreachable")  # st.stop() ends the run
+
+
+SSO_REFUSED_KEY = "sso_refused"
+
+
+def _sso_sign_in(conn) -> User | None:  # type: ignore[no-untyped-def]
+    """Admit the person the identity provider signed in, or remember (for this session) why not."""
+    from services import sso
+
+    settings = get_settings(conn)
+    try:
+        user = sso.sign_in(conn, claims=st.user.to_dict(), source=client_address(),
+                           identity_claim=settings["sso_identity_claim"], groups_claim=settings["sso_groups_claim"])
+    except ConsoleError as exc:
+        st.session_state[SSO_REFUSED_KEY] = str(exc)  # audited once, not on every rerun
+        return None
+    st.session_state[AUTH_KEY] = {**user, "last_seen": time.time(), "method": "oidc"}
+    return User(name=user["username"], roles=frozenset(user["roles"]))
+
+
+def _end_session(signed: dict, notice: str) -> None:  # type: ignore[type-arg]
+    st.session_state.pop(AUTH_KEY, None)
+    st.session_state["auth_notice"] = notice
+    if signed.get("method") == "oidc":
+        st.logout()  # drops the identity cookie too, or the provider's sign-in would admit them again at once
 
 
 def client_address() -> str:
@@ -167,34 +210,53 @@ def client_address() -> str:
     return ip if isinstance(ip, str) and ip else "unknown"
 
 
-def sign_in_form() -> None:
-    """User name and password; on success the session holds the user and the app runs again."""
+def sign_in_form(providers: list[str | None]) -> None:
+    """Single sign-on buttons (when configured) and the password form (when local accounts exist); on
+    success the session holds the user and the app runs again."""
     from services.accounts import authenticate
 
     st.title("Sign in")
     if notice := st.session_state.pop("auth_notice", None):
         st.info(notice)
+    if refused := st.session_state.get(SSO_REFUSED_KEY):
+        st.error(refused, icon=":material/block:")
+        left, right = st.columns(2)
+        if left.button("Try again", key="sso_retry", icon=":material/refresh:"):  # once an admin has mapped them
+            st.session_state.pop(SSO_REFUSED_KEY, None)
+            st.rerun()
+        if right.button("Sign out of single sign-on", key="sso_logout", icon=":material/logout:"):
+            st.session_state.pop(SSO_REFUSED_KEY, None)
+            st.logout()
+    elif providers:
+        for provider in providers:
+            label = f"Sign in with {provider}" if provider else "Sign in with single sign-on"
+            if st.button(label, key=f"sso_login_{provider or 'default'}", type="primary", icon=":material/key:"):
+                st.login(provider)
+    conn = workspace().db()
+    if providers and conn.execute("SELECT 1 FROM users WHERE auth = 'password' LIMIT 1").fetchone() is None:
+        return  # single sign-on only
     with st.form("signin"):
         username = st.text_input("User name", key="signin_user")
         password = st.text_input("Password", type="password", key="signin_password")
         if st.form_submit_button("Sign in", key="signin_submit", type="primary"):
             try:
-                user = authenticate(workspace().db(), username=username.strip(), password=password,
-                                    source=client_address())
+                user = authenticate(conn, username=username.strip(), password=password, source=client_address())
             except ConsoleError as exc:
                 show_error(exc)
                 return
-            st.session_state[AUTH_KEY] = {**user, "last_seen": time.time()}
+            st.session_state[AUTH_KEY] = {**user, "last_seen": time.time(), "method": "password"}
             st.rerun()
 
 
 def sign_out(user: User) -> None:
-    """End the session (audited)."""
+    """End the session (audited); a single sign-on session also leaves the identity provider's cookie."""
     from services.audit import record
 
     record(workspace().db(), actor=user.name, action="sign_out", target=f"user:{user.name}",
            detail={"from": client_address()})
-    st.session_state.pop(AUTH_KEY, None)
+    signed = st.session_state.pop(AUTH_KEY, None) or {}
+    if signed.get("method") == "oidc":
+        st.logout()
 
 
 @st.cache_resource(show_spinner=False)

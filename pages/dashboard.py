@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import db, show_error
+from pages.common import current_user, db, show_error
 from services.errors import ConsoleError
 from services.inspector_stats import (
     ACTIVE_SECONDS_CAP,
@@ -21,6 +21,7 @@ from services.inspector_stats import (
 
 st.title("Inspector dashboard")
 conn = db(needs="stats.read")
+user = current_user()
 
 
 def _chart(frame: pd.DataFrame, key: str, empty: str, draw) -> None:  # type: ignore[no-untyped-def]
@@ -59,7 +60,7 @@ try:
         start, end = (days[0], days[-1]) if days else (today - timedelta(days=29), today)
         chosen = right.multiselect("Inspectors", list_inspectors(conn), key="dash_inspectors",
                                    placeholder="All inspectors")
-        stats = inspector_stats(conn, since=start, until=end, inspectors=chosen or None)
+        stats = inspector_stats(conn, actor=user.name, since=start, until=end, inspectors=chosen or None)
         daily, totals = pd.DataFrame(stats["daily"]), pd.DataFrame(stats["totals"])
 
         st.subheader("Per inspector")
@@ -114,7 +115,7 @@ try:
             queue["time (UTC)"] = pd.to_datetime(queue["at"], utc=True)
         _chart(queue, "dash_queue_size", "No queue snapshots in this period.",
                lambda f: px.line(f, x="time (UTC)", y="queued", markers=len(f) < 50, title="Photos in the queue"))
-        team = pd.DataFrame(team_daily(conn, since=start, until=end))
+        team = pd.DataFrame(team_daily(conn, actor=user.name, since=start, until=end))
         _chart(team.dropna(subset=["auto_share"]) if not team.empty else team, "dash_auto_share",
                "No photos decided in this period.",
                lambda f: _percent(_days(px.bar(f, x="day", y="auto_share", hover_data=["decided", "decided_automatically"],

@@ -13,18 +13,18 @@ from services.reviews import data_version, overview
 
 
 @st.cache_data(show_spinner="Counting…", max_entries=16)
-def cached_overview(root: str, version: tuple) -> dict:  # type: ignore[type-arg]
+def cached_overview(root: str, version: tuple, actor: str) -> dict:  # type: ignore[type-arg]
     """The figures for one state of the data (``version``): revisits are instant until something changes."""
     conn_ = Workspace(Path(root)).db()
     try:
-        return overview(conn_)
+        return overview(conn_, actor=actor)
     finally:
         conn_.close()
 
 
 st.title("Overview")
 conn = db(needs="stats.read")
-stats = cached_overview(str(workspace().root), data_version(conn))
+stats = cached_overview(str(workspace().root), data_version(conn), current_user().name)
 model = active_version(conn)
 
 if stats["photos"] == 0:

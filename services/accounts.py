@@ -83,9 +83,12 @@ def set_roles(db: sqlite_utils.Database, *, username: str, roles: list[str], act
     require(db, actor=actor, action="users.manage")
     clean = _roles(roles)
     with immediate(db):
-        row = db.execute("SELECT roles FROM users WHERE username = ?", [username]).fetchone()
+        row = db.execute("SELECT roles, auth FROM users WHERE username = ?", [username]).fetchone()
         if row is None:
             raise NotFound(f"no user '{username}'")
+        if row[1] == "oidc":
+            raise InvalidInput(f"'{username}' signs in through single sign-on: their roles come from the SSO role "
+                               "mappings (map their identity or a group instead)")
         db.execute("UPDATE users SET roles = ? WHERE username = ?", [json.dumps(clean), username])
         record(db, actor=actor, action="user.roles", target=f"user:{username}",
                detail={"before": json.loads(row[0]), "after": clean})
@@ -99,8 +102,11 @@ def set_password(db: sqlite_utils.Database, *, username: str, password: str, act
         require(db, actor=actor, action="users.manage")
     check_password_policy(username=username, password=password)
     with immediate(db):
-        if db.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone() is None:
+        row = db.execute("SELECT auth FROM users WHERE username = ?", [username]).fetchone()
+        if row is None:
             raise NotFound(f"no user '{username}'")
+        if row[0] == "oidc":
+            raise InvalidInput(f"'{username}' signs in through single sign-on and has no password here")
         db.execute("UPDATE users SET password_hash = ?, failed_count = 0, locked_until = 0 WHERE username = ?",
                    [_HASHER.hash(password), username])
         record(db, actor=actor, action="user.password", target=f"user:{username}")
@@ -141,6 +147,8 @@ def authenticate(db: sqlite_utils.Database, *, username: str, password: str, sou
     with immediate(db):
         row = db.execute("SELECT password_hash, roles, disabled, failed_count, locked_until FROM users "
                          "WHERE username = ?", [username]).fetchone()
+        if row is not None and row[0] is None:  # a single sign-on account has no password to check
+            row = None
         if row is None:
             _HASHER.hash(password)  # the same work as a real check: timing does not tell which names exist
             record(db, actor=username, action="sign_in.failed", target=f"user:{username}", detail={"from": source})
@@ -181,12 +189,12 @@ def _check(db: sqlite_utils.Database, *, username: str, password: str, source: s
 
 
 def list_users(db: sqlite_utils.Database, *, actor: str) -> list[dict[str, Any]]:
-    """Every account without its hash: username, roles, disabled, failed_count, locked_until, last sign-in.
+    """Every account without its hash: username, auth (password or oidc), roles, disabled, failed_count, locked_until, last sign-in.
     Raises PermissionDenied unless ``actor`` manages users."""
     require(db, actor=actor, action="users.manage")
     out = []
-    for row in db.query("SELECT username, roles, disabled, failed_count, locked_until, created_at, last_sign_in_at "
-                        "FROM users ORDER BY username"):
+    for row in db.query("SELECT username, auth, roles, disabled, failed_count, locked_until, created_at, "
+                        "last_sign_in_at FROM users ORDER BY username"):
         row["roles"] = json.loads(row["roles"])
         out.append(row)
     return out

@@ -48,8 +48,9 @@ def is_system(actor: str) -> bool:
 
 
 def setup_mode(db: sqlite_utils.Database) -> bool:
-    """True until the first account exists (local or single sign-on)."""
-    return db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
+    """True until the first account or single sign-on role mapping exists."""
+    return (db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
+            and db.execute("SELECT 1 FROM sso_roles LIMIT 1").fetchone() is None)
 
 
 def roles_of(db: sqlite_utils.Database, actor: str) -> frozenset[str]:

@@ -95,6 +95,10 @@ DEFAULTS: dict[str, Any] = {
     # X-Forwarded-For header is believed
     "allowed_networks": [],
     "trusted_proxies": [],
+    # single sign-on (OIDC, configured in .streamlit/secrets.toml): the claim that names a person, and the
+    # claim that lists their groups (Cognito: cognito:groups; Okta and Entra ID: groups)
+    "sso_identity_claim": "email",
+    "sso_groups_claim": "groups",
 }
 
 
@@ -155,6 +159,10 @@ def _validate(key: str, value: Any) -> Any:
         return value
     if key == "hide_suggestion":
         return bool(value)
+    if key in ("sso_identity_claim", "sso_groups_claim"):
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+            raise InvalidInput(f"{key.replace('_', ' ')} must be a claim name such as 'email' or 'groups'")
+        return value.strip()
     return str(value).strip()
 
 

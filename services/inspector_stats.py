@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
+from services.authz import require
 from services.clock import now_iso, parse_time
 from services.errors import InvalidInput
 
@@ -96,14 +97,21 @@ def _figures(inspector: str, day: str | None, t: dict[str, float], cls: dict[str
 def inspector_stats(
     db: sqlite_utils.Database,
     *,
+    actor: str,
     since: str | date | None = None,
     until: str | date | None = None,
     inspectors: Sequence[str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """``{"daily": inspector_daily rows, "totals": inspector_totals rows}`` from one pass over the answers.
 
-    Raises InvalidInput for a malformed or empty period.
+    Raises PermissionDenied for an actor without a role, InvalidInput for a malformed or empty period.
     """
+    require(db, actor=actor, action="stats.read")
+    return _stats(db, since=since, until=until, inspectors=inspectors)
+
+
+def _stats(db: sqlite_utils.Database, *, since: str | date | None, until: str | date | None,
+           inspectors: Sequence[str] | None) -> dict[str, list[dict[str, Any]]]:
     lo, hi = _window(since, until)
     params = {"lo": lo, "hi": hi, "cap": ACTIVE_SECONDS_CAP,
               "inspectors": None if inspectors is None else json.dumps(list(inspectors))}
@@ -168,7 +176,7 @@ def inspector_daily(
     {predicted class: rate}; plus the counts behind each share. Ratios are None when nothing counts.
     Sorted by day then inspector. Raises InvalidInput for a malformed or empty period.
     """
-    return inspector_stats(db, since=since, until=until, inspectors=inspectors)["daily"]
+    return _stats(db, since=since, until=until, inspectors=inspectors)["daily"]
 
 
 def inspector_totals(
@@ -182,7 +190,7 @@ def inspector_totals(
 
     Raises InvalidInput for a malformed or empty period.
     """
-    return inspector_stats(db, since=since, until=until, inspectors=inspectors)["totals"]
+    return _stats(db, since=since, until=until, inspectors=inspectors)["totals"]
 
 
 def list_inspectors(db: sqlite_utils.Database) -> list[str]:
@@ -193,6 +201,7 @@ def list_inspectors(db: sqlite_utils.Database) -> list[str]:
 def team_daily(
     db: sqlite_utils.Database,
     *,
+    actor: str,
     since: str | date | None = None,
     until: str | date | None = None,
 ) -> list[dict[str, Any]]:
@@ -205,6 +214,7 @@ def team_daily(
     active answer that day, of any kind (single, overlap, gold and adjudication).
     Sorted by day. Raises InvalidInput for a malformed or empty period.
     """
+    require(db, actor=actor, action="stats.read")
     lo, hi = _window(since, until)
     params = {"lo": lo, "hi": hi}
     rows: dict[str, dict[str, Any]] = {}

@@ -46,8 +46,10 @@ def _credits(db: sqlite_utils.Database) -> tuple[int, int, dict[str, int]]:
     return granted, reviews, per_day
 
 
-def overview(db: sqlite_utils.Database) -> dict[str, Any]:
-    """Totals and per-day counts: photos in, decided automatically, in the queue, failed, credits granted."""
+def overview(db: sqlite_utils.Database, *, actor: str) -> dict[str, Any]:
+    """Totals and per-day counts: photos in, decided automatically, in the queue, failed, credits granted.
+    Raises PermissionDenied for an actor without a role."""
+    require(db, actor=actor, action="stats.read")
     totals = dict(db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
     by_source = dict(db.execute(
         "SELECT d.source, COUNT(*) FROM images i JOIN decisions d ON d.id = i.decision_id GROUP BY d.source"

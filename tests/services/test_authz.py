@@ -17,6 +17,7 @@ from services import (
     filter_checks,
     gold,
     ingest,
+    inspector_stats,
     jobs,
     line_stats,
     line_targets,
@@ -25,6 +26,7 @@ from services import (
     queue,
     registry,
     reviews,
+    sso,
     training,
 )
 from services.errors import ConsoleError, PermissionDenied
@@ -96,6 +98,13 @@ def _calls(ws, tmp_path):  # type: ignore[no-untyped-def]
          lambda db, a: accounts.set_password(db, username="nobody", password=GOOD + "!", actor=a)),
         ("accounts.list_users", "users.manage", lambda db, a: accounts.list_users(db, actor=a)),
         ("audit.entries", "audit.read", lambda db, a: audit.entries(db, actor=a)),
+        ("reviews.overview", "stats.read", lambda db, a: reviews.overview(db, actor=a)),
+        ("inspector_stats.inspector_stats", "stats.read", lambda db, a: inspector_stats.inspector_stats(db, actor=a)),
+        ("inspector_stats.team_daily", "stats.read", lambda db, a: inspector_stats.team_daily(db, actor=a)),
+        ("sso.set_mapping", "users.manage",
+         lambda db, a: sso.set_mapping(db, kind="group", subject="qa", roles=["inspector"], actor=a)),
+        ("sso.remove_mapping", "users.manage", lambda db, a: sso.remove_mapping(db, kind="group", subject="x", actor=a)),
+        ("sso.mappings", "users.manage", lambda db, a: sso.mappings(db, actor=a)),
     ]
 
 

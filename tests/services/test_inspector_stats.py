@@ -170,19 +170,19 @@ def test_inspector_totals_over_the_period(seeded):
     assert list_inspectors(seeded) == ["alice", "bob"]
 
 
-def test_team_daily(seeded):
-    rows = team_daily(seeded)
+def test_team_daily(seeded, actor="tester"):
+    rows = team_daily(seeded, actor="tester")
     assert rows == [
         # img1 (auto, later confirmed by a person), img2, img3; img7's decision came from an undone answer
         {"day": D1, "decided": 3, "decided_automatically": 1, "auto_share": pytest.approx(1 / 3), "human_answers": 9},
         {"day": D2, "decided": 1, "decided_automatically": 1, "auto_share": 1.0, "human_answers": 1},
     ]
-    assert [r["day"] for r in team_daily(seeded, since=D2)] == [D2]
-    assert team_daily(seeded, until="2024-04-30") == []
+    assert [r["day"] for r in team_daily(seeded, actor="tester", since=D2)] == [D2]
+    assert team_daily(seeded, actor="tester", until="2024-04-30") == []
 
 
 def test_empty_database(db):
-    assert inspector_daily(db) == [] and inspector_totals(db) == [] and team_daily(db) == []
+    assert inspector_daily(db) == [] and inspector_totals(db) == [] and team_daily(db, actor="tester") == []
     assert queue_size_series(db) == [] and list_inspectors(db) == []
     assert has_activity(db) is False
 

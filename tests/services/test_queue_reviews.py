@@ -60,7 +60,7 @@ def test_listing_filters_sorts_and_pages(db):
 def test_overview_and_detail(db):
     _seed(db)
     submit(db, image_id=2, label="product", actor="ann")
-    stats = overview(db)
+    stats = overview(db, actor="tester")
     assert (stats["photos"], stats["queued"], stats["decided_by_people"], stats["credits_granted"]) == (5, 3, 1, 1)
     detail = review_detail(db, "mid", actor="tester")
     assert detail["outcome"]["credit"] is True and detail["photos"][0]["decisions"][0]["decided_by"] == "ann"

@@ -38,7 +38,7 @@ def test_overview_credits_agree_with_each_reviews_outcome(db):
         if o["credit"] is True:
             day = db.execute("SELECT substr(submitted_at, 1, 10) FROM reviews WHERE id = ?", [rid]).fetchone()[0]
             expected_per_day[day] = expected_per_day.get(day, 0) + 1
-    stats = overview(db)
+    stats = overview(db, actor="tester")
     assert stats["credits_granted"] == sum(expected_per_day.values()) > 0
     assert {d["day"]: d["credits_granted"] for d in stats["credits_per_day"]} == expected_per_day
     assert stats["reviews"] == 300
