@@ -213,6 +213,8 @@ def client_address() -> str:
 def sign_in_form(providers: list[str | None]) -> None:
     """Single sign-on buttons (when configured) and the password form (when local accounts exist); on
     success the session holds the user and the app runs again."""
+    from streamlit.errors import StreamlitAuthError
+
     from services.accounts import authenticate
 
     st.title("Sign in")
@@ -231,7 +233,11 @@ def sign_in_form(providers: list[str | None]) -> None:
         for provider in providers:
             label = f"Sign in with {provider}" if provider else "Sign in with single sign-on"
             if st.button(label, key=f"sso_login_{provider or 'default'}", type="primary", icon=":material/key:"):
-                st.login(provider)
+                try:
+                    st.login(provider)  # redirects to the identity provider
+                except StreamlitAuthError as exc:  # secrets.toml incomplete: say so, keep the page usable
+                    st.error(f"Single sign-on is not set up correctly ({exc}). An admin can fix it in "
+                             ".streamlit/secrets.toml (see secrets.toml.example).", icon=":material/error:")
     conn = workspace().db()
     if providers and conn.execute("SELECT 1 FROM users WHERE auth = 'password' LIMIT 1").fetchone() is None:
         return  # single sign-on only

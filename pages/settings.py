@@ -127,6 +127,17 @@ with st.form("network_form"):
         save("trusted_proxies", proxies.split())
         save("allowed_networks", allowed.split())
 
+st.subheader("Single sign-on")
+st.caption("The identity provider is configured in .streamlit/secrets.toml (see secrets.toml.example); who gets "
+           "which role is mapped on the Users and audit page. These name the ID token's claims to read.")
+with st.form("sso_form"):
+    c1, c2 = st.columns(2)
+    identity_claim = c1.text_input("Identity claim (the user name)", settings["sso_identity_claim"], key="set_sso_identity")
+    groups_claim = c2.text_input("Groups claim (Cognito: cognito:groups)", settings["sso_groups_claim"], key="set_sso_groups")
+    if st.form_submit_button("Save single sign-on", key="set_save_sso"):
+        save("sso_identity_claim", identity_claim)
+        save("sso_groups_claim", groups_claim)
+
 st.subheader("Storage and limits")
 with st.form("limits_form"):
     max_pixels = st.number_input("Largest image accepted (pixels)", 1_000_000, 1_000_000_000, int(settings["max_pixels"]),

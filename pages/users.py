@@ -1,19 +1,17 @@
-"""Users and audit (admin): accounts, their roles, disabling and unlocking; the audit log, filtered and exported."""
+"""Users and audit (admin): accounts, their roles, disabling and unlocking; single sign-on role mappings; the
+audit log, filtered and exported."""
 
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, show_error
-from services import audit
+from pages.common import current_user, db, show_error, sso_providers
+from services import audit, sso
 from services.accounts import ROLES, create_user, list_users, set_disabled, set_roles
 from services.errors import ConsoleError
 
 st.title("Users and audit")
 conn = db(needs="users.manage")
 user = current_user()
-if "admin" not in user.roles:
-    st.error("Users and audit are for admins.", icon=":material/lock:")
-    st.stop()
 if "us_flash" in st.session_state:
     st.success(st.session_state.pop("us_flash"), icon=":material/check:")
 
@@ -23,7 +21,7 @@ def done(message: str) -> None:
     st.rerun()
 
 
-users_tab, audit_tab = st.tabs(["Users", "Audit log"])
+users_tab, sso_tab, audit_tab = st.tabs(["Users", "Single sign-on", "Audit log"])
 with users_tab:
     accounts = list_users(conn, actor=user.name)
     if accounts:
@@ -46,9 +44,12 @@ with users_tab:
     for account in accounts:
         with st.expander(f"{account['username']} · {', '.join(account['roles'])}"
                          + (" · disabled" if account["disabled"] else "")):
-            picked = st.multiselect("Roles", ROLES, account["roles"], key=f"us_roles_{account['username']}")
+            oidc = account["auth"] == "oidc"
+            if oidc:
+                st.caption("Signs in through single sign-on: roles come from the mappings on the Single sign-on tab.")
+            picked = st.multiselect("Roles", ROLES, account["roles"], key=f"us_roles_{account['username']}", disabled=oidc)
             c1, c2 = st.columns(2)
-            if c1.button("Save roles", key=f"us_save_{account['username']}"):
+            if c1.button("Save roles", key=f"us_save_{account['username']}", disabled=oidc):
                 try:
                     set_roles(conn, username=account["username"], roles=picked, actor=user.name)
                     done(f"Roles of {account['username']} saved.")
@@ -61,6 +62,42 @@ with users_tab:
                     done(f"{account['username']}: {'disabled' if label == 'Disable' else 'enabled'}.")
                 except ConsoleError as exc:
                     show_error(exc)
+
+with sso_tab:
+    providers = sso_providers()
+    if providers:
+        st.caption(f"Single sign-on is on ({', '.join(p or 'one provider' for p in providers)}). A person's roles are "
+                   "those mapped to their identity and to each of their groups; without one they are refused.")
+    else:
+        st.info("Single sign-on is off: configure an OIDC provider under [auth] in .streamlit/secrets.toml "
+                "(see .streamlit/secrets.toml.example). Mappings made now apply once it is on.")
+    maps = sso.mappings(conn, actor=user.name)
+    if maps:
+        st.dataframe(pd.DataFrame(maps), hide_index=True, key="us_sso_table")
+    with st.form("us_sso_map", clear_on_submit=True):
+        st.markdown("**Map an identity or a group to roles**")
+        c1, c2, c3 = st.columns(3)
+        kind = c1.selectbox("Kind", sso.KINDS, key="us_sso_kind",
+                            help="identity: the value of the identity claim (Settings; by default the email). "
+                                 "group: a value of the groups claim.")
+        subject = c2.text_input("Identity or group", key="us_sso_subject")
+        map_roles = c3.multiselect("Roles", ROLES, key="us_sso_roles")
+        if st.form_submit_button("Save mapping", key="us_sso_submit"):
+            try:
+                saved = sso.set_mapping(conn, kind=kind, subject=subject, roles=map_roles, actor=user.name)
+                done(f"{saved['kind']} {saved['subject']} → {', '.join(saved['roles'])}.")
+            except ConsoleError as exc:
+                show_error(exc)
+    if maps:
+        labels = {f"{m['kind']}: {m['subject']}": m for m in maps}
+        c1, c2 = st.columns([3, 1])
+        gone = c1.selectbox("Remove a mapping", list(labels), index=None, key="us_sso_remove")
+        if c2.button("Remove", key="us_sso_remove_submit", disabled=gone is None):
+            try:
+                sso.remove_mapping(conn, kind=labels[gone]["kind"], subject=labels[gone]["subject"], actor=user.name)
+                done(f"Removed the mapping for {gone}.")
+            except ConsoleError as exc:
+                show_error(exc)
 
 with audit_tab:
     c1, c2, c3, c4 = st.columns(4)

@@ -39,6 +39,24 @@ def cmd_users(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     return {"users": list_users(ws.db(), actor=_actor())}
 
 
+def cmd_sso_map(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import sso
+    from services.cli import _actor
+
+    kind, subject = ("identity", args.identity) if args.identity else ("group", args.group)
+    if args.remove:
+        sso.remove_mapping(ws.db(), kind=kind, subject=subject, actor=_actor())
+        return {"removed": {"kind": kind, "subject": subject}}
+    return sso.set_mapping(ws.db(), kind=kind, subject=subject, roles=args.role or [], actor=_actor())
+
+
+def cmd_sso_mappings(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import sso
+    from services.cli import _actor
+
+    return {"mappings": sso.mappings(ws.db(), actor=_actor())}
+
+
 def add_commands(sub: Any) -> None:
     """Add the account commands to the console's argument parser."""
     s = sub.add_parser("create-user", help="create a local account (e.g. the first admin: --role admin)")
@@ -46,5 +64,14 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--role", action="append", required=True, choices=["inspector", "ops", "admin"])
     s.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     s.set_defaults(fn=cmd_create_user)
-    s = sub.add_parser("users", help="list local accounts (never their password hashes)")
+    s = sub.add_parser("users", help="list accounts, local and single sign-on (never their password hashes)")
     s.set_defaults(fn=cmd_users)
+    s = sub.add_parser("sso-map", help="map a single sign-on identity or group to roles (e.g. the admins' group)")
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--identity", help="the identity claim's value, e.g. an email")
+    who.add_argument("--group", help="a value of the groups claim")
+    s.add_argument("--role", action="append", choices=["inspector", "ops", "admin"])
+    s.add_argument("--remove", action="store_true", help="remove the mapping instead")
+    s.set_defaults(fn=cmd_sso_map)
+    s = sub.add_parser("sso-mappings", help="list the single sign-on role mappings")
+    s.set_defaults(fn=cmd_sso_mappings)

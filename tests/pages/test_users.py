@@ -48,3 +48,19 @@ def test_the_audit_log_filters_and_exports(ws, db):
     assert list(table["action"]) == ["sign_in"] and list(table["actor"]) == ["root"]
     at.text_input(key="us_audit_action").set_value("nothing.like.this").run()
     assert any(c.value.startswith("0 entries") for c in at.caption)
+
+
+def test_an_admin_maps_a_group_to_roles_and_removes_it(ws, db):
+    at = signed_in_admin(db)
+    assert any("Single sign-on is off" in i.value for i in at.info)
+    at.selectbox(key="us_sso_kind").set_value("group")
+    at.text_input(key="us_sso_subject").set_value("qa-team")
+    at.multiselect(key="us_sso_roles").set_value(["inspector"])
+    at.button(key="us_sso_submit").click().run()
+    assert [s.value for s in at.success] == ["group qa-team → inspector."]
+    assert db.execute("SELECT kind, subject, roles FROM sso_roles").fetchall() == [("group", "qa-team", '["inspector"]')]
+    at.selectbox(key="us_sso_remove").set_value("group: qa-team").run()
+    at.button(key="us_sso_remove_submit").click().run()
+    assert db.execute("SELECT COUNT(*) FROM sso_roles").fetchone()[0] == 0
+    assert [r[0] for r in db.execute("SELECT action FROM audit_log WHERE action LIKE 'sso.%' ORDER BY id")] == [
+        "sso.map", "sso.unmap"]
