@@ -3,7 +3,6 @@
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, show_photo
-from services.config import get_settings
 from services.dataset_filter import store_for
 from services.errors import ConsoleError
 from services.filter_checks import answer_check, checks_summary, claim_next_check, release_check
@@ -48,7 +47,7 @@ with right:
 
     def answer(yes: bool) -> None:
         try:
-            done = answer_check(conn, check_id=check["id"], yes=yes, actor=inspector, store=store_for(get_settings(conn)))
+            done = answer_check(conn, check_id=check["id"], yes=yes, actor=inspector, store=store_for(conn))
         except ConsoleError as exc:
             show_error(exc)
             return

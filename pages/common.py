@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from services.config import Workspace, default_data_dir, get_settings
+from services.config import Workspace, default_data_dir, get_settings, object_store
 from services.errors import ConsoleError
 from services.jobs import Worker
 from services.storage import ObjectStore
@@ -123,7 +123,7 @@ def ensure_worker() -> None:
 
 
 def store() -> ObjectStore:
-    return ObjectStore(endpoint_url=get_settings(db())["s3_endpoint_url"] or None)
+    return object_store(db())
 
 
 IDLE_SECONDS = 30 * 60  # a session unused this long signs in again
@@ -266,13 +266,16 @@ def sign_out(user: User) -> None:
 
 
 @st.cache_resource(show_spinner=False)
-def _thumbnails(endpoint_url: str) -> ThumbnailCache:
-    """One thumbnail cache per process and storage endpoint (loading ahead runs on its own threads)."""
-    return ThumbnailCache(reader=ObjectStore(endpoint_url=endpoint_url or None).read)
+def _thumbnails(endpoint_url: str, roots: tuple[str, ...] | None) -> ThumbnailCache:
+    """One thumbnail cache per process, storage endpoint and storage roots (loading ahead runs on its own
+    threads)."""
+    return ThumbnailCache(reader=ObjectStore(endpoint_url=endpoint_url or None,
+                                             roots=None if roots is None else list(roots)).read)
 
 
 def thumbnails() -> ThumbnailCache:
-    return _thumbnails(get_settings(db())["s3_endpoint_url"] or "")
+    store = object_store(db())
+    return _thumbnails(store.endpoint_url or "", None if store.roots is None else tuple(store.roots))
 
 
 def thumbnail(uri: str, sha256: str | None, size: int = 256) -> tuple[bytes | None, str | None]:

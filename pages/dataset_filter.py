@@ -7,7 +7,6 @@ import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, md, show_error, workspace
 from services import dataset_filter, filter_outputs, filter_params, jobs
-from services.config import get_settings
 from services.errors import ConsoleError
 from services.label_detectors import resolve_labels
 
@@ -66,7 +65,7 @@ def not_images(n: int) -> str:
 
 def object_store():  # type: ignore[no-untyped-def]
     """The store the filter job itself uses (the S3 endpoint setting, patient retries)."""
-    return dataset_filter.store_for(get_settings(conn))
+    return dataset_filter.store_for(conn)
 
 
 b1, b2, b3, b4 = st.columns(4)

@@ -144,9 +144,17 @@ with st.form("limits_form"):
                                  1_000_000, key="set_max_pixels")
     endpoint = st.text_input("S3 endpoint URL (empty for AWS; set for S3-compatible servers)", settings["s3_endpoint_url"],
                              key="set_endpoint")
+    roots = st.text_area("Storage roots, one absolute folder or s3://bucket/prefix per line", "\n".join(settings["storage_roots"]),
+                         key="set_storage_roots", placeholder="/srv/review-photos\ns3://acme-reviews/uploads",
+                         help="Every photo, manifest and dataset the console reads or writes must lie inside one of "
+                              "these (links and '..' are resolved first); the workspace always is. Empty: anywhere "
+                              "the server's user can read, which suits a single-user machine only.")
     if st.form_submit_button("Save storage and limits", key="set_save_limits"):
         save("max_pixels", int(max_pixels))
         save("s3_endpoint_url", endpoint)
+        save("storage_roots", roots.split())
+if not settings["storage_roots"]:
+    st.caption(":orange[No storage roots set: an image URI in a manifest can point at any file the server can read.]")
 
 st.subheader("Model versions")
 versions = list_versions(conn)

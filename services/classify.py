@@ -19,7 +19,7 @@ from PIL import Image
 
 from services import jobs
 from services.clock import now_iso
-from services.config import get_settings
+from services.config import get_settings, object_store
 from services.decisions import decide, route
 from services.errors import ConsoleError, StorageError
 from services.features import CUES_SIDE, FeatureExtractor
@@ -46,10 +46,6 @@ class Computed:
     embeddings: dict[int, np.ndarray] = field(default_factory=dict)
     cues: dict[int, np.ndarray] = field(default_factory=dict)
     probabilities: dict[int, np.ndarray] = field(default_factory=dict)
-
-
-def store_for(settings: dict[str, Any]) -> ObjectStore:
-    return ObjectStore(endpoint_url=settings.get("s3_endpoint_url") or None)
 
 
 def classify_pictures(
@@ -92,7 +88,7 @@ class ClassifyKind(jobs.BaseKind):
             settings=settings,
             version=version,
             head=load_head(version, models_dir=ctx.ws.models_dir) if version else None,
-            store=store_for(settings),
+            store=object_store(ctx.db),
             extractor=FeatureExtractor.shared(ctx.ws.models_dir),
             pool=ThreadPoolExecutor(IO_THREADS, thread_name_prefix=f"job{ctx.job_id}-io"),
         )

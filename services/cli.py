@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.config import Workspace, get_settings
+from services.config import Workspace, object_store
 from services.errors import ConsoleError
 from services.storage import ObjectStore
 
@@ -26,7 +26,7 @@ def _actor() -> str:
 
 
 def _store(db) -> ObjectStore:  # type: ignore[no-untyped-def]
-    return ObjectStore(endpoint_url=get_settings(db)["s3_endpoint_url"] or None)
+    return object_store(db)
 
 
 def cmd_ingest(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:

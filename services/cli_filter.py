@@ -24,10 +24,9 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_filter(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     from services import dataset_filter, filter_params, jobs
     from services.cli import _actor
-    from services.config import get_settings
 
     db = ws.db()
-    store = dataset_filter.store_for(get_settings(db))
+    store = dataset_filter.store_for(db)
     params = _params(args)
     if args.estimate:
         return filter_params.estimate(db, params, store)
@@ -53,7 +52,6 @@ def cmd_filter_status(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]
 def cmd_filter_checks(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     from services import dataset_filter, filter_checks
     from services.cli import _actor
-    from services.config import get_settings
 
     db = ws.db()
     if args.answer is not None:
@@ -61,7 +59,7 @@ def cmd_filter_checks(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]
             from services.errors import InvalidInput
 
             raise InvalidInput("answer a check with exactly one of --yes or --no")
-        store = dataset_filter.store_for(get_settings(db))
+        store = dataset_filter.store_for(db)
         return filter_checks.answer_check(db, check_id=args.answer, yes=args.yes, actor=_actor(), store=store)
     return filter_checks.checks_summary(db, job_id=args.job)
 

@@ -14,6 +14,7 @@ from db.database import connect
 from services.authz import require
 from services.clock import now_iso
 from services.errors import InvalidInput
+from services.storage import ObjectStore
 
 DATA_DIR_ENV = "REVIEW_CONSOLE_DATA_DIR"
 S3_ENDPOINT_ENV = "REVIEW_CONSOLE_S3_ENDPOINT_URL"
@@ -71,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "audit_rate": 0.02,
     "max_pixels": 80_000_000,
     "s3_endpoint_url": "",
+    # folders and s3://bucket/prefix the console may read and write ([] = anywhere); the workspace is always in
+    "storage_roots": [],
     "hide_suggestion": False,
     # share of queued photos labelled independently by ``overlap_k`` inspectors, then consolidated
     "overlap_rate": 0.1,
@@ -138,6 +141,12 @@ def _validate(key: str, value: Any) -> Any:
         return value
     if key == "shifts":
         return _validate_shifts(value)
+    if key == "storage_roots":
+        from services.storage import normalise_root
+
+        if not isinstance(value, list):
+            raise InvalidInput("storage roots must be a list of absolute folders or s3://bucket/prefix URIs")
+        return sorted({normalise_root(v) for v in value if str(v).strip()})
     if key in ("allowed_networks", "trusted_proxies"):
         from services.network import parse_networks
 
@@ -196,6 +205,20 @@ def get_settings(db: sqlite_utils.Database) -> dict[str, Any]:
     if not out["s3_endpoint_url"]:
         out["s3_endpoint_url"] = os.environ.get(S3_ENDPOINT_ENV, "")
     return out
+
+
+def workspace_root(db: sqlite_utils.Database) -> Path:
+    """The workspace folder of an open database (the folder holding its file)."""
+    return Path(db.execute("PRAGMA database_list").fetchone()[2]).parent
+
+
+def object_store(db: sqlite_utils.Database, *, max_attempts: int = 3) -> ObjectStore:
+    """The object store as Settings configure it: the S3 endpoint, and the storage roots (with this
+    workspace always among them) that every URI read or written must lie inside."""
+    settings = get_settings(db)
+    roots = settings["storage_roots"]
+    return ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None, max_attempts=max_attempts,
+                       roots=[*roots, str(workspace_root(db))] if roots else None)
 
 
 def set_setting(db: sqlite_utils.Database, *, key: str, value: Any, actor: str) -> Any:

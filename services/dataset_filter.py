@@ -100,7 +100,7 @@ class FilterKind(jobs.BaseKind):
         params = ctx.params
         ctx.state.update(
             settings=settings,
-            store=store_for(settings),
+            store=store_for(ctx.db),
             pool=ThreadPoolExecutor(IO_THREADS, thread_name_prefix=f"job{ctx.job_id}-io"),
             started=time.monotonic(),
             scanned_this_run=0,

@@ -13,7 +13,7 @@ import sqlite_utils
 
 from services import images as imgs
 from services import label_detectors
-from services.config import Workspace, get_settings
+from services.config import Workspace, object_store
 from services.errors import ConsoleError, InvalidInput
 from services.ingest import IMAGE_SUFFIXES
 from services.label_detectors import LabelDetector
@@ -57,9 +57,10 @@ def cost_per_image(detector: str) -> float:
     return float(COST_PER_IMAGE.get(detector, 0.0))
 
 
-def store_for(settings: dict[str, Any]) -> ObjectStore:
-    """The object store a filter job reads and copies with (the S3 endpoint setting, patient retries)."""
-    return ObjectStore(endpoint_url=settings.get("s3_endpoint_url") or None, max_attempts=S3_MAX_ATTEMPTS)
+def store_for(db: sqlite_utils.Database) -> ObjectStore:
+    """The object store a filter job reads and copies with (Settings' endpoint and storage roots, patient
+    retries)."""
+    return object_store(db, max_attempts=S3_MAX_ATTEMPTS)
 
 
 def resolve_labels(labels: list[str], *, detector: str) -> dict[str, list[str]]:
@@ -199,7 +200,7 @@ def validate_params(
     if detector in DETECTOR_NAMES:
         resolve_labels(labels, detector=detector)  # raises InvalidInput with suggestions ("birb" -> "bird?")
     if check_source:
-        store = store or store_for(get_settings(db))
+        store = store or store_for(db)
         if next((o for o, image in listing(store, source) if image), None) is None:
             raise InvalidInput(f"the source {source} holds no images ({', '.join(IMAGE_SUFFIXES)}): "
                                "check the path or prefix")
@@ -263,7 +264,7 @@ def dry_run(db: sqlite_utils.Database, params: dict[str, Any], store: ObjectStor
     or empty source).
     """
     clean = validate_params(db, params, store=store, check_source=False)
-    store = store or store_for(get_settings(db))
+    store = store or store_for(db)
     root = output_root(clean)
     items: list[str] = []
     copies: list[str] = []
@@ -291,7 +292,7 @@ def estimate(db: sqlite_utils.Database, params: dict[str, Any], store: ObjectSto
     source. Raises InvalidInput (bad parameters, unreadable or empty source).
     """
     clean = validate_params(db, params, store=store, check_source=False)
-    store = store or store_for(get_settings(db))
+    store = store or store_for(db)
     images = others = 0
     for _obj, image in listing(store, clean["source"]):
         images += image

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.config import Workspace, get_settings
+from services.config import Workspace, get_settings, object_store
 from services.errors import ConsoleError
 from services.inspector_stats import SNAPSHOT_SECONDS  # one interval for the worker and the dashboard
 
@@ -40,13 +40,12 @@ def poll_line_feed(db: Any) -> dict[str, Any]:
     """Ingest and count new frames from the configured line feed, then evaluate alerts. Raises ConsoleError
     (StorageError for an unreachable feed) for the caller to report."""
     from services import line_alerts, lines
-    from services.storage import ObjectStore
 
     settings = get_settings(db)
     feed = settings.get("line_feed_uri") or ""
     if not feed:
         return {"line_feed": None}
-    store = ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None)
+    store = object_store(db)
     report = lines.ingest_source(db, uri=feed, store=store, actor="system:line-feed")
     alerts = line_alerts.evaluate_alerts(db)
     return {"line_feed": feed, "frames_added": report["frames_added"], "open_alerts": len(alerts)}

@@ -24,7 +24,7 @@ from services import images as imgs
 from services.audit import record
 from services.authz import require
 from services.clock import now_iso, parse_time
-from services.config import get_settings
+from services.config import get_settings, object_store
 from services.errors import ConsoleError, InvalidInput
 from services.jobs import SingleTaskKind
 from services.storage import ObjectStore
@@ -328,7 +328,7 @@ class IngestKind(SingleTaskKind):
         return [source]
 
     def run(self, ctx: Any, item: str) -> dict[str, Any]:
-        store = ObjectStore(endpoint_url=get_settings(ctx.db)["s3_endpoint_url"] or None)
+        store = object_store(ctx.db)
         if ctx.params.get("manifest"):
             report = ingest_manifest(ctx.db, uri=item, store=store, actor=ctx.actor)
         else:

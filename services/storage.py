@@ -17,7 +17,7 @@ import boto3
 from botocore import exceptions as bx
 from botocore.config import Config
 
-from services.errors import InvalidInput, NotFound, StorageError
+from services.errors import InvalidInput, NotFound, PermissionDenied, StorageError
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -74,6 +74,22 @@ def _local_path(uri: str) -> str:
     return uri
 
 
+def normalise_root(root: str) -> str:
+    """A storage root as compared: ``s3://bucket/prefix/`` or an absolute local folder with links resolved.
+    Raises InvalidInput for a relative local path or a malformed S3 URI."""
+    root = str(root).strip()
+    if is_s3(root):
+        bucket, prefix = split_s3(root)
+        prefix = prefix.strip("/")
+        if ".." in prefix.split("/"):
+            raise InvalidInput(f"storage root {root!r} must not contain '..'")
+        return f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
+    path = _local_path(root)
+    if not os.path.isabs(path):
+        raise InvalidInput(f"storage root {root!r} must be an absolute folder path (or s3://bucket/prefix)")
+    return os.path.realpath(path)
+
+
 def _wanted(name: str, suffixes: tuple[str, ...] | None) -> bool:
     return suffixes is None or name.lower().endswith(suffixes)
 
@@ -98,9 +114,13 @@ class ObjectStore:
     """Reads and writes objects by URI; every failure is a ConsoleError whose message names the URI."""
 
     def __init__(self, *, endpoint_url: str | None = None, region: str | None = None,
-                 connect_timeout: float = 5, read_timeout: float = 30, max_attempts: int = 3) -> None:
+                 connect_timeout: float = 5, read_timeout: float = 30, max_attempts: int = 3,
+                 roots: list[str] | None = None) -> None:
+        """``roots``: when given, every URI read, listed or written must lie inside one of these folders or
+        S3 prefixes (after resolving ``..`` and symbolic links); None allows any."""
         if connect_timeout <= 0 or read_timeout <= 0 or max_attempts < 1:
             raise InvalidInput("S3 timeouts must be positive and max_attempts at least 1")
+        self.roots = None if roots is None else [normalise_root(r) for r in roots]
         self.endpoint_url = endpoint_url or None
         self.region = region or None
         self._config = Config(  # total_max_attempts counts the first try, so 1 means "no retries"
@@ -153,6 +173,23 @@ class ObjectStore:
         except bx.BotoCoreError as exc:
             raise StorageError(f"S3 request for {label} failed: {exc}. Check the S3 settings.") from exc
 
+    def check_allowed(self, uri: str) -> None:
+        """Raise PermissionDenied when ``uri`` lies outside the storage roots (InvalidInput for a bad URI)."""
+        if self.roots is None:
+            return
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            inside = ".." not in key.split("/") and any(
+                r.startswith("s3://") and f"s3://{bucket}/{key}".startswith(r) or r == f"s3://{bucket}/{key}/"
+                for r in self.roots)
+        else:
+            path = os.path.realpath(os.path.abspath(_local_path(uri)))
+            inside = any(not r.startswith("s3://") and (path == r or path.startswith(r.rstrip(os.sep) + os.sep))
+                         for r in self.roots)
+        if not inside:
+            raise PermissionDenied(f"{uri} is outside the storage roots allowed in Settings: ask an admin to add its "
+                                   "folder or bucket there if the console should read it")
+
     @staticmethod
     def _object(uri: str) -> tuple[str, str]:
         bucket, key = split_s3(uri)
@@ -161,7 +198,9 @@ class ObjectStore:
         return bucket, key
 
     def read(self, uri: str) -> bytes:
-        """The object's bytes. Raises NotFound, InvalidInput (folder/bad URI) or StorageError."""
+        """The object's bytes. Raises NotFound, InvalidInput (folder/bad URI), PermissionDenied (outside the
+        storage roots) or StorageError."""
+        self.check_allowed(uri)
         if is_s3(uri):
             bucket, key = self._object(uri)
             with self._s3_errors(uri):
@@ -176,6 +215,7 @@ class ObjectStore:
         """Store ``data`` (local: atomic, makes folders). Raises InvalidInput, NotFound or StorageError."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidInput(f"data for {uri} must be bytes, not {type(data).__name__}")
+        self.check_allowed(uri)
         if is_s3(uri):
             bucket, key = self._object(uri)
             with self._s3_errors(uri):
@@ -210,7 +250,8 @@ class ObjectStore:
         return True
 
     def size(self, uri: str) -> int:
-        """Size in bytes. Raises NotFound, InvalidInput or StorageError."""
+        """Size in bytes. Raises NotFound, InvalidInput, PermissionDenied or StorageError."""
+        self.check_allowed(uri)
         if is_s3(uri):
             bucket, key = self._object(uri)
             with self._s3_errors(uri):
@@ -230,6 +271,7 @@ class ObjectStore:
         InvalidInput (a file, a bad URI) or StorageError (also while iterating).
         """
         wanted = None if suffixes is None else tuple(s.lower() for s in suffixes)
+        self.check_allowed(prefix_uri)
         if not is_s3(prefix_uri):
             root = _local_path(prefix_uri)
             with _local_errors(root, kind="folder"):
@@ -282,6 +324,8 @@ class ObjectStore:
     def copy(self, src_uri: str, dst_uri: str) -> None:
         """Copy one object (s3->s3 server-side). Raises NotFound, InvalidInput or StorageError."""
         if is_s3(src_uri) and is_s3(dst_uri):
+            self.check_allowed(src_uri)
+            self.check_allowed(dst_uri)
             (src_bucket, src_key), (dst_bucket, dst_key) = self._object(src_uri), self._object(dst_uri)
             with self._s3_errors(f"{src_uri} (copying to {dst_uri})", src_bucket, dst_bucket):
                 source = {"Bucket": src_bucket, "Key": src_key}

@@ -19,7 +19,7 @@ import sqlite_utils
 from services.audit import record
 from services.authz import require
 from services.clock import now_iso
-from services.config import CLASSES, Workspace, get_settings
+from services.config import CLASSES, Workspace, get_settings, object_store
 from services.errors import ConsoleError, InvalidInput, ModelError
 from services.features import CUES_SIDE, FeatureExtractor
 from services.head import fit_head
@@ -249,8 +249,7 @@ def train(
     Raises ModelError when there are too few examples to train or cross-validate.
     """
     require(db, actor=actor, action="models.manage")
-    settings = get_settings(db)
-    store = ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None)
+    store = object_store(db)
     examples = training_examples(db)
     if not examples:
         raise ModelError("no labelled photos yet: import a folder per class or a Ground Truth manifest first")
@@ -316,7 +315,7 @@ class ImportLabelsKind(SingleTaskKind):
         return [ctx.params["source"]]
 
     def run(self, ctx: Any, item: str) -> dict[str, Any]:
-        store = ObjectStore(endpoint_url=get_settings(ctx.db)["s3_endpoint_url"] or None)
+        store = object_store(ctx.db)
         if item.endswith((".manifest", ".jsonl", ".json")):
             return import_groundtruth(ctx.db, uri=item, store=store, actor=ctx.actor)
         return import_folder(ctx.db, root=item, store=store, actor=ctx.actor)

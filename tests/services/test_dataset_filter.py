@@ -374,7 +374,7 @@ def s3(ws, db, s3_bucket, monkeypatch):
         calls.append((event_name.rsplit(".", 1)[-1], dict(params)))
 
     store.client.meta.events.register("provide-client-params.s3.*", spy)
-    monkeypatch.setattr(df, "store_for", lambda settings: store)
+    monkeypatch.setattr(df, "store_for", lambda db: store)
     return store, bucket, calls
 
 

@@ -124,7 +124,7 @@ def test_a_failed_copy_leaves_the_check_open(db, band_job) -> None:
 def test_yes_on_s3_copies_server_side(ws, db, s3_bucket, monkeypatch) -> None:
     store, bucket = s3_bucket
     set_setting(db, key="s3_endpoint_url", value=store.endpoint_url, actor="t")
-    monkeypatch.setattr(df, "store_for", lambda settings: store)
+    monkeypatch.setattr(df, "store_for", lambda db: store)
     put(store, bucket, ["x/1.jpg", "x/2.jpg"])
     det = FakeDetector({"1.jpg": 0.6, "2.jpg": 0.95})
     monkeypatch.setitem(df.DETECTORS, "local", lambda ws, settings, s: det)
