@@ -290,7 +290,7 @@ def show_photo(container, *, uri: str, sha256: str | None, size: int, caption: s
     if data:
         container.image(data, caption=caption or uri, width=width)
     else:
-        container.error(f"Cannot show {uri}: {error}")
+        container.error(f"Cannot show {md(uri)}: {md(error)}")
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")

@@ -111,3 +111,22 @@ def test_the_first_admin_is_created_from_the_command_line(ws, db, capsys, monkey
     assert cli.main(["--data-dir", str(ws.root), "users"]) == 0
     listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["users"]
     assert [u["username"] for u in listed] == ["root"] and "password_hash" not in listed[0]
+
+
+def test_no_password_reaches_the_logs_or_the_audit_log(db, caplog):
+    import logging
+    import tomllib
+    from pathlib import Path
+
+    caplog.set_level(logging.DEBUG)
+    create_user(db, username="ann", password=GOOD, roles=["inspector"], actor="cli:root")
+    authenticate(db, username="ann", password=GOOD, source="10.0.0.1")
+    with pytest.raises(PermissionDenied):
+        authenticate(db, username="ann", password=GOOD + " typo", source="10.0.0.1")
+    set_password(db, username="ann", password=GOOD + " new", actor="cli:root")
+    stored = " ".join(str(v) for row in db.execute("SELECT * FROM audit_log").fetchall() for v in row)
+    for secret in (GOOD, GOOD + " typo", GOOD + " new"):
+        assert secret not in stored and secret not in caplog.text
+    # error details are hidden from users in the shipped configuration
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == "none"
