@@ -1,5 +1,7 @@
 """Review console: page config, identity, then navigation over the pages the user's role allows."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages.common import (
@@ -9,20 +11,13 @@ from pages.common import (
     data_dir_from_argv,
     ensure_worker,
     guard_network,
+    md,
     show_error,
     sign_out,
     workspace,
 )
 from services.authz import PERMISSIONS
 from services.errors import ConsoleError
-
-st.set_page_config(page_title="Review console", page_icon=":material/photo_library:", layout="wide")
-st.session_state[ROUTED_KEY] = True  # this run goes through the router (see pages.common.through_router)
-
-ws = workspace(data_dir_from_argv())
-guard_network(ws.db())  # refused before anything else is shown
-user = current_user()
-ensure_worker()  # background jobs run on a daemon thread of this process
 
 PAGES = {
     "Inspection": [
@@ -43,13 +38,22 @@ PAGES = {
         ("pages/users.py", "Users and audit", ":material/manage_accounts:", "users.manage"),
     ],
 }
+
+st.set_page_config(page_title="Review console", page_icon=":material/photo_library:", layout="wide")
+st.session_state[ROUTED_KEY] = True  # this run goes through the router (see pages.common.through_router)
+
+ws = workspace(data_dir_from_argv())
+guard_network(ws.db())  # refused before anything else is shown
+user = current_user(deep_links=[Path(path).stem for pages in PAGES.values() for path, *_ in pages])
+ensure_worker()  # background jobs run on a daemon thread of this process
+
 nav = {  # a page is listed for the roles that may do its action (the page and its services check it too)
     section: [st.Page(path, title=title, icon=icon) for path, title, icon, action in pages
               if user.roles & PERMISSIONS[action]]
     for section, pages in PAGES.items()
 }
 with st.sidebar:
-    st.caption(f"Signed in as **{user.name}** ({', '.join(sorted(user.roles))})")
+    st.caption(f"Signed in as **{md(user.name)}** ({', '.join(sorted(user.roles))})")
     if st.session_state.get(AUTH_KEY) and st.button("Sign out", key="signout", icon=":material/logout:"):
         sign_out(user)
         st.rerun()

@@ -143,12 +143,13 @@ def sso_providers() -> list[str | None]:
     return providers(section)
 
 
-def current_user(conn=None) -> User:  # type: ignore[no-untyped-def]
+def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # type: ignore[no-untyped-def]
     """The signed-in user. Before the first account or SSO mapping exists (``create-user --role admin``),
     and while single sign-on is not configured, the console is in set-up mode and trusts the local
     operator with every role. Otherwise a visitor who is not signed in, or whose session has been idle for
     IDLE_SECONDS, gets the sign-in page and nothing else. A person the identity provider signed in
-    (``st.user``) is admitted with the roles admins mapped to them (services.sso)."""
+    (``st.user``) is admitted with the roles admins mapped to them (services.sso). ``deep_links``: called
+    from app.py with the pages' URL paths; the sign-in page is then the only page of the navigation."""
     from services.authz import setup_mode
 
     conn = conn or workspace().db()
@@ -174,7 +175,17 @@ def current_user(conn=None) -> User:  # type: ignore[no-untyped-def]
             user = _sso_sign_in(conn)
             if user is not None:
                 return user
-    sign_in_form(sso_providers())
+    providers = sso_providers()
+    if deep_links is not None:  # from app.py: signing in is the only page there is (no page list in the sidebar);
+        # a deep link (/queue) shows it too, under its own address, and opens that page once signed in
+        def form() -> None:
+            sign_in_form(providers)
+
+        signin = [st.Page(form, title="Sign in", icon=":material/login:", default=True),
+                  *(st.Page(form, title="Sign in", url_path=path) for path in deep_links)]
+        st.navigation(signin, position="hidden").run()
+    else:
+        sign_in_form(providers)
     st.stop()
     raise AssertionError("unreachable")  # st.stop() ends the run
 

@@ -174,7 +174,7 @@ def test_zoom_flag_and_the_next_photo_loaded_ahead(queued, db):
 
     at = start_app("pages/queue.py")
     first = shown_item(at)
-    cache = _thumbnails("")
+    cache = _thumbnails("", None)
     cache.wait()
     upcoming = db.execute("SELECT uri, sha256 FROM images WHERE id = ?", [queued[1]]).fetchone()
     assert cache.cached(upcoming[0], upcoming[1], 720)  # loaded while the first photo was on screen

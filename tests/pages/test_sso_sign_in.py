@@ -53,7 +53,7 @@ def test_named_providers_get_a_button_each_beside_the_password_form(ws, db):
 def test_a_mapped_person_gets_their_roles_pages_and_one_audited_sign_in(ws, db):
     sso.set_mapping(db, kind="group", subject="qa-team", roles=["inspector"], actor="cli:root")
     at = app(INES)
-    assert not at.exception and any("**ines@example.com** (inspector)" in c for c in captions(at))
+    assert not at.exception and any(r"**ines@example\.com** (inspector)" in c for c in captions(at))
     assert "settings.py" not in listed(at) and "queue.py" in listed(at)
     at.run()
     assert audit(db, "sign_in") == 1  # once a session, not every rerun
@@ -70,7 +70,7 @@ def test_an_unmapped_person_is_refused_once_and_can_try_again_after_an_admin_map
     assert audit(db, "sign_in.refused") == 1
     sso.set_mapping(db, kind="identity", subject="ines@example.com", roles=["ops"], actor="cli:root")
     at.button(key="sso_retry").click().run()
-    assert any("**ines@example.com** (ops)" in c for c in captions(at)) and "lines.py" in listed(at)
+    assert any(r"**ines@example\.com** (ops)" in c for c in captions(at)) and "lines.py" in listed(at)
 
 
 def test_a_mapping_removed_mid_session_ends_the_session(ws, db):
