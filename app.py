@@ -12,6 +12,7 @@ from pages.common import (
     ensure_worker,
     guard_network,
     md,
+    refusal_page,
     show_error,
     sign_out,
     workspace,
@@ -47,9 +48,11 @@ guard_network(ws.db())  # refused before anything else is shown
 user = current_user(deep_links=[Path(path).stem for pages in PAGES.values() for path, *_ in pages])
 ensure_worker()  # background jobs run on a daemon thread of this process
 
-nav = {  # a page is listed for the roles that may do its action (the page and its services check it too)
-    section: [st.Page(path, title=title, icon=icon) for path, title, icon, action in pages
-              if user.roles & PERMISSIONS[action]]
+nav = {  # a page is listed for the roles that may do its action (the page and its services check it too);
+    # the others answer at their address with the role they need, unlisted
+    section: [st.Page(path, title=title, icon=icon) if user.roles & PERMISSIONS[action]
+              else st.Page(refusal_page(title, action), title=title, url_path=Path(path).stem, visibility="hidden")
+              for path, title, icon, action in pages]
     for section, pages in PAGES.items()
 }
 with st.sidebar:
@@ -59,6 +62,6 @@ with st.sidebar:
         st.rerun()
     st.caption(f"Workspace: `{ws.root}`")
 try:
-    st.navigation({k: v for k, v in nav.items() if v}).run()
+    st.navigation(nav).run()
 except ConsoleError as exc:  # a page's service refused (the role checks in services) or failed: say why
     show_error(exc)

@@ -90,6 +90,26 @@ def db(needs: str | None = None):  # type: ignore[no-untyped-def]
     return conn
 
 
+def refusal_page(title: str, action: str):  # type: ignore[no-untyped-def]
+    """A hidden page at the address of a page the user may not open: it says which role it needs (and the
+    refusal is audited) instead of Streamlit's "page not found"."""
+    def page() -> None:
+        from services.audit import record
+        from services.authz import require
+
+        conn = workspace().db()
+        user = current_user(conn)
+        st.title(title)
+        try:
+            require(conn, actor=user.name, action=action)
+        except ConsoleError as exc:
+            record(conn, actor=user.name, action="access.refused", target=f"page:{title}",
+                   detail={"from": client_address()})
+            show_error(exc)
+
+    return page
+
+
 def guard_network(conn) -> None:  # type: ignore[no-untyped-def]
     """Stop the run, before any data is shown, for a client outside the allowed networks (Settings)."""
     from services.network import effective_client, is_allowed

@@ -85,3 +85,8 @@ def run_page(page: str) -> AppTest:
 def texts(elements) -> list[str]:  # type: ignore[no-untyped-def]
     """The values of a list of elements (captions, infos, errors...)."""
     return [e.value for e in elements]
+
+
+def file_pages(at: AppTest) -> set[str]:
+    """The file names of the pages this session's navigation registered (not the hidden refusal pages)."""
+    return {Path(str(info["script_path"])).name for info in at._registered_pages.values() if info.get("script_path")}

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from services.accounts import create_user
 from services.authz import PERMISSIONS
-from tests.pages.helpers import ROOT, start_app, texts
+from tests.pages.helpers import ROOT, file_pages, start_app, texts
 from tests.pages.test_sign_in import GOOD, sign_in
 
 PAGE_ACTIONS = {
@@ -36,8 +36,7 @@ def test_each_role_gets_its_pages_and_is_refused_the_rest(ws, db, person):
 
     at = start_app()
     sign_in(at, person, GOOD)
-    listed = {str(info["script_path"]).rsplit("/", 1)[-1][:-3] for info in at._registered_pages.values()}
-    assert listed == mine
+    assert file_pages(at) == {f"{page}.py" for page in mine}
     for page in sorted(mine):
         at.switch_page(f"pages/{page}.py")
         at.run()
@@ -66,7 +65,8 @@ def test_a_role_taken_away_counts_on_the_next_run(ws, db):
     at.run()
     assert "Settings" in texts(at.title)
     set_roles(db, username="ada", roles=["ops"], actor="cli:root")
-    at.run()
-    assert "Settings" not in texts(at.title)
-    listed = {str(info["script_path"]).rsplit("/", 1)[-1] for info in at._registered_pages.values()}
-    assert "settings.py" not in listed and "lines.py" in listed
+    at.run()  # the same address now answers with the role it needs, and nothing of the page
+    assert texts(at.title) == ["Settings"] and "Confidence routing" not in texts(at.subheader)
+    assert "ada may not change settings: that needs the admin role" in texts(at.error)[0]
+    assert "settings.py" not in file_pages(at) and "lines.py" in file_pages(at)
+    assert db.execute("SELECT target FROM audit_log WHERE action = 'access.refused'").fetchall() == [("page:Settings",)]

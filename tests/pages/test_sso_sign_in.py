@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from services import sso
 from services.accounts import create_user
-from tests.pages.helpers import ROOT, texts
+from tests.pages.helpers import ROOT, file_pages, texts
 from tests.pages.test_sign_in import GOOD, captions, sign_in
 
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "not-a-real-secret",
@@ -21,10 +21,6 @@ def app(user: dict, auth: dict | None = None) -> AppTest:
     at.secrets["auth"] = auth or AUTH
     at.user = user
     return at.run()
-
-
-def listed(at) -> set[str]:
-    return {str(info["script_path"]).rsplit("/", 1)[-1] for info in at._registered_pages.values()}
 
 
 def audit(db, action):
@@ -54,7 +50,7 @@ def test_a_mapped_person_gets_their_roles_pages_and_one_audited_sign_in(ws, db):
     sso.set_mapping(db, kind="group", subject="qa-team", roles=["inspector"], actor="cli:root")
     at = app(INES)
     assert not at.exception and any(r"**ines@example\.com** (inspector)" in c for c in captions(at))
-    assert "settings.py" not in listed(at) and "queue.py" in listed(at)
+    assert "settings.py" not in file_pages(at) and "queue.py" in file_pages(at)
     at.run()
     assert audit(db, "sign_in") == 1  # once a session, not every rerun
     at.button(key="signout").click().run()
@@ -70,7 +66,7 @@ def test_an_unmapped_person_is_refused_once_and_can_try_again_after_an_admin_map
     assert audit(db, "sign_in.refused") == 1
     sso.set_mapping(db, kind="identity", subject="ines@example.com", roles=["ops"], actor="cli:root")
     at.button(key="sso_retry").click().run()
-    assert any(r"**ines@example\.com** (ops)" in c for c in captions(at)) and "lines.py" in listed(at)
+    assert any(r"**ines@example\.com** (ops)" in c for c in captions(at)) and "lines.py" in file_pages(at)
 
 
 def test_a_mapping_removed_mid_session_ends_the_session(ws, db):
