@@ -271,10 +271,11 @@ def ingest_source(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, ac
     errors [{uri, reason}] (a file that could not be read or whose CSV header is unusable; the other
     files are still read), pending_files (files with a last line left for later) and counted (the
     count_lines report). ``now_ts`` (default: now) bounds future timestamps and settles local files.
-    Raises NotFound (missing folder, bucket or file), InvalidInput (bad URI) or StorageError for the
-    source as a whole.
+    Raises NotFound (missing folder, bucket or file), InvalidInput (bad URI), PermissionDenied (outside the
+    storage roots) or StorageError for the source as a whole.
     """
     require(db, actor=actor, action="lines.ingest")
+    store.check_allowed(uri)  # local frame files are read directly, so the storage roots are checked here
     now = time.time() if now_ts is None else float(now_ts)
     settings = get_settings(db)
     known = None
@@ -291,6 +292,7 @@ def ingest_source(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, ac
         src: SourceFile = (S3File(file_uri, store) if is_s3(file_uri)
                       else LocalFile(file_uri, now_ts=now, settle_seconds=settle_seconds))
         try:
+            store.check_allowed(file_uri)  # a link inside the feed folder must not lead out of the roots
             outcome = _ingest_file(db, src, listed_size=size, rules=rules, register=not known_lines_only,
                                    report=total, sample_room=max(0, 50 - len(total.samples)))
         except ConsoleError as exc:

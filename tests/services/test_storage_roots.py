@@ -85,3 +85,18 @@ def test_an_image_uri_outside_the_roots_fails_that_photo_and_the_rest_load(db, w
     assert statuses["good"] == "pending" and statuses["sneaky"] == "failed"
     with pytest.raises(PermissionDenied):  # and the manifest itself must be inside too
         ingest_manifest(db, uri=str(secret), store=object_store(db), actor="cli:test")
+
+
+def test_a_line_feed_outside_the_roots_is_refused(db, tree, tmp_path):
+    from services.lines import ingest_source
+
+    allowed, secret = tree
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    (feed / "a.jsonl").write_text('{"line_id": "L1", "camera_id": "c", "ts": 1, "count": 2}\n')
+    os.symlink(feed / "a.jsonl", allowed / "frames.jsonl")  # inside the roots by name only
+    set_setting(db, key="storage_roots", value=[str(allowed)], actor="cli:test")
+    with pytest.raises(PermissionDenied):
+        ingest_source(db, uri=str(feed), store=object_store(db), actor="cli:test")
+    report = ingest_source(db, uri=str(allowed), store=object_store(db), actor="cli:test")
+    assert report["frames_added"] == 0 and "outside the storage roots" in report["errors"][0]["reason"]
