@@ -23,6 +23,7 @@ from services.config import get_settings, object_store
 from services.decisions import decide, route
 from services.errors import ConsoleError, StorageError
 from services.features import CUES_SIDE, FeatureExtractor
+from services.near_copies import perceptual_hash
 from services.registry import active_version, load_head
 from services.storage import ObjectStore
 
@@ -38,6 +39,7 @@ class Loaded:
     shas: dict[int, str] = field(default_factory=dict)
     data: dict[int, bytes] = field(default_factory=dict)  # kept to decode larger for face cues, when needed
     prepared: dict[int, np.ndarray] = field(default_factory=dict)  # backbone inputs, made on the I/O threads
+    hashes: dict[int, tuple[int, int]] = field(default_factory=dict)  # perceptual hashes, for reused-photo checks
 
 
 @dataclass
@@ -125,6 +127,7 @@ class ClassifyKind(jobs.BaseKind):
                 out.errors[image_id] = str(exc)
                 return
             out.prepared[image_id] = FeatureExtractor.prepare(picture)
+            out.hashes[image_id] = perceptual_hash(picture)
             out.shas[image_id] = sha
             out.data[image_id] = data
             out.pictures[image_id] = picture
@@ -178,6 +181,9 @@ class ClassifyKind(jobs.BaseKind):
                 "ON CONFLICT(sha256, backbone) DO UPDATE SET cues = COALESCE(excluded.cues, embeddings.cues)",
                 [sha, backbone, vector.astype(np.float32).tobytes(), json.dumps(cue.tolist()) if cue is not None else None, now],
             )
+            if image_id in computed.loaded.hashes:
+                db.execute("INSERT OR IGNORE INTO image_hashes (sha256, phash, phash_mirror) VALUES (?, ?, ?)",
+                           [sha, *computed.loaded.hashes[image_id]])
             outcome[str(image_id)] = None
             if head is None:
                 db.execute("UPDATE images SET status = 'queued', queue_reason = 'no_model', error = NULL WHERE id = ?", [image_id])

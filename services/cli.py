@@ -101,8 +101,11 @@ def cmd_work(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     ran = []
     while (job_id := jobs.run_job(ws)) is not None:
         ran.append(job_id)
-    # the chores the app's worker does: queue snapshot, reliability, the line feed, pruning
-    return {"jobs_run": ran, **Housekeeping(ws).run_all()}
+    # the chores the app's worker does: queue snapshot, reliability, the line feed, pruning, reuse checks
+    chores = Housekeeping(ws).run_all()
+    while (job_id := jobs.run_job(ws)) is not None:  # what the chores queued (a reused-photo check)
+        ran.append(job_id)
+    return {"jobs_run": ran, **chores}
 
 
 def cmd_demo(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:

@@ -102,6 +102,9 @@ DEFAULTS: dict[str, Any] = {
     # claim that lists their groups (Cognito: cognito:groups; Okta and Entra ID: groups)
     "sso_identity_claim": "email",
     "sso_groups_claim": "groups",
+    # a review with a photo flagged as reused (the same photo, or an edited copy, in another review) earns no
+    # credit until an admin clears the flag
+    "hold_credit_on_reuse": True,
 }
 
 
@@ -166,7 +169,7 @@ def _validate(key: str, value: Any) -> Any:
         if not isinstance(value, int) or value < 1_000_000:
             raise InvalidInput("the pixel limit must be a whole number of at least 1,000,000")
         return value
-    if key == "hide_suggestion":
+    if key in ("hide_suggestion", "hold_credit_on_reuse"):
         return bool(value)
     if key in ("sso_identity_claim", "sso_groups_claim"):
         if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):

@@ -10,6 +10,7 @@ import sqlite_utils
 from services.audit import record
 from services.clock import now_iso
 from services.config import CLASSES, get_settings
+from services.credit_holds import held_reviews
 from services.errors import InvalidInput, NotFound
 from services.rules import photo_qualifies, review_credit
 
@@ -96,7 +97,8 @@ def decide(
 
 
 def review_outcomes(db: sqlite_utils.Database, *, review_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Credit outcome per review: {review_id: {"credit": True/False/None, "reason": str}}."""
+    """Credit outcome per review: {review_id: {"credit": True/False/None, "reason": str, "held": bool}}; a
+    credit held for a reused photo (services.credit_holds) is None with the reason."""
     rules = get_settings(db)["credit_rules"]
     where, params = "", []
     if review_ids is not None:
@@ -115,10 +117,13 @@ def review_outcomes(db: sqlite_utils.Database, *, review_ids: list[str] | None =
             continue  # a photo that cannot be read never qualifies and never blocks the others
         entry[1].append(None if credit is None else bool(credit))
     out = {}
+    held = held_reviews(db, review_ids)
     for rid, (rtype, results) in grouped.items():
         if not results:
             out[rid] = {"credit": False, "reason": "no readable photo"}
             continue
         credit, reason = review_credit(review_type=rtype, photo_results=results, rules=rules)
-        out[rid] = {"credit": credit, "reason": reason}
+        if credit and rid in held:
+            credit, reason = None, f"{held[rid]} ({reason})"
+        out[rid] = {"credit": credit, "reason": reason, "held": rid in held}
     return out

@@ -22,6 +22,7 @@ from services.inspector_stats import SNAPSHOT_SECONDS  # one interval for the wo
 
 LINE_POLL_SECONDS = 10.0
 PRUNE_SECONDS = 3600.0
+REUSE_SECONDS = 15.0
 
 
 def snapshot_and_reliability(db: Any) -> dict[str, Any]:
@@ -51,6 +52,19 @@ def poll_line_feed(db: Any) -> dict[str, Any]:
     return {"line_feed": feed, "frames_added": report["frames_added"], "open_alerts": len(alerts)}
 
 
+def queue_reuse_check(db: Any) -> dict[str, Any]:
+    """Queue a reused-photo check when embedded photos are waiting for one and none is queued or running."""
+    from services import jobs, reuse
+
+    if not reuse.unchecked_count(db):
+        return {"reuse_job": None}
+    active = db.execute("SELECT id FROM jobs WHERE kind = ? AND state IN ('queued', 'running', 'cancelling') LIMIT 1",
+                        [reuse.KIND]).fetchone()
+    if active:
+        return {"reuse_job": active[0]}
+    return {"reuse_job": jobs.create_job(db, kind=reuse.KIND, params={}, actor="system:reuse")}
+
+
 def prune(db: Any) -> dict[str, Any]:
     from services import lines
 
@@ -67,6 +81,7 @@ class Housekeeping:
             ("snapshot", SNAPSHOT_SECONDS, snapshot_and_reliability),
             ("line_feed", LINE_POLL_SECONDS, poll_line_feed),
             ("prune", PRUNE_SECONDS, prune),
+            ("reuse", REUSE_SECONDS, queue_reuse_check),
         ]
         self._last: dict[str, float] = {}
         self.last_errors: dict[str, str] = {}

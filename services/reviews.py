@@ -9,6 +9,7 @@ import sqlite_utils
 
 from services.authz import require
 from services.config import get_settings
+from services.credit_holds import HELD_SQL, hold_active
 from services.decisions import review_outcomes
 from services.errors import NotFound
 from services.rules import review_credit
@@ -31,16 +32,18 @@ def _credits(db: sqlite_utils.Database) -> tuple[int, int, dict[str, int]]:
     rules = get_settings(db)["credit_rules"]
     reviews = db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
     granted, per_day = 0, {}
+    held = HELD_SQL if hold_active(db) else "0"  # credit held for reused photos counts as not granted
     groups = db.execute(
-        """SELECT r.review_type, substr(r.submitted_at, 1, 10), x.q > 0, x.f > 0, x.p > 0, COUNT(*)
-           FROM (SELECT i.review_id, TOTAL(d.credit = 1) AS q, TOTAL(d.credit = 0) AS f, TOTAL(d.id IS NULL) AS p
+        f"""SELECT r.review_type, substr(r.submitted_at, 1, 10), x.q > 0, x.f > 0, x.p > 0, x.h > 0, COUNT(*)
+           FROM (SELECT i.review_id, TOTAL(d.credit = 1) AS q, TOTAL(d.credit = 0) AS f, TOTAL(d.id IS NULL) AS p,
+                        TOTAL({held}) AS h
                  FROM images i LEFT JOIN decisions d ON d.id = i.decision_id
                  WHERE i.status != 'failed' GROUP BY i.review_id) x
-           JOIN reviews r ON r.id = x.review_id GROUP BY 1, 2, 3, 4, 5"""
+           JOIN reviews r ON r.id = x.review_id GROUP BY 1, 2, 3, 4, 5, 6"""
     ).fetchall()
-    for rtype, day, has_yes, has_no, has_pending, n in groups:
+    for rtype, day, has_yes, has_no, has_pending, is_held, n in groups:
         results = [True] * has_yes + [False] * has_no + [None] * has_pending
-        if review_credit(review_type=rtype, photo_results=results, rules=rules)[0] is True:
+        if not is_held and review_credit(review_type=rtype, photo_results=results, rules=rules)[0] is True:
             granted += n
             per_day[day] = per_day.get(day, 0) + n
     return granted, reviews, per_day

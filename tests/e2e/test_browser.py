@@ -167,6 +167,7 @@ def test_sign_in_refuses_a_wrong_password_and_an_inspector_sees_only_inspector_p
         _sign_in(page, "ann", "correct horse battery staple")
         page.get_by_text("(inspector)").wait_for(timeout=30_000)
         nav = page.get_by_test_id("stSidebarNav")
+        nav.get_by_text("Review queue").wait_for(timeout=30_000)  # the navigation may draw after the caption
         assert nav.get_by_text("Review queue").count() == 1
         for admin_page in ("Settings", "Jobs", "Label quality", "Dataset filter", "Line throughput"):
             assert nav.get_by_text(admin_page, exact=True).count() == 0, admin_page

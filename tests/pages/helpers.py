@@ -28,11 +28,15 @@ def start_app(page: str | None = None) -> AppTest:
 
 
 def write_photo(path: Path, color: tuple[int, int, int], *, fmt: str = "JPEG") -> str:
-    """A small real photo (striped, so every colour gives distinct bytes); returns its path."""
+    """A small real photo of its own (random blocks seeded by the colour, so different colours are different
+    pictures, not recoloured copies that the reused-photo check would rightly flag); returns its path."""
+    import numpy as np
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.new("RGB", (96, 72), color)
-    for x in range(0, 96, 8):
-        img.paste((x * 2 % 256, color[1], color[2]), (x, 0, x + 4, 72))
+    rng = np.random.default_rng(list(color))
+    blocks = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
+    blocks[..., 0] = (blocks[..., 0] // 2 + color[0] // 2).astype(np.uint8)
+    img = Image.fromarray(blocks).resize((96, 72), Image.Resampling.NEAREST)
     img.save(path, format=fmt)
     return str(path)
 
@@ -68,6 +72,16 @@ def seed_reviews(db, folder: Path, reviews: list[dict], *, name: str = "batch.js
 def classify_now(ws, db) -> dict:
     """Queue a classify job through the service and run it on this thread; returns the finished job."""
     job_id = create_job(db, kind="classify", params={}, actor="test")
+    assert run_job(ws, job_id=job_id) == job_id
+    job = get_job(db, job_id)
+    assert job["state"] == "done", job["error"]
+    check_reuse_now(ws, db)  # as the worker does next: credit is held until photos are checked for reuse
+    return job
+
+
+def check_reuse_now(ws, db) -> dict:
+    """Run the reused-photo check over every classified photo, on this thread; returns the finished job."""
+    job_id = create_job(db, kind="reuse", params={}, actor="test")
     assert run_job(ws, job_id=job_id) == job_id
     job = get_job(db, job_id)
     assert job["state"] == "done", job["error"]

@@ -120,7 +120,8 @@ def test_work_runs_the_housekeeping_of_the_apps_worker(ws, db, capsys):
                    "VALUES (1, ?, 'product', 'overlap', '2026-01-01T00:00:00Z')", [who])
     code, summary, _ = run(capsys, "--data-dir", str(ws.root), "work")
     assert code == 0 and summary == {"command": "work", "jobs_run": [], "queue_snapshot": True,
-                                     "reliability_reestimated": True, "line_feed": None, "raw_frames_pruned": 0}
+                                     "reliability_reestimated": True, "line_feed": None, "raw_frames_pruned": 0,
+                                     "reuse_job": None}
     assert {r[0] for r in db.execute("SELECT inspector FROM inspector_reliability")} == {"ann", "bob"}
     assert db.execute("SELECT queued FROM queue_snapshots").fetchall() == [(1,)]
     code, summary, _ = run(capsys, "--data-dir", str(ws.root), "work")
