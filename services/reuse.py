@@ -50,47 +50,50 @@ def _picture(store: Any, uri: str, max_pixels: int) -> Image.Image:
 
 def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIndex, store: Any,
                 max_pixels: int) -> list[dict[str, Any]]:
-    """Find copies of one photo in other reviews and return the flags to record (not yet written).
-    Raises ConsoleError when the photo itself cannot be read."""
+    """The flag to record (a list of at most one, not yet written) when this photo copies a photo that came in
+    earlier with another review: the same bytes, or an edited copy. Raises ConsoleError when the photo itself
+    cannot be read."""
     row = db.execute("SELECT i.id, i.sha256, i.uri, i.review_id, r.user_id FROM images i JOIN reviews r "
                      "ON r.id = i.review_id WHERE i.id = ?", [image_id]).fetchone()
     if row is None or not row[1]:
         return []
     _, sha, uri, review_id, user_id = row
-    flags: list[dict[str, Any]] = []
-    for other_id, other_user in db.execute(
-            "SELECT i.id, r.user_id FROM images i JOIN reviews r ON r.id = i.review_id "
-            "WHERE i.sha256 = ? AND i.review_id != ? AND i.id != ? ORDER BY i.id", [sha, review_id, image_id]):
-        flags.append({"other_image_id": other_id, "kind": "exact", "how": "bytes", "similarity": 1.0,
-                      "hash_distance": 0, "inliers": None, "same_user": int(other_user == user_id)})
-    vec = db.execute("SELECT vector FROM embeddings WHERE sha256 = ? AND backbone = ?",
-                     [sha, index.backbone]).fetchone()
-    picture = None
+    # only photos that came in earlier (lower id) in other reviews: the later photo is the suspect, and it is
+    # flagged once, against the first appearance found
+    exact = db.execute("SELECT i.id, r.user_id FROM images i JOIN reviews r ON r.id = i.review_id "
+                       "WHERE i.sha256 = ? AND i.review_id != ? AND i.id < ? ORDER BY i.id LIMIT 1",
+                       [sha, review_id, image_id]).fetchone()
+    if exact:
+        return [{"other_image_id": exact[0], "kind": "exact", "how": "bytes", "similarity": 1.0, "hash_distance": 0,
+                 "inliers": None, "same_user": int(exact[1] == user_id)}]
     mine = _hashes(db, sha)
-    if mine is None:
+    picture = None
+    if mine is None:  # classified before hashes were stored
         picture = _picture(store, uri, max_pixels)
         mine = perceptual_hash(picture)
         db.execute("INSERT OR IGNORE INTO image_hashes (sha256, phash, phash_mirror) VALUES (?, ?, ?)", [sha, *mine])
+    vec = db.execute("SELECT vector FROM embeddings WHERE sha256 = ? AND backbone = ?", [sha, index.backbone]).fetchone()
     if vec is None:
-        return flags
-    exact = {f["other_image_id"] for f in flags}
-    verified = 0
+        return []
+    candidates = []
     for near in index.search(db, np.frombuffer(vec[0], dtype=np.float32), k=NEIGHBOURS + 1,
                              min_similarity=CANDIDATE_SIMILARITY):
         if near.sha256 == sha:
             continue
-        others = db.execute("SELECT i.id, i.uri, r.user_id FROM images i JOIN reviews r ON r.id = i.review_id "
-                            "WHERE i.sha256 = ? AND i.review_id != ? AND i.status != 'failed' ORDER BY i.id LIMIT 1",
-                            [near.sha256, review_id]).fetchone()
-        if others is None or others[0] in exact:
-            continue
+        other = db.execute("SELECT i.id, i.uri, r.user_id FROM images i JOIN reviews r ON r.id = i.review_id "
+                           "WHERE i.sha256 = ? AND i.review_id != ? AND i.id < ? AND i.status != 'failed' "
+                           "ORDER BY i.id LIMIT 1", [near.sha256, review_id, image_id]).fetchone()
+        if other is not None:
+            candidates.append((other, near))
+    verified = 0
+    for (other_id, other_uri, other_user), near in sorted(candidates, key=lambda c: c[0][0]):  # earliest first
         theirs = _hashes(db, near.sha256)
         try:
             if theirs is not None and hash_distance(mine, theirs) <= HASH_BITS_NEAR:
                 result = Comparison(True, hash_distance(mine, theirs), None, "hash")  # no decoding needed
             elif verified < MAX_VERIFY:
                 picture = picture or _picture(store, uri, max_pixels)
-                result = compare(picture, _picture(store, others[1], max_pixels),
+                result = compare(picture, _picture(store, other_uri, max_pixels),
                                  hashes=(mine, theirs) if theirs else None)
                 verified += 1
             else:
@@ -98,10 +101,10 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
         except ConsoleError:
             continue  # the other photo cannot be read now (it was checked itself when it came in)
         if result.near:
-            flags.append({"other_image_id": others[0], "kind": "near", "how": result.how,
-                          "similarity": round(near.similarity, 4), "hash_distance": result.hash_distance,
-                          "inliers": result.inliers, "same_user": int(others[2] == user_id)})
-    return flags
+            return [{"other_image_id": other_id, "kind": "near", "how": result.how,
+                     "similarity": round(near.similarity, 4), "hash_distance": result.hash_distance,
+                     "inliers": result.inliers, "same_user": int(other_user == user_id)}]
+    return []
 
 
 def unchecked_count(db: sqlite_utils.Database) -> int:
@@ -167,7 +170,7 @@ class ReuseKind(jobs.BaseKind):
 jobs.register(ReuseKind())
 
 
-def flags(db: sqlite_utils.Database, *, actor: str, status: str | None = "open", limit: int = 200) -> list[dict[str, Any]]:
+def list_flags(db: sqlite_utils.Database, *, actor: str, status: str | None = "open", limit: int = 200) -> list[dict[str, Any]]:
     """Flagged pairs, newest first, with both photos' review, user and URI. Raises PermissionDenied."""
     require(db, actor=actor, action="quality.manage")
     where, params = ("WHERE f.status = ?", [status]) if status else ("", [])

@@ -25,6 +25,7 @@ from services import (
     mistakes,
     queue,
     registry,
+    reuse,
     reviews,
     sso,
     training,
@@ -105,6 +106,9 @@ def _calls(ws, tmp_path):  # type: ignore[no-untyped-def]
          lambda db, a: sso.set_mapping(db, kind="group", subject="qa", roles=["inspector"], actor=a)),
         ("sso.remove_mapping", "users.manage", lambda db, a: sso.remove_mapping(db, kind="group", subject="x", actor=a)),
         ("sso.mappings", "users.manage", lambda db, a: sso.mappings(db, actor=a)),
+        ("reuse.list_flags", "quality.manage", lambda db, a: reuse.list_flags(db, actor=a)),
+        ("reuse.accounts_involved", "quality.manage", lambda db, a: reuse.accounts_involved(db, actor=a)),
+        ("reuse.resolve", "quality.manage", lambda db, a: reuse.resolve(db, flag_id=9, status="cleared", actor=a)),
     ]
 
 
