@@ -33,6 +33,7 @@ PAGES = {
     ],
     "Administration": [
         ("pages/quality.py", "Label quality", ":material/verified:", "quality.manage"),
+        ("pages/reused.py", "Reused photos", ":material/content_copy:", "quality.manage"),
         ("pages/dataset_filter.py", "Dataset filter", ":material/filter_alt:", "jobs.manage"),
         ("pages/jobs.py", "Jobs", ":material/work_history:", "jobs.manage"),
         ("pages/settings.py", "Settings", ":material/tune:", "settings.change"),

@@ -142,6 +142,19 @@ def ensure_worker() -> None:
         worker(str(workspace().root)).wake()
 
 
+@st.cache_resource(show_spinner=False)
+def _similarity_index(root: str):  # type: ignore[no-untyped-def]
+    from services.reuse import index_for
+
+    return index_for(Workspace.open(root))
+
+
+def similarity_index():  # type: ignore[no-untyped-def]
+    """The workspace's similarity index over photo embeddings (loaded once per process; kept current by the
+    reuse job)."""
+    return _similarity_index(str(workspace().root))
+
+
 def store() -> ObjectStore:
     return object_store(db())
 

@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from pages.common import current_user, db, md, show_error, show_photo, thumbnails
+from pages.common import current_user, db, md, show_error, show_photo, similarity_index, thumbnails
 from services.answers import last_answer, submit, undo_last
 from services.config import CLASSES, get_settings
 from services.errors import ConsoleError
 from services.queue import claim_next, flag, peek_next, queue_counts, release
 from services.rules import photo_qualifies
+from services.similar_cases import reuse_flag_of, similar_decided
 
 PHOTO_SIZE = 720  # the photo large, above the fold
 ZOOM_SIZE = 2048  # zoomed: full width, detail kept
@@ -86,6 +87,21 @@ with right:
     for other in item["other_photos"]:
         show_photo(st, uri=other["uri"], sha256=other["sha256"], size=160, width=120,
                    caption=f"other photo in this review ({other['status']})")
+    reused = reuse_flag_of(conn, image_id=item["id"], actor=inspector)
+    if reused:
+        st.warning(f"This photo looks reused from review {md(reused['other_review_id'])} (user "
+                   f"{md(reused['other_user_id'] or '?')}); its credit is held until an admin clears it.",
+                   icon=":material/content_copy:")
+        show_photo(st, uri=reused["other_uri"], sha256=reused["other_sha256"], size=160, width=160,
+                   caption=f"the earlier photo ({reused['kind']} copy, {reused['how']})")
+    similar = similar_decided(conn, image_id=item["id"], actor=inspector, index=similarity_index())
+    if similar:
+        st.caption("Most similar photos already decided:")
+        cols = st.columns(len(similar))
+        for col, case in zip(cols, similar):
+            who = "the model" if case["source"] == "auto" else "a person"
+            show_photo(col, uri=case["uri"], sha256=case["sha256"], size=160, width=120,
+                       caption=f"{case['label'].replace('_', ' ')} · by {who} · {case['similarity']:.0%} alike")
     choice = st.radio("Label", CLASSES, key=f"q_label_{item['id']}", horizontal=True,
                       index=CLASSES.index(suggest["label"]) if suggest else None,
                       format_func=lambda c: c.replace("_", " "))

@@ -138,6 +138,16 @@ with st.form("sso_form"):
         save("sso_identity_claim", identity_claim)
         save("sso_groups_claim", groups_claim)
 
+st.subheader("Reused photos")
+with st.form("reuse_form"):
+    hold = st.toggle("Hold credit on reviews whose photo is flagged as reused, until an admin clears it",
+                     value=bool(settings["hold_credit_on_reuse"]), key="set_hold_reuse",
+                     help="Photos are checked against every earlier photo of other reviews (the same bytes, or an "
+                          "edited copy: resized, cropped, recompressed, mirrored, recoloured) right after they "
+                          "are classified; with this on, no credit is granted before that check.")
+    if st.form_submit_button("Save", key="set_save_reuse"):
+        save("hold_credit_on_reuse", hold)
+
 st.subheader("Storage and limits")
 with st.form("limits_form"):
     max_pixels = st.number_input("Largest image accepted (pixels)", 1_000_000, 1_000_000_000, int(settings["max_pixels"]),

@@ -10,6 +10,7 @@ held (``held_reviews``) until an admin clears or confirms it.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -25,18 +26,31 @@ from services.config import get_settings, object_store
 from services.errors import ConsoleError, InvalidInput, NotFound
 from services.features import FeatureExtractor
 from services.images import decode
-from services.near_copies import HASH_BITS_NEAR, ORB_SIDE, Comparison, compare, hash_distance, perceptual_hash
+from services.near_copies import ORB_SIDE, Comparison, HashIndex, compare, perceptual_hash
 from services.similarity import SimilarityIndex
 
 CANDIDATE_SIMILARITY = 0.6  # edited copies measured at 0.65 and above (crops); distinct photos mostly below
 NEIGHBOURS = 10
 MAX_VERIFY = 5  # keypoint checks per photo at most (each decodes the other photo)
+# a hash this close settles it alone; a hash up to HASH_BITS_NEAR settles it when the embeddings are close too
+# (among millions of photos, plain product shots on white can share a loose hash by chance), else keypoints do
+HASH_BITS_SURE = 6
 KIND = "reuse"
 
 
 def index_for(ws: Any) -> SimilarityIndex:
     """The workspace's similarity index for the current backbone (one per process)."""
     return SimilarityIndex.shared(ws.root / "index", FeatureExtractor.backbone)
+
+
+_hash_indexes: dict[str, HashIndex] = {}
+_hash_lock = threading.Lock()
+
+
+def hashes_for(ws: Any) -> HashIndex:
+    """The workspace's perceptual hashes in memory (one per process)."""
+    with _hash_lock:
+        return _hash_indexes.setdefault(str(ws.root.resolve()), HashIndex())
 
 
 def _hashes(db: sqlite_utils.Database, sha: str) -> tuple[int, int] | None:
@@ -48,8 +62,8 @@ def _picture(store: Any, uri: str, max_pixels: int) -> Image.Image:
     return decode(store.read(uri), max_side=ORB_SIDE, max_pixels=max_pixels)
 
 
-def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIndex, store: Any,
-                max_pixels: int) -> list[dict[str, Any]]:
+def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIndex, hashes: HashIndex,
+                store: Any, max_pixels: int) -> list[dict[str, Any]]:
     """The flag to record (a list of at most one, not yet written) when this photo copies a photo that came in
     earlier with another review: the same bytes, or an edited copy. Raises ConsoleError when the photo itself
     cannot be read."""
@@ -75,35 +89,40 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
     vec = db.execute("SELECT vector FROM embeddings WHERE sha256 = ? AND backbone = ?", [sha, index.backbone]).fetchone()
     if vec is None:
         return []
-    candidates = []
+    candidates: dict[int, dict[str, Any]] = {}  # other image id -> what found it
+
+    def earliest(other_sha: str) -> tuple[int, str, str] | None:
+        return db.execute("SELECT i.id, i.uri, r.user_id FROM images i JOIN reviews r ON r.id = i.review_id "
+                          "WHERE i.sha256 = ? AND i.review_id != ? AND i.id < ? AND i.status != 'failed' "
+                          "ORDER BY i.id LIMIT 1", [other_sha, review_id, image_id]).fetchone()
+
+    for other_sha, bits in hashes.near(db, mine):
+        if other_sha != sha and (other := earliest(other_sha)):
+            candidates[other[0]] = {"uri": other[1], "user": other[2], "sha": other_sha, "bits": bits, "similarity": None}
     for near in index.search(db, np.frombuffer(vec[0], dtype=np.float32), k=NEIGHBOURS + 1,
                              min_similarity=CANDIDATE_SIMILARITY):
-        if near.sha256 == sha:
-            continue
-        other = db.execute("SELECT i.id, i.uri, r.user_id FROM images i JOIN reviews r ON r.id = i.review_id "
-                           "WHERE i.sha256 = ? AND i.review_id != ? AND i.id < ? AND i.status != 'failed' "
-                           "ORDER BY i.id LIMIT 1", [near.sha256, review_id, image_id]).fetchone()
-        if other is not None:
-            candidates.append((other, near))
+        if near.sha256 != sha and (other := earliest(near.sha256)):
+            found = candidates.setdefault(other[0], {"uri": other[1], "user": other[2], "sha": near.sha256, "bits": None})
+            found["similarity"] = round(near.similarity, 4)
     verified = 0
-    for (other_id, other_uri, other_user), near in sorted(candidates, key=lambda c: c[0][0]):  # earliest first
-        theirs = _hashes(db, near.sha256)
+    for other_id in sorted(candidates):  # the earliest photo first
+        c = candidates[other_id]
         try:
-            if theirs is not None and hash_distance(mine, theirs) <= HASH_BITS_NEAR:
-                result = Comparison(True, hash_distance(mine, theirs), None, "hash")  # no decoding needed
+            if c["bits"] is not None and (c["bits"] <= HASH_BITS_SURE or c["similarity"] is not None):
+                result = Comparison(True, c["bits"], None, "hash")  # close hashes settle it: nothing to decode
             elif verified < MAX_VERIFY:
                 picture = picture or _picture(store, uri, max_pixels)
-                result = compare(picture, _picture(store, other_uri, max_pixels),
-                                 hashes=(mine, theirs) if theirs else None)
+                theirs = _hashes(db, c["sha"])
+                result = compare(picture, _picture(store, c["uri"], max_pixels), hashes=(mine, theirs) if theirs else None)
                 verified += 1
             else:
                 continue
         except ConsoleError:
             continue  # the other photo cannot be read now (it was checked itself when it came in)
         if result.near:
-            return [{"other_image_id": other_id, "kind": "near", "how": result.how,
-                     "similarity": round(near.similarity, 4), "hash_distance": result.hash_distance,
-                     "inliers": result.inliers, "same_user": int(other_user == user_id)}]
+            return [{"other_image_id": other_id, "kind": "near", "how": result.how, "similarity": c["similarity"],
+                     "hash_distance": result.hash_distance, "inliers": result.inliers,
+                     "same_user": int(c["user"] == user_id)}]
     return []
 
 
@@ -131,9 +150,10 @@ class ReuseKind(jobs.BaseKind):
     batch_size = 32
 
     def start(self, ctx: jobs.JobContext) -> None:
-        index = index_for(ctx.ws)
+        index, hashes = index_for(ctx.ws), hashes_for(ctx.ws)
         index.sync(ctx.db)
-        ctx.state.update(index=index, store=object_store(ctx.db), max_pixels=int(get_settings(ctx.db)["max_pixels"]))
+        hashes.sync(ctx.db)
+        ctx.state.update(index=index, hashes=hashes, store=object_store(ctx.db), max_pixels=int(get_settings(ctx.db)["max_pixels"]))
 
     def list_items(self, ctx: jobs.JobContext) -> list[str]:
         rows = ctx.db.execute("SELECT i.id FROM images i JOIN embeddings e ON e.sha256 = i.sha256 AND e.backbone = ? "
@@ -145,7 +165,8 @@ class ReuseKind(jobs.BaseKind):
         out: dict[str, Any] = {}
         for item in items:
             try:
-                out[item] = check_image(ctx.db, image_id=int(item), index=ctx.state["index"], store=ctx.state["store"],
+                out[item] = check_image(ctx.db, image_id=int(item), index=ctx.state["index"],
+                                        hashes=ctx.state["hashes"], store=ctx.state["store"],
                                         max_pixels=ctx.state["max_pixels"])
             except ConsoleError as exc:
                 out[item] = str(exc)
