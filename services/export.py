@@ -18,6 +18,7 @@ import sqlite_utils
 from services.authz import require
 from services.config import CLASSES
 from services.consensus import PRIOR_ACCURACY
+from services.credit_holds import HELD_SQL, hold_active
 from services.errors import InvalidInput
 
 EXPORT_SQL = """
@@ -26,7 +27,9 @@ SELECT i.id AS image_id, i.uri, i.sha256, i.status, i.queue_reason, i.error,
        d.label, d.credit, d.reason, d.source, d.decided_by, d.decided_at,
        p.label AS predicted_label, p.confidence AS predicted_confidence, mv.name AS model_version,
        c.confidence AS consensus_confidence, c.agreement AS consensus_agreement, c.n_answers AS consensus_answers,
-       c.outcome AS consensus_outcome, ir.accuracy AS inspector_accuracy, g.label AS gold_label
+       c.outcome AS consensus_outcome, ir.accuracy AS inspector_accuracy, g.label AS gold_label,
+       (SELECT f.status FROM reuse_flags f WHERE f.image_id = i.id ORDER BY f.id DESC LIMIT 1) AS reuse_flag,
+       CASE WHEN {held} THEN 1 ELSE 0 END AS credit_held
 FROM images i JOIN reviews r ON r.id = i.review_id
 LEFT JOIN decisions d ON d.id = i.decision_id
 LEFT JOIN consensus c ON c.image_id = i.id
@@ -39,8 +42,10 @@ ORDER BY i.id
 
 
 def rows(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
-    """One row per image with its review, latest decision and latest prediction."""
-    yield from db.query(EXPORT_SQL)
+    """One row per image with its review, latest decision and latest prediction, its latest reuse flag and
+    whether its credit is held (services.credit_holds)."""
+    held = f"({HELD_SQL})" if hold_active(db) else "0"  # a photo whose credit is held for reuse says so
+    yield from db.query(EXPORT_SQL.format(held=held))
 
 
 def to_csv(db: sqlite_utils.Database, *, actor: str) -> tuple[str, int]:

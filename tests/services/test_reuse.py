@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from services import reuse
+from services import export, reuse
 from services.answers import submit
 from services.config import set_setting
 from services.decisions import review_outcomes
@@ -137,6 +137,8 @@ def test_credit_is_held_while_a_photo_waits_for_the_check_or_is_flagged_until_an
     _run(ws, db, reuse.KIND)
     held = review_outcomes(db, review_ids=[rid])[rid]
     assert held["credit"] is None and held["held"] and "flagged as reused" in held["reason"]
+    exported = next(r for r in export.rows(db) if r["review_id"] == rid)  # what a crediting system would read
+    assert (exported["reuse_flag"], exported["credit_held"], exported["credit"]) == ("open", 1, 1)
     (flag_id,) = db.execute("SELECT id FROM reuse_flags WHERE image_id = ?", [image_id]).fetchone()
     reuse.resolve(db, flag_id=flag_id, status="cleared", actor="cli:admin", note="the customer's own photo")
     assert review_outcomes(db, review_ids=[rid])[rid]["credit"] is True
