@@ -12,6 +12,7 @@ from services.authz import require
 from services.similarity import SimilarityIndex
 
 MIN_SIMILARITY = 0.5  # below this a neighbour says little about the photo on screen
+UI_CATCH_UP = 2_000  # vectors a page adds to the index at most (about 0.2 s); the reuse job adds the rest
 
 
 def similar_decided(db: sqlite_utils.Database, *, image_id: int, actor: str, index: SimilarityIndex,
@@ -20,6 +21,7 @@ def similar_decided(db: sqlite_utils.Database, *, image_id: int, actor: str, ind
     review_id, uri, sha256, label, source (auto or human), decided_by, similarity. [] when the photo has no
     embedding yet. Raises PermissionDenied unless ``actor`` may see reviews."""
     require(db, actor=actor, action="reviews.read")
+    index.sync(db, save=False, max_rows=UI_CATCH_UP)  # photos embedded by another process since the last look
     row = db.execute("SELECT i.sha256, i.review_id, e.vector FROM images i JOIN embeddings e ON e.sha256 = i.sha256 "
                      "AND e.backbone = ? WHERE i.id = ?", [index.backbone, image_id]).fetchone()
     if row is None:

@@ -82,14 +82,16 @@ class SimilarityIndex:
     def __len__(self) -> int:
         return len(self.index)
 
-    def sync(self, db: sqlite_utils.Database) -> int:
-        """Add every embedding of this backbone stored since the last sync, then save; returns how many.
+    def sync(self, db: sqlite_utils.Database, *, save: bool = True, max_rows: int | None = None) -> int:
+        """Add the embeddings of this backbone stored since the last sync (all, or at most ``max_rows``), then
+        save unless ``save`` is off (a page catching up on another process's work); returns how many.
         Raises ModelError for a vector of the wrong size."""
         added = 0
         with self._lock:
-            while True:
+            while max_rows is None or added < max_rows:
+                batch = SYNC_BATCH if max_rows is None else min(SYNC_BATCH, max_rows - added)
                 rows = db.execute("SELECT rowid, vector FROM embeddings WHERE backbone = ? AND rowid > ? ORDER BY rowid "
-                                  "LIMIT ?", [self.backbone, self.max_rowid, SYNC_BATCH]).fetchall()
+                                  "LIMIT ?", [self.backbone, self.max_rowid, batch]).fetchall()
                 if not rows:
                     break
                 vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
@@ -100,7 +102,7 @@ class SimilarityIndex:
                 self.index.add(keys, vectors.reshape(len(rows), self.ndim), threads=2)
                 added += len(rows)
                 self.max_rowid = int(keys[-1])
-            if added:
+            if added and save:
                 self._save()
         return added
 
