@@ -65,7 +65,9 @@ def test_submit_stores_a_human_decision_and_shows_the_next_photo(queued, db):
     assert at.caption[0].value.startswith("2 photos waiting")
     # the second photo of the same review is shown beside it
     captions = [c for img in at.image for c in img.captions]
-    assert captions[1:] == ["other photo in this review (queued)"]
+    assert [c for c in captions[1:] if c.startswith("other photo")] == ["other photo in this review (queued)"]
+    # and the first review's photo, just decided, among the most similar decided photos
+    assert [c for c in captions[1:] if not c.startswith("other photo")][0].startswith("product · by a person")
     assert captions[0].endswith("r2_0.jpeg")
 
 
