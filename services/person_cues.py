@@ -92,8 +92,9 @@ class FaceDetector:
         return out
 
 
-def _decode(heat: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    ys, xs = np.where(heat > FACE_THRESHOLD)
+def _decode(heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, *, threshold: float = FACE_THRESHOLD) -> np.ndarray:
+    """CenterFace's output maps to (K, 5) boxes [x1, y1, x2, y2, score] in input pixels, overlaps removed."""
+    ys, xs = np.where(heat > threshold)
     if len(ys) == 0:
         return np.zeros((0, 5), dtype=np.float32)
     s0 = np.exp(scale[0, ys, xs]) * 4

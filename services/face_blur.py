@@ -1,0 +1,194 @@
+"""The ``faces`` job: anonymised copies of the images under a folder or S3 prefix.
+
+Each image is read, turned upright, its faces found (``services.faces``) and anonymised
+(``services.anonymize``), and written under the destination with the same relative key, size and format
+(JPEG, PNG with its alpha, WebP), EXIF metadata (GPS included) dropped unless ``keep_metadata``. Beside it
+goes ``<key>.faces.json``: the faces found, for audit. A bad image fails alone with its reason; a crashed
+job resumes with the images not yet done (each output is written whole, never left half-written).
+Videos in the source are counted and left for the video part of this job (not built yet).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+from PIL import Image, ImageOps
+
+from services import jobs
+from services.anonymize import DEFAULT_MASK_SCALE, anonymize, validate
+from services.authz import require
+from services.config import get_settings, object_store
+from services.errors import ConsoleError, ImageError, InvalidInput
+from services.faces import DEFAULT_THRESHOLD, make_detector
+from services.storage import is_s3, join
+
+KIND = "faces"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi")
+SIDECAR = ".faces.json"
+FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
+DEFAULTS = {"detector": "local", "mode": "blur", "shape": "ellipse", "mask_scale": DEFAULT_MASK_SCALE,
+            "threshold": DEFAULT_THRESHOLD, "keep_metadata": False}
+
+
+def validate_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Clean job parameters. Raises InvalidInput for a missing or nested source and destination, or a bad
+    detector, mode, shape, scale or threshold."""
+    clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+    for key in ("source", "destination"):
+        clean[key] = str(clean.get(key) or "").strip().rstrip("/")
+        if not clean[key]:
+            raise InvalidInput(f"give a {key}: a folder or s3://bucket/prefix")
+    src, dst = clean["source"] + "/", clean["destination"] + "/"
+    if src.startswith(dst) or dst.startswith(src):
+        raise InvalidInput("the destination must not be inside the source, nor the source inside the destination")
+    if clean["detector"] not in ("local", "rekognition"):
+        raise InvalidInput(f"unknown face detector '{clean['detector']}': choose local or rekognition")
+    validate(mode=clean["mode"], shape=clean["shape"], mask_scale=float(clean["mask_scale"]))
+    clean["mask_scale"] = float(clean["mask_scale"])
+    if not 0.05 <= float(clean["threshold"]) <= 0.99:
+        raise InvalidInput(f"the detection threshold must be between 0.05 and 0.99, got {clean['threshold']}")
+    clean["threshold"] = float(clean["threshold"])
+    clean["keep_metadata"] = bool(clean["keep_metadata"])
+    return clean
+
+
+def launch(db: sqlite_utils.Database, params: dict[str, Any], *, actor: str) -> int:
+    """Queue a face-blurring job; returns its id. Raises PermissionDenied, InvalidInput."""
+    require(db, actor=actor, action="jobs.manage")
+    return jobs.create_job(db, kind=KIND, params=validate_params(params), actor=actor)
+
+
+def _upright(data: bytes, max_pixels: int) -> tuple[Image.Image, str, bytes | None]:
+    """(upright picture in RGB or RGBA, output format, EXIF bytes or None). Raises ImageError."""
+    if not data:
+        raise ImageError("the file is empty")
+    try:
+        img = Image.open(io.BytesIO(data))
+        fmt = FORMATS.get(img.format or "")
+        if fmt is None:
+            raise ImageError(f"{img.format or 'this'} images are not supported here: give JPEG, PNG or WebP")
+        if img.width * img.height > max_pixels:
+            raise ImageError(f"the image has {img.width * img.height:,} pixels, over the limit of {max_pixels:,} (Settings)")
+        exif = img.getexif()
+        img = ImageOps.exif_transpose(img)
+        img.load()
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"the image cannot be decoded ({exc}): it may be corrupt or truncated") from exc
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    picture = img.convert("RGBA" if has_alpha else "RGB")  # CMYK, 16-bit, palette and grey become RGB(A)
+    if exif:
+        exif[0x0112] = 1  # the pixels are upright now
+    return picture, fmt, exif.tobytes() if exif else None
+
+
+def anonymize_image(data: bytes, *, detector: Any, params: dict[str, Any], max_pixels: int) -> tuple[bytes, dict[str, Any]]:
+    """(anonymised image bytes, detections) for one encoded image. Raises ImageError, ConsoleError."""
+    picture, fmt, exif = _upright(data, max_pixels)
+    rgb = np.asarray(picture.convert("RGB"))
+    boxes = detector.detect(rgb, threshold=params["threshold"])
+    out_rgb = anonymize(rgb, boxes, mode=params["mode"], shape=params["shape"], mask_scale=params["mask_scale"])
+    result = Image.fromarray(out_rgb)
+    if picture.mode == "RGBA":
+        result.putalpha(picture.getchannel("A"))
+    save: dict[str, Any] = {}
+    if fmt == "JPEG":
+        save = {"quality": 95, "subsampling": 0}  # full-resolution colour: the untouched parts stay as they were
+        result = result.convert("RGB")
+    elif fmt == "WEBP":
+        save = {"quality": 95}
+    if params["keep_metadata"] and exif:
+        save["exif"] = exif
+    if picture.info.get("icc_profile"):
+        save["icc_profile"] = picture.info["icc_profile"]  # colour, not personal data
+    buf = io.BytesIO()
+    result.save(buf, fmt, **save)
+    faces = [{"x1": round(float(b[0]), 1), "y1": round(float(b[1]), 1), "x2": round(float(b[2]), 1),
+              "y2": round(float(b[3]), 1), "score": round(float(b[4]), 3)} for b in boxes]
+    return buf.getvalue(), {"width": result.width, "height": result.height, "format": fmt, "faces": faces}
+
+
+class FacesKind(jobs.BaseKind):
+    name = KIND
+    batch_size = 4
+
+    def start(self, ctx: jobs.JobContext) -> None:
+        settings = get_settings(ctx.db)
+        params = validate_params(ctx.params)
+        detector = make_detector(params["detector"], region=settings["rekognition_region"] or None,
+                                 endpoint_url=settings["rekognition_endpoint_url"] or None) \
+            if params["detector"] == "rekognition" else make_detector("local")
+        ctx.state.update(params=params, store=object_store(ctx.db), detector=detector,
+                         max_pixels=int(settings["max_pixels"]))
+
+    def list_items(self, ctx: jobs.JobContext) -> list[str]:
+        store, source = ctx.state["store"], ctx.state["params"]["source"]
+        objects = list(store.list(source, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES))
+        ctx.state["videos"] = sum(o.key.lower().endswith(VIDEO_SUFFIXES) for o in objects)
+        return [o.key for o in objects if o.key.lower().endswith(IMAGE_SUFFIXES)]
+
+    def load(self, ctx: jobs.JobContext, items: list[str]) -> dict[str, bytes | str]:
+        out: dict[str, bytes | str] = {}
+        for key in items:
+            try:
+                out[key] = ctx.state["store"].read(join(ctx.state["params"]["source"], key))
+            except ConsoleError as exc:
+                out[key] = str(exc)
+        return out
+
+    def compute(self, ctx: jobs.JobContext, loaded: dict[str, bytes | str]) -> dict[str, str | None]:
+        params, store = ctx.state["params"], ctx.state["store"]
+        outcome: dict[str, str | None] = {}
+        for key, data in loaded.items():
+            if isinstance(data, str):
+                outcome[key] = data
+                continue
+            try:
+                image, report = anonymize_image(data, detector=ctx.state["detector"], params=params,
+                                                max_pixels=ctx.state["max_pixels"])
+                target = join(params["destination"], key)
+                store.write(target, image)  # whole or not at all (atomic locally, one PUT on S3)
+                sidecar = {"source": join(params["source"], key), "output": target, "detector": params["detector"],
+                           "threshold": params["threshold"], "mode": params["mode"], "shape": params["shape"],
+                           "mask_scale": params["mask_scale"], "metadata_kept": params["keep_metadata"], **report}
+                store.write(target + SIDECAR, json.dumps(sidecar, indent=1).encode())
+                outcome[key] = None
+            except ConsoleError as exc:
+                outcome[key] = str(exc)
+        return outcome
+
+    def write(self, ctx: jobs.JobContext, computed: dict[str, str | None]) -> dict[str, str | None]:
+        return computed
+
+    def finish(self, ctx: jobs.JobContext) -> dict[str, Any]:
+        row = ctx.db.execute("SELECT done, failed, total FROM jobs WHERE id = ?", [ctx.job_id]).fetchone()
+        videos = ctx.state.get("videos")
+        if videos is None:  # a resumed run did not list: count again
+            videos = sum(1 for _ in ctx.state["store"].list(ctx.state["params"]["source"], suffixes=VIDEO_SUFFIXES))
+        return {"images_done": row[0], "images_failed": row[1], "images": row[2], "videos_not_processed": videos,
+                "destination": ctx.state["params"]["destination"], "s3": is_s3(ctx.state["params"]["destination"])}
+
+
+jobs.register(FacesKind())
+
+
+def sidecars(db: sqlite_utils.Database, *, job_id: int, actor: str, limit: int = 24) -> list[dict[str, Any]]:
+    """The detections written for a job's finished images (newest items first). Raises PermissionDenied."""
+    require(db, actor=actor, action="jobs.manage")
+    job = jobs.get_job(db, job_id)
+    params = validate_params(job["params"])
+    store = object_store(db)
+    out = []
+    for (key,) in db.execute("SELECT item FROM job_items WHERE job_id = ? AND state = 'done' ORDER BY updated_at DESC "
+                             "LIMIT ?", [job_id, limit]):
+        try:
+            out.append({"key": key, **json.loads(store.read(join(params["destination"], key) + SIDECAR))})
+        except (ConsoleError, json.JSONDecodeError):
+            continue
+    return out
