@@ -16,7 +16,7 @@ from tests.pages.test_sign_in import GOOD, sign_in
 PAGE_ACTIONS = {
     "overview": "stats.read", "reviews": "reviews.read", "queue": "reviews.label", "checks": "reviews.label",
     "dashboard": "stats.read", "lines": "lines.read", "quality": "quality.manage", "reused": "quality.manage",
-    "dataset_filter": "jobs.manage",
+    "dataset_filter": "jobs.manage", "face_blur": "jobs.manage",
     "jobs": "jobs.manage", "settings": "settings.change", "users": "users.manage",
 }
 PEOPLE = {"ines": ["inspector"], "otto": ["ops"], "ada": ["admin"]}

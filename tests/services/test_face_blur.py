@@ -180,3 +180,16 @@ def test_a_jpeg_is_sent_within_rekognitions_limit():
     frame = np.random.default_rng(1).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)  # noise: a huge JPEG
     data = _jpeg(frame, 5 * 1024 * 1024)
     assert len(data) <= 5 * 1024 * 1024 and Image.open(io.BytesIO(data)).format == "JPEG"
+
+
+def test_the_faces_command_runs_a_job_and_prints_its_summary(ws, tmp_path, capsys):
+    from services import cli
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(src / "x.jpg")
+    assert cli.main(["--data-dir", str(ws.root), "faces", "--source", str(src), "--destination", str(tmp_path / "o"),
+                     "--mode", "fill", "--wait"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (out["state"], out["done"], out["images"], out["videos_not_processed"]) == ("done", 1, 1, 0)
+    assert cli.main(["--data-dir", str(ws.root), "faces", "--source", str(src), "--destination", str(src)]) == 1

@@ -1,0 +1,109 @@
+"""Face blurring (admin): anonymised copies of a folder or S3 prefix of images; live progress, cancel, resume,
+and before/after for the images done."""
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import current_user, db, ensure_worker, md, show_error, show_photo
+from services import face_blur, jobs
+from services.anonymize import MODES, SHAPES
+from services.errors import ConsoleError
+from services.faces import DEFAULT_THRESHOLD
+from services.storage import join
+
+ACTIVE = ("queued", "running", "cancelling")
+st.title("Face blurring")
+conn = db(needs="jobs.manage")
+user = current_user()
+
+with st.form("fb_form"):
+    c1, c2 = st.columns(2)
+    source = c1.text_input("Source folder or s3://bucket/prefix", key="fb_source")
+    destination = c2.text_input("Destination folder or s3://bucket/prefix", key="fb_destination",
+                                help="Each image is written under the same relative path, with a .faces.json beside it.")
+    c1, c2, c3 = st.columns(3)
+    detector = c1.selectbox("Detector", ["local", "rekognition"], key="fb_detector",
+                            help="local: CenterFace, offline, at about the image's own resolution (small faces in "
+                                 "crowds are found). rekognition: Amazon Rekognition DetectFaces, about $0.001 an image.")
+    mode = c2.selectbox("Anonymise by", MODES, key="fb_mode",
+                        help="blur: a strong Gaussian blur; pixelate: blocks of a tenth of the face; fill: solid black.")
+    shape = c3.selectbox("Mask", SHAPES, key="fb_shape", help="ellipse follows a face; box covers its whole rectangle.")
+    c1, c2, c3 = st.columns(3)
+    scale = c1.slider("Mask scale", 1.0, 2.0, 1.3, 0.05, key="fb_scale",
+                      help="How much larger than the detected face the mask is, to cover hair, ears and chin.")
+    threshold = c2.slider("Detection threshold", 0.05, 0.95, DEFAULT_THRESHOLD, 0.05, key="fb_threshold",
+                          help="Lower finds more faces (and more false ones); for anonymisation a miss costs more.")
+    keep = c3.toggle("Keep EXIF metadata (GPS included)", value=False, key="fb_keep",
+                     help="Off by default: camera, time and location data are dropped from every output.")
+    if st.form_submit_button("Start", key="fb_start", type="primary"):
+        try:
+            job_id = face_blur.launch(conn, {"source": source, "destination": destination, "detector": detector,
+                                             "mode": mode, "shape": shape, "mask_scale": scale, "threshold": threshold,
+                                             "keep_metadata": keep}, actor=user.name)
+            st.session_state["fb_job"] = job_id
+            ensure_worker()
+            st.toast(f"Job {job_id} queued")
+        except ConsoleError as exc:
+            show_error(exc)
+
+ids = [j["id"] for j in jobs.list_jobs(conn) if j["kind"] == face_blur.KIND]
+if not ids:
+    st.info("No face-blurring job yet.")
+    st.stop()
+if st.session_state.get("fb_job") not in ids:
+    st.session_state["fb_job"] = ids[0]
+job_id = st.selectbox("Job", ids, key="fb_job", format_func=lambda j: f"#{j}")
+live = jobs.get_job(conn, job_id)["state"] in ACTIVE
+
+
+@st.fragment(run_every=2 if live else None)
+def panel() -> None:
+    """Progress and controls, refreshed every two seconds while the job is active; then before and after."""
+    fresh = db()
+    try:
+        job = jobs.get_job(fresh, job_id)
+        if live and job["state"] not in ACTIVE:
+            st.rerun()
+        p = job["params"]
+        st.markdown(f"**#{job_id}** · {md(p['source'])} → {md(p['destination'])} · {md(p['detector'])} · {md(p['mode'])} "
+                    f"{md(p['shape'])} ×{p['mask_scale']} · threshold {p['threshold']}"
+                    + (" · metadata kept" if p.get("keep_metadata") else " · metadata dropped"))
+        m = st.columns(4)
+        m[0].metric("State", job["state"])
+        m[1].metric("Done", f"{job['done']:,}")
+        m[2].metric("Failed", f"{job['failed']:,}")
+        m[3].metric("Images", f"{job['total']:,}")
+        if job["total"]:
+            st.progress(min(1.0, (job["done"] + job["failed"]) / job["total"]))
+        if job["error"]:
+            st.error(job["error"].splitlines()[0], icon=":material/error:")
+        if job["result"] and job["result"].get("videos_not_processed"):
+            st.warning(f"{job['result']['videos_not_processed']} videos in the source were not processed: video "
+                       "anonymisation is not available yet.")
+        b1, b2, _ = st.columns([1, 1, 4])
+        if job["state"] in ("queued", "running") and b1.button("Cancel", key="fb_cancel"):
+            jobs.cancel_job(fresh, job_id=job_id, actor=user.name)
+            st.rerun()
+        if job["state"] in ("failed", "cancelled") and b2.button("Resume", key="fb_resume", type="primary"):
+            jobs.resume_job(fresh, job_id=job_id, actor=user.name)
+            ensure_worker()
+            st.rerun()
+        failed = jobs.failed_items(fresh, job_id=job_id)
+        if failed:
+            with st.expander(f"{len(failed)} images failed"):
+                st.dataframe(pd.DataFrame(failed), hide_index=True, key="fb_failed")
+        done = face_blur.sidecars(fresh, job_id=job_id, actor=user.name, limit=6)
+        if done:
+            st.subheader("Before and after")
+        for d in done:
+            left, right = st.columns(2)
+            show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {d['key']}")
+            show_photo(right, uri=d["output"], sha256=None, size=480,
+                       caption=f"after: {len(d['faces'])} faces {p['mode']} ({d['width']}×{d['height']}, {d['format']})")
+    except ConsoleError as exc:
+        show_error(exc)
+    finally:
+        fresh.close()
+
+
+panel()

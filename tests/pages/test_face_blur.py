@@ -1,0 +1,35 @@
+"""Face blurring page: launch with checked parameters, progress and failures, before and after."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from services.jobs import run_job
+from tests.pages.helpers import start_app, texts, write_photo
+
+
+def test_launch_run_and_before_after(ws, db, tmp_path):
+    src = tmp_path / "src"
+    write_photo(src / "a.jpg", (200, 30, 30))
+    Image.new("RGBA", (40, 30), (0, 0, 255, 128)).save(src / "b.png")
+    (src / "bad.jpg").write_bytes(b"nope")
+    at = start_app("pages/face_blur.py")
+    assert texts(at.info) == ["No face-blurring job yet."]
+    at.text_input(key="fb_source").set_value(str(src))
+    at.text_input(key="fb_destination").set_value(str(src / "inside"))
+    at.button(key="fb_start").click().run()
+    assert any("must not be inside the source" in e for e in texts(at.error))
+    at.text_input(key="fb_destination").set_value(str(tmp_path / "out"))
+    at.selectbox(key="fb_mode").set_value("pixelate")
+    at.button(key="fb_start").click().run()
+    (job_id, params) = db.execute("SELECT id, params FROM jobs WHERE kind = 'faces'").fetchone()
+    assert '"mode": "pixelate"' in params and '"keep_metadata": false' in params
+    assert run_job(ws, job_id=job_id) == job_id
+    at.run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["State"], metrics["Done"], metrics["Failed"], metrics["Images"]) == ("done", "2", "1", "3")
+    assert "Before and after" in texts(at.subheader)
+    captions = [c for img in at.image for c in img.captions]
+    assert sum(c.startswith("before:") for c in captions) == 2 and sum(c.startswith("after:") for c in captions) == 2
+    assert (tmp_path / "out" / "a.jpg").exists() and (tmp_path / "out" / "b.png.faces.json").exists()
