@@ -4,7 +4,7 @@ and before/after for the images done."""
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, md, show_error, show_photo
+from pages.common import current_user, db, ensure_worker, md, show_error, show_photo, store
 from services import face_blur, jobs
 from services.anonymize import MODES, SHAPES
 from services.errors import ConsoleError
@@ -12,6 +12,10 @@ from services.faces import DEFAULT_THRESHOLD
 from services.storage import join
 
 ACTIVE = ("queued", "running", "cancelling")
+
+
+def store_bytes(uri: str) -> bytes:
+    return store().read(uri)
 st.title("Face blurring")
 conn = db(needs="jobs.manage")
 user = current_user()
@@ -77,9 +81,6 @@ def panel() -> None:
             st.progress(min(1.0, (job["done"] + job["failed"]) / job["total"]))
         if job["error"]:
             st.error(job["error"].splitlines()[0], icon=":material/error:")
-        if job["result"] and job["result"].get("videos_not_processed"):
-            st.warning(f"{job['result']['videos_not_processed']} videos in the source were not processed: video "
-                       "anonymisation is not available yet.")
         b1, b2, _ = st.columns([1, 1, 4])
         if job["state"] in ("queued", "running") and b1.button("Cancel", key="fb_cancel"):
             jobs.cancel_job(fresh, job_id=job_id, actor=user.name)
@@ -97,6 +98,16 @@ def panel() -> None:
             st.subheader("Before and after")
         for d in done:
             left, right = st.columns(2)
+            if d["video"]:  # the source may not play in a browser (AVI, MOV); the output is H.264 MP4
+                left.caption(f"before: {d['key']} · {d['frames']} frames at {d['fps']:.3f} fps, {d['duration']} s"
+                             + (f", rotated {d['rotation']}°" if d["rotation"] else "") + (f", audio {d['audio']}" if d["audio"] else ""))
+                try:
+                    right.video(store_bytes(d["output"]))
+                except ConsoleError as exc:
+                    right.error(str(exc))
+                right.caption(f"after: faces masked on {len(d['masked'])} of {d['frames']} frames "
+                              f"({d['tracks']} tracks, detected every {d['detect_every']} frames)")
+                continue
             show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {d['key']}")
             show_photo(right, uri=d["output"], sha256=None, size=480,
                        caption=f"after: {len(d['faces'])} faces {p['mode']} ({d['width']}×{d['height']}, {d['format']})")

@@ -95,13 +95,14 @@ def test_orientation_metadata_alpha_cmyk_and_bad_files(ws, db, tmp_path):
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (src / "empty.png").write_bytes(b"")
     Image.new("RGB", (3000, 2000)).save(src / "huge.png")
-    (src / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # counted, left for the video part
+    (src / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # a video cut off after its first bytes
     from services.config import set_setting
 
     set_setting(db, key="max_pixels", value=5_000_000, actor="cli:test")
     job = _run(ws, db, {"source": str(src), "destination": str(tmp_path / "out")})
-    assert (job["done"], job["failed"]) == (4, 3) and job["result"]["videos_not_processed"] == 1
+    assert (job["done"], job["failed"]) == (4, 4) and job["result"]["videos_failed"] == 1
     errors = dict(db.execute("SELECT item, error FROM job_items WHERE state = 'failed'").fetchall())
+    assert "video cannot be read" in errors["clip.mp4"] and not (tmp_path / "out" / "clip.mp4").exists()
     assert "corrupt or truncated" in errors["broken.jpg"] and "empty" in errors["empty.png"]
     assert "over the limit" in errors["huge.png"]
     out = tmp_path / "out"
@@ -191,5 +192,5 @@ def test_the_faces_command_runs_a_job_and_prints_its_summary(ws, tmp_path, capsy
     assert cli.main(["--data-dir", str(ws.root), "faces", "--source", str(src), "--destination", str(tmp_path / "o"),
                      "--mode", "fill", "--wait"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (out["state"], out["done"], out["images"], out["videos_not_processed"]) == ("done", 1, 1, 0)
+    assert (out["state"], out["done"], out["images_done"], out["videos_done"]) == ("done", 1, 1, 0)
     assert cli.main(["--data-dir", str(ws.root), "faces", "--source", str(src), "--destination", str(src)]) == 1
