@@ -184,9 +184,8 @@ class FacesKind(jobs.BaseKind):
 
         params, store = ctx.state["params"], ctx.state["store"]
         src_uri, target = join(params["source"], key), join(params["destination"], video_output_key(key))
-        if params["detector"] != "local":
-            return ("videos are anonymised with the local detector only for now (Rekognition's StartFaceDetection "
-                    "is not wired in yet): run them in a job with the local detector")
+        if params["detector"] == "rekognition" and not is_s3(src_uri):
+            return "Rekognition Video reads videos from S3: put the source in a bucket, or use the local detector"
         try:
             with tempfile.TemporaryDirectory(prefix="faces-") as tmp:
                 local_src = src_uri if not is_s3(src_uri) else str(Path(tmp) / Path(key).name)
@@ -197,9 +196,12 @@ class FacesKind(jobs.BaseKind):
                 local_dst = target if not is_s3(target) else str(Path(tmp) / "out.mp4")
                 if not is_s3(target):
                     store.check_allowed(target)
-                report = anonymize_video(local_src, local_dst, detector=ctx.state["detector"],
+                found, every = None, params["detect_every"]
+                if params["detector"] == "rekognition":
+                    found, every = self._rekognition_faces(ctx, src_uri, local_src)
+                report = anonymize_video(local_src, local_dst, detector=ctx.state["detector"], detections=found,
                                          threshold=params["threshold"], mode=params["mode"], shape=params["shape"],
-                                         mask_scale=params["mask_scale"], detect_every=params["detect_every"])
+                                         mask_scale=params["mask_scale"], detect_every=every)
                 if is_s3(target):
                     store.write(target, Path(local_dst).read_bytes())
             sidecar = {"source": src_uri, "output": target, "detector": params["detector"], "threshold": params["threshold"],
@@ -209,6 +211,17 @@ class FacesKind(jobs.BaseKind):
             return None
         except ConsoleError as exc:
             return str(exc)
+
+    @staticmethod
+    def _rekognition_faces(ctx: jobs.JobContext, src_uri: str, local: str) -> tuple[dict, int]:
+        from services.rekognition_video import face_detections
+        from services.storage import split_s3
+        from services.video_blur import frame_times
+
+        bucket, key = split_s3(src_uri)
+        times, width, height, _ = frame_times(local)
+        return face_detections(ctx.state["detector"].client, bucket=bucket, key=key, times=times, width=width,
+                               height=height, min_confidence=ctx.state["params"]["threshold"])
 
     def write(self, ctx: jobs.JobContext, computed: dict[str, str | None]) -> dict[str, str | None]:
         return computed

@@ -140,23 +140,39 @@ def _open(path: str) -> Any:
     return container
 
 
-def anonymize_video(src: str, dst: str, *, detector: Any, threshold: float, mode: str, shape: str, mask_scale: float,
-                    detect_every: int = 3) -> VideoReport:
-    """Write the anonymised copy of the video at ``src`` to ``dst`` (local paths). Raises ImageError for a
-    corrupt or empty video or an unsupported codec; nothing is left at ``dst`` then."""
+def frame_times(src: str) -> tuple[list[float], int, int, int]:
+    """(presentation time in seconds of every frame from the first, width, height, rotation), read from the
+    packets without decoding pictures. Raises ImageError for a video that cannot be read."""
     import av
-    from PIL import Image
 
-    if detect_every < 1:
-        raise InvalidInput("detect every k-th frame needs k of at least 1")
-    detections: dict[int, np.ndarray] = {}
     container = _open(src)
     try:
         stream = container.streams.video[0]
+        times = sorted(float(p.pts * stream.time_base) for p in container.demux(stream) if p.pts is not None and p.size)
+        ctx = stream.codec_context
+    except av.error.FFmpegError as exc:
+        raise ImageError(f"the video cannot be read to the end ({exc.strerror or exc}): it may be truncated") from exc
+    finally:
+        container.close()
+    if not times:
+        raise ImageError("the video has no frames")
+    with av.open(src) as again:  # the rotation is a property of decoded frames
+        first = next(again.decode(video=0), None)
+        rotation = int(getattr(first, "rotation", 0) or 0) if first is not None else 0
+    return [t - times[0] for t in times], ctx.width, ctx.height, rotation
+
+
+def _detect_local(src: str, *, detector: Any, threshold: float, detect_every: int) -> tuple[dict[int, np.ndarray], int, int, int, int]:
+    """Pass one: (detections per detection frame in stored pixels, frames, width, height, rotation)."""
+    import av
+    from PIL import Image
+
+    detections: dict[int, np.ndarray] = {}
+    container = _open(src)
+    n, rotation, width, height = 0, 0, 0, 0
+    try:
+        stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        n = 0
-        rotation = 0
-        width = height = 0
         try:
             for n, frame in enumerate(container.decode(stream)):
                 rotation = int(getattr(frame, "rotation", 0) or 0)
@@ -173,11 +189,30 @@ def anonymize_video(src: str, dst: str, *, detector: Any, threshold: float, mode
         except av.error.FFmpegError as exc:
             raise ImageError(f"the video stops being readable at frame {n} ({exc.strerror or exc}): it may be "
                              "truncated") from exc
-        if not width:
-            raise ImageError("the video has no frames")
-        total = n + 1
     finally:
         container.close()
+    if not width:
+        raise ImageError("the video has no frames")
+    return detections, n + 1, width, height, rotation
+
+
+def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: float, mode: str, shape: str,
+                    mask_scale: float, detect_every: int = 3,
+                    detections: dict[int, np.ndarray] | None = None) -> VideoReport:
+    """Write the anonymised copy of the video at ``src`` to ``dst`` (local paths). Faces come from
+    ``detector`` on every ``detect_every``-th frame, or ready-made as ``detections`` (frame index -> boxes in
+    stored pixels, e.g. from Rekognition, sampled about every ``detect_every`` frames). Raises ImageError for
+    a corrupt or empty video or an unsupported codec; nothing is left at ``dst`` then."""
+    import av
+
+    if detect_every < 1:
+        raise InvalidInput("detect every k-th frame needs k of at least 1")
+    if detections is None:
+        detections, total, width, height, rotation = _detect_local(src, detector=detector, threshold=threshold,
+                                                                   detect_every=detect_every)
+    else:
+        times, width, height, rotation = frame_times(src)
+        total = len(times)
 
     tracks = link(detections, step=detect_every)
     tmp = f"{dst}.part-{os.getpid()}.mp4"
@@ -192,7 +227,7 @@ def anonymize_video(src: str, dst: str, *, detector: Any, threshold: float, mode
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    report.update(frames_read=total)
+    report.update(frames_read=total)  # frames decoded in pass one (or listed), for the record
     return VideoReport(frames=report["frames"], fps=report["fps"], duration=report["duration"], width=width,
                        height=height, rotation=rotation, audio=report["audio"], detect_every=detect_every,
                        detections={k: v.round(1).tolist() for k, v in detections.items() if len(v)},
