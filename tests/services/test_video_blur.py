@@ -147,3 +147,37 @@ def test_truncated_and_empty_videos_fail_alone_and_leave_nothing(ws, db, tmp_pat
     assert all("video" in e for e in errors.values())
     left = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert left == ["fine.mp4", "fine.mp4.faces.json"]  # no partial file looks finished
+
+
+@needs_ffprobe
+@needs_videos
+def test_an_s3_source_with_rekognition_video_end_to_end(ws, db, tmp_path, s3_bucket, monkeypatch):
+    """Images and a video in a real S3 bucket (loopback), faces from Rekognition (Stubber, real shapes): the
+    outputs and sidecars land in the destination bucket; the video keeps its frames."""
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from services import face_blur as fb
+    from services.config import set_setting
+    from services.faces import RekognitionFaceDetector
+
+    store, bucket = s3_bucket
+    set_setting(db, key="s3_endpoint_url", value=store.endpoint_url, actor="cli:test")
+    store.write(f"s3://{bucket}/in/clip.mp4", (VIDEOS / "mmpose_demo.mp4").read_bytes())
+    client = boto3.client("rekognition", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="y")
+    stub = Stubber(client)
+    stub.add_response("start_face_detection", {"JobId": "j"},
+                      {"Video": {"S3Object": {"Bucket": bucket, "Name": "in/clip.mp4"}}, "FaceAttributes": "DEFAULT"})
+    face = {"BoundingBox": {"Width": 0.2, "Height": 0.3, "Left": 0.4, "Top": -0.1}, "Confidence": 99.0}
+    stub.add_response("get_face_detection", {"JobStatus": "SUCCEEDED", "Faces": [
+        {"Timestamp": 0, "Face": face}, {"Timestamp": 800, "Face": face}]}, {"JobId": "j", "MaxResults": ANY})
+    stub.activate()
+    monkeypatch.setattr(fb, "make_detector", lambda name, **kw: RekognitionFaceDetector(client))
+    job = _job(ws, db, f"s3://{bucket}/in", f"s3://{bucket}/out", detector="rekognition")
+    assert (job["state"], job["done"], job["failed"]) == ("done", 1, 0), job
+    sidecar = json.loads(store.read(f"s3://{bucket}/out/clip.mp4.faces.json"))
+    assert sidecar["frames"] == 5 and sorted(map(int, sidecar["masked"])) == [0, 1, 2, 3, 4]  # 0 ms and 800 ms, filled
+    local = tmp_path / "out.mp4"
+    local.write_bytes(store.read(f"s3://{bucket}/out/clip.mp4"))
+    assert probe(local)["video"]["nb_read_frames"] == "5"
+    stub.assert_no_pending_responses()
