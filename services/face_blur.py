@@ -247,10 +247,34 @@ def sidecars(db: sqlite_utils.Database, *, job_id: int, actor: str, limit: int =
     out = []
     for (key,) in db.execute("SELECT item FROM job_items WHERE job_id = ? AND state = 'done' ORDER BY updated_at DESC "
                              "LIMIT ?", [job_id, limit]):
-        output = video_output_key(key) if key.lower().endswith(VIDEO_SUFFIXES) else key
+        video = key.lower().endswith(VIDEO_SUFFIXES)
+        output = video_output_key(key) if video else key
         try:
-            out.append({"key": key, "video": output != key,
+            out.append({"key": key, "video": video,
                         **json.loads(store.read(join(params["destination"], output) + SIDECAR))})
         except (ConsoleError, json.JSONDecodeError):
             continue
     return out
+
+
+def video_samples(db: sqlite_utils.Database, *, job_id: int, key: str, actor: str, n: int = 2) -> list[tuple[int, bytes, bytes]]:
+    """(frame number, before JPEG, after JPEG) for ``n`` masked frames of a finished video, spread over it, to
+    review the masks. Raises PermissionDenied, ConsoleError when a file cannot be read."""
+    from services.video_blur import frames_as_jpeg
+
+    require(db, actor=actor, action="jobs.manage")
+    params = validate_params(jobs.get_job(db, job_id)["params"])
+    store = object_store(db)
+    target = join(params["destination"], video_output_key(key))
+    masked = sorted(int(k) for k in json.loads(store.read(target + SIDECAR)).get("masked", {}))
+    if not masked:
+        return []
+    picks = sorted({masked[int(i * (len(masked) - 1) / max(1, n - 1))] for i in range(n)})
+    with tempfile.TemporaryDirectory(prefix="faces-") as tmp:
+        paths = []
+        for name, uri in (("in", join(params["source"], key)), ("out.mp4", target)):
+            path = Path(tmp) / name
+            path.write_bytes(store.read(uri))
+            paths.append(str(path))
+        before, after = frames_as_jpeg(paths[0], picks), frames_as_jpeg(paths[1], picks)
+    return [(f, before[f], after[f]) for f in picks if f in before and f in after]

@@ -305,3 +305,29 @@ def _write(src: str, dst: str, *, tracks: list[Track], hold: int, mode: str, sha
     finally:
         out.close()
         inp.close()
+
+
+def frames_as_jpeg(path: str, numbers: list[int], *, side: int = 480) -> dict[int, bytes]:
+    """The frames numbered ``numbers`` (decode order) as JPEG thumbnails shown upright. Raises ImageError."""
+    import io
+
+    import av
+    from PIL import Image
+
+    wanted, out = set(numbers), {}
+    container = _open(path)
+    try:
+        for n, frame in enumerate(container.decode(video=0)):
+            if n in wanted:
+                pic = Image.fromarray(_rotate(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0)))
+                pic.thumbnail((side, side))
+                buf = io.BytesIO()
+                pic.save(buf, "JPEG", quality=85)
+                out[n] = buf.getvalue()
+                if len(out) == len(wanted):
+                    break
+    except av.error.FFmpegError as exc:
+        raise ImageError(f"frames of the video cannot be read ({exc.strerror or exc})") from exc
+    finally:
+        container.close()
+    return out

@@ -33,3 +33,27 @@ def test_launch_run_and_before_after(ws, db, tmp_path):
     captions = [c for img in at.image for c in img.captions]
     assert sum(c.startswith("before:") for c in captions) == 2 and sum(c.startswith("after:") for c in captions) == 2
     assert (tmp_path / "out" / "a.jpg").exists() and (tmp_path / "out" / "b.png.faces.json").exists()
+
+
+def test_a_video_shows_the_output_and_sample_frames(ws, db, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import pytest
+
+    videos = Path(__file__).resolve().parents[3] / "shared" / "samples" / "video"
+    if not videos.is_dir():
+        pytest.skip("../shared/samples/video not found (a fresh clone)")
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(videos / "fr_short_hamilton_clip.mp4", src / "clip.mp4")
+    from services import face_blur
+
+    job_id = face_blur.launch(db, {"source": str(src), "destination": str(tmp_path / "out"), "detect_every": 5},
+                              actor="cli:test")
+    assert run_job(ws, job_id=job_id) == job_id
+    at = start_app("pages/face_blur.py")
+    assert not at.exception, at.exception
+    assert any("faces masked on" in c for c in texts(at.caption))
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.endswith(", before") for c in captions) and any(c.endswith(", after") for c in captions)
