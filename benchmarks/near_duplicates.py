@@ -115,7 +115,7 @@ def timed_queries(search, queries: np.ndarray) -> tuple[float, float, list]:
 
 
 def speed(n_large: int, n_compare: int, n_queries: int = 200) -> dict:
-    from services.similarity import _new_index
+    from services.similarity import EXPANSION_SEARCH, _new_index
 
     out: dict = {}
     data = vectors(n_compare)
@@ -137,7 +137,7 @@ def speed(n_large: int, n_compare: int, n_queries: int = 200) -> dict:
     libs["usearch f16 (used)"] = {"build_s": round(build, 1), "query_ms": p50, "p95_ms": p95, "recall@10": recall(res)}
     from usearch.index import Index
 
-    i8 = Index(ndim=1280, metric="cos", dtype="i8", connectivity=16, expansion_add=64, expansion_search=64)
+    i8 = Index(ndim=1280, metric="cos", dtype="i8", connectivity=16, expansion_add=64, expansion_search=EXPANSION_SEARCH)
     t0 = time.perf_counter()
     i8.add(np.arange(n_compare), data, threads=2)
     build = time.perf_counter() - t0
@@ -153,7 +153,7 @@ def speed(n_large: int, n_compare: int, n_queries: int = 200) -> dict:
         t0 = time.perf_counter()
         h.add_items(data, np.arange(n_compare))
         build = time.perf_counter() - t0
-        h.set_ef(64)
+        h.set_ef(EXPANSION_SEARCH)
         p50, p95, res = timed_queries(lambda q: h.knn_query(q, k=10)[0][0], queries)
         libs["hnswlib f32"] = {"build_s": round(build, 1), "query_ms": p50, "p95_ms": p95, "recall@10": recall(res)}
     except ImportError:
@@ -167,7 +167,7 @@ def speed(n_large: int, n_compare: int, n_queries: int = 200) -> dict:
         t0 = time.perf_counter()
         f.add(data)
         build = time.perf_counter() - t0
-        f.hnsw.efSearch = 64
+        f.hnsw.efSearch = EXPANSION_SEARCH
         p50, p95, res = timed_queries(lambda q: f.search(q.reshape(1, -1), 10)[1][0], queries)
         libs["faiss HNSW f32"] = {"build_s": round(build, 1), "query_ms": p50, "p95_ms": p95, "recall@10": recall(res)}
     except ImportError:
@@ -182,11 +182,15 @@ def speed(n_large: int, n_compare: int, n_queries: int = 200) -> dict:
             index.add(np.arange(lo, min(n_large, lo + 100_000)), large[lo:lo + 100_000], threads=2)
         build = time.perf_counter() - t0
         q = large[:n_queries] + np.random.default_rng(3).normal(0, QUERY_NOISE, (n_queries, 1280)).astype(np.float32)
-        p50, p95, res = timed_queries(lambda v: index.search(v, 10).keys, q)
-        self_hit = float(np.mean([int(r[0]) == i for i, r in enumerate(res)]))  # the copy finds its source
-        out[f"usearch_at_{n_large}"] = {"build_s": round(build, 1), "query_ms": p50, "p95_ms": p95,
-                                        "nearest_is_its_source": round(self_hit, 3),
-                                        "memory_mb": round(index.memory_usage / 2**20)}
+        sweep = {}
+        for ef in (64, 128, 256):  # how wide the search looks: the index's setting is the used one
+            index.expansion_search = ef
+            p50, p95, res = timed_queries(lambda v: index.search(v, 10).keys, q)
+            self_hit = float(np.mean([int(r[0]) == i for i, r in enumerate(res)]))  # the copy finds its source
+            sweep[ef] = {"query_ms": p50, "p95_ms": p95, "nearest_is_its_source": round(self_hit, 3)}
+        used = sweep[EXPANSION_SEARCH]
+        out[f"usearch_at_{n_large}"] = {"build_s": round(build, 1), **used, "expansion_search": EXPANSION_SEARCH,
+                                        "by_expansion_search": sweep, "memory_mb": round(index.memory_usage / 2**20)}
     else:
         out[f"usearch_at_{n_large}"] = libs["usearch f16 (used)"]
     return out

@@ -56,8 +56,9 @@ def mask(boxes: np.ndarray, *, width: int, height: int, shape: str = "ellipse",
 
 
 def anonymize(frame: np.ndarray, boxes: np.ndarray, *, mode: str = "blur", shape: str = "ellipse",
-              mask_scale: float = DEFAULT_MASK_SCALE) -> np.ndarray:
-    """A copy of ``frame`` (H, W, 3 uint8) with every face in ``boxes`` anonymised; the rest untouched."""
+              mask_scale: float = DEFAULT_MASK_SCALE, fill: int = 0) -> np.ndarray:
+    """A copy of ``frame`` (H, W, 3 or one plane H, W of uint8) with every face in ``boxes`` anonymised; the rest
+    untouched. ``fill`` is the value of a solid fill (0, black, for RGB; 16 for a Y plane, 128 for U and V)."""
     height, width = frame.shape[:2]
     out = frame.copy()
     if not len(boxes):
@@ -69,14 +70,16 @@ def anonymize(frame: np.ndarray, boxes: np.ndarray, *, mode: str = "blur", shape
         region = frame[y1:y2, x1:x2]
         side = max(x2 - x1, y2 - y1)
         if mode == "fill":
-            cover = np.zeros_like(region)
+            cover = np.full_like(region, fill)
         elif mode == "pixelate":
             bw, bh = max(1, (x2 - x1) // 10), max(1, (y2 - y1) // 10)
             small = cv2.resize(region, (max(1, (x2 - x1) // bw), max(1, (y2 - y1) // bh)), interpolation=cv2.INTER_AREA)
             cover = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
-        else:
-            k = max(3, int(side / 3) | 1)  # odd kernel about a third of the face: no features survive
-            cover = cv2.GaussianBlur(region, (k, k), 0)
+        else:  # a Gaussian of about a third of the face, run on a quarter-size copy (16 times less work)
+            rw, rh = x2 - x1, y2 - y1
+            small = cv2.resize(region, (max(1, rw // 4), max(1, rh // 4)), interpolation=cv2.INTER_AREA)
+            k = max(3, int(side / 12) | 1)
+            cover = cv2.resize(cv2.GaussianBlur(small, (k, k), 0), (rw, rh), interpolation=cv2.INTER_LINEAR)
         inside = m[y1:y2, x1:x2] > 0
         out[y1:y2, x1:x2][inside] = cover[inside]
     return out

@@ -37,8 +37,12 @@ class Neighbour:
     similarity: float  # cosine, 1.0 for the same vector
 
 
+EXPANSION_SEARCH = 256  # at a million vectors 64 missed the true nearest for 19% of near copies (benchmark)
+
+
 def _new_index(ndim: int) -> Index:
-    return Index(ndim=ndim, metric="cos", dtype="f16", connectivity=16, expansion_add=64, expansion_search=64)
+    return Index(ndim=ndim, metric="cos", dtype="f16", connectivity=16, expansion_add=64,
+                 expansion_search=EXPANSION_SEARCH)
 
 
 class SimilarityIndex:
