@@ -214,7 +214,7 @@ def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: floa
         total = len(times)
 
     tracks = link(detections, step=detect_every)
-    tmp = f"{dst}.part-{os.getpid()}.mp4"
+    tmp = str(Path(dst).parent / f".{Path(dst).name}.part-{os.getpid()}")  # hidden, and never named like a video
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     try:
         try:

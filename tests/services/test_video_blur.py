@@ -146,7 +146,7 @@ def test_truncated_and_empty_videos_fail_alone_and_leave_nothing(ws, db, tmp_pat
     assert set(errors) == {"cut.mp4", "empty.mov"} and job["done"] == 1
     assert all("video" in e for e in errors.values())
     left = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert left == ["fine.mp4", "fine.mp4.faces.json"]  # no partial file looks finished
+    assert left == ["fine.mp4", "fine.mp4.faces.json"]  # no partial file at all, let alone one that looks finished
 
 
 @needs_ffprobe
