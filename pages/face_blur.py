@@ -81,7 +81,7 @@ def panel() -> None:
         m[0].metric("State", job["state"])
         m[1].metric("Done", f"{job['done']:,}")
         m[2].metric("Failed", f"{job['failed']:,}")
-        m[3].metric("Images", f"{job['total']:,}")
+        m[3].metric("Files", f"{job['total']:,}", help="Images and videos listed in the source")
         if job["total"]:
             st.progress(min(1.0, (job["done"] + job["failed"]) / job["total"]))
         if job["error"]:

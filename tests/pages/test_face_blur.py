@@ -28,7 +28,7 @@ def test_launch_run_and_before_after(ws, db, tmp_path):
     at.run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert (metrics["State"], metrics["Done"], metrics["Failed"], metrics["Images"]) == ("done", "2", "1", "3")
+    assert (metrics["State"], metrics["Done"], metrics["Failed"], metrics["Files"]) == ("done", "2", "1", "3")
     assert "Before and after" in texts(at.subheader)
     captions = [c for img in at.image for c in img.captions]
     assert sum(c.startswith("before:") for c in captions) == 2 and sum(c.startswith("after:") for c in captions) == 2
