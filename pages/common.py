@@ -155,6 +155,46 @@ def similarity_index():  # type: ignore[no-untyped-def]
     return _similarity_index(str(workspace().root))
 
 
+ACTIVE_JOB_STATES = ("queued", "running", "cancelling")
+
+
+def live_job_panel(job_id: int, render) -> None:  # type: ignore[no-untyped-def]
+    """Draw ``render(conn, job)`` in a fragment that refreshes every two seconds while the job is active and
+    redraws the page once when it ends; a ConsoleError from ``render`` is shown, not raised."""
+    from services import jobs
+
+    live = jobs.get_job(db(), job_id)["state"] in ACTIVE_JOB_STATES
+
+    @st.fragment(run_every=2 if live else None)
+    def panel() -> None:
+        fresh = db()  # a fragment rerun gets its own connection (connections belong to their thread)
+        try:
+            job = jobs.get_job(fresh, job_id)
+            if live and job["state"] not in ACTIVE_JOB_STATES:
+                st.rerun()  # it has just ended: redraw the page once, and stop polling
+            render(fresh, job)
+        except ConsoleError as exc:
+            show_error(exc)
+        finally:
+            fresh.close()
+
+    panel()
+
+
+def job_controls(conn, job: dict, *, key: str, actor: str) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """Cancel (while queued or running) and resume (after a failure or a cancel) buttons for one job."""
+    from services import jobs
+
+    b1, b2, _ = st.columns([1, 1, 4])
+    if job["state"] in ("queued", "running") and b1.button("Cancel", key=f"{key}_cancel"):
+        jobs.cancel_job(conn, job_id=job["id"], actor=actor)
+        st.rerun()
+    if job["state"] in ("failed", "cancelled") and b2.button("Resume", key=f"{key}_resume", type="primary"):
+        jobs.resume_job(conn, job_id=job["id"], actor=actor)
+        ensure_worker()
+        st.rerun()
+
+
 def store() -> ObjectStore:
     return object_store(db())
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, md, show_error, workspace
+from pages.common import (
+    ACTIVE_JOB_STATES,
+    current_user,
+    db,
+    ensure_worker,
+    job_controls,
+    live_job_panel,
+    md,
+    show_error,
+    workspace,
+)
 from services import dataset_filter, filter_outputs, filter_params, jobs
 from services.errors import ConsoleError
 from services.label_detectors import resolve_labels
 
-ACTIVE = ("queued", "running", "cancelling")
 RESULT_ROWS = 1000  # rows shown in the results table (the report has every one)
 DRY_RUN_ROWS = 500  # objects listed by a dry run (the counts cover them all)
 
@@ -156,69 +165,49 @@ def report_for(job: int):  # type: ignore[no-untyped-def]
     return make
 
 
-live = jobs.get_job(conn, job_id)["state"] in ACTIVE
+def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
+    """The chosen job's progress, controls and results."""
+    prog = dataset_filter.progress(fresh, job_id=job_id)
+    p = job["params"]
+    st.markdown(f"**#{job_id}** · {md(p.get('source'))} → {md(p.get('destination'))}/{md(p.get('name'))} · "
+                f"labels {md(', '.join(p.get('labels') or []))} · {md(p.get('detector'))} detector"
+                + (" · dry run" if p.get("dry_run") else ""))
+    m = st.columns(6)
+    m[0].metric("State", job["state"])
+    m[1].metric("Scanned", f"{prog['scanned']:,}")
+    m[2].metric("Kept", f"{prog['kept']:,}")
+    m[3].metric("In the band", f"{prog['band']:,}")
+    m[4].metric("Misses in a row", f"{prog['misses_in_a_row']:,}")
+    m[5].metric("Rate", f"{prog['rate']:.1f}/s" if prog["rate"] else "–", help="Images a second in the latest run")
+    if prog["total"]:
+        st.progress(min(1.0, prog["processed"] / prog["total"]),
+                    text=f"{prog['processed']:,} of {prog['total']:,} objects listed"
+                    + (" · stopped early after too many misses in a row" if prog["stopped_early"] else ""))
+    if job["state"] == "done" and p.get("dry_run"):
+        st.info(f"Dry run: {job['result'].get('would_scan', 0):,} images would be scanned.")
+    if job["error"]:
+        st.error(job["error"].splitlines()[0], icon=":material/error:")
+    job_controls(fresh, job, key="df", actor=user.name)
+    if job["state"] == "done" and job["result"]:
+        if job["result"].get("manifest"):
+            st.caption(f"Manifest: {md(job['result']['manifest'])} ({job['result']['manifest_lines']:,} lines) · "
+                       f"report: {md(job['result']['report'])}")
+        with st.expander("Result"):
+            st.json(job["result"])
+    rows = filter_outputs.results(fresh, job_id=job_id, limit=RESULT_ROWS)
+    if not rows:
+        st.caption("Nothing scanned yet." if job["state"] in ACTIVE_JOB_STATES else "Nothing was scanned.")
+        return
+    table = pd.DataFrame([{
+        "seq": r["seq"], "uri": r["uri"], "outcome": r["outcome"], "label": r["label"], "confidence": r["confidence"],
+        "check": r["check_status"], "copied_to": r["copied_to"], "error": r["detail"].get("error"),
+    } for r in rows])
+    st.dataframe(table, hide_index=True, key="df_results",
+                 column_config={"confidence": st.column_config.NumberColumn(format="%.2f")})
+    if prog["scanned"] + prog["skipped"] > len(rows):
+        st.caption(f"The first {len(rows):,} shown; the report lists every one.")
+    st.download_button("Download the report (CSV)", data=report_for(job_id), file_name=f"filter-{job_id}-report.csv",
+                       mime="text/csv", key="df_report", icon=":material/download:", on_click="ignore")
 
 
-@st.fragment(run_every=2 if live else None)
-def job_panel() -> None:
-    """The chosen job's progress, controls and results, refreshed every two seconds while the job is active."""
-    fresh = db()
-    try:
-        job = jobs.get_job(fresh, job_id)
-        if live and job["state"] not in ACTIVE:
-            st.rerun()  # it has just ended: redraw the page once, and stop polling
-        prog = dataset_filter.progress(fresh, job_id=job_id)
-        p = job["params"]
-        st.markdown(f"**#{job_id}** · {md(p.get('source'))} → {md(p.get('destination'))}/{md(p.get('name'))} · "
-                    f"labels {md(', '.join(p.get('labels') or []))} · {md(p.get('detector'))} detector"
-                    + (" · dry run" if p.get("dry_run") else ""))
-        m = st.columns(6)
-        m[0].metric("State", job["state"])
-        m[1].metric("Scanned", f"{prog['scanned']:,}")
-        m[2].metric("Kept", f"{prog['kept']:,}")
-        m[3].metric("In the band", f"{prog['band']:,}")
-        m[4].metric("Misses in a row", f"{prog['misses_in_a_row']:,}")
-        m[5].metric("Rate", f"{prog['rate']:.1f}/s" if prog["rate"] else "–", help="Images a second in the latest run")
-        if prog["total"]:
-            st.progress(min(1.0, prog["processed"] / prog["total"]),
-                        text=f"{prog['processed']:,} of {prog['total']:,} objects listed"
-                        + (" · stopped early after too many misses in a row" if prog["stopped_early"] else ""))
-        if job["state"] == "done" and p.get("dry_run"):
-            st.info(f"Dry run: {job['result'].get('would_scan', 0):,} images would be scanned.")
-        if job["error"]:
-            st.error(job["error"].splitlines()[0], icon=":material/error:")
-        b1, b2, _ = st.columns([1, 1, 4])
-        if job["state"] in ("queued", "running") and b1.button("Cancel", key="df_cancel"):
-            jobs.cancel_job(fresh, job_id=job_id, actor=user.name)
-            st.rerun()
-        if job["state"] in ("failed", "cancelled") and b2.button("Resume", key="df_resume", type="primary"):
-            jobs.resume_job(fresh, job_id=job_id, actor=user.name)
-            ensure_worker()
-            st.rerun()
-        if job["state"] == "done" and job["result"]:
-            if job["result"].get("manifest"):
-                st.caption(f"Manifest: {md(job['result']['manifest'])} ({job['result']['manifest_lines']:,} lines) · "
-                           f"report: {md(job['result']['report'])}")
-            with st.expander("Result"):
-                st.json(job["result"])
-        rows = filter_outputs.results(fresh, job_id=job_id, limit=RESULT_ROWS)
-        if not rows:
-            st.caption("Nothing scanned yet." if job["state"] in ACTIVE else "Nothing was scanned.")
-            return
-        table = pd.DataFrame([{
-            "seq": r["seq"], "uri": r["uri"], "outcome": r["outcome"], "label": r["label"], "confidence": r["confidence"],
-            "check": r["check_status"], "copied_to": r["copied_to"], "error": r["detail"].get("error"),
-        } for r in rows])
-        st.dataframe(table, hide_index=True, key="df_results",
-                     column_config={"confidence": st.column_config.NumberColumn(format="%.2f")})
-        if prog["scanned"] + prog["skipped"] > len(rows):
-            st.caption(f"The first {len(rows):,} shown; the report lists every one.")
-        st.download_button("Download the report (CSV)", data=report_for(job_id), file_name=f"filter-{job_id}-report.csv",
-                           mime="text/csv", key="df_report", icon=":material/download:", on_click="ignore")
-    except ConsoleError as exc:
-        show_error(exc)
-    finally:
-        fresh.close()
-
-
-job_panel()
+live_job_panel(job_id, render)

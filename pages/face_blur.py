@@ -4,14 +4,22 @@ and before/after for the images done."""
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, md, show_error, show_photo, store
+from pages.common import (
+    current_user,
+    db,
+    ensure_worker,
+    job_controls,
+    live_job_panel,
+    md,
+    show_error,
+    show_photo,
+    store,
+)
 from services import face_blur, jobs
 from services.anonymize import MODES, SHAPES
 from services.errors import ConsoleError
 from services.faces import DEFAULT_THRESHOLD
 from services.storage import join
-
-ACTIVE = ("queued", "running", "cancelling")
 
 
 def store_bytes(uri: str) -> bytes:
@@ -62,69 +70,51 @@ if not ids:
 if st.session_state.get("fb_job") not in ids:
     st.session_state["fb_job"] = ids[0]
 job_id = st.selectbox("Job", ids, key="fb_job", format_func=lambda j: f"#{j}")
-live = jobs.get_job(conn, job_id)["state"] in ACTIVE
 
 
-@st.fragment(run_every=2 if live else None)
-def panel() -> None:
-    """Progress and controls, refreshed every two seconds while the job is active; then before and after."""
-    fresh = db()
-    try:
-        job = jobs.get_job(fresh, job_id)
-        if live and job["state"] not in ACTIVE:
-            st.rerun()
-        p = job["params"]
-        st.markdown(f"**#{job_id}** · {md(p['source'])} → {md(p['destination'])} · {md(p['detector'])} · {md(p['mode'])} "
-                    f"{md(p['shape'])} ×{p['mask_scale']} · threshold {p['threshold']}"
-                    + (" · metadata kept" if p.get("keep_metadata") else " · metadata dropped"))
-        m = st.columns(4)
-        m[0].metric("State", job["state"])
-        m[1].metric("Done", f"{job['done']:,}")
-        m[2].metric("Failed", f"{job['failed']:,}")
-        m[3].metric("Files", f"{job['total']:,}", help="Images and videos listed in the source")
-        if job["total"]:
-            st.progress(min(1.0, (job["done"] + job["failed"]) / job["total"]))
-        if job["error"]:
-            st.error(job["error"].splitlines()[0], icon=":material/error:")
-        b1, b2, _ = st.columns([1, 1, 4])
-        if job["state"] in ("queued", "running") and b1.button("Cancel", key="fb_cancel"):
-            jobs.cancel_job(fresh, job_id=job_id, actor=user.name)
-            st.rerun()
-        if job["state"] in ("failed", "cancelled") and b2.button("Resume", key="fb_resume", type="primary"):
-            jobs.resume_job(fresh, job_id=job_id, actor=user.name)
-            ensure_worker()
-            st.rerun()
-        failed = jobs.failed_items(fresh, job_id=job_id)
-        if failed:
-            with st.expander(f"{len(failed)} images failed"):
-                st.dataframe(pd.DataFrame(failed), hide_index=True, key="fb_failed")
-        done = face_blur.sidecars(fresh, job_id=job_id, actor=user.name, limit=6)
-        if done:
-            st.subheader("Before and after")
-        for d in done:
-            left, right = st.columns(2)
-            if d["video"]:  # the source may not play in a browser (AVI, MOV); the output is H.264 MP4
-                left.caption(f"before: {d['key']} · {d['frames']} frames at {d['fps']:.3f} fps, {d['duration']} s"
-                             + (f", rotated {d['rotation']}°" if d["rotation"] else "") + (f", audio {d['audio']}" if d["audio"] else ""))
-                try:
-                    right.video(store_bytes(d["output"]))
-                except ConsoleError as exc:
-                    right.error(str(exc))
-                right.caption(f"after: faces masked on {len(d['masked'])} of {d['frames']} frames "
-                              f"({d['tracks']} tracks, detected every {d['detect_every']} frames)")
-                for frame_no, before_jpg, after_jpg in face_blur.video_samples(fresh, job_id=job_id, key=d["key"],
-                                                                               actor=user.name):
-                    a, b = st.columns(2)
-                    a.image(before_jpg, caption=f"frame {frame_no}, before")
-                    b.image(after_jpg, caption=f"frame {frame_no}, after")
-                continue
-            show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {d['key']}")
-            show_photo(right, uri=d["output"], sha256=None, size=480,
-                       caption=f"after: {len(d['faces'])} faces {p['mode']} ({d['width']}×{d['height']}, {d['format']})")
-    except ConsoleError as exc:
-        show_error(exc)
-    finally:
-        fresh.close()
+def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
+    """Progress and controls, then the failures and before and after for the files done."""
+    p = job["params"]
+    st.markdown(f"**#{job_id}** · {md(p['source'])} → {md(p['destination'])} · {md(p['detector'])} · {md(p['mode'])} "
+                f"{md(p['shape'])} ×{p['mask_scale']} · threshold {p['threshold']}"
+                + (" · metadata kept" if p.get("keep_metadata") else " · metadata dropped"))
+    m = st.columns(4)
+    m[0].metric("State", job["state"])
+    m[1].metric("Done", f"{job['done']:,}")
+    m[2].metric("Failed", f"{job['failed']:,}")
+    m[3].metric("Files", f"{job['total']:,}", help="Images and videos listed in the source")
+    if job["total"]:
+        st.progress(min(1.0, (job["done"] + job["failed"]) / job["total"]))
+    if job["error"]:
+        st.error(job["error"].splitlines()[0], icon=":material/error:")
+    job_controls(fresh, job, key="fb", actor=user.name)
+    failed = jobs.failed_items(fresh, job_id=job_id)
+    if failed:
+        with st.expander(f"{len(failed)} images failed"):
+            st.dataframe(pd.DataFrame(failed), hide_index=True, key="fb_failed")
+    done = face_blur.sidecars(fresh, job_id=job_id, actor=user.name, limit=6)
+    if done:
+        st.subheader("Before and after")
+    for d in done:
+        left, right = st.columns(2)
+        if d["video"]:  # the source may not play in a browser (AVI, MOV); the output is H.264 MP4
+            left.caption(f"before: {d['key']} · {d['frames']} frames at {d['fps']:.3f} fps, {d['duration']} s"
+                         + (f", rotated {d['rotation']}°" if d["rotation"] else "") + (f", audio {d['audio']}" if d["audio"] else ""))
+            try:
+                right.video(store_bytes(d["output"]))
+            except ConsoleError as exc:
+                right.error(str(exc))
+            right.caption(f"after: faces masked on {len(d['masked'])} of {d['frames']} frames "
+                          f"({d['tracks']} tracks, detected every {d['detect_every']} frames)")
+            for frame_no, before_jpg, after_jpg in face_blur.video_samples(fresh, job_id=job_id, key=d["key"],
+                                                                           actor=user.name):
+                a, b = st.columns(2)
+                a.image(before_jpg, caption=f"frame {frame_no}, before")
+                b.image(after_jpg, caption=f"frame {frame_no}, after")
+            continue
+        show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {d['key']}")
+        show_photo(right, uri=d["output"], sha256=None, size=480,
+                   caption=f"after: {len(d['faces'])} faces {p['mode']} ({d['width']}×{d['height']}, {d['format']})")
 
 
-panel()
+live_job_panel(job_id, render)

@@ -69,23 +69,26 @@ def seed_reviews(db, folder: Path, reviews: list[dict], *, name: str = "batch.js
     return report
 
 
-def classify_now(ws, db) -> dict:
-    """Queue a classify job through the service and run it on this thread; returns the finished job."""
-    job_id = create_job(db, kind="classify", params={}, actor="test")
+def run_kind_now(ws, db, kind: str) -> dict:
+    """Queue a job of ``kind`` through the service and run it on this thread; returns the finished job."""
+    job_id = create_job(db, kind=kind, params={}, actor="test")
     assert run_job(ws, job_id=job_id) == job_id
     job = get_job(db, job_id)
     assert job["state"] == "done", job["error"]
-    check_reuse_now(ws, db)  # as the worker does next: credit is held until photos are checked for reuse
+    return job
+
+
+def classify_now(ws, db) -> dict:
+    """Classify every pending photo, then check them for reuse as the worker does next (credit is held until
+    then); returns the classify job."""
+    job = run_kind_now(ws, db, "classify")
+    check_reuse_now(ws, db)
     return job
 
 
 def check_reuse_now(ws, db) -> dict:
     """Run the reused-photo check over every classified photo, on this thread; returns the finished job."""
-    job_id = create_job(db, kind="reuse", params={}, actor="test")
-    assert run_job(ws, job_id=job_id) == job_id
-    job = get_job(db, job_id)
-    assert job["state"] == "done", job["error"]
-    return job
+    return run_kind_now(ws, db, "reuse")
 
 
 def run_page(page: str) -> AppTest:

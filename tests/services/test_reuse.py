@@ -17,11 +17,11 @@ from services.config import set_setting
 from services.decisions import review_outcomes
 from services.errors import InvalidInput
 from services.ingest import ingest_manifest
-from services.jobs import create_job, get_job, run_job
 from services.near_copies import compare, hash_distance, perceptual_hash
 from services.queue import claim_next
 from services.similarity import SimilarityIndex
 from services.storage import ObjectStore
+from tests.pages.helpers import run_kind_now
 
 BURST = ("PXL_20201103_181906837_jpg.rf.efd372ab387fe7ff77de38da07259146.jpg",
          "PXL_20201103_181916758_jpg.rf.143b472aca26adaf77dbc094c9b1fa3b.jpg")  # one package, two shots 10 s apart
@@ -38,14 +38,6 @@ def _save(img: Image.Image, path: Path, quality: int = 90) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     img.convert("RGB").save(path, "JPEG", quality=quality)
     return str(path)
-
-
-def _run(ws, db, kind: str) -> dict:
-    job_id = create_job(db, kind=kind, params={}, actor="cli:test")
-    assert run_job(ws, job_id=job_id) == job_id
-    job = get_job(db, job_id)
-    assert job["state"] == "done", job["error"]
-    return job
 
 
 @pytest.fixture
@@ -82,7 +74,7 @@ def batch(ws, db, samples, tmp_path):
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     report = ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test")
     assert report.as_dict()["error_count"] == 0
-    _run(ws, db, "classify")
+    run_kind_now(ws, db, "classify")
     return expected
 
 
@@ -94,7 +86,7 @@ def _pairs(db) -> dict[str, tuple[str, str, str]]:
 
 def test_edited_copies_are_flagged_and_different_photos_are_not(ws, db, batch):
     assert reuse.unchecked_count(db) == len(batch) + 5
-    job = _run(ws, db, reuse.KIND)
+    job = run_kind_now(ws, db, reuse.KIND)
     found = _pairs(db)
     assert {rid: other for rid, (other, _, _) in found.items()} == batch  # every copy, and nothing else
     assert found["copy_prod_b_exact"][1:] == ("exact", "bytes")
@@ -107,9 +99,9 @@ def test_edited_copies_are_flagged_and_different_photos_are_not(ws, db, batch):
 
 
 def test_a_second_run_checks_nothing_again_and_a_new_copy_is_found_against_the_index(ws, db, batch, tmp_path, samples):
-    _run(ws, db, reuse.KIND)
+    run_kind_now(ws, db, reuse.KIND)
     before = db.execute("SELECT COUNT(*) FROM reuse_flags").fetchone()[0]
-    _run(ws, db, reuse.KIND)  # nothing left to check
+    run_kind_now(ws, db, reuse.KIND)  # nothing left to check
     assert db.execute("SELECT COUNT(*) FROM reuse_flags").fetchone()[0] == before
     # a later batch: one more copy, checked against the persisted index (a fresh process loads it from disk)
     src = sorted((samples / "product").glob("*.jp*g"))[0]
@@ -117,10 +109,10 @@ def test_a_second_run_checks_nothing_again_and_a_new_copy_is_found_against_the_i
     (tmp_path / "later.jsonl").write_text(json.dumps({"review_id": "later", "review_type": "product", "user_id": "u9",
                                                       "image_uris": [uri]}) + "\n")
     ingest_manifest(db, uri=str(tmp_path / "later.jsonl"), store=ObjectStore(), actor="cli:test")
-    _run(ws, db, "classify")
+    run_kind_now(ws, db, "classify")
     fresh = SimilarityIndex(ws.root / "index", reuse.index_for(ws).backbone)
     assert len(fresh) == len(reuse.index_for(ws))  # saved beside the workspace
-    _run(ws, db, reuse.KIND)
+    run_kind_now(ws, db, reuse.KIND)
     assert _pairs(db)["later"][0] == "orig_prod_a"
 
 
@@ -134,7 +126,7 @@ def test_credit_is_held_while_a_photo_waits_for_the_check_or_is_flagged_until_an
     submit(db, image_id=image_id, label="product", actor="ann")
     assert review_outcomes(db, review_ids=[rid])[rid]["credit"] is None  # not yet checked: held
     assert "waits for the reused-photo check" in review_outcomes(db, review_ids=[rid])[rid]["reason"]
-    _run(ws, db, reuse.KIND)
+    run_kind_now(ws, db, reuse.KIND)
     held = review_outcomes(db, review_ids=[rid])[rid]
     assert held["credit"] is None and held["held"] and "flagged as reused" in held["reason"]
     exported = next(r for r in export.rows(db) if r["review_id"] == rid)  # what a crediting system would read
