@@ -36,6 +36,7 @@ MAX_VERIFY = 5  # keypoint checks per photo at most (each decodes the other phot
 # (among millions of photos, plain product shots on white can share a loose hash by chance), else keypoints do
 HASH_BITS_SURE = 6
 KIND = "reuse"
+JOB_LIMIT = 2000  # photos one reuse job checks at most; the worker queues the next
 
 
 def index_for(ws: Any) -> SimilarityIndex:
@@ -156,9 +157,11 @@ class ReuseKind(jobs.BaseKind):
         ctx.state.update(index=index, hashes=hashes, store=object_store(ctx.db), max_pixels=int(get_settings(ctx.db)["max_pixels"]))
 
     def list_items(self, ctx: jobs.JobContext) -> list[str]:
+        # new photos first (their credit waits), then any backlog of photos classified before the check existed;
+        # at most JOB_LIMIT a job, so other jobs get their turn on the worker between backlog jobs
         rows = ctx.db.execute("SELECT i.id FROM images i JOIN embeddings e ON e.sha256 = i.sha256 AND e.backbone = ? "
-                              "WHERE i.reuse_checked != 1 AND i.status != 'failed' ORDER BY i.id",
-                              [ctx.state["index"].backbone]).fetchall()
+                              "WHERE i.reuse_checked != 1 AND i.status != 'failed' ORDER BY i.reuse_checked, i.id LIMIT ?",
+                              [ctx.state["index"].backbone, JOB_LIMIT]).fetchall()
         return [str(r[0]) for r in rows]
 
     def compute(self, ctx: jobs.JobContext, items: list[str]) -> dict[str, Any]:

@@ -154,3 +154,14 @@ def test_hashes_and_keypoints_on_a_constructed_case():
     crop = base.crop((100, 80, 560, 420))
     assert compare(base, crop).near and compare(base, crop).how == "keypoints"
     assert not compare(base, other).near
+
+
+def test_a_backlog_is_checked_a_bounded_number_at_a_time_and_the_worker_queues_the_rest(ws, db, batch, monkeypatch):
+    from services.housekeeping import queue_reuse_check
+
+    monkeypatch.setattr(reuse, "JOB_LIMIT", 4)
+    waiting = reuse.unchecked_count(db)
+    run_kind_now(ws, db, reuse.KIND)
+    assert reuse.unchecked_count(db) == waiting - 4  # other jobs get the worker between backlog jobs
+    queued = queue_reuse_check(db)["reuse_job"]
+    assert queued and queue_reuse_check(db)["reuse_job"] == queued  # one at a time
