@@ -132,9 +132,9 @@ class FacesKind(jobs.BaseKind):
     def start(self, ctx: jobs.JobContext) -> None:
         settings = get_settings(ctx.db)
         params = validate_params(ctx.params)
-        detector = make_detector(params["detector"], region=settings["rekognition_region"] or None,
-                                 endpoint_url=settings["rekognition_endpoint_url"] or None) \
-            if params["detector"] == "rekognition" else make_detector("local")
+        cloud = {"region": settings["rekognition_region"] or None,
+                 "endpoint_url": settings["rekognition_endpoint_url"] or None} if params["detector"] == "rekognition" else {}
+        detector = make_detector(params["detector"], **cloud)
         ctx.state.update(params=params, store=object_store(ctx.db), detector=detector,
                          max_pixels=int(settings["max_pixels"]))
 

@@ -181,3 +181,18 @@ def test_an_s3_source_with_rekognition_video_end_to_end(ws, db, tmp_path, s3_buc
     local.write_bytes(store.read(f"s3://{bucket}/out/clip.mp4"))
     assert probe(local)["video"]["nb_read_frames"] == "5"
     stub.assert_no_pending_responses()
+
+
+@needs_ffprobe
+@needs_videos
+def test_audio_that_mp4_cannot_hold_is_reencoded_to_aac(ws, db, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(VIDEOS / "fr_short_hamilton_clip.mp4"), "-t", "2", "-c:v", "mpeg4",
+                    "-c:a", "pcm_s16le", str(src / "old.avi")], check=True)
+    job = _job(ws, db, src, tmp_path / "out")
+    assert job["done"] == 1, job
+    before, after = probe(src / "old.avi"), probe(tmp_path / "out" / "old.mp4")
+    assert (before["audio"]["codec_name"], after["audio"]["codec_name"]) == ("pcm_s16le", "aac")
+    assert after["video"]["nb_read_frames"] == before["video"]["nb_read_frames"]
+    assert abs(float(after["audio"]["duration"]) - float(after["video"]["duration"])) < 0.1  # in step with the video
