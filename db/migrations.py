@@ -523,6 +523,28 @@ def m010_reused_photos(db: sqlite_utils.Database) -> None:
     db["reuse_flags"].create_index(["image_id", "other_image_id"], unique=True)
     db["reuse_flags"].create_index(["status", "id"])
 
+
+@migration
+def m011_retraining_runs(db: sqlite_utils.Database) -> None:
+    """Gated retraining: every run, what it trained, how the candidate compared and what was decided."""
+    db["retrain_runs"].create(
+        {
+            "id": int,
+            "job_id": int,
+            "started_at": str,
+            "finished_at": str,
+            "trigger": str,  # due (enough new labels) | forced
+            "new_labels": int,
+            "candidate_version_id": int,
+            "candidate_macro_f1": float,
+            "current_version_id": int,
+            "current_macro_f1": float,
+            "outcome": str,  # promoted | kept | failed
+            "reason": str,
+        },
+        pk="id",
+    )
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded in ``_migrations``; return the names applied.
 

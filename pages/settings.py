@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, show_error
+from pages.common import current_user, db, ensure_worker, show_error
+from services import retraining
 from services.config import CLASSES, get_settings, set_setting
 from services.errors import ConsoleError
 from services.registry import activate_version, list_versions
@@ -165,6 +166,35 @@ with st.form("limits_form"):
         save("storage_roots", roots.split())
 if not settings["storage_roots"]:
     st.caption(":orange[No storage roots set: an image URI in a manifest can point at any file the server can read.]")
+
+st.subheader("Retraining")
+st.caption("When enough new human labels exist, a candidate model is trained in the background and promoted only if "
+           "its cross-validated macro-F1 is at least the current model's and at least the floor; otherwise it is kept "
+           "as an inactive version. Schedulers can run `python -m services.cli retrain` instead.")
+with st.form("retrain_form"):
+    c1, c2, c3 = st.columns(3)
+    auto = c1.toggle("Retrain automatically", value=bool(settings["retrain_auto"]), key="set_retrain_auto")
+    need = c2.number_input("New human labels before retraining", 1, 1_000_000, int(settings["retrain_min_new_labels"]),
+                           key="set_retrain_need")
+    floor = c3.number_input("Macro-F1 floor", 0.0, 1.0, float(settings["retrain_min_macro_f1"]), 0.01,
+                            key="set_retrain_floor")
+    if st.form_submit_button("Save retraining", key="set_save_retrain"):
+        save("retrain_auto", auto)
+        save("retrain_min_new_labels", int(need))
+        save("retrain_min_macro_f1", float(floor))
+left, right = st.columns([3, 1])
+left.caption(f"{retraining.new_labels(conn):,} new labels since the active model was trained.")
+if right.button("Retrain now", key="set_retrain_now"):
+    try:
+        st.toast(f"Retraining queued (job {retraining.queue(conn, actor=user.name, force=True)})")
+        ensure_worker()
+    except ConsoleError as exc:
+        show_error(exc)
+log = retraining.runs(conn, actor=user.name, limit=20)
+if log:
+    st.dataframe(pd.DataFrame(log)[["started_at", "trigger", "new_labels", "current_version_id", "current_macro_f1",
+                                    "candidate_version_id", "candidate_macro_f1", "outcome", "reason"]],
+                 hide_index=True, key="set_retrain_log")
 
 st.subheader("Model versions")
 versions = list_versions(conn)

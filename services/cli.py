@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.config import Workspace, object_store
+from services.config import Workspace, get_settings, object_store
 from services.errors import ConsoleError
 from services.storage import ObjectStore
 
@@ -108,6 +108,22 @@ def cmd_work(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     return {"jobs_run": ran, **chores}
 
 
+def cmd_retrain(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services import jobs, retraining
+
+    db = ws.db()
+    job_id = retraining.queue(db, actor=_actor(), force=args.force)
+    if job_id is None:
+        settings = get_settings(db)
+        return {"job": None, "new_labels": retraining.new_labels(db), "needed": settings["retrain_min_new_labels"],
+                "auto": settings["retrain_auto"]}
+    jobs.run_job(ws, job_id=job_id)
+    job = jobs.get_job(db, job_id)
+    if job["state"] != "done":
+        raise ConsoleError(job["error"] or f"the retraining job ended {job['state']}")
+    return {"job": job_id, **job["result"]}
+
+
 def cmd_demo(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     from services import demo
 
@@ -154,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("work", help="run every queued job and the housekeeping (queue snapshot, reliability, line feed, pruning), then exit (for schedulers)")
     s.set_defaults(fn=cmd_work)
 
+    s = sub.add_parser("retrain", help="train a candidate when enough new labels exist, promote it if it is no worse")
+    s.add_argument("--force", action="store_true", help="train now, however few the new labels")
+    s.set_defaults(fn=cmd_retrain)
     s = sub.add_parser("demo", help="seed a small demo workspace from photos shipped in installed packages")
     s.set_defaults(fn=cmd_demo)
 

@@ -105,6 +105,11 @@ DEFAULTS: dict[str, Any] = {
     # a review with a photo flagged as reused (the same photo, or an edited copy, in another review) earns no
     # credit until an admin clears the flag
     "hold_credit_on_reuse": True,
+    # gated retraining: train a candidate once this many new human labels exist since the last version, and
+    # promote it only if its cross-validated macro-F1 is at least the current model's and at least the floor
+    "retrain_auto": True,
+    "retrain_min_new_labels": 200,
+    "retrain_min_macro_f1": 0.85,
 }
 
 
@@ -169,8 +174,16 @@ def _validate(key: str, value: Any) -> Any:
         if not isinstance(value, int) or value < 1_000_000:
             raise InvalidInput("the pixel limit must be a whole number of at least 1,000,000")
         return value
-    if key in ("hide_suggestion", "hold_credit_on_reuse"):
+    if key in ("hide_suggestion", "hold_credit_on_reuse", "retrain_auto"):
         return bool(value)
+    if key == "retrain_min_new_labels":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidInput(f"new labels before retraining must be a whole number of at least 1, got {value!r}")
+        return value
+    if key == "retrain_min_macro_f1":
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+            raise InvalidInput(f"the macro-F1 floor must be between 0 and 1, got {value!r}")
+        return float(value)
     if key in ("sso_identity_claim", "sso_groups_claim"):
         if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
             raise InvalidInput(f"{key.replace('_', ' ')} must be a claim name such as 'email' or 'groups'")

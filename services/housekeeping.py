@@ -23,6 +23,7 @@ from services.inspector_stats import SNAPSHOT_SECONDS  # one interval for the wo
 LINE_POLL_SECONDS = 10.0
 PRUNE_SECONDS = 3600.0
 REUSE_SECONDS = 15.0
+RETRAIN_SECONDS = 600.0
 
 
 def snapshot_and_reliability(db: Any) -> dict[str, Any]:
@@ -65,6 +66,13 @@ def queue_reuse_check(db: Any) -> dict[str, Any]:
     return {"reuse_job": jobs.create_job(db, kind=reuse.KIND, params={}, actor="system:reuse")}
 
 
+def queue_retraining(db: Any) -> dict[str, Any]:
+    """Queue a gated retraining run when enough new human labels exist (Settings)."""
+    from services import retraining
+
+    return {"retrain_job": retraining.queue(db, actor=retraining.ACTOR)}
+
+
 def prune(db: Any) -> dict[str, Any]:
     from services import lines
 
@@ -82,6 +90,7 @@ class Housekeeping:
             ("line_feed", LINE_POLL_SECONDS, poll_line_feed),
             ("prune", PRUNE_SECONDS, prune),
             ("reuse", REUSE_SECONDS, queue_reuse_check),
+            ("retrain", RETRAIN_SECONDS, queue_retraining),
         ]
         self._last: dict[str, float] = {}
         self.last_errors: dict[str, str] = {}

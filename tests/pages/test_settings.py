@@ -172,3 +172,20 @@ def test_line_settings_are_saved_and_bad_shifts_refused(ws, db):
     with pytest.raises(InvalidInput, match="twice"):
         set_setting(db, key="shifts", value=[{"name": "a", "start": "01:00", "end": "02:00"},
                                              {"name": "a", "start": "03:00", "end": "04:00"}], actor="t")
+
+
+def test_retraining_settings_and_a_forced_run_with_its_log(trained_ws):
+    from services.jobs import run_job
+    from tests.pages.helpers import start_app
+
+    at = start_app("pages/settings.py")
+    at.number_input(key="set_retrain_need").set_value(50)
+    at.button(key="set_save_retrain").click().run()
+    db = trained_ws.db()
+    assert db.execute("SELECT value FROM settings WHERE key = 'retrain_min_new_labels'").fetchone() == ("50",)
+    at.button(key="set_retrain_now").click().run()
+    (job_id,) = db.execute("SELECT id FROM jobs WHERE kind = 'retrain'").fetchone()
+    assert run_job(trained_ws, job_id=job_id) == job_id
+    at.run()
+    logs = [d.value for d in at.dataframe if "outcome" in d.value.columns]  # read-only tables have no key here
+    assert len(logs) == 1 and list(logs[0]["outcome"]) == ["promoted"] and list(logs[0]["trigger"]) == ["forced"]
