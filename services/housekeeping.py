@@ -73,6 +73,13 @@ def queue_retraining(db: Any) -> dict[str, Any]:
     return {"retrain_job": retraining.queue(db, actor=retraining.ACTOR)}
 
 
+def queue_rescore(db: Any) -> dict[str, Any]:
+    """Queue re-scoring of the human queue once per newly active model version."""
+    from services import rescore
+
+    return {"rescore_job": rescore.queue_if_needed(db)}
+
+
 def prune(db: Any) -> dict[str, Any]:
     from services import lines
 
@@ -91,6 +98,7 @@ class Housekeeping:
             ("prune", PRUNE_SECONDS, prune),
             ("reuse", REUSE_SECONDS, queue_reuse_check),
             ("retrain", RETRAIN_SECONDS, queue_retraining),
+            ("rescore", REUSE_SECONDS, queue_rescore),
         ]
         self._last: dict[str, float] = {}
         self.last_errors: dict[str, str] = {}

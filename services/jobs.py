@@ -114,7 +114,8 @@ class SingleTaskKind(BaseKind, ABC):
 
 KINDS: dict[str, JobKind] = {}
 KIND_MODULES = ("services.classify", "services.ingest", "services.training", "services.dataset_filter",
-                "services.reuse", "services.face_blur", "services.retraining")  # modules that register job kinds on import
+                "services.reuse", "services.face_blur", "services.retraining",
+                "services.rescore")  # modules that register job kinds on import
 
 
 def _load_kinds() -> None:
