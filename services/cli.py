@@ -176,11 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="seed a small demo workspace from photos shipped in installed packages")
     s.set_defaults(fn=cmd_demo)
 
-    from services import cli_accounts, cli_faces, cli_filter, cli_lines
+    from services import cli_accounts, cli_faces, cli_filter, cli_formats, cli_lines
 
     cli_lines.add_commands(sub)
     cli_filter.add_commands(sub)
     cli_faces.add_commands(sub)
+    cli_formats.add_commands(sub)
     cli_accounts.add_commands(sub)
     return p
 
