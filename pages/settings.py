@@ -1,13 +1,14 @@
 """Settings: confidence thresholds, credit rules, audit rate, limits; model versions."""
 
 import pandas as pd
+import plotly.express as px
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, show_error
 from services import retraining
 from services.config import CLASSES, get_settings, set_setting
 from services.errors import ConsoleError
-from services.registry import activate_version, list_versions
+from services.registry import activate_version, comparison, list_versions
 
 st.title("Settings")
 conn = db(needs="settings.change")
@@ -200,6 +201,16 @@ st.subheader("Model versions")
 versions = list_versions(conn)
 if not versions:
     st.info("No model yet. Import labelled photos and train on the Jobs page.")
+elif len(versions) > 1:  # side by side: what promoting or rolling back (activating an older one) would change
+    table = pd.DataFrame(comparison(versions))
+    st.dataframe(table, hide_index=True, key="set_mv_compare",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
+                                if c.startswith(("f1_", "macro", "accuracy", "automatic"))})
+    per_class = table.melt(id_vars=["name"], value_vars=[c for c in table.columns if c.startswith("f1_")],
+                           var_name="class", value_name="F1")
+    per_class["class"] = per_class["class"].str.removeprefix("f1_")
+    st.plotly_chart(px.bar(per_class, x="class", y="F1", color="name", barmode="group", range_y=[0, 1],
+                           title="Cross-validated F1 per class, by version"), key="set_mv_chart")
 for v in versions:
     m = v["metrics"] or {}
     title = f"{'● ' if v['active'] else ''}{v['name']} — macro-F1 {m.get('macro_f1', 0):.3f} on {v['training_data'].get('examples', '?')} photos"

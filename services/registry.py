@@ -96,3 +96,20 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("classes", "hyperparams", "metrics", "thresholds", "training_data"):
         out[key] = json.loads(row[key]) if row[key] else None
     return out
+
+
+def comparison(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per version (newest first, as listed) with its cross-validated figures side by side: macro-F1,
+    accuracy, the automatic share and accuracy at its suggested thresholds, photos, and F1 per class."""
+    rows = []
+    for v in versions:
+        m = v.get("metrics") or {}
+        at = m.get("at_suggested_thresholds") or {}
+        row = {"version": v["id"], "name": v["name"], "created_at": v["created_at"], "active": bool(v["active"]),
+               "photos": (v.get("training_data") or {}).get("examples"), "macro_f1": m.get("macro_f1"),
+               "accuracy": m.get("accuracy"), "automatic_share": at.get("automatic_share"),
+               "automatic_accuracy": at.get("automatic_accuracy")}
+        for cls, figures in (m.get("per_class") or {}).items():
+            row[f"f1_{cls}"] = figures.get("f1")
+        rows.append(row)
+    return rows

@@ -189,3 +189,7 @@ def test_retraining_settings_and_a_forced_run_with_its_log(trained_ws):
     at.run()
     logs = [d.value for d in at.dataframe if "outcome" in d.value.columns]  # read-only tables have no key here
     assert len(logs) == 1 and list(logs[0]["outcome"]) == ["promoted"] and list(logs[0]["trigger"]) == ["forced"]
+    compare = [d.value for d in at.dataframe if "macro_f1" in d.value.columns]  # the versions side by side
+    assert len(compare) == 1 and len(compare[0]) == 2 and list(compare[0]["active"]) == [True, False]
+    assert {"f1_product", "f1_package", "automatic_share"} <= set(compare[0].columns)
+    assert len(at.get("plotly_chart")) == 1
