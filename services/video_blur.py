@@ -162,8 +162,8 @@ def frame_times(src: str) -> tuple[list[float], int, int, int]:
     return [t - times[0] for t in times], ctx.width, ctx.height, rotation
 
 
-def _detect_local(src: str, *, detector: Any, threshold: float, detect_every: int) -> tuple[dict[int, np.ndarray], int, int, int, int]:
-    """Pass one: (detections per detection frame in stored pixels, frames, width, height, rotation)."""
+def _detect_local(src: str, *, detector: Any, threshold: float, detect_every: int) -> dict[int, np.ndarray]:
+    """Pass one: detections per detection frame, in stored pixels. Raises ImageError."""
     import av
 
     detections: dict[int, np.ndarray] = {}
@@ -192,7 +192,7 @@ def _detect_local(src: str, *, detector: Any, threshold: float, detect_every: in
         container.close()
     if not width:
         raise ImageError("the video has no frames")
-    return detections, n + 1, width, height, rotation
+    return detections
 
 
 def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: float, mode: str, shape: str,
@@ -207,11 +207,7 @@ def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: floa
     if detect_every < 1:
         raise InvalidInput("detect every k-th frame needs k of at least 1")
     if detections is None:
-        detections, total, width, height, rotation = _detect_local(src, detector=detector, threshold=threshold,
-                                                                   detect_every=detect_every)
-    else:
-        times, width, height, rotation = frame_times(src)
-        total = len(times)
+        detections = _detect_local(src, detector=detector, threshold=threshold, detect_every=detect_every)
 
     tracks = link(detections, step=detect_every)
     tmp = str(Path(dst).parent / f".{Path(dst).name}.part-{os.getpid()}")  # hidden, and never named like a video
@@ -226,9 +222,8 @@ def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: floa
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    report.update(frames_read=total)  # frames decoded in pass one (or listed), for the record
-    return VideoReport(frames=report["frames"], fps=report["fps"], duration=report["duration"], width=width,
-                       height=height, rotation=rotation, audio=report["audio"], detect_every=detect_every,
+    return VideoReport(frames=report["frames"], fps=report["fps"], duration=report["duration"], width=report["width"],
+                       height=report["height"], rotation=report["rotation"], audio=report["audio"], detect_every=detect_every,
                        detections={k: v.round(1).tolist() for k, v in detections.items() if len(v)},
                        masked=report["masked"], tracks=len(tracks))
 
@@ -269,23 +264,21 @@ def _write(src: str, dst: str, *, tracks: list[Track], hold: int, mode: str, sha
         vout.options = {"preset": "superfast", "crf": "20"}
         ain = inp.streams.audio[0] if inp.streams.audio else None
         aout = None
-        audio = None
+        audio = ain.codec_context.name if ain is not None else None
+        copy_audio = audio in MP4_AUDIO  # MP4 holds it as it is; anything else is re-encoded to AAC
         if ain is not None:
-            audio = ain.codec_context.name
-            if audio in MP4_AUDIO:
-                aout = out.add_stream_from_template(ain)
-            else:
-                aout = out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+            aout = (out.add_stream_from_template(ain) if copy_audio
+                    else out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000))
         frames = 0
         masked: dict[int, list[list[float]]] = {}
         first_pts = last_pts = None
         demux = inp.demux(*[s for s in (vin, ain) if s is not None])
-        rotation_set = False
+        rotation = None
         for packet in demux:
             if packet.stream.type == "audio":
                 if aout is None or packet.dts is None:
                     continue
-                if aout.codec_context.name == packet.stream.codec_context.name and audio in MP4_AUDIO:
+                if copy_audio:
                     packet.stream = aout
                     out.mux(packet)
                 else:
@@ -294,11 +287,10 @@ def _write(src: str, dst: str, *, tracks: list[Track], hold: int, mode: str, sha
                             out.mux(p)
                 continue
             for frame in packet.decode():
-                if not rotation_set:
-                    rot = int(getattr(frame, "rotation", 0) or 0)
-                    if rot:
-                        vout.set_display_rotation(rot)
-                    rotation_set = True
+                if rotation is None:
+                    rotation = int(getattr(frame, "rotation", 0) or 0)
+                    if rotation:
+                        vout.set_display_rotation(rotation)
                 boxes = boxes_at(tracks, frames, hold=hold)
                 if len(boxes):
                     masked[frames] = boxes.round(1).tolist()
@@ -312,11 +304,14 @@ def _write(src: str, dst: str, *, tracks: list[Track], hold: int, mode: str, sha
                 frames += 1
         for p in vout.encode():
             out.mux(p)
-        if aout is not None and audio not in MP4_AUDIO:
+        if aout is not None and not copy_audio:
             for p in aout.encode():
                 out.mux(p)
-        duration = float((last_pts - first_pts) * vin.time_base + 1 / rate) if first_pts is not None else 0.0
-        return {"frames": frames, "fps": float(rate), "duration": round(duration, 3), "audio": audio, "masked": masked}
+        if first_pts is None:
+            raise ImageError("the video has no frames")
+        duration = float((last_pts - first_pts) * vin.time_base + 1 / rate)
+        return {"frames": frames, "fps": float(rate), "duration": round(duration, 3), "audio": audio, "masked": masked,
+                "width": vout.width, "height": vout.height, "rotation": rotation or 0}
     finally:
         out.close()
         inp.close()
