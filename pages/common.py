@@ -181,6 +181,18 @@ def live_job_panel(job_id: int, render) -> None:  # type: ignore[no-untyped-def]
     panel()
 
 
+def pick_job(conn, *, kind: str, key: str, label: str, empty: str, notice=st.caption) -> int:  # type: ignore[no-untyped-def]
+    """The job of ``kind`` chosen in a select box (the newest by default, or the one just launched, kept in
+    session state under ``key``); with none yet, ``notice(empty)`` is shown and the run stops."""
+    ids = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE kind = ? ORDER BY id DESC LIMIT 50", [kind])]
+    if not ids:
+        notice(empty)
+        st.stop()
+    if st.session_state.get(key) not in ids:
+        st.session_state[key] = ids[0]
+    return st.selectbox(label, ids, key=key, format_func=lambda j: f"#{j}")
+
+
 def job_controls(conn, job: dict, *, key: str, actor: str) -> None:  # type: ignore[no-untyped-def,type-arg]
     """Cancel (while queued or running) and resume (after a failure or a cancel) buttons for one job."""
     from services import jobs

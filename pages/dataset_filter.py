@@ -13,6 +13,7 @@ from pages.common import (
     job_controls,
     live_job_panel,
     md,
+    pick_job,
     show_error,
     workspace,
 )
@@ -142,13 +143,7 @@ if launch_clicked:
         st.toast(f"Filter job {job_id} queued")
 
 st.divider()
-filter_jobs = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE kind = 'filter' ORDER BY id DESC LIMIT 50")]
-if not filter_jobs:
-    st.caption("No filter jobs yet.")
-    st.stop()
-if st.session_state.get("df_job") not in filter_jobs:
-    st.session_state["df_job"] = filter_jobs[0]
-job_id = st.selectbox("Filter job", filter_jobs, key="df_job", format_func=lambda j: f"#{j}")
+job_id = pick_job(conn, kind="filter", key="df_job", label="Filter job", empty="No filter jobs yet.")
 
 
 def report_for(job: int):  # type: ignore[no-untyped-def]

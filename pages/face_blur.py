@@ -11,6 +11,7 @@ from pages.common import (
     job_controls,
     live_job_panel,
     md,
+    pick_job,
     show_error,
     show_photo,
     store,
@@ -63,13 +64,8 @@ with st.form("fb_form"):
         except ConsoleError as exc:
             show_error(exc)
 
-ids = [j["id"] for j in jobs.list_jobs(conn) if j["kind"] == face_blur.KIND]
-if not ids:
-    st.info("No face-blurring job yet.")
-    st.stop()
-if st.session_state.get("fb_job") not in ids:
-    st.session_state["fb_job"] = ids[0]
-job_id = st.selectbox("Job", ids, key="fb_job", format_func=lambda j: f"#{j}")
+job_id = pick_job(conn, kind=face_blur.KIND, key="fb_job", label="Job", empty="No face-blurring job yet.",
+                  notice=st.info)
 
 
 def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
