@@ -58,7 +58,7 @@ class CenterFaceDetector:
     _lock = threading.Lock()
 
     def __init__(self) -> None:
-        self.model = FaceDetector()
+        self.model = FaceDetector.shared()  # the session person cues use too: loaded once
 
     @classmethod
     def shared(cls) -> CenterFaceDetector:

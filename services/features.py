@@ -27,8 +27,6 @@ class FeatureExtractor:
 
     def __init__(self, models_dir: Path) -> None:
         self.embedder = Embedder(models_dir)
-        self._faces: FaceDetector | None = None
-        self._faces_lock = threading.Lock()
 
     @classmethod
     def shared(cls, models_dir: Path) -> FeatureExtractor:
@@ -42,10 +40,7 @@ class FeatureExtractor:
 
     @property
     def faces(self) -> FaceDetector:
-        with self._faces_lock:
-            if self._faces is None:
-                self._faces = FaceDetector()
-            return self._faces
+        return FaceDetector.shared()
 
     @staticmethod
     def decode(data: bytes, *, max_pixels: int, side: int = EMBED_SIDE) -> Image.Image:

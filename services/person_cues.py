@@ -43,6 +43,10 @@ def centerface_path() -> Path:
     return path
 
 
+_shared: FaceDetector | None = None
+_shared_lock = threading.Lock()
+
+
 class FaceDetector:
     """CenterFace in ONNX Runtime, loaded once per process; batched over letterboxed squares."""
 
@@ -71,6 +75,15 @@ class FaceDetector:
         ort.set_default_logger_severity(3)
         self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> FaceDetector:
+        """The process-wide CenterFace session (person cues and face blurring use the same one)."""
+        with _shared_lock:
+            global _shared
+            if _shared is None:
+                _shared = cls()
+            return _shared
 
     @staticmethod
     def prepare(img: Image.Image) -> tuple[np.ndarray, float]:
