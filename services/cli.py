@@ -60,9 +60,52 @@ def cmd_import_labels(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]
 def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     from services import training
 
-    result = training.train(ws, ws.db(), actor=_actor(), folds=args.folds, c=args.c, activate=not args.no_activate)
+    db = ws.db()
+    if args.folder:
+        if not Path(args.folder).is_dir():
+            print(f"skipped: {args.folder} is not a folder (nothing to train on)", file=sys.stderr)
+            return {"skipped": f"{args.folder} is not a folder"}
+        imported = training.import_folder(db, root=str(Path(args.folder).resolve()), store=_store(db), actor=_actor())
+        print(f"imported {imported['photos']} labelled photos from {args.folder}", file=sys.stderr)
+    if args.grid:
+        return _train_grid(ws, args)
+    result = training.train(ws, db, actor=_actor(), folds=args.folds, c=args.c, activate=not args.no_activate)
     print(f"cross-validated macro-F1 {result['macro_f1']:.3f} over {result['examples']} photos", file=sys.stderr)
     return result
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _train_grid(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the local grid searches (head, fine-tuning or both) now; print every point, return the best."""
+    from services import grid_search, jobs, model_search
+
+    db = ws.db()
+    backends = ["head", "finetune"] if args.backend == "both" else [args.backend]
+    out: dict[str, Any] = {"target_accuracy": args.target, "searches": {}}
+    for backend in backends:
+        grid = ({"C": [float(v) for v in args.c_values.split(",")]} if backend == "head"
+                else {"epochs": _ints(args.epochs), "blocks": _ints(args.blocks)})
+        job_id = model_search.queue(db, actor=_actor(), backend=backend, grid=grid, folds=args.folds, target=args.target)
+        jobs.run_job(ws, job_id=job_id)
+        job = jobs.get_job(db, job_id)
+        if job["state"] != "done":
+            raise ConsoleError(job["error"] or f"the {backend} grid search ended {job['state']}")
+        search_id = job["result"]["search_id"]
+        for p in grid_search.points(db, search_id=search_id, actor=_actor()):
+            print(f"{backend} {json.dumps(p['params'])}: cross-validated macro-F1 {p['macro_f1']:.3f}, accuracy "
+                  f"{p['accuracy']:.3f}, automatic share at {args.target:.0%} accuracy {p['automatic_share']:.1%} "
+                  f"({p['seconds']:.1f} s)", file=sys.stderr)
+        out["searches"][backend] = {"search_id": search_id, "examples": job["result"]["examples"],
+                                    "folds": job["result"]["folds"], "best": job["result"]["best"]}
+    best = max((s["best"] for s in out["searches"].values() if s["best"]), key=lambda b: b["macro_f1"], default=None)
+    if best:
+        out["macro_f1"], out["automatic_share"] = best["macro_f1"], best["automatic_share"]
+        print(f"best: cross-validated macro-F1 {best['macro_f1']:.3f}; expected automatic share at "
+              f"{args.target:.0%} accuracy {best['automatic_share']:.1%}", file=sys.stderr)
+    return out
 
 
 def cmd_classify(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
@@ -149,10 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--groundtruth", help="SageMaker Ground Truth image-classification manifest")
     s.set_defaults(fn=cmd_import_labels)
 
-    s = sub.add_parser("train", help="train the head with cross-validation and save a model version")
+    s = sub.add_parser("train", help="train the head with cross-validation and save a model version; or, with "
+                       "--grid, cross-validate a grid of hyperparameters (head: C; fine-tuning: epochs x blocks)")
     s.add_argument("--folds", type=int, default=5)
     s.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")
     s.add_argument("--no-activate", action="store_true", help="save the version without making it active")
+    s.add_argument("--folder", help="first import labels from this folder (one sub-folder per class); a missing "
+                   "folder skips the run")
+    s.add_argument("--grid", action="store_true", help="grid search with stratified cross-validation (saves no version)")
+    s.add_argument("--backend", choices=["head", "finetune", "both"], default="both", help="with --grid")
+    s.add_argument("--c-values", default="0.1,0.3,1,3", help="the head's grid of C")
+    s.add_argument("--epochs", default="5,10,15", help="fine-tuning's grid of epochs")
+    s.add_argument("--blocks", default="1,2,4", help="fine-tuning's grid of trainable blocks (of 16)")
+    s.add_argument("--target", type=float, default=0.98, help="accuracy the automatic decisions must reach")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("classify", help="classify every pending photo (a job; resumable)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -181,35 +182,52 @@ def _features(ws: Workspace, db: sqlite_utils.Database, examples: list[dict[str,
 
 
 def suggest_thresholds(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target: float) -> dict[str, float]:
-    """Per class, the lowest threshold whose automatic decisions (predicted that class) reach ``target``."""
+    """Per class, the lowest threshold at which the automatic decisions for that class (predicted it, with at
+    least that confidence) are still right at least ``target`` of the time: the largest automatic share that
+    keeps the target. 1.0 (nothing automatic) for a class that never reaches it; never under 0.5."""
     pred = np.array(classes)[proba.argmax(1)]
     conf = proba.max(1)
     out = {}
     for cls in classes:
         mask = pred == cls
-        best = 1.0
-        for t in sorted(set(conf[mask].tolist()), reverse=True):
-            sel = mask & (conf >= t)
-            if (y[sel] == cls).mean() >= target:
-                best = t
-            else:
-                break
+        c, right = conf[mask], (y[mask] == cls)
+        order = np.argsort(-c, kind="stable")
+        c, right = c[order], right[order]
+        accuracy = np.cumsum(right) / np.arange(1, len(c) + 1)
+        last_of_tie = np.r_[c[1:] != c[:-1], True] if len(c) else np.zeros(0, dtype=bool)  # a threshold takes ties whole
+        ok = np.flatnonzero(last_of_tie & (accuracy >= target))
+        best = float(c[ok[-1]]) if len(ok) else 1.0
         out[cls] = float(min(max(np.floor(best * 1e4) / 1e4, 0.5), 1.0))  # floor: never above the example
     return out
 
 
-def cross_validate(emb: np.ndarray, cues: np.ndarray, y: np.ndarray, *, folds: int, c: float, seed: int = 0) -> dict[str, Any]:
-    """Stratified k-fold out-of-fold metrics for the two-stage head."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-    from sklearn.model_selection import StratifiedKFold
+def automatic_at(y: np.ndarray, proba: np.ndarray, classes: list[str], thresholds: dict[str, float]) -> dict[str, Any]:
+    """The share decided automatically at ``thresholds`` and the accuracy of those decisions."""
+    pred = np.array(classes)[proba.argmax(1)]
+    conf = proba.max(1)
+    auto = np.zeros(len(y), dtype=bool)
+    for cls, t in thresholds.items():
+        auto |= (pred == cls) & (conf >= t)
+    return {"automatic_share": float(auto.mean()) if len(y) else 0.0,
+            "automatic_accuracy": float((pred[auto] == y[auto]).mean()) if auto.any() else None}
 
-    classes = sorted(set(y.tolist()))
-    proba = np.zeros((len(y), len(classes)))
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(emb, y):
-        head = fit_head(emb[tr], y[tr], cues[tr], c=c, seed=seed)
-        p = head.predict_proba(emb[te], lambda idx, te=te: cues[te][idx])
-        for j, k in enumerate(head.classes):
-            proba[te, classes.index(k)] = p[:, j]
+
+def tradeoff_curve(y: np.ndarray, proba: np.ndarray, classes: list[str], *,
+                   targets: Iterable[float] = tuple(np.round(np.arange(0.80, 1.0001, 0.01), 2))) -> list[dict[str, Any]]:
+    """For each target accuracy, the per-class thresholds ``suggest_thresholds`` picks and the automatic share
+    and accuracy they give on these (held-back) predictions: the curve an admin picks a point on."""
+    out = []
+    for target in targets:
+        thresholds = suggest_thresholds(y, proba, classes, target=float(target))
+        out.append({"target": float(target), **automatic_at(y, proba, classes, thresholds)})
+    return out
+
+
+def oof_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target: float = TARGET_ACCURACY) -> dict[str, Any]:
+    """Per-class precision/recall/F1, macro-F1, accuracy, confusion matrix, calibration error, the thresholds for
+    ``target`` with the automatic share they give, and the trade-off curve, from out-of-fold probabilities."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     pred = np.array(classes)[proba.argmax(1)]
     prec, rec, f1, support = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
     conf = proba.max(1)
@@ -219,8 +237,8 @@ def cross_validate(emb: np.ndarray, cues: np.ndarray, y: np.ndarray, *, folds: i
         sel = (conf > lo) & (conf <= hi)
         if sel.any():
             ece += sel.mean() * abs((pred[sel] == y[sel]).mean() - conf[sel].mean())
+    thresholds = suggest_thresholds(y, proba, classes, target=target)
     return {
-        "folds": folds,
         "classes": classes,
         "per_class": {
             k: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
@@ -230,8 +248,40 @@ def cross_validate(emb: np.ndarray, cues: np.ndarray, y: np.ndarray, *, folds: i
         "accuracy": float((pred == y).mean()),
         "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist(),
         "expected_calibration_error": float(ece),
-        "_proba": proba,
+        "target_accuracy": target,
+        "thresholds": thresholds,
+        "at_target": automatic_at(y, proba, classes, thresholds),
+        "tradeoff": tradeoff_curve(y, proba, classes),
     }
+
+
+def cross_validate(emb: np.ndarray, cues: np.ndarray, y: np.ndarray, *, folds: int, c: float, seed: int = 0,
+                   target: float = TARGET_ACCURACY) -> dict[str, Any]:
+    """Stratified k-fold out-of-fold metrics for the two-stage head (``oof_metrics`` plus ``_proba``)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    classes = sorted(set(y.tolist()))
+    proba = np.zeros((len(y), len(classes)))
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(emb, y):
+        head = fit_head(emb[tr], y[tr], cues[tr], c=c, seed=seed)
+        p = head.predict_proba(emb[te], lambda idx, te=te: cues[te][idx])
+        for j, k in enumerate(head.classes):
+            proba[te, classes.index(k)] = p[:, j]
+    return {"folds": folds, **oof_metrics(y, proba, classes, target=target), "_proba": proba}
+
+
+def check_counts(y: np.ndarray, *, folds: int) -> int:
+    """The number of folds to use for labels ``y``. Raises ModelError for one class, or a class with too few
+    photos to cross-validate (saying how many more it needs)."""
+    counts = {k: int((y == k).sum()) for k in sorted(set(y.tolist()))}
+    if len(counts) < 2:
+        raise ModelError(f"training needs at least two classes with photos; have {counts or 'none'}"
+                         + (f" (label some {', '.join(c for c in CLASSES if c not in counts)} photos)" if counts else ""))
+    short = {k: 2 - n for k, n in counts.items() if n < 2}
+    if short:
+        raise ModelError("every class needs at least 2 photos for cross-validation: "
+                         + ", ".join(f"{k} needs {n} more" for k, n in short.items()) + f" (have {counts})")
+    return min(folds, min(counts.values()))
 
 
 def train(
@@ -256,22 +306,11 @@ def train(
     kept, emb, cues, failed = _features(ws, db, examples, store)
     y = np.array([e["label"] for e in kept])
     counts = {k: int((y == k).sum()) for k in sorted(set(y.tolist()))}
-    if len(counts) < 2:
-        raise ModelError(f"training needs at least two classes with photos; have {counts}")
-    k = min(folds, min(counts.values()))
-    if k < 2:
-        raise ModelError(f"every class needs at least 2 photos for cross-validation; have {counts}")
-    cv = cross_validate(emb, cues, y, folds=k, c=c)
-    proba = cv.pop("_proba")
-    thresholds = suggest_thresholds(y, proba, cv["classes"], target=target_accuracy)
-    auto = np.zeros(len(y), dtype=bool)
-    pred = np.array(cv["classes"])[proba.argmax(1)]
-    for cls, t in thresholds.items():
-        auto |= (pred == cls) & (proba.max(1) >= t)
-    cv["at_suggested_thresholds"] = {
-        "automatic_share": float(auto.mean()),
-        "automatic_accuracy": float((pred[auto] == y[auto]).mean()) if auto.any() else None,
-    }
+    k = check_counts(y, folds=folds)
+    cv = cross_validate(emb, cues, y, folds=k, c=c, target=target_accuracy)
+    cv.pop("_proba")
+    thresholds = cv["thresholds"]
+    cv["at_suggested_thresholds"] = cv["at_target"]
     head = fit_head(emb, y, cues, c=c)
     sources: dict[str, int] = {}
     for e in kept:
