@@ -37,6 +37,7 @@ PAGES = {
         ("pages/dataset_filter.py", "Dataset filter", ":material/filter_alt:", "jobs.manage"),
         ("pages/face_blur.py", "Face blurring", ":material/face_retouching_off:", "jobs.manage"),
         ("pages/jobs.py", "Jobs", ":material/work_history:", "jobs.manage"),
+        ("pages/models.py", "Models", ":material/model_training:", "models.manage"),
         ("pages/settings.py", "Settings", ":material/tune:", "settings.change"),
         ("pages/users.py", "Users and audit", ":material/manage_accounts:", "users.manage"),
     ],

@@ -219,7 +219,7 @@ def tradeoff_curve(y: np.ndarray, proba: np.ndarray, classes: list[str], *,
     out = []
     for target in targets:
         thresholds = suggest_thresholds(y, proba, classes, target=float(target))
-        out.append({"target": float(target), **automatic_at(y, proba, classes, thresholds)})
+        out.append({"target": float(target), **automatic_at(y, proba, classes, thresholds), "thresholds": thresholds})
     return out
 
 

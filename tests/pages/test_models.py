@@ -1,0 +1,64 @@
+"""Models page: grid searches started and reported, and thresholds picked on a version's trade-off curve."""
+
+from __future__ import annotations
+
+from streamlit.elements.lib.utils import user_key_from_element_id
+
+from services import jobs
+from services.config import get_settings
+from services.registry import active_version
+from services.storage import ObjectStore
+from services.training import import_folder
+from tests.pages.helpers import start_app
+
+
+def table_with(at, column: str):
+    """The displayed table holding ``column`` (display-only dataframes carry no key in the test tree)."""
+    tables = [d.value for d in at.dataframe if column in d.value.columns]
+    assert len(tables) == 1, [list(d.value.columns) for d in at.dataframe]
+    return tables[0]
+
+
+def test_a_head_grid_search_runs_and_each_point_shows_its_report(ws, db, samples):
+    import_folder(db, root=str(samples), store=ObjectStore(), actor="test")
+    at = start_app("pages/models.py")
+    assert not at.exception
+    at.multiselect(key="mdl_c").set_value([0.3, 1.0])
+    at.number_input(key="mdl_folds").set_value(3)
+    at.button(key="mdl_start").click().run()
+    assert not at.exception and not at.error
+    job_id = at.session_state["mdl_job"]
+    assert jobs.get_job(db, job_id)["kind"] == "grid-search"
+    jobs.run_job(ws, job_id=job_id)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = table_with(at, "param_C")
+    assert sorted(table["param_C"]) == [0.3, 1.0] and table["macro_f1"].between(0.8, 1).all()
+    keys = {user_key_from_element_id(c.proto.id) for c in at.get("plotly_chart")}
+    assert {"mdl_bar", "mdl_point_report_pc_chart", "mdl_point_report_cm", "mdl_point_report_tradeoff"} <= keys
+    at.button(key="mdl_train_best").click().run()
+    train = db.execute("SELECT params FROM jobs WHERE kind = 'train'").fetchone()
+    assert train is not None and '"activate": false' in train[0]
+
+
+def test_an_empty_grid_is_refused_with_the_reason(ws, db):
+    at = start_app("pages/models.py")
+    at.multiselect(key="mdl_c").set_value([])
+    at.button(key="mdl_start").click().run()
+    assert not at.exception and at.error and "positive values of C" in at.error[0].value
+    assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
+def test_a_target_picked_on_the_tradeoff_curve_sets_the_routing_thresholds(trained_ws):
+    db = trained_ws.db()
+    version = active_version(db)
+    curve = {p["target"]: p for p in version["metrics"]["tradeoff"]}
+    at = start_app("pages/models.py")
+    assert not at.exception
+    assert at.select_slider(key="mdl_tgt").value == 0.98
+    at.select_slider(key="mdl_tgt").set_value(0.9).run()
+    assert table_with(at, "product").iloc[0].to_dict() == curve[0.9]["thresholds"]
+    assert f"{curve[0.9]['automatic_share']:.1%}" in [m.value for m in at.metric]
+    at.button(key="mdl_apply").click().run()
+    assert not at.exception and at.success
+    assert get_settings(db)["thresholds"] == curve[0.9]["thresholds"]
