@@ -54,7 +54,8 @@ def cmd_import_labels(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]
     db = ws.db()
     if args.folder:
         return training.import_folder(db, root=args.folder, store=_store(db), actor=_actor())
-    return training.import_groundtruth(db, uri=args.groundtruth, store=_store(db), actor=_actor())
+    return training.import_groundtruth(db, uri=args.groundtruth, store=_store(db), actor=_actor(),
+                                       attribute=args.attribute)
 
 
 def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--folder", help="folder with one sub-folder per class")
     src.add_argument("--groundtruth", help="SageMaker Ground Truth image-classification manifest")
+    s.add_argument("--attribute", help="with --groundtruth: the label attribute (default: the one with -metadata)")
     s.set_defaults(fn=cmd_import_labels)
 
     s = sub.add_parser("train", help="train the head with cross-validation and save a model version; or, with "
@@ -228,12 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="seed a small demo workspace from photos shipped in installed packages")
     s.set_defaults(fn=cmd_demo)
 
-    from services import cli_accounts, cli_faces, cli_filter, cli_formats, cli_lines
+    from services import cli_accounts, cli_faces, cli_filter, cli_formats, cli_lines, cli_sagemaker
 
     cli_lines.add_commands(sub)
     cli_filter.add_commands(sub)
     cli_faces.add_commands(sub)
     cli_formats.add_commands(sub)
+    cli_sagemaker.add_commands(sub)
     cli_accounts.add_commands(sub)
     return p
 

@@ -1,12 +1,34 @@
-"""Command-line commands for dataset formats: DeepFashion2 conversion and the Custom Labels manifest check."""
+"""Command-line commands for dataset formats: DeepFashion2 conversion, the Custom Labels manifest check,
+conversions between Ground Truth manifests, COCO and a folder per label, and the labels' export and COCO import."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import sys
 from typing import Any
 
 from services.config import Workspace
+
+ERRORS_SHOWN = 50
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _report(out: dict[str, Any]) -> dict[str, Any]:
+    """Print the first errors on stderr ("line 3: ...") and keep them short in the summary."""
+    from services.groundtruth_manifest import where
+
+    errors = out.get("errors") or []
+    for err in errors[:ERRORS_SHOWN]:
+        print(f"skipped {where(err)}: {err['reason']}", file=sys.stderr)
+    return {**out, "errors": errors[:ERRORS_SHOWN], "error_count": len(errors)}
 
 
 def cmd_deepfashion2(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
@@ -31,7 +53,59 @@ def cmd_check_manifest(ws: Workspace, args: argparse.Namespace) -> dict[str, Any
     return {**result, "problems": result["problems"][:200], "problem_count": len(result["problems"])}
 
 
+def cmd_convert(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services.config import object_store
+    from services.dataset_convert import convert
+
+    out = convert(object_store(ws.db()), source=args.source, target=args.target, input=args.input,
+                  output=args.output, images=args.images, attribute=args.attribute, job_name=args.job_name)
+    return _report({"from": args.source, "to": args.target, "output": args.output, **out})
+
+
+def cmd_export_labels(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services.config import object_store
+    from services.label_export import export_labels
+
+    db = ws.db()
+    out = export_labels(db, store=object_store(db), actor=_actor(), format=args.format, output=args.output,
+                        images_root=args.images, include_decisions=not args.imported_only)
+    return _report({"output": args.output, **out})
+
+
+def cmd_import_coco_labels(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    from services.config import object_store
+    from services.label_export import import_coco_labels
+
+    db = ws.db()
+    return _report(import_coco_labels(db, uri=args.coco, store=object_store(db), actor=_actor(),
+                                      images_root=args.images))
+
+
 def add_commands(sub: Any) -> None:
+    from services.dataset_convert import FORMATS
+
+    s = sub.add_parser("convert", help="convert labels between Ground Truth manifests, COCO and a folder per label")
+    s.add_argument("--from", dest="source", required=True, choices=FORMATS,
+                   help="groundtruth (image classification), groundtruth-boxes, coco or folders")
+    s.add_argument("--to", dest="target", required=True, choices=FORMATS,
+                   help="coco is detection with groundtruth-boxes, image-level labels otherwise")
+    s.add_argument("--input", required=True, help="the manifest or COCO file, or the folder/s3:// prefix of folders")
+    s.add_argument("--output", required=True, help="the file to write, or an empty folder/s3:// prefix for folders")
+    s.add_argument("--images", help="root that COCO file_names are relative to (default for folders: the input)")
+    s.add_argument("--attribute", help="Ground Truth label attribute to read (default: detected) or write")
+    s.add_argument("--job-name", default="converted", help="Ground Truth job-name for lines written anew")
+    s.set_defaults(fn=cmd_convert)
+    s = sub.add_parser("export-labels", help="export the labelled photos as a folder per label or COCO")
+    s.add_argument("--format", choices=["folders", "coco", "groundtruth"], default="folders")
+    s.add_argument("--output", required=True, help="an empty folder/s3:// prefix (folders) or a file")
+    s.add_argument("--images", help="coco: make file_names relative to this root when photos lie under it")
+    s.add_argument("--imported-only", action="store_true", help="leave out inspectors' decisions")
+    s.set_defaults(fn=cmd_export_labels)
+    s = sub.add_parser("import-coco-labels", help="import a COCO classification file (one label per image) as labels")
+    s.add_argument("--coco", required=True)
+    s.add_argument("--images", help="root that the file_names are relative to")
+    s.set_defaults(fn=cmd_import_coco_labels)
+
     s = sub.add_parser("deepfashion2", help="convert DeepFashion2 annotations to COCO and a Ground Truth box manifest")
     s.add_argument("--annotations", required=True, help="folder or s3:// prefix of the per-image JSON files")
     s.add_argument("--images", required=True, help="folder or s3:// prefix of the images (<same name>.jpg)")

@@ -79,29 +79,26 @@ def import_folder(db: sqlite_utils.Database, *, root: str, store: ObjectStore, a
     return out
 
 
-def import_groundtruth(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, actor: str) -> dict[str, Any]:
+def import_groundtruth(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, actor: str,
+                       attribute: str | None = None) -> dict[str, Any]:
     """Import a Ground Truth image-classification manifest; bad lines are reported, others load.
 
-    The label attribute is the key with a ``-metadata`` twin holding ``class-name``.
+    The label attribute is ``attribute`` when given (a line without it is reported: "no 'category' attribute;
+    found source-ref, label, label-metadata"), else the key with a ``-metadata`` twin holding ``class-name``.
     Raises InvalidInput if no line can be used.
     """
+    from services.classification_layouts import read_groundtruth_classes
+
     require(db, actor=actor, action="jobs.manage")
-    items, errors = [], []
-    for n, line in enumerate(store.read(uri).decode("utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            src = rec["source-ref"]
-            meta_keys = [k for k in rec if k.endswith("-metadata") and isinstance(rec[k], dict)]
-            names = [rec[k].get("class-name") for k in meta_keys if rec[k].get("class-name")]
-            if not names:
-                raise KeyError("class-name")
-            if names[0] not in CLASSES:
-                raise ValueError(f"class '{names[0]}' is not one of {', '.join(CLASSES)}")
-            items.append((src, names[0]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            errors.append({"line": n, "reason": f"{type(exc).__name__}: {exc}"})
+    text = store.read(uri).decode("utf-8", errors="replace")
+    records, errors = read_groundtruth_classes(text, attribute=attribute, unique=False)
+    items = []
+    for r in records:
+        if r.label not in CLASSES:
+            errors.append({**r.origin, "reason": f"class '{r.label}' is not one of {', '.join(CLASSES)}"})
+        else:
+            items.append((r.source, r.label))
+    errors.sort(key=lambda e: e["line"])
     if not items:
         raise InvalidInput(f"{uri}: no usable Ground Truth lines ({len(errors)} bad)")
     out = _add_labels(db, items, source="groundtruth", store=store)
@@ -356,7 +353,8 @@ class ImportLabelsKind(SingleTaskKind):
     def run(self, ctx: Any, item: str) -> dict[str, Any]:
         store = object_store(ctx.db)
         if item.endswith((".manifest", ".jsonl", ".json")):
-            return import_groundtruth(ctx.db, uri=item, store=store, actor=ctx.actor)
+            return import_groundtruth(ctx.db, uri=item, store=store, actor=ctx.actor,
+                                      attribute=ctx.params.get("attribute"))
         return import_folder(ctx.db, root=item, store=store, actor=ctx.actor)
 
 
