@@ -108,15 +108,14 @@ else:
         point = st.selectbox("Grid point", pts, key="mdl_point",
                              format_func=lambda p: f"{p['params']} — macro-F1 {p['macro_f1'] or 0:.3f}")
         report(point["metrics"], key="mdl_point_report")
-        if search["backend"] == "head" and st.button("Train a version with this C", key="mdl_train_best"):
+        if st.button("Train a version from this point", key="mdl_train_best"):
             from services import jobs
 
-            jobs.create_job(conn, kind="train", params={"c": point["params"]["C"], "activate": False}, actor=user.name)
+            params = ({"c": point["params"]["C"], "activate": False} if search["backend"] == "head" else
+                      {"method": "finetune", **point["params"], "activate": False})
+            jobs.create_job(conn, kind="train", params={**params, "folds": search["folds"] or 5}, actor=user.name)
             ensure_worker()
             st.toast("Training queued: the new version appears under Settings > Model versions, inactive")
-        elif search["backend"] == "finetune":
-            st.caption("Fine-tuned grid points are measured here to compare with the head; routing uses head "
-                       "versions (train one with the head's best C), so a fine-tuned network is not saved.")
 
 # ---------------------------------------------------------------- thresholds for a target
 st.subheader("Thresholds for a target accuracy")

@@ -57,13 +57,17 @@ def classify_pictures(
     prepared: list[np.ndarray] | None = None,
     cue_picture: Callable[[int], Image.Image] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
-    """(embeddings, probabilities, cues by row) for decoded pictures; head may be None (no model).
+    """(embeddings, probabilities, cues by row) for decoded pictures; head may be None (no model), a Head over
+    backbone embeddings, or a fine-tuned network (``services.finetune_model``), which needs no cues.
 
     ``prepared``: the pictures' backbone inputs (``FeatureExtractor.prepare``) when already made.
     ``cue_picture(row)``: the row's photo decoded at CUES_SIDE for face cues (default: the picture itself).
     """
-    emb = extractor.embed(pictures, prepared)
     cues: dict[int, np.ndarray] = {}
+    if getattr(head, "kind", None) == "finetune":  # one network embeds and scores
+        emb, proba = head.run(np.stack(prepared if prepared is not None else [extractor.prepare(p) for p in pictures]))
+        return emb, proba, cues
+    emb = extractor.embed(pictures, prepared)
     if head is None:
         return emb, np.zeros((len(pictures), 0)), cues
 

@@ -70,6 +70,17 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
         print(f"imported {imported['photos']} labelled photos from {args.folder}", file=sys.stderr)
     if args.grid:
         return _train_grid(ws, args)
+    if args.method == "finetune":
+        from services.finetune_model import train_finetuned
+
+        epochs, blocks = _ints(args.epochs or "10"), _ints(args.blocks or "2")
+        if len(epochs) != 1 or len(blocks) != 1:
+            raise ConsoleError("fine-tuning one version takes one value of --epochs and of --blocks (a list is a --grid)")
+        result = train_finetuned(ws, db, actor=_actor(), epochs=epochs[0], blocks=blocks[0], folds=args.folds,
+                                 activate=not args.no_activate)
+        print(f"fine-tuned: cross-validated macro-F1 {result['macro_f1']:.3f} over {result['examples']} photos",
+              file=sys.stderr)
+        return result
     result = training.train(ws, db, actor=_actor(), folds=args.folds, c=args.c, activate=not args.no_activate)
     print(f"cross-validated macro-F1 {result['macro_f1']:.3f} over {result['examples']} photos", file=sys.stderr)
     return result
@@ -88,7 +99,7 @@ def _train_grid(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"target_accuracy": args.target, "searches": {}}
     for backend in backends:
         grid = ({"C": [float(v) for v in args.c_values.split(",")]} if backend == "head"
-                else {"epochs": _ints(args.epochs), "blocks": _ints(args.blocks)})
+                else {"epochs": _ints(args.epochs or "5,10,15"), "blocks": _ints(args.blocks or "1,2,4")})
         job_id = model_search.queue(db, actor=_actor(), backend=backend, grid=grid, folds=args.folds, target=args.target)
         jobs.run_job(ws, job_id=job_id)
         job = jobs.get_job(db, job_id)
@@ -204,8 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", action="store_true", help="grid search with stratified cross-validation (saves no version)")
     s.add_argument("--backend", choices=["head", "finetune", "both"], default="both", help="with --grid")
     s.add_argument("--c-values", default="0.1,0.3,1,3", help="the head's grid of C")
-    s.add_argument("--epochs", default="5,10,15", help="fine-tuning's grid of epochs")
-    s.add_argument("--blocks", default="1,2,4", help="fine-tuning's grid of trainable blocks (of 16)")
+    s.add_argument("--method", choices=["head", "finetune"], default="head",
+                   help="without --grid: train the head (default) or fine-tune one point into a version")
+    s.add_argument("--epochs", help="fine-tuning's epochs (grid default 5,10,15; one version: 10)")
+    s.add_argument("--blocks", help="fine-tuning's trainable blocks of 16 (grid default 1,2,4; one version: 2)")
     s.add_argument("--target", type=float, default=0.98, help="accuracy the automatic decisions must reach")
     s.set_defaults(fn=cmd_train)
 

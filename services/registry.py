@@ -6,15 +6,18 @@ import json
 import secrets
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from services.audit import record
 from services.authz import require
 from services.clock import now_iso
-from services.errors import NotFound
+from services.errors import ModelError, NotFound
 from services.head import Head
+
+if TYPE_CHECKING:
+    from services.finetune_model import FineTunedModel
 
 _heads: dict[str, Head] = {}
 _heads_lock = threading.Lock()
@@ -23,7 +26,10 @@ _heads_lock = threading.Lock()
 def save_version(
     db: sqlite_utils.Database,
     *,
-    head: Head,
+    head: Head | None = None,
+    model_file: str | None = None,
+    name: str | None = None,
+    classes: list[str] | None = None,
     models_dir: Path,
     backbone: str,
     hyperparams: dict[str, Any],
@@ -33,12 +39,19 @@ def save_version(
     activate: bool,
     actor: str,
 ) -> int:
-    """Write the head file and its model_versions row (activating it if asked). Returns the version id."""
+    """Write the head file (or record ``model_file``, already written in ``models_dir``, with its ``name`` and
+    ``classes``) and the model_versions row, activating it if asked. Returns the version id."""
     created = now_iso()
-    # microseconds and a random suffix: two versions saved in the same second never share a file
-    name = f"head-{created.replace(':', '').replace('-', '').replace('.', '')[:22]}-{secrets.token_hex(2)}"
-    path = Path(models_dir) / f"{name}.npz"
-    head.save(path)
+    if head is not None:
+        # microseconds and a random suffix: two versions saved in the same second never share a file
+        name = f"head-{created.replace(':', '').replace('-', '').replace('.', '')[:22]}-{secrets.token_hex(2)}"
+        path = Path(models_dir) / f"{name}.npz"
+        head.save(path)
+        classes = head.classes
+    elif model_file and name and classes:
+        path = Path(models_dir) / model_file
+    else:
+        raise ValueError("save_version needs a head, or a model file with its name and classes")
     with db.atomic():
         cur = db.execute(
             "INSERT INTO model_versions (name, created_at, backbone, classes, hyperparams, metrics, thresholds, "
@@ -47,7 +60,7 @@ def save_version(
                 name,
                 created,
                 backbone,
-                json.dumps(head.classes),
+                json.dumps(classes),
                 json.dumps(hyperparams),
                 json.dumps(metrics),
                 json.dumps(thresholds),
@@ -63,11 +76,15 @@ def save_version(
 
 
 def activate_version(db: sqlite_utils.Database, *, version_id: int, actor: str) -> None:
-    """Make ``version_id`` the model that classifies. Raises NotFound."""
+    """Make ``version_id`` the model that classifies. Raises NotFound, ModelError (no local model file)."""
     require(db, actor=actor, action="models.manage")
     with db.atomic():
-        if not db.execute("SELECT 1 FROM model_versions WHERE id = ?", [version_id]).fetchone():
+        row = db.execute("SELECT name, path FROM model_versions WHERE id = ?", [version_id]).fetchone()
+        if not row:
             raise NotFound(f"model version {version_id} does not exist")
+        if not row[1]:
+            raise ModelError(f"model version {row[0]} has no local model file (it scores where it was trained, "
+                             "e.g. by SageMaker batch transform), so it cannot classify here")
         db.execute("UPDATE model_versions SET active = (id = ?)", [version_id])
         record(db, actor=actor, action="model.activate", target=str(version_id))
 
@@ -82,8 +99,16 @@ def list_versions(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     return [_decode(r) for r in db.query("SELECT * FROM model_versions ORDER BY id DESC")]
 
 
-def load_head(version: dict[str, Any], *, models_dir: Path) -> Head:
-    """The head of a version (its file lives in the workspace's model folder), cached. Raises ModelError."""
+def load_head(version: dict[str, Any], *, models_dir: Path) -> Head | FineTunedModel:
+    """The model of a version, cached: a head over backbone embeddings, or a fine-tuned network (an ``.onnx``
+    file) that embeds and scores photos itself. Its file lives in the workspace's model folder.
+    Raises ModelError when the file is missing or damaged, or the version has no local model."""
+    if not version.get("path"):
+        raise ModelError(f"model version {version['name']} has no local model file (it runs where it was trained)")
+    if version["path"].endswith(".onnx"):
+        from services.finetune_model import FineTunedModel
+
+        return FineTunedModel.shared(Path(models_dir) / version["path"], version["classes"])
     path = str((Path(models_dir) / version["path"]).resolve())
     with _heads_lock:
         if path not in _heads:

@@ -1,7 +1,8 @@
 """Re-scoring the human queue when another model version becomes active.
 
 Photos waiting in the queue because no model existed yet, or because the model was unsure, are scored again
-by the active version from their stored embeddings (no photo is read again). Each gets a prediction carrying
+by the active version from their stored embeddings (no photo is read again; a fine-tuned version, which
+scores photos rather than embeddings, reads each one again). Each gets a prediction carrying
 that version; those now at or above their class threshold are decided automatically (an audit share stays
 queued, as in classification), the rest stay queued with the new suggestion. Photos someone holds, has
 answered, or that are gold or audits are left alone. The worker's housekeeping queues one job per version.
@@ -66,6 +67,8 @@ class RescoreKind(jobs.BaseKind):
     def compute(self, ctx: jobs.JobContext, items: list[str]) -> dict[str, Any]:
         ids = [int(i) for i in items]
         marks = ",".join("?" * len(ids))
+        if getattr(ctx.state["head"], "kind", None) == "finetune":
+            return self._score_photos(ctx, ids)
         rows = ctx.db.execute(
             f"SELECT i.id, i.sha256, e.vector, e.cues FROM images i JOIN embeddings e ON e.sha256 = i.sha256 "
             f"AND e.backbone = ? WHERE i.id IN ({marks})", [FeatureExtractor.backbone, *ids]).fetchall()
@@ -88,10 +91,28 @@ class RescoreKind(jobs.BaseKind):
         proba = ctx.state["head"].predict_proba(emb, cues_for)
         return {"rows": rows, "proba": proba, "lacking": lacking, "missing": set(ids) - {r[0] for r in rows}}
 
+    def _score_photos(self, ctx: jobs.JobContext, ids: list[int]) -> dict[str, Any]:
+        """A fine-tuned version scores photos, not stored embeddings: read and run each one again."""
+        from services.config import object_store
+        from services.errors import ConsoleError
+
+        store, max_pixels = object_store(ctx.db), ctx.state["settings"]["max_pixels"]
+        rows, inputs, errors = [], [], {}
+        marks = ",".join("?" * len(ids))
+        for image_id, uri, sha in ctx.db.execute(f"SELECT id, uri, sha256 FROM images WHERE id IN ({marks})", ids):
+            try:
+                inputs.append(FeatureExtractor.prepare(FeatureExtractor.decode(store.read(uri), max_pixels=max_pixels)))
+                rows.append((image_id, sha, None, None))
+            except ConsoleError as exc:
+                errors[image_id] = f"{exc} (left in the queue as it was)"
+        _, proba = ctx.state["head"].run(np.stack(inputs)) if inputs else (None, np.zeros((0, 0)))
+        return {"rows": rows, "proba": proba, "lacking": set(), "missing": set(), "errors": errors}
+
     def write(self, ctx: jobs.JobContext, computed: dict[str, Any]) -> dict[str, str | None]:
         db, head, version, settings = ctx.db, ctx.state["head"], ctx.state["version"], ctx.state["settings"]
         outcome: dict[str, str | None] = {str(i): "no stored embedding: it is scored when classified again"
                                           for i in computed["missing"]}
+        outcome.update({str(i): reason for i, reason in computed.get("errors", {}).items()})
         now = now_iso()
         for n, (image_id, sha, _, _) in enumerate(computed["rows"]):
             if n in computed["lacking"]:

@@ -329,7 +329,8 @@ def train(
 
 
 class TrainKind(SingleTaskKind):
-    """Training as a background job."""
+    """Training as a background job: the head (the default) or, with ``method: finetune``, one fine-tuning
+    point (``epochs``, ``blocks``)."""
 
     name = "train"
 
@@ -337,8 +338,15 @@ class TrainKind(SingleTaskKind):
         return ["train"]
 
     def run(self, ctx: Any, item: str) -> dict[str, Any]:
-        res = train(ctx.ws, ctx.db, actor=ctx.actor, folds=int(ctx.params.get("folds", 5)),
-                    c=float(ctx.params.get("c", 1.0)), activate=bool(ctx.params.get("activate", True)))
+        if ctx.params.get("method") == "finetune":
+            from services.finetune_model import train_finetuned
+
+            res = train_finetuned(ctx.ws, ctx.db, actor=ctx.actor, epochs=int(ctx.params["epochs"]),
+                                  blocks=int(ctx.params["blocks"]), folds=int(ctx.params.get("folds", 5)),
+                                  activate=bool(ctx.params.get("activate", False)))
+        else:
+            res = train(ctx.ws, ctx.db, actor=ctx.actor, folds=int(ctx.params.get("folds", 5)),
+                        c=float(ctx.params.get("c", 1.0)), activate=bool(ctx.params.get("activate", True)))
         return {k: v for k, v in res.items() if k in ("model_version_id", "examples", "per_class", "macro_f1", "accuracy")}
 
 
