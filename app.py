@@ -39,6 +39,7 @@ PAGES = {
         ("pages/jobs.py", "Jobs", ":material/work_history:", "jobs.manage"),
         ("pages/models.py", "Models", ":material/model_training:", "models.manage"),
         ("pages/settings.py", "Settings", ":material/tune:", "settings.change"),
+        ("pages/sagemaker.py", "SageMaker", ":material/cloud:", "models.manage"),
         ("pages/users.py", "Users and audit", ":material/manage_accounts:", "users.manage"),
     ],
 }

@@ -94,6 +94,22 @@ DEFAULTS: dict[str, Any] = {
     # Amazon Rekognition for the dataset filter ("" = the AWS default region / endpoint)
     "rekognition_region": "",
     "rekognition_endpoint_url": "",
+    # Amazon SageMaker (pages/sagemaker.py): the built-in image-classification algorithm trained from the console's
+    # labels, grid tuning and batch transform. Region "" = the AWS default region; the role is the execution role
+    # SageMaker assumes (it needs S3 access to the bucket); manifests, models and outputs go under bucket/prefix.
+    "sagemaker_region": "",
+    "sagemaker_role_arn": "",
+    "sagemaker_bucket": "",
+    "sagemaker_prefix": "review-console/sagemaker",
+    # training: ml.p3.2xlarge is the algorithm's usual; a g4dn.xlarge (one T4 GPU) is ample for a few thousand
+    # photos and costs a fifth as much
+    "sagemaker_train_instance_type": "ml.g4dn.xlarge",
+    "sagemaker_train_instance_count": 1,
+    # batch transform runs on CPU instances too
+    "sagemaker_transform_instance_type": "ml.m5.xlarge",
+    "sagemaker_transform_instance_count": 1,
+    "sagemaker_max_runtime_seconds": 10_800,  # a training job is stopped after this long (also caps the waiting)
+    "sagemaker_endpoint_url": "",  # another SageMaker API endpoint (tests, a local emulator); "" = AWS's
     # network allowlist: CIDR ranges allowed to reach the console ([] = any); proxies whose
     # X-Forwarded-For header is believed
     "allowed_networks": [],
@@ -170,6 +186,10 @@ def _validate(key: str, value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidInput(f"{key.replace('_', ' ')} must be a whole number of at least 1, got {value!r}")
         return value
+    if key.startswith("sagemaker_"):
+        from services.sagemaker_config import validate_setting
+
+        return validate_setting(key, value)
     if key == "max_pixels":
         if not isinstance(value, int) or value < 1_000_000:
             raise InvalidInput("the pixel limit must be a whole number of at least 1,000,000")

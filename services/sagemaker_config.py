@@ -1,0 +1,314 @@
+"""SageMaker settings as a typed config, the SDK 3.x sessions built from it, AWS errors in plain words, the
+dry-run capture, and polling SageMaker from a console job.
+
+The SDK (``sagemaker-core``, ``sagemaker-train``) is imported inside the functions that need it: it takes a
+second to import and the settings page must not wait for it.
+
+Dry runs capture what the SDK would send: botocore's ``before-parameter-build`` event records the request of
+the operation asked for (the exact keyword arguments the SageMaker client gets) and ``before-call`` stops it,
+after botocore has validated it against the service model, before anything is signed or sent. Any other call
+the SDK would make on the way (an IAM role check) is refused the same way and listed under ``not_sent``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlite_utils
+from botocore import exceptions as bx
+
+from services.clock import now_iso
+from services.errors import ConsoleError, ExternalServiceError, InvalidInput, JobCancelled
+
+ALGORITHM = "image-classification"
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_COUNTS = ("sagemaker_train_instance_count", "sagemaker_transform_instance_count")
+MAX_RUNTIME_LIMIT = 2_419_200  # 28 days, SageMaker's ceiling for MaxRuntimeInSeconds
+
+
+def validate_setting(key: str, value: Any) -> Any:
+    """The clean value of one ``sagemaker_*`` setting. Raises InvalidInput."""
+    if key in _COUNTS or key == "sagemaker_max_runtime_seconds":
+        low, high = (1, 100) if key in _COUNTS else (60, MAX_RUNTIME_LIMIT)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise InvalidInput(f"{key.replace('_', ' ')} must be a whole number from {low} to {high:,}, got {value!r}")
+        return value
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    checks = {"sagemaker_region": (_REGION, "an AWS region such as eu-west-1"),
+              "sagemaker_bucket": (_BUCKET, "an S3 bucket name (lower case, no s3://)"),
+              "sagemaker_role_arn": (_ROLE, "an IAM role ARN such as arn:aws:iam::123456789012:role/SageMakerRole"),
+              "sagemaker_train_instance_type": (_INSTANCE, "a SageMaker instance type such as ml.g4dn.xlarge"),
+              "sagemaker_transform_instance_type": (_INSTANCE, "a SageMaker instance type such as ml.m5.xlarge")}
+    if key in checks:
+        pattern, what = checks[key]
+        if not pattern.match(text):
+            raise InvalidInput(f"{key.replace('_', ' ')} must be {what}, got {text!r}")
+        return text
+    if key == "sagemaker_prefix":
+        prefix = text.strip("/")
+        if ".." in prefix.split("/") or any(c.isspace() for c in prefix):
+            raise InvalidInput(f"the SageMaker prefix must be a key prefix without spaces or '..', got {text!r}")
+        return prefix
+    if key == "sagemaker_endpoint_url" and not text.startswith(("http://", "https://")):
+        raise InvalidInput(f"the SageMaker endpoint must be a URL such as http://127.0.0.1:5000, got {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class SageMakerConfig:
+    """Where and how SageMaker work runs (from Settings)."""
+
+    region: str
+    role_arn: str
+    bucket: str
+    prefix: str
+    train_instance_type: str
+    train_instance_count: int
+    transform_instance_type: str
+    transform_instance_count: int
+    max_runtime_seconds: int
+    endpoint_url: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> SageMakerConfig:
+        """The config from ``services.config.get_settings``; the region falls back to the AWS default."""
+        import boto3
+
+        return cls(region=settings["sagemaker_region"] or boto3.session.Session().region_name or "",
+                   role_arn=settings["sagemaker_role_arn"], bucket=settings["sagemaker_bucket"],
+                   prefix=settings["sagemaker_prefix"].strip("/"),
+                   train_instance_type=settings["sagemaker_train_instance_type"],
+                   train_instance_count=int(settings["sagemaker_train_instance_count"]),
+                   transform_instance_type=settings["sagemaker_transform_instance_type"],
+                   transform_instance_count=int(settings["sagemaker_transform_instance_count"]),
+                   max_runtime_seconds=int(settings["sagemaker_max_runtime_seconds"]),
+                   endpoint_url=settings["sagemaker_endpoint_url"])
+
+    @classmethod
+    def load(cls, db: sqlite_utils.Database) -> SageMakerConfig:
+        """The config of this workspace, checked complete. Raises InvalidInput naming what is missing."""
+        from services.config import get_settings
+
+        cfg = cls.from_settings(get_settings(db))
+        missing = [what for what, v in (("a region", cfg.region), ("an execution role ARN", cfg.role_arn),
+                                        ("an S3 bucket", cfg.bucket)) if not v]
+        if missing:
+            raise InvalidInput(f"SageMaker needs {', '.join(missing)}: set them on the SageMaker page (Settings "
+                               "keys sagemaker_region, sagemaker_role_arn, sagemaker_bucket)")
+        return cfg
+
+    def uri(self, *parts: str) -> str:
+        """``s3://bucket/prefix/part/...``."""
+        keys = [p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/")]
+        return "s3://" + "/".join([self.bucket, *keys])
+
+    def image_uri(self) -> str:
+        """The ECR image of the built-in image-classification algorithm in this region. Raises InvalidInput."""
+        from sagemaker.core import image_uris
+
+        try:
+            return image_uris.retrieve(ALGORITHM, self.region)
+        except ValueError as exc:
+            raise InvalidInput(f"the image-classification algorithm is not offered in region {self.region!r}: {exc}") from None
+
+
+DRY_RUN_MARK = "not sent: dry run"
+
+
+class _Captured(Exception):
+    """Raised by the dry-run hook to stop the SDK once the request it was asked for is built."""
+
+    def __init__(self, operation: str, request: dict[str, Any]) -> None:
+        super().__init__(operation)
+        self.operation, self.request = operation, request
+
+
+@dataclass
+class Clients:
+    """One boto3 session (and the SDK's session over it) per piece of work; with ``dry_run`` nothing is sent."""
+
+    boto_session: Any
+    session: Any  # sagemaker.core.helper.session_helper.Session
+    sagemaker: Any  # the boto3 SageMaker client
+    dry_run: bool = False
+    not_sent: list[str] = field(default_factory=list)
+    _built: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def capture(self, operation: str, start: Callable[[], Any]) -> dict[str, Any]:
+        """Run ``start`` (which makes the SDK call ``operation``) and return the exact request it would send.
+        Raises ExternalServiceError if the SDK never got to ``operation``."""
+        if not self.dry_run:
+            raise AssertionError("capture needs clients opened with dry_run=True")
+        try:
+            start()
+        except _Captured as got:
+            if got.operation == operation:
+                return got.request
+            raise
+        raise ExternalServiceError(f"the SageMaker SDK did not call {operation}; nothing was sent")
+
+    def _build(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self._built[model.name] = copy.deepcopy(params)
+
+    def _refuse(self, model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        if service == "sagemaker" and model.name in self._built:
+            raise _Captured(model.name, self._built.pop(model.name))
+        self.not_sent.append(f"{service}:{model.name}")
+        # the SDK takes an access-denied answer to its own checks (the IAM role check) as "cannot tell" and goes on
+        raise bx.ClientError({"Error": {"Code": "AccessDenied", "Message": DRY_RUN_MARK}}, model.name)
+
+
+SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+
+
+def open_clients(cfg: SageMakerConfig, *, dry_run: bool = False) -> Clients:
+    """A fresh boto3 session for ``cfg.region`` (the standard credential chain), the SDK's Session over it, and
+    its SageMaker client (at ``cfg.endpoint_url`` when set)."""
+    import boto3
+    from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.utils.utils import SageMakerClient
+
+    boto_session = boto3.session.Session(region_name=cfg.region or None)
+    clients = Clients(boto_session=boto_session, session=None, sagemaker=None, dry_run=dry_run)
+    if dry_run:  # registered before any client exists: every client of this session copies the handlers
+        boto_session.events.register("before-parameter-build", clients._build)
+        boto_session.events.register("before-call", clients._refuse)
+    sm_client = None
+    if cfg.endpoint_url:
+        # the SDK's resources (TrainingJob, Model) take their client from SageMakerClient's cache, keyed by the
+        # session: seed the entry of this session with a client at the endpoint
+        cached = SageMakerClient(session=boto_session, region_name=cfg.region)
+        sm_client = boto_session.client("sagemaker", region_name=cfg.region, endpoint_url=cfg.endpoint_url,
+                                        config=cached.config)
+        cached.sagemaker_client = sm_client
+    # the console's settings are the whole SDK configuration (no defaults file on the server adds tags, keys or
+    # roles unseen by the dry run), and the SDK's usage telemetry is off: a dry run sends nothing at all
+    clients.session = Session(boto_session=boto_session, sagemaker_client=sm_client, default_bucket=cfg.bucket or None,
+                              sagemaker_config=SDK_CONFIG)
+    clients.sagemaker = clients.session.sagemaker_client
+    return clients
+
+
+# what each operation needs, for the access-denied message
+PERMISSIONS = {"CreateTrainingJob": "sagemaker:CreateTrainingJob (and iam:PassRole on the execution role)",
+               "CreateHyperParameterTuningJob": "sagemaker:CreateHyperParameterTuningJob (and iam:PassRole on the "
+                                                "execution role)",
+               "CreateModel": "sagemaker:CreateModel (and iam:PassRole on the execution role)",
+               "CreateTransformJob": "sagemaker:CreateTransformJob",
+               "DescribeTrainingJob": "sagemaker:DescribeTrainingJob",
+               "DescribeHyperParameterTuningJob": "sagemaker:DescribeHyperParameterTuningJob",
+               "ListTrainingJobsForHyperParameterTuningJob": "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+               "DescribeTransformJob": "sagemaker:DescribeTransformJob",
+               "DescribeModel": "sagemaker:DescribeModel"}
+_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+_BAD_KEYS = {"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
+             "InvalidSignatureException", "SignatureDoesNotMatch"}
+
+
+@contextlib.contextmanager
+def aws_errors(what: str) -> Iterator[None]:
+    """Turn AWS and SDK failures while doing ``what`` into ConsoleErrors people can act on:
+    ExternalServiceError (credentials, access denied naming the permission, unreachable, the service refused),
+    InvalidInput (a request the service model rejects)."""
+    try:
+        yield
+    except ConsoleError:
+        raise
+    except (bx.NoCredentialsError, bx.PartialCredentialsError):
+        raise ExternalServiceError(
+            f"no AWS credentials to {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE) "
+            "or an instance/task role for the console's server. Nothing was started.") from None
+    except bx.NoRegionError:
+        raise InvalidInput(f"no AWS region to {what}: set the SageMaker region on the SageMaker page") from None
+    except bx.ClientError as exc:
+        err = exc.response.get("Error", {})
+        code, message = str(err.get("Code", "")), str(err.get("Message", ""))
+        operation = getattr(exc, "operation_name", "") or ""
+        detail = f"{code}: {message}" if message else code
+        if message == DRY_RUN_MARK:
+            raise ExternalServiceError(f"the dry run to {what} stopped at {operation}, which the SageMaker SDK "
+                                       "calls before building the request; nothing was sent") from None
+        if code in _DENIED:
+            need = PERMISSIONS.get(operation, f"sagemaker:{operation}" if operation else "the SageMaker permission")
+            raise ExternalServiceError(f"AWS refused to {what} ({detail}): the AWS identity needs {need}. Fix the "
+                                       "IAM policy and try again; nothing was changed here.") from None
+        if code in _BAD_KEYS:
+            raise ExternalServiceError(f"AWS rejected the credentials while trying to {what} ({detail}): check the "
+                                       "access key, secret, session token and the clock") from None
+        if code in ("ValidationException", "ResourceNotFound"):
+            raise InvalidInput(f"SageMaker refused to {what} ({detail})") from None
+        raise ExternalServiceError(f"SageMaker could not {what} ({detail})") from None
+    except (bx.EndpointConnectionError, bx.ConnectionError, bx.HTTPClientError) as exc:
+        raise ExternalServiceError(f"cannot reach SageMaker to {what}: {exc}. Check the network and the region.") from None
+    except bx.ParamValidationError as exc:
+        raise InvalidInput(f"invalid SageMaker request to {what}: {exc}") from None
+    except bx.BotoCoreError as exc:
+        raise ExternalServiceError(f"SageMaker request to {what} failed: {exc}") from None
+
+
+def sdk_errors() -> tuple[type[Exception], ...]:
+    """The SDK's own refusals (a role that fails its checks, bad arguments it validates), for ``except``."""
+    from pydantic import ValidationError
+    from sagemaker.core.helper.iam_role_resolver import RoleValidationError
+
+    return (RoleValidationError, ValidationError, ValueError)
+
+
+# ---------------------------------------------------------------- polling from a console job
+
+
+def remember(db: sqlite_utils.Database, *, job_id: int, params: dict[str, Any], **values: Any) -> None:
+    """Store SageMaker progress in the console job's params (so a resumed job picks up the same SageMaker job
+    and the pages show its status) and renew the job's lease, in one statement."""
+    from services.jobs import LEASE_SECONDS
+
+    params.update(values)
+    with db.atomic():
+        db.execute("UPDATE jobs SET params = ?, heartbeat_at = ?, lease_expires = ? WHERE id = ?",
+                   [json.dumps(params, default=str), now_iso(), time.time() + LEASE_SECONDS, job_id])
+
+
+def poll(db: sqlite_utils.Database, *, job_id: int, params: dict[str, Any], describe: Callable[[], dict[str, Any]],
+         status_key: str, stop: Callable[[], Any] | None, poll_seconds: float, max_polls: int,
+         sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """Describe a SageMaker job until it ends (Completed, Failed, Stopped) and return the last description.
+
+    Every answer is written to the job's params (``sagemaker_status``, ``polled_at``, ``polls``). Raises
+    JobCancelled when the console job is cancelled meanwhile (the SageMaker job is asked to stop),
+    ExternalServiceError after ``max_polls`` answers without an end (the SageMaker job keeps running: resume
+    the console job to wait on), and what ``describe`` raises."""
+    for n in range(1, max_polls + 1):
+        desc = describe()
+        status = str(desc.get(status_key, ""))
+        remember(db, job_id=job_id, params=params, sagemaker_status=status, polled_at=now_iso(), polls=n,
+                 secondary_status=desc.get("SecondaryStatus"))
+        if status in ("Completed", "Failed", "Stopped"):
+            return desc
+        state = db.execute("SELECT state FROM jobs WHERE id = ?", [job_id]).fetchone()
+        if state and state[0] == "cancelling":
+            if stop is not None:
+                with contextlib.suppress(ConsoleError):
+                    stop()
+            raise JobCancelled(f"cancelled while SageMaker reported {status}; the SageMaker job was asked to stop")
+        if n < max_polls and poll_seconds > 0:
+            sleep(poll_seconds)
+    raise ExternalServiceError(f"SageMaker still reports {status} after {max_polls} checks; it keeps running there. "
+                               "Resume this job to go on waiting for it.")
+
+
+def max_polls_for(cfg: SageMakerConfig, poll_seconds: float, *, jobs: int = 1) -> int:
+    """Enough checks to wait out the runtime cap (for ``jobs`` runs in sequence) and an hour of queueing."""
+    return max(1, int((cfg.max_runtime_seconds * jobs + 3600) / max(poll_seconds, 1.0)) + 1)

@@ -1,0 +1,67 @@
+"""SageMaker page: settings form, a dry run showing the exact request, launching a job that runs under moto,
+job status and the tuning results table."""
+
+from __future__ import annotations
+
+from services import grid_search
+from services.config import get_settings
+from services.jobs import get_job, run_job
+from tests.pages.helpers import start_app, texts
+from tests.services.sagemaker_fixtures import ACTOR, BUCKET, ROLE, add_labels, configure
+
+pytest_plugins = ["tests.services.sagemaker_fixtures"]  # the aws_env and moto fixtures
+
+
+def test_settings_form_saves_and_refuses_bad_values(db, aws_env):
+    at = start_app("pages/sagemaker.py")
+    at.text_input(key="sm_role_arn").set_value("not-a-role")
+    at.button(key="sm_save").click().run()
+    assert any("IAM role ARN" in e for e in texts(at.error))
+    at.text_input(key="sm_role_arn").set_value(ROLE)
+    at.text_input(key="sm_bucket").set_value(BUCKET)
+    at.text_input(key="sm_region").set_value("eu-west-1")
+    at.number_input(key="sm_train_instance_count").set_value(2)
+    at.button(key="sm_save").click().run()
+    assert not at.exception, at.exception
+    settings = get_settings(db)
+    assert (settings["sagemaker_role_arn"], settings["sagemaker_bucket"], settings["sagemaker_region"],
+            settings["sagemaker_train_instance_count"]) == (ROLE, BUCKET, "eu-west-1", 2)
+
+
+def test_dry_run_shows_the_request(db, aws_env):
+    configure(db)
+    at = start_app("pages/sagemaker.py")
+    at.button(key="sm_train_dry").click().run()
+    assert any("needs at least two classes" in e for e in texts(at.error))  # no labels yet: said plainly
+    add_labels(db, per_class=3)
+    at.selectbox(key="sm_layers").set_value(50)
+    at.button(key="sm_train_dry").click().run()
+    assert not at.exception, at.exception
+    shown = [j.value for j in at.json]
+    req = next(v for v in shown if "CreateTrainingJob" in v)
+    assert '"num_layers": "50"' in req and "AugmentedManifestFile" in req
+    assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
+def test_start_training_runs_as_a_job_and_shows_results(ws, db, moto):
+    configure(db)
+    add_labels(db, per_class=3)
+    at = start_app("pages/sagemaker.py")
+    at.button(key="sm_train_start").click().run()
+    assert not at.exception, at.exception
+    (job_id,) = db.execute("SELECT id FROM jobs WHERE kind = 'sagemaker-train'").fetchone()
+    db.execute("UPDATE jobs SET params = json_set(params, '$.poll_seconds', 0) WHERE id = ?", [job_id])
+    run_job(ws, job_id=job_id)
+    assert get_job(db, job_id)["state"] == "done"
+    search = grid_search.start_search(db, backend="sagemaker", grid={"epochs": [5], "num_layers": [18]}, actor=ACTOR,
+                                      external_name="grid-1")
+    grid_search.add_point(db, search_id=search, params={"epochs": 5, "num_layers": 18}, metrics={"accuracy": 0.9},
+                          external_name="grid-1-001")
+    at.run()
+    assert not at.exception, at.exception
+    tables = [d.value for d in at.dataframe]
+    jobs_table = next(t for t in tables if "sagemaker status" in t.columns)
+    assert jobs_table.iloc[0]["sagemaker status"] == "Completed" and jobs_table.iloc[0]["state"] == "done"
+    results = next(t for t in tables if "param_num_layers" in t.columns)
+    assert results.iloc[0]["accuracy"] == 0.9 and results.iloc[0]["backend"] == "sagemaker"
+    assert at.selectbox(key="sm_tf_version").options  # the new version can be used for batch transform
