@@ -114,8 +114,9 @@ class SingleTaskKind(BaseKind, ABC):
 
 KINDS: dict[str, JobKind] = {}
 KIND_MODULES = ("services.classify", "services.ingest", "services.training", "services.dataset_filter",
-                "services.reuse", "services.face_blur", "services.retraining",
-                "services.rescore")  # modules that register job kinds on import
+                "services.reuse", "services.face_blur", "services.retraining", "services.rescore",
+                "services.model_search", "services.sagemaker_training", "services.sagemaker_tuning",
+                "services.sagemaker_batch")  # modules that register job kinds on import
 
 
 def _load_kinds() -> None:
@@ -239,6 +240,9 @@ def run_job(ws: Workspace, *, job_id: int | None = None, owner: str | None = Non
 def _run_claimed(ws: Workspace, db: sqlite_utils.Database, job_id: int, owner: str) -> None:
     job = get_job(db, job_id)
     _load_kinds()
+    if job["kind"] not in KINDS:  # a job queued by a newer or older version of the console
+        _finish(db, job_id, "failed", None, f"this console does not know jobs of kind '{job['kind']}'")
+        return
     kind = KINDS[job["kind"]]
     ctx = JobContext(ws=ws, db=db, job_id=job_id, params=job["params"], actor=job["created_by"] or "system")
     try:

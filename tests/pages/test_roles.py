@@ -17,7 +17,8 @@ PAGE_ACTIONS = {
     "overview": "stats.read", "reviews": "reviews.read", "queue": "reviews.label", "checks": "reviews.label",
     "dashboard": "stats.read", "lines": "lines.read", "quality": "quality.manage", "reused": "quality.manage",
     "dataset_filter": "jobs.manage", "face_blur": "jobs.manage",
-    "jobs": "jobs.manage", "models": "models.manage", "settings": "settings.change", "users": "users.manage",
+    "jobs": "jobs.manage", "models": "models.manage", "sagemaker": "models.manage", "settings": "settings.change",
+    "users": "users.manage",
 }
 PEOPLE = {"ines": ["inspector"], "otto": ["ops"], "ada": ["admin"]}
 

@@ -114,6 +114,21 @@ def test_unknown_kind_and_job(db):
         jobs.resume_job(db, job_id=jobs.create_job(db, kind="classify", params={}, actor="t"), actor="t")
 
 
+def test_a_job_of_a_kind_this_console_does_not_know_fails_with_the_reason(ws, db):
+    """A queued job left by another version of the console must not kill the worker."""
+    db.execute("INSERT INTO jobs (kind, params, state, total, done, failed, created_by, created_at) "
+               "VALUES ('retired-kind', '{}', 'queued', 0, 0, 0, 't', '2026-01-01')")
+    job_id = db.execute("SELECT MAX(id) FROM jobs").fetchone()[0]
+    assert jobs.run_job(ws, job_id=job_id) == job_id
+    job = jobs.get_job(db, job_id)
+    assert job["state"] == "failed" and "does not know jobs of kind 'retired-kind'" in job["error"]
+
+
+def test_every_kind_module_registers_its_kinds():
+    jobs._load_kinds()
+    assert {"grid-search", "sagemaker-train", "sagemaker-tune", "sagemaker-transform", "train", "rescore"} <= set(jobs.KINDS)
+
+
 def test_worker_thread_runs_queued_jobs(ws, db, kind):
     worker = jobs.Worker(ws, poll_seconds=60).start()
     try:
