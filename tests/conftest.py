@@ -13,7 +13,7 @@ from PIL import Image
 from services.config import DATA_DIR_ENV, Workspace
 from services.embedder import BACKBONE, export_onnx
 
-pytest_plugins = ["tests.conftest_s3"]
+pytest_plugins = ["tests.conftest_s3", "tests.conftest_sagemaker"]
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 SAMPLES = SHARED / "samples" / "reviews"

@@ -6,10 +6,8 @@ from __future__ import annotations
 from services import grid_search
 from services.config import get_settings
 from services.jobs import get_job, run_job
+from tests.conftest_sagemaker import ACTOR, BUCKET, ROLE, add_labels, configure
 from tests.pages.helpers import start_app, texts
-from tests.services.sagemaker_fixtures import ACTOR, BUCKET, ROLE, add_labels, configure
-
-pytest_plugins = ["tests.services.sagemaker_fixtures"]  # the aws_env and moto fixtures
 
 
 def test_settings_form_saves_and_refuses_bad_values(db, aws_env):

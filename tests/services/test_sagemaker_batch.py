@@ -13,9 +13,7 @@ from services import sagemaker_training as smt
 from services.clock import now_iso
 from services.errors import InvalidInput, NotFound
 from services.jobs import get_job, run_job
-from tests.services.sagemaker_fixtures import ACTOR, BUCKET, ROLE, configure
-
-pytest_plugins = ["tests.services.sagemaker_fixtures"]  # the aws_env and moto fixtures
+from tests.conftest_sagemaker import ACTOR, BUCKET, ROLE, configure
 
 ARTIFACTS = f"s3://{BUCKET}/rc/output/tj-1/output/model.tar.gz"
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 from services.cli import main
-from tests.services.sagemaker_fixtures import add_labels, configure
-
-pytest_plugins = ["tests.services.sagemaker_fixtures"]  # the aws_env and moto fixtures
+from tests.conftest_sagemaker import add_labels, configure
 
 
 def _last_json(capsys) -> dict:

@@ -15,9 +15,7 @@ from services.config import CLASSES, get_settings, set_setting
 from services.errors import ExternalServiceError, InvalidInput, PermissionDenied
 from services.jobs import create_job, get_job, run_job
 from services.sagemaker_config import Clients, SageMakerConfig, aws_errors, open_clients
-from tests.services.sagemaker_fixtures import ACTOR, BUCKET, ROLE, add_labels, configure
-
-pytest_plugins = ["tests.services.sagemaker_fixtures"]  # the aws_env and moto fixtures
+from tests.conftest_sagemaker import ACTOR, BUCKET, ROLE, add_labels, configure
 
 
 def test_settings_are_checked(db):

@@ -14,9 +14,7 @@ from services import sagemaker_tuning as smtu
 from services.errors import InvalidInput
 from services.jobs import create_job, get_job, run_job
 from services.sagemaker_config import Clients
-from tests.services.sagemaker_fixtures import ACTOR, BUCKET, ROLE, add_labels, configure
-
-pytest_plugins = ["tests.services.sagemaker_fixtures"]  # the aws_env and moto fixtures
+from tests.conftest_sagemaker import ACTOR, BUCKET, ROLE, add_labels, configure
 
 T0 = dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.UTC)
 
