@@ -70,8 +70,6 @@ class RetrainKind(jobs.SingleTaskKind):
         return ["retrain"]
 
     def run(self, ctx: Any, item: str) -> dict[str, Any]:
-        from services.training import train
-
         db, settings = ctx.db, get_settings(ctx.db)
         current = active_version(db)
         current_f1 = (current or {}).get("metrics", {}).get("macro_f1")
@@ -80,7 +78,7 @@ class RetrainKind(jobs.SingleTaskKind):
                             [ctx.job_id, now_iso(), ctx.params.get("trigger", "due"), new_labels(db),
                              current["id"] if current else None, current_f1]).lastrowid
         try:
-            result = train(ctx.ws, db, actor=ctx.actor, activate=False)
+            result = _train_like(ctx, current)
         except ConsoleError as exc:  # too few labels, one class, unreadable photos: the current model stays
             db.execute("UPDATE retrain_runs SET finished_at = ?, outcome = 'failed', reason = ? WHERE id = ?",
                        [now_iso(), str(exc), run_id])
@@ -97,6 +95,20 @@ class RetrainKind(jobs.SingleTaskKind):
         return {"run": run_id, "outcome": "promoted" if promote else "kept", "reason": reason,
                 "candidate_version_id": result["model_version_id"], "candidate_macro_f1": result.get("macro_f1"),
                 "current_macro_f1": current_f1}
+
+
+def _train_like(ctx: Any, current: dict[str, Any] | None) -> dict[str, Any]:
+    """A candidate trained the way the current version was (the head with its C, or fine-tuning with its epochs
+    and blocks), on every label there is now; the head with defaults before any version. Saved inactive."""
+    from services.training import train
+
+    recipe = (current or {}).get("hyperparams") or {}
+    if recipe.get("method") == "finetune":
+        from services.finetune_model import train_finetuned
+
+        return train_finetuned(ctx.ws, ctx.db, actor=ctx.actor, epochs=int(recipe["epochs"]),
+                               blocks=int(recipe["blocks"]), folds=int(recipe.get("folds", 5)), activate=False)
+    return train(ctx.ws, ctx.db, actor=ctx.actor, c=float(recipe.get("C", 1.0)), activate=False)
 
 
 jobs.register(RetrainKind())

@@ -77,3 +77,16 @@ def test_a_missing_model_file_or_a_remote_only_version_cannot_classify(ws, db, f
     db.execute("UPDATE model_versions SET path = '' WHERE id = ?", [version["id"]])
     with pytest.raises(ModelError, match="no local model file"):
         activate_version(db, version_id=version["id"], actor="test")
+
+
+def test_retraining_a_fine_tuned_model_trains_the_candidate_the_same_way(ws, db, finetuned):
+    from services import retraining
+
+    activate_version(db, version_id=finetuned["model_version_id"], actor="test")
+    job_id = retraining.queue(db, actor="test", force=True)
+    assert run_job(ws, job_id=job_id) == job_id
+    job = get_job(db, job_id)
+    assert job["state"] == "done", job["error"]
+    candidate = next(v for v in list_versions(db) if v["id"] == job["result"]["candidate_version_id"])
+    assert candidate["hyperparams"] == {"method": "finetune", "epochs": 3, "blocks": 1, "folds": 2}
+    assert job["result"]["outcome"] in ("promoted", "kept") and job["result"]["current_macro_f1"] is not None
