@@ -97,9 +97,14 @@ else:
         params = [c for c in rows.columns if c.startswith("param_")]
         if len(params) == 2:
             heat = rows.pivot_table(index=params[1], columns=params[0], values="macro_f1")
-            st.plotly_chart(px.imshow(heat, text_auto=".3f", aspect="auto", color_continuous_scale="Viridis",
-                                      labels={"color": "macro-F1"}, title="Cross-validated macro-F1"),
-                            key="mdl_heat")
+            heat.index = [str(v) for v in heat.index]  # categories: 1, 2, 4 blocks are three rows, not a scale
+            heat.columns = [str(v) for v in heat.columns]
+            fig = px.imshow(heat, text_auto=".3f", aspect="auto", color_continuous_scale="Viridis",
+                            labels={"x": params[0].removeprefix("param_"), "y": params[1].removeprefix("param_"),
+                                    "color": "macro-F1"}, title="Cross-validated macro-F1 over the grid")
+            fig.update_xaxes(type="category")
+            fig.update_yaxes(type="category")
+            st.plotly_chart(fig, key="mdl_heat")
         elif params:
             st.plotly_chart(px.bar(rows.sort_values(params[0]), x=rows.sort_values(params[0])[params[0]].astype(str),
                                    y="macro_f1", labels={"x": params[0].removeprefix("param_")}, range_y=[0, 1],

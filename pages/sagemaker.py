@@ -62,10 +62,12 @@ with train_tab:
     epochs = c1.number_input("Epochs", min_value=1, max_value=200, value=10, key="sm_epochs")
     layers = c2.selectbox("ResNet layers", smt.NUM_LAYERS, key="sm_layers")
     b1, b2, _ = st.columns([1, 1, 3])
+    dry = b1.button("Dry run", key="sm_train_dry")  # both buttons drawn before either acts: an error
+    start = b2.button("Start training", key="sm_train_start", type="primary")  # must not hide the other
     try:
-        if b1.button("Dry run", key="sm_train_dry"):
+        if dry:
             st.json(smt.start_training(conn, actor=user.name, epochs=int(epochs), num_layers=int(layers), dry_run=True))
-        if b2.button("Start training", key="sm_train_start", type="primary"):
+        if start:
             launched(smt.launch(conn, actor=user.name, epochs=int(epochs), num_layers=int(layers)), "training")
     except ConsoleError as exc:
         show_error(exc)
@@ -80,10 +82,12 @@ with tune_tab:
     st.caption(f"{len(grid_epochs) * len(grid_layers)} training jobs (Grid strategy, maximising validation accuracy)")
     b1, b2, _ = st.columns([1, 1, 3])
     grid = {"epochs": grid_epochs, "num_layers": grid_layers}
+    dry = b1.button("Dry run", key="sm_tune_dry")  # both buttons drawn before either acts: an error
+    start = b2.button("Start grid tuning", key="sm_tune_start", type="primary")  # must not hide the other
     try:
-        if b1.button("Dry run", key="sm_tune_dry"):
+        if dry:
             st.json(smtu.start_tuning(conn, actor=user.name, grid=grid, max_parallel=int(parallel), dry_run=True))
-        if b2.button("Start grid tuning", key="sm_tune_start", type="primary"):
+        if start:
             launched(smtu.launch(conn, actor=user.name, grid=grid, max_parallel=int(parallel)), "grid tuning")
     except ConsoleError as exc:
         show_error(exc)
@@ -103,11 +107,13 @@ with transform_tab:
                             help="Photos queued for want of a confident model are decided at or above their "
                                  "threshold; others only get the prediction.")
         b1, b2, _ = st.columns([1, 1, 3])
+        dry = b1.button("Dry run", key="sm_tf_dry")  # both buttons drawn before either acts: an error
+        start = b2.button("Start batch transform", key="sm_tf_start", type="primary")  # must not hide the other
         try:
-            if b1.button("Dry run", key="sm_tf_dry"):
+            if dry:
                 st.json(smb.start_transform(conn, actor=user.name, input_uri=source, version_id=version,
                                             output_uri=output or None, dry_run=True))
-            if b2.button("Start batch transform", key="sm_tf_start", type="primary"):
+            if start:
                 launched(smb.launch(conn, actor=user.name, input_uri=source, version_id=version,
                                     output_uri=output or None, routing=routing), "batch transform")
         except ConsoleError as exc:

@@ -31,6 +31,7 @@ def test_dry_run_shows_the_request(db, aws_env):
     at = start_app("pages/sagemaker.py")
     at.button(key="sm_train_dry").click().run()
     assert any("needs at least two classes" in e for e in texts(at.error))  # no labels yet: said plainly
+    assert at.button(key="sm_train_start")  # the refusal does not hide the other button
     add_labels(db, per_class=3)
     at.selectbox(key="sm_layers").set_value(50)
     at.button(key="sm_train_dry").click().run()
