@@ -137,7 +137,13 @@ else:
     share, acc = p["automatic_share"], p["automatic_accuracy"]
     st.metric("Expected automatic share", f"{share:.1%}",
               help="Out-of-fold, on the version's training photos: photos decided without a person")
-    st.caption(f"Accuracy of those automatic decisions: {acc:.1%}" if acc is not None else "Nothing automatic.")
+    if acc is None:
+        st.caption("Nothing would be decided automatically at this target.")
+    else:
+        low = p.get("automatic_accuracy_low")
+        st.caption(f"Accuracy of those automatic decisions: {acc:.1%} on {p.get('automatic_photos', '?')} held-back "
+                   "photos" + (f"; with so few photos the true accuracy may plausibly be as low as {low:.1%} (95% "
+                               "lower bound); more labels narrow it" if low is not None and low < chosen else ""))
     st.dataframe(pd.DataFrame([p["thresholds"]]), hide_index=True, key="mdl_tgt_thr")
     report({**version["metrics"], "at_target": p}, key="mdl_version_report")
     if st.button("Use these thresholds for routing", key="mdl_apply", type="primary"):

@@ -205,8 +205,21 @@ def automatic_at(y: np.ndarray, proba: np.ndarray, classes: list[str], threshold
     auto = np.zeros(len(y), dtype=bool)
     for cls, t in thresholds.items():
         auto |= (pred == cls) & (conf >= t)
+    n, right = int(auto.sum()), int((pred[auto] == y[auto]).sum())
     return {"automatic_share": float(auto.mean()) if len(y) else 0.0,
-            "automatic_accuracy": float((pred[auto] == y[auto]).mean()) if auto.any() else None}
+            "automatic_accuracy": right / n if n else None,
+            "automatic_accuracy_low": wilson_low(right, n), "automatic_photos": n}
+
+
+def wilson_low(right: int, n: int, *, z: float = 1.96) -> float | None:
+    """The lower end of the 95% Wilson interval of an accuracy of ``right`` of ``n``: how low the true accuracy
+    of the automatic decisions may plausibly be when it was measured on few photos."""
+    if n == 0:
+        return None
+    p = right / n
+    centre = p + z * z / (2 * n)
+    margin = z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
+    return float((centre - margin) / (1 + z * z / n))
 
 
 def tradeoff_curve(y: np.ndarray, proba: np.ndarray, classes: list[str], *,

@@ -59,6 +59,7 @@ def test_a_target_picked_on_the_tradeoff_curve_sets_the_routing_thresholds(train
     at.select_slider(key="mdl_tgt").set_value(0.9).run()
     assert table_with(at, "product").iloc[0].to_dict() == curve[0.9]["thresholds"]
     assert f"{curve[0.9]['automatic_share']:.1%}" in [m.value for m in at.metric]
+    assert any("95% lower bound" in c.value for c in at.caption)  # 60 photos: the page says how rough that is
     at.button(key="mdl_apply").click().run()
     assert not at.exception and at.success
     assert get_settings(db)["thresholds"] == curve[0.9]["thresholds"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from services.errors import ModelError
-from services.training import automatic_at, check_counts, oof_metrics, suggest_thresholds, tradeoff_curve
+from services.training import automatic_at, check_counts, oof_metrics, suggest_thresholds, tradeoff_curve, wilson_low
 
 CLASSES = ["a", "b"]
 
@@ -28,7 +28,14 @@ def test_thresholds_decide_the_largest_share_that_keeps_the_target_accuracy():
     # wins (more automatic, still on target), although a threshold in between would miss it
     thresholds = suggest_thresholds(y, proba, CLASSES, target=0.94)
     assert thresholds["a"] == pytest.approx(0.83, abs=1e-4)
-    assert automatic_at(y, proba, CLASSES, thresholds) == {"automatic_share": 27 / 30, "automatic_accuracy": 26 / 27}
+    at = automatic_at(y, proba, CLASSES, thresholds)
+    assert (at["automatic_share"], at["automatic_accuracy"], at["automatic_photos"]) == (27 / 30, 26 / 27, 27)
+
+
+def test_the_lower_bound_warns_when_few_photos_back_an_accuracy():
+    assert wilson_low(0, 0) is None
+    assert wilson_low(60, 60) == pytest.approx(0.9398, abs=1e-4)  # 60 of 60 right: plausibly only 94%
+    assert wilson_low(9800, 10000) == pytest.approx(0.9771, abs=1e-4)  # 98.0% of 10,000: at least 97.7%
 
 
 def test_tied_confidences_are_taken_or_left_together():
@@ -44,6 +51,7 @@ def test_a_class_never_right_enough_is_never_decided_automatically():
     thresholds = suggest_thresholds(y, proba, CLASSES, target=0.98)
     assert thresholds["a"] == 1.0
     assert automatic_at(y, proba, CLASSES, thresholds)["automatic_share"] == 0.0
+    assert automatic_at(y, proba, CLASSES, thresholds)["automatic_accuracy_low"] is None
 
 
 def test_tradeoff_curve_gives_up_automatic_share_as_the_target_rises():
