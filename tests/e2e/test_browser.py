@@ -182,3 +182,28 @@ def test_sign_in_refuses_a_wrong_password_and_an_inspector_sees_only_inspector_p
     assert actions == ["sign_in.failed", "sign_in", "sign_in"]
     refused = db.execute("SELECT actor, target FROM audit_log WHERE action = 'access.refused'").fetchall()
     assert ("ann", "page:Settings") in refused  # the deep link, answered after each sign-in
+
+
+def test_an_admin_starts_a_grid_search_and_reads_its_report(server, ws, samples):
+    """The Models page in a real browser: a head grid search started by mouse, run by the job runner (here on
+    the test's thread: the server's worker is off), then its table, chart and per-point report."""
+    from services import jobs
+    from services.training import import_folder
+
+    url, db = server
+    import_folder(db, root=str(samples), store=ObjectStore(), actor="cli:test")
+    with pw.sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(url + "/models")
+        page.get_by_text("No grid search yet.").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Start grid search").click()
+        page.get_by_text("grid search #").first.wait_for(timeout=30_000)
+        job_id = db.execute("SELECT id FROM jobs WHERE kind = 'grid-search'").fetchone()[0]
+        assert jobs.run_job(ws, job_id=job_id) == job_id
+        page.reload()
+        page.get_by_text("Cross-validated macro-F1").first.wait_for(timeout=60_000)
+        page.get_by_text("Grid point").wait_for()
+        page.get_by_role("button", name="Train a version from this point").wait_for()
+        browser.close()
+    assert db.execute("SELECT COUNT(*) FROM grid_points").fetchone()[0] == 4  # C = 0.1, 0.3, 1, 3
