@@ -225,7 +225,9 @@ for v in versions:
         if m.get("at_suggested_thresholds"):
             st.caption(f"Cross-validated at those thresholds: {m['at_suggested_thresholds']}")
         c1, c2 = st.columns(2)
-        if not v["active"] and c1.button("Activate", key=f"set_mv_activate_{v['id']}"):
+        if not v["path"]:
+            c1.caption("Scores on SageMaker (batch transform on the SageMaker page); it cannot classify here.")
+        elif not v["active"] and c1.button("Activate", key=f"set_mv_activate_{v['id']}"):
             try:
                 activate_version(conn, version_id=v["id"], actor=user.name)
                 st.rerun()
