@@ -30,11 +30,10 @@ from services.rescore import ELIGIBLE_SQL
 from services.sagemaker_config import (
     SageMakerConfig,
     aws_errors,
-    max_polls_for,
     open_clients,
-    poll,
     remember,
     sdk_errors,
+    wait_for,
 )
 from services.sagemaker_training import BACKBONE, run_name
 from services.storage import ObjectStore, is_s3, join, split_s3
@@ -232,19 +231,7 @@ class SageMakerTransformKind(jobs.SingleTaskKind):
                      model_name=started["model_name"], output_uri=started["output_uri"])
         name = ctx.params["sagemaker_name"]
         clients = open_clients(cfg)
-        seconds = float(ctx.params.get("poll_seconds", 30.0))
-
-        def describe() -> dict[str, Any]:
-            with aws_errors(f"read transform job {name}"):
-                return clients.sagemaker.describe_transform_job(TransformJobName=name)
-
-        def stop() -> None:
-            with aws_errors(f"stop transform job {name}"):
-                clients.sagemaker.stop_transform_job(TransformJobName=name)
-
-        desc = poll(ctx.db, job_id=ctx.job_id, params=ctx.params, status_key="TransformJobStatus", describe=describe,
-                    stop=stop, poll_seconds=seconds,
-                    max_polls=int(ctx.params.get("max_polls") or max_polls_for(cfg, seconds)))
+        desc = wait_for(ctx, cfg, clients, kind="transform", name=name, default_poll=30.0)
         if desc["TransformJobStatus"] != "Completed":
             raise ExternalServiceError(f"SageMaker transform job {name} {desc['TransformJobStatus'].lower()}: "
                                        f"{desc.get('FailureReason') or 'SageMaker gave no reason'}. No prediction "

@@ -312,3 +312,33 @@ def poll(db: sqlite_utils.Database, *, job_id: int, params: dict[str, Any], desc
 def max_polls_for(cfg: SageMakerConfig, poll_seconds: float, *, jobs: int = 1) -> int:
     """Enough checks to wait out the runtime cap (for ``jobs`` runs in sequence) and an hour of queueing."""
     return max(1, int((cfg.max_runtime_seconds * jobs + 3600) / max(poll_seconds, 1.0)) + 1)
+
+
+# what describing and stopping each kind of SageMaker job takes: (describe, stop, name parameter, status key)
+_JOB_CALLS = {
+    "training": ("describe_training_job", "stop_training_job", "TrainingJobName", "TrainingJobStatus"),
+    "tuning": ("describe_hyper_parameter_tuning_job", "stop_hyper_parameter_tuning_job",
+               "HyperParameterTuningJobName", "HyperParameterTuningJobStatus"),
+    "transform": ("describe_transform_job", "stop_transform_job", "TransformJobName", "TransformJobStatus"),
+}
+
+
+def wait_for(ctx: Any, cfg: SageMakerConfig, clients: Clients, *, kind: str, name: str, default_poll: float,
+             runs_in_series: int = 1) -> dict[str, Any]:
+    """``poll`` the SageMaker ``kind`` job ``name`` (training, tuning, transform) from the console job ``ctx``,
+    asking SageMaker to stop it if the console job is cancelled. Returns its last description; raises as
+    ``poll`` does."""
+    describe_call, stop_call, name_param, status_key = _JOB_CALLS[kind]
+    seconds = float(ctx.params.get("poll_seconds", default_poll))
+
+    def describe() -> dict[str, Any]:
+        with aws_errors(f"read {kind} job {name}"):
+            return getattr(clients.sagemaker, describe_call)(**{name_param: name})
+
+    def stop() -> None:
+        with aws_errors(f"stop {kind} job {name}"):
+            getattr(clients.sagemaker, stop_call)(**{name_param: name})
+
+    max_polls = int(ctx.params.get("max_polls") or max_polls_for(cfg, seconds, jobs=runs_in_series))
+    return poll(ctx.db, job_id=ctx.job_id, params=ctx.params, status_key=status_key, describe=describe, stop=stop,
+                poll_seconds=seconds, max_polls=max_polls)

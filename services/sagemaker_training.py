@@ -28,11 +28,10 @@ from services.sagemaker_config import (
     Clients,
     SageMakerConfig,
     aws_errors,
-    max_polls_for,
     open_clients,
-    poll,
     remember,
     sdk_errors,
+    wait_for,
 )
 from services.storage import is_s3
 
@@ -260,18 +259,7 @@ class SageMakerTrainKind(jobs.SingleTaskKind):
                      manifests=started["manifests"])
         name = ctx.params["sagemaker_name"]
         clients = open_clients(cfg)
-        seconds = float(ctx.params.get("poll_seconds", 30.0))
-
-        def describe() -> dict[str, Any]:
-            with aws_errors(f"read training job {name}"):
-                return clients.sagemaker.describe_training_job(TrainingJobName=name)
-
-        def stop() -> None:
-            with aws_errors(f"stop training job {name}"):
-                clients.sagemaker.stop_training_job(TrainingJobName=name)
-
-        poll(ctx.db, job_id=ctx.job_id, params=ctx.params, status_key="TrainingJobStatus", stop=stop, describe=describe,
-             poll_seconds=seconds, max_polls=int(ctx.params.get("max_polls") or max_polls_for(cfg, seconds)))
+        wait_for(ctx, cfg, clients, kind="training", name=name, default_poll=30.0)
         desc = describe_training(clients, name)
         if (bad := ended_badly(desc)) is not None:
             remember(ctx.db, job_id=ctx.job_id, params=ctx.params, failure_reason=desc["failure_reason"])

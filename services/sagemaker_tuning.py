@@ -22,11 +22,10 @@ from services.sagemaker_config import (
     Clients,
     SageMakerConfig,
     aws_errors,
-    max_polls_for,
     open_clients,
-    poll,
     remember,
     sdk_errors,
+    wait_for,
 )
 from services.sagemaker_training import (
     OBJECTIVE,
@@ -212,21 +211,9 @@ class SageMakerTuneKind(jobs.SingleTaskKind):
                      search_id=search_id, manifests=started["manifests"])
         name, search_id = ctx.params["sagemaker_name"], int(ctx.params["search_id"])
         clients = open_clients(cfg)
-        seconds = float(ctx.params.get("poll_seconds", 60.0))
         n_jobs = len(ctx.params["grid"]["epochs"]) * len(ctx.params["grid"]["num_layers"])
-
-        def describe() -> dict[str, Any]:
-            with aws_errors(f"read tuning job {name}"):
-                return clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-
-        def stop() -> None:
-            with aws_errors(f"stop tuning job {name}"):
-                clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-
-        desc = poll(ctx.db, job_id=ctx.job_id, params=ctx.params, status_key="HyperParameterTuningJobStatus",
-                    describe=describe, stop=stop, poll_seconds=seconds,
-                    max_polls=int(ctx.params.get("max_polls") or max_polls_for(
-                        cfg, seconds, jobs=-(-n_jobs // int(ctx.params.get("max_parallel", 3))))))
+        desc = wait_for(ctx, cfg, clients, kind="tuning", name=name, default_poll=60.0,
+                        runs_in_series=-(-n_jobs // int(ctx.params.get("max_parallel", 3))))
         points = tuning_points(clients, name)
         best = best_point(points)
         version_id = None
