@@ -79,26 +79,31 @@ def preprocess(img: Image.Image) -> np.ndarray:
     return arr.transpose(2, 0, 1)
 
 
+def cpu_session(path: Path, *, what: str, threads: int | None = None):  # type: ignore[no-untyped-def]
+    """An ONNX Runtime CPU session for a network file. Raises ModelError if it cannot load."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+    opts.inter_op_num_threads = 1
+    # idle pool threads sleep instead of spinning: a spinning thread takes a core from the photo decoders
+    # that run beside inference in the classify job (same outputs; batch speed unchanged when alone)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ModelError(f"cannot load {what} {path}: {exc}") from None
+
+
 class Embedder:
     """Loads the ONNX backbone once per process; ``run`` maps a batch to (embeddings, logits)."""
 
     def __init__(self, model_dir: Path, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         path = Path(model_dir) / f"{BACKBONE}.onnx"
         with _export_lock:
             if not path.exists():
                 export_onnx(path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        # idle pool threads sleep instead of spinning: a spinning thread takes a core from the photo decoders
-        # that run beside inference in the classify job (same outputs; batch speed unchanged when alone)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ModelError(f"cannot load backbone {path}: {exc}") from None
+        self.session = cpu_session(path, what="backbone", threads=threads)
         self._lock = threading.Lock()
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ import sqlite_utils
 from services.authz import require
 from services.clock import now_iso
 from services.config import CLASSES, Workspace
-from services.embedder import BACKBONE, INPUT_SIZE
+from services.embedder import BACKBONE, INPUT_SIZE, cpu_session
 from services.errors import ModelError
 from services.finetune import BLOCKS, FineTuneSearch, Tail, _advance, _torch, grid_points
 
@@ -37,16 +37,7 @@ class FineTunedModel:
     kind = "finetune"
 
     def __init__(self, path: Path, classes: list[str]) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ModelError(f"cannot load fine-tuned model {path}: {exc}") from None
+        self.session = cpu_session(path, what="fine-tuned model")
         self.classes = list(classes)
         self._run_lock = threading.Lock()
 
