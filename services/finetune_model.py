@@ -105,9 +105,10 @@ def train_finetuned(ws: Workspace, db: sqlite_utils.Database, *, actor: str, epo
 
     Raises ModelError (too few photos, one class, a bad point), PermissionDenied.
     """
+    from services.evaluation import check_counts, oof_metrics
     from services.model_search import _inputs
     from services.registry import save_version
-    from services.training import check_counts, oof_metrics, training_examples
+    from services.training import training_examples
 
     require(db, actor=actor, action="models.manage")
     grid = {"epochs": [int(epochs)], "blocks": [int(blocks)]}

@@ -18,10 +18,11 @@ from services import grid_search, jobs
 from services.authz import require
 from services.config import CLASSES, Workspace, get_settings, object_store
 from services.errors import ConsoleError, ModelError
+from services.evaluation import TARGET_ACCURACY, check_counts, oof_metrics
 from services.features import FeatureExtractor
 from services.finetune import DEFAULT_GRID as FINETUNE_GRID
 from services.finetune import FineTuneSearch, compact, grid_points
-from services.training import TARGET_ACCURACY, _features, check_counts, cross_validate, oof_metrics, training_examples
+from services.training import _features, cross_validate, training_examples
 
 KIND = "grid-search"
 HEAD_GRID = {"C": [0.1, 0.3, 1.0, 3.0]}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,14 +21,13 @@ from services.authz import require
 from services.clock import now_iso
 from services.config import CLASSES, Workspace, get_settings, object_store
 from services.errors import ConsoleError, InvalidInput, ModelError
+from services.evaluation import TARGET_ACCURACY, check_counts, oof_metrics
 from services.features import CUES_SIDE, FeatureExtractor
 from services.head import fit_head
 from services.ingest import IMAGE_SUFFIXES
 from services.jobs import SingleTaskKind
 from services.registry import save_version
 from services.storage import ObjectStore
-
-TARGET_ACCURACY = 0.98
 
 
 def _add_labels(db: sqlite_utils.Database, items: list[tuple[str, str]], *, source: str, store: ObjectStore) -> dict[str, Any]:
@@ -178,93 +176,6 @@ def _features(ws: Workspace, db: sqlite_utils.Database, examples: list[dict[str,
     return keep, np.array(emb), np.array(cues), failed
 
 
-def suggest_thresholds(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target: float) -> dict[str, float]:
-    """Per class, the lowest threshold at which the automatic decisions for that class (predicted it, with at
-    least that confidence) are still right at least ``target`` of the time: the largest automatic share that
-    keeps the target. 1.0 (nothing automatic) for a class that never reaches it; never under 0.5."""
-    pred = np.array(classes)[proba.argmax(1)]
-    conf = proba.max(1)
-    out = {}
-    for cls in classes:
-        mask = pred == cls
-        c, right = conf[mask], (y[mask] == cls)
-        order = np.argsort(-c, kind="stable")
-        c, right = c[order], right[order]
-        accuracy = np.cumsum(right) / np.arange(1, len(c) + 1)
-        last_of_tie = np.r_[c[1:] != c[:-1], True] if len(c) else np.zeros(0, dtype=bool)  # a threshold takes ties whole
-        ok = np.flatnonzero(last_of_tie & (accuracy >= target))
-        best = float(c[ok[-1]]) if len(ok) else 1.0
-        out[cls] = float(min(max(np.floor(best * 1e4) / 1e4, 0.5), 1.0))  # floor: never above the example
-    return out
-
-
-def automatic_at(y: np.ndarray, proba: np.ndarray, classes: list[str], thresholds: dict[str, float]) -> dict[str, Any]:
-    """The share decided automatically at ``thresholds`` and the accuracy of those decisions."""
-    pred = np.array(classes)[proba.argmax(1)]
-    conf = proba.max(1)
-    auto = np.zeros(len(y), dtype=bool)
-    for cls, t in thresholds.items():
-        auto |= (pred == cls) & (conf >= t)
-    n, right = int(auto.sum()), int((pred[auto] == y[auto]).sum())
-    return {"automatic_share": float(auto.mean()) if len(y) else 0.0,
-            "automatic_accuracy": right / n if n else None,
-            "automatic_accuracy_low": wilson_low(right, n), "automatic_photos": n}
-
-
-def wilson_low(right: int, n: int, *, z: float = 1.96) -> float | None:
-    """The lower end of the 95% Wilson interval of an accuracy of ``right`` of ``n``: how low the true accuracy
-    of the automatic decisions may plausibly be when it was measured on few photos."""
-    if n == 0:
-        return None
-    p = right / n
-    centre = p + z * z / (2 * n)
-    margin = z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
-    return float((centre - margin) / (1 + z * z / n))
-
-
-def tradeoff_curve(y: np.ndarray, proba: np.ndarray, classes: list[str], *,
-                   targets: Iterable[float] = tuple(np.round(np.arange(0.80, 1.0001, 0.01), 2))) -> list[dict[str, Any]]:
-    """For each target accuracy, the per-class thresholds ``suggest_thresholds`` picks and the automatic share
-    and accuracy they give on these (held-back) predictions: the curve an admin picks a point on."""
-    out = []
-    for target in targets:
-        thresholds = suggest_thresholds(y, proba, classes, target=float(target))
-        out.append({"target": float(target), **automatic_at(y, proba, classes, thresholds), "thresholds": thresholds})
-    return out
-
-
-def oof_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target: float = TARGET_ACCURACY) -> dict[str, Any]:
-    """Per-class precision/recall/F1, macro-F1, accuracy, confusion matrix, calibration error, the thresholds for
-    ``target`` with the automatic share they give, and the trade-off curve, from out-of-fold probabilities."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    pred = np.array(classes)[proba.argmax(1)]
-    prec, rec, f1, support = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
-    conf = proba.max(1)
-    bins = np.linspace(0, 1, 11)
-    ece = 0.0
-    for lo, hi in zip(bins[:-1], bins[1:]):
-        sel = (conf > lo) & (conf <= hi)
-        if sel.any():
-            ece += sel.mean() * abs((pred[sel] == y[sel]).mean() - conf[sel].mean())
-    thresholds = suggest_thresholds(y, proba, classes, target=target)
-    return {
-        "classes": classes,
-        "per_class": {
-            k: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
-            for i, k in enumerate(classes)
-        },
-        "macro_f1": float(np.mean(f1)),
-        "accuracy": float((pred == y).mean()),
-        "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist(),
-        "expected_calibration_error": float(ece),
-        "target_accuracy": target,
-        "thresholds": thresholds,
-        "at_target": automatic_at(y, proba, classes, thresholds),
-        "tradeoff": tradeoff_curve(y, proba, classes),
-    }
-
-
 def cross_validate(emb: np.ndarray, cues: np.ndarray, y: np.ndarray, *, folds: int, c: float, seed: int = 0,
                    target: float = TARGET_ACCURACY) -> dict[str, Any]:
     """Stratified k-fold out-of-fold metrics for the two-stage head (``oof_metrics`` plus ``_proba``)."""
@@ -278,20 +189,6 @@ def cross_validate(emb: np.ndarray, cues: np.ndarray, y: np.ndarray, *, folds: i
         for j, k in enumerate(head.classes):
             proba[te, classes.index(k)] = p[:, j]
     return {"folds": folds, **oof_metrics(y, proba, classes, target=target), "_proba": proba}
-
-
-def check_counts(y: np.ndarray, *, folds: int) -> int:
-    """The number of folds to use for labels ``y``. Raises ModelError for one class, or a class with too few
-    photos to cross-validate (saying how many more it needs)."""
-    counts = {k: int((y == k).sum()) for k in sorted(set(y.tolist()))}
-    if len(counts) < 2:
-        raise ModelError(f"training needs at least two classes with photos; have {counts or 'none'}"
-                         + (f" (label some {', '.join(c for c in CLASSES if c not in counts)} photos)" if counts else ""))
-    short = {k: 2 - n for k, n in counts.items() if n < 2}
-    if short:
-        raise ModelError("every class needs at least 2 photos for cross-validation: "
-                         + ", ".join(f"{k} needs {n} more" for k, n in short.items()) + f" (have {counts})")
-    return min(folds, min(counts.values()))
 
 
 def train(

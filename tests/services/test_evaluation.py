@@ -1,10 +1,10 @@
-"""Threshold selection and the out-of-fold report, on constructed cases whose right answers are known."""
+"""Evaluation: threshold selection and the out-of-fold report, on constructed cases whose right answers are known."""
 
 import numpy as np
 import pytest
 
 from services.errors import ModelError
-from services.training import automatic_at, check_counts, oof_metrics, suggest_thresholds, tradeoff_curve, wilson_low
+from services.evaluation import automatic_at, check_counts, oof_metrics, suggest_thresholds, tradeoff_curve, wilson_low
 
 CLASSES = ["a", "b"]
 
