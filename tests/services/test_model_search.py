@@ -100,3 +100,28 @@ def test_cli_grid_prints_cross_validated_macro_f1_and_the_automatic_share(ws, sa
     code = cli.main(["--data-dir", str(ws.root), "train", "--grid", "--folder", str(ws.root / "absent")])
     out = capsys.readouterr()
     assert code == 0 and "skipped" in json.loads(out.out.strip().splitlines()[-1])
+
+
+def test_a_grid_search_that_dies_halfway_resumes_without_redoing_finished_points(ws, labelled, monkeypatch):
+    real, calls = model_search.cross_validate, []
+
+    def cut_power_on_the_second_point(*args, **kw):
+        calls.append(kw["c"])
+        if len(calls) == 2:
+            raise RuntimeError("power cut")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(model_search, "cross_validate", cut_power_on_the_second_point)
+    job_id = model_search.queue(labelled, actor="test", backend="head", grid={"C": [0.1, 1.0, 3.0]}, folds=2)
+    jobs.run_job(ws, job_id=job_id)
+    job = jobs.get_job(labelled, job_id)
+    assert job["state"] == "failed" and "power cut" in job["error"] and job["done"] == 1
+    search = labelled.execute("SELECT id, state, error FROM grid_searches").fetchone()
+    assert search[1] == "failed" and "power cut" in search[2]  # the store says so too
+    jobs.resume_job(labelled, job_id=job_id, actor="test")
+    jobs.run_job(ws, job_id=job_id)
+    assert jobs.get_job(labelled, job_id)["state"] == "done"
+    assert calls == [0.1, 1.0, 1.0, 3.0]  # the finished point is not cross-validated again
+    points = grid_search.points(labelled, search_id=search[0], actor="test")
+    assert sorted(p["params"]["C"] for p in points) == [0.1, 1.0, 3.0]  # one search, no duplicate point
+    assert labelled.execute("SELECT COUNT(*), MIN(state) FROM grid_searches").fetchone() == (1, "done")
