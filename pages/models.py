@@ -109,6 +109,16 @@ else:
             st.plotly_chart(px.bar(rows.sort_values(params[0]), x=rows.sort_values(params[0])[params[0]].astype(str),
                                    y="macro_f1", labels={"x": params[0].removeprefix("param_")}, range_y=[0, 1],
                                    title="Cross-validated macro-F1"), key="mdl_bar")
+        others = [s2 for s2 in searches if s2["id"] != search["id"]]
+        if others:
+            with st.expander("Compare with other searches (local and SageMaker)"):
+                chosen = st.multiselect("Searches", others, key="mdl_compare", format_func=lambda s2: (
+                    f"#{s2['id']} {s2['backend']} {s2['grid']}"))
+                if chosen:
+                    both = pd.DataFrame(grid_search.comparison_rows(
+                        conn, actor=user.name, search_ids=[search["id"], *[c["id"] for c in chosen]]))
+                    st.dataframe(both.sort_values(["macro_f1", "accuracy"], ascending=False, na_position="last"), hide_index=True,
+                                 key="mdl_compare_table")
         pts = grid_search.points(conn, search_id=search["id"], actor=user.name)
         point = st.selectbox("Grid point", pts, key="mdl_point",
                              format_func=lambda p: f"{p['params']} — macro-F1 {p['macro_f1'] or 0:.3f}")

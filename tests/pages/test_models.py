@@ -63,3 +63,17 @@ def test_a_target_picked_on_the_tradeoff_curve_sets_the_routing_thresholds(train
     at.button(key="mdl_apply").click().run()
     assert not at.exception and at.success
     assert get_settings(db)["thresholds"] == curve[0.9]["thresholds"]
+
+
+def test_searches_are_compared_in_one_table(ws, db, samples):
+    from services import model_search
+
+    import_folder(db, root=str(samples), store=ObjectStore(), actor="test")
+    for c in (0.1, 1.0):
+        jobs.run_job(ws, job_id=model_search.queue(db, actor="test", backend="head", grid={"C": [c]}, folds=2))
+    at = start_app("pages/models.py")
+    [other] = at.multiselect(key="mdl_compare").options
+    at.multiselect(key="mdl_compare").set_value([other]).run()
+    assert not at.exception
+    both = table_with(at, "search")
+    assert sorted(both["param_C"]) == [0.1, 1.0] and both["search"].nunique() == 2
