@@ -76,6 +76,8 @@ if st.session_state.get("mdl_job"):
                     text=f"grid search #{job['id']}: {job['state']}, {job['done']} of {job['total'] or '?'} items")
         if job["error"]:
             st.error(job["error"].splitlines()[0])
+        for warning in (job["result"] or {}).get("warnings", []):
+            st.warning(warning)
         job_controls(c, job, key="mdl_jc", actor=user.name)
     live_job_panel(st.session_state["mdl_job"], job_panel)
 

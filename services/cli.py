@@ -83,6 +83,8 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
         return result
     result = training.train(ws, db, actor=_actor(), folds=args.folds, c=args.c, activate=not args.no_activate)
     print(f"cross-validated macro-F1 {result['macro_f1']:.3f} over {result['examples']} photos", file=sys.stderr)
+    for warning in result["warnings"]:
+        print(f"note: {warning}", file=sys.stderr)
     return result
 
 
@@ -110,6 +112,8 @@ def _train_grid(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
             print(f"{backend} {json.dumps(p['params'])}: cross-validated macro-F1 {p['macro_f1']:.3f}, accuracy "
                   f"{p['accuracy']:.3f}, automatic share at {args.target:.0%} accuracy {p['automatic_share']:.1%} "
                   f"({p['seconds']:.1f} s)", file=sys.stderr)
+        for warning in job["result"].get("warnings", []) if backend == backends[0] else []:
+            print(f"note: {warning}", file=sys.stderr)
         out["searches"][backend] = {"search_id": search_id, "examples": job["result"]["examples"],
                                     "folds": job["result"]["folds"], "best": job["result"]["best"]}
     best = max((s["best"] for s in out["searches"].values() if s["best"]), key=lambda b: b["macro_f1"], default=None)

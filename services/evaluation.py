@@ -116,3 +116,14 @@ def check_counts(y: np.ndarray, *, folds: int) -> int:
         raise ModelError("every class needs at least 2 photos for cross-validation: "
                          + ", ".join(f"{k} needs {n} more" for k, n in short.items()) + f" (have {counts})")
     return min(folds, min(counts.values()))
+
+
+DEPENDABLE_PER_CLASS = 20  # fewer photos than this in a class and its figures swing by a photo or two
+
+
+def thin_classes(y: np.ndarray, *, minimum: int = DEPENDABLE_PER_CLASS) -> list[str]:
+    """A warning per class (of the four) with fewer than ``minimum`` labelled photos, saying how many more it needs:
+    training still runs, but its cross-validated figures for that class are rough."""
+    counts = {k: int((y == k).sum()) for k in CLASSES}
+    return [f"{k} has {n} labelled photo{'s' if n != 1 else ''}: {minimum - n} more make its figures dependable"
+            for k, n in counts.items() if n < minimum]

@@ -105,7 +105,7 @@ def train_finetuned(ws: Workspace, db: sqlite_utils.Database, *, actor: str, epo
 
     Raises ModelError (too few photos, one class, a bad point), PermissionDenied.
     """
-    from services.evaluation import check_counts, oof_metrics
+    from services.evaluation import check_counts, oof_metrics, thin_classes
     from services.model_search import _inputs
     from services.registry import save_version
     from services.training import training_examples
@@ -142,6 +142,7 @@ def train_finetuned(ws: Workspace, db: sqlite_utils.Database, *, actor: str, epo
         training_data={"examples": len(kept), "per_class": counts, "sources": sources, "unreadable": failed[:100]},
         activate=activate, actor=actor)
     return {"model_version_id": version_id, "examples": len(kept), "per_class": counts, "unreadable": len(failed),
+            "warnings": thin_classes(y),
             "macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"], "seconds": time.perf_counter() - started}
 
 

@@ -18,7 +18,7 @@ from services import grid_search, jobs
 from services.authz import require
 from services.config import CLASSES, Workspace, get_settings, object_store
 from services.errors import ConsoleError, ModelError
-from services.evaluation import TARGET_ACCURACY, check_counts, oof_metrics
+from services.evaluation import TARGET_ACCURACY, check_counts, oof_metrics, thin_classes
 from services.features import FeatureExtractor
 from services.finetune import DEFAULT_GRID as FINETUNE_GRID
 from services.finetune import FineTuneSearch, compact, grid_points
@@ -123,6 +123,7 @@ class GridSearchKind(jobs.BaseKind):
         grid_search.finish_search(ctx.db, search_id=ctx.state["search_id"])
         best = best_point(ctx.db, search_id=ctx.state["search_id"])
         return {"search_id": ctx.state["search_id"], "examples": len(ctx.state["y"]), "folds": ctx.state["folds"],
+                "warnings": thin_classes(ctx.state["y"]),
                 "unreadable": len(ctx.state["unreadable"]), "best": best}
 
 

@@ -21,7 +21,7 @@ from services.authz import require
 from services.clock import now_iso
 from services.config import CLASSES, Workspace, get_settings, object_store
 from services.errors import ConsoleError, InvalidInput, ModelError
-from services.evaluation import TARGET_ACCURACY, check_counts, oof_metrics
+from services.evaluation import TARGET_ACCURACY, check_counts, oof_metrics, thin_classes
 from services.features import CUES_SIDE, FeatureExtractor
 from services.head import fit_head
 from services.ingest import IMAGE_SUFFIXES
@@ -235,7 +235,7 @@ def train(
         actor=actor,
     )
     return {"model_version_id": version_id, "examples": len(kept), "per_class": counts, "unreadable": len(failed),
-            "suggested_thresholds": thresholds, **{k2: v for k2, v in cv.items() if k2 != "classes"}}
+            "warnings": thin_classes(y), "suggested_thresholds": thresholds, **{k2: v for k2, v in cv.items() if k2 != "classes"}}
 
 
 class TrainKind(SingleTaskKind):
@@ -257,7 +257,8 @@ class TrainKind(SingleTaskKind):
         else:
             res = train(ctx.ws, ctx.db, actor=ctx.actor, folds=int(ctx.params.get("folds", 5)),
                         c=float(ctx.params.get("c", 1.0)), activate=bool(ctx.params.get("activate", True)))
-        return {k: v for k, v in res.items() if k in ("model_version_id", "examples", "per_class", "macro_f1", "accuracy")}
+        return {k: v for k, v in res.items()
+                if k in ("model_version_id", "examples", "per_class", "macro_f1", "accuracy", "warnings")}
 
 
 class ImportLabelsKind(SingleTaskKind):

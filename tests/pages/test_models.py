@@ -32,6 +32,11 @@ def test_a_head_grid_search_runs_and_each_point_shows_its_report(ws, db, samples
     jobs.run_job(ws, job_id=job_id)
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    # the samples hold 10 to 23 photos a class: the thin ones are named with what they need
+    assert sorted(w.value for w in at.warning) == [
+        "full_length has 17 labelled photos: 3 more make its figures dependable",
+        "half_length has 10 labelled photos: 10 more make its figures dependable",
+        "package has 10 labelled photos: 10 more make its figures dependable"]
     table = table_with(at, "param_C")
     assert sorted(table["param_C"]) == [0.3, 1.0] and table["macro_f1"].between(0.8, 1).all()
     keys = {user_key_from_element_id(c.proto.id) for c in at.get("plotly_chart")}

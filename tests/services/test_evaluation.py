@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from services.errors import ModelError
-from services.evaluation import automatic_at, check_counts, oof_metrics, suggest_thresholds, tradeoff_curve, wilson_low
+from services.evaluation import (
+    automatic_at,
+    check_counts,
+    oof_metrics,
+    suggest_thresholds,
+    thin_classes,
+    tradeoff_curve,
+    wilson_low,
+)
 
 CLASSES = ["a", "b"]
 
@@ -79,3 +87,12 @@ def test_too_few_photos_says_how_many_more_each_class_needs():
     with pytest.raises(ModelError, match="at least two classes.*label some"):
         check_counts(np.array(["product"] * 5), folds=5)
     assert check_counts(np.array(["a"] * 3 + ["b"] * 9), folds=5) == 3
+
+
+def test_thin_classes_are_named_with_how_many_more_photos_they_need():
+    y = np.array(["product"] * 25 + ["package"] * 19 + ["full_length"])
+    assert thin_classes(y) == [
+        "package has 19 labelled photos: 1 more make its figures dependable",
+        "full_length has 1 labelled photo: 19 more make its figures dependable",
+        "half_length has 0 labelled photos: 20 more make its figures dependable",
+    ]
