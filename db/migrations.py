@@ -587,6 +587,13 @@ def m012_grid_searches(db: sqlite_utils.Database) -> None:
     db["grid_points"].create_index(["search_id"])
 
 
+@migration
+def m013_version_activation_time(db: sqlite_utils.Database) -> None:
+    """When a version last became active: activating it again (a roll back) re-scores the queue again."""
+    db["model_versions"].add_column("activated_at", str)
+    db.execute("UPDATE model_versions SET activated_at = created_at WHERE active = 1")
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded in ``_migrations``; return the names applied.
 

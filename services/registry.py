@@ -86,6 +86,7 @@ def activate_version(db: sqlite_utils.Database, *, version_id: int, actor: str) 
             raise ModelError(f"model version {row[0]} has no local model file (it scores where it was trained, "
                              "e.g. by SageMaker batch transform), so it cannot classify here")
         db.execute("UPDATE model_versions SET active = (id = ?)", [version_id])
+        db.execute("UPDATE model_versions SET activated_at = ? WHERE id = ?", [now_iso(), version_id])
         record(db, actor=actor, action="model.activate", target=str(version_id))
 
 

@@ -36,12 +36,13 @@ ELIGIBLE_SQL = (
 
 
 def queue_if_needed(db: sqlite_utils.Database) -> int | None:
-    """Queue a re-scoring job for the active version unless one exists for it, or nothing waits; its id."""
+    """Queue a re-scoring job for the active version unless one exists for it since it last became active (a
+    version activated again, as in a roll back, re-scores again), or nothing waits; its id."""
     version = active_version(db)
     if version is None:
         return None
-    done = db.execute("SELECT 1 FROM jobs WHERE kind = ? AND json_extract(params, '$.version_id') = ?",
-                      [KIND, version["id"]]).fetchone()
+    done = db.execute("SELECT 1 FROM jobs WHERE kind = ? AND json_extract(params, '$.version_id') = ? "
+                      "AND created_at >= ?", [KIND, version["id"], version.get("activated_at") or ""]).fetchone()
     if done or not db.execute(ELIGIBLE_SQL + " LIMIT 1").fetchone():
         return None
     return jobs.create_job(db, kind=KIND, params={"version_id": version["id"]}, actor=ACTOR)

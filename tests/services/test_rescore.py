@@ -53,3 +53,37 @@ def test_a_job_for_a_version_no_longer_active_does_nothing(ws, db):
     assert run_job(ws, job_id=job_id) == job_id
     job = get_job(db, job_id)
     assert job["state"] == "done" and "another model version" in job["result"]["skipped"] and job["total"] == 0
+
+
+def test_rolling_back_re_scores_the_queue_with_the_older_version(ws, db, samples, tmp_path):
+    from services.config import CLASSES, set_setting
+    from services.registry import activate_version, active_version, list_versions
+
+    photos = sorted(p for p in samples.rglob("*.jp*g"))[:8]
+    manifest = tmp_path / "reviews.jsonl"
+    manifest.write_text("".join(json.dumps({"review_id": f"r{n}", "review_type": "product", "image_uris": [str(p)]}) + "\n"
+                                for n, p in enumerate(photos)))
+    ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test")
+    run_kind_now(ws, db, "classify")
+    set_setting(db, key="thresholds", value=dict.fromkeys(CLASSES, 1.0), actor="cli:test")  # everything stays queued
+    import_folder(db, root=str(samples), store=ObjectStore(), actor="cli:test")
+
+    def latest_versions() -> set[int]:
+        return {r[0] for r in db.execute("SELECT p.model_version_id FROM images i JOIN predictions p ON p.id = "
+                                         "(SELECT MAX(id) FROM predictions WHERE image_id = i.id)")}
+
+    def rescore_now() -> None:
+        job_id = rescore.queue_if_needed(db)
+        assert job_id and run_job(ws, job_id=job_id) == job_id and get_job(db, job_id)["state"] == "done"
+        assert rescore.queue_if_needed(db) is None  # once per activation
+
+    first = train(ws, db, actor="cli:test")["model_version_id"]
+    rescore_now()
+    second = train(ws, db, actor="cli:test", c=0.3)["model_version_id"]  # promoted
+    rescore_now()
+    assert latest_versions() == {second}
+    activate_version(db, version_id=first, actor="cli:test")  # roll back
+    assert active_version(db)["id"] == first and {v["id"] for v in list_versions(db)} == {first, second}
+    rescore_now()
+    assert latest_versions() == {first}  # the queue carries the rolled-back version's suggestions again
+    assert db.execute("SELECT COUNT(*) FROM images WHERE status = 'queued'").fetchone()[0] == 8
