@@ -299,10 +299,14 @@ def poll(db: sqlite_utils.Database, *, job_id: int, params: dict[str, Any], desc
             return desc
         state = db.execute("SELECT state FROM jobs WHERE id = ?", [job_id]).fetchone()
         if state and state[0] == "cancelling":
+            asked = "the SageMaker job was asked to stop"
             if stop is not None:
-                with contextlib.suppress(ConsoleError):
+                try:
                     stop()
-            raise JobCancelled(f"cancelled while SageMaker reported {status}; the SageMaker job was asked to stop")
+                except ConsoleError as exc:  # the cancel stands; say that SageMaker may still be running it
+                    asked = f"asking SageMaker to stop it failed ({exc}): stop it in the AWS console"
+                    remember(db, job_id=job_id, params=params, stop_error=str(exc))
+            raise JobCancelled(f"cancelled while SageMaker reported {status}; {asked}")
         if n < max_polls and poll_seconds > 0:
             sleep(poll_seconds)
     raise ExternalServiceError(f"SageMaker still reports {status} after {max_polls} checks; it keeps running there. "

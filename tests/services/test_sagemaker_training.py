@@ -219,3 +219,25 @@ def test_endpoint_setting_reaches_every_client(db, aws_env):
     assert clients.sagemaker.meta.endpoint_url == "http://127.0.0.1:5999"
     resources_client = Base.get_sagemaker_client(session=clients.boto_session, region_name="us-east-1")
     assert resources_client is clients.sagemaker
+
+
+def test_a_cancel_asks_sagemaker_to_stop_and_says_when_that_failed(db, aws_env):
+    from services.errors import JobCancelled
+    from services.sagemaker_config import poll
+
+    job_id = create_job(db, kind=smt.KIND, params={"epochs": 5, "num_layers": 18}, actor=ACTOR)
+    db.execute("UPDATE jobs SET state = 'cancelling' WHERE id = ?", [job_id])
+    stopped = []
+    with pytest.raises(JobCancelled, match="the SageMaker job was asked to stop"):
+        poll(db, job_id=job_id, params={}, describe=lambda: {"TrainingJobStatus": "InProgress"},
+             status_key="TrainingJobStatus", stop=lambda: stopped.append(True), poll_seconds=0, max_polls=5)
+    assert stopped == [True]
+
+    def refuse():
+        raise ExternalServiceError("AccessDenied: sagemaker:StopTrainingJob")
+
+    params: dict = {}
+    with pytest.raises(JobCancelled, match="asking SageMaker to stop it failed .*StopTrainingJob.*AWS console"):
+        poll(db, job_id=job_id, params=params, describe=lambda: {"TrainingJobStatus": "InProgress"},
+             status_key="TrainingJobStatus", stop=refuse, poll_seconds=0, max_polls=5)
+    assert "StopTrainingJob" in params["stop_error"]  # kept on the job for the page
