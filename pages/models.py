@@ -11,6 +11,8 @@ from services.config import set_setting
 from services.errors import ConsoleError
 from services.registry import list_versions
 
+TITLES = {"macro_f1": "Cross-validated macro-F1 over the grid", "accuracy": "Validation accuracy over the grid"}
+
 st.title("Models")
 conn = db(needs="models.manage")
 user = current_user()
@@ -98,12 +100,13 @@ else:
                                     if c.startswith(("f1_", "macro", "accuracy", "automatic"))})
         params = [c for c in rows.columns if c.startswith("param_")]
         if len(params) == 2:
-            heat = rows.pivot_table(index=params[1], columns=params[0], values="macro_f1")
+            figure = "macro_f1" if rows["macro_f1"].notna().any() else "accuracy"  # SageMaker reports accuracy
+            heat = rows.pivot_table(index=params[1], columns=params[0], values=figure)
             heat.index = [str(v) for v in heat.index]  # categories: 1, 2, 4 blocks are three rows, not a scale
             heat.columns = [str(v) for v in heat.columns]
             fig = px.imshow(heat, text_auto=".3f", aspect="auto", color_continuous_scale="Viridis",
                             labels={"x": params[0].removeprefix("param_"), "y": params[1].removeprefix("param_"),
-                                    "color": "macro-F1"}, title="Cross-validated macro-F1 over the grid")
+                                    "color": figure}, title=TITLES[figure])
             fig.update_xaxes(type="category")
             fig.update_yaxes(type="category")
             st.plotly_chart(fig, key="mdl_heat")
@@ -125,7 +128,9 @@ else:
         point = st.selectbox("Grid point", pts, key="mdl_point",
                              format_func=lambda p: f"{p['params']} — macro-F1 {p['macro_f1'] or 0:.3f}")
         report(point["metrics"], key="mdl_point_report")
-        if st.button("Train a version from this point", key="mdl_train_best"):
+        if search["backend"] == "sagemaker":
+            st.caption("SageMaker saves the best point of a tuning job as a version (see the SageMaker page).")
+        elif st.button("Train a version from this point", key="mdl_train_best"):
             from services import jobs
 
             params = ({"c": point["params"]["C"], "activate": False} if search["backend"] == "head" else

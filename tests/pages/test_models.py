@@ -82,3 +82,21 @@ def test_searches_are_compared_in_one_table(ws, db, samples):
     assert not at.exception
     both = table_with(at, "search")
     assert sorted(both["param_C"]) == [0.1, 1.0] and both["search"].nunique() == 2
+
+
+def test_a_sagemaker_search_shows_its_points_without_local_training(ws, db):
+    from services import grid_search
+
+    search = grid_search.start_search(db, backend="sagemaker", grid={"epochs": [5], "num_layers": [18, 34]},
+                                      actor="test", external_name="tune-1")
+    grid_search.add_point(db, search_id=search, params={"epochs": 5, "num_layers": 18}, metrics={"accuracy": 0.91},
+                          external_name="tune-1-001")
+    grid_search.add_point(db, search_id=search, params={"epochs": 5, "num_layers": 34}, metrics={},
+                          error="AlgorithmError: out of memory", external_name="tune-1-002")
+    grid_search.finish_search(db, search_id=search)
+    at = start_app("pages/models.py")
+    assert not at.exception and not at.error
+    table = table_with(at, "param_num_layers")
+    assert list(table["accuracy"].fillna(-1)) == [0.91, -1] and "out of memory" in table["error"].iloc[1]
+    assert not [b for b in at.button if b.key == "mdl_train_best"]
+    assert any("SageMaker saves the best point" in c.value for c in at.caption)
