@@ -90,3 +90,18 @@ def test_retraining_a_fine_tuned_model_trains_the_candidate_the_same_way(ws, db,
     candidate = next(v for v in list_versions(db) if v["id"] == job["result"]["candidate_version_id"])
     assert candidate["hyperparams"] == {"method": "finetune", "epochs": 3, "blocks": 1, "folds": 2}
     assert job["result"]["outcome"] in ("promoted", "kept") and job["result"]["current_macro_f1"] is not None
+
+
+def test_the_train_job_fine_tunes_when_asked(ws, db, samples):
+    """What the Models page queues for a fine-tuning grid point."""
+    from services.jobs import create_job
+
+    import_folder(db, root=str(samples), store=ObjectStore(), actor="test")
+    job_id = create_job(db, kind="train", params={"method": "finetune", "epochs": 1, "blocks": 1, "folds": 2,
+                                                  "activate": False}, actor="test")
+    assert run_job(ws, job_id=job_id) == job_id
+    job = get_job(db, job_id)
+    assert job["state"] == "done", job["error"]
+    [version] = list_versions(db)
+    assert version["hyperparams"]["method"] == "finetune" and not version["active"]
+    assert job["result"]["model_version_id"] == version["id"] and job["result"]["warnings"]
