@@ -37,7 +37,7 @@ def suggest_thresholds(y: np.ndarray, proba: np.ndarray, classes: list[str], *, 
     return out
 
 
-def automatic_at(y: np.ndarray, proba: np.ndarray, classes: list[str], thresholds: dict[str, float]) -> dict[str, Any]:
+def automatic_at(y: np.ndarray, proba: np.ndarray, classes: list[str], *, thresholds: dict[str, float]) -> dict[str, Any]:
     """The share decided automatically at ``thresholds`` and the accuracy of those decisions."""
     pred = np.array(classes)[proba.argmax(1)]
     conf = proba.max(1)
@@ -68,7 +68,7 @@ def tradeoff_curve(y: np.ndarray, proba: np.ndarray, classes: list[str], *,
     out = []
     for target in targets:
         thresholds = suggest_thresholds(y, proba, classes, target=float(target))
-        out.append({"target": float(target), **automatic_at(y, proba, classes, thresholds), "thresholds": thresholds})
+        out.append({"target": float(target), **automatic_at(y, proba, classes, thresholds=thresholds), "thresholds": thresholds})
     return out
 
 
@@ -99,7 +99,7 @@ def oof_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target:
         "expected_calibration_error": float(ece),
         "target_accuracy": target,
         "thresholds": thresholds,
-        "at_target": automatic_at(y, proba, classes, thresholds),
+        "at_target": automatic_at(y, proba, classes, thresholds=thresholds),
         "tradeoff": tradeoff_curve(y, proba, classes),
     }
 

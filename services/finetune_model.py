@@ -60,7 +60,7 @@ class FineTunedModel:
         return emb, proba
 
 
-def export(net: Any, tail: Tail, path: Path) -> Path:
+def export(*, net: Any, tail: Tail, path: Path) -> Path:
     """Write the two-tailed network (see the module docstring) to ``path`` as ONNX."""
     torch = _torch()
     split = BLOCKS - len(tail.blocks)
@@ -130,7 +130,7 @@ def train_finetuned(ws: Workspace, db: sqlite_utils.Database, *, actor: str, epo
     tail = Tail(search.net, blocks=int(blocks), classes=len(classes), seed=0)
     tail.fit(acts, mirrored, ints, epochs=int(epochs), seed=0)
     name = f"finetune-{now_iso().replace(':', '').replace('-', '').replace('.', '')[:22]}-{secrets.token_hex(2)}"
-    export(search.net, tail, ws.models_dir / f"{name}.onnx")
+    export(net=search.net, tail=tail, path=ws.models_dir / f"{name}.onnx")
     sources: dict[str, int] = {}
     for e in kept:
         sources[e["source"]] = sources.get(e["source"], 0) + 1

@@ -231,7 +231,7 @@ class SageMakerTransformKind(jobs.SingleTaskKind):
                      model_name=started["model_name"], output_uri=started["output_uri"])
         name = ctx.params["sagemaker_name"]
         clients = open_clients(cfg)
-        desc = wait_for(ctx, cfg, clients, kind="transform", name=name, default_poll=30.0)
+        desc = wait_for(ctx, cfg=cfg, clients=clients, kind="transform", name=name, default_poll=30.0)
         if desc["TransformJobStatus"] != "Completed":
             raise ExternalServiceError(f"SageMaker transform job {name} {desc['TransformJobStatus'].lower()}: "
                                        f"{desc.get('FailureReason') or 'SageMaker gave no reason'}. No prediction "

@@ -327,7 +327,7 @@ _JOB_CALLS = {
 }
 
 
-def wait_for(ctx: Any, cfg: SageMakerConfig, clients: Clients, *, kind: str, name: str, default_poll: float,
+def wait_for(ctx: Any, *, cfg: SageMakerConfig, clients: Clients, kind: str, name: str, default_poll: float,
              runs_in_series: int = 1) -> dict[str, Any]:
     """``poll`` the SageMaker ``kind`` job ``name`` (training, tuning, transform) from the console job ``ctx``,
     asking SageMaker to stop it if the console job is cancelled. Returns its last description; raises as

@@ -259,7 +259,7 @@ class SageMakerTrainKind(jobs.SingleTaskKind):
                      manifests=started["manifests"])
         name = ctx.params["sagemaker_name"]
         clients = open_clients(cfg)
-        wait_for(ctx, cfg, clients, kind="training", name=name, default_poll=30.0)
+        wait_for(ctx, cfg=cfg, clients=clients, kind="training", name=name, default_poll=30.0)
         desc = describe_training(clients, name)
         if (bad := ended_badly(desc)) is not None:
             remember(ctx.db, job_id=ctx.job_id, params=ctx.params, failure_reason=desc["failure_reason"])

@@ -212,7 +212,7 @@ class SageMakerTuneKind(jobs.SingleTaskKind):
         name, search_id = ctx.params["sagemaker_name"], int(ctx.params["search_id"])
         clients = open_clients(cfg)
         n_jobs = len(ctx.params["grid"]["epochs"]) * len(ctx.params["grid"]["num_layers"])
-        desc = wait_for(ctx, cfg, clients, kind="tuning", name=name, default_poll=60.0,
+        desc = wait_for(ctx, cfg=cfg, clients=clients, kind="tuning", name=name, default_poll=60.0,
                         runs_in_series=-(-n_jobs // int(ctx.params.get("max_parallel", 3))))
         points = tuning_points(clients, name)
         best = best_point(points)

@@ -36,7 +36,7 @@ def test_thresholds_decide_the_largest_share_that_keeps_the_target_accuracy():
     # wins (more automatic, still on target), although a threshold in between would miss it
     thresholds = suggest_thresholds(y, proba, CLASSES, target=0.94)
     assert thresholds["a"] == pytest.approx(0.83, abs=1e-4)
-    at = automatic_at(y, proba, CLASSES, thresholds)
+    at = automatic_at(y, proba, CLASSES, thresholds=thresholds)
     assert (at["automatic_share"], at["automatic_accuracy"], at["automatic_photos"]) == (27 / 30, 26 / 27, 27)
 
 
@@ -58,8 +58,8 @@ def test_a_class_never_right_enough_is_never_decided_automatically():
     proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8]])  # every 'a' prediction is wrong
     thresholds = suggest_thresholds(y, proba, CLASSES, target=0.98)
     assert thresholds["a"] == 1.0
-    assert automatic_at(y, proba, CLASSES, thresholds)["automatic_share"] == 0.0
-    assert automatic_at(y, proba, CLASSES, thresholds)["automatic_accuracy_low"] is None
+    assert automatic_at(y, proba, CLASSES, thresholds=thresholds)["automatic_share"] == 0.0
+    assert automatic_at(y, proba, CLASSES, thresholds=thresholds)["automatic_accuracy_low"] is None
 
 
 def test_tradeoff_curve_gives_up_automatic_share_as_the_target_rises():
