@@ -164,10 +164,14 @@ class FineTuneSearch:
     def blocks_values(self) -> list[int]:
         return sorted({p["blocks"] for p in self.points})
 
+    def activations(self, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+        """The cached activations (and their mirrored twins) where a tail of ``blocks`` trainable blocks starts."""
+        return _advance(self.net, self.base, self.base_m, start=BLOCKS - self.deepest, stop=BLOCKS - blocks)
+
     def run_blocks(self, blocks: int) -> list[tuple[dict[str, int], np.ndarray, float]]:
         """[(params, out-of-fold probabilities, seconds to train that point from scratch)] for ``blocks``."""
         y, epochs_axis = self.y, sorted(p["epochs"] for p in self.points if p["blocks"] == blocks)
-        acts, mirrored = _advance(self.net, self.base, self.base_m, start=BLOCKS - self.deepest, stop=BLOCKS - blocks)
+        acts, mirrored = self.activations(blocks)
         proba = {e: np.zeros((len(y), self.classes), np.float32) for e in epochs_axis}
         seconds = dict.fromkeys(epochs_axis, 0.0)
         for fold, (tr, te) in enumerate(self.splits):

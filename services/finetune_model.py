@@ -25,7 +25,7 @@ from services.clock import now_iso
 from services.config import CLASSES, Workspace
 from services.embedder import BACKBONE, INPUT_SIZE, cpu_session
 from services.errors import ModelError
-from services.finetune import BLOCKS, FineTuneSearch, Tail, _advance, _torch, grid_points
+from services.finetune import BLOCKS, FineTuneSearch, Tail, _torch, grid_points
 
 _sessions: dict[str, FineTunedModel] = {}
 _lock = threading.Lock()
@@ -126,7 +126,7 @@ def train_finetuned(ws: Workspace, db: sqlite_utils.Database, *, actor: str, epo
     [(_, proba, _)] = search.run_blocks(int(blocks))
     metrics = {"folds": k, **oof_metrics(y, proba, classes, target=target_accuracy)}
     metrics["at_suggested_thresholds"] = metrics["at_target"]
-    acts, mirrored = _final_inputs(search, blocks=int(blocks))
+    acts, mirrored = search.activations(int(blocks))
     tail = Tail(search.net, blocks=int(blocks), classes=len(classes), seed=0)
     tail.fit(acts, mirrored, ints, epochs=int(epochs), seed=0)
     name = f"finetune-{now_iso().replace(':', '').replace('-', '').replace('.', '')[:22]}-{secrets.token_hex(2)}"
@@ -144,8 +144,4 @@ def train_finetuned(ws: Workspace, db: sqlite_utils.Database, *, actor: str, epo
     return {"model_version_id": version_id, "examples": len(kept), "per_class": counts, "unreadable": len(failed),
             "warnings": thin_classes(y),
             "macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"], "seconds": time.perf_counter() - started}
-
-
-def _final_inputs(search: FineTuneSearch, *, blocks: int) -> tuple[np.ndarray, np.ndarray]:
-    return _advance(search.net, search.base, search.base_m, start=BLOCKS - search.deepest, stop=BLOCKS - blocks)
 

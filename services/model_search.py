@@ -9,6 +9,7 @@ already in ``services.grid_search``'s tables with its full out-of-fold report.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -93,31 +94,30 @@ class GridSearchKind(jobs.BaseKind):
     def list_items(self, ctx: jobs.JobContext) -> list[str]:
         return _items(ctx.params["backend"], ctx.params["grid"])
 
-    def compute(self, ctx: jobs.JobContext, items: list[str]) -> list[tuple[dict[str, Any], dict[str, Any], float]]:
+    def compute(self, ctx: jobs.JobContext, items: list[str]) -> list[tuple[str, dict[str, Any], dict[str, Any], float]]:
+        """(item, params, out-of-fold report, seconds) per grid point of the items."""
         y, classes, target, data = ctx.state["y"], ctx.state["classes"], ctx.state["target"], ctx.state["data"]
         out = []
         for item in items:
             key, value = item.split("=", 1)
             if key == "C":
-                import time
-
                 started = time.perf_counter()
                 cv = cross_validate(data["emb"], data["cues"], y, folds=ctx.state["folds"], c=float(value), target=target)
                 cv.pop("_proba")
-                out.append(({"C": float(value)}, cv, time.perf_counter() - started))
+                out.append((item, {"C": float(value)}, cv, time.perf_counter() - started))
             else:
                 for params, proba, seconds in data["search"].run_blocks(int(value)):
-                    out.append((params, {"folds": ctx.state["folds"], **oof_metrics(y, proba, classes, target=target)},
-                                seconds))
+                    out.append((item, params,
+                                {"folds": ctx.state["folds"], **oof_metrics(y, proba, classes, target=target)}, seconds))
         return out
 
-    def write(self, ctx: jobs.JobContext, computed: list[tuple[dict[str, Any], dict[str, Any], float]]) -> dict[str, str | None]:
+    def write(self, ctx: jobs.JobContext,
+              computed: list[tuple[str, dict[str, Any], dict[str, Any], float]]) -> dict[str, str | None]:
         with ctx.db.atomic():
-            for params, metrics, seconds in computed:
+            for _, params, metrics, seconds in computed:
                 grid_search.add_point(ctx.db, search_id=ctx.state["search_id"], params=params, metrics=metrics,
                                       seconds=seconds)
-        done = {("C=" + f"{p['C']:g}") if "C" in p else f"blocks={p['blocks']}" for p, _, _ in computed}
-        return dict.fromkeys(done)
+        return dict.fromkeys(item for item, *_ in computed)
 
     def finish(self, ctx: jobs.JobContext) -> dict[str, Any]:
         grid_search.finish_search(ctx.db, search_id=ctx.state["search_id"])
@@ -125,7 +125,6 @@ class GridSearchKind(jobs.BaseKind):
         return {"search_id": ctx.state["search_id"], "examples": len(ctx.state["y"]), "folds": ctx.state["folds"],
                 "warnings": thin_classes(ctx.state["y"]),
                 "unreadable": len(ctx.state["unreadable"]), "best": best}
-
 
     def close(self, ctx: jobs.JobContext) -> None:
         search_id = ctx.state.get("search_id")
