@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, job_controls, live_job_panel, show_error
-from services import grid_search, model_search
+from services import grid_search, jobs, model_search
 from services.config import set_setting
 from services.errors import ConsoleError
 from services.registry import list_versions
@@ -131,8 +131,6 @@ else:
         if search["backend"] == "sagemaker":
             st.caption("SageMaker saves the best point of a tuning job as a version (see the SageMaker page).")
         elif st.button("Train a version from this point", key="mdl_train_best"):
-            from services import jobs
-
             params = ({"c": point["params"]["C"], "activate": False} if search["backend"] == "head" else
                       {"method": "finetune", **point["params"], "activate": False})
             jobs.create_job(conn, kind="train", params={**params, "folds": search["folds"] or 5}, actor=user.name)

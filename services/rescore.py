@@ -18,8 +18,9 @@ import sqlite_utils
 
 from services import jobs
 from services.clock import now_iso
-from services.config import get_settings
+from services.config import get_settings, object_store
 from services.decisions import decide, route
+from services.errors import ConsoleError
 from services.features import FeatureExtractor
 from services.person_cues import CUE_NAMES
 from services.registry import active_version, load_head
@@ -94,9 +95,6 @@ class RescoreKind(jobs.BaseKind):
 
     def _score_photos(self, ctx: jobs.JobContext, ids: list[int]) -> dict[str, Any]:
         """A fine-tuned version scores photos, not stored embeddings: read and run each one again."""
-        from services.config import object_store
-        from services.errors import ConsoleError
-
         store, max_pixels = object_store(ctx.db), ctx.state["settings"]["max_pixels"]
         rows, inputs, errors = [], [], {}
         marks = ",".join("?" * len(ids))

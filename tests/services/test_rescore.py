@@ -14,13 +14,18 @@ from services.training import import_folder, train
 from tests.pages.helpers import run_kind_now
 
 
-def test_a_new_model_decides_the_photos_queued_before_it(ws, db, samples, tmp_path):
-    photos = sorted(p for p in samples.rglob("*.jp*g"))[:24]
+def queue_without_a_model(ws, db, photos, tmp_path) -> None:
+    """Ingest one product review per photo and classify them while no model exists: all queue for people."""
     manifest = tmp_path / "reviews.jsonl"
     manifest.write_text("".join(json.dumps({"review_id": f"r{n}", "review_type": "product", "image_uris": [str(p)]}) + "\n"
                                 for n, p in enumerate(photos)))
     ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test")
     run_kind_now(ws, db, "classify")
+
+
+def test_a_new_model_decides_the_photos_queued_before_it(ws, db, samples, tmp_path):
+    photos = sorted(p for p in samples.rglob("*.jp*g"))[:24]
+    queue_without_a_model(ws, db, photos, tmp_path)
     assert db.execute("SELECT COUNT(*) FROM images WHERE queue_reason = 'no_model'").fetchone()[0] == 24
     assert rescore.queue_if_needed(db) is None  # no model yet
     held = claim_next(db, inspector="ines")["id"]  # someone is looking at this one: it is left to them
@@ -60,11 +65,7 @@ def test_rolling_back_re_scores_the_queue_with_the_older_version(ws, db, samples
     from services.registry import activate_version, active_version, list_versions
 
     photos = sorted(p for p in samples.rglob("*.jp*g"))[:8]
-    manifest = tmp_path / "reviews.jsonl"
-    manifest.write_text("".join(json.dumps({"review_id": f"r{n}", "review_type": "product", "image_uris": [str(p)]}) + "\n"
-                                for n, p in enumerate(photos)))
-    ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test")
-    run_kind_now(ws, db, "classify")
+    queue_without_a_model(ws, db, photos, tmp_path)
     set_setting(db, key="thresholds", value=dict.fromkeys(CLASSES, 1.0), actor="cli:test")  # everything stays queued
     import_folder(db, root=str(samples), store=ObjectStore(), actor="cli:test")
 
