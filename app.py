@@ -17,8 +17,8 @@ from pages.common import (
     sign_out,
     workspace,
 )
-from services.authz import PERMISSIONS
-from services.errors import ConsoleError
+from services.core.authz import PERMISSIONS
+from services.core.errors import ConsoleError
 
 PAGES = {
     "Inspection": [

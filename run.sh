@@ -3,7 +3,7 @@
 #   ./run.sh                      set up, then start the app (workspace: ./data or $REVIEW_CONSOLE_DATA_DIR)
 #   ./run.sh --demo               same, seeding a small demo workspace first
 #   ./run.sh --data-dir DIR       use another workspace
-#   ./run.sh test [PYTEST ARGS]   set up (with test tools), lint, and run the whole test suite
+#   ./run.sh test [PYTEST ARGS]   set up (with test tools), lint (ruff, import contracts), and run the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -26,6 +26,7 @@ if [ "${1:-}" = "test" ]; then
   shift
   setup requirements-dev.txt
   "$VENV/bin/ruff" check .
+  "$VENV/bin/lint-imports" --no-logo  # the architecture: layers, no cycles, no streamlit below pages (pyproject.toml)
   exec "$VENV/bin/python" -m pytest "$@"
 fi
 

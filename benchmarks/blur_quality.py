@@ -71,8 +71,8 @@ def main() -> None:
         print(json.dumps({"faces": 0, "recall": None, "deface_recall": None, "note": f"{FACES} not found"}))
         return
     sys.path.insert(0, str(ROOT))
-    from services.face_blur import DEFAULTS, anonymize_image, validate_params
-    from services.faces import CenterFaceDetector
+    from services.faces.detection import CenterFaceDetector
+    from services.faces.job import DEFAULTS, anonymize_image, validate_params
 
     with tempfile.TemporaryDirectory() as tmp:
         src, ours, theirs = Path(tmp) / "src", Path(tmp) / "ours", Path(tmp) / "deface"

@@ -41,8 +41,8 @@ def main() -> None:
                           "note": "needs ../shared/samples/video and Debian's ffmpeg"}))
         return
     sys.path.insert(0, str(ROOT))
-    from services.faces import CenterFaceDetector
-    from services.video_blur import anonymize_video
+    from services.faces.detection import CenterFaceDetector
+    from services.faces.video import anonymize_video
 
     n720 = 60 if args.quick else 150
     before = cpu_ticks()

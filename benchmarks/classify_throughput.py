@@ -80,10 +80,10 @@ def build_photos(n: int, profile: str = "phone") -> tuple[list[Path], Path, str]
 
 def setup(ws, paths: list[Path], train_dir: Path):  # type: ignore[no-untyped-def]
     """Train and activate a model, link the photos into the workspace's object store, ingest them."""
-    from services.embedder import BACKBONE, export_onnx
-    from services.ingest import ingest_manifest
-    from services.storage import ObjectStore
-    from services.training import import_folder, train
+    from services.core.storage import ObjectStore
+    from services.models.embedder import BACKBONE, export_onnx
+    from services.models.training import import_folder, train
+    from services.reviews.ingest import ingest_manifest
 
     onnx = OUT / "models" / f"{BACKBONE}.onnx"  # exported once, reused by every run
     if not onnx.exists():
@@ -104,7 +104,10 @@ def setup(ws, paths: list[Path], train_dir: Path):  # type: ignore[no-untyped-de
 
 
 def end_to_end(ws, db) -> tuple[float, dict]:  # type: ignore[no-untyped-def]
-    from services.jobs import create_job, get_job, run_job
+    from services.core.jobs import create_job, get_job, run_job
+    from services.worker import kinds
+
+    kinds.install()  # the job kinds, as the app and the command line wire them
 
     job_id = create_job(db, kind="classify", params={}, actor="bench")
 
@@ -134,7 +137,7 @@ def dump_outcomes(db, path: Path) -> None:  # type: ignore[no-untyped-def]
 
 def timed_batch(extractor, head, emb_in, face_in, scales, sizes) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """The job's compute for one batch of prepared inputs: embed, head, face cues for the rows it sends."""
-    from services.person_cues import cues_from_faces
+    from services.models.person_cues import cues_from_faces
 
     cued = [0]
 
@@ -151,11 +154,11 @@ def timed_batch(extractor, head, emb_in, face_in, scales, sizes) -> tuple[float,
 
 def model_only(ws, db, paths: list[Path]) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """Timed seconds of the model's work on every photo, decoded and preprocessed beforehand; photos cued."""
-    from services.config import get_settings
-    from services.embedder import preprocess
-    from services.features import FeatureExtractor
-    from services.person_cues import FaceDetector
-    from services.registry import active_version, load_head
+    from services.core.config import get_settings
+    from services.models.embedder import preprocess
+    from services.models.features import FeatureExtractor
+    from services.models.person_cues import FaceDetector
+    from services.models.registry import active_version, load_head
 
     extractor = FeatureExtractor.shared(ws.models_dir)  # the job's own sessions
     head = load_head(active_version(db), models_dir=ws.models_dir)
@@ -189,7 +192,7 @@ def main() -> None:
     mb = sum(p.stat().st_size for p in paths) / n / 1e6
     print(f"{distinct} distinct files, {mb:.2f} MB on average", flush=True)
 
-    from services.config import Workspace
+    from services.core.config import Workspace
 
     with tempfile.TemporaryDirectory(prefix="bench-classify-") as tmp:
         ws = Workspace.open(tmp)

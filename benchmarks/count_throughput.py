@@ -3,11 +3,11 @@
     python benchmarks/count_throughput.py [--quick] [--lines N] [--hours H] [--days D]
 
 Frames: ``--lines`` lines (10) x ``--hours`` (24; 1 with --quick) at 30 fps are simulated once (timed
-separately), then counted with services.linecount.count_frames, one call per line over the whole array
+separately), then counted with services.lines.counter.count_frames, one call per line over the whole array
 (``frames_per_s``) and again in one-minute chunks with the state through JSON between chunks, as ingestion
 feeds it (``frames_per_s_chunked``). The counts are checked against the simulator's truth on the way.
 
-Dashboard: if services.line_stats.dashboard_data exists, a fresh workspace gets ``--days`` (30) days of the
+Dashboard: if services.lines.stats.dashboard_data exists, a fresh workspace gets ``--days`` (30) days of the
 same lines as roll-ups -- line_minutes (one row per line and minute: 30 x 10 x 1440 = 432,000) and line_bins
 (a bin every 50-100 s: about 350,000), plus line_state and targets -- inserted directly, and
 dashboard_data is timed over the whole period (``dashboard_query_s``: median of 3; the first run reported
@@ -26,8 +26,8 @@ import time
 import numpy as np
 from common import cpu_ticks, others_share
 
-from services.linecount import CounterParams, LineState, count_frames, naive_count, total_trays
-from services.linesim import simulate
+from services.lines.counter import CounterParams, LineState, count_frames, naive_count, total_trays
+from services.lines.simulator import simulate
 
 DAY = 86_400.0
 
@@ -76,8 +76,8 @@ def count_throughput(lines: int, hours: float, seed: int) -> dict[str, float | i
 
 def build_rollups(db, *, lines: int, days: int, until_ts: float, seed: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """30 days of roll-ups for ``lines`` lines, inserted directly (what the counter would have stored)."""
-    from services.clock import now_iso
-    from services.config import get_settings
+    from services.core.clock import now_iso
+    from services.core.config import get_settings
 
     rng = np.random.default_rng(seed)
     since = until_ts - days * DAY
@@ -121,12 +121,12 @@ def build_rollups(db, *, lines: int, days: int, until_ts: float, seed: int) -> d
 
 def dashboard_query(lines: int, days: int, seed: int) -> dict[str, object]:
     try:
-        from services.line_stats import dashboard_data
+        from services.lines.stats import dashboard_data
     except ImportError as exc:
-        print(f"NOTE: services.line_stats.dashboard_data is not available ({exc}); dashboard_query_s is null",
+        print(f"NOTE: services.lines.stats.dashboard_data is not available ({exc}); dashboard_query_s is null",
               flush=True)
         return {"dashboard_query_s": None}
-    from services.config import Workspace
+    from services.core.config import Workspace
 
     until_ts = float(int(time.time() // 60) * 60)
     with tempfile.TemporaryDirectory(prefix="bench-lines-") as tmp:

@@ -32,8 +32,8 @@ if str(ROOT) not in sys.path:
 
 def workspace(tmp: Path, endpoint_url: str | None = None):  # type: ignore[no-untyped-def]
     """A fresh workspace with the backbone exported once into benchmarks/out/models and linked in."""
-    from services.config import Workspace, set_setting
-    from services.embedder import BACKBONE, export_onnx
+    from services.core.config import Workspace, set_setting
+    from services.models.embedder import BACKBONE, export_onnx
 
     onnx = OUT / "models" / f"{BACKBONE}.onnx"
     if not onnx.exists():
@@ -49,7 +49,7 @@ def workspace(tmp: Path, endpoint_url: str | None = None):  # type: ignore[no-un
 
 def warm_up(ws, paths: list[Path]) -> None:  # type: ignore[no-untyped-def]
     """Load the detector's model and run it once (first-run costs are not throughput)."""
-    from services.label_detectors import LocalImageNetDetector
+    from services.dataset_filter.label_detectors import LocalImageNetDetector
 
     det = LocalImageNetDetector(ws)
     det.detect_many([p.read_bytes() for p in paths[:8]], wanted=["entity"])
@@ -57,8 +57,11 @@ def warm_up(ws, paths: list[Path]) -> None:  # type: ignore[no-untyped-def]
 
 def run_filter(ws, *, source: str, destination: str, label: str, n: int, what: str) -> tuple[float, dict]:  # type: ignore[no-untyped-def]
     """Create and run one filter job on this thread; (seconds, finished job)."""
-    from services.dataset_filter import validate_params  # registers the "filter" job kind
-    from services.jobs import create_job, get_job, run_job
+    from services.core.jobs import create_job, get_job, run_job
+    from services.worker import kinds
+
+    kinds.install()  # the job kinds, as the app and the command line wire them
+    from services.dataset_filter.job import validate_params
 
     db = ws.db()
     params = validate_params(db, {"source": source, "destination": destination, "labels": [label], "name": "kept",

@@ -70,8 +70,8 @@ def write_manifest(path: Path, rows: int, uris: list[str]) -> None:
 
 
 def timed_import(ws, db, manifest: Path, label: str):  # type: ignore[no-untyped-def]
-    from services.ingest import ingest_manifest
-    from services.storage import ObjectStore
+    from services.core.storage import ObjectStore
+    from services.reviews.ingest import ingest_manifest
 
     def line(conn, sec: float) -> str:  # type: ignore[no-untyped-def]
         return f"{label}: {conn.execute('SELECT COUNT(*) FROM reviews').fetchone()[0]} reviews stored after {sec:.0f} s"
@@ -96,7 +96,7 @@ def main() -> None:
     rows = args.rows or (10_000 if args.quick else 100_000)
     pool, origin = build_pool(args.pool)
 
-    from services.config import Workspace
+    from services.core.config import Workspace
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         ws = Workspace.open(tmp)

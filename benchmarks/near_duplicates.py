@@ -37,11 +37,14 @@ EDITS = {
 
 
 def quality(work: Path) -> dict:
-    from services.config import Workspace
-    from services.embedder import BACKBONE, export_onnx
-    from services.ingest import ingest_manifest
-    from services.jobs import create_job, get_job, run_job
-    from services.storage import ObjectStore
+    from services.core.config import Workspace
+    from services.core.jobs import create_job, get_job, run_job
+    from services.worker import kinds
+
+    kinds.install()  # the job kinds, as the app and the command line wire them
+    from services.core.storage import ObjectStore
+    from services.models.embedder import BACKBONE, export_onnx
+    from services.reviews.ingest import ingest_manifest
 
     photos = sorted(p for folder in ("reviews", "faces") for p in (SHARED / folder).rglob("*")
                     if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -115,7 +118,7 @@ def timed_queries(search, queries: np.ndarray) -> tuple[float, float, list]:
 
 
 def speed(n_large: int, n_compare: int, n_queries: int = 200) -> dict:
-    from services.similarity import EXPANSION_SEARCH, _new_index
+    from services.reuse.similarity import EXPANSION_SEARCH, _new_index
 
     out: dict = {}
     data = vectors(n_compare)

@@ -15,7 +15,7 @@ their decisions, overlap photos answered by three with a consensus, gold items a
 claim/answer events and audit entries, and the inspectors' reliability estimated by the real service.
 
 Timed: 8 inspectors round-robin from one process, each with its own connection, doing
-``services.queue.claim_next`` then ``services.answers.submit`` (the headline p50/p95). Like the queue
+``services.hitl.queue.claim_next`` then ``services.hitl.answers.submit`` (the headline p50/p95). Like the queue
 page, each inspector holds the claim of the photo on screen between turns, so a pair is that photo's
 claim (timed at the inspector's previous turn) plus its submit. Then 8 real threads doing the same at
 once, without pauses (contention, reported separately as conc_*); then the queue page through AppTest
@@ -98,8 +98,8 @@ def iso(ts: np.ndarray) -> list[str]:
 
 def build(root: Path, n: int, history: int, gold: int) -> dict[str, Any]:
     """Create the workspace at ``root`` (replacing any) and fill it; returns counts and timings."""
-    from services.config import CLASSES, DEFAULTS, Workspace
-    from services.rules import photo_qualifies
+    from services.core.config import CLASSES, DEFAULTS, Workspace
+    from services.reviews.rules import photo_qualifies
 
     t_start = time.perf_counter()
     if root.exists():
@@ -343,7 +343,7 @@ def build(root: Path, n: int, history: int, gold: int) -> dict[str, Any]:
     conn.execute("COMMIT")
     print(f"build: {len(indexes)} indexes re-created in {time.perf_counter() - t:.1f} s", flush=True)
     t = time.perf_counter()
-    from services.consensus import estimate_reliability
+    from services.hitl.consensus import estimate_reliability
 
     rel = estimate_reliability(db)
     reliability_s = time.perf_counter() - t
@@ -409,7 +409,7 @@ class Reliability:
     """Counts and times ``estimate_reliability`` calls made inside ``consolidate`` (a measuring wrapper)."""
 
     def __init__(self) -> None:
-        import services.consensus as consensus
+        import services.hitl.consensus as consensus
 
         self.module, self.real, self.seconds = consensus, consensus.estimate_reliability, ESTIMATES
 
@@ -437,7 +437,7 @@ class Inspector:
         self.claim_s = 0.0
 
     def claim(self) -> bool:
-        from services.queue import claim_next
+        from services.hitl.queue import claim_next
 
         t = time.perf_counter()
         self.item = claim_next(self.db, inspector=self.name)
@@ -447,9 +447,9 @@ class Inspector:
     def turn(self, rec: dict[str, list]) -> bool:
         """Decide the photo on screen, then claim the next: one claim+submit pair recorded (the pair is the
         claim of this photo, timed at the previous turn, plus its submit). False when the queue is empty."""
-        from services.answers import submit
-        from services.config import CLASSES
-        from services.errors import ConsoleError
+        from services.core.config import CLASSES
+        from services.core.errors import ConsoleError
+        from services.hitl.answers import submit
 
         if self.item is None and not self.claim():
             return False
@@ -482,7 +482,7 @@ def new_rec() -> dict[str, list]:
 
 
 def round_robin(root: Path, ops: int, names: list[str]) -> dict[str, list]:
-    from services.config import Workspace
+    from services.core.config import Workspace
 
     ws = Workspace.open(root)
     people = [Inspector(ws.db(), name, seed) for seed, name in enumerate(names)]
@@ -505,7 +505,7 @@ def round_robin(root: Path, ops: int, names: list[str]) -> dict[str, list]:
 
 def threaded(root: Path, ops: int, names: list[str]) -> tuple[dict[str, list], float]:
     """``len(names)`` threads at once, each with its own connection, ``ops`` operations in all."""
-    from services.config import Workspace
+    from services.core.config import Workspace
 
     ws = Workspace.open(root)
     barrier = threading.Barrier(len(names) + 1)
@@ -543,7 +543,7 @@ def threaded(root: Path, ops: int, names: list[str]) -> tuple[dict[str, list], f
 
 def integrity(root: Path, since_answer: int) -> dict[str, int]:
     """After the timed runs: no photo answered twice as a single, no decision lost, no claim left shared."""
-    from services.config import Workspace
+    from services.core.config import Workspace
 
     db = Workspace.open(root).db()
     q = lambda sql, *p: db.execute(sql, p).fetchone()[0]  # noqa: E731
@@ -571,7 +571,7 @@ def page_render(root: Path, reruns: int = 5) -> dict[str, float]:
     os.environ["REVIEW_CONSOLE_WORKER"] = "off"
     from streamlit.testing.v1 import AppTest
 
-    from services.config import CLASSES
+    from services.core.config import CLASSES
 
     def check(at, what: str) -> None:  # type: ignore[no-untyped-def]
         if at.exception:
@@ -612,7 +612,7 @@ def page_render(root: Path, reruns: int = 5) -> dict[str, float]:
 
 def query_plans(root: Path) -> None:
     """EXPLAIN QUERY PLAN of every statement one claim_next + submit runs (progress lines)."""
-    from services.config import Workspace
+    from services.core.config import Workspace
 
     db = Workspace.open(root).db()
     seen: list[str] = []
@@ -631,7 +631,7 @@ def query_plans(root: Path) -> None:
 def profile_statements(root: Path, ops: int, inspectors: list[str]) -> None:
     """Per-statement wall time over ``ops`` round-robin operations: the time between two consecutive sqlite3
     trace callbacks is charged to the earlier statement (so it includes the Python work that follows it)."""
-    from services.config import Workspace
+    from services.core.config import Workspace
 
     ws = Workspace.open(root)
     people = [Inspector(ws.db(), name, 200 + k) for k, name in enumerate(inspectors)]
@@ -698,7 +698,7 @@ def main() -> None:
     history = args.history if args.history is not None else n // 20
 
     root, info = workspace_copy(n, history, args.gold, args.rebuild)
-    from services.config import Workspace, get_settings
+    from services.core.config import Workspace, get_settings
 
     db = Workspace.open(root).db()
     settings = get_settings(db)

@@ -8,7 +8,7 @@ benchmarks/out/. Person cues are those of each variant's source photo (face dete
 would dominate the run and is not what is measured). Timed: stratified k-fold cross-validation of the
 two-stage head (each fold fits the base stage and, from inner out-of-fold predictions, the person stage),
 the out-of-fold report (per-class figures, thresholds for 98%, the trade-off curve) and the final fit on
-everything, i.e. what ``services.training.train`` does after features. Variants of one photo fall in
+everything, i.e. what ``services.models.training.train`` does after features. Variants of one photo fall in
 different folds, so the cross-validated scores are optimistic; they are printed, not the figure measured.
 The last line is one JSON object: embeddings, seconds, and the parts.
 """
@@ -46,7 +46,7 @@ def embeddings(n: int, models_dir: Path) -> tuple[np.ndarray, np.ndarray, np.nda
     if cache.exists():
         with np.load(cache) as z:
             return z["emb"], z["cues"], z["y"], 0.0, True
-    from services.features import CUES_SIDE, FeatureExtractor
+    from services.models.features import CUES_SIDE, FeatureExtractor
 
     photos, _ = source_photos()
     labels = [p.parent.name for p in photos]
@@ -83,9 +83,9 @@ def main() -> None:
     n = args.embeddings or (2000 if args.quick else 10_000)
     folds = args.folds or (3 if args.quick else 5)
 
-    from services.embedder import BACKBONE, export_onnx
-    from services.head import fit_head
-    from services.training import cross_validate
+    from services.models.embedder import BACKBONE, export_onnx
+    from services.models.head import fit_head
+    from services.models.training import cross_validate
 
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp)

@@ -3,9 +3,9 @@
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, show_photo
-from services.dataset_filter import store_for
-from services.errors import ConsoleError
-from services.filter_checks import answer_check, checks_summary, claim_next_check, release_check
+from services.core.errors import ConsoleError
+from services.dataset_filter.checks import answer_check, checks_summary, claim_next_check, release_check
+from services.dataset_filter.job import store_for
 
 PHOTO_SIZE = 720  # the image large, above the fold
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from services.config import Workspace, default_data_dir, get_settings, object_store
-from services.errors import ConsoleError
-from services.jobs import Worker
-from services.storage import ObjectStore
-from services.thumbnails import ThumbnailCache
+from services.core.config import Workspace, default_data_dir, get_settings, object_store
+from services.core.errors import ConsoleError
+from services.core.storage import ObjectStore
+from services.core.thumbnails import ThumbnailCache
+from services.worker import kinds
+from services.worker.runner import Worker
 
 WORKER_ENV = "REVIEW_CONSOLE_WORKER"
 ROUTED_KEY = "_routed"  # set by app.py: this session has been through the router
@@ -42,6 +43,7 @@ def data_dir_from_argv() -> str | None:
 def _workspace(root: str | None) -> Workspace:
     ws = Workspace.open(root)
     ws.db().close()  # apply migrations once at start-up
+    kinds.install()  # pages queue jobs whether or not this process runs them
     return ws
 
 
@@ -73,9 +75,9 @@ def db(needs: str | None = None):  # type: ignore[no-untyped-def]
     """A connection for this script run (sqlite connections belong to their thread). A page asking for
     one is stopped when the client is outside the network allowlist, at the sign-in form when nobody is
     signed in (once accounts exist), and with a refusal when the user may not do ``needs`` (an action of
-    ``services.authz``: each page names the one it is for, so a page reached around the navigation shows
+    ``services.core.authz``: each page names the one it is for, so a page reached around the navigation shows
     nothing)."""
-    from services.authz import require
+    from services.core.authz import require
 
     through_router()
     conn = workspace().db()
@@ -94,8 +96,8 @@ def refusal_page(title: str, action: str):  # type: ignore[no-untyped-def]
     """A hidden page at the address of a page the user may not open: it says which role it needs (and the
     refusal is audited) instead of Streamlit's "page not found"."""
     def page() -> None:
-        from services.audit import record
-        from services.authz import require
+        from services.core.audit import record
+        from services.core.authz import require
 
         conn = workspace().db()
         user = current_user(conn)
@@ -112,7 +114,7 @@ def refusal_page(title: str, action: str):  # type: ignore[no-untyped-def]
 
 def guard_network(conn) -> None:  # type: ignore[no-untyped-def]
     """Stop the run, before any data is shown, for a client outside the allowed networks (Settings)."""
-    from services.network import effective_client, is_allowed
+    from services.core.network import effective_client, is_allowed
 
     settings = get_settings(conn)
     if not settings["allowed_networks"]:
@@ -122,7 +124,7 @@ def guard_network(conn) -> None:  # type: ignore[no-untyped-def]
     client = effective_client(peer=client_address(), forwarded_for=forwarded if isinstance(forwarded, str) else None,
                               trusted_proxies=settings["trusted_proxies"])
     if not is_allowed(client=client, allowed_networks=settings["allowed_networks"]):
-        from services.audit import record
+        from services.core.audit import record
 
         record(conn, actor="unknown", action="access.refused", target="network", detail={"from": client or "unknown"})
         st.error(f"Access from {client or 'an unknown address'} is not allowed. Ask an admin to add your network.",
@@ -144,7 +146,7 @@ def ensure_worker() -> None:
 
 @st.cache_resource(show_spinner=False)
 def _similarity_index(root: str):  # type: ignore[no-untyped-def]
-    from services.reuse import index_for
+    from services.reuse.detection import index_for
 
     return index_for(Workspace.open(root))
 
@@ -161,7 +163,7 @@ ACTIVE_JOB_STATES = ("queued", "running", "cancelling")
 def live_job_panel(job_id: int, render) -> None:  # type: ignore[no-untyped-def]
     """Draw ``render(conn, job)`` in a fragment that refreshes every two seconds while the job is active and
     redraws the page once when it ends; a ConsoleError from ``render`` is shown, not raised."""
-    from services import jobs
+    from services.core import jobs
 
     live = jobs.get_job(db(), job_id)["state"] in ACTIVE_JOB_STATES
 
@@ -195,7 +197,7 @@ def pick_job(conn, *, kind: str, key: str, label: str, empty: str, notice=st.cap
 
 def job_controls(conn, job: dict, *, key: str, actor: str) -> None:  # type: ignore[no-untyped-def,type-arg]
     """Cancel (while queued or running) and resume (after a failure or a cancel) buttons for one job."""
-    from services import jobs
+    from services.core import jobs
 
     b1, b2, _ = st.columns([1, 1, 4])
     if job["state"] in ("queued", "running") and b1.button("Cancel", key=f"{key}_cancel"):
@@ -219,7 +221,7 @@ def sso_providers() -> list[str | None]:
     """The OIDC providers configured under ``[auth]`` in .streamlit/secrets.toml ([] when SSO is off)."""
     from streamlit.errors import StreamlitSecretNotFoundError
 
-    from services.sso import providers
+    from services.access.sso import providers
 
     try:
         section = st.secrets.get("auth")
@@ -233,14 +235,14 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
     and while single sign-on is not configured, the console is in set-up mode and trusts the local
     operator with every role. Otherwise a visitor who is not signed in, or whose session has been idle for
     IDLE_SECONDS, gets the sign-in page and nothing else. A person the identity provider signed in
-    (``st.user``) is admitted with the roles admins mapped to them (services.sso). ``deep_links``: called
+    (``st.user``) is admitted with the roles admins mapped to them (services.access.sso). ``deep_links``: called
     from app.py with the pages' URL paths; the sign-in page is then the only page of the navigation."""
-    from services.authz import setup_mode
+    from services.core.authz import setup_mode
 
     conn = conn or workspace().db()
     signed = st.session_state.get(AUTH_KEY)
     if signed:
-        from services.accounts import current_roles, idle_expired
+        from services.access.accounts import current_roles, idle_expired
 
         now = time.time()
         roles = current_roles(conn, signed["username"])  # a role taken away counts from the next run
@@ -280,7 +282,7 @@ SSO_REFUSED_KEY = "sso_refused"
 
 def _sso_sign_in(conn) -> User | None:  # type: ignore[no-untyped-def]
     """Admit the person the identity provider signed in, or remember (for this session) why not."""
-    from services import sso
+    from services.access import sso
 
     settings = get_settings(conn)
     try:
@@ -311,7 +313,7 @@ def sign_in_form(providers: list[str | None]) -> None:
     success the session holds the user and the app runs again."""
     from streamlit.errors import StreamlitAuthError
 
-    from services.accounts import authenticate
+    from services.access.accounts import authenticate
 
     st.title("Sign in")
     if notice := st.session_state.pop("auth_notice", None):
@@ -352,7 +354,7 @@ def sign_in_form(providers: list[str | None]) -> None:
 
 def sign_out(user: User) -> None:
     """End the session (audited); a single sign-on session also leaves the identity provider's cookie."""
-    from services.audit import record
+    from services.core.audit import record
 
     record(workspace().db(), actor=user.name, action="sign_out", target=f"user:{user.name}",
            detail={"from": client_address()})

@@ -7,8 +7,8 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import current_user, db, show_error
-from services.errors import ConsoleError
-from services.inspector_stats import (
+from services.core.errors import ConsoleError
+from services.hitl.inspector_stats import (
     ACTIVE_SECONDS_CAP,
     SNAPSHOT_SECONDS,
     has_activity,

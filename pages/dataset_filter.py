@@ -17,9 +17,12 @@ from pages.common import (
     show_error,
     workspace,
 )
-from services import dataset_filter, filter_outputs, filter_params, jobs
-from services.errors import ConsoleError
-from services.label_detectors import resolve_labels
+from services.core import jobs
+from services.core.errors import ConsoleError
+from services.dataset_filter import job as dataset_filter
+from services.dataset_filter import outputs as filter_outputs
+from services.dataset_filter import params as filter_params
+from services.dataset_filter.label_detectors import resolve_labels
 
 RESULT_ROWS = 1000  # rows shown in the results table (the report has every one)
 DRY_RUN_ROWS = 500  # objects listed by a dry run (the counts cover them all)

@@ -16,11 +16,12 @@ from pages.common import (
     show_photo,
     store,
 )
-from services import face_blur, jobs
-from services.anonymize import MODES, SHAPES
-from services.errors import ConsoleError
-from services.faces import DEFAULT_THRESHOLD
-from services.storage import join
+from services.core import jobs
+from services.core.errors import ConsoleError
+from services.core.storage import join
+from services.faces import job as face_blur
+from services.faces.detection import DEFAULT_THRESHOLD
+from services.faces.masks import MODES, SHAPES
 
 
 def store_bytes(uri: str) -> bytes:

@@ -6,12 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, show_error, workspace
-from services import jobs
-from services.clock import now_iso
-from services.config import get_settings
-from services.errors import ConsoleError
-from services.registry import active_version
-from services.storage import ObjectStore
+from services.core import jobs
+from services.core.clock import now_iso
+from services.core.config import get_settings
+from services.core.errors import ConsoleError
+from services.core.storage import ObjectStore
+from services.models.registry import active_version
 
 st.title("Jobs")
 conn = db(needs="jobs.manage")

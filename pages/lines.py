@@ -12,12 +12,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, workspace
-from services.config import get_settings
-from services.errors import ConsoleError
-from services.line_alerts import alert_log, evaluate_alerts
-from services.line_stats import csv_from_dashboard, dashboard_data
-from services.line_targets import clear_target, list_lines, set_target, targets
-from services.shifts import shift_of
+from services.core.config import get_settings
+from services.core.errors import ConsoleError
+from services.core.shifts import shift_of
+from services.lines.alerts import alert_log, evaluate_alerts
+from services.lines.stats import csv_from_dashboard, dashboard_data
+from services.lines.targets import clear_target, list_lines, set_target, targets
 
 REFRESH_SECONDS = 10
 PER_ROW = 3  # line cards side by side
@@ -234,7 +234,7 @@ try:
             "with one row per frame (line id, camera id, timestamp, tray count, optionally boxes with their "
             "confidences) — is read from a folder or an S3 prefix, each file once, and counted into bins. "
             "Set that folder as the line feed in **Settings → Packaging lines** and the app reads it every few "
-            "seconds; or from the command line: `python -m services.cli --data-dir DIR lines-ingest --source FOLDER_OR_S3_PREFIX` (add `--watch 10` "
+            "seconds; or from the command line: `python -m services.cli.main --data-dir DIR lines-ingest --source FOLDER_OR_S3_PREFIX` (add `--watch 10` "
             "to keep polling). For a demo, the line simulator writes realistic streams for several lines "
             "(`lines-simulate --out FOLDER`), and `lines-replay` feeds a file at real speed. Once frames arrive, "
             "this page shows per line: trays per hour against target, bins completed, the bin filling now, "

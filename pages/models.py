@@ -6,10 +6,11 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, job_controls, live_job_panel, show_error
-from services import grid_search, jobs, model_search
-from services.config import set_setting
-from services.errors import ConsoleError
-from services.registry import list_versions
+from services.core import jobs
+from services.core.config import set_setting
+from services.core.errors import ConsoleError
+from services.models import grid_search, model_search
+from services.models.registry import list_versions
 
 TITLES = {"macro_f1": "Cross-validated macro-F1 over the grid", "accuracy": "Validation accuracy over the grid"}
 

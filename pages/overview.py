@@ -7,9 +7,9 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import current_user, db, workspace
-from services.config import Workspace
-from services.registry import active_version
-from services.reviews import data_version, overview
+from services.core.config import Workspace
+from services.models.registry import active_version
+from services.reviews.outcomes import data_version, overview
 
 
 @st.cache_data(show_spinner="Counting…", max_entries=16)

@@ -5,13 +5,13 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, show_photo, workspace
-from services import export
-from services.config import CLASSES, Workspace
-from services.consensus import adjudicate, adjudication_items, estimate_reliability, reliabilities
-from services.errors import ConsoleError
-from services.gold import gold_accuracy, gold_items, mark_gold, unmark_gold
-from services.history import item_history
-from services.mistakes import KIND_TITLES, likely_mistakes, requeue
+from services.core.config import CLASSES, Workspace
+from services.core.errors import ConsoleError
+from services.hitl import export
+from services.hitl.consensus import adjudicate, adjudication_items, estimate_reliability, reliabilities
+from services.hitl.gold import gold_accuracy, gold_items, mark_gold, unmark_gold
+from services.hitl.history import item_history
+from services.hitl.mistakes import KIND_TITLES, likely_mistakes, requeue
 
 st.title("Label quality")
 conn = db(needs="quality.manage")

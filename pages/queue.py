@@ -3,12 +3,12 @@
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, show_photo, similarity_index, thumbnails
-from services.answers import last_answer, submit, undo_last
-from services.config import CLASSES, get_settings
-from services.errors import ConsoleError
-from services.queue import claim_next, flag, peek_next, queue_counts, release
-from services.rules import photo_qualifies
-from services.similar_cases import reuse_flag_of, similar_decided
+from services.core.config import CLASSES, get_settings
+from services.core.errors import ConsoleError
+from services.hitl.answers import last_answer, submit, undo_last
+from services.hitl.queue import claim_next, flag, peek_next, queue_counts, release
+from services.hitl.similar_cases import reuse_flag_of, similar_decided
+from services.reviews.rules import photo_qualifies
 
 PHOTO_SIZE = 720  # the photo large, above the fold
 ZOOM_SIZE = 2048  # zoomed: full width, detail kept

@@ -5,9 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, show_photo
-from services import reuse
-from services.config import get_settings
-from services.errors import ConsoleError
+from services.core.config import get_settings
+from services.core.errors import ConsoleError
+from services.reuse import detection as reuse
 
 st.title("Reused photos")
 conn = db(needs="quality.manage")

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, show_photo, thumbnail
-from services.config import CLASSES, get_settings
-from services.errors import ConsoleError
-from services.reviews import list_images, review_detail
+from services.core.config import CLASSES, get_settings
+from services.core.errors import ConsoleError
+from services.reviews.outcomes import list_images, review_detail
 
 PAGE_SIZE = 50
 

@@ -5,12 +5,12 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, job_controls, live_job_panel, md, show_error
-from services import grid_search
-from services import sagemaker_batch as smb
-from services import sagemaker_training as smt
-from services import sagemaker_tuning as smtu
-from services.config import get_settings, set_setting
-from services.errors import ConsoleError
+from services.core.config import get_settings, set_setting
+from services.core.errors import ConsoleError
+from services.models import grid_search
+from services.sagemaker import batch as smb
+from services.sagemaker import training as smt
+from services.sagemaker import tuning as smtu
 
 KINDS = (smt.KIND, smtu.KIND, smb.KIND)
 FIELDS = [("sagemaker_region", "Region", "e.g. eu-west-1; empty: the AWS default region"),

@@ -5,10 +5,10 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, show_error
-from services import retraining
-from services.config import CLASSES, get_settings, set_setting
-from services.errors import ConsoleError
-from services.registry import activate_version, comparison, list_versions
+from services.core.config import CLASSES, get_settings, set_setting
+from services.core.errors import ConsoleError
+from services.models import retraining
+from services.models.registry import activate_version, comparison, list_versions
 
 st.title("Settings")
 conn = db(needs="settings.change")
@@ -171,7 +171,7 @@ if not settings["storage_roots"]:
 st.subheader("Retraining")
 st.caption("When enough new human labels exist, a candidate model is trained in the background and promoted only if "
            "its cross-validated macro-F1 is at least the current model's and at least the floor; otherwise it is kept "
-           "as an inactive version. Schedulers can run `python -m services.cli retrain` instead.")
+           "as an inactive version. Schedulers can run `python -m services.cli.main retrain` instead.")
 with st.form("retrain_form"):
     c1, c2, c3 = st.columns(3)
     auto = c1.toggle("Retrain automatically", value=bool(settings["retrain_auto"]), key="set_retrain_auto")

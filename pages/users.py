@@ -5,9 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, show_error, sso_providers
-from services import audit, sso
-from services.accounts import ROLES, create_user, list_users, set_disabled, set_roles
-from services.errors import ConsoleError
+from services.access import sso
+from services.access.accounts import ROLES, create_user, list_users, set_disabled, set_roles
+from services.core import audit
+from services.core.errors import ConsoleError
 
 st.title("Users and audit")
 conn = db(needs="users.manage")
@@ -28,7 +29,7 @@ with users_tab:
         st.dataframe(pd.DataFrame(accounts), hide_index=True, key="us_table")
     else:
         st.info("No accounts yet: the console is in set-up mode and trusts the local operator. Create the first "
-                "admin here or with `python -m services.cli create-user --username NAME --role admin`.")
+                "admin here or with `python -m services.cli.main create-user --username NAME --role admin`.")
     with st.form("us_create", clear_on_submit=True):
         st.markdown("**New account**")
         c1, c2, c3 = st.columns(3)

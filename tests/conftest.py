@@ -10,15 +10,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from services.config import DATA_DIR_ENV, Workspace
-from services.embedder import BACKBONE, export_onnx
+from services.core.config import DATA_DIR_ENV, Workspace
+from services.models.embedder import BACKBONE, export_onnx
+from services.worker import kinds
 
 pytest_plugins = ["tests.conftest_s3", "tests.conftest_sagemaker"]
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
 SAMPLES = SHARED / "samples" / "reviews"
 
 os.environ.setdefault("REVIEW_CONSOLE_WORKER", "off")  # tests run jobs explicitly, never on a hidden thread
+kinds.install()  # every job kind known to the runner, as the app and the command line have them
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +57,8 @@ def samples() -> Path:
 @pytest.fixture(scope="session")
 def trained_template(tmp_path_factory, backbone_onnx, samples) -> Path:
     """A workspace with the sample labels imported and a model trained once per session."""
-    from services.storage import ObjectStore
-    from services.training import import_folder, train
+    from services.core.storage import ObjectStore
+    from services.models.training import import_folder, train
 
     root = tmp_path_factory.mktemp("trained") / "ws"
     template = Workspace.open(root)

@@ -25,7 +25,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services.storage import ObjectStore
+from services.core.storage import ObjectStore
 
 START_DEADLINE_S = 60.0
 POLL_S = 0.2

@@ -7,8 +7,8 @@ import hashlib
 import boto3
 import pytest
 
-from services.clock import now_iso
-from services.config import CLASSES, set_setting
+from services.core.clock import now_iso
+from services.core.config import CLASSES, set_setting
 
 BUCKET = "console-sm"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from services.ingest import ingest_manifest
-from services.storage import ObjectStore
+from services.core.storage import ObjectStore
+from services.reviews.ingest import ingest_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -43,7 +43,7 @@ def accounts() -> list[tuple[str, str, list[str]]]:
 
 @pytest.fixture
 def server(ws, tmp_path, photos_queued, accounts):
-    from services.accounts import create_user
+    from services.access.accounts import create_user
 
     db = ws.db()
     for username, password, roles in accounts:
@@ -187,8 +187,8 @@ def test_sign_in_refuses_a_wrong_password_and_an_inspector_sees_only_inspector_p
 def test_an_admin_starts_a_grid_search_and_reads_its_report(server, ws, samples):
     """The Models page in a real browser: a head grid search started by mouse, run by the job runner (here on
     the test's thread: the server's worker is off), then its table, chart and per-point report."""
-    from services import jobs
-    from services.training import import_folder
+    from services.core import jobs
+    from services.models.training import import_folder
 
     url, db = server
     import_folder(db, root=str(samples), store=ObjectStore(), actor="cli:test")

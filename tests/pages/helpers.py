@@ -8,9 +8,9 @@ from pathlib import Path
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from services.ingest import ingest_manifest
-from services.jobs import create_job, get_job, run_job
-from services.storage import ObjectStore
+from services.core.jobs import create_job, get_job, run_job
+from services.core.storage import ObjectStore
+from services.reviews.ingest import ingest_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services import dataset_filter
-from services.config import set_setting
-from services.jobs import create_job, run_job
+from services.core.config import set_setting
+from services.core.jobs import create_job, run_job
+from services.dataset_filter import job as dataset_filter
 from tests.pages.helpers import ROOT, run_page, texts, write_photo
 
 PAGE = str(ROOT / "pages" / "checks.py")

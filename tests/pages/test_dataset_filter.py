@@ -9,8 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages.common import md
-from services.config import set_setting
-from services.jobs import get_job, run_job
+from services.core.config import set_setting
+from services.core.jobs import get_job, run_job
 from tests.pages.helpers import ROOT, run_page, texts, write_photo
 
 PAGE = str(ROOT / "pages" / "dataset_filter.py")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from services.jobs import run_job
+from services.core.jobs import run_job
 from tests.pages.helpers import start_app, texts, write_photo
 
 
@@ -47,7 +47,7 @@ def test_a_video_shows_the_output_and_sample_frames(ws, db, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(videos / "fr_short_hamilton_clip.mp4", src / "clip.mp4")
-    from services import face_blur
+    from services.faces import job as face_blur
 
     job_id = face_blur.launch(db, {"source": str(src), "destination": str(tmp_path / "out"), "detect_every": 5},
                               actor="cli:test")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from services.jobs import get_job, run_job
+from services.core.jobs import get_job, run_job
 from tests.pages.helpers import seed_reviews, start_app, write_photo
 
 

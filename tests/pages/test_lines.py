@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from streamlit.elements.lib.utils import user_key_from_element_id
 
-from services.config import set_setting
-from services.line_targets import set_target, targets
-from services.linecount import LineState
+from services.core.config import set_setting
+from services.lines.counter import LineState
+from services.lines.targets import set_target, targets
 from tests.pages.helpers import ROOT, run_page, texts
 
 PAGE = str(ROOT / "pages" / "lines.py")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from streamlit.elements.lib.utils import user_key_from_element_id
 
-from services import jobs
-from services.config import get_settings
-from services.registry import active_version
-from services.storage import ObjectStore
-from services.training import import_folder
+from services.core import jobs
+from services.core.config import get_settings
+from services.core.storage import ObjectStore
+from services.models.registry import active_version
+from services.models.training import import_folder
 from tests.pages.helpers import start_app
 
 
@@ -71,7 +71,7 @@ def test_a_target_picked_on_the_tradeoff_curve_sets_the_routing_thresholds(train
 
 
 def test_searches_are_compared_in_one_table(ws, db, samples):
-    from services import model_search
+    from services.models import model_search
 
     import_folder(db, root=str(samples), store=ObjectStore(), actor="test")
     for c in (0.1, 1.0):
@@ -85,7 +85,7 @@ def test_searches_are_compared_in_one_table(ws, db, samples):
 
 
 def test_a_sagemaker_search_shows_its_points_without_local_training(ws, db):
-    from services import grid_search
+    from services.models import grid_search
 
     search = grid_search.start_search(db, backend="sagemaker", grid={"epochs": [5], "num_layers": [18, 34]},
                                       actor="test", external_name="tune-1")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.answers import submit
-from services.config import CLASSES, set_setting
+from services.core.config import CLASSES, set_setting
+from services.hitl.answers import submit
 from tests.pages.helpers import classify_now, seed_reviews, start_app
 
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from services.answers import submit
-from services.config import set_setting
-from services.queue import claim_next
+from services.core.config import set_setting
+from services.hitl.answers import submit
+from services.hitl.queue import claim_next
 from tests.pages.helpers import ROOT, classify_now, run_page, seed_reviews, start_app
 
 PAGE = "pages/quality.py"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.config import CLASSES, set_setting
+from services.core.config import CLASSES, set_setting
 from tests.pages.helpers import classify_now, seed_reviews, start_app
 
 

@@ -7,10 +7,10 @@ import json
 import pytest
 from PIL import Image
 
-from services.answers import submit
-from services.ingest import ingest_manifest
-from services.queue import claim_next
-from services.storage import ObjectStore
+from services.core.storage import ObjectStore
+from services.hitl.answers import submit
+from services.hitl.queue import claim_next
+from services.reviews.ingest import ingest_manifest
 from tests.pages.helpers import check_reuse_now, classify_now, start_app, texts, write_photo
 
 
@@ -46,7 +46,7 @@ def test_the_queue_shows_the_reuse_warning_and_similar_decided_photos(ws, db, co
     assert any("looks reused from review first" in w for w in texts(at.warning))
     assert "Most similar photos already decided:" in texts(at.caption)
     from pages.common import _similarity_index
-    from services.similar_cases import similar_decided
+    from services.hitl.similar_cases import similar_decided
 
     cases = similar_decided(db, image_id=copied["again"], actor="ines", index=_similarity_index(str(ws.root)))
     assert [(c["review_id"], c["label"], c["source"], c["decided_by"]) for c in cases][0] == (
@@ -55,7 +55,7 @@ def test_the_queue_shows_the_reuse_warning_and_similar_decided_photos(ws, db, co
 
 
 def test_an_admin_clears_a_flag_and_the_credit_flows(ws, db, copied):
-    from services.decisions import review_outcomes
+    from services.reviews.decisions import review_outcomes
 
     (flag_id,) = db.execute("SELECT id FROM reuse_flags WHERE image_id = ?", [copied["again"]]).fetchone()
     at = start_app("pages/reused.py")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from services.answers import submit
+from services.hitl.answers import submit
 from tests.pages.helpers import classify_now, seed_reviews, start_app
 
 RISKY_TEXT = "**bold** <script>alert('x')</script> _under_ [link](http://example.com)"

@@ -8,8 +8,8 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services.accounts import create_user
-from services.authz import PERMISSIONS
+from services.access.accounts import create_user
+from services.core.authz import PERMISSIONS
 from tests.pages.helpers import ROOT, file_pages, start_app, texts
 from tests.pages.test_sign_in import GOOD, sign_in
 
@@ -58,7 +58,7 @@ def test_each_role_gets_its_pages_and_is_refused_the_rest(ws, db, person):
 
 
 def test_a_role_taken_away_counts_on_the_next_run(ws, db):
-    from services.accounts import set_roles
+    from services.access.accounts import set_roles
 
     create_user(db, username="ada", password=GOOD, roles=["admin"], actor="cli:root")
     at = start_app()

@@ -3,9 +3,9 @@ job status and the tuning results table."""
 
 from __future__ import annotations
 
-from services import grid_search
-from services.config import get_settings
-from services.jobs import get_job, run_job
+from services.core.config import get_settings
+from services.core.jobs import get_job, run_job
+from services.models import grid_search
 from tests.conftest_sagemaker import ACTOR, BUCKET, ROLE, add_labels, configure
 from tests.pages.helpers import start_app, texts
 

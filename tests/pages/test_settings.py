@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from services.config import DEFAULTS, get_settings, set_setting
-from services.errors import InvalidInput
-from services.registry import active_version, list_versions, load_head, save_version
+from services.core.config import DEFAULTS, get_settings, set_setting
+from services.core.errors import InvalidInput
+from services.models.registry import active_version, list_versions, load_head, save_version
 from tests.pages.helpers import start_app
 
 
@@ -175,7 +175,7 @@ def test_line_settings_are_saved_and_bad_shifts_refused(ws, db):
 
 
 def test_retraining_settings_and_a_forced_run_with_its_log(trained_ws):
-    from services.jobs import run_job
+    from services.core.jobs import run_job
     from tests.pages.helpers import start_app
 
     at = start_app("pages/settings.py")

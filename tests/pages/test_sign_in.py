@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from services.accounts import create_user
+from services.access.accounts import create_user
 from tests.pages.helpers import ROOT, start_app
 
 GOOD = "correct horse battery staple"
@@ -49,7 +49,7 @@ def test_once_accounts_exist_only_a_signed_in_user_gets_in_with_their_roles(ws, 
 
 
 def test_a_client_outside_the_allowed_networks_is_refused_before_anything_is_shown(ws, db, monkeypatch):
-    from services.config import set_setting
+    from services.core.config import set_setting
 
     set_setting(db, key="allowed_networks", value=["10.0.0.0/8"], actor="admin")
     monkeypatch.setattr("pages.common.client_address", lambda: "203.0.113.9")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from services import sso
-from services.accounts import create_user
+from services.access import sso
+from services.access.accounts import create_user
 from tests.pages.helpers import ROOT, file_pages, texts
 from tests.pages.test_sign_in import GOOD, captions, sign_in
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.accounts import create_user
+from services.access.accounts import create_user
 from tests.pages.helpers import start_app
 
 GOOD = "correct horse battery staple"

@@ -1,0 +1,103 @@
+"""The workspace (one data directory) and the settings stored in its database."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from db.database import connect
+from services.core.audit import record
+from services.core.authz import require
+from services.core.clock import now_iso
+from services.core.settings import CLASSES as CLASSES
+from services.core.settings import DEFAULTS as DEFAULTS
+from services.core.settings import clean_setting
+from services.core.storage import ObjectStore
+
+DATA_DIR_ENV = "REVIEW_CONSOLE_DATA_DIR"
+S3_ENDPOINT_ENV = "REVIEW_CONSOLE_S3_ENDPOINT_URL"
+
+
+def default_data_dir() -> Path:
+    """``$REVIEW_CONSOLE_DATA_DIR`` if set, else ``./data`` beside the code."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[2] / "data"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One data directory: the database, the local object store and the model files."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, data_dir: str | Path | None = None) -> Workspace:
+        """Create (if needed) and return the workspace at ``data_dir`` (default: ``default_data_dir()``)."""
+        root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        ws = cls(root.resolve())
+        for sub in (ws.objects_dir, ws.models_dir):
+            sub.mkdir(parents=True, exist_ok=True)
+        return ws
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "console.db"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def db(self) -> sqlite_utils.Database:
+        """A new connection for the calling thread, schema migrated."""
+        return connect(self.db_path)
+
+
+def get_settings(db: sqlite_utils.Database) -> dict[str, Any]:
+    """Every setting: stored values over defaults."""
+    out = json.loads(json.dumps(DEFAULTS))
+    for row in db.query("SELECT key, value FROM settings"):
+        if row["key"] in out:
+            out[row["key"]] = json.loads(row["value"])
+    if not out["s3_endpoint_url"]:
+        out["s3_endpoint_url"] = os.environ.get(S3_ENDPOINT_ENV, "")
+    return out
+
+
+def workspace_root(db: sqlite_utils.Database) -> Path:
+    """The workspace folder of an open database (the folder holding its file)."""
+    return Path(db.execute("PRAGMA database_list").fetchone()[2]).parent
+
+
+def object_store(db: sqlite_utils.Database, *, max_attempts: int = 3) -> ObjectStore:
+    """The object store as Settings configure it: the S3 endpoint, and the storage roots (with this
+    workspace always among them) that every URI read or written must lie inside."""
+    settings = get_settings(db)
+    roots = settings["storage_roots"]
+    return ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None, max_attempts=max_attempts,
+                       roots=[*roots, str(workspace_root(db))] if roots else None)
+
+
+def set_setting(db: sqlite_utils.Database, *, key: str, value: Any, actor: str) -> Any:
+    """Validate and store one setting, with an audit entry. Raises InvalidInput."""
+    require(db, actor=actor, action="settings.change")
+    clean = clean_setting(key, value)
+    with db.atomic():
+        db.execute(
+            "INSERT INTO settings (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, "
+            "updated_by = excluded.updated_by",
+            [key, json.dumps(clean), now_iso(), actor],
+        )
+        record(db, actor=actor, action="setting.change", target=key, detail={"value": clean})
+    return clean

@@ -1,0 +1,301 @@
+"""The one background job runner every job kind uses.
+
+A job is a row (kind, parameters, state, progress, heartbeat, lease, error) plus one ``job_items`` row
+per work item (pending, done, failed with its reason). A worker claims a job with a lease, works
+through the pending items in batches and records each batch in one transaction with the kind's own
+writes, so a job killed halfway resumes where it stopped and never repeats finished items.
+
+A job kind supplies: ``list_items`` (once, at first start), ``load`` (I/O for a batch; the runner
+prefetches the next batch while the current one computes), ``compute`` (no database writes),
+``write`` (inside the batch transaction; returns each item's error or None) and ``finish``.
+Cancel is a state the worker checks between batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlite_utils
+
+from db.database import immediate
+from services.core.audit import record
+from services.core.authz import require
+from services.core.clock import now_iso
+from services.core.config import Workspace
+from services.core.errors import ConsoleError, InvalidInput, NotFound
+
+LEASE_SECONDS = 120.0
+ACTIVE_STATES = ("queued", "running", "cancelling")
+
+
+@dataclass
+class JobContext:
+    ws: Workspace
+    db: sqlite_utils.Database
+    job_id: int
+    params: dict[str, Any]
+    actor: str
+    state: dict[str, Any] = field(default_factory=dict)  # per-run scratch space for the kind
+
+
+class JobKind(Protocol):
+    name: str
+    batch_size: int
+
+    def start(self, ctx: JobContext) -> None: ...  # on the worker thread, before the first batch
+    def list_items(self, ctx: JobContext) -> list[str]: ...
+    def load(self, ctx: JobContext, items: list[str]) -> Any: ...  # on the loader thread: no ctx.db here
+    def compute(self, ctx: JobContext, loaded: Any) -> Any: ...
+    def write(self, ctx: JobContext, computed: Any) -> dict[str, str | None]: ...
+    def finish(self, ctx: JobContext) -> dict[str, Any]: ...
+    def close(self, ctx: JobContext) -> None: ...  # always, after the run ends however it ends
+
+
+class BaseKind:
+    """Defaults for a job kind: no set-up, no I/O stage, nothing to close."""
+
+    name = ""
+    batch_size = 1
+
+    def start(self, ctx: JobContext) -> None:
+        return None
+
+    def load(self, ctx: JobContext, items: list[str]) -> Any:
+        return items
+
+    def close(self, ctx: JobContext) -> None:
+        return None
+
+
+class SingleTaskKind(BaseKind, ABC):
+    """A job of one task (an import, a training run): subclasses implement ``run``.
+
+    ``run`` returns the job's result; a ConsoleError it raises fails the item and the job with that message.
+    """
+
+    @abstractmethod
+    def items_for(self, ctx: JobContext) -> list[str]:
+        """The job's single work item (its source)."""
+    @abstractmethod
+    def run(self, ctx: JobContext, item: str) -> dict[str, Any]:
+        """Do the task; return the job's result. Raises ConsoleError."""
+    def list_items(self, ctx: JobContext) -> list[str]:
+        return self.items_for(ctx)
+
+    def compute(self, ctx: JobContext, items: list[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for item in items:
+            try:
+                ctx.state["result"] = self.run(ctx, item)
+                out[item] = None
+            except ConsoleError as exc:
+                out[item] = ctx.state["error"] = str(exc)
+        return out
+
+    def write(self, ctx: JobContext, computed: dict[str, str | None]) -> dict[str, str | None]:
+        return computed
+
+    def finish(self, ctx: JobContext) -> dict[str, Any]:
+        if "error" in ctx.state:
+            raise ConsoleError(ctx.state["error"])
+        return ctx.state.get("result") or {}
+
+
+KINDS: dict[str, JobKind] = {}
+def register(kind: JobKind) -> JobKind:
+    """Make a job kind known to the runner (``services.worker.kinds`` wires every kind of the console)."""
+    KINDS[kind.name] = kind
+    return kind
+
+
+def active_job(db: sqlite_utils.Database, *, kind: str) -> int | None:
+    """The id of a job of ``kind`` that is queued, running or being cancelled, if any."""
+    marks = ", ".join("?" * len(ACTIVE_STATES))
+    row = db.execute(f"SELECT id FROM jobs WHERE kind = ? AND state IN ({marks}) ORDER BY id LIMIT 1",
+                     [kind, *ACTIVE_STATES]).fetchone()
+    return int(row[0]) if row else None
+
+
+def create_job(db: sqlite_utils.Database, *, kind: str, params: dict[str, Any], actor: str) -> int:
+    """Queue a job. Raises InvalidInput for an unknown kind."""
+    require(db, actor=actor, action="jobs.manage")
+    if kind not in KINDS:
+        raise InvalidInput(f"unknown job kind '{kind}'")
+    with db.atomic():
+        cur = db.execute(
+            "INSERT INTO jobs (kind, params, state, total, done, failed, created_by, created_at) "
+            "VALUES (?, ?, 'queued', 0, 0, 0, ?, ?)",
+            [kind, json.dumps(params), actor, now_iso()],
+        )
+        job_id = int(cur.lastrowid)
+        record(db, actor=actor, action="job.launch", target=f"job:{job_id}", detail={"kind": kind, "params": params})
+    return job_id
+
+
+def get_job(db: sqlite_utils.Database, job_id: int) -> dict[str, Any]:
+    """The job row with decoded params/result. Raises NotFound."""
+    rows = list(db.query("SELECT * FROM jobs WHERE id = ?", [job_id]))
+    if not rows:
+        raise NotFound(f"job {job_id} does not exist")
+    job = rows[0]
+    job["params"] = json.loads(job["params"] or "{}")
+    job["result"] = json.loads(job["result"]) if job["result"] else None
+    return job
+
+
+def list_jobs(db: sqlite_utils.Database, *, limit: int = 50) -> list[dict[str, Any]]:
+    return [get_job(db, r["id"]) for r in db.query("SELECT id FROM jobs ORDER BY id DESC LIMIT ?", [limit])]
+
+
+def failed_items(db: sqlite_utils.Database, job_id: int, *, limit: int = 500) -> list[dict[str, Any]]:
+    return list(
+        db.query(
+            "SELECT item, error, updated_at FROM job_items WHERE job_id = ? AND state = 'failed' LIMIT ?",
+            [job_id, limit],
+        )
+    )
+
+
+def cancel_job(db: sqlite_utils.Database, *, job_id: int, actor: str) -> None:
+    """Ask a job to stop between batches (a queued job stops at once). Raises NotFound."""
+    require(db, actor=actor, action="jobs.manage")
+    job = get_job(db, job_id)
+    with db.atomic():
+        if job["state"] == "queued":
+            db.execute("UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ?", [now_iso(), job_id])
+        elif job["state"] == "running":
+            db.execute("UPDATE jobs SET state = 'cancelling' WHERE id = ? AND state = 'running'", [job_id])
+        else:
+            return
+        record(db, actor=actor, action="job.cancel", target=f"job:{job_id}")
+
+
+def resume_job(db: sqlite_utils.Database, *, job_id: int, actor: str) -> None:
+    """Queue a failed or cancelled job again; finished items are not redone. Raises NotFound, InvalidInput."""
+    require(db, actor=actor, action="jobs.manage")
+    job = get_job(db, job_id)
+    if job["state"] not in ("failed", "cancelled"):
+        raise InvalidInput(f"job {job_id} is {job['state']}; only failed or cancelled jobs can be resumed")
+    with db.atomic():
+        db.execute("UPDATE jobs SET state = 'queued', error = NULL, finished_at = NULL WHERE id = ?", [job_id])
+        record(db, actor=actor, action="job.resume", target=f"job:{job_id}")
+
+
+def _claim(db: sqlite_utils.Database, *, owner: str, job_id: int | None) -> int | None:
+    """Take the lease of a runnable job: queued, or running/cancelling with an expired lease."""
+    now = time.time()
+    with immediate(db):
+        sql = (  # queued, or claimed by a worker whose lease ran out
+            "SELECT id FROM jobs WHERE (state = 'queued' OR (state IN ('running', 'cancelling') "
+            "AND (lease_expires IS NULL OR lease_expires < ?)))"
+        )
+        params: list[Any] = [now]
+        if job_id is not None:
+            sql += " AND id = ?"
+            params.append(job_id)
+        row = db.execute(sql + " ORDER BY id LIMIT 1", params).fetchone()
+        if row is None:
+            return None
+        db.execute(
+            "UPDATE jobs SET state = CASE state WHEN 'queued' THEN 'running' ELSE state END, lease_owner = ?, "
+            "lease_expires = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+            [owner, now + LEASE_SECONDS, now_iso(), now_iso(), row[0]],
+        )
+    return int(row[0])
+
+
+def run_job(ws: Workspace, *, job_id: int | None = None, owner: str | None = None) -> int | None:
+    """Claim one runnable job (``job_id`` or the oldest) and run it to the end. Returns its id or None.
+
+    Opens its own database connection, so it can run on any thread or in any process.
+    """
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    db = ws.db()
+    try:
+        claimed = _claim(db, owner=owner, job_id=job_id)
+        if claimed is None:
+            return None
+        _run_claimed(ws, db, claimed, owner)
+        return claimed
+    finally:
+        db.close()
+
+
+def _run_claimed(ws: Workspace, db: sqlite_utils.Database, job_id: int, owner: str) -> None:
+    job = get_job(db, job_id)
+    if job["kind"] not in KINDS:  # a job queued by a newer or older version of the console
+        _finish(db, job_id, "failed", None, f"this console does not know jobs of kind '{job['kind']}'")
+        return
+    kind = KINDS[job["kind"]]
+    ctx = JobContext(ws=ws, db=db, job_id=job_id, params=job["params"], actor=job["created_by"] or "system")
+    try:
+        kind.start(ctx)
+        has_items = db.execute("SELECT 1 FROM job_items WHERE job_id = ? LIMIT 1", [job_id]).fetchone()
+        if not has_items:
+            items = kind.list_items(ctx)
+            with db.atomic():
+                db.conn.executemany(
+                    "INSERT OR IGNORE INTO job_items (job_id, item, state) VALUES (?, ?, 'pending')",
+                    [(job_id, it) for it in items],
+                )
+                db.execute("UPDATE jobs SET total = ? WHERE id = ?", [len(items), job_id])
+        pending = [r[0] for r in db.execute("SELECT item FROM job_items WHERE job_id = ? AND state = 'pending' ORDER BY rowid", [job_id])]
+        batches = [pending[i : i + kind.batch_size] for i in range(0, len(pending), kind.batch_size)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"job{job_id}-load") as loader:
+            future = loader.submit(kind.load, ctx, batches[0]) if batches else None
+            for i, batch in enumerate(batches):
+                if _state(db, job_id) == "cancelling":
+                    break
+                loaded = future.result()
+                future = loader.submit(kind.load, ctx, batches[i + 1]) if i + 1 < len(batches) else None
+                computed = kind.compute(ctx, loaded)
+                with db.atomic():
+                    outcome = kind.write(ctx, computed)
+                    _record_items(db, job_id, batch, outcome, owner)
+            if future is not None:
+                future.cancel()
+        if _state(db, job_id) == "cancelling":
+            _finish(db, job_id, "cancelled", None, None)
+            return
+        result = kind.finish(ctx)
+        _finish(db, job_id, "done", result, None)
+    except ConsoleError as exc:
+        _finish(db, job_id, "failed", None, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a job must record why it died, whatever the cause
+        _finish(db, job_id, "failed", None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+    finally:
+        kind.close(ctx)
+
+
+def _state(db: sqlite_utils.Database, job_id: int) -> str:
+    return db.execute("SELECT state FROM jobs WHERE id = ?", [job_id]).fetchone()[0]
+
+
+def _record_items(
+    db: sqlite_utils.Database, job_id: int, batch: list[str], outcome: dict[str, str | None], owner: str
+) -> None:
+    now = now_iso()
+    rows = [("failed" if outcome.get(it) else "done", outcome.get(it), now, job_id, it) for it in batch]
+    db.conn.executemany("UPDATE job_items SET state = ?, error = ?, updated_at = ? WHERE job_id = ? AND item = ?", rows)
+    n_failed = sum(1 for r in rows if r[0] == "failed")
+    db.execute(
+        "UPDATE jobs SET done = done + ?, failed = failed + ?, heartbeat_at = ?, lease_expires = ? "
+        "WHERE id = ?",
+        [len(rows) - n_failed, n_failed, now, time.time() + LEASE_SECONDS, job_id],
+    )
+
+
+def _finish(db: sqlite_utils.Database, job_id: int, state: str, result: Any, error: str | None) -> None:
+    db.execute(
+        "UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_expires = NULL WHERE id = ?",
+        [state, json.dumps(result) if result is not None else None, error, now_iso(), job_id],
+    )

@@ -1,0 +1,486 @@
+"""Label detectors for the dataset filter: does an image show a "bird", a "dog", "clothing"?
+
+Two detectors behind one interface (``LabelDetector``):
+
+- ``LocalImageNetDetector``: offline and free. The backbone's 1,000 ImageNet logits (services/embedder.py,
+  the same ONNX session the classify job uses) through a softmax; a wanted label's confidence is the sum of
+  the probabilities of the classes under it in WordNet (services/imagenet_hierarchy.py), so "bird" sums the
+  59 bird classes. No boxes. ``prepare`` (decode at reduced size, on I/O threads) and ``detect_prepared``
+  (one inference per batch) let a job pipeline the work; ``detect_many`` does both for a list of images.
+- ``RekognitionDetector``: Amazon Rekognition DetectLabels (about $0.001 an image). A wanted label matches a
+  returned label's Name, one of its Aliases or one of its Parents (case-insensitive); its Instances' boxes
+  are kept (ratios clamped to [0, 1]). The image goes as an S3 object when it is on AWS S3, else as bytes
+  (JPEGs over 5 MB are resized first). Throttling is retried with exponential backoff.
+
+Errors: a bad image raises ImageError (an InvalidInput: that image fails, the scan goes on); a source object
+that cannot be read raises StorageError/NotFound (same); the service refusing the caller (access denied, bad
+credentials, no region, unreachable, throttled past every retry) raises ExternalServiceError (stop the scan).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from services.core import images as imgs
+from services.core.errors import ConsoleError, ExternalServiceError, ImageError, InvalidInput, NotFound, StorageError
+from services.core.storage import ObjectStore, is_s3, split_s3
+from services.dataset_filter.imagenet_hierarchy import (
+    Hierarchy,
+    load,
+    norm_name,
+    singular_forms,
+    unknown_labels_message,
+)
+from services.models.embedder import preprocess
+from services.models.features import FeatureExtractor
+
+DETECTORS = ("local", "rekognition")
+EMBED_SIDE = 224  # the backbone's letterbox: JPEGs decode straight to about this size (DCT scaling)
+REKOGNITION_COST_PER_IMAGE = 0.001  # USD, DetectLabels, first million images a month
+REKOGNITION_MAX_BYTES = 5 * 1024 * 1024  # Image.Bytes limit
+REKOGNITION_MAX_S3_BYTES = 15 * 1024 * 1024  # Image.S3Object limit
+_RETRYABLE = {"ThrottlingException", "ProvisionedThroughputExceededException", "InternalServerError",
+              "ServiceUnavailableException", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException"}
+_CREDENTIALS = {"UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
+                "IncompleteSignature", "MissingAuthenticationToken", "InvalidClientTokenId"}
+
+
+@dataclass
+class Detection:
+    """The best evidence for one wanted label in one image."""
+
+    name: str  # the wanted label
+    confidence: float  # 0..1
+    matched: list[str] = field(default_factory=list)  # ImageNet class names or Rekognition label names, best first
+    boxes: list[dict[str, float]] = field(default_factory=list)  # left, top, width, height (ratios), confidence
+    image_size: tuple[int, int] | None = None  # (width, height) of the upright original, when known
+
+
+class LabelDetector(Protocol):
+    name: str
+    cost_per_image: float  # USD
+
+    def detect(self, *, data: bytes | None, uri: str, wanted: list[str]) -> dict[str, Detection]:
+        """Best evidence per wanted label (every wanted label is a key, confidence 0 when absent)."""
+        ...
+
+
+def resolve_labels(names: Sequence[str], *, detector: str) -> dict[str, list[str]]:
+    """What each wanted label matches, checked before a scan is launched.
+
+    ``local``: label -> the ImageNet class names under it. ``rekognition``: label -> [label] (Rekognition
+    knows more labels than ImageNet, so a name unknown here is accepted unless it looks like a typo of a
+    known name and is no English noun, e.g. "birb" for "bird"; "Face" and "Text" pass). Raises InvalidInput for no label, an empty label, an unknown
+    detector, or a label matching nothing, with close names to pick from.
+    """
+    names = [str(n) for n in names]
+    if not names:
+        raise InvalidInput("give at least one label to keep (for example bird, dog or clothing)")
+    if detector not in DETECTORS:
+        raise InvalidInput(f"unknown detector {detector!r}: use one of {', '.join(DETECTORS)}")
+    hierarchy = load()
+    if detector == "local":
+        return hierarchy.resolve(names)
+    out: dict[str, list[str]] = {}
+    typos = []
+    for name in names:
+        if not norm_name(name):
+            raise InvalidInput("a label is empty: give names such as bird, dog or clothing")
+        if hierarchy.typo_of(name):
+            typos.append(name)
+        out[name] = [name.strip()]
+    if typos:
+        raise InvalidInput(unknown_labels_message(typos, hierarchy.typo_of))
+    return out
+
+
+def _clamp_box(box: dict[str, Any], confidence: float) -> dict[str, float] | None:
+    """Rekognition BoundingBox ratios (may be negative or run past the edge) clamped into the image."""
+    try:
+        left, top = float(box.get("Left", 0.0)), float(box.get("Top", 0.0))
+        width, height = float(box.get("Width", 0.0)), float(box.get("Height", 0.0))
+    except (TypeError, ValueError):
+        return None
+    x0, y0 = min(max(left, 0.0), 1.0), min(max(top, 0.0), 1.0)
+    x1, y1 = min(max(left + width, 0.0), 1.0), min(max(top + height, 0.0), 1.0)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return {"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0, "confidence": confidence}
+
+
+# ---------------------------------------------------------------- local: ImageNet classes + WordNet
+
+
+@dataclass
+class Prepared:
+    """An image decoded for the backbone: its input array and its original upright size."""
+
+    array: np.ndarray  # (3, 224, 224) float32
+    image_size: tuple[int, int]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class LocalImageNetDetector:
+    """ImageNet classes under each wanted label, summed; one ONNX session per process (shared with classify)."""
+
+    name = "local"
+    cost_per_image = 0.0
+    batch_size = 32
+    top_matches = 3  # class names reported in Detection.matched
+
+    def __init__(self, ws: Any = None, *, models_dir: Any = None, store: ObjectStore | None = None,
+                 max_pixels: int = imgs.DEFAULT_MAX_PIXELS, hierarchy: Hierarchy | None = None,
+                 decode_threads: int = 2) -> None:
+        """``ws`` (a Workspace) or ``models_dir`` locate the backbone; ``store`` reads ``uri`` when no data is given.
+
+        Raises InvalidInput when neither is given; the model loads on first use (ModelError then).
+        """
+        if ws is None and models_dir is None:
+            raise InvalidInput("LocalImageNetDetector needs the workspace (or its models folder)")
+        self.models_dir = models_dir if models_dir is not None else ws.models_dir
+        self.store = store or ObjectStore()
+        self.max_pixels = max_pixels
+        self.hierarchy = hierarchy or load()
+        self.decode_threads = decode_threads
+        self._ids: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._embedder: Any = None
+
+    @property
+    def embedder(self) -> Any:
+        """The process-wide backbone (services.models.features.FeatureExtractor.shared), loaded on first use."""
+        if self._embedder is None:
+
+            self._embedder = FeatureExtractor.shared(self.models_dir).embedder
+        return self._embedder
+
+    def class_ids(self, label: str) -> np.ndarray:
+        """Indices of the ImageNet classes under ``label``. Raises InvalidInput (with suggestions) if none."""
+        with self._lock:
+            if label not in self._ids:
+                ids = self.hierarchy.class_ids(label)
+                if not ids:
+                    raise InvalidInput(unknown_labels_message([label], self.hierarchy.suggestions))
+                self._ids[label] = np.asarray(ids, dtype=np.int64)
+            return self._ids[label]
+
+    def prepare(self, data: bytes) -> Prepared:
+        """Decode at reduced size and letterbox for the backbone (thread-safe). Raises ImageError."""
+        width, height, _ = imgs.probe(data, max_pixels=self.max_pixels)
+        picture = imgs.decode(data, max_side=EMBED_SIDE, max_pixels=self.max_pixels)
+        return Prepared(preprocess(picture), (width, height))
+
+    def probabilities(self, prepared: Sequence[Prepared]) -> np.ndarray:
+        """(N, 1000) softmax probabilities over the ImageNet classes."""
+        if not prepared:
+            return np.zeros((0, 1000), dtype=np.float32)
+        out = []
+        for start in range(0, len(prepared), self.batch_size):
+            chunk = prepared[start : start + self.batch_size]
+            _, logits = self.embedder.run(np.stack([p.array for p in chunk]))
+            out.append(_softmax(logits.astype(np.float64)))
+        return np.concatenate(out)
+
+    def _detections(self, probs: np.ndarray, size: tuple[int, int], wanted: list[str]) -> dict[str, Detection]:
+        found = {}
+        for label in wanted:
+            ids = self.class_ids(label)
+            p = probs[ids]
+            top = np.argsort(-p)[: self.top_matches]
+            matched = [self.hierarchy.names[int(ids[k])] for k in top if p[k] >= 0.005]
+            found[label] = Detection(label, float(min(1.0, p.sum())), matched, [], size)
+        return found
+
+    def detect_prepared(self, prepared: Sequence[Prepared], *, wanted: list[str]) -> list[dict[str, Detection]]:
+        """Detections for prepared images, in order. Raises InvalidInput for an unknown label, ModelError."""
+        for label in wanted:
+            self.class_ids(label)
+        probs = self.probabilities(prepared)
+        return [self._detections(probs[i], p.image_size, wanted) for i, p in enumerate(prepared)]
+
+    def detect(self, *, data: bytes | None, uri: str, wanted: list[str]) -> dict[str, Detection]:
+        """Best evidence per wanted label for one image (``data``, or read from ``uri``).
+
+        Raises ImageError (bad image), NotFound/StorageError (unreadable uri), InvalidInput (unknown label).
+        """
+        if data is None:
+            data = self.store.read(uri)
+        return self.detect_prepared([self.prepare(data)], wanted=wanted)[0]
+
+    def detect_many(self, images: Sequence[bytes], *, wanted: list[str]) -> list[dict[str, Detection] | ConsoleError]:
+        """Detections for many images, in order; an image that cannot be decoded gets its ImageError
+        (a ConsoleError) in its place instead of a dict. Decoding runs on ``decode_threads`` threads while
+        the previous batch is inferred. Raises InvalidInput for an unknown label, ModelError."""
+        for label in wanted:
+            self.class_ids(label)
+        results: list[dict[str, Detection] | ConsoleError] = []
+
+        def one(data: bytes) -> Prepared | ConsoleError:
+            try:
+                return self.prepare(data)
+            except ConsoleError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max(1, self.decode_threads), thread_name_prefix="detect-decode") as pool:
+            futures = [pool.submit(one, data) for data in images]  # decoding runs ahead of inference
+            for start in range(0, len(futures), self.batch_size):
+                chunk = [f.result() for f in futures[start : start + self.batch_size]]
+                ok = [p for p in chunk if isinstance(p, Prepared)]
+                found = iter(self.detect_prepared(ok, wanted=wanted))
+                results.extend(next(found) if isinstance(p, Prepared) else p for p in chunk)
+        return results
+
+
+# ---------------------------------------------------------------- cloud: Amazon Rekognition DetectLabels
+
+
+def _fit_for_rekognition(data: bytes, *, max_bytes: int = REKOGNITION_MAX_BYTES,
+                         max_pixels: int = imgs.DEFAULT_MAX_PIXELS) -> bytes:
+    """``data`` itself when it is a JPEG or PNG of at most ``max_bytes``; otherwise a JPEG re-encoded
+    (smaller sides as needed) that fits. Raises ImageError when it cannot be decoded or made to fit."""
+    _, _, fmt = imgs.probe(data, max_pixels=max_pixels)
+    if fmt in ("JPEG", "PNG") and len(data) <= max_bytes:
+        return data
+    picture = imgs.decode(data, max_pixels=max_pixels)
+    side = max(picture.size)
+    while side >= 80:
+        img = picture if side >= max(picture.size) else _shrunk(picture, side)
+        for quality in (90, 80):
+            out = io.BytesIO()
+            img.save(out, format="JPEG", quality=quality)
+            if out.tell() <= max_bytes:
+                return out.getvalue()
+        side = int(side * 0.75)
+    raise ImageError(f"cannot make this image fit Rekognition's {max_bytes:,}-byte limit")
+
+
+def _shrunk(picture: Image.Image, side: int) -> Image.Image:
+    img = picture.copy()
+    img.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return img
+
+
+class RekognitionDetector:
+    """Amazon Rekognition DetectLabels behind the LabelDetector interface."""
+
+    name = "rekognition"
+    cost_per_image = REKOGNITION_COST_PER_IMAGE
+
+    def __init__(self, client: Any = None, *, region: str | None = None, endpoint_url: str | None = None,
+                 s3_endpoint_url: str | None = None, store: ObjectStore | None = None,
+                 min_confidence: float = 50.0, max_labels: int = 100, max_attempts: int = 6,
+                 backoff: float = 0.5, max_backoff: float = 20.0, sleep: Callable[[float], None] = time.sleep,
+                 max_pixels: int = imgs.DEFAULT_MAX_PIXELS) -> None:
+        """``client``: a boto3 Rekognition client (made on first use from ``region``/``endpoint_url`` when None).
+        ``s3_endpoint_url``: the S3 endpoint override the sources use (then Rekognition cannot read them
+        itself, so images go as bytes). ``min_confidence`` in percent (keep it below the band's low end).
+        ``sleep`` is called with each backoff delay (tests pass a recorder). Raises InvalidInput on bad values."""
+        if not 0 <= min_confidence <= 100 or max_labels < 1 or max_attempts < 1 or backoff < 0:
+            raise InvalidInput("Rekognition: min_confidence must be 0..100, max_labels and max_attempts at least 1")
+        self._client = client
+        self.region = region or None
+        self.endpoint_url = endpoint_url or None
+        self.s3_endpoint_url = s3_endpoint_url or None
+        self.store = store or ObjectStore(endpoint_url=self.s3_endpoint_url)
+        self.min_confidence = float(min_confidence)
+        self.max_labels = int(max_labels)
+        self.max_attempts = int(max_attempts)
+        self.backoff, self.max_backoff = float(backoff), float(max_backoff)
+        self.sleep = sleep
+        self.max_pixels = max_pixels
+        self.calls = 0  # DetectLabels requests sent (retries included), for cost accounting
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], **kwargs: Any) -> RekognitionDetector:
+        """Region and endpoint from the console settings (``rekognition_region`` or ``aws_region``,
+        ``rekognition_endpoint_url``, ``s3_endpoint_url``); empty means the AWS defaults."""
+        return cls(region=settings.get("rekognition_region") or settings.get("aws_region") or None,
+                   endpoint_url=settings.get("rekognition_endpoint_url") or None,
+                   s3_endpoint_url=settings.get("s3_endpoint_url") or None, **kwargs)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client; its own retries are off (this class retries throttling with backoff).
+        Raises ExternalServiceError when no region is configured or the endpoint is malformed."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3
+                    from botocore import exceptions as bx
+                    from botocore.config import Config
+
+                    config = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 1})
+                    try:
+                        self._client = boto3.session.Session(region_name=self.region).client(
+                            "rekognition", endpoint_url=self.endpoint_url, config=config)
+                    except bx.NoRegionError:
+                        raise ExternalServiceError(
+                            "Rekognition needs an AWS region: set AWS_DEFAULT_REGION or the Rekognition region "
+                            "setting (for example us-east-1)") from None
+                    except ValueError as exc:
+                        raise ExternalServiceError(f"invalid Rekognition endpoint {self.endpoint_url!r}: {exc}") from None
+        return self._client
+
+    def _uses_s3_object(self, uri: str, data: bytes | None) -> bool:
+        if not is_s3(uri) or self.s3_endpoint_url:  # Rekognition reads AWS S3 only, never an override endpoint
+            return False
+        return data is None or len(data) <= REKOGNITION_MAX_S3_BYTES
+
+    def detect(self, *, data: bytes | None, uri: str, wanted: list[str]) -> dict[str, Detection]:
+        """Best evidence per wanted label (confidence 0 when no returned label matches).
+
+        Raises ImageError (not an image, or Rekognition rejects it), NotFound/StorageError (the bytes cannot
+        be read), ExternalServiceError (access denied, credentials, region, unreachable, throttled past
+        every retry: the scan should stop), InvalidInput (bad request).
+        """
+        size = None
+        if data is not None:
+            width, height, _ = imgs.probe(data, max_pixels=self.max_pixels)
+            size = (width, height)
+        response = None
+        if self._uses_s3_object(uri, data):
+            bucket, key = split_s3(uri)
+            try:
+                response = self._call({"S3Object": {"Bucket": bucket, "Name": key}}, uri)
+            except _S3ObjectRefused:
+                response = None  # Rekognition cannot read it (other region, its own access): send the bytes
+        if response is None:
+            if data is None:
+                data = self.store.read(uri)
+                width, height, _ = imgs.probe(data, max_pixels=self.max_pixels)
+                size = (width, height)
+            response = self._call({"Bytes": _fit_for_rekognition(data, max_pixels=self.max_pixels)}, uri)
+        return self.parse(response, wanted=wanted, image_size=size)
+
+    def detect_many(self, images: Sequence[bytes], *, wanted: list[str],
+                    uris: Sequence[str] | None = None) -> list[dict[str, Detection] | ConsoleError]:
+        """One request an image, in order; an image that fails alone gets its ImageError/StorageError in
+        its place. Raises ExternalServiceError (stop the scan) and InvalidInput like ``detect``."""
+        out: list[dict[str, Detection] | ConsoleError] = []
+        for i, data in enumerate(images):
+            try:
+                out.append(self.detect(data=data, uri=uris[i] if uris else f"image #{i + 1}", wanted=wanted))
+            except (ImageError, StorageError, NotFound) as exc:
+                out.append(exc)
+        return out
+
+    def _call(self, image: dict[str, Any], uri: str) -> dict[str, Any]:
+        from botocore import exceptions as bx
+
+        request = {"Image": image, "MaxLabels": self.max_labels, "MinConfidence": self.min_confidence}
+        for attempt in range(self.max_attempts):
+            try:
+                self.calls += 1
+                return self.client.detect_labels(**request)
+            except bx.ClientError as exc:
+                err = exc.response.get("Error", {})
+                code, message = str(err.get("Code", "")), str(err.get("Message", ""))
+                if code in _RETRYABLE and attempt + 1 < self.max_attempts:
+                    self.sleep(self._delay(attempt))
+                    continue
+                raise self._error(code, message, image, uri) from None
+            except (bx.NoCredentialsError, bx.PartialCredentialsError):
+                raise ExternalServiceError(
+                    "no AWS credentials for Rekognition: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile "
+                    "(AWS_PROFILE) or an instance/task role") from None
+            except (bx.ConnectionError, bx.HTTPClientError) as exc:
+                raise ExternalServiceError(f"cannot reach Rekognition ({self.endpoint_url or 'AWS default endpoint'}) "
+                                           f"for {uri}: {exc}. Check the network and the region.") from None
+            except bx.ParamValidationError as exc:
+                raise InvalidInput(f"invalid Rekognition request for {uri}: {exc}") from None
+            except bx.BotoCoreError as exc:
+                raise ExternalServiceError(f"Rekognition request for {uri} failed: {exc}") from None
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter: about backoff * 2**attempt seconds, capped."""
+        base = min(self.max_backoff, self.backoff * (2**attempt))
+        return base * (0.5 + random.random() / 2)
+
+    def _error(self, code: str, message: str, image: dict[str, Any], uri: str) -> ConsoleError:
+        detail = f"{code}: {message}" if message else code
+        if code in _RETRYABLE:
+            return ExternalServiceError(
+                f"Rekognition is still throttling after {self.max_attempts} attempts ({detail}): lower the scan "
+                "rate or ask AWS for a higher DetectLabels quota, then resume the job")
+        if code == "AccessDeniedException":
+            on_s3 = ""
+            if "S3Object" in image:
+                on_s3 = f", and Rekognition needs s3:GetObject on bucket {image['S3Object']['Bucket']}"
+            return ExternalServiceError(
+                f"Rekognition refused access ({detail}): the AWS identity needs the rekognition:DetectLabels "
+                f"permission{on_s3}. Fix the IAM policy, then resume the job")
+        if code in _CREDENTIALS:
+            return ExternalServiceError(f"Rekognition rejected the AWS credentials ({detail}): check the access key, "
+                                        "secret and session token, and the clock")
+        if "S3Object" in image and code in ("InvalidS3ObjectException", "ImageTooLargeException"):
+            return _S3ObjectRefused(f"{uri}: {detail}")
+        if code in ("InvalidImageFormatException", "ImageTooLargeException"):
+            return ImageError(f"Rekognition cannot use {uri} ({detail})")
+        if code == "InvalidParameterException":
+            return ImageError(f"Rekognition rejected {uri} ({detail}); very small images (under 80 pixels) are refused")
+        return ExternalServiceError(f"Rekognition DetectLabels failed for {uri} ({detail})")
+
+    @staticmethod
+    def parse(response: dict[str, Any], *, wanted: list[str],
+              image_size: tuple[int, int] | None = None) -> dict[str, Detection]:
+        """Best evidence per wanted label from a DetectLabels response: a label matches through its Name,
+        Aliases or Parents (case-insensitive, plural or singular); confidence is the best matching label's;
+        boxes are the matching labels' Instances, clamped to the image."""
+        keys = {label: {norm_name(label), *singular_forms(norm_name(label))} for label in wanted}
+        found = {label: Detection(label, 0.0, [], [], image_size) for label in wanted}
+        labels = sorted(response.get("Labels", []), key=lambda lb: -float(lb.get("Confidence", 0.0)))
+        for lb in labels:
+            name = str(lb.get("Name", ""))
+            confidence = max(0.0, min(1.0, float(lb.get("Confidence", 0.0)) / 100))
+            names = {norm_name(name)}
+            names |= {norm_name(a.get("Name", "")) for a in lb.get("Aliases", []) or []}
+            names |= {norm_name(p.get("Name", "")) for p in lb.get("Parents", []) or []}
+            for label, key in keys.items():
+                if not key & names:
+                    continue
+                det = found[label]
+                det.confidence = max(det.confidence, confidence)
+                if name not in det.matched:
+                    det.matched.append(name)
+                for inst in lb.get("Instances", []) or []:
+                    inst_conf = inst.get("Confidence")
+                    box = _clamp_box(inst.get("BoundingBox") or {},
+                                     confidence if inst_conf is None else max(0.0, min(1.0, float(inst_conf) / 100)))
+                    if box is not None and box not in det.boxes:
+                        det.boxes.append(box)
+        return found
+
+
+class _S3ObjectRefused(ExternalServiceError):
+    """Rekognition could not take the image as an S3 object; it is sent as bytes instead."""
+
+
+def make_detector(kind: str, *, ws: Any = None, settings: dict[str, Any] | None = None,
+                  store: ObjectStore | None = None, **kwargs: Any) -> LabelDetector:
+    """``local`` or ``rekognition``, configured from the settings. Raises InvalidInput for another kind."""
+    if kind == "local":
+        return LocalImageNetDetector(ws, store=store, **kwargs)
+    if kind == "rekognition":
+        return RekognitionDetector.from_settings(settings or {}, store=store, **kwargs)
+    raise InvalidInput(f"unknown detector {kind!r}: use one of {', '.join(DETECTORS)}")
+
+
+__all__ = ["DETECTORS", "Detection", "LabelDetector", "LocalImageNetDetector", "Prepared", "RekognitionDetector",
+           "make_detector", "resolve_labels"]

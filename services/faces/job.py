@@ -1,0 +1,274 @@
+"""The ``faces`` job: anonymised copies of the images under a folder or S3 prefix.
+
+Each image is read, turned upright, its faces found (``services.faces.detection``) and anonymised
+(``services.faces.masks``), and written under the destination with the same relative key, size and format
+(JPEG, PNG with its alpha, WebP), EXIF metadata (GPS included) dropped unless ``keep_metadata``. Beside it
+goes ``<key>.faces.json``: the faces found, for audit. A bad image fails alone with its reason; a crashed
+job resumes with the images not yet done (each output is written whole, never left half-written).
+Videos (MP4, MOV, AVI) are written as H.264 MP4 with their timestamps, rotation and audio
+(``services.faces.video``), faces detected every ``detect_every``-th frame and tracked in between.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+from PIL import Image, ImageOps
+
+from services.core import jobs
+from services.core.authz import require
+from services.core.config import get_settings, object_store
+from services.core.errors import ConsoleError, ImageError, InvalidInput
+from services.core.images import WRITABLE_IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from services.core.storage import is_s3, join, split_s3
+from services.faces.detection import DEFAULT_THRESHOLD, make_detector
+from services.faces.masks import DEFAULT_MASK_SCALE, anonymize, validate
+from services.faces.rekognition_video import face_detections
+from services.faces.video import anonymize_video, frame_times, frames_as_jpeg
+
+KIND = "faces"
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi")
+SIDECAR = ".faces.json"
+FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
+DEFAULTS = {"detector": "local", "mode": "blur", "shape": "ellipse", "mask_scale": DEFAULT_MASK_SCALE,
+            "threshold": DEFAULT_THRESHOLD, "keep_metadata": False, "detect_every": 3}
+
+
+def validate_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Clean job parameters. Raises InvalidInput for a missing or nested source and destination, or a bad
+    detector, mode, shape, scale or threshold."""
+    clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+    for key in ("source", "destination"):
+        clean[key] = str(clean.get(key) or "").strip().rstrip("/")
+        if not clean[key]:
+            raise InvalidInput(f"give a {key}: a folder or s3://bucket/prefix")
+    src, dst = clean["source"] + "/", clean["destination"] + "/"
+    if src.startswith(dst) or dst.startswith(src):
+        raise InvalidInput("the destination must not be inside the source, nor the source inside the destination")
+    if clean["detector"] not in ("local", "rekognition"):
+        raise InvalidInput(f"unknown face detector '{clean['detector']}': choose local or rekognition")
+    validate(mode=clean["mode"], shape=clean["shape"], mask_scale=float(clean["mask_scale"]))
+    clean["mask_scale"] = float(clean["mask_scale"])
+    if not 0.05 <= float(clean["threshold"]) <= 0.99:
+        raise InvalidInput(f"the detection threshold must be between 0.05 and 0.99, got {clean['threshold']}")
+    clean["threshold"] = float(clean["threshold"])
+    clean["keep_metadata"] = bool(clean["keep_metadata"])
+    if not isinstance(clean["detect_every"], int) or not 1 <= clean["detect_every"] <= 30:
+        raise InvalidInput(f"detect faces every k-th video frame, k from 1 to 30; got {clean['detect_every']!r}")
+    return clean
+
+
+def video_output_key(key: str) -> str:
+    """Where a video's anonymised copy goes: the same relative path as H.264 MP4."""
+    return key.rsplit(".", 1)[0] + ".mp4"
+
+
+def launch(db: sqlite_utils.Database, params: dict[str, Any], *, actor: str) -> int:
+    """Queue a face-blurring job; returns its id. Raises PermissionDenied, InvalidInput."""
+    require(db, actor=actor, action="jobs.manage")
+    return jobs.create_job(db, kind=KIND, params=validate_params(params), actor=actor)
+
+
+def _upright(data: bytes, max_pixels: int) -> tuple[Image.Image, str, bytes | None]:
+    """(upright picture in RGB or RGBA, output format, EXIF bytes or None). Raises ImageError."""
+    if not data:
+        raise ImageError("the file is empty")
+    try:
+        img = Image.open(io.BytesIO(data))
+        fmt = FORMATS.get(img.format or "")
+        if fmt is None:
+            raise ImageError(f"{img.format or 'this'} images are not supported here: give JPEG, PNG or WebP")
+        if img.width * img.height > max_pixels:
+            raise ImageError(f"the image has {img.width * img.height:,} pixels, over the limit of {max_pixels:,} (Settings)")
+        exif = img.getexif()
+        img = ImageOps.exif_transpose(img)
+        img.load()
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"the image cannot be decoded ({exc}): it may be corrupt or truncated") from exc
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    picture = img.convert("RGBA" if has_alpha else "RGB")  # CMYK, 16-bit, palette and grey become RGB(A)
+    if exif:
+        exif[0x0112] = 1  # the pixels are upright now
+    return picture, fmt, exif.tobytes() if exif else None
+
+
+def anonymize_image(data: bytes, *, detector: Any, params: dict[str, Any], max_pixels: int) -> tuple[bytes, dict[str, Any]]:
+    """(anonymised image bytes, detections) for one encoded image. Raises ImageError, ConsoleError."""
+    picture, fmt, exif = _upright(data, max_pixels)
+    rgb = np.asarray(picture.convert("RGB"))
+    boxes = detector.detect(rgb, threshold=params["threshold"])
+    out_rgb = anonymize(rgb, boxes, mode=params["mode"], shape=params["shape"], mask_scale=params["mask_scale"])
+    result = Image.fromarray(out_rgb)
+    if picture.mode == "RGBA":
+        result.putalpha(picture.getchannel("A"))
+    save: dict[str, Any] = {}
+    if fmt == "JPEG":
+        save = {"quality": 95, "subsampling": 0}  # full-resolution colour: the untouched parts stay as they were
+        result = result.convert("RGB")
+    elif fmt == "WEBP":
+        save = {"quality": 95}
+    if params["keep_metadata"] and exif:
+        save["exif"] = exif
+    if picture.info.get("icc_profile"):
+        save["icc_profile"] = picture.info["icc_profile"]  # colour, not personal data
+    buf = io.BytesIO()
+    result.save(buf, fmt, **save)
+    faces = [{"x1": round(float(b[0]), 1), "y1": round(float(b[1]), 1), "x2": round(float(b[2]), 1),
+              "y2": round(float(b[3]), 1), "score": round(float(b[4]), 3)} for b in boxes]
+    return buf.getvalue(), {"width": result.width, "height": result.height, "format": fmt, "faces": faces}
+
+
+class FacesKind(jobs.BaseKind):
+    name = KIND
+    batch_size = 4
+
+    def start(self, ctx: jobs.JobContext) -> None:
+        settings = get_settings(ctx.db)
+        params = validate_params(ctx.params)
+        cloud = {"region": settings["rekognition_region"] or None,
+                 "endpoint_url": settings["rekognition_endpoint_url"] or None} if params["detector"] == "rekognition" else {}
+        detector = make_detector(params["detector"], **cloud)
+        ctx.state.update(params=params, store=object_store(ctx.db), detector=detector,
+                         max_pixels=int(settings["max_pixels"]))
+
+    def list_items(self, ctx: jobs.JobContext) -> list[str]:
+        store, source = ctx.state["store"], ctx.state["params"]["source"]
+        return [o.key for o in store.list(source, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
+
+    def load(self, ctx: jobs.JobContext, items: list[str]) -> dict[str, bytes | str]:
+        out: dict[str, bytes | str] = {}
+        for key in items:
+            if key.lower().endswith(VIDEO_SUFFIXES):
+                out[key] = b""  # videos are streamed from a local file in compute, not held in memory
+                continue
+            try:
+                out[key] = ctx.state["store"].read(join(ctx.state["params"]["source"], key))
+            except ConsoleError as exc:
+                out[key] = str(exc)
+        return out
+
+    def compute(self, ctx: jobs.JobContext, loaded: dict[str, bytes | str]) -> dict[str, str | None]:
+        params, store = ctx.state["params"], ctx.state["store"]
+        outcome: dict[str, str | None] = {}
+        for key, data in loaded.items():
+            if isinstance(data, str):
+                outcome[key] = data
+                continue
+            if key.lower().endswith(VIDEO_SUFFIXES):
+                outcome[key] = self._video(ctx, key)
+                continue
+            try:
+                image, report = anonymize_image(data, detector=ctx.state["detector"], params=params,
+                                                max_pixels=ctx.state["max_pixels"])
+                target = join(params["destination"], key)
+                store.write(target, image)  # whole or not at all (atomic locally, one PUT on S3)
+                sidecar = {"source": join(params["source"], key), "output": target, "detector": params["detector"],
+                           "threshold": params["threshold"], "mode": params["mode"], "shape": params["shape"],
+                           "mask_scale": params["mask_scale"], "metadata_kept": params["keep_metadata"], **report}
+                store.write(target + SIDECAR, json.dumps(sidecar, indent=1).encode())
+                outcome[key] = None
+            except ConsoleError as exc:
+                outcome[key] = str(exc)
+        return outcome
+
+    def _video(self, ctx: jobs.JobContext, key: str) -> str | None:
+        """Anonymise one video to ``<key without its suffix>.mp4`` (H.264) under the destination; its error or None."""
+        params, store = ctx.state["params"], ctx.state["store"]
+        src_uri, target = join(params["source"], key), join(params["destination"], video_output_key(key))
+        if params["detector"] == "rekognition" and not is_s3(src_uri):
+            return "Rekognition Video reads videos from S3: put the source in a bucket, or use the local detector"
+        try:
+            with tempfile.TemporaryDirectory(prefix="faces-") as tmp:
+                local_src = src_uri if not is_s3(src_uri) else str(Path(tmp) / Path(key).name)
+                if is_s3(src_uri):
+                    Path(local_src).write_bytes(store.read(src_uri))
+                else:
+                    store.check_allowed(src_uri)
+                local_dst = target if not is_s3(target) else str(Path(tmp) / "out.mp4")
+                if not is_s3(target):
+                    store.check_allowed(target)
+                found, every = None, params["detect_every"]
+                if params["detector"] == "rekognition":
+                    found, every = self._rekognition_faces(ctx, src_uri, local_src)
+                report = anonymize_video(local_src, local_dst, detector=ctx.state["detector"], detections=found,
+                                         threshold=params["threshold"], mode=params["mode"], shape=params["shape"],
+                                         mask_scale=params["mask_scale"], detect_every=every)
+                if is_s3(target):
+                    store.write(target, Path(local_dst).read_bytes())
+            sidecar = {"source": src_uri, "output": target, "detector": params["detector"], "threshold": params["threshold"],
+                       "mode": params["mode"], "shape": params["shape"], "mask_scale": params["mask_scale"],
+                       "format": "MP4 (H.264)", **asdict(report)}
+            store.write(target + SIDECAR, json.dumps(sidecar).encode())
+            return None
+        except ConsoleError as exc:
+            return str(exc)
+
+    @staticmethod
+    def _rekognition_faces(ctx: jobs.JobContext, src_uri: str, local: str) -> tuple[dict, int]:
+        bucket, key = split_s3(src_uri)
+        times, width, height, _ = frame_times(local)
+        return face_detections(ctx.state["detector"].client, bucket=bucket, key=key, times=times, width=width,
+                               height=height, min_confidence=ctx.state["params"]["threshold"])
+
+    def write(self, ctx: jobs.JobContext, computed: dict[str, str | None]) -> dict[str, str | None]:
+        return computed
+
+    def finish(self, ctx: jobs.JobContext) -> dict[str, Any]:
+        counts = dict(ctx.db.execute(
+            "SELECT (lower(item) LIKE '%.mp4' OR lower(item) LIKE '%.mov' OR lower(item) LIKE '%.avi') || state, COUNT(*) "
+            "FROM job_items WHERE job_id = ? GROUP BY 1", [ctx.job_id]).fetchall())
+        return {"images_done": counts.get("0done", 0), "images_failed": counts.get("0failed", 0),
+                "videos_done": counts.get("1done", 0), "videos_failed": counts.get("1failed", 0),
+                "destination": ctx.state["params"]["destination"]}
+
+
+
+
+def sidecars(db: sqlite_utils.Database, *, job_id: int, actor: str, limit: int = 24) -> list[dict[str, Any]]:
+    """The detections written for a job's finished images (newest items first). Raises PermissionDenied."""
+    require(db, actor=actor, action="jobs.manage")
+    job = jobs.get_job(db, job_id)
+    params = validate_params(job["params"])
+    store = object_store(db)
+    out = []
+    for (key,) in db.execute("SELECT item FROM job_items WHERE job_id = ? AND state = 'done' ORDER BY updated_at DESC "
+                             "LIMIT ?", [job_id, limit]):
+        video = key.lower().endswith(VIDEO_SUFFIXES)
+        output = video_output_key(key) if video else key
+        try:
+            out.append({"key": key, "video": video,
+                        **json.loads(store.read(join(params["destination"], output) + SIDECAR))})
+        except (ConsoleError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def video_samples(db: sqlite_utils.Database, *, job_id: int, key: str, actor: str, n: int = 2) -> list[tuple[int, bytes, bytes]]:
+    """(frame number, before JPEG, after JPEG) for ``n`` masked frames of a finished video, spread over it, to
+    review the masks. Raises PermissionDenied, ConsoleError when a file cannot be read."""
+
+    require(db, actor=actor, action="jobs.manage")
+    params = validate_params(jobs.get_job(db, job_id)["params"])
+    store = object_store(db)
+    target = join(params["destination"], video_output_key(key))
+    masked = sorted(int(k) for k in json.loads(store.read(target + SIDECAR)).get("masked", {}))
+    if not masked:
+        return []
+    picks = sorted({masked[int(i * (len(masked) - 1) / max(1, n - 1))] for i in range(n)})
+    with tempfile.TemporaryDirectory(prefix="faces-") as tmp:
+        paths = []
+        for name, uri in (("in", join(params["source"], key)), ("out.mp4", target)):
+            path = Path(tmp) / name
+            path.write_bytes(store.read(uri))
+            paths.append(str(path))
+        before, after = frames_as_jpeg(paths[0], picks), frames_as_jpeg(paths[1], picks)
+    return [(f, before[f], after[f]) for f in picks if f in before and f in after]

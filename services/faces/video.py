@@ -1,0 +1,343 @@
+"""Face anonymisation of one video: detect every k-th frame, link detections into tracks, fill the frames
+between and around them, blur, and write H.264 MP4 with the input's timestamps, rotation and audio.
+
+Two passes over the decoded frames (decoding costs little next to detection): the first detects faces on
+every ``detect_every``-th frame (upright, so a rotated phone video is seen the right way up), the second
+writes each frame with the faces of the tracks alive at it. A track joins detections that overlap from one
+detection frame to the next; between two of its detections the box is interpolated, and it is held
+``detect_every`` frames before its first and after its last detection, so a face found at frames 10 and 14
+is masked at 11 to 13 too and masks do not flicker. Every output frame keeps its input timestamp (variable
+frame rates stay as they were), the display rotation is copied, and the audio stream is copied unchanged
+(or re-encoded to AAC when MP4 cannot hold it). The output is written to a temporary file and moved into
+place only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.core.errors import ImageError, InvalidInput
+from services.faces.masks import anonymize
+
+MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+LINK_IOU = 0.2
+DETECT_SIDE = 640  # longer side the detector sees in video: a 20-pixel face of a 720p frame is still 10 (found)
+
+
+@dataclass
+class Track:
+    frames: list[int] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)  # (5,) per detection frame
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def link(detections: dict[int, np.ndarray], *, step: int) -> list[Track]:
+    """Tracks from per-frame detections (frame index -> (N, 5)), joined greedily by overlap between
+    consecutive detection frames (a track waits at most 2 * step frames for its next detection)."""
+    tracks: list[Track] = []
+    live: list[Track] = []
+    for frame in sorted(detections):
+        boxes = detections[frame]
+        live = [t for t in live if frame - t.frames[-1] <= 2 * step]
+        pairs = sorted(((_iou(t.boxes[-1], b), ti, bi) for ti, t in enumerate(live) for bi, b in enumerate(boxes)),
+                       reverse=True)
+        used_tracks: set[int] = set()
+        used_boxes: set[int] = set()
+        for score, ti, bi in pairs:
+            if score < LINK_IOU:
+                break
+            if ti in used_tracks or bi in used_boxes:
+                continue
+            used_tracks.add(ti)
+            used_boxes.add(bi)
+            live[ti].frames.append(frame)
+            live[ti].boxes.append(boxes[bi])
+        for bi, box in enumerate(boxes):
+            if bi not in used_boxes:
+                track = Track([frame], [box])
+                tracks.append(track)
+                live.append(track)
+    return tracks
+
+
+def boxes_at(tracks: list[Track], frame: int, *, hold: int) -> np.ndarray:
+    """The boxes of every track alive at ``frame``: interpolated between its detections, held ``hold`` frames
+    beyond its ends."""
+    out = []
+    for t in tracks:
+        first, last = t.frames[0], t.frames[-1]
+        if frame < first - hold or frame > last + hold:
+            continue
+        if frame <= first:
+            out.append(t.boxes[0])
+        elif frame >= last:
+            out.append(t.boxes[-1])
+        else:
+            k = int(np.searchsorted(t.frames, frame, side="right")) - 1
+            f0, f1 = t.frames[k], t.frames[k + 1]
+            w = (frame - f0) / (f1 - f0)
+            out.append(t.boxes[k] * (1 - w) + t.boxes[k + 1] * w)
+    return np.array(out, dtype=np.float32).reshape(-1, 5)
+
+
+def _rotate(frame: np.ndarray, rotation: int) -> np.ndarray:
+    """The frame as displayed: ``rotation`` is the display matrix angle (degrees counter-clockwise)."""
+    turns = (int(round(rotation / 90)) % 4)
+    return np.rot90(frame, k=turns) if turns else frame
+
+
+def _unrotate_boxes(boxes: np.ndarray, rotation: int, width: int, height: int) -> np.ndarray:
+    """Boxes found on the displayed frame (``np.rot90(stored, rotation / 90)``) in the stored frame's pixels
+    (``width`` x ``height``)."""
+    turns = int(round(rotation / 90)) % 4
+    out = boxes.copy()
+    for step in range(turns, 0, -1):  # undo one counter-clockwise quarter turn at a time
+        prev_width = width if (step - 1) % 2 == 0 else height  # the picture's width before this turn
+        x1, y1, x2, y2 = out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy(), out[:, 3].copy()
+        out[:, 0], out[:, 2] = prev_width - y2, prev_width - y1
+        out[:, 1], out[:, 3] = x1, x2
+    return out
+
+
+@dataclass
+class VideoReport:
+    frames: int
+    fps: float
+    duration: float
+    width: int
+    height: int
+    rotation: int
+    audio: str | None
+    detect_every: int
+    detections: dict[int, list[list[float]]]  # detection frame -> boxes found there
+    masked: dict[int, list[list[float]]]  # every frame with a mask -> the boxes masked (tracks filled in)
+    tracks: int
+
+
+def _open(path: str) -> Any:
+    import av
+
+    try:
+        container = av.open(path)
+    except av.error.FFmpegError as exc:  # InvalidDataError, EOFError, DecoderNotFoundError, ...
+        raise ImageError(f"the video cannot be read ({exc.strerror or exc}): it may be corrupt, truncated, not a "
+                         "video, or in a codec this server cannot decode") from exc
+    if not container.streams.video:
+        container.close()
+        raise ImageError("the file holds no video stream")
+    return container
+
+
+def frame_times(src: str) -> tuple[list[float], int, int, int]:
+    """(presentation time in seconds of every frame from the first, width, height, rotation), read from the
+    packets without decoding pictures. Raises ImageError for a video that cannot be read."""
+    import av
+
+    container = _open(src)
+    try:
+        stream = container.streams.video[0]
+        times = sorted(float(p.pts * stream.time_base) for p in container.demux(stream) if p.pts is not None and p.size)
+        ctx = stream.codec_context
+    except av.error.FFmpegError as exc:
+        raise ImageError(f"the video cannot be read to the end ({exc.strerror or exc}): it may be truncated") from exc
+    finally:
+        container.close()
+    if not times:
+        raise ImageError("the video has no frames")
+    with av.open(src) as again:  # the rotation is a property of decoded frames
+        first = next(again.decode(video=0), None)
+        rotation = int(getattr(first, "rotation", 0) or 0) if first is not None else 0
+    return [t - times[0] for t in times], ctx.width, ctx.height, rotation
+
+
+def _detect_local(src: str, *, detector: Any, threshold: float, detect_every: int) -> dict[int, np.ndarray]:
+    """Pass one: detections per detection frame, in stored pixels. Raises ImageError."""
+    import av
+
+    detections: dict[int, np.ndarray] = {}
+    container = _open(src)
+    n, rotation, width, height = 0, 0, 0, 0
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for n, frame in enumerate(container.decode(stream)):
+                rotation = int(getattr(frame, "rotation", 0) or 0)
+                width, height = frame.width, frame.height
+                if n % detect_every:
+                    continue
+                scale = min(1.0, DETECT_SIDE / max(width, height))
+                sw, sh = max(32, int(width * scale) // 2 * 2), max(32, int(height * scale) // 2 * 2)
+                small = _rotate(frame.to_ndarray(width=sw, height=sh, format="rgb24"), rotation)  # scaled by FFmpeg
+                found = detector.detect(np.ascontiguousarray(small), threshold=threshold)
+                disp_w, disp_h = (height, width) if rotation % 180 else (width, height)
+                found[:, :4] /= np.array([small.shape[1] / disp_w, small.shape[0] / disp_h] * 2, dtype=np.float32)
+                detections[n] = _unrotate_boxes(found, rotation, width, height) if rotation else found
+        except av.error.FFmpegError as exc:
+            raise ImageError(f"the video stops being readable at frame {n} ({exc.strerror or exc}): it may be "
+                             "truncated") from exc
+    finally:
+        container.close()
+    if not width:
+        raise ImageError("the video has no frames")
+    return detections
+
+
+def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: float, mode: str, shape: str,
+                    mask_scale: float, detect_every: int = 3,
+                    detections: dict[int, np.ndarray] | None = None) -> VideoReport:
+    """Write the anonymised copy of the video at ``src`` to ``dst`` (local paths). Faces come from
+    ``detector`` on every ``detect_every``-th frame, or ready-made as ``detections`` (frame index -> boxes in
+    stored pixels, e.g. from Rekognition, sampled about every ``detect_every`` frames). Raises ImageError for
+    a corrupt or empty video or an unsupported codec; nothing is left at ``dst`` then."""
+    import av
+
+    if detect_every < 1:
+        raise InvalidInput("detect every k-th frame needs k of at least 1")
+    if detections is None:
+        detections = _detect_local(src, detector=detector, threshold=threshold, detect_every=detect_every)
+
+    tracks = link(detections, step=detect_every)
+    tmp = str(Path(dst).parent / f".{Path(dst).name}.part-{os.getpid()}")  # hidden, and never named like a video
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            report = _write(src, tmp, tracks=tracks, hold=detect_every, mode=mode, shape=shape, mask_scale=mask_scale)
+        except av.error.FFmpegError as exc:
+            raise ImageError(f"the anonymised video could not be written ({exc.strerror or exc})") from exc
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return VideoReport(frames=report["frames"], fps=report["fps"], duration=report["duration"], width=report["width"],
+                       height=report["height"], rotation=report["rotation"], audio=report["audio"], detect_every=detect_every,
+                       detections={k: v.round(1).tolist() for k, v in detections.items() if len(v)},
+                       masked=report["masked"], tracks=len(tracks))
+
+
+def _anonymize_yuv(planes: np.ndarray, boxes: np.ndarray, *, mode: str, shape: str, mask_scale: float) -> np.ndarray:
+    """Anonymise a yuv420p frame as FFmpeg lays it out ((H * 3/2, W): Y, then U and V at half size) plane by
+    plane, which spares two colour conversions of the whole frame."""
+    if not len(boxes):
+        return planes
+    h, w = planes.shape[0] * 2 // 3, planes.shape[1]
+    out = planes.copy()
+    out[:h] = anonymize(planes[:h], boxes, mode=mode, shape=shape, mask_scale=mask_scale, fill=16)
+    half = boxes.copy()
+    half[:, :4] /= 2
+    for lo in (h, h + h // 4):
+        chroma = planes[lo:lo + h // 4].reshape(h // 2, w // 2)
+        out[lo:lo + h // 4] = anonymize(chroma, half, mode=mode, shape=shape, mask_scale=mask_scale,
+                                        fill=128).reshape(h // 4, w)
+    return out
+
+
+def _write(src: str, dst: str, *, tracks: list[Track], hold: int, mode: str, shape: str, mask_scale: float) -> dict[str, Any]:
+    import av
+
+    inp = av.open(src)
+    out = av.open(dst, "w", format="mp4")
+    try:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+        if vout.width % 2 or vout.height % 2:
+            raise ImageError(f"the video is {vout.width}x{vout.height}: H.264 for browsers needs even sides")
+        vout.pix_fmt = "yuv420p"
+        vout.time_base = vin.time_base
+        vout.codec_context.time_base = vin.time_base
+        vout.options = {"preset": "superfast", "crf": "20"}
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        aout = None
+        audio = ain.codec_context.name if ain is not None else None
+        copy_audio = audio in MP4_AUDIO  # MP4 holds it as it is; anything else is re-encoded to AAC
+        if ain is not None:
+            aout = (out.add_stream_from_template(ain) if copy_audio
+                    else out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000))
+        frames = 0
+        masked: dict[int, list[list[float]]] = {}
+        first_pts = last_pts = None
+        demux = inp.demux(*[s for s in (vin, ain) if s is not None])
+        rotation = None
+        for packet in demux:
+            if packet.stream.type == "audio":
+                if aout is None or packet.dts is None:
+                    continue
+                if copy_audio:
+                    packet.stream = aout
+                    out.mux(packet)
+                else:
+                    for af in packet.decode():
+                        for p in aout.encode(af):
+                            out.mux(p)
+                continue
+            for frame in packet.decode():
+                if rotation is None:
+                    rotation = int(getattr(frame, "rotation", 0) or 0)
+                    if rotation:
+                        vout.set_display_rotation(rotation)
+                boxes = boxes_at(tracks, frames, hold=hold)
+                if len(boxes):
+                    masked[frames] = boxes.round(1).tolist()
+                new = av.VideoFrame.from_ndarray(_anonymize_yuv(frame.to_ndarray(format="yuv420p"), boxes, mode=mode,
+                                                                shape=shape, mask_scale=mask_scale), format="yuv420p")
+                new.pts, new.time_base = frame.pts, frame.time_base
+                first_pts = frame.pts if first_pts is None else first_pts
+                last_pts = frame.pts
+                for p in vout.encode(new):
+                    out.mux(p)
+                frames += 1
+        for p in vout.encode():
+            out.mux(p)
+        if aout is not None and not copy_audio:
+            for p in aout.encode():
+                out.mux(p)
+        if first_pts is None:
+            raise ImageError("the video has no frames")
+        duration = float((last_pts - first_pts) * vin.time_base + 1 / rate)
+        return {"frames": frames, "fps": float(rate), "duration": round(duration, 3), "audio": audio, "masked": masked,
+                "width": vout.width, "height": vout.height, "rotation": rotation or 0}
+    finally:
+        out.close()
+        inp.close()
+
+
+def frames_as_jpeg(path: str, numbers: list[int], *, side: int = 480) -> dict[int, bytes]:
+    """The frames numbered ``numbers`` (decode order) as JPEG thumbnails shown upright. Raises ImageError."""
+    import io
+
+    import av
+    from PIL import Image
+
+    wanted, out = set(numbers), {}
+    container = _open(path)
+    try:
+        for n, frame in enumerate(container.decode(video=0)):
+            if n in wanted:
+                pic = Image.fromarray(_rotate(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0)))
+                pic.thumbnail((side, side))
+                buf = io.BytesIO()
+                pic.save(buf, "JPEG", quality=85)
+                out[n] = buf.getvalue()
+                if len(out) == len(wanted):
+                    break
+    except av.error.FFmpegError as exc:
+        raise ImageError(f"frames of the video cannot be read ({exc.strerror or exc})") from exc
+    finally:
+        container.close()
+    return out

@@ -1,0 +1,118 @@
+"""Export decisions: a CSV table, or the consolidated labels as a SageMaker Ground Truth manifest.
+
+Each manifest line carries a confidence for its label: the model's for automatic decisions, the
+consolidated posterior for photos several inspectors labelled, the inspector's estimated accuracy for
+a single inspector's label, and 1.0 for gold photos and an admin's adjudication.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import sqlite_utils
+
+from services.core.authz import require
+from services.core.config import CLASSES
+from services.core.errors import InvalidInput
+from services.hitl.consensus import PRIOR_ACCURACY
+from services.reviews.credit_holds import HELD_SQL, hold_active
+
+EXPORT_SQL = """
+SELECT i.id AS image_id, i.uri, i.sha256, i.status, i.queue_reason, i.error,
+       r.id AS review_id, r.review_type, r.product, r.user_id, r.submitted_at,
+       d.label, d.credit, d.reason, d.source, d.decided_by, d.decided_at,
+       p.label AS predicted_label, p.confidence AS predicted_confidence, mv.name AS model_version,
+       c.confidence AS consensus_confidence, c.agreement AS consensus_agreement, c.n_answers AS consensus_answers,
+       c.outcome AS consensus_outcome, ir.accuracy AS inspector_accuracy, g.label AS gold_label,
+       (SELECT f.status FROM reuse_flags f WHERE f.image_id = i.id ORDER BY f.id DESC LIMIT 1) AS reuse_flag,
+       CASE WHEN {held} THEN 1 ELSE 0 END AS credit_held
+FROM images i JOIN reviews r ON r.id = i.review_id
+LEFT JOIN decisions d ON d.id = i.decision_id
+LEFT JOIN consensus c ON c.image_id = i.id
+LEFT JOIN inspector_reliability ir ON ir.inspector = d.decided_by
+LEFT JOIN gold_items g ON g.image_id = i.id
+LEFT JOIN predictions p ON p.id = (SELECT MAX(id) FROM predictions WHERE image_id = i.id)
+LEFT JOIN model_versions mv ON mv.id = p.model_version_id
+ORDER BY i.id
+"""
+
+
+def rows(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
+    """One row per image with its review, latest decision and latest prediction, its latest reuse flag and
+    whether its credit is held (services.reviews.credit_holds)."""
+    held = f"({HELD_SQL})" if hold_active(db) else "0"  # a photo whose credit is held for reuse says so
+    yield from db.query(EXPORT_SQL.format(held=held))
+
+
+def to_csv(db: sqlite_utils.Database, *, actor: str) -> tuple[str, int]:
+    """(CSV text, row count). Raises PermissionDenied unless ``actor`` manages label quality."""
+    require(db, actor=actor, action="quality.manage")
+    out = io.StringIO()
+    writer = None
+    n = 0
+    for row in rows(db):
+        if writer is None:
+            writer = csv.DictWriter(out, fieldnames=list(row))
+            writer.writeheader()
+        writer.writerow(row)
+        n += 1
+    if writer is None:
+        out.write(",".join(["image_id", "uri", "review_id", "label", "credit", "reason", "source"]) + "\n")
+    return out.getvalue(), n
+
+
+def label_confidence(row: dict[str, Any]) -> float:
+    """How sure the export is of a row's label (see the module docstring)."""
+    if row["source"] != "human":
+        return float(row["predicted_confidence"] or 0.0)
+    if row["gold_label"] == row["label"] or row["consensus_outcome"] == "adjudicated":
+        return 1.0
+    if row["decided_by"] == "consensus" and row["consensus_confidence"] is not None:
+        return float(row["consensus_confidence"])
+    return float(row["inspector_accuracy"] if row["inspector_accuracy"] is not None else PRIOR_ACCURACY)
+
+
+def to_groundtruth(
+    db: sqlite_utils.Database,
+    *,
+    actor: str,
+    attribute: str = "category",
+    job_name: str = "review-console",
+    human_only: bool = False,
+    min_confidence: float = 0.0,
+) -> tuple[str, int]:
+    """(manifest text, line count): one line per decided photo in the Ground Truth image-classification
+    output shape, ready to train here or in SageMaker. ``human_only`` keeps people's labels only;
+    ``min_confidence`` drops labels the export is less sure of. Raises PermissionDenied unless ``actor``
+    manages label quality, InvalidInput for a bad attribute name."""
+    require(db, actor=actor, action="quality.manage")
+    if not attribute or not all(ch.isalnum() or ch in "-_" for ch in attribute):
+        raise InvalidInput(f"the label attribute name '{attribute}' may hold only letters, digits, - and _")
+    lines = []
+    for row in rows(db):
+        if not row["label"] or (human_only and row["source"] != "human"):
+            continue
+        confidence = label_confidence(row)
+        if confidence < min_confidence:
+            continue
+        lines.append(
+            json.dumps(
+                {
+                    "source-ref": row["uri"],
+                    attribute: CLASSES.index(row["label"]),
+                    f"{attribute}-metadata": {
+                        "class-name": row["label"],
+                        "confidence": round(confidence, 4),
+                        "type": "groundtruth/image-classification",
+                        "job-name": f"labeling-job/{job_name}",
+                        "human-annotated": "yes" if row["source"] == "human" else "no",
+                        "creation-date": (row["decided_at"] or "").rstrip("Z")[:19],
+                    },
+                }
+            )
+        )
+    return "".join(line + "\n" for line in lines), len(lines)

@@ -1,0 +1,55 @@
+"""Similar past cases for inspectors: the photos most like the one on screen that people or the model have
+already decided, with how, and whether this photo is flagged as a copy of another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from services.core.authz import require
+from services.reuse.similarity import SimilarityIndex
+
+MIN_SIMILARITY = 0.5  # below this a neighbour says little about the photo on screen
+UI_CATCH_UP = 2_000  # vectors a page adds to the index at most (about 0.2 s); the reuse job adds the rest
+
+
+def similar_decided(db: sqlite_utils.Database, *, image_id: int, actor: str, index: SimilarityIndex,
+                    k: int = 3) -> list[dict[str, Any]]:
+    """Up to ``k`` decided photos of other reviews most like ``image_id``, most similar first: image_id,
+    review_id, uri, sha256, label, source (auto or human), decided_by, similarity. [] when the photo has no
+    embedding yet. Raises PermissionDenied unless ``actor`` may see reviews."""
+    require(db, actor=actor, action="reviews.read")
+    index.sync(db, save=False, max_rows=UI_CATCH_UP)  # photos embedded by another process since the last look
+    row = db.execute("SELECT i.sha256, i.review_id, e.vector FROM images i JOIN embeddings e ON e.sha256 = i.sha256 "
+                     "AND e.backbone = ? WHERE i.id = ?", [index.backbone, image_id]).fetchone()
+    if row is None:
+        return []
+    sha, review_id, vector = row
+    out: list[dict[str, Any]] = []
+    for near in index.search(db, np.frombuffer(vector, dtype=np.float32), k=4 * k + 1, min_similarity=MIN_SIMILARITY):
+        if near.sha256 == sha:
+            continue
+        found = db.execute(
+            "SELECT i.id, i.review_id, i.uri, i.sha256, d.label, d.source, d.decided_by FROM images i "
+            "JOIN decisions d ON d.id = i.decision_id WHERE i.sha256 = ? AND i.review_id != ? AND i.status = 'decided' "
+            "ORDER BY d.id DESC LIMIT 1", [near.sha256, review_id]).fetchone()
+        if found:
+            keys = ("image_id", "review_id", "uri", "sha256", "label", "source", "decided_by")
+            out.append({**dict(zip(keys, found)), "similarity": round(near.similarity, 3)})
+        if len(out) == k:
+            break
+    return out
+
+
+def reuse_flag_of(db: sqlite_utils.Database, *, image_id: int, actor: str) -> dict[str, Any] | None:
+    """The live reuse flag on this photo (open or confirmed) with the earlier photo's review, user and uri, or
+    None. Raises PermissionDenied unless ``actor`` may see reviews."""
+    require(db, actor=actor, action="reviews.read")
+    rows = list(db.query(
+        "SELECT f.id, f.kind, f.how, f.status, f.similarity, b.id AS other_image_id, b.review_id AS other_review_id, "
+        "b.uri AS other_uri, b.sha256 AS other_sha256, rb.user_id AS other_user_id FROM reuse_flags f "
+        "JOIN images b ON b.id = f.other_image_id JOIN reviews rb ON rb.id = b.review_id "
+        "WHERE f.image_id = ? AND f.status IN ('open', 'confirmed') ORDER BY f.id DESC LIMIT 1", [image_id]))
+    return rows[0] if rows else None

@@ -1,0 +1,229 @@
+"""Reused photos: the same photo, or an edited copy of it, submitted with different reviews.
+
+The ``reuse`` job kind checks every embedded photo once (``images.reuse_checked``), so a crashed check
+resumes where it stopped. For each photo: other reviews' photos with the same bytes are exact copies; the
+nearest stored embeddings (``services.reuse.similarity``, cosine at least CANDIDATE_SIMILARITY) from other
+reviews are candidates, confirmed as copies by ``services.reuse.near_copies`` (perceptual hash, then keypoints).
+A flag records the pair; while it is open, and with ``hold_credit_on_reuse`` on, the review's credit is
+held (``held_reviews``) until an admin clears or confirms it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+from PIL import Image
+
+from db.database import immediate
+from services.core import jobs
+from services.core.audit import record
+from services.core.authz import require
+from services.core.clock import now_iso
+from services.core.config import get_settings, object_store
+from services.core.errors import ConsoleError, InvalidInput, NotFound
+from services.core.images import decode
+from services.models.features import FeatureExtractor
+from services.reuse.near_copies import ORB_SIDE, Comparison, HashIndex, compare, perceptual_hash
+from services.reuse.similarity import SimilarityIndex
+
+CANDIDATE_SIMILARITY = 0.6  # edited copies measured at 0.65 and above (crops); distinct photos mostly below
+NEIGHBOURS = 10
+MAX_VERIFY = 5  # keypoint checks per photo at most (each decodes the other photo)
+# a hash this close settles it alone; a hash up to HASH_BITS_NEAR settles it when the embeddings are close too
+# (among millions of photos, plain product shots on white can share a loose hash by chance), else keypoints do
+HASH_BITS_SURE = 6
+KIND = "reuse"
+JOB_LIMIT = 2000  # photos one reuse job checks at most; the worker queues the next
+
+
+def index_for(ws: Any) -> SimilarityIndex:
+    """The workspace's similarity index for the current backbone (one per process)."""
+    return SimilarityIndex.shared(ws.root / "index", FeatureExtractor.backbone)
+
+
+_hash_indexes: dict[str, HashIndex] = {}
+_hash_lock = threading.Lock()
+
+
+def hashes_for(ws: Any) -> HashIndex:
+    """The workspace's perceptual hashes in memory (one per process)."""
+    with _hash_lock:
+        return _hash_indexes.setdefault(str(ws.root.resolve()), HashIndex())
+
+
+def _hashes(db: sqlite_utils.Database, sha: str) -> tuple[int, int] | None:
+    row = db.execute("SELECT phash, phash_mirror FROM image_hashes WHERE sha256 = ?", [sha]).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _picture(store: Any, uri: str, max_pixels: int) -> Image.Image:
+    return decode(store.read(uri), max_side=ORB_SIDE, max_pixels=max_pixels)
+
+
+def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIndex, hashes: HashIndex,
+                store: Any, max_pixels: int) -> list[dict[str, Any]]:
+    """The flag to record (a list of at most one, not yet written) when this photo copies a photo that came in
+    earlier with another review: the same bytes, or an edited copy. Raises ConsoleError when the photo itself
+    cannot be read."""
+    row = db.execute("SELECT i.id, i.sha256, i.uri, i.review_id, r.user_id FROM images i JOIN reviews r "
+                     "ON r.id = i.review_id WHERE i.id = ?", [image_id]).fetchone()
+    if row is None or not row[1]:
+        return []
+    _, sha, uri, review_id, user_id = row
+    # only photos that came in earlier (lower id) in other reviews: the later photo is the suspect, and it is
+    # flagged once, against the first appearance found
+    exact = db.execute("SELECT i.id, r.user_id FROM images i JOIN reviews r ON r.id = i.review_id "
+                       "WHERE i.sha256 = ? AND i.review_id != ? AND i.id < ? ORDER BY i.id LIMIT 1",
+                       [sha, review_id, image_id]).fetchone()
+    if exact:
+        return [{"other_image_id": exact[0], "kind": "exact", "how": "bytes", "similarity": 1.0, "hash_distance": 0,
+                 "inliers": None, "same_user": int(exact[1] == user_id)}]
+    mine = _hashes(db, sha)
+    picture = None
+    if mine is None:  # classified before hashes were stored
+        picture = _picture(store, uri, max_pixels)
+        mine = perceptual_hash(picture)
+        db.execute("INSERT OR IGNORE INTO image_hashes (sha256, phash, phash_mirror) VALUES (?, ?, ?)", [sha, *mine])
+    vec = db.execute("SELECT vector FROM embeddings WHERE sha256 = ? AND backbone = ?", [sha, index.backbone]).fetchone()
+    if vec is None:
+        return []
+    candidates: dict[int, dict[str, Any]] = {}  # other image id -> what found it
+
+    def earliest(other_sha: str) -> tuple[int, str, str] | None:
+        return db.execute("SELECT i.id, i.uri, r.user_id FROM images i JOIN reviews r ON r.id = i.review_id "
+                          "WHERE i.sha256 = ? AND i.review_id != ? AND i.id < ? AND i.status != 'failed' "
+                          "ORDER BY i.id LIMIT 1", [other_sha, review_id, image_id]).fetchone()
+
+    for other_sha, bits in hashes.near(db, mine):
+        if other_sha != sha and (other := earliest(other_sha)):
+            candidates[other[0]] = {"uri": other[1], "user": other[2], "sha": other_sha, "bits": bits, "similarity": None}
+    for near in index.search(db, np.frombuffer(vec[0], dtype=np.float32), k=NEIGHBOURS + 1,
+                             min_similarity=CANDIDATE_SIMILARITY):
+        if near.sha256 != sha and (other := earliest(near.sha256)):
+            found = candidates.setdefault(other[0], {"uri": other[1], "user": other[2], "sha": near.sha256, "bits": None})
+            found["similarity"] = round(near.similarity, 4)
+    verified = 0
+    for other_id in sorted(candidates):  # the earliest photo first
+        c = candidates[other_id]
+        try:
+            if c["bits"] is not None and (c["bits"] <= HASH_BITS_SURE or c["similarity"] is not None):
+                result = Comparison(True, c["bits"], None, "hash")  # close hashes settle it: nothing to decode
+            elif verified < MAX_VERIFY:
+                picture = picture or _picture(store, uri, max_pixels)
+                theirs = _hashes(db, c["sha"])
+                result = compare(picture, _picture(store, c["uri"], max_pixels), hashes=(mine, theirs) if theirs else None)
+                verified += 1
+            else:
+                continue
+        except ConsoleError:
+            continue  # the other photo cannot be read now (it was checked itself when it came in)
+        if result.near:
+            return [{"other_image_id": other_id, "kind": "near", "how": result.how, "similarity": c["similarity"],
+                     "hash_distance": result.hash_distance, "inliers": result.inliers,
+                     "same_user": int(c["user"] == user_id)}]
+    return []
+
+
+def unchecked_count(db: sqlite_utils.Database) -> int:
+    """Embedded photos not yet checked for reuse."""
+    return int(db.execute("SELECT COUNT(*) FROM images i WHERE i.reuse_checked != 1 AND i.status != 'failed' AND "
+                          "EXISTS (SELECT 1 FROM embeddings e WHERE e.sha256 = i.sha256 AND e.backbone = ?)",
+                          [FeatureExtractor.backbone]).fetchone()[0])
+
+
+def _record(db: sqlite_utils.Database, image_id: int, flags: list[dict[str, Any]]) -> None:
+    now = now_iso()
+    for f in flags:
+        db.execute("INSERT OR IGNORE INTO reuse_flags (image_id, other_image_id, kind, how, similarity, hash_distance, "
+                   "inliers, same_user, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+                   [image_id, f["other_image_id"], f["kind"], f["how"], f["similarity"], f["hash_distance"],
+                    f["inliers"], f["same_user"], now])
+    db.execute("UPDATE images SET reuse_checked = 1 WHERE id = ?", [image_id])
+
+
+class ReuseKind(jobs.BaseKind):
+    """Check every embedded photo not yet checked; each batch's flags are written in one transaction."""
+
+    name = KIND
+    batch_size = 32
+
+    def start(self, ctx: jobs.JobContext) -> None:
+        index, hashes = index_for(ctx.ws), hashes_for(ctx.ws)
+        index.sync(ctx.db)
+        hashes.sync(ctx.db)
+        ctx.state.update(index=index, hashes=hashes, store=object_store(ctx.db), max_pixels=int(get_settings(ctx.db)["max_pixels"]))
+
+    def list_items(self, ctx: jobs.JobContext) -> list[str]:
+        # new photos first (their credit waits), then any backlog of photos classified before the check existed;
+        # at most JOB_LIMIT a job, so other jobs get their turn on the worker between backlog jobs
+        rows = ctx.db.execute("SELECT i.id FROM images i JOIN embeddings e ON e.sha256 = i.sha256 AND e.backbone = ? "
+                              "WHERE i.reuse_checked != 1 AND i.status != 'failed' ORDER BY i.reuse_checked, i.id LIMIT ?",
+                              [ctx.state["index"].backbone, JOB_LIMIT]).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def compute(self, ctx: jobs.JobContext, items: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for item in items:
+            try:
+                out[item] = check_image(ctx.db, image_id=int(item), index=ctx.state["index"],
+                                        hashes=ctx.state["hashes"], store=ctx.state["store"],
+                                        max_pixels=ctx.state["max_pixels"])
+            except ConsoleError as exc:
+                out[item] = str(exc)
+        return out
+
+    def write(self, ctx: jobs.JobContext, computed: dict[str, Any]) -> dict[str, str | None]:
+        outcome: dict[str, str | None] = {}
+        with immediate(ctx.db):
+            for item, flags in computed.items():
+                if isinstance(flags, str):
+                    outcome[item] = flags  # unreadable now: left unchecked, tried again by the next run
+                    continue
+                _record(ctx.db, int(item), flags)
+                outcome[item] = None
+        return outcome
+
+    def finish(self, ctx: jobs.JobContext) -> dict[str, Any]:
+        n = ctx.db.execute("SELECT COUNT(*) FROM reuse_flags WHERE status = 'open'").fetchone()[0]
+        return {"open_flags": n, "indexed": len(ctx.state["index"])}
+
+
+
+
+def list_flags(db: sqlite_utils.Database, *, actor: str, status: str | None = "open", limit: int = 200) -> list[dict[str, Any]]:
+    """Flagged pairs, newest first, with both photos' review, user and URI. Raises PermissionDenied."""
+    require(db, actor=actor, action="quality.manage")
+    where, params = ("WHERE f.status = ?", [status]) if status else ("", [])
+    return list(db.query(
+        "SELECT f.*, a.review_id, a.uri, a.sha256, ra.user_id, b.review_id AS other_review_id, b.uri AS other_uri, "
+        "b.sha256 AS other_sha256, rb.user_id AS other_user_id FROM reuse_flags f "
+        "JOIN images a ON a.id = f.image_id JOIN reviews ra ON ra.id = a.review_id "
+        "JOIN images b ON b.id = f.other_image_id JOIN reviews rb ON rb.id = b.review_id "
+        f"{where} ORDER BY f.id DESC LIMIT ?", [*params, int(limit)]))
+
+
+def accounts_involved(db: sqlite_utils.Database, *, actor: str) -> list[dict[str, Any]]:
+    """Per customer account: flagged pairs it is part of (open and all). Raises PermissionDenied."""
+    require(db, actor=actor, action="quality.manage")
+    return list(db.query(
+        "WITH sides AS (SELECT f.id, f.status, ra.user_id AS user_id FROM reuse_flags f JOIN images a ON a.id = f.image_id "
+        "JOIN reviews ra ON ra.id = a.review_id UNION SELECT f.id, f.status, rb.user_id FROM reuse_flags f "
+        "JOIN images b ON b.id = f.other_image_id JOIN reviews rb ON rb.id = b.review_id) "
+        "SELECT user_id, COUNT(*) AS pairs, SUM(status = 'open') AS open, SUM(status = 'confirmed') AS confirmed "
+        "FROM sides GROUP BY user_id ORDER BY open DESC, pairs DESC"))
+
+
+def resolve(db: sqlite_utils.Database, *, flag_id: int, status: str, actor: str, note: str = "") -> None:
+    """Clear a flag (not a reuse: credit flows again) or confirm it (a reuse: credit stays held); audited.
+    Raises PermissionDenied, NotFound, InvalidInput."""
+    require(db, actor=actor, action="quality.manage")
+    if status not in ("cleared", "confirmed"):
+        raise InvalidInput("a flag is resolved as 'cleared' or 'confirmed'")
+    with immediate(db):
+        if db.execute("UPDATE reuse_flags SET status = ?, resolved_by = ?, resolved_at = ?, note = ? WHERE id = ?",
+                      [status, actor, now_iso(), note.strip() or None, flag_id]).rowcount == 0:
+            raise NotFound(f"no reuse flag {flag_id}")
+        record(db, actor=actor, action=f"reuse.{status}", target=f"reuse_flag:{flag_id}", detail={"note": note.strip()})

@@ -1,0 +1,44 @@
+"""The network allowlist: CIDR parsing, the client behind trusted proxies only, forged headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.core.config import get_settings, set_setting
+from services.core.errors import InvalidInput
+from services.core.network import effective_client, is_allowed, parse_networks
+
+
+def test_ranges_are_normalised_and_bad_ones_named():
+    assert parse_networks(["10.1.2.3/8", " 192.168.0.7 ", "", "fd00::/8"]) == ["10.0.0.0/8", "192.168.0.7/32", "fd00::/8"]
+    with pytest.raises(InvalidInput, match="'10.0.0.300' is not an address"):
+        parse_networks(["10.0.0.300"])
+
+
+def test_allowlist():
+    assert is_allowed(client="203.0.113.9", allowed_networks=[])  # no list: everyone
+    assert is_allowed(client="10.4.5.6", allowed_networks=["10.0.0.0/8"])
+    assert not is_allowed(client="203.0.113.9", allowed_networks=["10.0.0.0/8"])
+    assert not is_allowed(client=None, allowed_networks=["10.0.0.0/8"])  # unknown: refused once a list is set
+    assert is_allowed(client="fd00::1", allowed_networks=["10.0.0.0/8", "fd00::/8"])
+
+
+def test_forwarded_header_is_believed_only_from_a_trusted_proxy():
+    proxies = ["10.0.0.2"]
+    # an outside client forging the header directly: its own address counts
+    assert effective_client(peer="203.0.113.9", forwarded_for="10.1.1.1", trusted_proxies=proxies) == "203.0.113.9"
+    # through the proxy: the right-most address that is not a trusted proxy
+    assert effective_client(peer="10.0.0.2", forwarded_for="10.1.1.1", trusted_proxies=proxies) == "10.1.1.1"
+    # a forged entry prepended by the client is ignored: the proxy appended the real one last
+    assert effective_client(peer="10.0.0.2", forwarded_for="10.9.9.9, 203.0.113.9",
+                            trusted_proxies=proxies) == "203.0.113.9"
+    assert effective_client(peer="10.0.0.2", forwarded_for="garbage", trusted_proxies=proxies) is None
+    assert effective_client(peer="10.0.0.2", forwarded_for=None, trusted_proxies=proxies) == "10.0.0.2"
+    assert effective_client(peer=None, forwarded_for="10.1.1.1", trusted_proxies=proxies) is None
+
+
+def test_settings_validate_ranges(db):
+    set_setting(db, key="allowed_networks", value=["10.0.0.0/8"], actor="admin")
+    assert get_settings(db)["allowed_networks"] == ["10.0.0.0/8"]
+    with pytest.raises(InvalidInput):
+        set_setting(db, key="trusted_proxies", value=["not an ip"], actor="admin")

@@ -1,0 +1,98 @@
+"""Evaluation: threshold selection and the out-of-fold report, on constructed cases whose right answers are known."""
+
+import numpy as np
+import pytest
+
+from services.core.errors import ModelError
+from services.models.evaluation import (
+    automatic_at,
+    check_counts,
+    oof_metrics,
+    suggest_thresholds,
+    thin_classes,
+    tradeoff_curve,
+    wilson_low,
+)
+
+CLASSES = ["a", "b"]
+
+
+def _case():
+    """20 photos predicted 'a' at confidences 0.99 .. 0.80 (step 0.01): the 15 most confident are right, then
+    wrong ones at 0.84 and 0.82; 10 photos predicted 'b' at 0.95, all right."""
+    conf_a = np.round(np.arange(0.99, 0.795, -0.01), 2)
+    y = ["a"] * 15 + ["b", "a", "b", "a", "a"]
+    proba = [[c, 1 - c] for c in conf_a] + [[0.05, 0.95]] * 10
+    return np.array(y + ["b"] * 10), np.array(proba)
+
+
+def test_thresholds_decide_the_largest_share_that_keeps_the_target_accuracy():
+    y, proba = _case()
+    # at 100% only the 15 right 'a' predictions above the first mistake (0.84) may be automatic: threshold 0.85
+    assert suggest_thresholds(y, proba, CLASSES, target=1.0) == {"a": 0.85, "b": 0.95}
+    # at 90%: down to 0.80 the 'a' decisions hold 18 right of 20 (0.90); the whole 'a' column qualifies
+    assert suggest_thresholds(y, proba, CLASSES, target=0.9) == {"a": 0.8, "b": 0.95}
+    # at 94%: 0.84 alone gives 15/16 = 0.9375, but going on to 0.83 gives 16/17 = 0.941: the lower threshold
+    # wins (more automatic, still on target), although a threshold in between would miss it
+    thresholds = suggest_thresholds(y, proba, CLASSES, target=0.94)
+    assert thresholds["a"] == pytest.approx(0.83, abs=1e-4)
+    at = automatic_at(y, proba, CLASSES, thresholds=thresholds)
+    assert (at["automatic_share"], at["automatic_accuracy"], at["automatic_photos"]) == (27 / 30, 26 / 27, 27)
+
+
+def test_the_lower_bound_warns_when_few_photos_back_an_accuracy():
+    assert wilson_low(0, 0) is None
+    assert wilson_low(60, 60) == pytest.approx(0.9398, abs=1e-4)  # 60 of 60 right: plausibly only 94%
+    assert wilson_low(9800, 10000) == pytest.approx(0.9771, abs=1e-4)  # 98.0% of 10,000: at least 97.7%
+
+
+def test_tied_confidences_are_taken_or_left_together():
+    y = np.array(["a", "b", "a", "a"])
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.99, 0.01], [0.95, 0.05]])
+    # 0.9 holds one right and one wrong: including it gives 3/4; a threshold cannot take only the right one
+    assert suggest_thresholds(y, proba, CLASSES, target=0.8)["a"] == 0.95
+
+
+def test_a_class_never_right_enough_is_never_decided_automatically():
+    y = np.array(["b", "b", "a"])
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8]])  # every 'a' prediction is wrong
+    thresholds = suggest_thresholds(y, proba, CLASSES, target=0.98)
+    assert thresholds["a"] == 1.0
+    assert automatic_at(y, proba, CLASSES, thresholds=thresholds)["automatic_share"] == 0.0
+    assert automatic_at(y, proba, CLASSES, thresholds=thresholds)["automatic_accuracy_low"] is None
+
+
+def test_tradeoff_curve_gives_up_automatic_share_as_the_target_rises():
+    y, proba = _case()
+    curve = tradeoff_curve(y, proba, CLASSES, targets=[0.85, 0.9, 0.95, 1.0])
+    shares = [p["automatic_share"] for p in curve]
+    assert shares == sorted(shares, reverse=True) and shares[0] == 1.0 and shares[-1] == 25 / 30
+    assert all(p["automatic_accuracy"] >= p["target"] for p in curve)
+
+
+def test_out_of_fold_report_has_per_class_figures_confusion_matrix_and_the_chosen_point():
+    y, proba = _case()
+    m = oof_metrics(y, proba, CLASSES, target=1.0)
+    assert m["confusion_matrix"] == [[18, 0], [2, 10]]  # rows: true a, true b
+    assert m["per_class"]["a"]["precision"] == pytest.approx(18 / 20)
+    assert m["per_class"]["b"]["recall"] == pytest.approx(10 / 12)
+    assert m["accuracy"] == pytest.approx(28 / 30)
+    assert m["thresholds"] == {"a": 0.85, "b": 0.95} and m["at_target"]["automatic_accuracy"] == 1.0
+    assert len(m["tradeoff"]) == 21 and m["tradeoff"][0]["target"] == 0.8
+
+
+def test_too_few_photos_says_how_many_more_each_class_needs():
+    with pytest.raises(ModelError, match="half_length needs 1 more"):
+        check_counts(np.array(["product"] * 5 + ["half_length"]), folds=5)
+    with pytest.raises(ModelError, match="at least two classes.*label some"):
+        check_counts(np.array(["product"] * 5), folds=5)
+    assert check_counts(np.array(["a"] * 3 + ["b"] * 9), folds=5) == 3
+
+
+def test_thin_classes_are_named_with_how_many_more_photos_they_need():
+    y = np.array(["product"] * 25 + ["package"] * 19 + ["full_length"])
+    assert thin_classes(y) == [
+        "package has 19 labelled photos: 1 more make its figures dependable",
+        "full_length has 1 labelled photo: 19 more make its figures dependable",
+        "half_length has 0 labelled photos: 20 more make its figures dependable",
+    ]
