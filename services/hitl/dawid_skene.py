@@ -60,6 +60,73 @@ def dawid_skene(
     gold = dict(gold or {})
     if not answers and not gold:
         return DawidSkene(priors=np.full(K, 1.0 / K))
+    encoded = _encode(answers, gold=gold, n_classes=K)
+    if not len(encoded.classes):  # gold items only: nothing to learn about anyone
+        return _gold_only(encoded, n_classes=K, smoothing=smoothing)
+    grouped = _group_answers(encoded, n_classes=K)
+    confusions, priors, posteriors = _initial_estimate(encoded, grouped=grouped, n_classes=K)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
+        confusions, priors = _m_step(posteriors, grouped=grouped, n_workers=encoded.n_workers,
+                                     smoothing=smoothing, pooling=pooling)
+        new_posteriors = _e_step(encoded, grouped=grouped, confusions=confusions, priors=priors)
+        converged = _largest_change(posteriors, new_posteriors=new_posteriors) < tol
+        posteriors = new_posteriors
+        if converged:
+            break
+    return DawidSkene(
+        confusions={w: confusions[j] for j, w in enumerate(encoded.worker_keys)},
+        priors=priors,
+        posteriors=_posteriors_by_item(encoded, posteriors=posteriors),
+        iterations=iterations,
+    )
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """Answers and gold as index arrays: items (answered, then gold-only) and workers in first-seen order."""
+
+    item_keys: list[Hashable]
+    worker_keys: list[Hashable]
+    items: np.ndarray  # item index per answer
+    workers: np.ndarray  # worker index per answer
+    classes: np.ndarray  # answered class per answer
+    gold_rows: np.ndarray  # item index per gold item
+    gold_classes: np.ndarray  # known class per gold item
+    gold_onehot: np.ndarray  # gold items x K, one-hot on the known class
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_keys)
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.worker_keys)
+
+
+@dataclass(frozen=True)
+class _Grouped:
+    """Answers sorted by item (the E-step sums per item) and grouped by (worker, answered class) cell
+    (the M-step sums per cell)."""
+
+    items: np.ndarray  # item index per answer, ascending
+    workers: np.ndarray  # worker index per answer, same order
+    classes: np.ndarray  # answered class per answer, same order
+    flat: np.ndarray  # worker * K + answered class per answer, same order
+    item_groups: tuple[np.ndarray, np.ndarray]  # (items, index of each item's first answer)
+    cells: np.ndarray  # the distinct flat cells, ascending
+    cell_starts: np.ndarray  # index of each cell's first answer in cell order
+    items_by_cell: np.ndarray  # item index per answer in cell order
+
+
+def _encode(
+    answers: Sequence[tuple[Hashable, Hashable, int]], *, gold: Mapping[Hashable, int], n_classes: int
+) -> _Encoded:
+    """Index the items and workers of ``answers`` and ``gold``.
+
+    Raises InvalidInput for an answered or gold class index outside [0, n_classes).
+    """
+    K = n_classes
     items_raw, workers_raw, classes_raw = zip(*answers, strict=True) if answers else ((), (), ())
     item_keys = list(dict.fromkeys([*items_raw, *gold]))
     worker_keys = list(dict.fromkeys(workers_raw))
@@ -73,56 +140,104 @@ def dawid_skene(
     for arr, what in ((cc, "class"), (gold_cls, "gold class")):
         if arr.size and (arr.min() < 0 or arr.max() >= K):
             raise InvalidInput(f"{what} indices must be between 0 and {K - 1}")
-    N, W = len(item_keys), len(worker_keys)
     gold_onehot = np.zeros((len(gold_rows), K))
     gold_onehot[np.arange(len(gold_rows)), gold_cls] = 1.0
+    return _Encoded(
+        item_keys=item_keys,
+        worker_keys=worker_keys,
+        items=ii,
+        workers=ww,
+        classes=cc,
+        gold_rows=gold_rows,
+        gold_classes=gold_cls,
+        gold_onehot=gold_onehot,
+    )
 
-    if not len(cc):  # gold items only: nothing to learn about anyone
-        T = np.zeros((N, K))
-        T[gold_rows] = gold_onehot
-        priors = (T.sum(axis=0) + smoothing) / (N + K * smoothing)
-        return DawidSkene(priors=priors, posteriors={k: T[i] for i, k in enumerate(item_keys)})
 
-    # answers sorted by item (E-step sums per item) and, separately, by (worker, answered) cell (M-step)
-    by_item = np.argsort(ii, kind="stable")
-    ii, ww, cc = ii[by_item], ww[by_item], cc[by_item]
-    flat = ww * K + cc
+def _group_answers(encoded: _Encoded, *, n_classes: int) -> _Grouped:
+    """Sort the answers by item (stable) and group them by (worker, answered class) cell. Raises nothing."""
+    by_item = np.argsort(encoded.items, kind="stable")
+    ii, ww, cc = encoded.items[by_item], encoded.workers[by_item], encoded.classes[by_item]
+    flat = ww * n_classes + cc
     item_groups = np.unique(ii, return_index=True)
     by_cell = np.argsort(flat, kind="stable")
     cells, cell_starts = np.unique(flat[by_cell], return_index=True)
-    ii_by_cell = ii[by_cell]
+    return _Grouped(
+        items=ii,
+        workers=ww,
+        classes=cc,
+        flat=flat,
+        item_groups=item_groups,
+        cells=cells,
+        cell_starts=cell_starts,
+        items_by_cell=ii[by_cell],
+    )
 
-    accuracy = _agreement_accuracy(ii, ww, cc, gold_rows, gold_cls, n_workers=W, n_classes=K)
-    T = _posteriors(item_groups, flat, np.log(_symmetric(accuracy, K)), np.full(K, 1.0 / K), n_items=N)
-    T[gold_rows] = gold_onehot
 
-    diag = np.arange(K)
+def _gold_only(encoded: _Encoded, *, n_classes: int, smoothing: float) -> DawidSkene:
+    """The result when only gold items are known: their one-hot posteriors (zeros for any other item),
+    priors from them, no confusions. Raises nothing."""
+    posteriors = np.zeros((encoded.n_items, n_classes))
+    posteriors[encoded.gold_rows] = encoded.gold_onehot
+    return DawidSkene(
+        priors=_class_priors(posteriors, smoothing=smoothing),
+        posteriors=_posteriors_by_item(encoded, posteriors=posteriors),
+    )
+
+
+def _initial_estimate(
+    encoded: _Encoded, *, grouped: _Grouped, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Initialisation: (confusions, priors, posteriors) with each worker's symmetric matrix at their
+    pairwise-agreement accuracy, uniform priors, and one E-step over those. Raises nothing."""
+    K = n_classes
+    accuracy = _agreement_accuracy(
+        grouped.items, grouped.workers, grouped.classes, encoded.gold_rows, encoded.gold_classes,
+        n_workers=encoded.n_workers, n_classes=K,
+    )
     confusions = _symmetric(accuracy, K)
     priors = np.full(K, 1.0 / K)
-    iterations = 0
-    for iterations in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
-        # M-step: expected counts, each answer weighted by its item's posterior
-        by_answered = np.zeros((W * K, K))  # row (worker, answered class), column true class
-        by_answered[cells] = np.add.reduceat(T[ii_by_cell], cell_starts, axis=0)
-        counts = by_answered.reshape(W, K, K).transpose(0, 2, 1)
-        per_worker = counts.sum(axis=(1, 2))
-        accuracy = (counts[:, diag, diag].sum(axis=1) + smoothing) / (per_worker + 2 * smoothing)
-        counts += pooling * _symmetric(accuracy, K)
-        confusions = counts / counts.sum(axis=2, keepdims=True)
-        priors = (T.sum(axis=0) + smoothing) / (N + K * smoothing)
-        # E-step
-        new_T = _posteriors(item_groups, flat, np.log(confusions), priors, n_items=N)
-        new_T[gold_rows] = gold_onehot
-        delta = float(np.abs(new_T - T).max()) if N else 0.0
-        T = new_T
-        if delta < tol:
-            break
-    return DawidSkene(
-        confusions={w: confusions[j] for j, w in enumerate(worker_keys)},
-        priors=priors,
-        posteriors={k: T[i] for i, k in enumerate(item_keys)},
-        iterations=iterations,
-    )
+    return confusions, priors, _e_step(encoded, grouped=grouped, confusions=confusions, priors=priors)
+
+
+def _e_step(encoded: _Encoded, *, grouped: _Grouped, confusions: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """Items x K posteriors given the confusions and priors; gold items stay one-hot. Raises nothing."""
+    posteriors = _posteriors(grouped.item_groups, grouped.flat, np.log(confusions), priors, n_items=encoded.n_items)
+    posteriors[encoded.gold_rows] = encoded.gold_onehot
+    return posteriors
+
+
+def _m_step(
+    posteriors: np.ndarray, *, grouped: _Grouped, n_workers: int, smoothing: float, pooling: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(confusions, priors) from expected counts, each answer weighted by its item's posterior; each
+    confusion row gets ``pooling`` pseudo-answers of the worker's smoothed one-coin matrix. Raises nothing."""
+    W, K = n_workers, posteriors.shape[1]
+    diag = np.arange(K)
+    by_answered = np.zeros((W * K, K))  # row (worker, answered class), column true class
+    by_answered[grouped.cells] = np.add.reduceat(posteriors[grouped.items_by_cell], grouped.cell_starts, axis=0)
+    counts = by_answered.reshape(W, K, K).transpose(0, 2, 1)
+    per_worker = counts.sum(axis=(1, 2))
+    accuracy = (counts[:, diag, diag].sum(axis=1) + smoothing) / (per_worker + 2 * smoothing)
+    counts += pooling * _symmetric(accuracy, K)
+    confusions = counts / counts.sum(axis=2, keepdims=True)
+    return confusions, _class_priors(posteriors, smoothing=smoothing)
+
+
+def _class_priors(posteriors: np.ndarray, *, smoothing: float) -> np.ndarray:
+    """Laplace-smoothed class priors from items x K posteriors. Raises nothing."""
+    N, K = posteriors.shape
+    return (posteriors.sum(axis=0) + smoothing) / (N + K * smoothing)
+
+
+def _largest_change(posteriors: np.ndarray, *, new_posteriors: np.ndarray) -> float:
+    """Convergence check: the largest move of any posterior (0.0 with no items). Raises nothing."""
+    return float(np.abs(new_posteriors - posteriors).max()) if len(posteriors) else 0.0
+
+
+def _posteriors_by_item(encoded: _Encoded, *, posteriors: np.ndarray) -> dict[Hashable, np.ndarray]:
+    """{item key: its posterior row}, in item index order. Raises nothing."""
+    return {k: posteriors[i] for i, k in enumerate(encoded.item_keys)}
 
 
 def _symmetric(accuracy: np.ndarray, K: int) -> np.ndarray:
@@ -149,10 +264,20 @@ def _posteriors(
     return t / t.sum(axis=1, keepdims=True)
 
 
-def _agreement_accuracy(ii, ww, cc, gold_rows, gold_cls, *, n_workers: int, n_classes: int, max_pairs_per_answer: int = 50) -> np.ndarray:
+def _agreement_accuracy(
+    ii: np.ndarray,
+    ww: np.ndarray,
+    cc: np.ndarray,
+    gold_rows: np.ndarray,
+    gold_cls: np.ndarray,
+    *,
+    n_workers: int,
+    n_classes: int,
+    max_pairs_per_answer: int = 50,
+) -> np.ndarray:
     """Each worker's accuracy from how often they agree with others on shared items (and with gold):
     fits x_j x_k to the chance-corrected agreement of every pair (x = accuracy - 1/K) by alternating
-    least squares. Workers who share nothing get 0.75."""
+    least squares. Workers who share nothing get 0.75. Raises nothing."""
     K, W = n_classes, n_workers
     G = W  # gold is one more "worker", known to be right
     i_all = np.concatenate([ii, gold_rows])
