@@ -157,22 +157,19 @@ def similarity_index():  # type: ignore[no-untyped-def]
     return _similarity_index(str(workspace().root))
 
 
-ACTIVE_JOB_STATES = ("queued", "running", "cancelling")
-
-
 def live_job_panel(job_id: int, render) -> None:  # type: ignore[no-untyped-def]
     """Draw ``render(conn, job)`` in a fragment that refreshes every two seconds while the job is active and
     redraws the page once when it ends; a ConsoleError from ``render`` is shown, not raised."""
     from services.core import jobs
 
-    live = jobs.get_job(db(), job_id)["state"] in ACTIVE_JOB_STATES
+    live = jobs.is_active(jobs.get_job(db(), job_id))
 
     @st.fragment(run_every=2 if live else None)
     def panel() -> None:
         fresh = db()  # a fragment rerun gets its own connection (connections belong to their thread)
         try:
             job = jobs.get_job(fresh, job_id)
-            if live and job["state"] not in ACTIVE_JOB_STATES:
+            if live and not jobs.is_active(job):
                 st.rerun()  # it has just ended: redraw the page once, and stop polling
             render(fresh, job)
         except ConsoleError as exc:
@@ -183,10 +180,12 @@ def live_job_panel(job_id: int, render) -> None:  # type: ignore[no-untyped-def]
     panel()
 
 
-def pick_job(conn, *, kind: str, key: str, label: str, empty: str, notice=st.caption) -> int:  # type: ignore[no-untyped-def]
+def pick_job(conn, *, kind: str, actor: str, key: str, label: str, empty: str, notice=st.caption) -> int:  # type: ignore[no-untyped-def]
     """The job of ``kind`` chosen in a select box (the newest by default, or the one just launched, kept in
     session state under ``key``); with none yet, ``notice(empty)`` is shown and the run stops."""
-    ids = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE kind = ? ORDER BY id DESC LIMIT 50", [kind])]
+    from services.core import jobs
+
+    ids = jobs.job_ids(conn, kind=kind, actor=actor)
     if not ids:
         notice(empty)
         st.stop()
@@ -313,7 +312,7 @@ def sign_in_form(providers: list[str | None]) -> None:
     success the session holds the user and the app runs again."""
     from streamlit.errors import StreamlitAuthError
 
-    from services.access.accounts import authenticate
+    from services.access.accounts import authenticate, has_password_accounts
 
     st.title("Sign in")
     if notice := st.session_state.pop("auth_notice", None):
@@ -337,7 +336,7 @@ def sign_in_form(providers: list[str | None]) -> None:
                     st.error(f"Single sign-on is not set up correctly ({exc}). An admin can fix it in "
                              ".streamlit/secrets.toml (see secrets.toml.example).", icon=":material/error:")
     conn = workspace().db()
-    if providers and conn.execute("SELECT 1 FROM users WHERE auth = 'password' LIMIT 1").fetchone() is None:
+    if providers and not has_password_accounts(conn):
         return  # single sign-on only
     with st.form("signin"):
         username = st.text_input("User name", key="signin_user")

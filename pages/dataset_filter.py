@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import (
-    ACTIVE_JOB_STATES,
     current_user,
     db,
     ensure_worker,
@@ -30,9 +29,6 @@ DRY_RUN_ROWS = 500  # objects listed by a dry run (the counts cover them all)
 st.title("Dataset filter")
 conn = db(needs="jobs.manage")
 user = current_user()
-if "admin" not in user.roles:
-    st.error("The dataset filter is for admins.", icon=":material/lock:")
-    st.stop()
 if "df_flash" in st.session_state:
     st.success(st.session_state.pop("df_flash"), icon=":material/check:")
 
@@ -146,7 +142,7 @@ if launch_clicked:
         st.toast(f"Filter job {job_id} queued")
 
 st.divider()
-job_id = pick_job(conn, kind="filter", key="df_job", label="Filter job", empty="No filter jobs yet.")
+job_id = pick_job(conn, kind="filter", actor=user.name, key="df_job", label="Filter job", empty="No filter jobs yet.")
 
 
 def report_for(job: int):  # type: ignore[no-untyped-def]
@@ -194,7 +190,7 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
             st.json(job["result"])
     rows = filter_outputs.results(fresh, job_id=job_id, limit=RESULT_ROWS)
     if not rows:
-        st.caption("Nothing scanned yet." if job["state"] in ACTIVE_JOB_STATES else "Nothing was scanned.")
+        st.caption("Nothing scanned yet." if jobs.is_active(job) else "Nothing was scanned.")
         return
     table = pd.DataFrame([{
         "seq": r["seq"], "uri": r["uri"], "outcome": r["outcome"], "label": r["label"], "confidence": r["confidence"],

@@ -65,8 +65,8 @@ with st.form("fb_form"):
         except ConsoleError as exc:
             show_error(exc)
 
-job_id = pick_job(conn, kind=face_blur.KIND, key="fb_job", label="Job", empty="No face-blurring job yet.",
-                  notice=st.info)
+job_id = pick_job(conn, kind=face_blur.KIND, actor=user.name, key="fb_job", label="Job",
+                  empty="No face-blurring job yet.", notice=st.info)
 
 
 def render(fresh, job) -> None:  # type: ignore[no-untyped-def]

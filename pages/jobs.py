@@ -12,6 +12,8 @@ from services.core.config import get_settings
 from services.core.errors import ConsoleError
 from services.core.storage import ObjectStore
 from services.models.registry import active_version
+from services.models.training import label_count
+from services.reviews.classify import pending_count
 
 st.title("Jobs")
 conn = db(needs="jobs.manage")
@@ -55,14 +57,14 @@ with lab:
     label_src = st.text_input("Folder or Ground Truth manifest (path or s3://)", key="jobs_label_src")
     if st.button("Import labels", key="jobs_import_labels", disabled=not label_src):
         launch("import-labels", {"source": label_src.strip()})
-    n_labels = conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+    n_labels = label_count(conn, actor=user.name)
     st.caption(f"{n_labels:,} imported labels in this workspace.")
     if st.button("Train a model", key="jobs_train", disabled=n_labels == 0):
         launch("train", {"folds": 5})
 
 with cls:
     model = active_version(conn)
-    pending = conn.execute("SELECT COUNT(*) FROM images WHERE status = 'pending'").fetchone()[0]
+    pending = pending_count(conn, actor=user.name)
     if model is None:
         st.warning("No model yet: classifying now sends every photo to the review queue.")
     else:

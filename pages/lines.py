@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, workspace
+from services.core.authz import allowed
 from services.core.config import get_settings
 from services.core.errors import ConsoleError
 from services.core.shifts import shift_of
@@ -22,7 +23,6 @@ from services.lines.targets import clear_target, list_lines, set_target, targets
 REFRESH_SECONDS = 10
 PER_ROW = 3  # line cards side by side
 RANGES = ("Last hour", "This shift", "Today (UTC)", "Last 7 days", "Last 30 days", "Custom")
-EDITORS = {"ops", "admin"}
 SAVED_KEY = "lines_target_saved"  # the outcome of the last target save, shown once
 
 st.title("Line throughput")
@@ -296,7 +296,7 @@ try:
                 fresh.close()
 
         live_part()
-        if user.roles & EDITORS:
+        if allowed(conn, actor=user.name, action="lines.targets"):
             _targets_editor(all_lines, [s["name"] for s in settings["shifts"]])
 except ConsoleError as exc:
     show_error(exc)

@@ -7,6 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import current_user, db, workspace
+from services.core.authz import allowed
 from services.core.config import Workspace
 from services.models.registry import active_version
 from services.reviews.outcomes import data_version, overview
@@ -33,7 +34,7 @@ if stats["photos"] == 0:
         "manifest, or a folder of photos — then train a model from labelled photos and classify.",
         icon=":material/upload:",
     )
-    if "admin" in current_user().roles:  # the Jobs page is an admin's
+    if allowed(conn, actor=current_user().name, action="jobs.manage"):  # the Jobs page's own permission
         st.page_link("pages/jobs.py", label="Go to Jobs to import", icon=":material/arrow_forward:")
 if model is None:
     st.warning(

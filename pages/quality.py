@@ -16,9 +16,6 @@ from services.hitl.mistakes import KIND_TITLES, likely_mistakes, requeue
 st.title("Label quality")
 conn = db(needs="quality.manage")
 user = current_user()
-if "admin" not in user.roles:
-    st.error("Label quality is for admins.", icon=":material/lock:")
-    st.stop()
 if "ql_flash" in st.session_state:
     st.success(st.session_state.pop("ql_flash"), icon=":material/check:")
 for stale in st.session_state.pop("ql_reset", []):  # widgets whose choices referred to rows that are gone

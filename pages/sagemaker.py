@@ -9,10 +9,10 @@ from services.core.config import get_settings, set_setting
 from services.core.errors import ConsoleError
 from services.models import grid_search
 from services.sagemaker import batch as smb
+from services.sagemaker import status as sms
 from services.sagemaker import training as smt
 from services.sagemaker import tuning as smtu
 
-KINDS = (smt.KIND, smtu.KIND, smb.KIND)
 FIELDS = [("sagemaker_region", "Region", "e.g. eu-west-1; empty: the AWS default region"),
           ("sagemaker_role_arn", "Execution role ARN", "the IAM role SageMaker assumes; it needs S3 access to the bucket"),
           ("sagemaker_bucket", "Bucket", "manifests, models and outputs are written here"),
@@ -93,12 +93,11 @@ with tune_tab:
         show_error(exc)
 
 with transform_tab:
-    versions = [(r[0], r[1]) for r in conn.execute(
-        "SELECT id, name FROM model_versions WHERE backbone = ? ORDER BY id DESC", [smt.BACKBONE])]
+    versions = sms.model_versions(conn, actor=user.name)
     if not versions:
         st.info("No SageMaker model version yet: train or tune first.")
     else:
-        names = dict(versions)
+        names = {v["id"]: v["name"] for v in versions}
         version = st.selectbox("Model version", list(names), format_func=lambda v: f"#{v} {names[v]}", key="sm_tf_version")
         c1, c2 = st.columns(2)
         source = c1.text_input("Photos: s3://bucket/prefix", key="sm_tf_input")
@@ -120,18 +119,13 @@ with transform_tab:
             show_error(exc)
 
 st.subheader("Jobs")
-marks = ",".join("?" * len(KINDS))
-recent = [dict(zip(("id", "kind", "state", "params", "error", "created_at"), r)) for r in conn.execute(
-    f"SELECT id, kind, state, params, error, created_at FROM jobs WHERE kind IN ({marks}) ORDER BY id DESC LIMIT 20",
-    list(KINDS))]
+recent = sms.recent_jobs(conn, actor=user.name, limit=20)
 if not recent:
     st.caption("No SageMaker job yet.")
 else:
-    import json
-
     table = []
     for j in recent:
-        p = json.loads(j["params"] or "{}")
+        p = j["params"]
         table.append({"job": j["id"], "kind": j["kind"], "state": j["state"], "sagemaker job": p.get("sagemaker_name"),
                       "sagemaker status": p.get("sagemaker_status"), "checked": p.get("polled_at"),
                       "error": (j["error"] or "").splitlines()[0] if j["error"] else None})

@@ -206,6 +206,12 @@ def current_roles(db: sqlite_utils.Database, username: str) -> list[str] | None:
     return None if row is None or row[1] else json.loads(row[0])
 
 
+def has_password_accounts(db: sqlite_utils.Database) -> bool:
+    """Whether any local (password) account exists, so the sign-in page offers the password form. Raises nothing:
+    it is asked before anyone has signed in."""
+    return db.execute("SELECT 1 FROM users WHERE auth = 'password' LIMIT 1").fetchone() is not None
+
+
 def idle_expired(*, last_seen: float, now: float, idle_seconds: float) -> bool:
     """True when a session unused for longer than ``idle_seconds`` must sign in again."""
     return now - last_seen > idle_seconds

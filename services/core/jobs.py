@@ -20,6 +20,7 @@ import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -152,8 +153,26 @@ def get_job(db: sqlite_utils.Database, job_id: int) -> dict[str, Any]:
     return job
 
 
-def list_jobs(db: sqlite_utils.Database, *, limit: int = 50) -> list[dict[str, Any]]:
-    return [get_job(db, r["id"]) for r in db.query("SELECT id FROM jobs ORDER BY id DESC LIMIT ?", [limit])]
+def list_jobs(db: sqlite_utils.Database, *, limit: int = 50, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The newest jobs first (only those of ``kinds`` when given), each as ``get_job`` returns it."""
+    if kinds is None:
+        rows = db.execute("SELECT id FROM jobs ORDER BY id DESC LIMIT ?", [limit])
+    else:
+        marks = ", ".join("?" * len(kinds))
+        rows = db.execute(f"SELECT id FROM jobs WHERE kind IN ({marks}) ORDER BY id DESC LIMIT ?", [*kinds, limit])
+    return [get_job(db, r[0]) for r in rows.fetchall()]
+
+
+def job_ids(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int = 50) -> list[int]:
+    """The ids of the newest jobs of ``kind``, newest first. Raises PermissionDenied."""
+    require(db, actor=actor, action="jobs.manage")
+    rows = db.execute("SELECT id FROM jobs WHERE kind = ? ORDER BY id DESC LIMIT ?", [kind, limit])
+    return [int(r[0]) for r in rows.fetchall()]
+
+
+def is_active(job: dict[str, Any]) -> bool:
+    """Whether a job (as ``get_job`` returns it) is queued, running or being cancelled."""
+    return job["state"] in ACTIVE_STATES
 
 
 def failed_items(db: sqlite_utils.Database, job_id: int, *, limit: int = 500) -> list[dict[str, Any]]:

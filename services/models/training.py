@@ -104,6 +104,12 @@ def import_groundtruth(db: sqlite_utils.Database, *, uri: str, store: ObjectStor
     return out
 
 
+def label_count(db: sqlite_utils.Database, *, actor: str) -> int:
+    """How many labels are stored in this workspace (every source). Raises PermissionDenied."""
+    require(db, actor=actor, action="jobs.manage")
+    return int(db.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
+
+
 def training_examples(db: sqlite_utils.Database, *, include_decisions: bool = True) -> list[dict[str, Any]]:
     """One example per photo (sha256): the latest human decision wins over imported labels."""
     examples: dict[str, dict[str, Any]] = {}

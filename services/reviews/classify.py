@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sqlite_utils
 from PIL import Image
 
 from services.core import jobs
+from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.config import get_settings, object_store
 from services.core.errors import ConsoleError, StorageError
@@ -77,6 +79,12 @@ def classify_pictures(
         return found
 
     return emb, head.predict_proba(emb, cues_for), cues
+
+
+def pending_count(db: sqlite_utils.Database, *, actor: str) -> int:
+    """How many photos wait for classification (the next classify job's items). Raises PermissionDenied."""
+    require(db, actor=actor, action="jobs.manage")
+    return int(db.execute("SELECT COUNT(*) FROM images WHERE status = 'pending'").fetchone()[0])
 
 
 class ClassifyKind(jobs.BaseKind):

@@ -72,3 +72,24 @@ def test_a_role_taken_away_counts_on_the_next_run(ws, db):
     assert "ada may not change settings: that needs the admin role" in texts(at.error)[0]
     assert "settings.py" not in file_pages(at) and "lines.py" in file_pages(at)
     assert db.execute("SELECT target FROM audit_log WHERE action = 'access.refused'").fetchall() == [("page:Settings",)]
+
+
+def test_parts_of_a_page_follow_the_permission_of_what_they_do(ws, db):
+    """The empty Overview links to Jobs for those who may run jobs; the line targets editor is for those who
+    may set targets (the same declared permissions as the pages and services, not a role named in the page)."""
+    from tests.pages.test_lines import seed
+
+    seed(db)  # lines and a target, in set-up mode
+    for name, roles in PEOPLE.items():
+        create_user(db, username=name, password=GOOD, roles=roles, actor="cli:root")
+    for person, may_run_jobs in (("otto", False), ("ada", True)):
+        at = start_app()
+        sign_in(at, person, GOOD)
+        at.switch_page("pages/overview.py")
+        at.run()
+        assert not at.exception, at.exception
+        assert [p.proto.page for p in at.page_link] == (["jobs"] if may_run_jobs else []), person
+        at.switch_page("pages/lines.py")
+        at.run()
+        assert not at.exception, at.exception
+        assert at.button(key="lines_target_save"), person  # ops and admins set line targets

@@ -4,8 +4,10 @@ job status and the tuning results table."""
 from __future__ import annotations
 
 from services.core.config import get_settings
-from services.core.jobs import get_job, run_job
+from services.core.jobs import create_job, get_job, run_job
 from services.models import grid_search
+from services.models.registry import save_version
+from services.sagemaker import training as smt
 from tests.conftest_sagemaker import ACTOR, BUCKET, ROLE, add_labels, configure
 from tests.pages.helpers import start_app, texts
 
@@ -64,3 +66,29 @@ def test_start_training_runs_as_a_job_and_shows_results(ws, db, moto):
     results = next(t for t in tables if "param_num_layers" in t.columns)
     assert results.iloc[0]["accuracy"] == 0.9 and results.iloc[0]["backend"] == "sagemaker"
     assert at.selectbox(key="sm_tf_version").options  # the new version can be used for batch transform
+
+
+def test_jobs_and_versions_listed_are_sagemakers_only(ws, db, aws_env):
+    configure(db)
+    other = create_job(db, kind="classify", params={}, actor=ACTOR)
+    at = start_app("pages/sagemaker.py")
+    assert "No SageMaker job yet." in texts(at.caption)
+    assert "No SageMaker model version yet: train or tune first." in texts(at.info)
+    job_id = create_job(db, kind="sagemaker-train", params={"sagemaker_name": "tj-9", "sagemaker_status": "InProgress",
+                                                            "polled_at": "2026-01-01T00:00:00Z"}, actor=ACTOR)
+    save_version(db, model_file="local.onnx", name="local-1", classes=["product"], models_dir=ws.models_dir,
+                 backbone="local-backbone", hyperparams={}, metrics={}, thresholds={}, training_data={},
+                 activate=False, actor=ACTOR)
+    desc = {"name": "tj-9", "status": "Completed", "metrics": {"validation:accuracy": 0.9}, "seconds": 60.0,
+            "model_artifacts": f"s3://{BUCKET}/rc/tj-9/model.tar.gz", "hyperparameters": {"epochs": "5"},
+            "training_image": "image-classification:1"}
+    version_id = smt.save_version(db, desc=desc, actor=ACTOR, training_data={})
+    at.run()
+    assert not at.exception, at.exception
+    jobs_table = next(d.value for d in at.dataframe if "sagemaker status" in d.value.columns)
+    assert list(jobs_table["job"]) == [job_id] and other not in list(jobs_table["job"])
+    row = jobs_table.iloc[0]
+    assert (row["kind"], row["state"], row["sagemaker job"], row["sagemaker status"], row["checked"]) == (
+        "sagemaker-train", "queued", "tj-9", "InProgress", "2026-01-01T00:00:00Z")
+    assert at.selectbox(key="sm_job").value == job_id
+    assert at.selectbox(key="sm_tf_version").options == [f"#{version_id} sm-tj-9"]  # not the local version

@@ -9,6 +9,7 @@ from services.access.accounts import (
     LOCK_BASE_SECONDS,
     authenticate,
     create_user,
+    has_password_accounts,
     idle_expired,
     list_users,
     lock_seconds,
@@ -130,3 +131,9 @@ def test_no_password_reaches_the_logs_or_the_audit_log(db, caplog):
     # error details are hidden from users in the shipped configuration
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["client"]["showErrorDetails"] == "none"
+
+
+def test_password_accounts_are_known_before_anyone_signs_in(db):
+    assert not has_password_accounts(db)
+    create_user(db, username="ann", password=GOOD, roles=["inspector"], actor="cli:root")
+    assert has_password_accounts(db)

@@ -124,3 +124,11 @@ def test_the_secrets_example_configures_every_provider_it_documents():
     auth = tomllib.loads(example.read_text())["auth"]
     assert sso.providers(auth) == ["cognito", "entra", "okta"]
     assert all(auth[p]["server_metadata_url"].startswith("https://") for p in ("cognito", "entra", "okta"))
+
+
+def test_single_sign_on_accounts_are_not_password_accounts(db):
+    sso.set_mapping(db, kind="group", subject="qa-team", roles=["inspector"], actor="cli:root")
+    sso.sign_in(db, claims=OKTA, source="x")
+    assert not accounts.has_password_accounts(db)  # the sign-in page offers single sign-on only
+    accounts.create_user(db, username="ann", password=GOOD, roles=["ops"], actor="cli:root")
+    assert accounts.has_password_accounts(db)

@@ -17,8 +17,9 @@ from services.lines import stats as line_stats
 from services.lines import targets as line_targets
 from services.models import registry, training
 from services.reuse import detection as reuse
-from services.reviews import ingest
+from services.reviews import classify, ingest
 from services.reviews import outcomes as reviews
+from services.sagemaker import status as sagemaker_status
 
 GOOD = "correct horse battery staple"
 PEOPLE = {"ines": ["inspector"], "otto": ["ops"], "ada": ["admin"]}
@@ -64,6 +65,12 @@ def _calls(ws, tmp_path):  # type: ignore[no-untyped-def]
         ("jobs.create_job", "jobs.manage", lambda db, a: jobs.create_job(db, kind="classify", params={}, actor=a)),
         ("jobs.cancel_job", "jobs.manage", lambda db, a: jobs.cancel_job(db, job_id=99, actor=a)),
         ("jobs.resume_job", "jobs.manage", lambda db, a: jobs.resume_job(db, job_id=99, actor=a)),
+        ("jobs.job_ids", "jobs.manage", lambda db, a: jobs.job_ids(db, kind="classify", actor=a)),
+        ("training.label_count", "jobs.manage", lambda db, a: training.label_count(db, actor=a)),
+        ("classify.pending_count", "jobs.manage", lambda db, a: classify.pending_count(db, actor=a)),
+        ("sagemaker_status.recent_jobs", "models.manage", lambda db, a: sagemaker_status.recent_jobs(db, actor=a)),
+        ("sagemaker_status.model_versions", "models.manage",
+         lambda db, a: sagemaker_status.model_versions(db, actor=a)),
         ("ingest.ingest_manifest", "jobs.manage", lambda db, a: ingest.ingest_manifest(db, uri=missing, store=store, actor=a)),
         ("ingest.ingest_listing", "jobs.manage",
          lambda db, a: ingest.ingest_listing(db, prefix_uri=str(tmp_path / "none"), store=store, review_type="product", actor=a)),

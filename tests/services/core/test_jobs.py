@@ -140,3 +140,30 @@ def test_worker_thread_runs_queued_jobs(ws, db, kind):
     finally:
         worker.stop()
     assert jobs.get_job(db, job_id)["state"] == "done"
+
+
+def test_listings_are_newest_first_and_can_keep_to_some_kinds(db, kind):
+    squares = [jobs.create_job(db, kind=kind.name, params={"n": n}, actor="tester") for n in range(3)]
+    classify = jobs.create_job(db, kind="classify", params={}, actor="tester")
+    assert [j["id"] for j in jobs.list_jobs(db)] == [classify, *reversed(squares)]
+    assert [j["id"] for j in jobs.list_jobs(db, limit=2)] == [classify, squares[2]]
+    mine = jobs.list_jobs(db, kinds=[kind.name], limit=2)
+    assert [j["id"] for j in mine] == [squares[2], squares[1]]
+    assert mine[0]["params"] == {"n": 2} and mine[0]["result"] is None  # decoded, as get_job returns it
+    assert [j["id"] for j in jobs.list_jobs(db, kinds=[kind.name, "classify"])] == [classify, *reversed(squares)]
+    assert jobs.list_jobs(db, kinds=[]) == []
+    assert jobs.job_ids(db, kind=kind.name, actor="tester") == list(reversed(squares))
+    assert jobs.job_ids(db, kind=kind.name, actor="tester", limit=1) == [squares[2]]
+    assert jobs.job_ids(db, kind="no-such-kind", actor="tester") == []
+
+
+def test_a_job_is_active_while_queued_running_or_cancelling(ws, db, kind):
+    assert jobs.ACTIVE_STATES == ("queued", "running", "cancelling")
+    for state in jobs.ACTIVE_STATES:
+        assert jobs.is_active({"state": state})
+    for state in ("done", "failed", "cancelled"):
+        assert not jobs.is_active({"state": state})
+    job_id = jobs.create_job(db, kind=kind.name, params={"n": 2}, actor="tester")
+    assert jobs.is_active(jobs.get_job(db, job_id))
+    jobs.run_job(ws, job_id=job_id)
+    assert not jobs.is_active(jobs.get_job(db, job_id))

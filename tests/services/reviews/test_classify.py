@@ -14,6 +14,7 @@ from services.core.config import set_setting
 from services.core.errors import InvalidInput
 from services.core.storage import ObjectStore
 from services.models.registry import active_version
+from services.reviews.classify import pending_count
 from services.reviews.ingest import Row, ingest_listing, ingest_rows
 
 
@@ -123,6 +124,14 @@ def test_same_bytes_in_two_reviews_share_one_embedding(ws, db, tmp_path: Path) -
     assert (job["done"], job["failed"]) == (3, 0)
     assert {image_row(db, i)["status"] for i in ids.values()} == {"queued"}
     assert n(db, "SELECT COUNT(*) FROM embeddings") == 2
+
+
+def test_pending_count_is_what_the_next_classify_job_takes(ws, db, tmp_path: Path) -> None:
+    assert pending_count(db, actor="t") == 0
+    ingest_photos(db, tmp_path / "p", {f"{i}.jpg": photo_bytes(i) for i in range(3)})
+    assert pending_count(db, actor="t") == 3
+    assert classify(ws, db)["total"] == 3
+    assert pending_count(db, actor="t") == 0
 
 
 def test_empty_workspace_job_is_done(ws, db) -> None:
