@@ -18,7 +18,7 @@ class ImageError(InvalidInput):
 
 
 class StorageError(ConsoleError):
-    """Reading or writing an object failed (permissions, network, missing bucket)."""
+    """Reading or writing an object failed (file permissions, disk, network, the object store failing)."""
 
 
 class ModelError(ConsoleError):
@@ -31,6 +31,19 @@ class PermissionDenied(ConsoleError):
 
 class ExternalServiceError(ConsoleError):
     """A cloud service answered with an error or could not be reached."""
+
+
+class CloudAccessError(ExternalServiceError):
+    """The cloud refused the console's own AWS identity, not a console user's role (that is PermissionDenied):
+    no credentials were found or they are incomplete, they could not be loaded (SSO, token or role refresh),
+    AWS rejected them (invalid key, bad signature, expired or invalid token), or the identity lacks a
+    permission (AccessDenied, AccessDeniedException, UnauthorizedOperation, HTTP 403). The message names the
+    service, what was being done and the permission or setting to fix; ``services.core.aws`` raises it."""
+
+
+class StorageAccessError(CloudAccessError, StorageError):
+    """A CloudAccessError on an object-store (S3) operation. It is a StorageError too, so callers that set an
+    unreadable object aside and retry it later keep doing so once the credentials or policy are fixed."""
 
 
 class JobCancelled(ConsoleError):

@@ -14,18 +14,12 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import boto3
-from botocore import exceptions as bx
 from botocore.config import Config
 
+from services.core import aws
 from services.core.errors import InvalidInput, NotFound, PermissionDenied, StorageError
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_MISSING = {"NoSuchKey", "404", "NotFound"}
-_BAD_KEYS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
-_DENIED = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", *_BAD_KEYS}
-_NO_CREDENTIALS = ("no AWS credentials were found for {uri}. Configure them with the AWS_ACCESS_KEY_ID and "
-                   "AWS_SECRET_ACCESS_KEY environment variables, a profile in ~/.aws/credentials "
-                   "(AWS_PROFILE), or an instance/task role.")
 
 
 @dataclass(frozen=True)
@@ -145,33 +139,11 @@ class ObjectStore:
                     self._client = client
         return self._client
 
-    @contextlib.contextmanager
-    def _s3_errors(self, label: str, *buckets: str) -> Iterator[None]:
-        try:
-            yield
-        except bx.ClientError as exc:
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            if code == "NoSuchBucket":
-                names = " or ".join(dict.fromkeys(buckets or [split_s3(label)[0]]))
-                raise NotFound(f"bucket not found: {names} (for {label}). Check the bucket name.") from exc
-            if code in _MISSING:
-                raise NotFound(f"object not found: {label}. Check the bucket and key, "
-                               "or whether the object was moved or deleted.") from exc
-            if code in _DENIED:
-                raise StorageError(f"access denied to {label} ({code}): check the credentials/policy "
-                                   "(the AWS keys, and the IAM or bucket policy for this action).") from exc
-            raise StorageError(f"S3 request for {label} failed ({code}: {err.get('Message', '')}). "
-                               "Try again; if it keeps failing, check the bucket settings.") from exc
-        except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
-            raise StorageError(_NO_CREDENTIALS.format(uri=label)) from exc
-        except (bx.ConnectionError, bx.HTTPClientError) as exc:  # refused, DNS, timeouts, reset, TLS
-            raise StorageError(f"cannot reach the S3 endpoint {self.endpoint_url or '(AWS default)'} for "
-                               f"{label}: {exc}. Check the network or the endpoint_url setting.") from exc
-        except bx.ParamValidationError as exc:
-            raise InvalidInput(f"invalid S3 request for {label}: {exc}") from exc
-        except bx.BotoCoreError as exc:
-            raise StorageError(f"S3 request for {label} failed: {exc}. Check the S3 settings.") from exc
+    def _s3_errors(self, action: str, uri: str, permission: str) -> contextlib.AbstractContextManager[None]:
+        """botocore failures of an S3 call as ConsoleErrors (``services.core.aws``): NotFound, InvalidInput,
+        StorageAccessError (credentials, access: also a StorageError) or StorageError."""
+        return aws.errors(service="S3", action=action, resource=uri, permission=permission,
+                          endpoint=self.endpoint_url, storage=True)
 
     def check_allowed(self, uri: str) -> None:
         """Raise PermissionDenied when ``uri`` lies outside the storage roots (InvalidInput for a bad URI)."""
@@ -203,7 +175,7 @@ class ObjectStore:
         self.check_allowed(uri)
         if is_s3(uri):
             bucket, key = self._object(uri)
-            with self._s3_errors(uri):
+            with self._s3_errors("read", uri, "s3:GetObject"):
                 body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
                 with contextlib.closing(body):
                     return body.read()
@@ -218,7 +190,7 @@ class ObjectStore:
         self.check_allowed(uri)
         if is_s3(uri):
             bucket, key = self._object(uri)
-            with self._s3_errors(uri):
+            with self._s3_errors("write", uri, "s3:PutObject"):
                 self.client.put_object(Bucket=bucket, Key=key, Body=bytes(data))
             return
         path = _local_path(uri)
@@ -254,7 +226,8 @@ class ObjectStore:
         self.check_allowed(uri)
         if is_s3(uri):
             bucket, key = self._object(uri)
-            with self._s3_errors(uri):
+            with self._s3_errors("read the size of", uri, "s3:GetObject (and s3:ListBucket to tell a missing "
+                                 "object from a refused one)"):
                 return int(self.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
         path = _local_path(uri)
         with _local_errors(path):
@@ -286,7 +259,7 @@ class ObjectStore:
             kwargs["Delimiter"] = "/"
         if page_size:
             kwargs["PaginationConfig"]["PageSize"] = page_size
-        with self._s3_errors(prefix_uri, bucket):
+        with self._s3_errors("list", prefix_uri, f"s3:ListBucket on bucket {bucket}"):
             pages = iter(self.client.get_paginator("list_objects_v2").paginate(**kwargs))
             first = next(pages, None)
 
@@ -296,7 +269,7 @@ class ObjectStore:
                     key = obj["Key"]
                     if not key.endswith("/") and _wanted(key, wanted):
                         yield ObjectInfo(f"s3://{bucket}/{key}", key[len(prefix) :], int(obj["Size"]))
-                with self._s3_errors(prefix_uri, bucket):
+                with self._s3_errors("list", prefix_uri, f"s3:ListBucket on bucket {bucket}"):
                     page = next(pages, None)
 
         return objects(first)
@@ -327,7 +300,8 @@ class ObjectStore:
             self.check_allowed(src_uri)
             self.check_allowed(dst_uri)
             (src_bucket, src_key), (dst_bucket, dst_key) = self._object(src_uri), self._object(dst_uri)
-            with self._s3_errors(f"{src_uri} (copying to {dst_uri})", src_bucket, dst_bucket):
+            with self._s3_errors("copy", f"{src_uri} (copying to {dst_uri})",
+                                 f"s3:GetObject on {src_uri} and s3:PutObject on {dst_uri}"):
                 source = {"Bucket": src_bucket, "Key": src_key}
                 self.client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
             return

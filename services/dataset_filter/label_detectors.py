@@ -12,9 +12,10 @@ Two detectors behind one interface (``LabelDetector``):
   are kept (ratios clamped to [0, 1]). The image goes as an S3 object when it is on AWS S3, else as bytes
   (JPEGs over 5 MB are resized first). Throttling is retried with exponential backoff.
 
-Errors: a bad image raises ImageError (an InvalidInput: that image fails, the scan goes on); a source object
-that cannot be read raises StorageError/NotFound (same); the service refusing the caller (access denied, bad
-credentials, no region, unreachable, throttled past every retry) raises ExternalServiceError (stop the scan).
+Errors (botocore's translated by ``services.core.aws``): a bad image raises ImageError (an InvalidInput: that
+image fails, the scan goes on); a source object that cannot be read raises StorageError/NotFound (same); the
+service refusing the caller raises ExternalServiceError (stop the scan): CloudAccessError for access denied or
+bad or missing credentials, ExternalServiceError for no region, unreachable, throttled past every retry.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from services.core import aws
 from services.core import images as imgs
 from services.core.errors import ConsoleError, ExternalServiceError, ImageError, InvalidInput, NotFound, StorageError
 from services.core.storage import ObjectStore, is_s3, split_s3
@@ -49,10 +51,7 @@ EMBED_SIDE = 224  # the backbone's letterbox: JPEGs decode straight to about thi
 REKOGNITION_COST_PER_IMAGE = 0.001  # USD, DetectLabels, first million images a month
 REKOGNITION_MAX_BYTES = 5 * 1024 * 1024  # Image.Bytes limit
 REKOGNITION_MAX_S3_BYTES = 15 * 1024 * 1024  # Image.S3Object limit
-_RETRYABLE = {"ThrottlingException", "ProvisionedThroughputExceededException", "InternalServerError",
-              "ServiceUnavailableException", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException"}
-_CREDENTIALS = {"UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
-                "IncompleteSignature", "MissingAuthenticationToken", "InvalidClientTokenId"}
+_RETRYABLE = aws.THROTTLED | aws.SERVER  # retried here with backoff; past the last attempt, aws.translate says so
 
 
 @dataclass
@@ -322,17 +321,14 @@ class RekognitionDetector:
             with self._lock:
                 if self._client is None:
                     import boto3
-                    from botocore import exceptions as bx
                     from botocore.config import Config
 
                     config = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 1})
                     try:
-                        self._client = boto3.session.Session(region_name=self.region).client(
-                            "rekognition", endpoint_url=self.endpoint_url, config=config)
-                    except bx.NoRegionError:
-                        raise ExternalServiceError(
-                            "Rekognition needs an AWS region: set AWS_DEFAULT_REGION or the Rekognition region "
-                            "setting (for example us-east-1)") from None
+                        with aws.errors(service="Rekognition", action="detect labels",
+                                        endpoint=self.endpoint_url):
+                            self._client = boto3.session.Session(region_name=self.region).client(
+                                "rekognition", endpoint_url=self.endpoint_url, config=config)
                     except ValueError as exc:
                         raise ExternalServiceError(f"invalid Rekognition endpoint {self.endpoint_url!r}: {exc}") from None
         return self._client
@@ -346,8 +342,8 @@ class RekognitionDetector:
         """Best evidence per wanted label (confidence 0 when no returned label matches).
 
         Raises ImageError (not an image, or Rekognition rejects it), NotFound/StorageError (the bytes cannot
-        be read), ExternalServiceError (access denied, credentials, region, unreachable, throttled past
-        every retry: the scan should stop), InvalidInput (bad request).
+        be read), ExternalServiceError (CloudAccessError for access denied or credentials; no region,
+        unreachable, throttled past every retry: the scan should stop), InvalidInput (bad request).
         """
         size = None
         if data is not None:
@@ -389,23 +385,15 @@ class RekognitionDetector:
                 self.calls += 1
                 return self.client.detect_labels(**request)
             except bx.ClientError as exc:
-                err = exc.response.get("Error", {})
-                code, message = str(err.get("Code", "")), str(err.get("Message", ""))
+                code = aws.code_of(exc)
                 if code in _RETRYABLE and attempt + 1 < self.max_attempts:
                     self.sleep(self._delay(attempt))
                     continue
-                raise self._error(code, message, image, uri) from None
-            except (bx.NoCredentialsError, bx.PartialCredentialsError):
-                raise ExternalServiceError(
-                    "no AWS credentials for Rekognition: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile "
-                    "(AWS_PROFILE) or an instance/task role") from None
-            except (bx.ConnectionError, bx.HTTPClientError) as exc:
-                raise ExternalServiceError(f"cannot reach Rekognition ({self.endpoint_url or 'AWS default endpoint'}) "
-                                           f"for {uri}: {exc}. Check the network and the region.") from None
-            except bx.ParamValidationError as exc:
-                raise InvalidInput(f"invalid Rekognition request for {uri}: {exc}") from None
+                if "S3Object" in image and code in ("InvalidS3ObjectException", "ImageTooLargeException"):
+                    raise _S3ObjectRefused(f"{uri}: {exc}") from None  # not an error: the bytes go instead
+                raise self._error(exc, image, uri, attempts=attempt + 1) from None
             except bx.BotoCoreError as exc:
-                raise ExternalServiceError(f"Rekognition request for {uri} failed: {exc}") from None
+                raise self._error(exc, image, uri, attempts=attempt + 1) from None
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _delay(self, attempt: int) -> float:
@@ -413,29 +401,12 @@ class RekognitionDetector:
         base = min(self.max_backoff, self.backoff * (2**attempt))
         return base * (0.5 + random.random() / 2)
 
-    def _error(self, code: str, message: str, image: dict[str, Any], uri: str) -> ConsoleError:
-        detail = f"{code}: {message}" if message else code
-        if code in _RETRYABLE:
-            return ExternalServiceError(
-                f"Rekognition is still throttling after {self.max_attempts} attempts ({detail}): lower the scan "
-                "rate or ask AWS for a higher DetectLabels quota, then resume the job")
-        if code == "AccessDeniedException":
-            on_s3 = ""
-            if "S3Object" in image:
-                on_s3 = f", and Rekognition needs s3:GetObject on bucket {image['S3Object']['Bucket']}"
-            return ExternalServiceError(
-                f"Rekognition refused access ({detail}): the AWS identity needs the rekognition:DetectLabels "
-                f"permission{on_s3}. Fix the IAM policy, then resume the job")
-        if code in _CREDENTIALS:
-            return ExternalServiceError(f"Rekognition rejected the AWS credentials ({detail}): check the access key, "
-                                        "secret and session token, and the clock")
-        if "S3Object" in image and code in ("InvalidS3ObjectException", "ImageTooLargeException"):
-            return _S3ObjectRefused(f"{uri}: {detail}")
-        if code in ("InvalidImageFormatException", "ImageTooLargeException"):
-            return ImageError(f"Rekognition cannot use {uri} ({detail})")
-        if code == "InvalidParameterException":
-            return ImageError(f"Rekognition rejected {uri} ({detail}); very small images (under 80 pixels) are refused")
-        return ExternalServiceError(f"Rekognition DetectLabels failed for {uri} ({detail})")
+    def _error(self, exc: Exception, image: dict[str, Any], uri: str, *, attempts: int) -> ConsoleError:
+        need = "the rekognition:DetectLabels permission"
+        if "S3Object" in image:
+            need += f", and Rekognition needs s3:GetObject on bucket {image['S3Object']['Bucket']}"
+        return aws.translate(exc, service="Rekognition", action="detect labels in", resource=uri, permission=need,
+                             endpoint=self.endpoint_url, attempts=attempts, image=True)
 
     @staticmethod
     def parse(response: dict[str, Any], *, wanted: list[str],

@@ -13,7 +13,7 @@ import sqlite_utils
 
 from services.core import images as imgs
 from services.core.config import Workspace, object_store
-from services.core.errors import ConsoleError, InvalidInput
+from services.core.errors import CloudAccessError, ConsoleError, InvalidInput
 from services.core.images import IMAGE_SUFFIXES
 from services.core.storage import ObjectInfo, ObjectStore, is_s3, join, split_s3
 from services.dataset_filter import label_detectors
@@ -147,7 +147,8 @@ def validate_params(
     detector ("local" | "rekognition"), dry_run. ``check_source`` lists the source to make sure it
     holds at least one image (stops at the first one).
     Raises InvalidInput with a message for the person: missing/empty/unreadable source, destination
-    inside the source, an unknown label (with close names), a bad threshold or band, a bad name.
+    inside the source, an unknown label (with close names), a bad threshold or band, a bad name;
+    CloudAccessError when AWS refuses the credentials listing the source.
     """
     if not isinstance(params, dict):
         raise InvalidInput("filter parameters must be a mapping")
@@ -239,7 +240,9 @@ def destination_for(params: dict[str, Any], uri: str) -> str:
 
 
 def listing(store: ObjectStore, source: str, *, cap: int | None = None) -> Iterator[tuple[ObjectInfo, bool]]:
-    """(object, is_image) in scan order, stopping once ``cap`` images were listed. Raises InvalidInput."""
+    """(object, is_image) in scan order, stopping once ``cap`` images were listed. Raises InvalidInput for a
+    source that is missing or cannot be read, CloudAccessError when AWS refuses the console's credentials (a
+    matter of the AWS identity, not of the parameters: its message names the permission)."""
     images = 0
     try:
         for obj in store.list(source):
@@ -248,9 +251,9 @@ def listing(store: ObjectStore, source: str, *, cap: int | None = None) -> Itera
             image = obj.key.lower().endswith(IMAGE_SUFFIXES)
             images += image
             yield obj, image
-    except InvalidInput:
+    except (InvalidInput, CloudAccessError):
         raise
-    except ConsoleError as exc:  # NotFound, StorageError: the source is missing or refused
+    except ConsoleError as exc:  # NotFound, StorageError: the source is missing or unreadable
         raise InvalidInput(f"cannot read the source {source}: {exc}") from exc
 
 
@@ -261,7 +264,7 @@ def dry_run(db: sqlite_utils.Database, params: dict[str, Any], store: ObjectStor
     Returns {"items": [image URIs], "skipped": [non-image URIs], "images": n, "non_images": n,
     "copies_to": [where each image would go if kept], "output": destination/<name>, "truncated": bool};
     ``limit`` bounds the lists returned (not the counts). Raises InvalidInput (bad parameters, unreadable
-    or empty source).
+    or empty source), CloudAccessError (AWS refuses the credentials).
     """
     clean = validate_params(db, params, store=store, check_source=False)
     store = store or store_for(db)
@@ -289,7 +292,8 @@ def estimate(db: sqlite_utils.Database, params: dict[str, Any], store: ObjectSto
     """Before launch: {images_in_scope, non_images, capped_to, detector, cost_per_image_usd, expected_cost_usd}.
 
     ``expected_cost_usd`` is the most the scan can cost (early stopping only lowers it). Lists the whole
-    source. Raises InvalidInput (bad parameters, unreadable or empty source).
+    source. Raises InvalidInput (bad parameters, unreadable or empty source), CloudAccessError (AWS refuses
+    the credentials).
     """
     clean = validate_params(db, params, store=store, check_source=False)
     store = store or store_for(db)

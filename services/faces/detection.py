@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from services.core.errors import ExternalServiceError, InvalidInput, PermissionDenied
+from services.core import aws
+from services.core.errors import InvalidInput
 from services.models.person_cues import FaceDetector, _decode
 
 DETECT_MIN_SIDE = 640
@@ -81,8 +82,9 @@ class CenterFaceDetector:
 
 
 class RekognitionFaceDetector:
-    """Amazon Rekognition DetectFaces (about $0.001 an image). Raises PermissionDenied when the credentials
-    lack rekognition:DetectFaces, ExternalServiceError when the service fails or cannot be reached."""
+    """Amazon Rekognition DetectFaces (about $0.001 an image). Raises CloudAccessError when there are no usable
+    credentials or they lack rekognition:DetectFaces, ImageError when Rekognition cannot use the frame,
+    ExternalServiceError when the service fails or cannot be reached (``services.core.aws``)."""
 
     name = "rekognition"
     MAX_BYTES = 5 * 1024 * 1024
@@ -91,27 +93,16 @@ class RekognitionFaceDetector:
         if client is None:
             import boto3
 
-            client = boto3.client("rekognition", region_name=region or None, endpoint_url=endpoint_url or None)
+            with aws.errors(service="Rekognition", action="detect faces", endpoint=endpoint_url or None):
+                client = boto3.client("rekognition", region_name=region or None, endpoint_url=endpoint_url or None)
         self.client = client
 
     def detect(self, frame: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
         height, width = frame.shape[:2]
         data = _jpeg(frame, self.MAX_BYTES)
-        try:
+        with aws.errors(service="Rekognition", action=f"detect faces in a {width}x{height} frame",
+                        permission="rekognition:DetectFaces", image=True):
             faces = self.client.detect_faces(Image={"Bytes": data}, Attributes=["DEFAULT"])["FaceDetails"]
-        except NoCredentialsError as exc:
-            raise PermissionDenied("no AWS credentials for Rekognition: set AWS_PROFILE or the access key variables") from exc
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("AccessDeniedException", "UnrecognizedClientException"):
-                raise PermissionDenied("Rekognition refused the request: the credentials need rekognition:DetectFaces") from exc
-            if code == "InvalidImageFormatException":
-                raise InvalidInput("Rekognition could not read this image") from exc
-            raise ExternalServiceError(f"Rekognition DetectFaces failed ({code or exc})") from exc
-        except BotoCoreError as exc:
-            raise ExternalServiceError(f"Rekognition could not be reached: {exc}") from exc
         rows = []
         for face in faces:
             score = float(face.get("Confidence", 0.0)) / 100.0

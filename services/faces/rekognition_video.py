@@ -15,31 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from services.core.errors import ExternalServiceError, InvalidInput, PermissionDenied
+from services.core import aws
+from services.core.errors import ExternalServiceError
 from services.faces.detection import clamp_boxes
 
 POLL_SECONDS = 5.0
 TIMEOUT_SECONDS = 3600.0
 
 
-def _call(fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
-
-    try:
+def _call(fn: Callable[..., dict[str, Any]], *, bucket: str, key: str, **kwargs: Any) -> dict[str, Any]:
+    """One Rekognition Video request about ``s3://bucket/key``; botocore failures as ConsoleErrors
+    (``services.core.aws``)."""
+    with aws.errors(service="Rekognition Video", action="detect faces in", resource=f"s3://{bucket}/{key}",
+                    permission="rekognition:StartFaceDetection and rekognition:GetFaceDetection, and read access "
+                               f"(s3:GetObject) to the video's bucket {bucket}"):
         return fn(**kwargs)
-    except ParamValidationError as exc:
-        raise InvalidInput(f"Rekognition would refuse this request: {exc}") from exc
-    except NoCredentialsError as exc:
-        raise PermissionDenied("no AWS credentials for Rekognition: set AWS_PROFILE or the access key variables") from exc
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("AccessDeniedException", "UnrecognizedClientException"):
-            raise PermissionDenied("Rekognition refused the request: the credentials need rekognition:StartFaceDetection "
-                                   "and rekognition:GetFaceDetection, and read access to the video's bucket") from exc
-        raise ExternalServiceError(f"Rekognition Video failed ({code or exc}): "
-                                   f"{exc.response.get('Error', {}).get('Message', '')}") from exc
-    except BotoCoreError as exc:
-        raise ExternalServiceError(f"Rekognition could not be reached: {exc}") from exc
 
 
 def nearest_frame(times: list[float], seconds: float) -> int:
@@ -56,12 +46,13 @@ def face_detections(client: Any, *, bucket: str, key: str, times: list[float], w
                     min_confidence: float, poll_seconds: float = POLL_SECONDS, timeout: float = TIMEOUT_SECONDS,
                     sleep: Callable[[float], None] = time.sleep) -> tuple[dict[int, np.ndarray], int]:
     """(boxes per frame index in pixels, the sampling interval in frames) for ``s3://bucket/key``. Raises
-    PermissionDenied, ExternalServiceError (the job failed, with Rekognition's reason, or timed out)."""
-    job = _call(client.start_face_detection, Video={"S3Object": {"Bucket": bucket, "Name": key}},
+    CloudAccessError (no credentials, or no permission), InvalidInput (a request Rekognition would refuse),
+    ExternalServiceError (the job failed, with Rekognition's reason, or timed out, or the service failed)."""
+    job = _call(client.start_face_detection, bucket=bucket, key=key, Video={"S3Object": {"Bucket": bucket, "Name": key}},
                 FaceAttributes="DEFAULT")["JobId"]
     waited = 0.0
     while True:
-        page = _call(client.get_face_detection, JobId=job, MaxResults=1000)
+        page = _call(client.get_face_detection, bucket=bucket, key=key, JobId=job, MaxResults=1000)
         status = page.get("JobStatus")
         if status == "SUCCEEDED":
             break
@@ -87,7 +78,7 @@ def face_detections(client: Any, *, bucket: str, key: str, times: list[float], w
         token = page.get("NextToken")
         if not token:
             break
-        page = _call(client.get_face_detection, JobId=job, MaxResults=1000, NextToken=token)
+        page = _call(client.get_face_detection, bucket=bucket, key=key, JobId=job, MaxResults=1000, NextToken=token)
     frames = sorted(stamps)
     gaps = np.diff(frames)
     step = int(np.median(gaps)) if len(gaps) else 1

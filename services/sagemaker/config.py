@@ -1,5 +1,5 @@
-"""SageMaker settings as a typed config, the SDK 3.x sessions built from it, AWS errors in plain words, the
-dry-run capture, and polling SageMaker from a console job.
+"""SageMaker settings as a typed config, the SDK 3.x sessions built from it, AWS errors in plain words (through
+``services.core.aws``), the dry-run capture, and polling SageMaker from a console job.
 
 The SDK (``sagemaker-core``, ``sagemaker-train``) is imported inside the functions that need it: it takes a
 second to import and the settings page must not wait for it.
@@ -23,6 +23,7 @@ from typing import Any
 import sqlite_utils
 from botocore import exceptions as bx
 
+from services.core import aws
 from services.core.clock import now_iso
 from services.core.config import get_settings
 from services.core.errors import ConsoleError, ExternalServiceError, InvalidInput, JobCancelled
@@ -176,50 +177,24 @@ PERMISSIONS = {"CreateTrainingJob": "sagemaker:CreateTrainingJob (and iam:PassRo
                "ListTrainingJobsForHyperParameterTuningJob": "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
                "DescribeTransformJob": "sagemaker:DescribeTransformJob",
                "DescribeModel": "sagemaker:DescribeModel"}
-_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
-_BAD_KEYS = {"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
-             "InvalidSignatureException", "SignatureDoesNotMatch"}
 
 
 @contextlib.contextmanager
 def aws_errors(what: str) -> Iterator[None]:
-    """Turn AWS and SDK failures while doing ``what`` into ConsoleErrors people can act on:
-    ExternalServiceError (credentials, access denied naming the permission, unreachable, the service refused),
-    InvalidInput (a request the service model rejects)."""
+    """Turn AWS and SDK failures while doing ``what`` into ConsoleErrors people can act on, through
+    ``services.core.aws.translate``: CloudAccessError (no or rejected credentials, access denied naming the
+    permission from ``PERMISSIONS``), NotFound (no such job), InvalidInput (a request the service model or
+    SageMaker rejects), ExternalServiceError (unreachable, throttled, failing, no region). A dry run that
+    stops at a call the SDK makes before the request it was asked for is an ExternalServiceError too."""
     try:
         yield
-    except ConsoleError:
-        raise
-    except (bx.NoCredentialsError, bx.PartialCredentialsError):
-        raise ExternalServiceError(
-            f"no AWS credentials to {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE) "
-            "or an instance/task role for the console's server. Nothing was started.") from None
-    except bx.NoRegionError:
-        raise InvalidInput(f"no AWS region to {what}: set the SageMaker region on the SageMaker page") from None
-    except bx.ClientError as exc:
-        err = exc.response.get("Error", {})
-        code, message = str(err.get("Code", "")), str(err.get("Message", ""))
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        if isinstance(exc, bx.ClientError) and exc.response.get("Error", {}).get("Message") == DRY_RUN_MARK:
+            raise ExternalServiceError(f"the dry run to {what} stopped at {exc.operation_name}, which the SageMaker "
+                                       "SDK calls before building the request; nothing was sent") from None
         operation = getattr(exc, "operation_name", "") or ""
-        detail = f"{code}: {message}" if message else code
-        if message == DRY_RUN_MARK:
-            raise ExternalServiceError(f"the dry run to {what} stopped at {operation}, which the SageMaker SDK "
-                                       "calls before building the request; nothing was sent") from None
-        if code in _DENIED:
-            need = PERMISSIONS.get(operation, f"sagemaker:{operation}" if operation else "the SageMaker permission")
-            raise ExternalServiceError(f"AWS refused to {what} ({detail}): the AWS identity needs {need}. Fix the "
-                                       "IAM policy and try again; nothing was changed here.") from None
-        if code in _BAD_KEYS:
-            raise ExternalServiceError(f"AWS rejected the credentials while trying to {what} ({detail}): check the "
-                                       "access key, secret, session token and the clock") from None
-        if code in ("ValidationException", "ResourceNotFound"):
-            raise InvalidInput(f"SageMaker refused to {what} ({detail})") from None
-        raise ExternalServiceError(f"SageMaker could not {what} ({detail})") from None
-    except (bx.EndpointConnectionError, bx.ConnectionError, bx.HTTPClientError) as exc:
-        raise ExternalServiceError(f"cannot reach SageMaker to {what}: {exc}. Check the network and the region.") from None
-    except bx.ParamValidationError as exc:
-        raise InvalidInput(f"invalid SageMaker request to {what}: {exc}") from None
-    except bx.BotoCoreError as exc:
-        raise ExternalServiceError(f"SageMaker request to {what} failed: {exc}") from None
+        need = PERMISSIONS.get(operation, f"sagemaker:{operation}") if operation else None
+        raise aws.translate(exc, service="SageMaker", action=what, permission=need) from None
 
 
 def sdk_errors() -> tuple[type[Exception], ...]:

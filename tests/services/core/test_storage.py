@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from botocore.stub import Stubber
 
-from services.core.errors import InvalidInput, NotFound, StorageError
+from services.core.errors import CloudAccessError, InvalidInput, NotFound, StorageAccessError, StorageError
 from services.core.storage import ObjectInfo, ObjectStore, is_s3, join, split_s3
 from tests.conftest_s3 import S3Server
 
@@ -298,7 +298,7 @@ def test_silent_endpoint_read_timeout_is_storage_error(fake_credentials: None) -
 
 
 @pytest.mark.parametrize("code", ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"])
-def test_access_denied_is_storage_error(fake_credentials: None, code: str) -> None:
+def test_access_denied_is_a_cloud_access_and_storage_error(fake_credentials: None, code: str) -> None:
     store = ObjectStore(endpoint_url=f"http://127.0.0.1:{_closed_port()}")
     with Stubber(store.client) as stub:
         stub.add_client_error(
@@ -310,14 +310,15 @@ def test_access_denied_is_storage_error(fake_credentials: None, code: str) -> No
             response_meta={"RequestId": "4442587FB7D0A2F9", "HostId": "x"},
         )
         with pytest.raises(
-            StorageError, match=re.escape("access denied to s3://bucket/private/a.jpg")
+            StorageAccessError, match=re.escape("access denied to s3://bucket/private/a.jpg")
         ) as info:
             store.read("s3://bucket/private/a.jpg")
         stub.assert_no_pending_responses()
-    assert "credentials/policy" in str(info.value)
+    assert isinstance(info.value, CloudAccessError) and isinstance(info.value, StorageError)
+    assert "credentials/policy" in str(info.value) and code in str(info.value)
 
 
-def test_no_credentials_is_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_credentials_is_a_cloud_access_and_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "empty"
     empty.write_text("")
     for name in (
@@ -335,8 +336,9 @@ def test_no_credentials_is_storage_error(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     store = ObjectStore(endpoint_url=f"http://127.0.0.1:{_closed_port()}", region="us-east-1", max_attempts=1)
-    with pytest.raises(StorageError, match="no AWS credentials were found") as info:
+    with pytest.raises(StorageAccessError, match="no AWS credentials were found") as info:
         store.read("s3://bucket/a.jpg")
+    assert isinstance(info.value, CloudAccessError) and isinstance(info.value, StorageError)
     message = str(info.value)
     assert "s3://bucket/a.jpg" in message
     assert "AWS_ACCESS_KEY_ID" in message

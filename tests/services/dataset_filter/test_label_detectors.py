@@ -12,7 +12,14 @@ import pytest
 from botocore.stub import ANY, Stubber
 from PIL import Image
 
-from services.core.errors import ExternalServiceError, ImageError, InvalidInput, NotFound, StorageError
+from services.core.errors import (
+    CloudAccessError,
+    ExternalServiceError,
+    ImageError,
+    InvalidInput,
+    NotFound,
+    StorageError,
+)
 from services.dataset_filter import label_detectors as ld
 from services.dataset_filter.label_detectors import (
     Detection,
@@ -278,7 +285,7 @@ def test_rekognition_access_denied_is_a_clear_service_error(stubbed):
                           "User: arn:aws:iam::123456789012:user/x is not authorized to perform: rekognition:DetectLabels",
                           400)
     delays: list[float] = []
-    with pytest.raises(ExternalServiceError) as err:
+    with pytest.raises(CloudAccessError) as err:
         RekognitionDetector(client, sleep=delays.append).detect(data=None, uri="s3://shop/a.jpg", wanted=["person"])
     print(f"\n{err.value}")
     assert "refused access" in str(err.value) and "rekognition:DetectLabels permission" in str(err.value)

@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from PIL import Image, ImageOps
 
-from services.core.errors import InvalidInput, PermissionDenied
+from services.core.errors import CloudAccessError, InvalidInput
 from services.core.jobs import get_job, run_job
 from services.faces import job as face_blur
 from services.faces.detection import RekognitionFaceDetector, clamp_boxes
@@ -166,7 +166,7 @@ def test_rekognition_boxes_are_clamped_and_errors_are_clear():
         boxes = det.detect(frame, threshold=0.3)
         assert boxes[:, :4].round(1).tolist() == [[0.0, 140.0, 60.0, 200.0]]  # negative left, past the bottom
         assert boxes[0, 4] == pytest.approx(0.991, abs=1e-3)  # the 12% face is under the threshold
-        with pytest.raises(PermissionDenied, match="rekognition:DetectFaces"):
+        with pytest.raises(CloudAccessError, match="rekognition:DetectFaces"):
             det.detect(frame)
 
 

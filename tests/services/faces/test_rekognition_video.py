@@ -8,7 +8,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from services.core.errors import ExternalServiceError, PermissionDenied
+from services.core.errors import CloudAccessError, ExternalServiceError
 from services.faces.rekognition_video import face_detections, nearest_frame
 
 META = {"Codec": "h264", "DurationMillis": 2000, "Format": "QuickTime / MOV", "FrameRate": 29.97002983093262,
@@ -56,7 +56,7 @@ def test_a_failed_job_says_why_and_access_denied_names_the_permissions(client):
             face_detections(client, bucket="bkt", key="k.mp4", times=TIMES, width=10, height=10, min_confidence=0.5,
                             sleep=lambda s: None)
         stub.add_client_error("start_face_detection", service_error_code="AccessDeniedException", http_status_code=400)
-        with pytest.raises(PermissionDenied, match="StartFaceDetection"):
+        with pytest.raises(CloudAccessError, match="StartFaceDetection"):
             face_detections(client, bucket="bkt", key="k.mp4", times=TIMES, width=10, height=10, min_confidence=0.5)
 
 

@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from services.core.config import CLASSES, get_settings, set_setting
-from services.core.errors import ExternalServiceError, InvalidInput, PermissionDenied
+from services.core.errors import CloudAccessError, ExternalServiceError, InvalidInput, PermissionDenied
 from services.core.jobs import create_job, get_job, run_job
 from services.sagemaker import training as smt
 from services.sagemaker.config import Clients, SageMakerConfig, aws_errors, open_clients
@@ -192,7 +192,7 @@ def test_missing_credentials_and_access_denied_are_plain(db, aws_env, monkeypatc
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     clients = open_clients(SageMakerConfig.load(db))
-    with pytest.raises(ExternalServiceError, match="no AWS credentials to read training job x"):
+    with pytest.raises(CloudAccessError, match="no AWS credentials to read training job x"):
         with aws_errors("read training job x"):
             clients.sagemaker.describe_training_job(TrainingJobName="x")
 
@@ -201,7 +201,7 @@ def test_missing_credentials_and_access_denied_are_plain(db, aws_env, monkeypatc
         stub.add_client_error("create_training_job", service_error_code="AccessDeniedException",
                               service_message="User: arn:aws:iam::123456789012:user/ci is not authorized to perform: "
                                               "sagemaker:CreateTrainingJob", http_status_code=400)
-        with pytest.raises(ExternalServiceError) as err:
+        with pytest.raises(CloudAccessError) as err:
             with aws_errors("start the SageMaker training job"):
                 sm.create_training_job(TrainingJobName="x", RoleArn=ROLE, AlgorithmSpecification={
                     "TrainingImage": "img", "TrainingInputMode": "Pipe"}, OutputDataConfig={"S3OutputPath": "s3://b/o"},
