@@ -151,15 +151,22 @@ else:
         "target_accuracy", 0.98), key="mdl_tgt", format_func=lambda t: f"{t:.0%}")
     p = next(x for x in curve if x["target"] == chosen)
     share, acc = p["automatic_share"], p["automatic_accuracy"]
-    st.metric("Expected automatic share", f"{share:.1%}",
-              help="Out-of-fold, on the version's training photos: photos decided without a person")
+    c1, c2 = st.columns(2)
+    c1.metric("Certified automatic share", f"{share:.1%}",
+              help="Photos decided without a person at thresholds whose accuracy is certified: the 95% lower bound "
+                   "of their accuracy on held-back photos reaches the target (see README, Certified thresholds)")
+    if p.get("point_share") is not None:
+        c2.metric("Point estimate", f"{p['point_share']:.1%}",
+                  help="The share the observed held-back accuracy alone would allow: what the version would decide "
+                       "if its sample told the whole truth. Not promised.")
+    certificate = (version["metrics"].get("certificate") or {})
+    if chosen == version["metrics"].get("target_accuracy") and certificate.get("text"):
+        st.caption(certificate["text"][0].upper() + certificate["text"][1:])
     if acc is None:
-        st.caption("Nothing would be decided automatically at this target.")
+        st.caption("Nothing is certified for automatic decisions at this target: every photo goes to people.")
     else:
-        low = p.get("automatic_accuracy_low")
         st.caption(f"Accuracy of those automatic decisions: {acc:.1%} on {p.get('automatic_photos', '?')} held-back "
-                   "photos" + (f"; with so few photos the true accuracy may plausibly be as low as {low:.1%} (95% "
-                               "lower bound); more labels narrow it" if low is not None and low < chosen else ""))
+                   "photos.")
     st.dataframe(pd.DataFrame([p["thresholds"]]), hide_index=True, key="mdl_tgt_thr")
     report({**version["metrics"], "at_target": p}, key="mdl_version_report")
     if st.button("Use these thresholds for routing", key="mdl_apply", type="primary"):

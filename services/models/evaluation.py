@@ -13,6 +13,7 @@ import numpy as np
 
 from services.core.config import CLASSES
 from services.core.errors import ModelError
+from services.models.certify import certify, cross_fit_calibration, more_photos_estimate, summary
 
 TARGET_ACCURACY = 0.98
 
@@ -43,7 +44,8 @@ def automatic_at(y: np.ndarray, proba: np.ndarray, classes: list[str], *, thresh
     conf = proba.max(1)
     auto = np.zeros(len(y), dtype=bool)
     for cls, t in thresholds.items():
-        auto |= (pred == cls) & (conf >= t)
+        if t < 1.0:  # 1.0: nothing of the class is decided automatically
+            auto |= (pred == cls) & (conf >= t)
     n, right = int(auto.sum()), int((pred[auto] == y[auto]).sum())
     return {"automatic_share": float(auto.mean()) if len(y) else 0.0,
             "automatic_accuracy": right / n if n else None,
@@ -63,30 +65,34 @@ def wilson_low(right: int, n: int, *, z: float = 1.96) -> float | None:
 
 def tradeoff_curve(y: np.ndarray, proba: np.ndarray, classes: list[str], *,
                    targets: Iterable[float] = tuple(np.round(np.arange(0.80, 1.0001, 0.01), 2))) -> list[dict[str, Any]]:
-    """For each target accuracy, the per-class thresholds ``suggest_thresholds`` picks and the automatic share
-    and accuracy they give on these (held-back) predictions: the curve an admin picks a point on."""
+    """For each target accuracy, the certified per-class thresholds and the automatic share and accuracy they
+    give on these (held-back, calibrated) predictions, beside the point estimate (``suggest_thresholds``, which
+    trusts the observed accuracy however few photos back it): the curve an admin picks a point on."""
     out = []
     for target in targets:
-        thresholds = suggest_thresholds(y, proba, classes, target=float(target))
-        out.append({"target": float(target), **automatic_at(y, proba, classes, thresholds=thresholds), "thresholds": thresholds})
+        certified = certify(y, proba, classes, target=float(target))
+        thresholds = {k: c.threshold for k, c in certified.items()}
+        point = automatic_at(y, proba, classes, thresholds=suggest_thresholds(y, proba, classes, target=float(target)))
+        out.append({"target": float(target), **automatic_at(y, proba, classes, thresholds=thresholds),
+                    "thresholds": thresholds, "point_share": point["automatic_share"]})
     return out
 
 
 def oof_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target: float = TARGET_ACCURACY) -> dict[str, Any]:
-    """Per-class precision/recall/F1, macro-F1, accuracy, confusion matrix, calibration error, the thresholds for
-    ``target`` with the automatic share they give, and the trade-off curve, from out-of-fold probabilities."""
+    """Per-class precision/recall/F1, macro-F1, accuracy, confusion matrix and calibration error of out-of-fold
+    probabilities, then: the temperature that calibrates them (cross-fitted, see ``certify``), the thresholds
+    certified for ``target`` with the automatic share they give, the point estimate beside them, and the
+    trade-off curve, all on the calibrated probabilities."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+    raw_ece = calibration_error(y, proba, classes)
+    proba, temperature = cross_fit_calibration(y, proba, classes)
     pred = np.array(classes)[proba.argmax(1)]
     prec, rec, f1, support = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
-    conf = proba.max(1)
-    bins = np.linspace(0, 1, 11)
-    ece = 0.0
-    for lo, hi in zip(bins[:-1], bins[1:]):
-        sel = (conf > lo) & (conf <= hi)
-        if sel.any():
-            ece += sel.mean() * abs((pred[sel] == y[sel]).mean() - conf[sel].mean())
-    thresholds = suggest_thresholds(y, proba, classes, target=target)
+    certified = certify(y, proba, classes, target=target)
+    point = suggest_thresholds(y, proba, classes, target=target)
+    more = more_photos_estimate(y, proba, classes, target=target)
+    certificate = summary(certified, total=len(y), target=target, more_photos=more)
     return {
         "classes": classes,
         "per_class": {
@@ -96,12 +102,29 @@ def oof_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target:
         "macro_f1": float(np.mean(f1)),
         "accuracy": float((pred == y).mean()),
         "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist(),
-        "expected_calibration_error": float(ece),
+        "expected_calibration_error": calibration_error(y, proba, classes),
+        "uncalibrated_calibration_error": raw_ece,
+        "temperature": temperature,
         "target_accuracy": target,
-        "thresholds": thresholds,
-        "at_target": automatic_at(y, proba, classes, thresholds=thresholds),
+        "thresholds": certificate["thresholds"],
+        "at_target": automatic_at(y, proba, classes, thresholds=certificate["thresholds"]),
+        "certificate": certificate,
+        "point_estimate": {"thresholds": point, **automatic_at(y, proba, classes, thresholds=point)},
         "tradeoff": tradeoff_curve(y, proba, classes),
     }
+
+
+def calibration_error(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> float:
+    """Expected calibration error of the top-class confidence over ten equal-width bins."""
+    pred = np.array(classes)[proba.argmax(1)]
+    conf = proba.max(1)
+    bins = np.linspace(0, 1, 11)
+    ece = 0.0
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.mean() * abs((pred[sel] == y[sel]).mean() - conf[sel].mean())
+    return float(ece)
 
 
 def check_counts(y: np.ndarray, *, folds: int) -> int:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 
 from services.core.audit import record
 from services.core.authz import require
 from services.core.clock import now_iso
+from services.core.config import CLASSES, set_setting
 from services.core.errors import ModelError, NotFound
+from services.models.certify import temper
 from services.models.finetuned import FineTunedModel
 from services.models.head import Head
 
@@ -86,6 +90,16 @@ def activate_version(db: sqlite_utils.Database, *, version_id: int, actor: str) 
         db.execute("UPDATE model_versions SET active = (id = ?)", [version_id])
         db.execute("UPDATE model_versions SET activated_at = ? WHERE id = ?", [now_iso(), version_id])
         record(db, actor=actor, action="model.activate", target=str(version_id))
+        _follow_thresholds(db, version_id=version_id, actor=actor)
+
+
+def _follow_thresholds(db: sqlite_utils.Database, *, version_id: int, actor: str) -> None:
+    """Route with the thresholds certified for the version just activated (1.0, nothing automatic, for a class
+    it does not know); an admin may change them afterwards on Models or Settings."""
+    row = db.execute("SELECT thresholds FROM model_versions WHERE id = ?", [version_id]).fetchone()
+    certified = json.loads(row[0]) if row and row[0] else {}
+    if certified:
+        set_setting(db, key="thresholds", value={c: float(certified.get(c, 1.0)) for c in CLASSES}, actor=actor)
 
 
 def active_version(db: sqlite_utils.Database) -> dict[str, Any] | None:
@@ -98,7 +112,32 @@ def list_versions(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     return [_decode(r) for r in db.query("SELECT * FROM model_versions ORDER BY id DESC")]
 
 
-def load_head(version: dict[str, Any], *, models_dir: Path) -> Head | FineTunedModel:
+class Calibrated:
+    """A version's model with the temperature fitted at training applied to every probability it gives, so
+    new photos are scored on the scale its certified thresholds were chosen on (``services.models.certify``)."""
+
+    def __init__(self, model: Head | FineTunedModel, temperature: float) -> None:
+        self.model, self.temperature = model, float(temperature)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def predict_proba(self, emb: np.ndarray, cues_for: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        return temper(self.model.predict_proba(emb, cues_for), self.temperature)  # type: ignore[union-attr]
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        emb, proba = self.model.run(batch)  # type: ignore[union-attr]
+        return emb, temper(proba, self.temperature)
+
+
+def load_head(version: dict[str, Any], *, models_dir: Path) -> Head | FineTunedModel | Calibrated:
+    """The model of a version with its calibration (see ``load_model``). Raises ModelError."""
+    model = load_model(version, models_dir=models_dir)
+    temperature = float((version.get("metrics") or {}).get("temperature") or 1.0)
+    return model if temperature == 1.0 else Calibrated(model, temperature)
+
+
+def load_model(version: dict[str, Any], *, models_dir: Path) -> Head | FineTunedModel:
     """The model of a version, cached: a head over backbone embeddings, or a fine-tuned network (an ``.onnx``
     file) that embeds and scores photos itself. Its file lives in the workspace's model folder.
     Raises ModelError when the file is missing or damaged, or the version has no local model."""

@@ -25,11 +25,12 @@ class Route:
 
 def route(*, label: str, confidence: float, thresholds: dict[str, float], audit_rate: float, sha256: str) -> Route:
     """Decide automatically at or above the class threshold, else queue; sample audits deterministically.
+    A threshold of 1.0 (a class the model is not certified for) never decides automatically.
 
     The audit draw hashes the photo's sha256, so a resumed job routes every photo as the first run did.
     """
     threshold = float(thresholds.get(label, 1.0))
-    if confidence >= threshold:
+    if threshold < 1.0 and confidence >= threshold:
         audit = int(sha256[:8], 16) / 0xFFFFFFFF < audit_rate
         return Route(True, audit, "audit" if audit else None, f"model: {label} at {confidence:.0%} (threshold {threshold:.0%})")
     return Route(

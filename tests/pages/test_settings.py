@@ -8,7 +8,7 @@ import pytest
 
 from services.core.config import DEFAULTS, get_settings, set_setting
 from services.core.errors import InvalidInput
-from services.models.registry import active_version, list_versions, load_head, save_version
+from services.models.registry import active_version, list_versions, load_model, save_version
 from tests.pages.helpers import start_app
 
 
@@ -140,7 +140,7 @@ def test_activating_another_model_version(trained_ws):
     try:
         first = active_version(db)
         second_id = save_version(
-            db, head=load_head(first, models_dir=trained_ws.models_dir), models_dir=trained_ws.models_dir,
+            db, head=load_model(first, models_dir=trained_ws.models_dir), models_dir=trained_ws.models_dir,
             backbone=first["backbone"], hyperparams=first["hyperparams"], metrics=first["metrics"],
             thresholds={**first["thresholds"], "product": 0.5}, training_data=first["training_data"],
             activate=False, actor="test",

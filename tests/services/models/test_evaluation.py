@@ -65,9 +65,22 @@ def test_a_class_never_right_enough_is_never_decided_automatically():
 def test_tradeoff_curve_gives_up_automatic_share_as_the_target_rises():
     y, proba = _case()
     curve = tradeoff_curve(y, proba, CLASSES, targets=[0.85, 0.9, 0.95, 1.0])
+    points = [p["point_share"] for p in curve]  # trusting the observed accuracy of 30 photos
+    assert points == sorted(points, reverse=True) and points[0] == 1.0 and points[-1] == 25 / 30
+    # 30 photos certify nothing at these targets: the certified share stays at zero however tempting the sample
+    assert [p["automatic_share"] for p in curve] == [0.0] * 4 and all(set(p["thresholds"].values()) == {1.0} for p in curve)
+
+
+def test_the_certified_curve_gives_up_share_as_the_target_rises_and_keeps_it():
+    rng = np.random.default_rng(3)
+    conf = rng.uniform(0.5, 1.0, 3000)
+    right = rng.random(3000) < np.where(conf > 0.8, 0.998, 0.85)  # the confident 40% are nearly always right
+    y = np.where(right, "a", "b")
+    proba = np.c_[conf, 1 - conf]
+    curve = tradeoff_curve(y, proba, CLASSES, targets=[0.9, 0.95, 0.98])
     shares = [p["automatic_share"] for p in curve]
-    assert shares == sorted(shares, reverse=True) and shares[0] == 1.0 and shares[-1] == 25 / 30
-    assert all(p["automatic_accuracy"] >= p["target"] for p in curve)
+    assert shares == sorted(shares, reverse=True) and shares[-1] > 0
+    assert all(p["automatic_accuracy"] >= p["target"] for p in curve if p["automatic_photos"])
 
 
 def test_out_of_fold_report_has_per_class_figures_confusion_matrix_and_the_chosen_point():
@@ -77,7 +90,12 @@ def test_out_of_fold_report_has_per_class_figures_confusion_matrix_and_the_chose
     assert m["per_class"]["a"]["precision"] == pytest.approx(18 / 20)
     assert m["per_class"]["b"]["recall"] == pytest.approx(10 / 12)
     assert m["accuracy"] == pytest.approx(28 / 30)
-    assert m["thresholds"] == {"a": 0.85, "b": 0.95} and m["at_target"]["automatic_accuracy"] == 1.0
+    # the point estimate trusts 30 photos (at least the 10 'b', all right: folds are calibrated apart, so the 'a'
+    # ranking may shift a little); the certificate does not, and says so
+    assert m["point_estimate"]["automatic_photos"] >= 10 and m["point_estimate"]["automatic_accuracy"] == 1.0
+    assert m["thresholds"] == {"a": 1.0, "b": 1.0} and m["at_target"]["automatic_share"] == 0.0
+    assert m["certificate"]["text"].startswith("certified: 0% automatic at 100%")
+    assert m["temperature"] > 0 and m["expected_calibration_error"] >= 0
     assert len(m["tradeoff"]) == 21 and m["tradeoff"][0]["target"] == 0.8
 
 

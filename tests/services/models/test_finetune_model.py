@@ -15,7 +15,7 @@ from services.models.embedder import BACKBONE, Embedder
 from services.models.features import FeatureExtractor
 from services.models.finetune_model import train_finetuned
 from services.models.finetuned import FineTunedModel
-from services.models.registry import activate_version, active_version, list_versions, load_head
+from services.models.registry import activate_version, active_version, list_versions, load_head, load_model
 from services.models.training import import_folder
 from services.reviews import rescore
 from services.reviews.ingest import ingest_manifest
@@ -34,7 +34,7 @@ def test_a_fine_tuned_version_records_its_training_and_keeps_the_backbone_embedd
     assert version["hyperparams"] == {"method": "finetune", "epochs": 3, "blocks": 1, "folds": 2}
     assert version["training_data"]["examples"] == 60 and version["path"].endswith(".onnx")
     assert set(version["thresholds"]) == set(version["classes"]) and version["metrics"]["tradeoff"]
-    model = load_head(version, models_dir=ws.models_dir)
+    model = load_model(version, models_dir=ws.models_dir)
     assert isinstance(model, FineTunedModel)
     photos = [FeatureExtractor.decode(p.read_bytes(), max_pixels=10**8) for p in sorted(samples.glob("*/*.jpg"))[:6]]
     batch = np.stack([FeatureExtractor.prepare(p) for p in photos])

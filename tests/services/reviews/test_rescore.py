@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from services.core.config import CLASSES, get_settings, set_setting
 from services.core.jobs import get_job, run_job
 from services.core.storage import ObjectStore
 from services.hitl.queue import claim_next
@@ -32,6 +33,10 @@ def test_a_new_model_decides_the_photos_queued_before_it(ws, db, samples, tmp_pa
 
     import_folder(db, root=str(samples), store=ObjectStore(), actor="cli:test")
     version = train(ws, db, actor="cli:test")["model_version_id"]
+    # 60 photos certify no threshold at 98%, so the version routes everything to people; an admin who accepts
+    # the point estimate's risk lowers them (what re-scoring does with confident photos is what is tested here)
+    assert set(get_settings(db)["thresholds"].values()) == {1.0}
+    set_setting(db, key="thresholds", value=dict.fromkeys(CLASSES, 0.6), actor="cli:test")
     job_id = rescore.queue_if_needed(db)
     assert job_id and rescore.queue_if_needed(db) is None  # one job per version
     assert run_job(ws, job_id=job_id) == job_id
