@@ -1,4 +1,5 @@
-"""Images -> features: decode at reduced size, embed with the backbone, person cues on demand.
+"""Images -> features: decode at reduced size, embed with the backbone, person cues on demand (the face geometry
+from CenterFace, then the body extent from BlazePose: ``CUE_NAMES``).
 
 ``FeatureExtractor`` holds the heavy models; one per process (``FeatureExtractor.shared``).
 """
@@ -12,11 +13,14 @@ import numpy as np
 from PIL import Image
 
 from services.core import images as imgs
+from services.models.body_cues import BODY_CUE_NAMES, BodyPoseModel
 from services.models.embedder import BACKBONE, Embedder, preprocess
-from services.models.person_cues import CUE_NAMES, FaceDetector, cues_from_faces
+from services.models.person_cues import CUE_NAMES as FACE_CUE_NAMES
+from services.models.person_cues import FaceDetector, cues_from_faces
 
 EMBED_SIDE = 224  # the backbone's letterbox: JPEGs decode straight to about this size (DCT scaling)
 CUES_SIDE = 448  # enough to find the small faces of full-length shots; decoded only for photos that need cues
+CUE_NAMES = [*FACE_CUE_NAMES, *BODY_CUE_NAMES]  # faces first: a head trained on face cues alone reads the start
 
 _shared: dict[str, FeatureExtractor] = {}
 _shared_lock = threading.Lock()
@@ -60,9 +64,12 @@ class FeatureExtractor:
         return emb
 
     def cues(self, pictures: list[Image.Image]) -> np.ndarray:
-        """(N, len(CUE_NAMES)) person-geometry cues."""
+        """(N, len(CUE_NAMES)) person cues: face geometry, then body extent (hips, knees, ankles, feet in frame).
+        Raises ModelError when a cue model cannot load."""
         if not pictures:
             return np.zeros((0, len(CUE_NAMES)), dtype=np.float32)
         prepared = [FaceDetector.prepare(p) for p in pictures]
         faces = self.faces.detect(np.stack([b for b, _ in prepared]), [s for _, s in prepared])
-        return np.array([cues_from_faces(f, *p.size) for f, p in zip(faces, pictures)], dtype=np.float32)
+        face = np.array([cues_from_faces(f, *p.size) for f, p in zip(faces, pictures)], dtype=np.float32)
+        body = BodyPoseModel.shared().cues([np.asarray(p.convert("RGB")) for p in pictures])
+        return np.hstack([face, body]).astype(np.float32)

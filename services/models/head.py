@@ -23,7 +23,8 @@ from services.core.errors import ModelError
 
 PERSON_CLASSES = ("full_length", "half_length")
 PERSON_GATE = 0.2  # a person shot: P(full) + P(half) reaches this ...
-PERSON_DOUBT = 0.05  # ... and the less likely of the two holds at least this share of it
+PERSON_DOUBT = 0.05  # ... and the less likely of the two holds at least this share of it (face cues only)
+FACE_CUE_DIMS = 8  # the face-geometry cues come first (services.models.person_cues.CUE_NAMES)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -46,12 +47,20 @@ class Head:
         x = (emb - self.mean) / self.scale
         return _softmax(x @ self.coef.T + self.intercept)
 
+    def cue_dims(self) -> int:
+        """How many leading cue columns the person stage was trained on (0: no person stage)."""
+        return 0 if self.person is None else int(self.person["mean"].shape[0]) - 1
+
     def needs_cues(self, base: np.ndarray) -> np.ndarray:
-        """Boolean mask of rows whose person split should use cues."""
+        """Boolean mask of rows whose person split should use cues: every person shot when the stage knows the
+        body's extent (a confident 'full length' from the embedding alone is the costly mistake); otherwise, with
+        face cues only, the person shots in doubt."""
         if self.person is None:
             return np.zeros(len(base), dtype=bool)
         fi, hi = (self.classes.index(c) for c in PERSON_CLASSES)
         mass = base[:, fi] + base[:, hi]
+        if self.cue_dims() > FACE_CUE_DIMS:
+            return mass >= PERSON_GATE
         doubt = np.minimum(base[:, fi], base[:, hi]) / np.maximum(mass, 1e-12)
         return (mass >= PERSON_GATE) & (doubt >= PERSON_DOUBT)
 
@@ -60,7 +69,7 @@ class Head:
         if self.person is None or len(base) == 0:
             return base
         fi, hi = (self.classes.index(c) for c in PERSON_CLASSES)
-        feats = person_features(base, cues, fi, hi)
+        feats = person_features(base, cues[:, : self.cue_dims()], fi, hi)
         z = ((feats - self.person["mean"]) / self.person["scale"]) @ self.person["coef"] + self.person["intercept"]
         p_half = 1.0 / (1.0 + np.exp(-z))
         out = base.copy()

@@ -25,7 +25,7 @@ from services.core.images import IMAGE_SUFFIXES
 from services.core.storage import ObjectStore
 from services.datasets.layouts import read_groundtruth_classes
 from services.models.evaluation import TARGET_ACCURACY, check_counts, oof_metrics, thin_classes
-from services.models.features import CUES_SIDE, FeatureExtractor
+from services.models.features import CUE_NAMES, CUES_SIDE, FeatureExtractor
 from services.models.head import fit_head
 from services.models.registry import save_version
 
@@ -134,7 +134,10 @@ def example_features(ws: Workspace, db: sqlite_utils.Database, examples: list[di
         for r in db.query("SELECT sha256, vector, cues FROM embeddings WHERE backbone = ?", [extractor.backbone])
     }
     keep, emb, cues, failed = [], [], [], []
-    todo = [e for e in examples if not (e["sha256"] in cached and cached[e["sha256"]]["cues"])]
+    def current(sha: str) -> bool:  # cues stored, and with every cue the extractor gives today
+        return sha in cached and bool(cached[sha]["cues"]) and len(json.loads(cached[sha]["cues"])) == len(CUE_NAMES)
+
+    todo = [e for e in examples if not current(e["sha256"])]
 
     def load(e: dict[str, Any]):  # type: ignore[no-untyped-def]
         """(embedding-size, cue-size) decodes of one example's photo, or None when unreadable."""
@@ -170,7 +173,7 @@ def example_features(ws: Workspace, db: sqlite_utils.Database, examples: list[di
         sha = e["sha256"]
         if sha in fresh:
             v, c = fresh[sha]
-        elif sha in cached and cached[sha]["cues"]:
+        elif current(sha):
             v = np.frombuffer(cached[sha]["vector"], dtype=np.float32)
             c = np.array(json.loads(cached[sha]["cues"]), dtype=np.float32)
         else:

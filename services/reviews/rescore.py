@@ -20,10 +20,9 @@ from services.core import jobs
 from services.core.clock import now_iso
 from services.core.config import get_settings, object_store
 from services.core.errors import ConsoleError
-from services.models.features import FeatureExtractor
-from services.models.person_cues import CUE_NAMES
+from services.models.features import CUE_NAMES, FeatureExtractor
 from services.models.registry import active_version, load_head
-from services.reviews.decisions import decide, route
+from services.reviews.decisions import audit_rate_of, decide, route
 
 KIND = "rescore"
 ACTOR = "system:rescore"
@@ -79,15 +78,16 @@ class RescoreKind(jobs.BaseKind):
         emb = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
         stored = [np.array(json.loads(r[3]), dtype=np.float32) if r[3] else None for r in rows]
         lacking: set[int] = set()
+        need = ctx.state["head"].cue_dims()
 
         def cues_for(idx: np.ndarray) -> np.ndarray:  # face cues were stored when classification needed them
             out = []
             for i in idx:
-                if stored[int(i)] is None:
+                if stored[int(i)] is None or len(stored[int(i)]) < need:  # never computed, or before body cues
                     lacking.add(int(i))
                     out.append(np.zeros(len(CUE_NAMES), np.float32))
                 else:
-                    out.append(stored[int(i)])
+                    out.append(np.pad(stored[int(i)], (0, max(0, len(CUE_NAMES) - len(stored[int(i)])))))
             return np.stack(out)
 
         proba = ctx.state["head"].predict_proba(emb, cues_for)
@@ -129,7 +129,7 @@ class RescoreKind(jobs.BaseKind):
                               [image_id, version["id"], label, confidence,
                                json.dumps(dict(zip(head.classes, map(float, p)))), now]).lastrowid
             r = route(label=label, confidence=confidence, thresholds=settings["thresholds"],
-                      audit_rate=settings["audit_rate"], sha256=sha)
+                      audit_rate=audit_rate_of(settings, label), sha256=sha)
             if r.automatic:
                 decide(db, image_id=image_id, label=label, actor=f"model:{version['name']}", source="auto",
                        prediction_id=pred, note=f"re-scored by a newer model: {r.reason}", settings=settings,
