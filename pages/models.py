@@ -5,10 +5,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, job_controls, live_job_panel, show_error
+from pages.common import current_user, db, ensure_worker, job_controls, live_job_panel, md, show_error
 from services.core import jobs
 from services.core.config import set_setting
 from services.core.errors import ConsoleError
+from services.hitl import audit_watch
 from services.models import grid_search, model_search
 from services.models.registry import list_versions
 
@@ -175,3 +176,29 @@ else:
             st.success(f"Routing now uses the thresholds for {chosen:.0%}")
         except ConsoleError as exc:
             show_error(exc)
+
+# ---------------------------------------------------------------- accuracy in production
+st.subheader("Accuracy in production")
+st.caption("A share of automatic decisions goes to inspectors as audits (more while a class has few); their answers "
+           "measure each class of the active version. A class whose audits show it under its promised accuracy is "
+           "sent to people, with an alert here.")
+production = audit_watch.production_accuracy(conn)
+if production is None:
+    st.info("No active model version yet.")
+else:
+    rows = [{"class": cls, "audited": f["audited"], "agreed": f["right"],
+             "accuracy": f["accuracy"], "at least (95%)": f["low95"], "at most (95%)": f["high95"],
+             "status": {"certified": "certified in production", "watching": "watching: more audits needed",
+                        "below_target": "below target"}[f["status"]]}
+            for cls, f in production["classes"].items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="mdl_production",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("accuracy", "at least (95%)", "at most (95%)")})
+    for alert in audit_watch.alerts(conn, actor=user.name):
+        st.warning(md(alert["detail"]), icon=":material/warning:")
+        if st.button("Mark as dealt with", key=f"mdl_alert_{alert['id']}"):
+            try:
+                audit_watch.resolve_alert(conn, alert_id=alert["id"], actor=user.name)
+                st.rerun()
+            except ConsoleError as exc:
+                show_error(exc)

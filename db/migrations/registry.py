@@ -19,6 +19,7 @@ from db.migrations.m010_reused_photos import m010_reused_photos
 from db.migrations.m011_retraining_runs import m011_retraining_runs
 from db.migrations.m012_grid_searches import m012_grid_searches
 from db.migrations.m013_version_activation_time import m013_version_activation_time
+from db.migrations.m014_model_alerts import m014_model_alerts
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -37,4 +38,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m011_retraining_runs", m011_retraining_runs),
     ("m012_grid_searches", m012_grid_searches),
     ("m013_version_activation_time", m013_version_activation_time),
+    ("m014_model_alerts", m014_model_alerts),
 ]

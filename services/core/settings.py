@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
         "style": {"classes": ["full_length"], "mode": "any"},
     },
     "audit_rate": 0.02,
+    # per class, the audit rate the audit watch sets (services.hitl.audit_watch: more while evidence is thin); {} = audit_rate
+    "class_audit_rates": {},
     "max_pixels": 80_000_000,
     "s3_endpoint_url": "",
     # folders and s3://bucket/prefix the console may read and write ([] = anywhere); the workspace is always in
@@ -143,6 +145,12 @@ def _audit_rate(key: str, value: Any) -> float:
     return float(value)
 
 
+def _class_rates(key: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or set(value) - set(CLASSES):
+        raise InvalidInput(f"class audit rates must map classes {list(CLASSES)} to shares between 0 and 1")
+    return {str(k): _audit_rate(key, v) for k, v in value.items()}
+
+
 def _overlap_k(key: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= 10:
         raise InvalidInput(f"inspectors per overlap photo must be a whole number from 2 to 10, got {value!r}")
@@ -226,6 +234,7 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "thresholds": _thresholds,
     "credit_rules": _credit_rules,
     "audit_rate": _audit_rate,
+    "class_audit_rates": _class_rates,
     "max_pixels": _max_pixels,
     "s3_endpoint_url": _text,
     "storage_roots": _storage_roots,

@@ -27,7 +27,7 @@ from services.core.storage import ObjectStore
 from services.models.features import CUES_SIDE, FeatureExtractor
 from services.models.registry import active_version, load_head
 from services.reuse.near_copies import perceptual_hash
-from services.reviews.decisions import decide, route
+from services.reviews.decisions import audit_rate_of, decide, route
 
 IO_THREADS = 4
 
@@ -212,7 +212,7 @@ class ClassifyKind(jobs.BaseKind):
                 label=label,
                 confidence=confidence,
                 thresholds=settings["thresholds"],
-                audit_rate=settings["audit_rate"],
+                audit_rate=audit_rate_of(settings, label),
                 sha256=sha,
             )
             if r.automatic:

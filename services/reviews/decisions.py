@@ -23,6 +23,12 @@ class Route:
     reason: str
 
 
+def audit_rate_of(settings: dict[str, Any], label: str) -> float:
+    """The share of a class's automatic decisions sent to people for audit (the audit watch raises it per class
+    while evidence is thin)."""
+    return float(settings.get("class_audit_rates", {}).get(label, settings["audit_rate"]))
+
+
 def route(*, label: str, confidence: float, thresholds: dict[str, float], audit_rate: float, sha256: str) -> Route:
     """Decide automatically at or above the class threshold, else queue; sample audits deterministically.
     A threshold of 1.0 (a class the model is not certified for) never decides automatically.

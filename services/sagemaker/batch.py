@@ -27,7 +27,7 @@ from services.core.config import CLASSES, get_settings, object_store
 from services.core.errors import ConsoleError, ExternalServiceError, InvalidInput, NotFound
 from services.core.storage import ObjectStore, is_s3, join, split_s3
 from services.models.registry import list_versions
-from services.reviews.decisions import decide, route
+from services.reviews.decisions import audit_rate_of, decide, route
 from services.reviews.rescore import ELIGIBLE_SQL
 from services.sagemaker.config import (
     SageMakerConfig,
@@ -172,7 +172,7 @@ def write_predictions(db: sqlite_utils.Database, *, version: dict[str, Any], out
                 if not routing or db.execute(ELIGIBLE_SQL + " AND i.id = ?", [image_id]).fetchone() is None:
                     continue
                 r = route(label=label, confidence=confidence, thresholds=settings["thresholds"],
-                          audit_rate=settings["audit_rate"], sha256=sha or "0" * 8)
+                          audit_rate=audit_rate_of(settings, label), sha256=sha or "0" * 8)
                 if r.automatic:
                     decide(db, image_id=image_id, label=label, actor=actor, source="auto", prediction_id=pred,
                            note=f"SageMaker batch transform: {r.reason}", settings=settings, keep_queued=r.audit)

@@ -4,6 +4,8 @@
   enough new answers arrived (kept out of inspectors' submit transactions, where it would hold the lock);
 - every few seconds: read new detector frames from the line feed (setting ``line_feed_uri``), count
   them, and evaluate line alerts;
+- every five minutes: watch the audited automatic decisions (services.hitl.audit_watch): a class whose audits
+  show it below its promised accuracy goes to people, with an alert;
 - every hour: prune counted raw frames older than the retention (totals stay).
 
 ``services.worker.runner.Worker`` calls ``Housekeeping.run_due`` between jobs; ``cli work`` calls ``run_all``.
@@ -19,6 +21,7 @@ from typing import Any
 from services.core import jobs
 from services.core.config import Workspace, get_settings, object_store
 from services.core.errors import ConsoleError
+from services.hitl import audit_watch
 from services.hitl.consensus import estimate_reliability, reliability_is_stale
 from services.hitl.inspector_stats import (
     SNAPSHOT_SECONDS,  # one interval for the worker and the dashboard
@@ -34,6 +37,7 @@ LINE_POLL_SECONDS = 10.0
 PRUNE_SECONDS = 3600.0
 REUSE_SECONDS = 15.0
 RETRAIN_SECONDS = 600.0
+AUDIT_WATCH_SECONDS = 300.0
 
 
 def snapshot_and_reliability(db: Any) -> dict[str, Any]:
@@ -96,6 +100,7 @@ class Housekeeping:
             ("reuse", REUSE_SECONDS, queue_reuse_check),
             ("retrain", RETRAIN_SECONDS, queue_retraining),
             ("rescore", REUSE_SECONDS, queue_rescore),
+            ("audit_watch", AUDIT_WATCH_SECONDS, audit_watch.watch),
         ]
         self._last: dict[str, float] = {}
         self.last_errors: dict[str, str] = {}

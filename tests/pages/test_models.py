@@ -103,3 +103,21 @@ def test_a_sagemaker_search_shows_its_points_without_local_training(ws, db):
     assert list(table["accuracy"].fillna(-1)) == [0.91, -1] and "out of memory" in table["error"].iloc[1]
     assert not [b for b in at.button if b.key == "mdl_train_best"]
     assert any("SageMaker saves the best point" in c.value for c in at.caption)
+
+
+def test_a_class_below_target_in_production_shows_its_alert_until_dealt_with(ws, db):
+    from services.hitl import audit_watch
+    from tests.services.hitl.test_audit_watch import _audits, _version
+
+    version = _version(ws, db, thresholds={"package": 0.9, "product": 0.95})
+    _audits(db, version, predicted="product", answers=["product"] * 20 + ["package"] * 10)
+    audit_watch.watch(db)
+    at = start_app("pages/models.py")
+    assert not at.exception
+    status = table_with(at, "at most (95%)").set_index("class")["status"]
+    assert status["product"] == "below target" and status["package"] == "watching: more audits needed"
+    assert any("product photos now go to people" in w.value for w in at.warning)
+    [alert] = audit_watch.alerts(db, actor="tester")
+    at.button(key=f"mdl_alert_{alert['id']}").click().run()
+    assert not at.exception and not any("now go to people" in w.value for w in at.warning)
+    assert audit_watch.alerts(db, actor="tester") == []
