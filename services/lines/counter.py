@@ -287,107 +287,194 @@ def count_frames(
     params.check()
     st = state.copy() if state is not None else LineState()
     t, raw = _validate(ts, counts, st)
-    n = len(t)
-    if n == 0:
+    if len(t) == 0:
         return [], st
-    w = params.window
-
-    # smoothing: the trailing median, its look-back carried in the state (the very first frame pads it)
-    tail = st.tail[-(w - 1) :] if w > 1 else []
-    if len(tail) < w - 1:
-        tail = [tail[0] if tail else int(raw[0])] * (w - 1 - len(tail)) + tail
-    ext = np.concatenate((np.asarray(tail, dtype=np.int64), raw))
-    peak_raw = int(ext.max())
-    dtype = np.int16 if peak_raw < 2**15 - 1 else np.int64
-    v = _median(ext.astype(dtype), w)
-    st.tail = [int(x) for x in ext[len(ext) - (w - 1) :]] if w > 1 else []
-
-    # outages (tallied only)
-    prev = np.concatenate(([st.last_ts], t[:-1])) if st.last_ts is not None else t[:-1]
-    cur = t if st.last_ts is not None else t[1:]
-    gaps = cur - prev
-    big = gaps > params.max_gap_s
-    st.gaps += int(big.sum())
-    st.gap_ms += int(np.round(gaps[big] * 1000.0).astype(np.int64).sum())
+    smoothed = _smooth(raw, tail=st.tail, window=params.window)
+    st.tail = smoothed.tail
+    gaps, gap_ms = _outages(t, last_ts=st.last_ts, max_gap_s=params.max_gap_s)
+    st.gaps += gaps
+    st.gap_ms += gap_ms
     if st.bin_start_ts is None:
         st.bin_start_ts = float(t[0])
-    st.frames += n
+    st.frames += len(t)
     st.last_ts = float(t[-1])
+    thresholds = _DropThresholds.build(params, top=max(smoothed.peak_raw, st.bin_max, st.zero_max, st.drop_max) + 1,
+                                       dtype=smoothed.values.dtype)
+    return _find_bins(t, smoothed.values, state=st, params=params, thresholds=thresholds), st
 
-    # a drop threshold per possible local-counter value (a table while counts are small, as they are)
-    top = max(peak_raw, st.bin_max, st.zero_max, st.drop_max) + 1
-    table = top <= _MAX_TABLE
-    thr_all = np.maximum(params.drop_threshold(np.arange(top if table else 1, dtype=np.int64)), -1).astype(dtype)
 
+@dataclass(slots=True)
+class _Smoothed:
+    values: np.ndarray  # the trailing median per frame (int16 while counts are small, else int64)
+    tail: list[int]  # the last window-1 raw counts: the next call's look-back
+    peak_raw: int  # the largest raw count, look-back included
+
+
+def _smooth(raw: np.ndarray, *, tail: list[int], window: int) -> _Smoothed:
+    """The trailing median of ``raw`` over ``window`` frames, its look-back from ``tail`` (the raw counts
+    before these; the very first frame pads it when there are too few)."""
+    w = window
+    back = tail[-(w - 1) :] if w > 1 else []
+    if len(back) < w - 1:
+        back = [back[0] if back else int(raw[0])] * (w - 1 - len(back)) + back
+    ext = np.concatenate((np.asarray(back, dtype=np.int64), raw))
+    peak_raw = int(ext.max())
+    dtype = np.int16 if peak_raw < 2**15 - 1 else np.int64
+    values = _median(ext.astype(dtype), w)
+    new_tail = [int(x) for x in ext[len(ext) - (w - 1) :]] if w > 1 else []
+    return _Smoothed(values=values, tail=new_tail, peak_raw=peak_raw)
+
+
+def _outages(t: np.ndarray, *, last_ts: float | None, max_gap_s: float) -> tuple[int, int]:
+    """(gaps longer than ``max_gap_s`` before or between the frames ``t``, their total length in ms); the
+    first gap is from ``last_ts``, the newest frame counted before (None: no gap before the first frame)."""
+    prev = np.concatenate(([last_ts], t[:-1])) if last_ts is not None else t[:-1]
+    cur = t if last_ts is not None else t[1:]
+    gaps = cur - prev
+    big = gaps > max_gap_s
+    return int(big.sum()), int(np.round(gaps[big] * 1000.0).astype(np.int64).sum())
+
+
+@dataclass(slots=True)
+class _DropThresholds:
+    """The drop threshold per local-counter value: a table while counts are small (as they are), computed
+    per frame above ``_MAX_TABLE``."""
+
+    params: CounterParams
+    table: np.ndarray | None  # threshold (>= -1) for local counters 0 .. len(table) - 1; None: computed
+
+    @classmethod
+    def build(cls, params: CounterParams, *, top: int, dtype: Any) -> _DropThresholds:
+        """Thresholds for local counters below ``top``, in ``dtype`` (the smoothed counts' type)."""
+        if top > _MAX_TABLE:
+            return cls(params=params, table=None)
+        table = np.maximum(params.drop_threshold(np.arange(top, dtype=np.int64)), -1).astype(dtype)
+        return cls(params=params, table=table)
+
+    def falls(self, seg: np.ndarray, peak: np.ndarray, *, arm: int) -> np.ndarray:
+        """Frames of ``seg`` at or below the drop threshold of their local counter ``peak``, once that has
+        reached ``arm`` (a bin not yet min_bin_trays above its floor cannot end)."""
+        if self.table is None:
+            return (seg <= self.params.drop_threshold(peak.astype(np.int64))) & (peak >= arm)
+        thr = self.table.copy()
+        thr[: min(arm, len(thr))] = -1  # not armed: no count is at or below -1
+        return seg <= thr[peak]
+
+
+@dataclass(slots=True)
+class _Runs:
+    """Zero or drop runs over a look-ahead block (see ``_run_lengths``) and the first frame completing one."""
+
+    lengths: np.ndarray
+    last_false: np.ndarray
+    hit: int  # index of the first frame whose run is long enough to end the bin; -1: none
+
+
+def _runs(cond: np.ndarray, *, carried: int, needed: int) -> _Runs:
+    """The runs of ``cond`` continuing a run of ``carried`` frames, and where one first reaches ``needed``."""
+    lengths, last_false = _run_lengths(cond, carried)
+    reached = lengths >= needed
+    first = int(reached.argmax())  # 0 when none is: one pass instead of any() and argmax()
+    return _Runs(lengths=lengths, last_false=last_false, hit=first if reached[first] else -1)
+
+
+@dataclass(slots=True)
+class _Block:
+    """A look-ahead block of smoothed counts starting at frame ``pos`` of the call, scanned for a bin end."""
+
+    pos: int
+    seg: np.ndarray  # the smoothed counts
+    peak: np.ndarray  # the local counter at each frame
+    zero: _Runs
+    drop: _Runs
+
+
+def _scan_block(smoothed: np.ndarray, *, pos: int, end: int, state: LineState, params: CounterParams,
+                thresholds: _DropThresholds) -> _Block:
+    """The zero and drop runs over frames ``pos`` .. ``end`` - 1, continuing those in ``state``."""
+    arm = state.floor + params.min_bin_trays
+    seg = smoothed[pos:end]
+    peak = np.maximum.accumulate(seg)
+    np.maximum(peak, state.bin_max, out=peak)
+    zero_cond = (seg <= params.zero_level) & (peak >= arm)
+    drop_cond = thresholds.falls(seg, peak, arm=arm)
+    return _Block(pos=pos, seg=seg, peak=peak,
+                  zero=_runs(zero_cond, carried=state.zero_run, needed=params.zero_frames),
+                  drop=_runs(drop_cond, carried=state.drop_run, needed=params.drop_frames))
+
+
+def _find_bins(t: np.ndarray, smoothed: np.ndarray, *, state: LineState, params: CounterParams,
+               thresholds: _DropThresholds) -> list[Bin]:
+    """The bins ending in these frames, advancing ``state`` over them: per bin, look-ahead blocks (doubling
+    while no bin ends in one) are scanned for the first frame completing a zero or drop run."""
     bins: list[Bin] = []
     pos = 0
     block = _MIN_BLOCK
+    n = len(t)
     while pos < n:
-        arm = st.floor + params.min_bin_trays
-        if table:
-            thr = thr_all.copy()
-            thr[: min(arm, top)] = -1  # not armed: a bin not yet min_bin_trays above its floor cannot end
-        end = min(n, pos + block)
-        seg = v[pos:end]
-        peak = np.maximum.accumulate(seg)
-        np.maximum(peak, st.bin_max, out=peak)
-        zero_cond = (seg <= params.zero_level) & (peak >= arm)
-        if table:
-            drop_cond = seg <= thr[peak]  # thr is -1 where the bin is not armed
-        else:
-            drop_cond = (seg <= params.drop_threshold(peak.astype(np.int64))) & (peak >= arm)
-        zruns, zlast = _run_lengths(zero_cond, st.zero_run)
-        druns, dlast = _run_lengths(drop_cond, st.drop_run)
-        zhit = zruns >= params.zero_frames
-        dhit = druns >= params.drop_frames
-        zi = int(np.argmax(zhit)) if zhit.any() else -1
-        di = int(np.argmax(dhit)) if dhit.any() else -1
-        if zi < 0 and di < 0:  # no bin ends in this block: carry the runs and look further ahead
-            m = len(seg)
-            st.bin_max = int(peak[-1])
-            st.bin_frames += m
-            st.zero_run, st.zero_start_ts, st.zero_max = _carry(seg, t, pos, zruns, zlast, st.zero_run,
-                                                                st.zero_start_ts, st.zero_max)
-            st.drop_run, st.drop_start_ts, st.drop_max = _carry(seg, t, pos, druns, dlast, st.drop_run,
-                                                                st.drop_start_ts, st.drop_max)
-            pos = end
+        scan = _scan_block(smoothed, pos=pos, end=min(n, pos + block), state=state, params=params,
+                           thresholds=thresholds)
+        if scan.zero.hit < 0 and scan.drop.hit < 0:  # no bin ends in this block: carry the runs, look further
+            _carry_block(scan, t, state=state)
+            pos += len(scan.seg)
             block = min(block * 2, _MAX_BLOCK)
             continue
-        if zi >= 0 and (di < 0 or zi <= di):
-            i, reason, last, carried_start, carried_max = zi, "zero", zlast, st.zero_start_ts, st.zero_max
-        else:
-            i, reason, last, carried_start, carried_max = di, "drop", dlast, st.drop_start_ts, st.drop_max
-        lf = int(last[i])
-        if lf < 0:  # the run began before this block
-            start_ts = carried_start if carried_start is not None else float(t[pos])
-            run_max = max(carried_max, int(seg[: i + 1].max()))
-            run_frames = (st.zero_run if reason == "zero" else st.drop_run) + i + 1
-        else:
-            start_ts = float(t[pos + lf + 1])
-            run_max = int(seg[lf + 1 : i + 1].max())
-            run_frames = i - lf
-        trays = int(peak[i])
-        bins.append(Bin(start_ts=float(st.bin_start_ts), end_ts=start_ts, trays=trays, reason=reason))
-        st.total += trays
-        st.bins += 1
-        st.bin_start_ts = start_ts
-        st.bin_max = run_max
-        st.bin_frames = run_frames
-        st.floor = int(seg[i])
-        st.zero_run = st.drop_run = st.zero_max = st.drop_max = 0
-        st.zero_start_ts = st.drop_start_ts = None
+        finished, i = _end_bin(scan, t, state=state)
+        bins.append(finished)
         pos += i + 1
         block = _MIN_BLOCK
-    return bins, st
+    return bins
 
 
-def _carry(seg: np.ndarray, t: np.ndarray, pos: int, runs: np.ndarray, last: np.ndarray, run0: int,
-           start0: float | None, max0: int) -> tuple[int, float | None, int]:
-    """(run length, run start ts, run max) at the end of a block with no bin end."""
-    run = int(runs[-1])
+def _carry_block(scan: _Block, t: np.ndarray, *, state: LineState) -> None:
+    """Advance ``state`` over a block in which no bin ends: the local counter and both runs go on."""
+    state.bin_max = int(scan.peak[-1])
+    state.bin_frames += len(scan.seg)
+    state.zero_run, state.zero_start_ts, state.zero_max = _carry(
+        scan, scan.zero, t, run0=state.zero_run, start0=state.zero_start_ts, max0=state.zero_max)
+    state.drop_run, state.drop_start_ts, state.drop_max = _carry(
+        scan, scan.drop, t, run0=state.drop_run, start0=state.drop_start_ts, max0=state.drop_max)
+
+
+def _end_bin(scan: _Block, t: np.ndarray, *, state: LineState) -> tuple[Bin, int]:
+    """End the bin at the first frame of ``scan`` completing a run (a zero run first on a tie), add it to
+    the global counter and open the next one in ``state``: (the finished bin, the frame's index in the block)."""
+    if scan.zero.hit >= 0 and (scan.drop.hit < 0 or scan.zero.hit <= scan.drop.hit):
+        reason, runs, run0, start0, max0 = "zero", scan.zero, state.zero_run, state.zero_start_ts, state.zero_max
+    else:
+        reason, runs, run0, start0, max0 = "drop", scan.drop, state.drop_run, state.drop_start_ts, state.drop_max
+    i = runs.hit
+    seg = scan.seg
+    lf = int(runs.last_false[i])
+    if lf < 0:  # the run began before this block
+        start_ts = start0 if start0 is not None else float(t[scan.pos])
+        run_max = max(max0, int(seg[: i + 1].max()))
+        run_frames = run0 + i + 1
+    else:
+        start_ts = float(t[scan.pos + lf + 1])
+        run_max = int(seg[lf + 1 : i + 1].max())
+        run_frames = i - lf
+    trays = int(scan.peak[i])
+    finished = Bin(start_ts=float(state.bin_start_ts), end_ts=start_ts, trays=trays, reason=reason)
+    state.total += trays
+    state.bins += 1
+    state.bin_start_ts = start_ts
+    state.bin_max = run_max
+    state.bin_frames = run_frames
+    state.floor = int(seg[i])
+    state.zero_run = state.drop_run = state.zero_max = state.drop_max = 0
+    state.zero_start_ts = state.drop_start_ts = None
+    return finished, i
+
+
+def _carry(scan: _Block, runs: _Runs, t: np.ndarray, *, run0: int, start0: float | None,
+           max0: int) -> tuple[int, float | None, int]:
+    """(run length, run start ts, run max) at the end of a block with no bin end; ``run0``, ``start0`` and
+    ``max0`` are those of the run carried into the block."""
+    run = int(runs.lengths[-1])
     if run == 0:
         return 0, None, 0
-    lf = int(last[-1])
+    lf = int(runs.last_false[-1])
     if lf < 0:
-        return run, (start0 if run0 else float(t[pos])), max(max0 if run0 else 0, int(seg.max()))
-    return run, float(t[pos + lf + 1]), int(seg[lf + 1 :].max())
+        return run, (start0 if run0 else float(t[scan.pos])), max(max0 if run0 else 0, int(scan.seg.max()))
+    return run, float(t[scan.pos + lf + 1]), int(scan.seg[lf + 1 :].max())

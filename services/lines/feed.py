@@ -32,7 +32,6 @@ import json
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,7 +45,7 @@ from services.core.config import get_settings
 from services.core.errors import ConsoleError, InvalidInput, NotFound
 from services.core.storage import ObjectStore, is_s3
 from services.lines import counter as linecount
-from services.lines import sources as line_sources
+from services.lines.chunks import FileReport, ReadProgress, complete_line_chunks, parse_chunk
 from services.lines.rows import (  # noqa: F401 - re-exported
     DEFAULT_CAMERA,
     MAX_COUNT,
@@ -79,16 +78,6 @@ class _Busy(Exception):
 # ingest
 
 
-@dataclass
-class _FileReport:
-    rows: int = 0
-    frames_added: int = 0
-    duplicates: int = 0
-    late: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    samples: list[dict[str, Any]] = field(default_factory=list)
-
-
 def _file_row(db: sqlite_utils.Database, uri: str) -> dict[str, Any] | None:
     rows = list(db.query("SELECT * FROM line_files WHERE uri = ?", [uri]))
     return rows[0] if rows else None
@@ -96,7 +85,7 @@ def _file_row(db: sqlite_utils.Database, uri: str) -> dict[str, Any] | None:
 
 def _store_chunk(db: sqlite_utils.Database, *, uri: str, expect_offset: int, new_offset: int, size: int, etag: str,
                  frames: list[tuple[str, str, float, int, int]], skipped: dict[str, int],
-                 samples: list[dict[str, Any]], register: bool, report: _FileReport) -> None:
+                 samples: list[dict[str, Any]], register: bool, report: FileReport) -> None:
     """Frames, new lines, last_frame_ts and the file's offset in one transaction. Raises _Busy."""
     now = now_iso()
     with immediate(db):
@@ -153,20 +142,8 @@ def _store_chunk(db: sqlite_utils.Database, *, uri: str, expect_offset: int, new
         report.skipped[reason] = report.skipped.get(reason, 0) + n
 
 
-def _tail_is_whole(src: SourceFile, tail: bytes, *, is_csv: bool) -> bool:
-    """A last line without its newline: consume it only when it cannot be a line still being written."""
-    if src.settled:
-        return True
-    if is_csv:
-        return False
-    try:  # a JSON object cut short never parses
-        return isinstance(json.loads(tail), dict)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-
-
 def _ingest_file(db: sqlite_utils.Database, src: SourceFile, *, listed_size: int, rules: Rules, register: bool,
-                 report: _FileReport, sample_room: int) -> str:
+                 report: FileReport, sample_room: int) -> str:
     """Read what is new in one file. Returns 'read', 'unchanged', 'changed' or 'busy'.
 
     Raises NotFound/StorageError for the file, InvalidInput when a CSV header is unusable.
@@ -174,83 +151,48 @@ def _ingest_file(db: sqlite_utils.Database, src: SourceFile, *, listed_size: int
     prev = _file_row(db, src.uri)
     offset = prev["offset"] if prev else 0
     if prev:
-        if prev["state"] == _STATE_CHANGED:
-            return "changed"
-        if listed_size < prev["size"]:
-            _mark_changed(db, src.uri, f"the file shrank from {prev['size']} to {listed_size} bytes after {offset} "
-                                       "were read: it was rewritten; not read again")
-            return "changed"
-        if listed_size == prev["size"]:
-            if offset >= listed_size:
-                return "unchanged"
-            if isinstance(src, LocalFile):  # only a pending last line: read it once the file has settled
-                st = src.stat()
-                if st.st_size == prev["size"] and rules.now_ts - st.st_mtime < src.settle_seconds:
-                    return "unchanged"
-        if offset > 0 and src.byte_at(offset - 1) != b"\n":
-            _mark_changed(db, src.uri, f"the byte before offset {offset} is no longer a line end: the file was "
-                                       "rewritten; not read again")
-            return "changed"
+        known = _outcome_without_reading(db, src, prev=prev, listed_size=listed_size, now_ts=rules.now_ts)
+        if known is not None:
+            return known
     is_csv = src.uri.lower().endswith(".csv")
-    header = csv_header(src.first_line()) if is_csv and offset > 0 else None
-    base_line: int | None = 0 if offset == 0 else None  # lines before `offset`, counted only when a sample needs it
-    consumed = 0  # lines consumed in this pass
+    progress = ReadProgress.start(src, offset=offset, is_csv=is_csv, sample_room=sample_room)
     pos = offset
-    carry = b""
-    blocks = iter(src.read_from(offset))
-    while True:
-        block = next(blocks, None)
-        eof = block is None
-        if not eof:
-            carry += block
-            if len(carry) < line_sources.CHUNK_BYTES:
-                continue
-        data = carry
-        cut = data.rfind(b"\n") + 1
-        if eof and cut < len(data) and _tail_is_whole(src, data[cut:], is_csv=is_csv):
-            cut = len(data)
-        if cut == 0 and not eof:
-            continue  # one very long line: read on
-        body, carry = data[:cut], data[cut:]
-        lines = body.split(b"\n")
-        if body.endswith(b"\n") or not body:
-            lines.pop()
-        first = 0
-        if pos == 0 and lines:
-            if lines[0].startswith(b"\xef\xbb\xbf"):
-                lines[0] = lines[0][3:]
-            if is_csv:
-                header = csv_header(lines[0])
-                first = 1
-        frames: list[tuple[str, str, float, int, int]] = []
-        skipped: dict[str, int] = {}
-        samples: list[dict[str, Any]] = []
-        rows = csv_rows(lines[first:], header or [], rules) if is_csv else json_rows(lines[first:], rules)
-        for i, res in rows:
-            report.rows += 1
-            if isinstance(res, Skip):
-                skipped[res.reason] = skipped.get(res.reason, 0) + 1
-                if len(samples) < sample_room:
-                    if base_line is None:
-                        base_line = src.lines_before(offset)
-                    line = base_line + consumed + first + i + 1
-                    samples.append({"line": line, "reason": res.reason, "detail": res.detail})
-            else:
-                frames.append(res)
-        sample_room -= len(samples)
-        consumed += len(lines)
-        new_pos = pos + cut
+    for chunk in complete_line_chunks(src, offset=offset, is_csv=is_csv):
+        parsed = parse_chunk(chunk, src=src, is_csv=is_csv, rules=rules, progress=progress, report=report)
         try:
-            _store_chunk(db, uri=src.uri, expect_offset=pos, new_offset=new_pos, size=max(src.size_read, new_pos),
-                         etag=src.etag, frames=frames, skipped=skipped, samples=samples, register=register,
-                         report=report)
+            _store_chunk(db, uri=src.uri, expect_offset=chunk.start, new_offset=chunk.end,
+                         size=max(src.size_read, chunk.end), etag=src.etag, frames=parsed.frames,
+                         skipped=parsed.skipped, samples=parsed.samples, register=register, report=report)
         except _Busy:
             return "busy"
-        report.samples.extend({"uri": src.uri, **s} for s in samples)
-        pos = new_pos
-        if eof:
-            break
+        report.samples.extend({"uri": src.uri, **s} for s in parsed.samples)
+        pos = chunk.end
     return "read" if pos > offset else "unchanged"
+
+
+def _outcome_without_reading(db: sqlite_utils.Database, src: SourceFile, *, prev: dict[str, Any], listed_size: int,
+                             now_ts: float) -> str | None:
+    """'changed' or 'unchanged' when a file read before is not to be read now (a rewritten one is marked
+    changed), None when there may be something new. Raises NotFound/StorageError for the file."""
+    offset = prev["offset"]
+    if prev["state"] == _STATE_CHANGED:
+        return "changed"
+    if listed_size < prev["size"]:
+        _mark_changed(db, src.uri, f"the file shrank from {prev['size']} to {listed_size} bytes after {offset} "
+                                   "were read: it was rewritten; not read again")
+        return "changed"
+    if listed_size == prev["size"]:
+        if offset >= listed_size:
+            return "unchanged"
+        if isinstance(src, LocalFile):  # only a pending last line: read it once the file has settled
+            st = src.stat()
+            if st.st_size == prev["size"] and now_ts - st.st_mtime < src.settle_seconds:
+                return "unchanged"
+    if offset > 0 and src.byte_at(offset - 1) != b"\n":
+        _mark_changed(db, src.uri, f"the byte before offset {offset} is no longer a line end: the file was "
+                                   "rewritten; not read again")
+        return "changed"
+    return None
 
 
 def _mark_changed(db: sqlite_utils.Database, uri: str, reason: str) -> None:
@@ -285,7 +227,7 @@ def ingest_source(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, ac
     rules = Rules(min_confidence=float(settings["line_min_confidence"]), now_ts=now, known_lines=known)
     out: dict[str, Any] = {"uri": uri, "files": 0, "files_read": 0, "files_unchanged": 0, "files_changed": [],
                            "files_busy": [], "errors": []}
-    total = _FileReport()
+    total = FileReport()
     seen: list[str] = []
     for file_uri, size in listing(uri, store):
         out["files"] += 1

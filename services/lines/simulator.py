@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -85,63 +85,104 @@ def _simulate_line(
     outage_s: tuple[float, float], start_ts: float, rate_changes: Sequence[tuple[float, float, float]],
     boxes: bool, min_confidence: float, junk_rate: float,
 ) -> tuple[LineStream, list[int]]:
-    horizon = seconds + 86_400.0
-    t_bp, w_bp = _warp(rate_changes, horizon)
+    """One line of :func:`simulate`: (its stream, the trays of its bins). Draws from ``rng`` in a fixed order
+    (bins, detector, outages, boxes), so a seed always gives the same line. Raises nothing."""
+    plan = _fill_bins(rng, seconds=seconds, mean_gap=mean_gap, bin_size=bin_size, dwell=dwell, occlusion=occlusion,
+                      warp=_warp(rate_changes, seconds + 86_400.0))
+    tf = np.arange(int(np.ceil(seconds * fps))) / fps
+    visible = plan.visible_at(tf)
+    counts, junk = _detect(rng, visible, miss_rate=miss_rate, extra_rate=extra_rate, flicker_rate=flicker_rate,
+                           junk_rate=junk_rate if boxes else 0.0)
+    keep = _frames_kept(rng, tf, outages=outages, outage_s=outage_s, seconds=seconds)
+    raw = counts + junk
+    box_conf = box_offsets = None
+    if boxes:
+        box_conf, box_offsets = _box_confidences(rng, counts[keep], raw[keep], min_confidence=min_confidence)
+    stream = LineStream(
+        line_id=line_id, camera_id=f"cam-{line_id}", ts=np.round(start_ts + tf[keep], 3), counts=counts[keep],
+        raw_counts=raw[keep], visible=visible[keep], bin_ends=np.round(start_ts + np.asarray(plan.places)[1:], 3),
+        open_trays=plan.open_trays, fill_seconds=mean_gap, box_conf=box_conf, box_offsets=box_offsets,
+    )
+    return stream, plan.truth
 
-    def to_real(work: np.ndarray) -> np.ndarray:
-        return np.interp(work, w_bp, t_bp)
 
-    places = [0.0]  # when each bin was put in place
-    occl = [0.0]  # its occlusion (the first bin is simply there)
-    resid = [0]  # trays of the old bin left visible while it is placed
-    arrivals: list[np.ndarray] = []
-    sizes: list[int] = []
-    truth: list[int] = []
-    open_trays = 0
+@dataclass
+class _BinPlan:
+    """What the worker does on one line: when each bin is put in place and when its trays arrive."""
+
+    places: list[float] = field(default_factory=lambda: [0.0])  # when each bin was put in place (seconds)
+    occl: list[float] = field(default_factory=lambda: [0.0])  # its occlusion (the first bin is simply there)
+    resid: list[int] = field(default_factory=lambda: [0])  # trays of the old bin left visible while it is placed
+    arrivals: list[np.ndarray] = field(default_factory=list)  # per bin, when each of its trays arrives
+    sizes: list[int] = field(default_factory=list)  # trays each bin was to hold
+    truth: list[int] = field(default_factory=list)  # trays of every bin, the one filling at the end included
+    open_trays: int = 0  # trays in the bin still filling at the end
+
+    def visible_at(self, tf: np.ndarray) -> np.ndarray:
+        """Trays truly visible at each instant of ``tf`` (int16): the current bin's trays so far, or the
+        old bin's residue while the new one is being placed."""
+        place_arr = np.asarray(self.places)
+        b = np.searchsorted(place_arr, tf, side="right") - 1
+        all_arr = np.concatenate(self.arrivals)
+        before = np.concatenate(([0], np.cumsum(self.sizes)))
+        visible = np.searchsorted(all_arr, tf, side="right") - before[b]
+        hidden = tf < place_arr[b] + np.asarray(self.occl)[b]
+        visible = np.where(hidden, np.asarray(self.resid)[b], visible)
+        return np.clip(visible, 0, None).astype(np.int16)
+
+
+def _fill_bins(rng: np.random.Generator, *, seconds: float, mean_gap: float, bin_size: tuple[int, int],
+               dwell: tuple[float, float], occlusion: tuple[float, float],
+               warp: tuple[np.ndarray, np.ndarray]) -> _BinPlan:
+    """Bins filled one after the other until ``seconds``: trays arrive ``mean_gap`` apart on average in
+    work time (``warp``: breakpoints (real time, work time) from ``_warp``)."""
+    t_bp, w_bp = warp
+    plan = _BinPlan()
     while True:
         n = int(rng.integers(bin_size[0], bin_size[1] + 1))
-        start_work = float(np.interp(places[-1], t_bp, w_bp))
-        arr = to_real(start_work + np.cumsum(rng.exponential(mean_gap, n)))
-        arrivals.append(arr)
-        sizes.append(n)
+        start_work = float(np.interp(plan.places[-1], t_bp, w_bp))
+        arr = np.interp(start_work + np.cumsum(rng.exponential(mean_gap, n)), w_bp, t_bp)
+        plan.arrivals.append(arr)
+        plan.sizes.append(n)
         if arr[-1] > seconds:  # still filling at the end
-            open_trays = int((arr <= seconds).sum())
-            if open_trays:
-                truth.append(open_trays)
-            break
+            plan.open_trays = int((arr <= seconds).sum())
+            if plan.open_trays:
+                plan.truth.append(plan.open_trays)
+            return plan
         nxt = float(arr[-1] + rng.uniform(*dwell))
         if nxt > seconds:  # full, not yet covered
-            truth.append(n)
-            open_trays = n
-            break
-        truth.append(n)
-        places.append(nxt)
-        occl.append(float(rng.uniform(*occlusion)))
-        resid.append(0 if rng.random() < 0.5 else int(rng.integers(1, 4)))
+            plan.truth.append(n)
+            plan.open_trays = n
+            return plan
+        plan.truth.append(n)
+        plan.places.append(nxt)
+        plan.occl.append(float(rng.uniform(*occlusion)))
+        plan.resid.append(0 if rng.random() < 0.5 else int(rng.integers(1, 4)))
 
-    tf = np.arange(int(np.ceil(seconds * fps))) / fps
-    place_arr = np.asarray(places)
-    b = np.searchsorted(place_arr, tf, side="right") - 1
-    all_arr = np.concatenate(arrivals)
-    before = np.concatenate(([0], np.cumsum(sizes)))
-    visible = np.searchsorted(all_arr, tf, side="right") - before[b]
-    hidden = tf < place_arr[b] + np.asarray(occl)[b]
-    visible = np.where(hidden, np.asarray(resid)[b], visible)
-    visible = np.clip(visible, 0, None).astype(np.int16)
 
-    nf = len(tf)
+def _detect(rng: np.random.Generator, visible: np.ndarray, *, miss_rate: float, extra_rate: float,
+            flicker_rate: float, junk_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """(trays the detector reports, low-confidence junk boxes) per frame (int32): misses, false detections
+    and single or double frames flickering to zero, which drop the junk too."""
+    nf = len(visible)
     counts = rng.binomial(visible, 1.0 - miss_rate).astype(np.int32) if miss_rate > 0 else visible.astype(np.int32)
     if extra_rate > 0:
         counts += rng.poisson(extra_rate, nf).astype(np.int32)
-    junk = rng.poisson(junk_rate, nf).astype(np.int32) if boxes and junk_rate > 0 else np.zeros(nf, np.int32)
+    junk = rng.poisson(junk_rate, nf).astype(np.int32) if junk_rate > 0 else np.zeros(nf, np.int32)
     if flicker_rate > 0:
         flick = np.flatnonzero(rng.random(nf) < flicker_rate)
         flick = np.concatenate((flick, flick[rng.random(len(flick)) < 0.25] + 1))
         flick = flick[flick < nf]
         counts[flick] = 0
         junk[flick] = 0
+    return counts, junk
 
-    keep = np.ones(nf, bool)
+
+def _frames_kept(rng: np.random.Generator, tf: np.ndarray, *, outages: int | Sequence[tuple[float, float]],
+                 outage_s: tuple[float, float], seconds: float) -> np.ndarray:
+    """Which frames of ``tf`` the camera delivers: all but those in ``outages`` (a number placed at random,
+    each lasting ``outage_s`` but at most a quarter of ``seconds``, or (offset, duration) spans)."""
+    keep = np.ones(len(tf), bool)
     if isinstance(outages, int):
         spans = []
         for _ in range(outages):
@@ -152,24 +193,20 @@ def _simulate_line(
         spans = [(float(s), float(d)) for s, d in outages]
     for s, d in spans:
         keep &= ~((tf >= s) & (tf < s + d))
+    return keep
 
-    raw = counts + junk
-    box_conf = box_offsets = None
-    if boxes:
-        offsets = np.concatenate(([0], np.cumsum(raw[keep], dtype=np.int64)))
-        total = int(offsets[-1])
-        within = np.arange(total) - np.repeat(offsets[:-1], raw[keep])
-        good = within < np.repeat(counts[keep], raw[keep])
-        conf = np.where(good, rng.uniform(max(min_confidence, 0.0) + 0.02, 0.99, total),
-                        rng.uniform(0.05, max(min_confidence - 0.02, 0.06), total))
-        box_conf, box_offsets = np.round(conf, 3).astype(np.float32), offsets
-    ts = np.round(start_ts + tf[keep], 3)
-    stream = LineStream(
-        line_id=line_id, camera_id=f"cam-{line_id}", ts=ts, counts=counts[keep], raw_counts=raw[keep],
-        visible=visible[keep], bin_ends=np.round(start_ts + place_arr[1:], 3), open_trays=open_trays,
-        fill_seconds=mean_gap, box_conf=box_conf, box_offsets=box_offsets,
-    )
-    return stream, truth
+
+def _box_confidences(rng: np.random.Generator, counts: np.ndarray, raw: np.ndarray, *,
+                     min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence of every box, float32; offsets, int64, len(frames) + 1): per frame ``raw`` boxes, the
+    first ``counts`` of them at or above ``min_confidence`` and the rest below it."""
+    offsets = np.concatenate(([0], np.cumsum(raw, dtype=np.int64)))
+    total = int(offsets[-1])
+    within = np.arange(total) - np.repeat(offsets[:-1], raw)
+    good = within < np.repeat(counts, raw)
+    conf = np.where(good, rng.uniform(max(min_confidence, 0.0) + 0.02, 0.99, total),
+                    rng.uniform(0.05, max(min_confidence - 0.02, 0.06), total))
+    return np.round(conf, 3).astype(np.float32), offsets
 
 
 def simulate(

@@ -20,7 +20,8 @@ Two tray figures:
   alerts) and over/under production against target use it. A line whose feed stops places nothing
   after its last frame.
 
-Shifts are in ``services.core.shifts``, targets in ``services.lines.targets``, alerts in ``services.lines.alerts``.
+Shifts are in ``services.core.shifts``, targets in ``services.lines.targets``, alerts in ``services.lines.alerts``,
+the sums over a line's bins in ``services.lines.bin_sums``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import json
 import math
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,9 +41,9 @@ import sqlite_utils
 
 from services.core.authz import require
 from services.core.config import get_settings
-from services.core.errors import ConsoleError, InvalidInput
+from services.core.errors import InvalidInput
 from services.core.shifts import DAY_S, Shift, parse_shifts, shift_instances, shift_of
-from services.lines.counter import LineState, open_bin
+from services.lines import bin_sums
 from services.lines.targets import list_lines, targets
 
 BUCKET_MINUTES = (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)  # the automatic bucket sizes
@@ -58,101 +60,6 @@ def choose_bucket_minutes(span_s: float) -> int:
         if span_s / (minutes * 60) <= TARGET_POINTS:
             return minutes
     return BUCKET_MINUTES[-1]
-
-
-PARTIAL_CANDIDATES = 4  # bins of one line follow each other: at most a few can straddle an instant
-
-
-def _bin_arrays(db: sqlite_utils.Database, line: str, lo: float, hi: float) -> np.ndarray:
-    """The line's bins that end in [lo, hi) or straddle ``hi``, as rows (start, end, trays) sorted by end:
-    two range reads on the (line_id, end_ts) index."""
-    rows = db.execute("SELECT start_ts, end_ts, trays FROM line_bins WHERE line_id = ? AND end_ts >= ? AND end_ts < ? "
-                      "ORDER BY end_ts", [line, lo, hi]).fetchall()
-    rows += db.execute("SELECT start_ts, end_ts, trays FROM line_bins WHERE line_id = ? AND end_ts >= ? "
-                       "AND start_ts < ? ORDER BY end_ts", [line, hi, hi]).fetchall()
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
-
-
-def _placed_until(bins: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Trays placed before each instant of ``at``: every bin's trays spread evenly over start..end (a bin
-    without duration counts once it has ended). Vectorised: full bins by a prefix sum over ends, the few
-    bins straddling an instant by their share."""
-    start, end, trays = bins[:, 0], bins[:, 1], bins[:, 2]
-    timed = end > start
-    out = np.zeros(len(at))
-    instant = np.sort(end[~timed])
-    if len(instant):
-        csum = np.concatenate([[0.0], np.cumsum(trays[~timed][np.argsort(end[~timed])])])
-        out += csum[np.searchsorted(instant, at, side="left")]
-    s, e, n = start[timed], end[timed], trays[timed]
-    if len(e):
-        order = np.argsort(e, kind="stable")
-        s, e, n = s[order], e[order], n[order]
-        csum = np.concatenate([[0.0], np.cumsum(n)])
-        idx = np.searchsorted(e, at, side="right")  # bins ended by the instant count whole
-        out += csum[idx]
-        for j in range(PARTIAL_CANDIDATES):  # the next bins to end may have started before the instant
-            cand = np.minimum(idx + j, len(e) - 1)
-            straddles = (idx + j < len(e)) & (s[cand] < at) & (e[cand] > at)
-            out += np.where(straddles, n[cand] * (at - s[cand]) / np.maximum(e[cand] - s[cand], 1e-9), 0.0)
-    return out
-
-
-def _spread(trays: float, start: float, end: float, t0: float, t1: float) -> float:
-    """The share of a bin's trays placed in [t0, t1), at an even pace over [start, end]."""
-    if end <= start:
-        return float(trays) if t0 <= end < t1 else 0.0
-    return trays * max(0.0, min(end, t1) - max(start, t0)) / (end - start)
-
-
-def _groups(keys: np.ndarray, trays: np.ndarray) -> dict[Any, tuple[int, int]]:
-    """{key: (bins, trays)} for integer keys."""
-    if not len(keys):
-        return {}
-    uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=trays)
-    return {int(k): (int(c), int(round(t))) for k, c, t in zip(uniq, counts, sums)}
-
-
-def _shift_keys(ends: np.ndarray, shifts: list[Shift]) -> tuple[np.ndarray, np.ndarray]:
-    """(shift index or -1, shift instance start) per bin end, as ``shift_of`` would say, vectorised."""
-    t = np.floor(ends).astype(np.int64)
-    sec = t % DAY_S
-    idx = np.full(len(t), -1, dtype=np.int64)
-    start = np.zeros(len(t), dtype=np.int64)
-    for shift in shifts:  # the first listed shift covering the instant wins
-        covers = (idx < 0) & (((sec - shift.start_s + DAY_S) % DAY_S) < shift.length_s)
-        idx[covers] = shift.index
-        start[covers] = (t - sec + shift.start_s - (sec < shift.start_s) * DAY_S)[covers]
-    return idx, start
-
-
-def _open_bins(db: sqlite_utils.Database, line_ids: Sequence[str]) -> dict[str, tuple[float, float, int]]:
-    """{line id: (start ts, last frame counted, trays so far)} of the bins filling now (from ``line_state``)."""
-    out = {}
-    for line, state, counted_to in db.execute(
-        "SELECT line_id, state, counted_to_ts FROM line_state WHERE line_id IN (SELECT value FROM json_each(?))",
-        [json.dumps(list(line_ids))],
-    ):
-        current = _open_bin(state)
-        if current is not None:
-            start, trays = current
-            out[line] = (start, max(float(counted_to or start), start), trays)
-    return out
-
-
-def _open_bin(state_json: str | None) -> tuple[float, int] | None:
-    """(start ts, trays so far) of the bin filling now, from the counter's persisted state, or None."""
-    if not state_json:
-        return None
-    try:
-        current = open_bin(LineState.from_json(state_json))
-    except (ConsoleError, ValueError, TypeError, KeyError, AttributeError):  # unreadable: no open bin shown
-        return None
-    if current is None:
-        return None
-    start, trays = current
-    return float(start), int(trays)
 
 
 def _day(ts: float) -> str:
@@ -199,6 +106,50 @@ def dashboard_data(
     Raises InvalidInput for an empty range or a bucket under one minute.
     """
     require(db, actor=actor, action="lines.read")
+    query = _dashboard_query(db, since_ts=since_ts, until_ts=until_ts, now_ts=now_ts, bucket_minutes=bucket_minutes)
+    lines = _selected_lines(db, line_ids)
+    ids = [ln["line_id"] for ln in lines]
+    ids_json = json.dumps(ids)
+    tg = targets(db)
+    windows = _dashboard_windows(query)
+    open_bins = bin_sums.open_bins(db, ids)
+    sums = {line: _line_sums(db, line, query=query, windows=windows, opened=open_bins.get(line)) for line in ids}
+    ctx = _Context(query=query, windows=windows, targets=tg, open_bins=open_bins,
+                   observed=_minutes_observed(db, ids_json=ids_json, bucket_minutes=query.bucket_minutes,
+                                              buckets=windows.buckets),
+                   typical=_typical_bin_trays(db, ids_json=ids_json), current=shift_of(query.now, query.shifts))
+    out_lines = [_line_view(ln, sums[ln["line_id"]], ctx) for ln in lines]
+    return {
+        "since_ts": query.since, "until_ts": query.until, "now_ts": query.now, "bucket_minutes": query.bucket_minutes,
+        "settings": {"alert_pct": float(query.settings["line_alert_pct"]), "alert_minutes": query.window_min,
+                     "silent_seconds": query.silent_s},
+        "silent": [ln["line_id"] for ln in out_lines if ln["silent"]],
+        "lines": out_lines,
+    }
+
+
+@dataclass(frozen=True)
+class _Query:
+    """A checked dashboard request: its range, now, the bucket and the settings it reads."""
+
+    since: float
+    until: float
+    now: float
+    end: float  # min(until, now): nothing is measured after now
+    bucket_minutes: int
+    shifts: list[Shift]
+    silent_s: float
+    window_min: int  # the trailing window of the "now" rate (line_alert_minutes)
+    settings: dict[str, Any]
+
+    @property
+    def bucket_s(self) -> int:
+        return self.bucket_minutes * 60
+
+
+def _dashboard_query(db: sqlite_utils.Database, *, since_ts: float, until_ts: float, now_ts: float | None,
+                     bucket_minutes: int | None) -> _Query:
+    """The request checked against the settings. Raises InvalidInput for an empty range or a bucket under a minute."""
     now = time.time() if now_ts is None else float(now_ts)
     since, until = float(since_ts), float(until_ts)
     if until <= since:
@@ -209,32 +160,54 @@ def dashboard_data(
     shifts = parse_shifts(settings["shifts"])
     silent_s = float(settings["line_silent_seconds"])
     window_min = int(settings["line_alert_minutes"])
-    end = min(until, now)  # nothing is measured after now
     bm = int(bucket_minutes) if bucket_minutes is not None else choose_bucket_minutes(until - since)
-    bs = bm * 60
+    return _Query(since=since, until=until, now=now, end=min(until, now), bucket_minutes=bm, shifts=shifts,
+                  silent_s=silent_s, window_min=window_min, settings=settings)
 
+
+def _selected_lines(db: sqlite_utils.Database, line_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+    """The registered lines (``list_lines``), only those of ``line_ids`` when given."""
     lines = list_lines(db)
-    if line_ids is not None:
-        wanted = set(line_ids)
-        lines = [ln for ln in lines if ln["line_id"] in wanted]
-    ids = [ln["line_id"] for ln in lines]
-    ids_json = json.dumps(ids)
-    tg = targets(db)
+    if line_ids is None:
+        return lines
+    wanted = set(line_ids)
+    return [ln for ln in lines if ln["line_id"] in wanted]
 
-    # the windows over which trays placed are summed: buckets, shifts and days in range, the trailing window
-    buckets: list[tuple[int, float, float]] = []  # (k, start, end): whole buckets, the last one cut at now
+
+@dataclass(frozen=True)
+class _Windows:
+    """The periods of the dashboard and the distinct windows over which trays placed are summed."""
+
+    first: int  # start of the first bucket (a whole multiple of the bucket, at or before since)
+    buckets: list[tuple[int, float, float]]  # (k, start, end): whole buckets, the last one cut at now
+    instances: list[dict[str, Any]]  # shift instances in range that start before now
+    day_starts: list[int]  # UTC days in range, up to now
+    index: dict[tuple[float, float], int]  # every distinct window -> its position
+    shift_window: dict[tuple[int, float], tuple[float, float]]  # (shift index, instance start) -> window
+    day_window: dict[int, tuple[float, float]]  # day start -> window
+    trailing_window: tuple[float, float]  # the trailing line_alert_minutes before now
+    lo: float  # bins are read from here ...
+    hi: float  # ... to here
+    starts: np.ndarray  # the windows' starts, by position
+    ends: np.ndarray  # their ends
+
+
+def _dashboard_windows(query: _Query) -> _Windows:
+    """Buckets, shift instances and days in range and the trailing window, each window indexed once."""
+    since, end, bs = query.since, query.end, query.bucket_s
+    buckets: list[tuple[int, float, float]] = []
     first = math.floor(since / bs) * bs
     if end > since:
         for k in range(math.floor(since / bs), math.ceil(end / bs)):
             b0, b1 = k * bs, min((k + 1) * bs, end)
             if b1 > b0:
                 buckets.append((k, float(b0), float(b1)))
-    instances = [inst for inst in shift_instances(since, until, shifts) if inst["start_ts"] < end]
+    instances = [inst for inst in shift_instances(since, query.until, query.shifts) if inst["start_ts"] < end]
     day_starts = [d * DAY_S for d in range(math.floor(since / DAY_S), math.ceil(end / DAY_S))] if end > since else []
-    windows: dict[tuple[float, float], int] = {}
+    index: dict[tuple[float, float], int] = {}
 
     def window(t0: float, t1: float) -> tuple[float, float]:
-        windows.setdefault((float(t0), float(t1)), len(windows))
+        index.setdefault((float(t0), float(t1)), len(index))
         return float(t0), float(t1)
 
     for _, b0, b1 in buckets:
@@ -242,142 +215,195 @@ def dashboard_data(
     shift_window = {(inst["index"], inst["start_ts"]): window(max(inst["start_ts"], since), min(inst["end_ts"], end))
                     for inst in instances}
     day_window = {d: window(max(d, since), min(d + DAY_S, end)) for d in day_starts}
-    trailing_window = window(now - window_min * 60, now)
-    open_bins = _open_bins(db, ids)
-    spans = list(windows)
-    lo = min([t0 for t0, _ in spans] + [first])
-    hi = max([t1 for _, t1 in spans] + [until])
-    t0s = np.array([t0 for t0, _ in spans])
-    t1s = np.array([t1 for _, t1 in spans])
-    placed_in: dict[tuple[str, int], float] = {}
-    by_bucket: dict[tuple[str, int], tuple[int, int]] = {}
-    by_shift: dict[tuple[str, int | None, float | None], tuple[int, int]] = {}
-    totals: dict[str, tuple[int, int]] = {}
-    by_day: dict[tuple[str, int], tuple[int, int]] = {}
-    for line in ids:  # one read of the line's bins; every sum below in numpy
-        arr = _bin_arrays(db, line, lo, hi)
-        placed = _placed_until(arr, t1s) - _placed_until(arr, t0s) if len(arr) else np.zeros(len(spans))
-        for i, value in enumerate(placed):
-            if value:
-                placed_in[(line, i)] = float(value)
-        ends, trays = arr[:, 1], arr[:, 2]
-        in_buckets = (ends >= first) & (ends < until)
-        for k, v in _groups(np.floor(ends[in_buckets] / bs).astype(np.int64), trays[in_buckets]).items():
-            by_bucket[(line, k)] = v
-        in_range = (ends >= since) & (ends < until)
-        for d, v in _groups(np.floor(ends[in_range] / DAY_S).astype(np.int64), trays[in_range]).items():
-            by_day[(line, d)] = v
-        sidx, sstart = _shift_keys(ends[in_range], shifts)
-        key = np.where(sidx >= 0, sstart * 64 + sidx, -1)  # shift index < 64: one integer per (instance, shift)
-        for code, (n, t) in _groups(key, trays[in_range]).items():
-            shift_key = (line, None, None) if code < 0 else (line, code % 64, float(code // 64))
-            by_shift[shift_key] = (n, t)
-            had = totals.get(line, (0, 0))
-            totals[line] = (had[0] + n, had[1] + t)
-    for line, (start, last, trays_now) in open_bins.items():
-        for i, (t0, t1) in enumerate(spans):
-            share = _spread(trays_now, start, last, t0, t1)
+    trailing_window = window(query.now - query.window_min * 60, query.now)
+    spans = list(index)
+    return _Windows(first=first, buckets=buckets, instances=instances, day_starts=day_starts, index=index,
+                    shift_window=shift_window, day_window=day_window, trailing_window=trailing_window,
+                    lo=min([t0 for t0, _ in spans] + [first]), hi=max([t1 for _, t1 in spans] + [query.until]),
+                    starts=np.array([t0 for t0, _ in spans]), ends=np.array([t1 for _, t1 in spans]))
+
+
+@dataclass(frozen=True)
+class _LineSums:
+    """One line's bins summed for the dashboard."""
+
+    placed: dict[int, float]  # trays placed per window position (non-zero only), the open bin included
+    by_bucket: dict[int, tuple[int, int]]  # bucket k -> (bins, trays) ended in it (buckets from ``first``)
+    by_day: dict[int, tuple[int, int]]  # UTC day number -> (bins, trays) ended in it, in range
+    by_shift: dict[tuple[int, float] | None, tuple[int, int]]  # (shift index, instance start) or None: outside
+    bins: int  # bins ended in range
+    trays: int  # their trays
+
+
+def _line_sums(db: sqlite_utils.Database, line: str, *, query: _Query, windows: _Windows,
+               opened: tuple[float, float, int] | None) -> _LineSums:
+    """One read of the line's bins, every sum in numpy; ``opened``: its open bin (see ``bin_sums.open_bins``)."""
+    arr = bin_sums.bin_arrays(db, line, windows.lo, windows.hi)
+    placed = (bin_sums.placed_until(arr, windows.ends) - bin_sums.placed_until(arr, windows.starts) if len(arr)
+              else np.zeros(len(windows.index)))
+    placed_in = {i: float(value) for i, value in enumerate(placed) if value}
+    if opened is not None:
+        start, last, trays_now = opened
+        for i, (t0, t1) in enumerate(windows.index):
+            share = bin_sums.spread(trays_now, start, last, t0, t1)
             if share:
-                placed_in[(line, i)] = placed_in.get((line, i), 0.0) + share
+                placed_in[i] = placed_in.get(i, 0.0) + share
+    ends, trays = arr[:, 1], arr[:, 2]
+    in_buckets = (ends >= windows.first) & (ends < query.until)
+    by_bucket = bin_sums.group_sums(np.floor(ends[in_buckets] / query.bucket_s).astype(np.int64), trays[in_buckets])
+    in_range = (ends >= query.since) & (ends < query.until)
+    by_day = bin_sums.group_sums(np.floor(ends[in_range] / DAY_S).astype(np.int64), trays[in_range])
+    sidx, sstart = bin_sums.shift_keys(ends[in_range], query.shifts)
+    key = np.where(sidx >= 0, sstart * 64 + sidx, -1)  # shift index < 64: one integer per (instance, shift)
+    by_shift: dict[tuple[int, float] | None, tuple[int, int]] = {}
+    bins = total = 0
+    for code, (n, t) in bin_sums.group_sums(key, trays[in_range]).items():
+        by_shift[None if code < 0 else (code % 64, float(code // 64))] = (n, t)
+        bins, total = bins + n, total + t
+    return _LineSums(placed=placed_in, by_bucket=by_bucket, by_day=by_day, by_shift=by_shift, bins=bins, trays=total)
 
-    def placed_of(line: str, span: tuple[float, float]) -> float:
-        return placed_in.get((line, windows[span]), 0.0)
 
-    observed: dict[tuple[str, int], int] = {}  # minute roll-ups per bucket: a count per indexed range
+def _minutes_observed(db: sqlite_utils.Database, *, ids_json: str, bucket_minutes: int,
+                      buckets: list[tuple[int, float, float]]) -> dict[tuple[str, int], int]:
+    """{(line id, bucket k): minute roll-ups in the bucket}: a count per indexed range."""
+    observed: dict[tuple[str, int], int] = {}
     for line, k, n in db.execute(
         "SELECT l.value, k.value, (SELECT COUNT(*) FROM line_minutes m WHERE m.line_id = l.value "
         "AND m.minute >= k.value * :bm AND m.minute < (k.value + 1) * :bm) FROM json_each(:ids) l, json_each(:ks) k",
-        {"ids": ids_json, "bm": bm, "ks": json.dumps([k for k, _, _ in buckets])},
+        {"ids": ids_json, "bm": bucket_minutes, "ks": json.dumps([k for k, _, _ in buckets])},
     ):
         observed[(line, int(k))] = n
-    typical = {line: avg for line, avg in db.execute(
+    return observed
+
+
+def _typical_bin_trays(db: sqlite_utils.Database, *, ids_json: str) -> dict[str, float | None]:
+    """{line id: mean trays of its latest ``TYPICAL_BINS`` bins (None without bins)}."""
+    return {line: avg for line, avg in db.execute(
         "SELECT l.value, (SELECT AVG(trays) FROM (SELECT trays FROM line_bins b WHERE b.line_id = l.value "
         f"ORDER BY b.end_ts DESC LIMIT {TYPICAL_BINS})) FROM json_each(?) l", [ids_json])}
-    current = shift_of(now, shifts)
 
-    out_lines = []
-    for ln in lines:
-        line = ln["line_id"]
-        last = ln["last_frame_ts"]
-        silent_for = None if last is None else max(0.0, now - float(last))
-        series = []
-        for k, b0, b1 in buckets:
-            n, trays = by_bucket.get((line, k), (0, 0))
-            placed = placed_of(line, (b0, b1))
-            seen = observed.get((line, k), 0)
-            series.append({
-                "start_ts": b0, "end_ts": b1, "bins": n, "trays_binned": trays, "trays_placed": round(placed, 2),
-                "minutes_observed": seen,
-                "trays_per_hour": round(max(placed, 0.0) * 3600 / (b1 - b0), 2) if seen else None,
-            })
-        segments, shift_rows = [], []
-        for inst in instances:
-            target = tg.get((line, inst["shift"]))
-            s0, s1 = max(inst["start_ts"], since), min(inst["end_ts"], until)
-            if target is not None:
-                segments.append({"shift": inst["shift"], "start_ts": s0, "end_ts": s1, "trays_per_hour": target})
-            m1 = min(inst["end_ts"], end)
-            n, trays = by_shift.pop((line, inst["index"], inst["start_ts"]), (0, 0))
-            placed = placed_of(line, shift_window[(inst["index"], inst["start_ts"])])
-            expected = None if target is None else target * max(m1 - s0, 0.0) / 3600
-            shift_rows.append({
-                "shift": inst["shift"], "start_ts": inst["start_ts"], "end_ts": inst["end_ts"], "bins": n,
-                "trays": trays, "trays_placed": round(placed, 2), "target_per_hour": target,
-                "expected": None if expected is None else round(expected, 2),
-                "vs_target_pct": _pct(placed, expected),
-                "current": current is not None and (current[0], current[1]) == (inst["shift"], inst["start_ts"]),
-            })
-        outside = [(n, t) for (lid, idx, _), (n, t) in by_shift.items() if lid == line and idx is None]
-        if outside:
-            shift_rows.append({"shift": None, "start_ts": None, "end_ts": None, "bins": sum(n for n, _ in outside),
-                               "trays": sum(t for _, t in outside), "trays_placed": None, "target_per_hour": None,
-                               "expected": None, "vs_target_pct": None, "current": False})
-        days = []
-        for d in day_starts:
-            n, trays = by_day.get((line, d // DAY_S), (0, 0))
-            days.append({"day": _day(d), "start_ts": float(d), "bins": n, "trays": trays,
-                         "trays_placed": round(placed_of(line, day_window[d]), 2)})
-        targeted = [r for r in shift_rows if r["expected"]]
-        expected_total = sum(r["expected"] for r in targeted) if targeted else None
-        placed_targeted = sum(r["trays_placed"] for r in targeted) if targeted else None
-        rate_now = placed_of(line, trailing_window) * 60 / window_min
-        target_now = tg.get((line, current[0])) if current else None
-        opened = open_bins.get(line)
-        out_lines.append({
-            **ln,
-            "silent": silent_for is None or silent_for > silent_s,
-            "silent_for_s": silent_for,
-            "series": series,
-            "targets": segments,
-            "bins": totals.get(line, (0, 0))[0],
-            "trays": totals.get(line, (0, 0))[1],
-            "typical_bin_trays": typical.get(line),
-            "open_bin": None if opened is None else {"start_ts": opened[0], "trays": opened[2]},
-            "shifts": shift_rows,
-            "days": days,
-            "expected": expected_total,
-            "trays_placed_targeted": placed_targeted,
-            "vs_target_pct": _pct(placed_targeted or 0.0, expected_total),
-            "now": {"shift": current[0] if current else None, "target_per_hour": target_now,
-                    "rate_per_hour": round(rate_now, 2), "vs_target_pct": _pct(rate_now, target_now),
-                    "window_minutes": window_min},
-        })
+
+@dataclass(frozen=True)
+class _Context:
+    """What every line's view of the dashboard shares."""
+
+    query: _Query
+    windows: _Windows
+    targets: dict[tuple[str, str], float]  # (line id, shift) -> trays per hour
+    open_bins: dict[str, tuple[float, float, int]]
+    observed: dict[tuple[str, int], int]
+    typical: dict[str, float | None]
+    current: tuple[str, float] | None  # (shift, instance start) now
+
+    def placed(self, sums: _LineSums, window: tuple[float, float]) -> float:
+        """Trays the line placed in ``window`` (one of ``windows.index``)."""
+        return sums.placed.get(self.windows.index[window], 0.0)
+
+
+def _line_view(ln: dict[str, Any], sums: _LineSums, ctx: _Context) -> dict[str, Any]:
+    """One line of ``dashboard_data``."""
+    line = ln["line_id"]
+    last = ln["last_frame_ts"]
+    silent_for = None if last is None else max(0.0, ctx.query.now - float(last))
+    segments, shift_rows = _shift_rows(line, sums, ctx)
+    targeted = [r for r in shift_rows if r["expected"]]
+    expected_total = sum(r["expected"] for r in targeted) if targeted else None
+    placed_targeted = sum(r["trays_placed"] for r in targeted) if targeted else None
+    opened = ctx.open_bins.get(line)
     return {
-        "since_ts": since, "until_ts": until, "now_ts": now, "bucket_minutes": bm,
-        "settings": {"alert_pct": float(settings["line_alert_pct"]), "alert_minutes": window_min,
-                     "silent_seconds": silent_s},
-        "silent": [ln["line_id"] for ln in out_lines if ln["silent"]],
-        "lines": out_lines,
+        **ln,
+        "silent": silent_for is None or silent_for > ctx.query.silent_s,
+        "silent_for_s": silent_for,
+        "series": _series_rows(line, sums, ctx),
+        "targets": segments,
+        "bins": sums.bins,
+        "trays": sums.trays,
+        "typical_bin_trays": ctx.typical.get(line),
+        "open_bin": None if opened is None else {"start_ts": opened[0], "trays": opened[2]},
+        "shifts": shift_rows,
+        "days": _day_rows(sums, ctx),
+        "expected": expected_total,
+        "trays_placed_targeted": placed_targeted,
+        "vs_target_pct": _pct(placed_targeted or 0.0, expected_total),
+        "now": _rate_now(line, sums, ctx),
     }
 
 
+def _series_rows(line: str, sums: _LineSums, ctx: _Context) -> list[dict[str, Any]]:
+    """The line's per-bucket rows (``series``)."""
+    series = []
+    for k, b0, b1 in ctx.windows.buckets:
+        n, trays = sums.by_bucket.get(k, (0, 0))
+        placed = ctx.placed(sums, (b0, b1))
+        seen = ctx.observed.get((line, k), 0)
+        series.append({
+            "start_ts": b0, "end_ts": b1, "bins": n, "trays_binned": trays, "trays_placed": round(placed, 2),
+            "minutes_observed": seen,
+            "trays_per_hour": round(max(placed, 0.0) * 3600 / (b1 - b0), 2) if seen else None,
+        })
+    return series
+
+
+def _shift_rows(line: str, sums: _LineSums, ctx: _Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The line's target segments (``targets``) and per shift instance rows (``shifts``), bins outside
+    every shift last."""
+    since, until, end = ctx.query.since, ctx.query.until, ctx.query.end
+    by_shift = dict(sums.by_shift)
+    segments, shift_rows = [], []
+    for inst in ctx.windows.instances:
+        target = ctx.targets.get((line, inst["shift"]))
+        s0, s1 = max(inst["start_ts"], since), min(inst["end_ts"], until)
+        if target is not None:
+            segments.append({"shift": inst["shift"], "start_ts": s0, "end_ts": s1, "trays_per_hour": target})
+        m1 = min(inst["end_ts"], end)
+        n, trays = by_shift.pop((inst["index"], inst["start_ts"]), (0, 0))
+        placed = ctx.placed(sums, ctx.windows.shift_window[(inst["index"], inst["start_ts"])])
+        expected = None if target is None else target * max(m1 - s0, 0.0) / 3600
+        shift_rows.append({
+            "shift": inst["shift"], "start_ts": inst["start_ts"], "end_ts": inst["end_ts"], "bins": n,
+            "trays": trays, "trays_placed": round(placed, 2), "target_per_hour": target,
+            "expected": None if expected is None else round(expected, 2),
+            "vs_target_pct": _pct(placed, expected),
+            "current": ctx.current is not None and (ctx.current[0], ctx.current[1]) == (inst["shift"], inst["start_ts"]),
+        })
+    outside = by_shift.get(None)
+    if outside is not None:
+        shift_rows.append({"shift": None, "start_ts": None, "end_ts": None, "bins": outside[0], "trays": outside[1],
+                           "trays_placed": None, "target_per_hour": None, "expected": None, "vs_target_pct": None,
+                           "current": False})
+    return segments, shift_rows
+
+
+def _day_rows(sums: _LineSums, ctx: _Context) -> list[dict[str, Any]]:
+    """The line's per UTC day rows (``days``)."""
+    days = []
+    for d in ctx.windows.day_starts:
+        n, trays = sums.by_day.get(d // DAY_S, (0, 0))
+        days.append({"day": _day(d), "start_ts": float(d), "bins": n, "trays": trays,
+                     "trays_placed": round(ctx.placed(sums, ctx.windows.day_window[d]), 2)})
+    return days
+
+
+def _rate_now(line: str, sums: _LineSums, ctx: _Context) -> dict[str, Any]:
+    """The line's rate over the trailing window against the current shift's target (``now``)."""
+    window_min = ctx.query.window_min
+    rate_now = ctx.placed(sums, ctx.windows.trailing_window) * 60 / window_min
+    current = ctx.current
+    target_now = ctx.targets.get((line, current[0])) if current else None
+    return {"shift": current[0] if current else None, "target_per_hour": target_now,
+            "rate_per_hour": round(rate_now, 2), "vs_target_pct": _pct(rate_now, target_now),
+            "window_minutes": window_min}
+
+
 def trailing_rate(db: sqlite_utils.Database, line_id: str, t0: float, t1: float) -> float:
-    """Trays placed per hour over ``[t0, t1)`` (see ``_placed_until``), the open bin included."""
-    arr = _bin_arrays(db, line_id, t0, t1)
-    placed = float((_placed_until(arr, np.array([t1])) - _placed_until(arr, np.array([t0])))[0]) if len(arr) else 0.0
-    opened = _open_bins(db, [line_id]).get(line_id)
+    """Trays placed per hour over ``[t0, t1)`` (see ``bin_sums.placed_until``), the open bin included."""
+    arr = bin_sums.bin_arrays(db, line_id, t0, t1)
+    placed = 0.0
+    if len(arr):
+        placed = float((bin_sums.placed_until(arr, np.array([t1])) - bin_sums.placed_until(arr, np.array([t0])))[0])
+    opened = bin_sums.open_bins(db, [line_id]).get(line_id)
     if opened is not None:
-        placed += _spread(opened[2], opened[0], opened[1], t0, t1)
+        placed += bin_sums.spread(opened[2], opened[0], opened[1], t0, t1)
     return placed * 3600 / (t1 - t0)
 
 
