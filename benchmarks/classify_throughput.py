@@ -135,8 +135,10 @@ def dump_outcomes(db, path: Path) -> None:  # type: ignore[no-untyped-def]
     print(f"wrote the outcomes to {path}", flush=True)
 
 
-def timed_batch(extractor, head, emb_in, face_in, scales, sizes) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    """The job's compute for one batch of prepared inputs: embed, head, face cues for the rows it sends."""
+def timed_batch(extractor, head, emb_in, face_in, scales, sizes, body_in) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """The job's compute for one batch of prepared inputs: embed, head, person cues (face geometry, body extent)
+    for the rows it sends."""
+    from services.models.body_cues import BodyPoseModel
     from services.models.person_cues import cues_from_faces
 
     cued = [0]
@@ -144,7 +146,8 @@ def timed_batch(extractor, head, emb_in, face_in, scales, sizes) -> tuple[float,
     def cues_for(idx: np.ndarray) -> np.ndarray:
         cued[0] += len(idx)
         faces = extractor.faces.detect(face_in[idx], [scales[i] for i in idx])
-        return np.array([cues_from_faces(f, *sizes[i]) for f, i in zip(faces, idx)], dtype=np.float32)
+        face = np.array([cues_from_faces(f, *sizes[i]) for f, i in zip(faces, idx)], dtype=np.float32)
+        return np.hstack([face, BodyPoseModel.shared().cues([body_in[i] for i in idx])])
 
     t0 = time.perf_counter()
     emb, _ = extractor.embedder.run(emb_in)
@@ -173,7 +176,8 @@ def model_only(ws, db, paths: list[Path]) -> tuple[float, int]:  # type: ignore[
             face_in = np.stack([b for b, _ in prepared])
             for b in range(0, len(pics), 32):
                 sec, k = timed_batch(extractor, head, emb_in[b : b + 32], face_in[b : b + 32],
-                                     [s for _, s in prepared[b : b + 32]], [p.size for p in pics[b : b + 32]])
+                                     [s for _, s in prepared[b : b + 32]], [p.size for p in pics[b : b + 32]],
+                                     [np.asarray(p.convert("RGB")) for p in pics[b : b + 32]])
                 seconds, cued = seconds + sec, cued + k
             print(f"model only: {start + len(pics)}/{len(paths)} ({(start + len(pics)) / seconds:.1f} img/s)", flush=True)
     return seconds, cued
