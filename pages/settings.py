@@ -61,11 +61,17 @@ with st.form("labelling_form"):
                           0.01, key="set_gold_rate")
     min_conf = c2.slider("Consolidated confidence below which an admin adjudicates", 0.0, 1.0,
                          float(settings["consensus_min_confidence"]), 0.01, key="set_consensus_min")
+    value_hours = c1.number_input(
+        "Hours a low-confidence photo may move ahead for what its label is worth (0 = oldest first)", 0.0, 720.0,
+        float(settings["queue_value_hours"]), 1.0, key="set_queue_value_hours",
+        help="The photo the model is least sure of passes photos submitted up to this much earlier; no photo waits "
+             "behind one submitted more than this after it. Applies to photos routed from now on.")
     if st.form_submit_button("Save labelling settings", key="set_save_labelling"):
         save("overlap_rate", overlap_rate)
         save("overlap_k", int(overlap_k))
         save("gold_rate", gold_rate)
         save("consensus_min_confidence", min_conf)
+        save("queue_value_hours", float(value_hours))
 
 st.subheader("Credit rules")
 st.caption("Per review type: which photo classes qualify, and whether one qualifying photo is enough or all must qualify.")

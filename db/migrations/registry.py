@@ -20,6 +20,7 @@ from db.migrations.m011_retraining_runs import m011_retraining_runs
 from db.migrations.m012_grid_searches import m012_grid_searches
 from db.migrations.m013_version_activation_time import m013_version_activation_time
 from db.migrations.m014_model_alerts import m014_model_alerts
+from db.migrations.m015_queue_rank import m015_queue_rank
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -39,4 +40,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m012_grid_searches", m012_grid_searches),
     ("m013_version_activation_time", m013_version_activation_time),
     ("m014_model_alerts", m014_model_alerts),
+    ("m015_queue_rank", m015_queue_rank),
 ]

@@ -38,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "overlap_k": 3,
     # share of an inspector's queue served from gold items (known answers), unrecognisable as such
     "gold_rate": 0.05,
+    # a low-confidence photo's label worth (uncertainty, 1 - the top two probabilities' margin) moves it up the
+    # queue by up to this many hours of submitted time: it never waits longer than this behind a later photo
+    # (0 = oldest first)
+    "queue_value_hours": 24.0,
     # consolidated answers below this posterior go to an admin for adjudication
     "consensus_min_confidence": 0.8,
     # packaging lines: shifts (UTC, start inclusive, end exclusive; may cross midnight), alerting, retention
@@ -242,6 +246,7 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "overlap_rate": _fraction(),
     "overlap_k": _overlap_k,
     "gold_rate": _fraction(),
+    "queue_value_hours": _number_up_to(720.0),
     "consensus_min_confidence": _fraction(),
     "shifts": lambda key, value: validate_shifts(value),
     "line_alert_pct": _number_up_to(100.0),

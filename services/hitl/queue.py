@@ -1,7 +1,10 @@
 """The human queue: which photo an inspector sees next, and the lease they hold on it.
 
 Order: audit and re-review photos first, then low confidence, then photos waiting for a first model;
-oldest review first within a priority (one partial index, ``idx_images_queue_order``). An inspector
+within a priority by ``images.queue_rank`` (one partial index, ``idx_images_queue_order``): the review's
+submitted time, moved earlier for a low-confidence photo by what its label is worth to the model, by at most
+``queue_value_hours`` (``services.reviews.queue_value``). Among the next few low-confidence candidates,
+claim-next passes over photos near-identical to one answered minutes ago (``services.hitl.diversity``). An inspector
 claims a photo with a lease (``claim_next``); nobody else is offered it until they answer, skip
 (``release``) or the lease expires, unless the photo is one of the share labelled independently by
 several inspectors (``overlap_rate``, ``overlap_k``). Gold photos with known answers are mixed in at
@@ -24,12 +27,13 @@ from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.config import get_settings
 from services.core.errors import InvalidInput, NotFound
+from services.hitl.diversity import first_preferred, prefer_diverse
 from services.hitl.history import record_event
 
 LEASE_SECONDS = 300.0
 SHORTLIST = 8  # candidates found before the write lock, re-checked under it
 WORKING_WINDOW_SECONDS = 900.0  # inspectors with a claim, or queue activity this recent, are at work now
-ORDER_BY = QUEUE_ORDER.replace("queue_reason", "i.queue_reason") + ", i.submitted_at, i.id"
+ORDER_BY = QUEUE_ORDER.replace("queue_reason", "i.queue_reason") + ", i.queue_rank, i.id"
 
 
 def queue_counts(db: sqlite_utils.Database) -> dict[str, int]:
@@ -172,8 +176,9 @@ def claim_next(
 
     Returns the photo with its review, latest prediction and the review's other photos. Two inspectors
     are never offered the same photo while a lease lives, unless it is an overlap photo that still needs
-    answers. ``label`` and ``band`` filter on the model's latest prediction (class; confidence in
-    [low, high)). Raises InvalidInput for an empty inspector name.
+    answers. Of the next ``SHORTLIST`` candidates, a low-confidence photo near-identical to one answered in the
+    last minutes is passed over for the next low-confidence one (``services.hitl.diversity``). ``label`` and ``band`` filter on the model's latest prediction
+    (class; confidence in [low, high)). Raises InvalidInput for an empty inspector name.
     """
     require(db, actor=inspector, action="reviews.label")
     if not inspector:
@@ -181,13 +186,14 @@ def claim_next(
     settings = settings or get_settings(db)
     extra, params = _filters(review_type, label, band)
     now = time.time()
-    shortlist = None
+    shortlist, preferred = None, list[int]()
     if not db.execute("SELECT 1 FROM queue_claims WHERE inspector = ? AND lease_expires >= ? LIMIT 1",
                       [inspector, now]).fetchone():
         # look for candidates before taking the write lock: a filter that matches little walks much of the
         # queue, and must not hold up other inspectors' decisions while it does
         shortlist = _eligible(db, inspector=inspector, now=now, extra=_not_in(skip) + extra, params=[*skip, *params],
                               limit=SHORTLIST)
+        preferred = prefer_diverse(db, candidates=shortlist, now=now)  # read outside the lock too
     with immediate(db):
         own = _own_claim(db, inspector=inspector, now=now, skip=skip, extra=extra, params=params)
         if own is not None:
@@ -201,13 +207,13 @@ def claim_next(
             if image_id is None:
                 kind = "queue"
                 found = [] if shortlist is None else _eligible(db, inspector=inspector, now=now, extra=extra,
-                                                                 params=params, among=shortlist)
+                                                                 params=params, among=shortlist, limit=SHORTLIST)
                 if not found and (shortlist is None or shortlist):  # no shortlist, or others took it meanwhile
                     found = _eligible(db, inspector=inspector, now=now, extra=_not_in(skip) + extra,
                                       params=[*skip, *params])
                 if not found:
                     return None
-                image_id = found[0]
+                image_id = first_preferred(found, preferred)
                 _take_over_expired(db, image_id=image_id, now=now)
                 required, sha = db.execute("SELECT required_answers, sha256 FROM images WHERE id = ?", [image_id]).fetchone()
                 if required is None:
@@ -233,8 +239,8 @@ def peek_next(
     band: tuple[float, float] | None = None,
     limit: int = 1,
 ) -> list[dict[str, Any]]:
-    """The photos ``inspector`` would be offered next (id, uri, sha256), without claiming them: for loading
-    the next photo ahead of time. Reads only."""
+    """The photos ``inspector`` would be offered next (id, uri, sha256), in queue order, without claiming them:
+    for loading the next photo ahead of time (claim-next may still pass one over for diversity). Reads only."""
     require(db, actor=inspector, action="reviews.label")
     extra, params = _filters(review_type, label, band)
     ids = _eligible(db, inspector=inspector, now=time.time(), extra=_not_in(skip) + extra, params=[*skip, *params],

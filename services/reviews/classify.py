@@ -28,6 +28,7 @@ from services.models.features import CUES_SIDE, FeatureExtractor
 from services.models.registry import active_version, load_head
 from services.reuse.near_copies import perceptual_hash
 from services.reviews.decisions import audit_rate_of, decide, route
+from services.reviews.queue_value import rank_in_queue
 
 IO_THREADS = 4
 
@@ -227,11 +228,13 @@ class ClassifyKind(jobs.BaseKind):
                     settings=settings,
                     keep_queued=r.audit,
                 )
-            if not r.automatic or r.audit:
-                db.execute(
-                    "UPDATE images SET status = 'queued', queue_reason = ?, error = NULL WHERE id = ?",
-                    [r.queue_reason, image_id],
-                )
+            if r.audit:
+                db.execute("UPDATE images SET status = 'queued', queue_reason = 'audit', error = NULL WHERE id = ?",
+                           [image_id])
+            elif not r.automatic:
+                rank = rank_in_queue(db, image_id=image_id, probabilities=p, hours=settings["queue_value_hours"])
+                db.execute("UPDATE images SET status = 'queued', queue_reason = ?, queue_rank = ?, error = NULL "
+                           "WHERE id = ?", [r.queue_reason, rank, image_id])
         return outcome
 
     def close(self, ctx: jobs.JobContext) -> None:

@@ -23,6 +23,7 @@ from services.core.errors import ConsoleError
 from services.models.features import CUE_NAMES, FeatureExtractor
 from services.models.registry import active_version, load_head
 from services.reviews.decisions import audit_rate_of, decide, route
+from services.reviews.queue_value import rank_in_queue
 
 KIND = "rescore"
 ACTOR = "system:rescore"
@@ -137,7 +138,8 @@ class RescoreKind(jobs.BaseKind):
                 if r.audit:
                     db.execute("UPDATE images SET queue_reason = 'audit' WHERE id = ?", [image_id])
             else:
-                db.execute("UPDATE images SET queue_reason = 'low_confidence' WHERE id = ?", [image_id])
+                rank = rank_in_queue(db, image_id=image_id, probabilities=p, hours=settings["queue_value_hours"])
+                db.execute("UPDATE images SET queue_reason = 'low_confidence', queue_rank = ? WHERE id = ?", [rank, image_id])
             outcome[str(image_id)] = None
         return outcome
 

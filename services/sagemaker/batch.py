@@ -28,6 +28,7 @@ from services.core.errors import ConsoleError, ExternalServiceError, InvalidInpu
 from services.core.storage import ObjectStore, is_s3, join, split_s3
 from services.models.registry import list_versions
 from services.reviews.decisions import audit_rate_of, decide, route
+from services.reviews.queue_value import rank_in_queue
 from services.reviews.rescore import ELIGIBLE_SQL
 from services.sagemaker.config import (
     SageMakerConfig,
@@ -180,7 +181,9 @@ def write_predictions(db: sqlite_utils.Database, *, version: dict[str, Any], out
                     if r.audit:
                         db.execute("UPDATE images SET queue_reason = 'audit' WHERE id = ?", [image_id])
                 else:
-                    db.execute("UPDATE images SET queue_reason = 'low_confidence' WHERE id = ?", [image_id])
+                    rank = rank_in_queue(db, image_id=image_id, probabilities=probs, hours=settings["queue_value_hours"])
+                    db.execute("UPDATE images SET queue_reason = 'low_confidence', queue_rank = ? WHERE id = ?",
+                               [rank, image_id])
                     counts["queued"] += 1
     return {**counts, "unknown_sample": unknown[:MAX_PROBLEMS]}
 

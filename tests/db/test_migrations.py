@@ -109,5 +109,5 @@ def test_m004_m005_copy_review_and_latest_prediction_onto_images_and_keep_them(t
     plan = " ".join(r[3] for r in db.execute(
         "EXPLAIN QUERY PLAN SELECT i.id FROM images i INDEXED BY idx_images_queue_order WHERE i.status = 'queued' "
         "AND i.pred_label = 'product' ORDER BY CASE i.queue_reason WHEN 'audit' THEN 0 WHEN 'rereview' THEN 0 "
-        "WHEN 'low_confidence' THEN 1 WHEN 'adjudication' THEN 3 ELSE 2 END, i.submitted_at, i.id LIMIT 1"))
+        "WHEN 'low_confidence' THEN 1 WHEN 'adjudication' THEN 3 ELSE 2 END, i.queue_rank, i.id LIMIT 1"))  # since m015
     assert "COVERING INDEX idx_images_queue_order" in plan and "TEMP B-TREE" not in plan

@@ -193,3 +193,12 @@ def test_retraining_settings_and_a_forced_run_with_its_log(trained_ws):
     assert len(compare) == 1 and len(compare[0]) == 2 and list(compare[0]["active"]) == [True, False]
     assert {"f1_product", "f1_package", "automatic_share"} <= set(compare[0].columns)
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_queue_value_hours_are_saved(ws, db):
+    at = start_app("pages/settings.py")
+    assert at.number_input(key="set_queue_value_hours").value == 24.0
+    at.number_input(key="set_queue_value_hours").set_value(6.0)
+    at.button(key="set_save_labelling").click().run()
+    assert not at.exception
+    assert get_settings(db)["queue_value_hours"] == 6.0
