@@ -186,7 +186,7 @@ def start_training(db: sqlite_utils.Database, *, actor: str, epochs: int = 10, n
 
 def describe_training(clients: Clients, name: str) -> dict[str, Any]:
     """A training job's state in the console's words: status, failure reason, final metrics, artifacts.
-    Raises ExternalServiceError, InvalidInput (no such job)."""
+    Raises ExternalServiceError, NotFound (no such job)."""
     with aws_errors(f"read training job {name}"):
         d = clients.sagemaker.describe_training_job(TrainingJobName=name)
     start, end = d.get("TrainingStartTime"), d.get("TrainingEndTime")
