@@ -3,9 +3,9 @@
     python benchmarks/queue_value.py [--quick] [--pool DIR] [--batch 20] [--hours 24] [--arrival-hours 24] [--copies 0.3]
 
 Start: the 60 labelled photos of ../shared/samples/reviews (a folder per class) train the first head. The pool:
-a folder per class (``--pool``; default benchmarks/out/unseen when it exists, else the seed's own photos re-split
-with a fixed seed, said so in the output; benchmarks/out/train_set, the training set in progress, is the pool to
-choose settings with). A fixed-seed share of the pool (``--eval-share``, split by the
+a folder per class (``--pool``; default benchmarks/out/train_set, the training set in progress, when it exists,
+else the seed's own photos re-split with a fixed seed, said so in the output; the unseen set is reserved for
+reporting and is used only when passed explicitly). A fixed-seed share of the pool (``--eval-share``, split by the
 manifest's groups so near copies stay together) is held out for evaluation and never labelled; the rest is the
 backlog, submitted over ``--arrival-hours``. Each round, as the console does: the head is retrained on every
 label (``services.models.training.cross_validate`` for the out-of-fold figures, temperature and certified
@@ -30,9 +30,8 @@ reused photos has: the case the diversity step is for. Per ordering: the labels 
 shares of 25%, 50% and 76% (null if the pool runs out first), the mean held-out top-1 over the curve, and the
 curve. The last line is one JSON object. Photos in shared/holdout are never read.
 
-Note: benchmarks/unseen/README.md reserves the unseen set for reporting. Here throwaway heads are fitted in memory
-on its backlog part (nothing is saved or shipped), so a setting chosen from these figures is tuned on that set:
-pass ``--pool`` with other photos to choose settings.
+Note: benchmarks/unseen/README.md reserves the unseen set for reporting: passed as ``--pool``, throwaway heads are
+fitted in memory on its backlog part (nothing is saved or shipped), and no setting may be chosen from those figures.
 """
 
 from __future__ import annotations
@@ -60,6 +59,7 @@ from services.reviews.queue_value import queue_rank
 
 SEED = 20260415
 UNSEEN = OUT / "unseen"
+TRAIN_SET = OUT / "train_set"
 CACHE = OUT / "queue_value_features.npz"
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 SHARES = (0.25, 0.50, 0.76)
@@ -142,7 +142,7 @@ def load(args: argparse.Namespace) -> Data:
     seed_photos = folder_photos(SAMPLES)
     if not seed_photos:
         raise SystemExit(f"no labelled seed photos in {SAMPLES}/<class>/")
-    pool_dir = args.pool or (UNSEEN if UNSEEN.is_dir() else None)
+    pool_dir = args.pool or (TRAIN_SET if TRAIN_SET.is_dir() else None)
     if pool_dir is not None and "holdout" in Path(pool_dir).resolve().parts:
         raise SystemExit("shared/holdout is reserved: never read here")
     if pool_dir is not None:
@@ -302,7 +302,7 @@ def near_pairs(data: Data) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="half the backlog (fixed seed)")
-    ap.add_argument("--pool", type=Path, default=None, help="a folder per class (default benchmarks/out/unseen)")
+    ap.add_argument("--pool", type=Path, default=None, help="a folder per class (default benchmarks/out/train_set)")
     ap.add_argument("--eval-share", type=float, default=0.3, help="share of the pool held out, never labelled")
     ap.add_argument("--batch", type=int, default=20, help="labels between retrainings")
     ap.add_argument("--hours", type=float, default=24.0, help="queue_value_hours for the value orderings")
