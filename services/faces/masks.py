@@ -1,9 +1,17 @@
 """Face masks and their anonymisation: pure functions on RGB frames (numpy arrays), no I/O.
 
-Modes: ``blur`` (a Gaussian blur strong enough that a face cannot be recognised, scaled to the face),
-``pixelate`` (blocks of about a tenth of the face) and ``fill`` (solid black). Masks are ellipses (the shape
-of a face, the default) or boxes, grown by ``mask_scale`` around each detection so hair, ears and chin are
-covered too.
+Every mode removes the detail of a face whatever its size, a 10-pixel face as surely as a 200-pixel one
+(``services.faces.quality`` measures it; the tests check each mode at each size):
+
+* ``blur``: a Gaussian whose sigma is a fixed share of the mask's size (``BLUR_SHARE``) with a floor
+  (``MIN_SIGMA`` pixels), run on a reduced copy of the face and its surroundings so large faces cost little;
+* ``pixelate``: blocks of about a tenth of the face, never fewer than ``MIN_BLOCK`` pixels, so a small face
+  becomes two or three blocks across, not a copy of itself;
+* ``fill``: solid black.
+
+Masks are ellipses (the shape of a face, the default) or boxes, grown by ``mask_scale`` around each detection so
+hair, ears and chin are covered too. An ellipse always reaches the corners of the detected box (its axes are at
+least ``ELLIPSE_COVER`` times the box's), so no corner of a face is left readable at small scales.
 """
 
 from __future__ import annotations
@@ -16,6 +24,13 @@ from services.core.errors import InvalidInput
 MODES = ("blur", "pixelate", "fill")
 SHAPES = ("ellipse", "box")
 DEFAULT_MASK_SCALE = 1.3
+ELLIPSE_COVER = 1.42  # an ellipse of axes sqrt(2) times the half-sides passes through the box's corners
+BLUR_SHARE = 0.15  # sigma as a share of the mask's longer side
+MIN_SIGMA = 2.5  # pixels: the floor that makes a 10-pixel face a blob
+PIXELATE_BLOCKS = 10  # blocks across the mask's longer side
+MIN_BLOCK = 5  # pixels
+BLOCK_SOFTEN = 0.3  # block edges are softened by a Gaussian of this share of a block (sharp edges are detail too)
+ELLIPSE_MARGIN = 2.0  # pixels added to an ellipse's axes, so its edge clears the box's corners
 
 
 def validate(*, mode: str, shape: str, mask_scale: float) -> None:
@@ -40,19 +55,70 @@ def grow(boxes: np.ndarray, *, scale: float, width: int, height: int) -> np.ndar
     return np.round(out).astype(np.int32)
 
 
+def mask_scale_for(shape: str, scale: float) -> float:
+    """The scale a mask of ``shape`` is actually grown by: ellipses at least ``ELLIPSE_COVER``."""
+    return max(scale, ELLIPSE_COVER) if shape == "ellipse" else scale
+
+
+def regions(boxes: np.ndarray, *, shape: str, scale: float, width: int, height: int) -> np.ndarray:
+    """The integer (x1, y1, x2, y2) each mask of ``shape`` occupies, clamped to the frame."""
+    if not len(boxes):
+        return np.zeros((0, 4), dtype=np.int32)
+    real = mask_scale_for(shape, scale)
+    if shape == "box":
+        return grow(boxes, scale=real, width=width, height=height)
+    out = boxes[:, :4].astype(np.float32).copy()
+    cx, cy = (out[:, 0] + out[:, 2]) / 2, (out[:, 1] + out[:, 3]) / 2
+    ax = (out[:, 2] - out[:, 0]) * real / 2 + ELLIPSE_MARGIN
+    ay = (out[:, 3] - out[:, 1]) * real / 2 + ELLIPSE_MARGIN
+    out = np.stack([np.floor(cx - ax), np.floor(cy - ay), np.ceil(cx + ax) + 1, np.ceil(cy + ay) + 1], axis=1)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out.astype(np.int32)
+
+
 def mask(boxes: np.ndarray, *, width: int, height: int, shape: str = "ellipse",
          scale: float = DEFAULT_MASK_SCALE) -> np.ndarray:
     """(height, width) uint8 mask, 255 inside any face."""
     out = np.zeros((height, width), dtype=np.uint8)
-    for x1, y1, x2, y2 in grow(boxes, scale=scale, width=width, height=height):
-        if x2 <= x1 or y2 <= y1:
-            continue
-        if shape == "box":
+    if not len(boxes):
+        return out
+    real = mask_scale_for(shape, scale)
+    if shape == "box":
+        for x1, y1, x2, y2 in regions(boxes, shape=shape, scale=scale, width=width, height=height):
             out[y1:y2, x1:x2] = 255
-        else:
-            cv2.ellipse(out, (int(x1 + x2) // 2, int(y1 + y2) // 2), (max(1, int(x2 - x1) // 2), max(1, int(y2 - y1) // 2)),
-                        0, 0, 360, 255, -1)
+        return out
+    for x1, y1, x2, y2 in boxes[:, :4].astype(np.float64):  # sub-pixel centres and axes (4 fractional bits)
+        centre = (int(round((x1 + x2) / 2 * 16)), int(round((y1 + y2) / 2 * 16)))
+        axes = (int(round(((x2 - x1) * real / 2 + ELLIPSE_MARGIN) * 16)), int(round(((y2 - y1) * real / 2 + ELLIPSE_MARGIN) * 16)))
+        cv2.ellipse(out, centre, axes, 0, 0, 360, 255, -1, cv2.LINE_8, 4)
     return out
+
+
+def _blurred(frame: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """The region [y1:y2, x1:x2] blurred with sigma = max(MIN_SIGMA, BLUR_SHARE * longer side), computed with its
+    surroundings (so the edge of the region blends) on a copy reduced to a sigma of about 2 pixels."""
+    height, width = frame.shape[:2]
+    sigma = max(MIN_SIGMA, BLUR_SHARE * max(x2 - x1, y2 - y1))
+    pad = int(np.ceil(2 * sigma))
+    px1, py1, px2, py2 = max(0, x1 - pad), max(0, y1 - pad), min(width, x2 + pad), min(height, y2 + pad)
+    region = frame[py1:py2, px1:px2]
+    factor = max(1.0, sigma / 2.0)
+    sw, sh = max(1, int(round((px2 - px1) / factor))), max(1, int(round((py2 - py1) / factor)))
+    small = cv2.resize(region, (sw, sh), interpolation=cv2.INTER_AREA) if factor > 1 else region
+    small = cv2.GaussianBlur(small, (0, 0), sigma / factor, borderType=cv2.BORDER_REFLECT)
+    full = cv2.resize(small, (px2 - px1, py2 - py1), interpolation=cv2.INTER_LINEAR) if factor > 1 else small
+    return full[y1 - py1:y2 - py1, x1 - px1:x2 - px1]
+
+
+def _pixelated(region: np.ndarray) -> np.ndarray:
+    """Blocks of max(MIN_BLOCK, a PIXELATE_BLOCKS-th of the longer side), each the mean of its pixels, their edges
+    softened (BLOCK_SOFTEN) so the mosaic adds no sharp detail of its own."""
+    rh, rw = region.shape[:2]
+    block = max(MIN_BLOCK, max(rw, rh) / PIXELATE_BLOCKS)
+    small = cv2.resize(region, (max(1, int(round(rw / block))), max(1, int(round(rh / block)))), interpolation=cv2.INTER_AREA)
+    blocks = cv2.resize(small, (rw, rh), interpolation=cv2.INTER_NEAREST)
+    return cv2.GaussianBlur(blocks, (0, 0), BLOCK_SOFTEN * block, borderType=cv2.BORDER_REPLICATE)
 
 
 def anonymize(frame: np.ndarray, boxes: np.ndarray, *, mode: str = "blur", shape: str = "ellipse",
@@ -64,22 +130,15 @@ def anonymize(frame: np.ndarray, boxes: np.ndarray, *, mode: str = "blur", shape
     if not len(boxes):
         return out
     m = mask(boxes, width=width, height=height, shape=shape, scale=mask_scale)
-    for x1, y1, x2, y2 in grow(boxes, scale=mask_scale, width=width, height=height):
+    for x1, y1, x2, y2 in regions(boxes, shape=shape, scale=mask_scale, width=width, height=height):
         if x2 <= x1 or y2 <= y1:
             continue
-        region = frame[y1:y2, x1:x2]
-        side = max(x2 - x1, y2 - y1)
         if mode == "fill":
-            cover = np.full_like(region, fill)
+            cover = np.full_like(frame[y1:y2, x1:x2], fill)
         elif mode == "pixelate":
-            bw, bh = max(1, (x2 - x1) // 10), max(1, (y2 - y1) // 10)
-            small = cv2.resize(region, (max(1, (x2 - x1) // bw), max(1, (y2 - y1) // bh)), interpolation=cv2.INTER_AREA)
-            cover = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
-        else:  # a Gaussian of about a third of the face, run on a quarter-size copy (16 times less work)
-            rw, rh = x2 - x1, y2 - y1
-            small = cv2.resize(region, (max(1, rw // 4), max(1, rh // 4)), interpolation=cv2.INTER_AREA)
-            k = max(3, int(side / 12) | 1)
-            cover = cv2.resize(cv2.GaussianBlur(small, (k, k), 0), (rw, rh), interpolation=cv2.INTER_LINEAR)
+            cover = _pixelated(frame[y1:y2, x1:x2])
+        else:
+            cover = _blurred(frame, x1, y1, x2, y2)
         inside = m[y1:y2, x1:x2] > 0
         out[y1:y2, x1:x2][inside] = cover[inside]
     return out
