@@ -1,4 +1,4 @@
-"""Face-blurring speed on video: this console's job code and the deface CLI (its defaults), same clips, one run.
+"""Face-blurring speed on video: this console's job code (its defaults) and the deface CLI (its defaults), same clips, one run.
 
 Clips: ../shared/samples/video/opencv_vtest.avi (768x576, 795 frames of pedestrians) and a 1280x720 clip made
 from the sample clips (scaled up with FFmpeg: 150 frames; --quick: 60). deface runs on the 720p clip only
@@ -42,6 +42,7 @@ def main() -> None:
         return
     sys.path.insert(0, str(ROOT))
     from services.faces.detection import CenterFaceDetector
+    from services.faces.job import DEFAULTS
     from services.faces.video import anonymize_video
 
     n720 = 60 if args.quick else 150
@@ -57,8 +58,9 @@ def main() -> None:
         for name, src in (("vtest", VIDEOS / "opencv_vtest.avi"), ("720p", hd)):
             n = frames(src)
             t0 = time.perf_counter()
-            anonymize_video(str(src), str(t / f"ours_{name}.mp4"), detector=detector, threshold=0.3, mode="blur",
-                            shape="ellipse", mask_scale=1.3, detect_every=args.detect_every)
+            anonymize_video(str(src), str(t / f"ours_{name}.mp4"), detector=detector, threshold=DEFAULTS["threshold"],
+                            mode=DEFAULTS["mode"], shape=DEFAULTS["shape"], mask_scale=DEFAULTS["mask_scale"],
+                            detect_every=args.detect_every)
             out[f"fps_{name}"] = round(n / (time.perf_counter() - t0), 1)
             out[f"frames_{name}"] = n
             print(json.dumps({name: out[f"fps_{name}"]}), flush=True)

@@ -22,11 +22,26 @@ from PIL import Image
 
 from services.core import aws
 from services.core.errors import InvalidInput
-from services.faces.search import PASS_IOU, Pass, Plan, decode, fine_passes, first_passes, merge, nms, to_frame
+from services.faces.search import (
+    PASS_IOU,
+    Pass,
+    Plan,
+    all_tiles,
+    decode,
+    fine_passes,
+    first_passes,
+    merge,
+    nms,
+    to_frame,
+)
 from services.models.person_cues import FaceDetector
 
 DEFAULT_THRESHOLD = 0.1
 IMAGE_PLAN = Plan()
+# Video frames, looks taking turns: the frame at 640 on its longer side, then one of the native-resolution tiles
+# covering it (round robin), and so on; no mirror or coarse pass (speed), time votes instead (services.faces.video).
+VIDEO_PLAN = Plan(base_max=640, mirror=False, fine=2.0, fine_mirror=False, coarse=0.0, tile=704, tile_height=416,
+                  overlap=64)
 
 
 class Detector(Protocol):
@@ -76,6 +91,20 @@ class CenterFaceDetector:
         candidates = np.concatenate([b for p, b in first if p.group.startswith("base")] or [np.zeros((0, 5), np.float32)])
         fine = self._run(frame, fine_passes(width, height, plan, candidates), threshold=threshold)
         return [(p.group, b[b[:, 4] >= threshold]) for p, b in first + fine]
+
+    def detect_turn(self, frame: np.ndarray, *, threshold: float, turn: int, plan: Plan = VIDEO_PLAN) -> np.ndarray:
+        """One look at a video frame: even turns see the whole frame at the base scale, odd ones one of the fine
+        tiles covering it, round robin. Every box from ``threshold`` is kept (the following looks vote)."""
+        height, width = frame.shape[:2]
+        tiles = all_tiles(width, height, plan) if plan.fine else []
+        passes = [tiles[(turn // 2) % len(tiles)]] if tiles and turn % 2 else first_passes(width, height, plan)
+        found = [(p.group, b) for p, b in self._run(frame, passes, threshold=threshold)]
+        return clamp_boxes(merge(found, threshold=threshold, votes=1), width, height)
+
+    @staticmethod
+    def round_length(width: int, height: int, plan: Plan = VIDEO_PLAN) -> int:
+        """Looks ``detect_turn`` takes to have seen every part of a frame at full size: twice the tiles."""
+        return 2 * len(all_tiles(width, height, plan)) if plan.fine else 1
 
     def _run(self, frame: np.ndarray, passes: list[Pass], *, threshold: float) -> list[tuple[Pass, np.ndarray]]:
         """Run the network once per pass (passes of one size in one batch); boxes per pass in frame pixels."""

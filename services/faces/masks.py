@@ -77,6 +77,31 @@ def regions(boxes: np.ndarray, *, shape: str, scale: float, width: int, height: 
     return out.astype(np.int32)
 
 
+def consolidate(boxes: np.ndarray, *, same: float = 0.5) -> np.ndarray:
+    """Fewer boxes to mask, covering as much: boxes overlapping by ``same`` IoU or more become their union, and a box
+    inside another (within 5%) goes. For video frames, where held tracks of one face pile up."""
+    out = [b.astype(np.float32) for b in boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]]
+    changed = True
+    while changed and len(out) > 1:
+        changed = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+                area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
+                mx, my = (a[2] - a[0]) * 0.025, (a[3] - a[1]) * 0.025
+                inside = b[0] >= a[0] - mx and b[1] >= a[1] - my and b[2] <= a[2] + mx and b[3] <= a[3] + my
+                if inside or ix / max(1e-6, area_a + area_b - ix) >= same:
+                    out[i] = np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]),
+                                       max(a[4], b[4])], dtype=np.float32)
+                    del out[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return np.array(out, dtype=np.float32).reshape(-1, boxes.shape[1] if boxes.ndim == 2 else 5)
+
+
 def mask(boxes: np.ndarray, *, width: int, height: int, shape: str = "ellipse",
          scale: float = DEFAULT_MASK_SCALE) -> np.ndarray:
     """(height, width) uint8 mask, 255 inside any face."""
@@ -97,18 +122,24 @@ def mask(boxes: np.ndarray, *, width: int, height: int, shape: str = "ellipse",
 
 def _blurred(frame: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
     """The region [y1:y2, x1:x2] blurred with sigma = max(MIN_SIGMA, BLUR_SHARE * longer side), computed with its
-    surroundings (so the edge of the region blends) on a copy reduced to a sigma of about 2 pixels."""
+    surroundings (so the edge of the region blends) on a copy reduced to a sigma of about 2 pixels, and mapped back
+    onto the region alone."""
     height, width = frame.shape[:2]
     sigma = max(MIN_SIGMA, BLUR_SHARE * max(x2 - x1, y2 - y1))
-    pad = int(np.ceil(2 * sigma))
+    pad = int(np.ceil(1.5 * sigma))
     px1, py1, px2, py2 = max(0, x1 - pad), max(0, y1 - pad), min(width, x2 + pad), min(height, y2 + pad)
-    region = frame[py1:py2, px1:px2]
+    small = frame[py1:py2, px1:px2]
     factor = max(1.0, sigma / 2.0)
     sw, sh = max(1, int(round((px2 - px1) / factor))), max(1, int(round((py2 - py1) / factor)))
-    small = cv2.resize(region, (sw, sh), interpolation=cv2.INTER_AREA) if factor > 1 else region
+    if factor > 1:  # pyramid halvings while far from the target size, then one area step
+        left = factor
+        while left >= 4 and min(small.shape[:2]) >= 8:
+            small, left = cv2.pyrDown(small), left / 2
+        small = cv2.resize(small, (sw, sh), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigma / factor, borderType=cv2.BORDER_REFLECT)
-    full = cv2.resize(small, (px2 - px1, py2 - py1), interpolation=cv2.INTER_LINEAR) if factor > 1 else small
-    return full[y1 - py1:y2 - py1, x1 - px1:x2 - px1]
+    fx, fy = (px2 - px1) / sw, (py2 - py1) / sh  # small pixel -> frame pixels; then shift to the region's origin
+    to_region = np.array([[fx, 0, 0.5 * fx - 0.5 - (x1 - px1)], [0, fy, 0.5 * fy - 0.5 - (y1 - py1)]], dtype=np.float64)
+    return cv2.warpAffine(small, to_region, (x2 - x1, y2 - y1), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _pixelated(region: np.ndarray) -> np.ndarray:

@@ -38,7 +38,8 @@ class Plan:
     fine_mirror: bool = True
     coarse: float = 0.5
     coarse_min: int = 256  # no coarse pass when its longer side would be under this
-    tile: int = 1024  # fine-pass tiles, input pixels
+    tile: int = 1024  # fine-pass tiles, input pixels (wide)
+    tile_height: int = 0  # and high (0: square)
     overlap: int = 96
     whole_below: int = 4_500_000  # a fine pass of fewer input pixels is run whole, without gating
     budget: int = 16_000_000  # input pixels of fine tiles at most (per direction) on large frames
@@ -91,11 +92,10 @@ def fine_passes(width: int, height: int, plan: Plan, candidates: np.ndarray) -> 
     tiles = []
     if len(candidates):
         cx, cy = (candidates[:, 0] + candidates[:, 2]) / 2, (candidates[:, 1] + candidates[:, 3]) / 2
-        for y1, y2 in _spans(height, plan.tile / s, plan.overlap / s):
-            for x1, x2 in _spans(width, plan.tile / s, plan.overlap / s):
-                inside = int(((cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)).sum())
-                if inside:
-                    tiles.append((-inside, (x1, y1, x2, y2)))
+        for x1, y1, x2, y2 in _regions(width, height, s, plan):
+            inside = int(((cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)).sum())
+            if inside:
+                tiles.append((-inside, (x1, y1, x2, y2)))
     out: list[Pass] = []
     used = 0
     for _, (x1, y1, x2, y2) in sorted(tiles):
@@ -105,6 +105,22 @@ def fine_passes(width: int, height: int, plan: Plan, candidates: np.ndarray) -> 
         used += size[0] * size[1]
         out.extend(Pass("fine-mirror" if m else "fine", size, (x1, y1, x2, y2), m) for m in mirrors)
     return out
+
+
+def all_tiles(width: int, height: int, plan: Plan) -> list[Pass]:
+    """Every fine tile covering the frame, upright, in reading order (video looks go round them)."""
+    s = base_scale(width, height, plan) * plan.fine
+    return [Pass("fine", (side32((x2 - x1) * s), side32((y2 - y1) * s)), (x1, y1, x2, y2), False)
+            for x1, y1, x2, y2 in _regions(width, height, s, plan)]
+
+
+def _regions(width: int, height: int, s: float, plan: Plan) -> list[tuple[int, int, int, int]]:
+    """The tiles' regions in frame pixels at fine scale ``s`` (tiles turned to the frame's orientation)."""
+    tw, th = plan.tile / s, (plan.tile_height or plan.tile) / s
+    if (height > width) != (th > tw):
+        tw, th = th, tw
+    return [(x1, y1, x2, y2) for y1, y2 in _spans(height, th, plan.overlap / s)
+            for x1, x2 in _spans(width, tw, plan.overlap / s)]
 
 
 def _spans(length: int, span: float, overlap: float) -> list[tuple[int, int]]:
@@ -173,14 +189,15 @@ def support(boxes: np.ndarray, group: np.ndarray, *, chunk: int = 512) -> np.nda
     return out
 
 
-def merge(found: list[tuple[str, np.ndarray]], *, threshold: float) -> np.ndarray:
+def merge(found: list[tuple[str, np.ndarray]], *, threshold: float, votes: int = 2) -> np.ndarray:
     """One set of faces from every pass's boxes (group name, boxes in frame pixels at scores >= ``threshold``):
-    a box stays when ``SURE`` or seen by two passes, then overlapping boxes are merged (``MERGE_IOU``)."""
+    a box stays when ``SURE`` or seen by ``votes`` passes, then overlapping boxes are merged (``MERGE_IOU``).
+    Video frames use ``votes=1``: there time does the voting (``services.faces.video``)."""
     parts = [b for _, b in found if len(b)]
     if not parts:
         return np.zeros((0, 5), dtype=np.float32)
     boxes = np.concatenate(parts)
     names = sorted({g for g, b in found if len(b)})
     group = np.concatenate([np.full(len(b), names.index(g)) for g, b in found if len(b)])
-    keep = (boxes[:, 4] >= max(threshold, SURE)) | (support(boxes, group) >= 2)
+    keep = (boxes[:, 4] >= max(threshold, SURE)) | (support(boxes, group) >= votes if votes > 1 else True)
     return nms(boxes[keep], MERGE_IOU)

@@ -1,21 +1,23 @@
-"""Face anonymisation of one video: detect every k-th frame, link detections into tracks, fill the frames
-between and around them, blur, and write H.264 MP4 with the input's timestamps, rotation and audio.
+"""Face anonymisation of one video: look for faces every k-th frame, link the looks into tracks, fill the frames
+between and around them, mask, and write H.264 MP4 with the input's timestamps, rotation and audio.
 
-Two passes over the decoded frames (decoding costs little next to detection): the first detects faces on
-every ``detect_every``-th frame (upright, so a rotated phone video is seen the right way up), the second
-writes each frame with the faces of the tracks alive at it. A track joins detections that overlap from one
-detection frame to the next; between two of its detections the box is interpolated, and it is held
-``detect_every`` frames before its first and after its last detection, so a face found at frames 10 and 14
-is masked at 11 to 13 too and masks do not flicker. Every output frame keeps its input timestamp (variable
-frame rates stay as they were), the display rotation is copied, and the audio stream is copied unchanged
-(or re-encoded to AAC when MP4 cannot hold it). The output is written to a temporary file and moved into
-place only when complete.
+Two passes over the decoded frames, running at once: the looks (a thread of their own) search every
+``detect_every``-th frame, upright so a rotated phone video is seen the right way up, with the image detector's
+search in a form that keeps real time (``CenterFaceDetector.detect_turn``: the whole frame at 640 pixels and the
+native-resolution tiles covering it take turns, so small faces are searched at full size every round); the
+writer follows a little behind (``services.faces.tracking``) and writes each frame with the faces of the tracks
+alive at it: interpolated between looks and held past a track's ends, so masks neither flicker nor miss frames,
+and a weak face is masked only when two looks saw it. Every output frame keeps its input timestamp (variable
+frame rates stay as they were), the display rotation is copied, and the audio stream is copied unchanged (or
+re-encoded to AAC when MP4 cannot hold it). The output is written to a temporary file and moved into place only
+when complete.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -24,72 +26,9 @@ import numpy as np
 
 from services.core.errors import ImageError, InvalidInput
 from services.faces.masks import anonymize
+from services.faces.tracking import Feed, Follower
 
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
-LINK_IOU = 0.2
-DETECT_SIDE = 640  # longer side the detector sees in video: a 20-pixel face of a 720p frame is still 10 (found)
-
-
-@dataclass
-class Track:
-    frames: list[int] = field(default_factory=list)
-    boxes: list[np.ndarray] = field(default_factory=list)  # (5,) per detection frame
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def link(detections: dict[int, np.ndarray], *, step: int) -> list[Track]:
-    """Tracks from per-frame detections (frame index -> (N, 5)), joined greedily by overlap between
-    consecutive detection frames (a track waits at most 2 * step frames for its next detection)."""
-    tracks: list[Track] = []
-    live: list[Track] = []
-    for frame in sorted(detections):
-        boxes = detections[frame]
-        live = [t for t in live if frame - t.frames[-1] <= 2 * step]
-        pairs = sorted(((_iou(t.boxes[-1], b), ti, bi) for ti, t in enumerate(live) for bi, b in enumerate(boxes)),
-                       reverse=True)
-        used_tracks: set[int] = set()
-        used_boxes: set[int] = set()
-        for score, ti, bi in pairs:
-            if score < LINK_IOU:
-                break
-            if ti in used_tracks or bi in used_boxes:
-                continue
-            used_tracks.add(ti)
-            used_boxes.add(bi)
-            live[ti].frames.append(frame)
-            live[ti].boxes.append(boxes[bi])
-        for bi, box in enumerate(boxes):
-            if bi not in used_boxes:
-                track = Track([frame], [box])
-                tracks.append(track)
-                live.append(track)
-    return tracks
-
-
-def boxes_at(tracks: list[Track], frame: int, *, hold: int) -> np.ndarray:
-    """The boxes of every track alive at ``frame``: interpolated between its detections, held ``hold`` frames
-    beyond its ends."""
-    out = []
-    for t in tracks:
-        first, last = t.frames[0], t.frames[-1]
-        if frame < first - hold or frame > last + hold:
-            continue
-        if frame <= first:
-            out.append(t.boxes[0])
-        elif frame >= last:
-            out.append(t.boxes[-1])
-        else:
-            k = int(np.searchsorted(t.frames, frame, side="right")) - 1
-            f0, f1 = t.frames[k], t.frames[k + 1]
-            w = (frame - f0) / (f1 - f0)
-            out.append(t.boxes[k] * (1 - w) + t.boxes[k + 1] * w)
-    return np.array(out, dtype=np.float32).reshape(-1, 5)
 
 
 def _rotate(frame: np.ndarray, rotation: int) -> np.ndarray:
@@ -162,37 +101,44 @@ def frame_times(src: str) -> tuple[list[float], int, int, int]:
     return [t - times[0] for t in times], ctx.width, ctx.height, rotation
 
 
-def _detect_local(src: str, *, detector: Any, threshold: float, detect_every: int) -> dict[int, np.ndarray]:
-    """Pass one: detections per detection frame, in stored pixels. Raises ImageError."""
+def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every: int) -> None:
+    """Pass one, on a thread of its own: a look at every ``detect_every``-th frame (``detect_turn`` of the local
+    detector: whole frame and tiles taking turns; ``detect`` for another), handed to ``feed`` as it is made (boxes
+    in stored pixels). Errors go to the feed: ImageError for a video that cannot be read to the end."""
     import av
 
-    detections: dict[int, np.ndarray] = {}
-    container = _open(src)
-    n, rotation, width, height = 0, 0, 0, 0
+    try:
+        container = _open(src)
+    except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it
+        feed.close(exc)
+        return
+    n, turns = 0, hasattr(detector, "detect_turn")
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        try:
-            for n, frame in enumerate(container.decode(stream)):
-                rotation = int(getattr(frame, "rotation", 0) or 0)
-                width, height = frame.width, frame.height
-                if n % detect_every:
-                    continue
-                scale = min(1.0, DETECT_SIDE / max(width, height))
-                sw, sh = max(32, int(width * scale) // 2 * 2), max(32, int(height * scale) // 2 * 2)
-                small = _rotate(frame.to_ndarray(width=sw, height=sh, format="rgb24"), rotation)  # scaled by FFmpeg
-                found = detector.detect(np.ascontiguousarray(small), threshold=threshold)
-                disp_w, disp_h = (height, width) if rotation % 180 else (width, height)
-                found[:, :4] /= np.array([small.shape[1] / disp_w, small.shape[0] / disp_h] * 2, dtype=np.float32)
-                detections[n] = _unrotate_boxes(found, rotation, width, height) if rotation else found
-        except av.error.FFmpegError as exc:
-            raise ImageError(f"the video stops being readable at frame {n} ({exc.strerror or exc}): it may be "
-                             "truncated") from exc
+        for n, frame in enumerate(container.decode(stream)):
+            if feed.stop.is_set():
+                break
+            rotation = int(getattr(frame, "rotation", 0) or 0)
+            if n == 0 and turns:
+                shown = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
+                feed.round = detect_every * detector.round_length(*shown)
+            if n % detect_every:
+                continue
+            upright = np.ascontiguousarray(_rotate(frame.to_ndarray(format="rgb24"), rotation))
+            turn = n // detect_every
+            found = (detector.detect_turn(upright, threshold=threshold, turn=turn) if turns
+                     else detector.detect(upright, threshold=threshold))
+            boxes = _unrotate_boxes(found, rotation, frame.width, frame.height) if rotation else found
+            feed.put(n, boxes, whole=not turns or turn % 2 == 0)
+        feed.close()
+    except av.error.FFmpegError as exc:
+        feed.close(ImageError(f"the video stops being readable at frame {n} ({exc.strerror or exc}): it may be "
+                              "truncated"))
+    except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it
+        feed.close(exc)
     finally:
         container.close()
-    if not width:
-        raise ImageError("the video has no frames")
-    return detections
 
 
 def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: float, mode: str, shape: str,
@@ -206,26 +152,39 @@ def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: floa
 
     if detect_every < 1:
         raise InvalidInput("detect every k-th frame needs k of at least 1")
-    if detections is None:
-        detections = _detect_local(src, detector=detector, threshold=threshold, detect_every=detect_every)
-
-    tracks = link(detections, step=detect_every)
+    feed = Feed(step=detect_every)
+    looker = None
+    if detections is not None:
+        feed.fill(detections)
+    else:  # looks run ahead on their own thread; the writer follows them (both decode, both overlap)
+        looker = threading.Thread(target=_look, args=(src, feed), name="faces-looks", daemon=True,
+                                  kwargs={"detector": detector, "threshold": threshold, "detect_every": detect_every})
+        looker.start()
+    follower = Follower(feed)
     tmp = str(Path(dst).parent / f".{Path(dst).name}.part-{os.getpid()}")  # hidden, and never named like a video
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     try:
         try:
-            report = _write(src, tmp, tracks=tracks, hold=detect_every, mode=mode, shape=shape, mask_scale=mask_scale)
+            report = _write(src, tmp, follower=follower, mode=mode, shape=shape, mask_scale=mask_scale)
         except av.error.FFmpegError as exc:
+            feed.stop.set()
+            feed.wait(10**12)  # a source the looks could not read says more than a failed write
             raise ImageError(f"the anonymised video could not be written ({exc.strerror or exc})") from exc
+        feed.wait(10**12)  # the looks' own error, if they failed after the last frame was written
         os.replace(tmp, dst)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        feed.stop.set()
+        if looker is not None:
+            looker.join()
+    detections = feed.detections
     return VideoReport(frames=report["frames"], fps=report["fps"], duration=report["duration"], width=report["width"],
                        height=report["height"], rotation=report["rotation"], audio=report["audio"], detect_every=detect_every,
                        detections={k: v.round(1).tolist() for k, v in detections.items() if len(v)},
-                       masked=report["masked"], tracks=len(tracks))
+                       masked=report["masked"], tracks=len(follower.tracks()))
 
 
 def _anonymize_yuv(planes: np.ndarray, boxes: np.ndarray, *, mode: str, shape: str, mask_scale: float) -> np.ndarray:
@@ -238,17 +197,17 @@ def _anonymize_yuv(planes: np.ndarray, boxes: np.ndarray, *, mode: str, shape: s
     out[:h] = anonymize(planes[:h], boxes, mode=mode, shape=shape, mask_scale=mask_scale, fill=16)
     half = boxes.copy()
     half[:, :4] /= 2
-    for lo in (h, h + h // 4):
-        chroma = planes[lo:lo + h // 4].reshape(h // 2, w // 2)
-        out[lo:lo + h // 4] = anonymize(chroma, half, mode=mode, shape=shape, mask_scale=mask_scale,
-                                        fill=128).reshape(h // 4, w)
+    u, v = planes[h:h + h // 4].reshape(h // 2, w // 2), planes[h + h // 4:].reshape(h // 2, w // 2)
+    uv = anonymize(np.dstack([u, v]), half, mode=mode, shape=shape, mask_scale=mask_scale, fill=128)  # both at once
+    out[h:h + h // 4] = uv[..., 0].reshape(h // 4, w)
+    out[h + h // 4:] = uv[..., 1].reshape(h // 4, w)
     return out
 
 
-def _write(src: str, dst: str, *, tracks: list[Track], hold: int, mode: str, shape: str, mask_scale: float) -> dict[str, Any]:
+def _write(src: str, dst: str, *, follower: Follower, mode: str, shape: str, mask_scale: float) -> dict[str, Any]:
     import av
 
-    inp = av.open(src)
+    inp = _open(src)
     out = av.open(dst, "w", format="mp4")
     try:
         vin = inp.streams.video[0]
@@ -291,7 +250,7 @@ def _write(src: str, dst: str, *, tracks: list[Track], hold: int, mode: str, sha
                     rotation = int(getattr(frame, "rotation", 0) or 0)
                     if rotation:
                         vout.set_display_rotation(rotation)
-                boxes = boxes_at(tracks, frames, hold=hold)
+                boxes = follower.boxes(frames)
                 if len(boxes):
                     masked[frames] = boxes.round(1).tolist()
                 new = av.VideoFrame.from_ndarray(_anonymize_yuv(frame.to_ndarray(format="yuv420p"), boxes, mode=mode,

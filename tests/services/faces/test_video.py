@@ -15,7 +15,7 @@ import pytest
 
 from services.core.jobs import get_job, run_job
 from services.faces import job as face_blur
-from services.faces.video import Track, boxes_at, link
+from services.faces.tracking import Track, boxes_at, link
 from tests.conftest import SHARED
 
 VIDEOS = SHARED / "samples" / "video"
