@@ -30,7 +30,9 @@ from services.core.images import WRITABLE_IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from services.core.storage import is_s3, join, split_s3
 from services.faces.detection import DEFAULT_THRESHOLD, make_detector
 from services.faces.masks import DEFAULT_MASK_SCALE, anonymize, validate
+from services.faces.quality import detail_ratios
 from services.faces.rekognition_video import face_detections
+from services.faces.report import image_report, video_report
 from services.faces.video import anonymize_video, frame_times, frames_as_jpeg
 
 KIND = "faces"
@@ -107,6 +109,7 @@ def anonymize_image(data: bytes, *, detector: Any, params: dict[str, Any], max_p
     rgb = np.asarray(picture.convert("RGB"))
     boxes = detector.detect(rgb, threshold=params["threshold"])
     out_rgb = anonymize(rgb, boxes, mode=params["mode"], shape=params["shape"], mask_scale=params["mask_scale"])
+    review = image_report(boxes, detail_ratios(rgb, out_rgb, boxes))  # counts, and why a human should look
     result = Image.fromarray(out_rgb)
     if picture.mode == "RGBA":
         result.putalpha(picture.getchannel("A"))
@@ -124,7 +127,7 @@ def anonymize_image(data: bytes, *, detector: Any, params: dict[str, Any], max_p
     result.save(buf, fmt, **save)
     faces = [{"x1": round(float(b[0]), 1), "y1": round(float(b[1]), 1), "x2": round(float(b[2]), 1),
               "y2": round(float(b[3]), 1), "score": round(float(b[4]), 3)} for b in boxes]
-    return buf.getvalue(), {"width": result.width, "height": result.height, "format": fmt, "faces": faces}
+    return buf.getvalue(), {"width": result.width, "height": result.height, "format": fmt, "faces": faces, **review}
 
 
 class FacesKind(jobs.BaseKind):
@@ -206,7 +209,8 @@ class FacesKind(jobs.BaseKind):
                     store.write(target, Path(local_dst).read_bytes())
             sidecar = {"source": src_uri, "output": target, "detector": params["detector"], "threshold": params["threshold"],
                        "mode": params["mode"], "shape": params["shape"], "mask_scale": params["mask_scale"],
-                       "format": "MP4 (H.264)", **asdict(report)}
+                       "format": "MP4 (H.264)", **asdict(report),
+                       **video_report(tracks=report.tracks, weak_tracks=report.weak_tracks, masked=report.masked)}
             store.write(target + SIDECAR, json.dumps(sidecar).encode())
             return None
         except ConsoleError as exc:
@@ -226,30 +230,53 @@ class FacesKind(jobs.BaseKind):
         counts = dict(ctx.db.execute(
             "SELECT (lower(item) LIKE '%.mp4' OR lower(item) LIKE '%.mov' OR lower(item) LIKE '%.avi') || state, COUNT(*) "
             "FROM job_items WHERE job_id = ? GROUP BY 1", [ctx.job_id]).fetchall())
+        found, flagged = 0, []
+        for row in _read_sidecars(ctx.state["store"], ctx.state["params"], _done_keys(ctx.db, ctx.job_id)):
+            found += int(row.get("faces_found", len(row.get("faces", []))))
+            if row.get("review"):
+                flagged.append({"key": row["key"], "faces": row.get("faces_found"), "reasons": row["review"]})
         return {"images_done": counts.get("0done", 0), "images_failed": counts.get("0failed", 0),
                 "videos_done": counts.get("1done", 0), "videos_failed": counts.get("1failed", 0),
-                "destination": ctx.state["params"]["destination"]}
+                "destination": ctx.state["params"]["destination"], "faces_found": found,
+                "files_flagged": len(flagged), "flagged": flagged[:FLAGGED_KEPT]}
 
 
+FLAGGED_KEPT = 1000  # flagged files listed in the job's result (all are counted)
 
 
-def sidecars(db: sqlite_utils.Database, *, job_id: int, actor: str, limit: int = 24) -> list[dict[str, Any]]:
-    """The detections written for a job's finished images (newest items first). Raises PermissionDenied."""
-    require(db, actor=actor, action="jobs.manage")
-    job = jobs.get_job(db, job_id)
-    params = validate_params(job["params"])
-    store = object_store(db)
+def _done_keys(db: sqlite_utils.Database, job_id: int, *, offset: int = 0, limit: int = -1) -> list[str]:
+    return [r[0] for r in db.execute("SELECT item FROM job_items WHERE job_id = ? AND state = 'done' ORDER BY rowid "
+                                     "LIMIT ? OFFSET ?", [job_id, limit, offset])]
+
+
+def _read_sidecars(store: Any, params: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
+    """The sidecars of finished files, in the order of ``keys`` (a missing or unreadable one is skipped)."""
     out = []
-    for (key,) in db.execute("SELECT item FROM job_items WHERE job_id = ? AND state = 'done' ORDER BY updated_at DESC "
-                             "LIMIT ?", [job_id, limit]):
+    for key in keys:
         video = key.lower().endswith(VIDEO_SUFFIXES)
         output = video_output_key(key) if video else key
         try:
-            out.append({"key": key, "video": video,
-                        **json.loads(store.read(join(params["destination"], output) + SIDECAR))})
+            out.append({"key": key, "video": video, **json.loads(store.read(join(params["destination"], output) + SIDECAR))})
         except (ConsoleError, json.JSONDecodeError):
             continue
     return out
+
+
+def results(db: sqlite_utils.Database, *, job_id: int, actor: str, offset: int = 0, limit: int = 12,
+            flagged_only: bool = False) -> dict[str, Any]:
+    """One page of a job's finished files, in the order they were listed, with what was found in each (their
+    sidecars): ``{"total": files on all pages, "items": [...]}``. ``flagged_only``: the files flagged for a human
+    look, from the job's summary (so once it has finished). Raises PermissionDenied, NotFound."""
+    require(db, actor=actor, action="jobs.manage")
+    job = jobs.get_job(db, job_id)
+    params = validate_params(job["params"])
+    if flagged_only:
+        keys = [f["key"] for f in (job["result"] or {}).get("flagged", [])]
+        total, page = len(keys), keys[offset:offset + limit]
+    else:
+        total = db.execute("SELECT COUNT(*) FROM job_items WHERE job_id = ? AND state = 'done'", [job_id]).fetchone()[0]
+        page = _done_keys(db, job_id, offset=offset, limit=limit)
+    return {"total": total, "items": _read_sidecars(object_store(db), params, page)}
 
 
 def video_samples(db: sqlite_utils.Database, *, job_id: int, key: str, actor: str, n: int = 2) -> list[tuple[int, bytes, bytes]]:

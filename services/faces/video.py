@@ -26,6 +26,7 @@ import numpy as np
 
 from services.core.errors import ImageError, InvalidInput
 from services.faces.masks import anonymize
+from services.faces.search import SURE
 from services.faces.tracking import Feed, Follower
 
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
@@ -63,6 +64,7 @@ class VideoReport:
     detections: dict[int, list[list[float]]]  # detection frame -> boxes found there
     masked: dict[int, list[list[float]]]  # every frame with a mask -> the boxes masked (tracks filled in)
     tracks: int
+    weak_tracks: int = 0  # tracks never scored SURE (kept because two looks agreed)
 
 
 def _open(path: str) -> Any:
@@ -180,11 +182,12 @@ def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: floa
         feed.stop.set()
         if looker is not None:
             looker.join()
-    detections = feed.detections
+    detections, tracks = feed.detections, follower.tracks()
     return VideoReport(frames=report["frames"], fps=report["fps"], duration=report["duration"], width=report["width"],
                        height=report["height"], rotation=report["rotation"], audio=report["audio"], detect_every=detect_every,
                        detections={k: v.round(1).tolist() for k, v in detections.items() if len(v)},
-                       masked=report["masked"], tracks=len(follower.tracks()))
+                       masked=report["masked"], tracks=len(tracks),
+                       weak_tracks=sum(max(float(b[4]) for b in t.boxes) < SURE for t in tracks))
 
 
 def _anonymize_yuv(planes: np.ndarray, boxes: np.ndarray, *, mode: str, shape: str, mask_scale: float) -> np.ndarray:

@@ -57,3 +57,39 @@ def test_a_video_shows_the_output_and_sample_frames(ws, db, tmp_path):
     assert any("faces masked on" in c for c in texts(at.caption))
     captions = [c for img in at.image for c in img.captions]
     assert any(c.endswith(", before") for c in captions) and any(c.endswith(", after") for c in captions)
+
+
+def test_every_result_can_be_paged_through_and_flagged_files_come_first(ws, db, tmp_path):
+    import shutil
+
+    import pytest
+
+    from services.faces import job as face_blur
+    from tests.services.faces.test_report import CHEERING, FACES
+
+    if not (FACES / CHEERING).is_file():
+        pytest.skip("../shared/samples/faces not found (a fresh clone)")
+    src = tmp_path / "src"
+    for n in range(6):
+        write_photo(src / f"p{n}.jpg", (20 * n, 90, 140))
+    shutil.copy(FACES / CHEERING, src / "p3_crowd.jpg")
+    job_id = face_blur.launch(db, {"source": str(src), "destination": str(tmp_path / "out")}, actor="cli:test")
+    assert run_job(ws, job_id=job_id) == job_id
+    at = start_app("pages/face_blur.py")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Flagged for a look"] == "1" and int(metrics["Faces found"].replace(",", "")) >= 12
+    flagged = next(df.value for df in at.dataframe if "why" in df.value.columns)
+    assert flagged["file"].tolist() == ["p3_crowd.jpg"] and flagged["why"][0].startswith("crowd: ")
+
+    def page_files() -> list[str]:
+        return next(df.value for df in at.dataframe if "review" in df.value.columns)["file"].tolist()
+
+    assert at.selectbox(key="fb_per_page").value == 6 and len(page_files()) == 6
+    at.number_input(key="fb_page").set_value(2).run()
+    assert not at.exception, at.exception
+    assert len(page_files()) == 1 and any("Files 7-7 of 7" in c for c in texts(at.caption))
+    at.toggle(key="fb_only_flagged").set_value(True).run()
+    assert page_files() == ["p3_crowd.jpg"] and at.number_input(key="fb_page").value == 1
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith("after: ") and "look: crowd" in c for c in captions)
