@@ -34,8 +34,9 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--detector", choices=["local", "rekognition"], default="local")
     s.add_argument("--mode", choices=MODES, default="blur")
     s.add_argument("--shape", choices=SHAPES, default="ellipse")
-    s.add_argument("--mask-scale", type=float, default=1.3)
-    s.add_argument("--threshold", type=float, default=0.3)
+    s.add_argument("--mask-scale", type=float, default=None, help="mask size against the face box (default: the job's)")
+    s.add_argument("--threshold", type=float, default=None,
+                   help="detector confidence (default: the job's, chosen recall first; see benchmarks/faces_eval)")
     s.add_argument("--keep-metadata", action="store_true", help="keep EXIF metadata (GPS included); dropped by default")
     s.add_argument("--wait", action="store_true", help="run the job here and wait for it")
     s.set_defaults(fn=cmd_faces)
