@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -62,3 +63,27 @@ def progress(ws, line: Callable, every: float = 5.0) -> Iterator[None]:  # type:
     finally:
         stop.set()
         thread.join()
+
+
+def git_dir(mirror_dir: Path, repo: str) -> Path | None:
+    """The git directory of a fetched snapshot of ``owner/name`` under ``mirror_dir``, or None."""
+    base = mirror_dir / repo.replace("/", "+", 1) / "repo"
+    for candidate in (base / ".git", base):
+        if (candidate / "HEAD").is_file():
+            return candidate
+    return None
+
+
+def from_mirror(mirror_dir: Path, repo: str, commit: str, path: str) -> bytes | None:
+    """The file at ``commit:path`` of a fetched snapshot (falling back to HEAD, which the caller's sha256 check
+    then guards), or None."""
+    gd = git_dir(mirror_dir, repo)
+    if gd is None:
+        return None
+    for rev in (commit, "HEAD"):
+        if not rev:
+            continue
+        res = subprocess.run(["git", "--git-dir", str(gd), "show", f"{rev}:{path}"], capture_output=True)
+        if res.returncode == 0:
+            return res.stdout
+    return None

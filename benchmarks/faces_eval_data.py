@@ -26,33 +26,16 @@ import hashlib
 import io
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
+
+from common import from_mirror
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "benchmarks" / "faces_eval" / "manifest.csv"
 OUT = ROOT / "benchmarks" / "out" / "faces_eval"
 MIN_WIDTH = 10  # faces narrower than this are ignored (neither scored nor counted as outside)
 MASK_CLASSES = {"with_mask", "mask_weared_incorrect"}
-
-
-def git_dir(mirror_dir: Path, repo: str) -> Path | None:
-    """The git directory of the mirror of ``owner/name``, or None."""
-    base = mirror_dir / repo.replace("/", "+", 1) / "repo"
-    for candidate in (base / ".git", base):
-        if (candidate / "HEAD").is_file():
-            return candidate
-    return None
-
-
-def read(mirror_dir: Path, repo: str, commit: str, path: str) -> bytes | None:
-    """The file at ``commit:path`` in the mirror of ``repo``, or None."""
-    gd = git_dir(mirror_dir, repo)
-    if gd is None:
-        return None
-    res = subprocess.run(["git", "--git-dir", str(gd), "show", f"{commit}:{path}"], capture_output=True)
-    return res.stdout if res.returncode == 0 else None
 
 
 def wider_index(mat_bytes: bytes) -> dict[str, dict[str, Any]]:
@@ -112,7 +95,7 @@ def materialise(mirror_dir: Path, out: Path) -> dict[str, Any]:
     records: dict[str, Any] = {}
     missing: dict[str, str] = {}
     for r in rows:
-        data = read(mirror_dir, r["repo"], r["commit"], r["path"])
+        data = from_mirror(mirror_dir, r["repo"], r["commit"], r["path"])
         if data is None:
             missing[r["id"]] = f"no mirror of {r['repo']} at {r['commit'][:10]} (fetch it)"
             continue
@@ -121,7 +104,7 @@ def materialise(mirror_dir: Path, out: Path) -> dict[str, Any]:
             continue
         key = (r["ann_repo"], r["ann_commit"], r["ann_path"])
         if key not in ann_cache:
-            ann = read(mirror_dir, *key)
+            ann = from_mirror(mirror_dir, *key)
             ann_cache[key] = ann if ann is not None and hashlib.sha256(ann).hexdigest() == r["ann_sha256"] else None
         ann = ann_cache[key]
         if ann is None:

@@ -19,38 +19,16 @@ import argparse
 import csv
 import hashlib
 import json
-import subprocess
 import tarfile
 import zipfile
 from collections import Counter
 from pathlib import Path
 
+from common import from_mirror
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "benchmarks" / "unseen" / "manifest.csv"
 OUT = ROOT / "benchmarks" / "out" / "unseen"
-
-
-def git_dir(mirror_dir: Path, repo: str) -> Path | None:
-    """The git directory of the mirror of ``owner/name``, or None."""
-    base = mirror_dir / repo.replace("/", "+", 1) / "repo"
-    for candidate in (base / ".git", base):
-        if (candidate / "HEAD").is_file():
-            return candidate
-    return None
-
-
-def from_github(mirror_dir: Path, repo: str, commit: str, path: str) -> bytes | None:
-    """The file at ``commit:path`` (falling back to HEAD, which the sha256 check then guards)."""
-    gd = git_dir(mirror_dir, repo)
-    if gd is None:
-        return None
-    for rev in (commit, "HEAD"):
-        if not rev:
-            continue
-        res = subprocess.run(["git", "--git-dir", str(gd), "show", f"{rev}:{path}"], capture_output=True)
-        if res.returncode == 0:
-            return res.stdout
-    return None
 
 
 def from_pypi(pypi_dir: Path | None, spec: str, path: str) -> bytes | None:
@@ -105,7 +83,7 @@ def main() -> None:
     for row in rows:
         source, path = row["source"], row["path"]
         if source.startswith("github:"):
-            data = from_github(args.mirror_dir, source.removeprefix("github:"), row["commit"], path)
+            data = from_mirror(args.mirror_dir, source.removeprefix("github:"), row["commit"], path)
         elif source.startswith("pypi:"):
             data = from_pypi(args.pypi_dir, source.removeprefix("pypi:"), path)
         else:
