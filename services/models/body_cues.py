@@ -43,7 +43,6 @@ max(ankles_in_frame, feet_in_frame) puts 26 of 27 full/half-length photos right 
 from __future__ import annotations
 
 import math
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ import cv2
 import numpy as np
 
 from services.core.errors import ModelError
+from services.models.embedder import cpu_session
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DETECTOR_FILE = "blazepose_detector.onnx"
@@ -135,18 +135,9 @@ class BodyPoseModel:
     """BlazePose detector and landmark model in ONNX Runtime; ``pose`` finds the most prominent person."""
 
     def __init__(self, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         detector, landmark = model_paths()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see services.models.embedder
-        try:
-            self.detector = ort.InferenceSession(str(detector), opts, providers=["CPUExecutionProvider"])
-            self.landmarker = ort.InferenceSession(str(landmark), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own untyped errors
-            raise ModelError(f"cannot load the body-pose model: {exc}") from None
+        self.detector = cpu_session(detector, what="body-pose detector", threads=threads)
+        self.landmarker = cpu_session(landmark, what="body-pose landmark model", threads=threads)
         self._lock = threading.Lock()
 
     @classmethod
