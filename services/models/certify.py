@@ -145,14 +145,14 @@ def certify(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target: flo
 
 
 def more_photos_estimate(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target: float,
-                         alpha: float = ALPHA) -> int | None:
+                         certified: dict[str, ClassCertificate], alpha: float = ALPHA) -> int | None:
     """About how many more labelled photos like these would certify more than today, if the model stays as
     accurate as it looks: for each class and grid threshold whose observed accuracy beats the target, the photos
     that accuracy needs for a certificate, scaled by the share of all photos landing there; the smallest such
-    total, less what exists. None when no class looks accurate enough anywhere."""
+    total, less what exists (``certified``: today's certificates, from ``certify``). None when no class looks
+    accurate enough anywhere."""
     pred = np.array(classes)[proba.argmax(1)]
     conf = proba.max(1)
-    certified = certify(y, proba, classes, target=target, alpha=alpha)
     totals = []
     for cls in classes:
         for t in GRID:

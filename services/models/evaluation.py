@@ -91,7 +91,7 @@ def oof_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], *, target:
     prec, rec, f1, support = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
     certified = certify(y, proba, classes, target=target)
     point = suggest_thresholds(y, proba, classes, target=target)
-    more = more_photos_estimate(y, proba, classes, target=target)
+    more = more_photos_estimate(y, proba, classes, target=target, certified=certified)
     certificate = summary(certified, total=len(y), target=target, more_photos=more)
     return {
         "classes": classes,

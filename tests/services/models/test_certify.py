@@ -116,7 +116,7 @@ def test_the_certificate_says_how_much_is_certified_and_what_more_photos_would_d
     conf = np.linspace(0.99, 0.7, 60)
     y, proba = np.array(["a"] * 60), np.c_[conf, 1 - conf]
     certs = certify(y, proba, classes, target=0.98)
-    more = more_photos_estimate(y, proba, classes, target=0.98)
+    more = more_photos_estimate(y, proba, classes, target=0.98, certified=certs)
     # 60 photos, all right: about 290 like them certify 98% (the grid's correction included)
     assert more == photos_needed(accuracy=1.0, target=0.98) - 60
     out = summary(certs, total=60, target=0.98, more_photos=more)
