@@ -38,13 +38,15 @@ def report(metrics: dict, *, key: str) -> None:
         c1.plotly_chart(px.imshow(cm, text_auto=True, labels={"x": "predicted", "y": "true", "color": "photos"},
                                   color_continuous_scale="Blues", height=330), key=f"{key}_cm")
     if metrics.get("tradeoff"):
-        curve = pd.DataFrame(metrics["tradeoff"]).dropna(subset=["automatic_accuracy"])
-        fig = px.line(curve, x="automatic_share", y="automatic_accuracy", markers=True, hover_data=["target"],
-                      labels={"automatic_share": "share decided automatically", "automatic_accuracy":
-                              "accuracy of the automatic decisions"}, height=330)
+        curve = pd.DataFrame(metrics["tradeoff"])
+        shares = {"automatic_share": "certified"} | ({"point_share": "point estimate"} if "point_share" in curve else {})
+        long = curve.rename(columns=shares).melt(id_vars="target", value_vars=list(shares.values()), var_name="share")
+        fig = px.line(long, x="target", y="value", color="share", markers=True, range_y=[0, 1], height=330,
+                      labels={"target": "target accuracy of automatic decisions", "value": "share decided automatically"})
         at = metrics.get("at_target") or {}
-        if at.get("automatic_accuracy") is not None:
-            fig.add_scatter(x=[at["automatic_share"]], y=[at["automatic_accuracy"]], mode="markers", name="chosen",
+        chosen = at.get("target", metrics.get("target_accuracy"))
+        if chosen is not None and at.get("automatic_share") is not None:
+            fig.add_scatter(x=[chosen], y=[at["automatic_share"]], mode="markers", name="chosen",
                             marker={"size": 14, "symbol": "star"})
         c2.plotly_chart(fig, key=f"{key}_tradeoff")
 
