@@ -8,17 +8,20 @@ Three steps, each on photos the earlier one did not use:
 2. **Calibration.** A temperature is fitted to those predictions by *cross-fitting*: each photo's calibrated
    probability uses a temperature fitted on the other folds of the held-back predictions, never on itself.
    (The temperature fitted on all of them is the one stored with the version for new photos.)
-3. **Threshold choice.** Per class, among photos predicted as that class, every threshold of a fixed grid
-   (``GRID``, chosen before seeing any data) is tested: its automatic decisions are certified when the one-sided
-   Clopper-Pearson lower bound of their accuracy reaches the target at level ``alpha / len(GRID)``. The union
-   bound over the grid pays for the scan (a Learn-then-Test style procedure with Bonferroni's correction):
-   with 95% confidence every certified threshold keeps the target, however the accuracy varies with
-   confidence, so the lowest certified one is chosen. A class without enough evidence gets 1.0: nothing
-   automatic.
+3. **Threshold choice.** Per class, among photos predicted as that class, the thresholds of a fixed grid
+   (``GRID``, chosen before seeing any data) are tested in a fixed sequence, from the most confident down: a
+   threshold's automatic decisions are certified when the one-sided Clopper-Pearson lower bound of their
+   accuracy reaches the target at level ``alpha``, and the scan stops at the first threshold that fails. A fixed
+   sequence pays for the scan without splitting ``alpha`` (Learn-then-Test's fixed-sequence procedure): with 95%
+   confidence every certified threshold keeps the target, so the last one passed is chosen. Where the sequence
+   starts is set from the confidences alone, never from which photos were right: at the highest threshold with
+   enough photos above it that a record with one mistake could still pass (else with enough that a perfect
+   record could), because a test on a handful of photos would fail and end the sequence before it began.
+   Given the confidences, that start is fixed, so the guarantee holds. A class without enough evidence gets
+   1.0: nothing automatic.
 
-With a 98% target and no error at all, a class needs about 290 photos above its threshold before a threshold
-can be certified (149 for one test alone; the grid's correction costs the rest); a perfect sample of 30
-certifies nothing.
+With a 98% target and no error at all, a class needs 149 photos above its threshold before a threshold can be
+certified; a perfect sample of 30 certifies nothing.
 """
 
 from __future__ import annotations
@@ -45,13 +48,13 @@ def clopper_pearson_low(right: int, n: int, *, alpha: float = ALPHA) -> float:
 
 
 def photos_needed(*, accuracy: float, target: float, alpha: float = ALPHA) -> int | None:
-    """How many photos at ``accuracy`` certify ``target`` (their lower bound at the grid's level reaches it);
-    None when ``accuracy`` does not exceed the target."""
+    """How many photos at ``accuracy`` certify ``target`` (their lower bound reaches it); None when ``accuracy``
+    does not exceed the target."""
     if accuracy <= target:
         return None
 
     def enough(n: int) -> bool:
-        return clopper_pearson_low(int(math.floor(accuracy * n)), n, alpha=alpha / len(GRID)) >= target
+        return clopper_pearson_low(int(math.floor(accuracy * n)), n, alpha=alpha) >= target
 
     hi = 1
     while not enough(hi):
@@ -115,23 +118,42 @@ class ClassCertificate:
     threshold: float  # 1.0: nothing automatic
     photos: int  # photos predicted as the class at or above the threshold
     right: int  # of which right
-    accuracy_low: float  # the lower bound of their accuracy, at level alpha / tests
-    tests: int  # thresholds tested (the grid)
+    accuracy_low: float  # the lower bound of their accuracy, at level alpha
+    tests: int  # thresholds tested in the sequence
+
+
+def least_photos(*, mistakes: int, target: float, alpha: float = ALPHA) -> int:
+    """The fewest photos with ``mistakes`` wrong among them whose lower bound reaches ``target``."""
+    n = mistakes + 1
+    while clopper_pearson_low(n - mistakes, n, alpha=alpha) < target:
+        n += 1
+    return n
 
 
 def certify_class(conf: np.ndarray, right: np.ndarray, *, target: float, alpha: float = ALPHA) -> ClassCertificate:
-    """The lowest grid threshold whose automatic decisions are certified right at least ``target`` of the time.
+    """The lowest threshold of the fixed sequence whose automatic decisions are certified right at least
+    ``target`` of the time (1.0 when none is).
 
     ``conf`` and ``right`` are the confidences of the photos predicted as this class and whether each was right.
     """
-    level = alpha / len(GRID)
-    best = ClassCertificate(1.0, 0, 0, 0.0, len(GRID))
-    for t in sorted(GRID, reverse=True):
-        above = conf >= t
-        n, ok = int(above.sum()), int(right[above].sum())
-        low = clopper_pearson_low(ok, n, alpha=level)
-        if low >= target:  # each grid point stands on its own test: a failure above does not stop the scan
-            best = ClassCertificate(float(t), n, ok, low, len(GRID))
+    order = sorted(GRID, reverse=True)
+    above = [int((conf >= t).sum()) for t in order]
+    start = None  # chosen from the confidences only (see the module docstring)
+    for least in (least_photos(mistakes=1, target=target, alpha=alpha),
+                  least_photos(mistakes=0, target=target, alpha=alpha)):
+        start = next((i for i, n in enumerate(above) if n >= least), None)
+        if start is not None:
+            break
+    best = ClassCertificate(1.0, 0, 0, 0.0, 0)
+    if start is None:
+        return best
+    for tests, t in enumerate(order[start:], start=1):
+        mask = conf >= t
+        n, ok = int(mask.sum()), int(right[mask].sum())
+        low = clopper_pearson_low(ok, n, alpha=alpha)
+        if low < target:  # the sequence ends at its first failure
+            return ClassCertificate(best.threshold, best.photos, best.right, best.accuracy_low, tests)
+        best = ClassCertificate(float(t), n, ok, low, tests)
     return best
 
 

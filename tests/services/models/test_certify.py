@@ -11,6 +11,7 @@ from services.models.certify import (
     clopper_pearson_low,
     cross_fit_calibration,
     fit_temperature,
+    least_photos,
     more_photos_estimate,
     photos_needed,
     summary,
@@ -35,15 +36,29 @@ def test_a_perfect_sample_of_30_does_not_certify_98_percent():
     assert suggest_thresholds(y, proba, ["a", "b"], target=0.98)["a"] == 0.9
 
 
-def test_enough_perfect_photos_certify_all_of_them_and_the_scan_is_paid_for():
+def test_enough_perfect_photos_certify_all_of_them_and_the_scan_is_a_fixed_sequence():
     conf = np.linspace(0.999, 0.6, 400)
     cert = certify_class(conf, np.ones(400, bool), target=0.98)
-    assert cert.threshold <= 0.6 and cert.photos == 400 and cert.tests == len(GRID)  # no photo lies under 0.6
-    assert cert.accuracy_low == pytest.approx(clopper_pearson_low(400, 400, alpha=ALPHA / len(GRID)))
+    assert cert.threshold == 0.5 and cert.photos == 400  # no photo lies under 0.6: the sequence runs to its end
+    assert cert.accuracy_low == pytest.approx(clopper_pearson_low(400, 400))
     assert cert.accuracy_low >= 0.98
-    # 200 perfect photos would pass one test at 5%, but not the grid's 0.05 / 19
-    assert clopper_pearson_low(200, 200) >= 0.98 > clopper_pearson_low(200, 200, alpha=ALPHA / len(GRID))
-    assert certify_class(np.linspace(0.999, 0.6, 200), np.ones(200, bool), target=0.98).threshold == 1.0
+    # the sequence starts where a record with one mistake could pass: 236 photos at 98%
+    assert least_photos(mistakes=0, target=0.98) == 149 and least_photos(mistakes=1, target=0.98) == 236
+    start = max(t for t in GRID if (conf >= t).sum() >= 236)
+    assert cert.tests == sum(t <= start for t in GRID)
+    # 149 perfect photos certify; 148 do not
+    assert certify_class(np.linspace(0.999, 0.6, 149), np.ones(149, bool), target=0.98).threshold == 0.5
+    assert certify_class(np.linspace(0.999, 0.6, 148), np.ones(148, bool), target=0.98).threshold == 1.0
+
+
+def test_the_sequence_ends_at_its_first_failure():
+    # 300 perfect photos at 0.995, then 300 at 0.9 of which 30 are wrong: 0.99 ... 0.92 pass, 0.9 fails, and
+    # the 900 perfect photos under it (0.8) cannot rescue the sequence
+    conf = np.r_[np.full(300, 0.995), np.full(300, 0.9), np.full(900, 0.8)]
+    right = np.r_[np.ones(300, bool), np.arange(300) >= 30, np.ones(900, bool)]
+    cert = certify_class(conf, right, target=0.98)
+    assert cert.threshold == 0.92 and cert.photos == 300 and cert.right == 300
+    assert clopper_pearson_low(1170, 1500) < 0.98 > clopper_pearson_low(570, 600)
 
 
 def test_mistakes_at_the_bottom_lift_the_threshold_above_them():
@@ -88,7 +103,7 @@ def test_a_model_below_the_target_is_certified_at_most_alpha_of_the_time(true_ac
 def test_photos_needed_grows_as_the_accuracy_nears_the_target():
     assert photos_needed(accuracy=0.98, target=0.98) is None
     few, many = photos_needed(accuracy=1.0, target=0.98), photos_needed(accuracy=0.99, target=0.98)
-    assert few is not None and many is not None and 149 < few < many
+    assert few == 149 and many is not None and few < many
     assert certify_class(np.linspace(0.99, 0.6, few), np.ones(few, bool), target=0.98).threshold < 1.0
 
 
@@ -117,7 +132,7 @@ def test_the_certificate_says_how_much_is_certified_and_what_more_photos_would_d
     y, proba = np.array(["a"] * 60), np.c_[conf, 1 - conf]
     certs = certify(y, proba, classes, target=0.98)
     more = more_photos_estimate(y, proba, classes, target=0.98, certified=certs)
-    # 60 photos, all right: about 290 like them certify 98% (the grid's correction included)
+    # 60 photos, all right: 149 like them certify 98%
     assert more == photos_needed(accuracy=1.0, target=0.98) - 60
     out = summary(certs, total=60, target=0.98, more_photos=more)
     assert out["automatic_share"] == 0.0 and out["thresholds"] == {"a": 1.0, "b": 1.0}
