@@ -1,43 +1,33 @@
-"""Counting trays on a packaging line from per-frame detector counts (pure numpy: no database, no UI).
+"""Counting trays on a packaging line from per-frame detector counts (pure numpy and numba: no database, no UI).
 
-The published method: a *local counter* (the most trays seen in the bin being filled) and a *global
-counter* (all trays in finished bins). A worker fills one bin at a time and stacks a new one on top, which
-hides the full one, so the per-frame count climbs while a bin fills and then falls -- to zero, or to a
-few trays when part of the old bin stays visible or the new bin gets its first trays quickly. When a new
-bin is detected the local counter is added to the global one and reset.
+The published method: a *local counter* (the most trays seen in the bin being filled) and a *global counter*
+(all trays in finished bins). A worker fills one bin at a time and then slides the next, empty bin over the
+full one: the visible count climbs while a bin fills, then shrinks (in a fraction of a second or step by step
+over several seconds), and the view may stay empty while the worker fetches trays, or never reach zero when
+part of the old bin stays visible or the new bin gets its first trays quickly.
 
-Made robust to real detectors:
+This counter:
 
-* **Smoothing.** Counts are median-filtered over ``window`` frames (trailing window), so a detector that
-  flickers to zero (or misses/adds a tray) for fewer than ``window // 2 + 1`` frames changes nothing.
-* **Hysteresis.** A bin ends when the smoothed count
+* **Smooths** counts with a trailing median over ``window`` frames, so a detector that flickers for a frame or
+  two (or misses or adds a tray) changes nothing.
+* **Never counts a shrinking tail as a new bin.** A new bin counts only what is seen after the view has
+  settled at its low point, and it exists only once it climbs ``min_bin_trays`` above that low point (see
+  :mod:`services.lines.bin_machine` for the rules). Rules are stated in seconds, not frames, so the same
+  settings hold from 5 to 30 frames a second.
+* **Says when it is unsure.** A bin whose change an outage hid is *estimated* (``Bin.estimated``), with a
+  range (``low`` .. ``high``) from the line's usual bin and pace; the state sums the ranges
+  (``total_low``, ``total_high``).
 
-  - stays at or below ``zero_level`` for ``zero_frames`` consecutive frames (reason ``"zero"``), or
-  - stays at or below ``max - max(drop_margin, ceil(drop_ratio * max))`` for ``drop_frames`` consecutive
-    frames (reason ``"drop"``: the new bin hides the old one but the count never reaches zero),
-
-  and only once the bin's local counter has climbed ``min_bin_trays`` above the count at which the
-  previous bin ended (its *floor*: 0 after a zero, the few trays still visible after a drop). A new bin
-  showing only the trays left visible while it was being placed cannot end, so partial occlusion followed
-  by an empty new bin is one bin change, not two. The bin boundary
-  is the first frame of the run that confirmed it; the frames of that run belong to the new bin.
-* **Outages.** Frames are looked at in order, whatever the time between them: a camera outage (a gap
-  in ``ts``) neither ends nor splits a bin by itself. Gaps longer than ``max_gap_s`` are only tallied in
-  the state (``gaps``, ``gap_ms``) for display.
-
-The counter is incremental: :func:`count_frames` takes the :class:`LineState` of the previous call (JSON
-round trip via :meth:`LineState.to_json` / :meth:`LineState.from_json`) and gives exactly the same bins
-and state whether a stream is fed whole or in any chunking (the last ``window - 1`` raw counts and any
-run in progress are carried in the state).
-
-Speed: the median is a sorting network on whole arrays, and the bin state machine runs per *bin*, not per
-frame: between two bin ends the local counter is a cumulative maximum, and the first frame that completes
-a zero or drop run is found with array operations over a look-ahead block.
+The counter is incremental: :func:`count_frames` takes the :class:`LineState` of the previous call (JSON round
+trip via :meth:`LineState.to_json` / :meth:`LineState.from_json`) and gives exactly the same bins and state
+whether a stream is fed whole or in any chunking (the median's look-back and the last seconds of smoothed
+counts travel in the state).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -45,75 +35,107 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from services.core.errors import InvalidInput
+from services.lines import bin_machine as machine
 
-STATE_VERSION = 1
-_MIN_BLOCK = 256  # look-ahead block (frames) when searching for the next bin end; grows while none is found
-_MAX_BLOCK = 1 << 17
-_MAX_TABLE = 1 << 16  # drop thresholds are looked up in a table for counts up to this
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class CounterParams:
-    """Tuning of the counter (frames are detector frames; at 30 fps, 8 frames are about a quarter second).
+    """Tuning of the counter. Every duration is in seconds, so the same settings hold at any frame rate.
 
     window: median smoothing over this many frames (odd, >= 1): flicker shorter than ``window // 2 + 1``
         frames is removed before anything else looks at the counts.
-    drop_frames: a fall must persist this many (smoothed) frames to end a bin.
-    drop_margin: a fall is at least this many trays below the bin's running max ...
+    fall_s: a fall below the drop threshold must last this long to start a bin change.
+    drop_margin: a fall is at least this many trays below the bin's local counter ...
     drop_ratio: ... and at least this share of it (a full bin of 25 must fall to 15 or fewer): missed
-        detections on a full bin make the count wobble a tray or two below its max for long stretches,
-        which must not look like a new bin.
-    zero_frames: frames at or below ``zero_level`` that end a bin: with window 5, a detector dropout of up
-        to zero_frames - 1 raw frames changes nothing, and a real change (a new bin takes well over half a
-        second to put in place) is caught 6 frames (0.2 s at 30 fps) after the smoothed count reaches zero.
-    zero_level: counts at or below this are "zero" (0: any tray seen is a tray).
-    min_bin_trays: a bin ends only once its local counter climbed this many trays above its floor (the
-        smoothed count when the previous bin's end was confirmed): trays left visible while the next bin
-        is placed are not a bin.
-    max_gap_s: a gap between frames longer than this is an outage; it never ends a bin, it is only tallied.
+        detections on a full bin make the count wobble a tray or two below its max for long stretches.
+    resume_s: if the count comes back to the old bin's level within this long of a fall, the fall was an
+        occlusion (an arm, camera jitter), not a change; a new bin is armed only after it.
+    resume_ratio: "the old bin's level" is within this share of it (and ``drop_margin``).
+    final_s: the most trays seen (smoothed) in this long before a fall are the full bin's top ...
+    plateau_s: ... and its count is the mean raw count over this long before the slide left the top,
+        corrected for the detector's miss rate (measured on the line as it runs). A tray taken out of a
+        full bin is not counted.
+    min_bin_trays: a new bin exists once the count climbs this many trays above the change's low point.
+    zero_level: counts at or below this are "zero" (a change whose low point is here has reason "zero").
+    max_gap_s: a gap between frames longer than this is an outage, tallied for display (``gaps``, ``gap_ms``).
+    blind_s: a gap longer than this may hide a change: bins it touches may be estimated.
+    prior_rate: trays a second assumed before the line has finished a bin (to size what a gap may hide).
     """
 
     window: int = 5
-    drop_frames: int = 8
+    fall_s: float = 0.6
     drop_margin: int = 2
     drop_ratio: float = 0.4
-    zero_frames: int = 6
-    zero_level: int = 0
+    resume_s: float = 2.5
+    resume_ratio: float = 0.15
+    final_s: float = 6.0
     min_bin_trays: int = 5
+    zero_level: int = 0
     max_gap_s: float = 30.0
+    blind_s: float = 2.0
+    prior_rate: float = 0.5
+    plateau_s: float = 1.2
 
     def check(self) -> None:
         """Raise InvalidInput if a parameter is out of range."""
         if self.window < 1 or self.window % 2 == 0:
             raise InvalidInput(f"Counter window must be an odd number of frames >= 1, not {self.window}.")
-        for name in ("drop_frames", "zero_frames", "drop_margin", "min_bin_trays"):
+        for name in ("drop_margin", "min_bin_trays"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"Counter parameter {name} must be at least 1, not {getattr(self, name)}.")
+        for name in ("fall_s", "resume_s", "final_s", "plateau_s", "max_gap_s", "blind_s", "prior_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise InvalidInput(f"Counter parameter {name} must be a positive number of seconds, not {value!r}.")
         if self.zero_level < 0:
             raise InvalidInput(f"Counter zero_level must be >= 0, not {self.zero_level}.")
-        if not 0.0 <= self.drop_ratio < 1.0:
-            raise InvalidInput(f"Counter drop_ratio must be in [0, 1), not {self.drop_ratio}.")
-        if not self.max_gap_s > 0:
-            raise InvalidInput(f"Counter max_gap_s must be positive, not {self.max_gap_s}.")
+        for name in ("drop_ratio", "resume_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InvalidInput(f"Counter {name} must be in [0, 1), not {getattr(self, name)}.")
         if self.min_bin_trays <= self.zero_level:
             raise InvalidInput("Counter min_bin_trays must be above zero_level.")
 
-    def drop_threshold(self, peak: np.ndarray | int) -> np.ndarray | int:
+    def as_array(self) -> np.ndarray:
+        """The machine's parameter vector (see ``bin_machine.P_*``)."""
+        return np.array([self.fall_s, self.drop_margin, self.drop_ratio, self.resume_s, self.resume_ratio,
+                         self.final_s, self.min_bin_trays, self.zero_level, self.max_gap_s, self.blind_s,
+                         self.prior_rate, self.plateau_s, self.window // 2], dtype=np.float64)
+
+    def drop_threshold(self, peak: int) -> int:
         """The highest smoothed count that counts as a fall below a bin whose local counter is ``peak``."""
-        fall = np.maximum(self.drop_margin, np.ceil(np.multiply(self.drop_ratio, peak) - 1e-9).astype(np.int64))
-        out = np.subtract(peak, fall)
-        return int(out) if np.ndim(out) == 0 else out
+        return int(peak - max(self.drop_margin, math.ceil(self.drop_ratio * peak - 1e-9)))
 
 
 @dataclass(frozen=True)
 class Bin:
-    """A finished bin: it started at ``start_ts`` (the previous bin's end, or the first frame seen) and was
-    hidden by the next one at ``end_ts`` (first frame of the confirming run); ``trays`` is its local counter."""
+    """A finished bin: it started at ``start_ts`` (the previous bin's change, or the first frame seen) and was
+    hidden by the next one at ``end_ts`` (when the count began to fall); ``trays`` is its count. ``estimated``:
+    an outage hid its change or could have; its true count lies in ``low`` .. ``high``."""
 
     start_ts: float
     end_ts: float
     trays: int
-    reason: str  # "zero" | "drop"
+    reason: str  # "zero" | "drop": whether the view was empty by the time the bin was finished
+    estimated: bool = False
+    low: int | None = None
+    high: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.low is None:
+            object.__setattr__(self, "low", self.trays)
+        if self.high is None:
+            object.__setattr__(self, "high", self.trays)
+
+
+# LineState fields in the machine's float and integer vectors, in order
+_F_FIELDS = ("last_ts", "bin_start_ts", "run_start_ts", "fall_ts", "typical_trays", "pace", "bin_gap_s", "gap_ms",
+             "spread_sum", "level_sum", "level_frames", "empty_sum", "empty_frames")
+_I_FIELDS = ("phase", "bin_max", "floor", "run_min", "run_since", "pending", "low", "since_low", "hidden",
+             "gap_before", "gap_extra", "bin_outage", "total", "bins", "gaps", "estimated_bins", "total_low",
+             "total_high", "v_after", "after_gap", "done")
+_OPTIONAL = {"last_ts", "bin_start_ts", "run_start_ts", "fall_ts"}
 
 
 @dataclass
@@ -124,20 +146,42 @@ class LineState:
     frames: int = 0  # frames counted so far
     last_ts: float | None = None  # newest frame counted
     tail: list[int] = field(default_factory=list)  # last window-1 raw counts (the median's look-back)
+    hist_ts: list[float] = field(default_factory=list)  # the last seconds of frames (for a bin's final count)
+    hist_v: list[int] = field(default_factory=list)  # their smoothed counts
+    hist_raw: list[int] = field(default_factory=list)  # and raw counts
+    phase: int = 0  # 0: a bin is filling; 1: a change is under way (settling at its low point)
     bin_start_ts: float | None = None  # the bin filling now started here
     bin_max: int = 0  # local counter: most trays (smoothed) seen in the bin filling now
-    bin_frames: int = 0  # frames in the bin filling now
-    floor: int = 0  # smoothed count when the previous bin's end was confirmed (arming: floor + min_bin_trays)
-    zero_run: int = 0  # consecutive armed frames at or below zero_level, ending at the newest frame
-    zero_start_ts: float | None = None
-    zero_max: int = 0
-    drop_run: int = 0  # consecutive armed frames below the drop threshold, ending at the newest frame
-    drop_start_ts: float | None = None
-    drop_max: int = 0
+    floor: int = 0  # the low point the bin filling now started from
+    run_start_ts: float | None = None  # a fall in progress began here
+    run_min: int = 0
+    run_since: int = 0
+    fall_ts: float | None = None  # the change under way began here
+    pending: int = 0  # the trays of the bin being hidden (finished once the next one fills)
+    low: int = 0  # the change's low point so far
+    since_low: int = 0  # most trays seen since the low point (the new bin so far)
+    hidden: int = 0  # the fall began right after an outage
+    gap_before: int = 0  # trays seen before the bin's first outage
+    gap_extra: int = 0  # trays the line's pace could have added during the bin's outages
+    bin_outage: int = 0  # an outage fell in the bin filling now
+    v_after: int = 0  # the count right after the outage that hid a change
+    after_gap: int = 1_000_000  # frames since the last outage (capped)
+    done: int = 0  # during a change: the hidden bin is finished (the next one is not filling yet)
+    typical_trays: float = 0.0  # the line's usual bin (moving average of bins seen whole)
+    pace: float = 0.0  # its trays a second, idle time included
+    bin_gap_s: float = 0.0  # outage seconds in the bin filling now
+    spread_sum: float = 0.0  # half the squared frame-to-frame changes on steady levels ...
+    level_sum: float = 0.0  # ... and their counts: the ratio is the detector's miss rate
+    level_frames: float = 0.0  # ... over this many frames
+    empty_sum: float = 0.0  # raw counts while the view is empty: false detections ...
+    empty_frames: float = 0.0  # ... over this many frames
     total: int = 0  # global counter: trays in finished bins
+    total_low: int = 0  # ... at the low end of the estimated bins' ranges
+    total_high: int = 0  # ... at the high end
     bins: int = 0  # finished bins
+    estimated_bins: int = 0  # of which estimated
     gaps: int = 0  # outages seen (gaps between frames longer than max_gap_s)
-    gap_ms: int = 0  # their total length, milliseconds (an integer: the same whatever the chunking)
+    gap_ms: int = 0  # their total length, milliseconds
 
     def to_json(self) -> str:
         """The state as a JSON object string."""
@@ -145,13 +189,16 @@ class LineState:
 
     @classmethod
     def from_json(cls, text: str | bytes | dict[str, Any]) -> LineState:
-        """A state from :meth:`to_json` output (or its parsed dict). Raises InvalidInput if it is not one."""
+        """A state from :meth:`to_json` output (or its parsed dict); a version-1 state (the counter before
+        bins settled at their low point) is carried over. Raises InvalidInput if it is not one."""
         try:
             data = json.loads(text) if isinstance(text, str | bytes) else dict(text)
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"Line counter state is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise InvalidInput("Line counter state must be a JSON object.")
+        if data.get("version") == 1:
+            data = _from_version_1(data)
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -161,33 +208,65 @@ class LineState:
         try:
             state = cls(**data)
             state.tail = [int(x) for x in state.tail]
-            for name in ("frames", "bin_max", "bin_frames", "floor", "zero_run", "zero_max", "drop_run", "drop_max",
-                         "total", "bins", "gaps", "gap_ms"):
+            state.hist_v = [int(x) for x in state.hist_v]
+            state.hist_raw = [int(x) for x in state.hist_raw]
+            state.hist_ts = [float(x) for x in state.hist_ts]
+            state.frames = int(state.frames)
+            for name in _I_FIELDS:
                 setattr(state, name, int(getattr(state, name)))
-            for name in ("last_ts", "bin_start_ts", "zero_start_ts", "drop_start_ts"):
+            for name in _F_FIELDS:
                 value = getattr(state, name)
-                setattr(state, name, None if value is None else float(value))
+                if name == "gap_ms":
+                    state.gap_ms = int(value)
+                else:
+                    setattr(state, name, None if value is None and name in _OPTIONAL else float(value))
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"Line counter state has a malformed field: {exc}") from exc
         return state
 
     def copy(self) -> LineState:
         """An independent copy."""
-        return LineState(**{**asdict(self), "tail": list(self.tail)})
+        return LineState(**{**asdict(self), "tail": list(self.tail), "hist_ts": list(self.hist_ts),
+                            "hist_v": list(self.hist_v), "hist_raw": list(self.hist_raw)})
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The machine's float and integer state."""
+        f = np.array([np.nan if getattr(self, k) is None else float(getattr(self, k)) for k in _F_FIELDS])
+        return f, np.array([getattr(self, k) for k in _I_FIELDS], dtype=np.int64)
+
+    def set_vectors(self, f: np.ndarray, i: np.ndarray) -> None:
+        """Take the machine's state back."""
+        for k, value in zip(_F_FIELDS, f.tolist()):
+            if k == "gap_ms":
+                self.gap_ms = int(value)
+            else:
+                setattr(self, k, None if k in _OPTIONAL and math.isnan(value) else float(value))
+        for k, value in zip(_I_FIELDS, i.tolist()):
+            setattr(self, k, int(value))
+
+
+def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 state as version 2: the bin filling, its local counter and floor, and the totals."""
+    keep = {k: data[k] for k in ("frames", "last_ts", "tail", "bin_start_ts", "bin_max", "floor", "total", "bins",
+                                 "gaps", "gap_ms") if k in data}
+    total = int(keep.get("total", 0))
+    return {**keep, "version": STATE_VERSION, "total_low": total, "total_high": total}
 
 
 def open_bin(state: LineState | None) -> tuple[float, int] | None:
-    """(start_ts, trays so far) of the bin filling now, or None before the first frame."""
+    """(start_ts, trays so far) of the bin filling now, or None before the first frame. During a change:
+    the bin being hidden until it is finished, then the next one, empty until it fills."""
     if state is None or state.bin_start_ts is None:
         return None
+    if state.phase == machine.SETTLING:
+        return (state.fall_ts or state.bin_start_ts, 0) if state.done else (state.bin_start_ts, state.pending)
     return state.bin_start_ts, state.bin_max
 
 
 def total_trays(state: LineState | None) -> int:
     """Trays in finished bins plus the bin filling now (what the line has packed so far)."""
-    if state is None:
-        return 0
-    return state.total + state.bin_max
+    current = open_bin(state)
+    return 0 if state is None else state.total + (current[1] if current else 0)
 
 
 def naive_count(counts: np.ndarray | list[int]) -> int:
@@ -257,16 +336,6 @@ def _validate(ts: Any, counts: Any, state: LineState) -> tuple[np.ndarray, np.nd
     return t, c
 
 
-def _run_lengths(cond: np.ndarray, carried: int) -> tuple[np.ndarray, np.ndarray]:
-    """(length of the run of True ending at each index, index of the last False at or before it; -1: none
-    in this block, so the run continues the ``carried`` one)."""
-    idx = np.arange(len(cond))
-    last_false = np.maximum.accumulate(np.where(cond, -1, idx))
-    runs = idx - last_false
-    runs = np.where(last_false < 0, runs + carried, runs)
-    return runs, last_false
-
-
 def count_frames(
     ts: np.ndarray,
     counts: np.ndarray,
@@ -289,192 +358,33 @@ def count_frames(
     t, raw = _validate(ts, counts, st)
     if len(t) == 0:
         return [], st
-    smoothed = _smooth(raw, tail=st.tail, window=params.window)
-    st.tail = smoothed.tail
-    gaps, gap_ms = _outages(t, last_ts=st.last_ts, max_gap_s=params.max_gap_s)
-    st.gaps += gaps
-    st.gap_ms += gap_ms
-    if st.bin_start_ts is None:
-        st.bin_start_ts = float(t[0])
+    smoothed, st.tail = _smooth(raw, tail=st.tail, window=params.window)
+    hist_t = np.asarray(st.hist_ts, dtype=np.float64)
+    all_t = np.concatenate((hist_t, t))
+    all_v = np.concatenate((np.asarray(st.hist_v, dtype=np.int64), smoothed))
+    all_r = np.concatenate((np.asarray(st.hist_raw, dtype=np.int64), raw))
+    f, i = st.vectors()
+    rows = machine.run(all_t, all_v, all_r, len(hist_t), f, i, params.as_array())
+    st.set_vectors(f, i)
     st.frames += len(t)
-    st.last_ts = float(t[-1])
-    thresholds = _DropThresholds.build(params, top=max(smoothed.peak_raw, st.bin_max, st.zero_max, st.drop_max) + 1,
-                                       dtype=smoothed.values.dtype)
-    return _find_bins(t, smoothed.values, state=st, params=params, thresholds=thresholds), st
+    keep_from = (st.run_start_ts if st.run_start_ts is not None else float(t[-1])) - params.final_s
+    first = int(np.searchsorted(all_t, keep_from, side="left"))
+    first = min(first, len(all_t) - 1)  # the newest frame stays: the next call's frame-to-frame change
+    st.hist_ts, st.hist_v = all_t[first:].tolist(), [int(x) for x in all_v[first:]]
+    st.hist_raw = [int(x) for x in all_r[first:]]
+    bins = [Bin(start_ts=float(r[machine.B_START]), end_ts=float(r[machine.B_END]), trays=int(r[machine.B_TRAYS]),
+                reason="zero" if r[machine.B_ZERO] else "drop", estimated=bool(r[machine.B_EST]),
+                low=int(r[machine.B_LOW]), high=int(r[machine.B_HIGH])) for r in rows]
+    return bins, st
 
 
-@dataclass(slots=True)
-class _Smoothed:
-    values: np.ndarray  # the trailing median per frame (int16 while counts are small, else int64)
-    tail: list[int]  # the last window-1 raw counts: the next call's look-back
-    peak_raw: int  # the largest raw count, look-back included
-
-
-def _smooth(raw: np.ndarray, *, tail: list[int], window: int) -> _Smoothed:
-    """The trailing median of ``raw`` over ``window`` frames, its look-back from ``tail`` (the raw counts
-    before these; the very first frame pads it when there are too few)."""
+def _smooth(raw: np.ndarray, *, tail: list[int], window: int) -> tuple[np.ndarray, list[int]]:
+    """(the trailing median of ``raw`` over ``window`` frames, the last window-1 raw counts), its look-back
+    from ``tail`` (the raw counts before these; the very first frame pads it when there are too few)."""
     w = window
     back = tail[-(w - 1) :] if w > 1 else []
     if len(back) < w - 1:
         back = [back[0] if back else int(raw[0])] * (w - 1 - len(back)) + back
     ext = np.concatenate((np.asarray(back, dtype=np.int64), raw))
-    peak_raw = int(ext.max())
-    dtype = np.int16 if peak_raw < 2**15 - 1 else np.int64
-    values = _median(ext.astype(dtype), w)
     new_tail = [int(x) for x in ext[len(ext) - (w - 1) :]] if w > 1 else []
-    return _Smoothed(values=values, tail=new_tail, peak_raw=peak_raw)
-
-
-def _outages(t: np.ndarray, *, last_ts: float | None, max_gap_s: float) -> tuple[int, int]:
-    """(gaps longer than ``max_gap_s`` before or between the frames ``t``, their total length in ms); the
-    first gap is from ``last_ts``, the newest frame counted before (None: no gap before the first frame)."""
-    prev = np.concatenate(([last_ts], t[:-1])) if last_ts is not None else t[:-1]
-    cur = t if last_ts is not None else t[1:]
-    gaps = cur - prev
-    big = gaps > max_gap_s
-    return int(big.sum()), int(np.round(gaps[big] * 1000.0).astype(np.int64).sum())
-
-
-@dataclass(slots=True)
-class _DropThresholds:
-    """The drop threshold per local-counter value: a table while counts are small (as they are), computed
-    per frame above ``_MAX_TABLE``."""
-
-    params: CounterParams
-    table: np.ndarray | None  # threshold (>= -1) for local counters 0 .. len(table) - 1; None: computed
-
-    @classmethod
-    def build(cls, params: CounterParams, *, top: int, dtype: Any) -> _DropThresholds:
-        """Thresholds for local counters below ``top``, in ``dtype`` (the smoothed counts' type)."""
-        if top > _MAX_TABLE:
-            return cls(params=params, table=None)
-        table = np.maximum(params.drop_threshold(np.arange(top, dtype=np.int64)), -1).astype(dtype)
-        return cls(params=params, table=table)
-
-    def falls(self, seg: np.ndarray, peak: np.ndarray, *, arm: int) -> np.ndarray:
-        """Frames of ``seg`` at or below the drop threshold of their local counter ``peak``, once that has
-        reached ``arm`` (a bin not yet min_bin_trays above its floor cannot end)."""
-        if self.table is None:
-            return (seg <= self.params.drop_threshold(peak.astype(np.int64))) & (peak >= arm)
-        thr = self.table.copy()
-        thr[: min(arm, len(thr))] = -1  # not armed: no count is at or below -1
-        return seg <= thr[peak]
-
-
-@dataclass(slots=True)
-class _Runs:
-    """Zero or drop runs over a look-ahead block (see ``_run_lengths``) and the first frame completing one."""
-
-    lengths: np.ndarray
-    last_false: np.ndarray
-    hit: int  # index of the first frame whose run is long enough to end the bin; -1: none
-
-
-def _runs(cond: np.ndarray, *, carried: int, needed: int) -> _Runs:
-    """The runs of ``cond`` continuing a run of ``carried`` frames, and where one first reaches ``needed``."""
-    lengths, last_false = _run_lengths(cond, carried)
-    reached = lengths >= needed
-    first = int(reached.argmax())  # 0 when none is: one pass instead of any() and argmax()
-    return _Runs(lengths=lengths, last_false=last_false, hit=first if reached[first] else -1)
-
-
-@dataclass(slots=True)
-class _Block:
-    """A look-ahead block of smoothed counts starting at frame ``pos`` of the call, scanned for a bin end."""
-
-    pos: int
-    seg: np.ndarray  # the smoothed counts
-    peak: np.ndarray  # the local counter at each frame
-    zero: _Runs
-    drop: _Runs
-
-
-def _scan_block(smoothed: np.ndarray, *, pos: int, end: int, state: LineState, params: CounterParams,
-                thresholds: _DropThresholds) -> _Block:
-    """The zero and drop runs over frames ``pos`` .. ``end`` - 1, continuing those in ``state``."""
-    arm = state.floor + params.min_bin_trays
-    seg = smoothed[pos:end]
-    peak = np.maximum.accumulate(seg)
-    np.maximum(peak, state.bin_max, out=peak)
-    zero_cond = (seg <= params.zero_level) & (peak >= arm)
-    drop_cond = thresholds.falls(seg, peak, arm=arm)
-    return _Block(pos=pos, seg=seg, peak=peak,
-                  zero=_runs(zero_cond, carried=state.zero_run, needed=params.zero_frames),
-                  drop=_runs(drop_cond, carried=state.drop_run, needed=params.drop_frames))
-
-
-def _find_bins(t: np.ndarray, smoothed: np.ndarray, *, state: LineState, params: CounterParams,
-               thresholds: _DropThresholds) -> list[Bin]:
-    """The bins ending in these frames, advancing ``state`` over them: per bin, look-ahead blocks (doubling
-    while no bin ends in one) are scanned for the first frame completing a zero or drop run."""
-    bins: list[Bin] = []
-    pos = 0
-    block = _MIN_BLOCK
-    n = len(t)
-    while pos < n:
-        scan = _scan_block(smoothed, pos=pos, end=min(n, pos + block), state=state, params=params,
-                           thresholds=thresholds)
-        if scan.zero.hit < 0 and scan.drop.hit < 0:  # no bin ends in this block: carry the runs, look further
-            _carry_block(scan, t, state=state)
-            pos += len(scan.seg)
-            block = min(block * 2, _MAX_BLOCK)
-            continue
-        finished, i = _end_bin(scan, t, state=state)
-        bins.append(finished)
-        pos += i + 1
-        block = _MIN_BLOCK
-    return bins
-
-
-def _carry_block(scan: _Block, t: np.ndarray, *, state: LineState) -> None:
-    """Advance ``state`` over a block in which no bin ends: the local counter and both runs go on."""
-    state.bin_max = int(scan.peak[-1])
-    state.bin_frames += len(scan.seg)
-    state.zero_run, state.zero_start_ts, state.zero_max = _carry(
-        scan, scan.zero, t, run0=state.zero_run, start0=state.zero_start_ts, max0=state.zero_max)
-    state.drop_run, state.drop_start_ts, state.drop_max = _carry(
-        scan, scan.drop, t, run0=state.drop_run, start0=state.drop_start_ts, max0=state.drop_max)
-
-
-def _end_bin(scan: _Block, t: np.ndarray, *, state: LineState) -> tuple[Bin, int]:
-    """End the bin at the first frame of ``scan`` completing a run (a zero run first on a tie), add it to
-    the global counter and open the next one in ``state``: (the finished bin, the frame's index in the block)."""
-    if scan.zero.hit >= 0 and (scan.drop.hit < 0 or scan.zero.hit <= scan.drop.hit):
-        reason, runs, run0, start0, max0 = "zero", scan.zero, state.zero_run, state.zero_start_ts, state.zero_max
-    else:
-        reason, runs, run0, start0, max0 = "drop", scan.drop, state.drop_run, state.drop_start_ts, state.drop_max
-    i = runs.hit
-    seg = scan.seg
-    lf = int(runs.last_false[i])
-    if lf < 0:  # the run began before this block
-        start_ts = start0 if start0 is not None else float(t[scan.pos])
-        run_max = max(max0, int(seg[: i + 1].max()))
-        run_frames = run0 + i + 1
-    else:
-        start_ts = float(t[scan.pos + lf + 1])
-        run_max = int(seg[lf + 1 : i + 1].max())
-        run_frames = i - lf
-    trays = int(scan.peak[i])
-    finished = Bin(start_ts=float(state.bin_start_ts), end_ts=start_ts, trays=trays, reason=reason)
-    state.total += trays
-    state.bins += 1
-    state.bin_start_ts = start_ts
-    state.bin_max = run_max
-    state.bin_frames = run_frames
-    state.floor = int(seg[i])
-    state.zero_run = state.drop_run = state.zero_max = state.drop_max = 0
-    state.zero_start_ts = state.drop_start_ts = None
-    return finished, i
-
-
-def _carry(scan: _Block, runs: _Runs, t: np.ndarray, *, run0: int, start0: float | None,
-           max0: int) -> tuple[int, float | None, int]:
-    """(run length, run start ts, run max) at the end of a block with no bin end; ``run0``, ``start0`` and
-    ``max0`` are those of the run carried into the block."""
-    run = int(runs.lengths[-1])
-    if run == 0:
-        return 0, None, 0
-    lf = int(runs.last_false[-1])
-    if lf < 0:
-        return run, (start0 if run0 else float(t[scan.pos])), max(max0 if run0 else 0, int(scan.seg.max()))
-    return run, float(t[scan.pos + lf + 1]), int(scan.seg[lf + 1 :].max())
+    return _median(ext, w).astype(np.int64), new_tail
