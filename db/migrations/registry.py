@@ -21,6 +21,7 @@ from db.migrations.m012_grid_searches import m012_grid_searches
 from db.migrations.m013_version_activation_time import m013_version_activation_time
 from db.migrations.m014_model_alerts import m014_model_alerts
 from db.migrations.m015_queue_rank import m015_queue_rank
+from db.migrations.m016_estimated_bins import m016_estimated_bins
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -41,4 +42,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m013_version_activation_time", m013_version_activation_time),
     ("m014_model_alerts", m014_model_alerts),
     ("m015_queue_rank", m015_queue_rank),
+    ("m016_estimated_bins", m016_estimated_bins),
 ]

@@ -306,8 +306,10 @@ def _count_batch(db: sqlite_utils.Database, line_id: str, params: linecount.Coun
         bins, state = linecount.count_frames(ts, counts, state=state, params=params)
         if bins:
             db.conn.executemany(
-                "INSERT INTO line_bins (line_id, start_ts, end_ts, trays, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(line_id, float(b.start_ts), float(b.end_ts), int(b.trays), str(b.reason), now) for b in bins])
+                "INSERT INTO line_bins (line_id, start_ts, end_ts, trays, reason, created_at, estimated, trays_low, "
+                "trays_high) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(line_id, float(b.start_ts), float(b.end_ts), int(b.trays), str(b.reason), now, int(b.estimated),
+                  int(b.low), int(b.high)) for b in bins])
         minute = (ts // 60).astype(np.int64)
         starts = np.flatnonzero(np.r_[True, minute[1:] != minute[:-1]])  # ts sorted: one run per minute
         n = np.diff(np.r_[starts, len(ts)])
@@ -389,7 +391,8 @@ def prune_raw(db: sqlite_utils.Database, *, older_than_days: int | None = None,
 
 def line_summary(db: sqlite_utils.Database, *, raw_frames: bool = False) -> list[dict[str, Any]]:
     """Per line: frames counted (from the roll-ups, so pruning does not change it), bins, trays (in finished
-    bins), last_frame_ts, counted_to_ts, open_bin {start_ts, trays} (the bin filling now) or None, and
+    bins), estimated_bins (bins an outage hid, counted from the line's pace) and trays_range (low, high: the
+    trays with those bins at either end of their range), last_frame_ts, counted_to_ts, open_bin {start_ts, trays} (the bin filling now) or None, and
     raw_frames (frames stored now; counted only when asked: it scans the line's frames). Raises
     InvalidInput if a line's saved counter state is unreadable."""
     out = []
@@ -399,12 +402,15 @@ def line_summary(db: sqlite_utils.Database, *, raw_frames: bool = False) -> list
         "(SELECT COALESCE(SUM(frames), 0) FROM line_minutes m WHERE m.line_id = l.id), "
         f"{raw_sql}, "
         "(SELECT COUNT(*) FROM line_bins b WHERE b.line_id = l.id), "
-        "(SELECT COALESCE(SUM(trays), 0) FROM line_bins b WHERE b.line_id = l.id) "
+        "(SELECT COALESCE(SUM(trays), 0) FROM line_bins b WHERE b.line_id = l.id), "
+        "(SELECT COUNT(*) FROM line_bins b WHERE b.line_id = l.id AND b.estimated), "
+        "(SELECT COALESCE(SUM(trays_low), 0) FROM line_bins b WHERE b.line_id = l.id), "
+        "(SELECT COALESCE(SUM(trays_high), 0) FROM line_bins b WHERE b.line_id = l.id) "
         "FROM lines l LEFT JOIN line_state s ON s.line_id = l.id ORDER BY l.id").fetchall()
-    for line_id, name, last_ts, counted_to, state, frames, raw, bins, trays in rows:
+    for line_id, name, last_ts, counted_to, state, frames, raw, bins, trays, est, low, high in rows:
         st = _load_state(state)
         ob = linecount.open_bin(st) if st is not None else None
         out.append({"line_id": line_id, "name": name, "frames": frames, "raw_frames": raw, "bins": bins,
-                    "trays": trays, "last_frame_ts": last_ts, "counted_to_ts": counted_to,
+                    "trays": trays, "estimated_bins": est, "trays_range": (low, high), "last_frame_ts": last_ts, "counted_to_ts": counted_to,
                     "open_bin": None if ob is None else {"start_ts": float(ob[0]), "trays": int(ob[1])}})
     return out

@@ -107,6 +107,21 @@ def test_open_bin_is_the_bin_filling_now(db, tmp_path):
     assert T0 < summary["open_bin"]["start_ts"] <= t
 
 
+def test_a_bin_change_hidden_by_an_outage_is_stored_as_estimated_with_its_range(db, tmp_path):
+    before, t = fill_stream("L1", [6, 7], t0=T0)  # two bins seen whole (a tray every 8 s): the line's pace
+    seen = [{"line_id": "L1", "ts": t + i, "count": 1 + i // 8} for i in range(40)]  # 5 trays, then silence
+    t2 = t + 40 + 120  # two minutes without frames: the bin was changed unseen; the new one holds 2 trays
+    after = [{"line_id": "L1", "ts": t2 + i, "count": 2 + i // 8} for i in range(80)]
+    (tmp_path / "a.jsonl").write_text(jsonl(before + seen + after))
+    lines.ingest_source(db, uri=str(tmp_path), store=STORE, actor="t")
+    rows = db.execute("SELECT trays, estimated, trays_low, trays_high FROM line_bins ORDER BY end_ts").fetchall()
+    assert [r[0] for r in rows[:2]] == [6, 7] and all(r[1] == 0 and r[2] == r[3] == r[0] for r in rows[:2])
+    trays, estimated, low, high = rows[2]
+    assert estimated == 1 and low == 5 and low <= trays <= high and high > low
+    (summary,) = lines.line_summary(db)
+    assert summary["estimated_bins"] == 1 and summary["trays_range"] == (13 + low, 13 + high)
+
+
 def test_several_cameras_on_one_line_count_once_with_the_larger_count(db, tmp_path):
     frames, _ = fill_stream("L1", [6, 9], t0=T0)
     cam2 = [{**f, "camera_id": "cam2", "count": max(0, f["count"] - 2)} for f in frames]  # partly hidden view
