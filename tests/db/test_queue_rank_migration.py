@@ -39,7 +39,7 @@ def old_db(tmp_path, monkeypatch):
 
 def test_existing_rows_keep_their_queue_order(old_db):
     before = [r[0] for r in old_db.execute(f"SELECT id FROM images WHERE status = 'queued' {ORDER.format('submitted_at')}")]
-    assert apply_migrations(old_db) == ["m015_queue_rank"]
+    assert apply_migrations(old_db)[0] == "m015_queue_rank"
     after = [r[0] for r in old_db.execute(f"SELECT id FROM images WHERE status = 'queued' {ORDER.format('queue_rank')}")]
     assert after == before == [7, 4, 9, 2, 3, 1, 6, 5, 8]
     for submitted, rank in old_db.execute("SELECT submitted_at, queue_rank FROM images"):
