@@ -95,9 +95,11 @@ def dashboard_data(
     * ``bins``, ``trays``: completed in range; ``typical_bin_trays``: mean of the latest 20 bins (any time);
       ``open_bin``: ``{start_ts, trays}`` of the bin filling now (from ``line_state``) or None;
     * ``shifts``: per shift instance overlapping the range up to now ``shift, start_ts, end_ts, bins, trays,
-      trays_placed, target_per_hour, expected, vs_target_pct, current`` (expected = target × the hours of
-      the shift inside the range and before now; vs_target_pct = (placed − expected) / expected × 100);
-      bins outside every shift form a row with shift None;
+      trays_placed, target_per_hour, hours_observed, expected, vs_target_pct, current`` (hours_observed: the
+      hours of the shift inside the range and before now in which the feed was seen, i.e. with minute
+      roll-ups; expected = target × hours_observed, None without a target or an hour seen; vs_target_pct =
+      (placed − expected) / expected × 100, None when nothing is expected: a shift the counter never saw
+      is not -100 %); bins outside every shift form a row with shift None;
     * ``days``: per UTC day ``day, start_ts, bins, trays, trays_placed``;
     * ``expected, trays_placed_targeted, vs_target_pct``: over the shifts that have a target;
     * ``now``: the rate over the trailing ``line_alert_minutes`` against the target of the current shift:
@@ -109,15 +111,12 @@ def dashboard_data(
     query = _dashboard_query(db, since_ts=since_ts, until_ts=until_ts, now_ts=now_ts, bucket_minutes=bucket_minutes)
     lines = _selected_lines(db, line_ids)
     ids = [ln["line_id"] for ln in lines]
-    ids_json = json.dumps(ids)
     tg = targets(db)
     windows = _dashboard_windows(query)
     open_bins = bin_sums.open_bins(db, ids)
     sums = {line: _line_sums(db, line, query=query, windows=windows, opened=open_bins.get(line)) for line in ids}
     ctx = _Context(query=query, windows=windows, targets=tg, open_bins=open_bins,
-                   observed=_minutes_observed(db, ids_json=ids_json, bucket_minutes=query.bucket_minutes,
-                                              buckets=windows.buckets),
-                   typical=_typical_bin_trays(db, ids_json=ids_json), current=shift_of(query.now, query.shifts))
+                   typical=_typical_bin_trays(db, ids_json=json.dumps(ids)), current=shift_of(query.now, query.shifts))
     out_lines = [_line_view(ln, sums[ln["line_id"]], ctx) for ln in lines]
     return {
         "since_ts": query.since, "until_ts": query.until, "now_ts": query.now, "bucket_minutes": query.bucket_minutes,
@@ -228,6 +227,8 @@ class _LineSums:
     """One line's bins summed for the dashboard."""
 
     placed: dict[int, float]  # trays placed per window position (non-zero only), the open bin included
+    seen_s: dict[tuple[float, float], float]  # shift window -> its seconds with minute roll-ups (the feed seen)
+    minutes_by_bucket: dict[int, int]  # bucket k -> minute roll-ups in it
     by_bucket: dict[int, tuple[int, int]]  # bucket k -> (bins, trays) ended in it (buckets from ``first``)
     by_day: dict[int, tuple[int, int]]  # UTC day number -> (bins, trays) ended in it, in range
     by_shift: dict[tuple[int, float] | None, tuple[int, int]]  # (shift index, instance start) or None: outside
@@ -260,20 +261,40 @@ def _line_sums(db: sqlite_utils.Database, line: str, *, query: _Query, windows: 
     for code, (n, t) in bin_sums.group_sums(key, trays[in_range]).items():
         by_shift[None if code < 0 else (code % 64, float(code // 64))] = (n, t)
         bins, total = bins + n, total + t
-    return _LineSums(placed=placed_in, by_bucket=by_bucket, by_day=by_day, by_shift=by_shift, bins=bins, trays=total)
+    bm = query.bucket_minutes
+    shift_windows = sorted(set(windows.shift_window.values()))
+    spans = [(k * bm, (k + 1) * bm) for k, _, _ in windows.buckets]
+    spans += [(math.floor(t0 / 60), math.ceil(t1 / 60)) for t0, t1 in shift_windows]
+    counts = _minutes_seen(db, line, spans)
+    buckets = len(windows.buckets)
+    return _LineSums(placed=placed_in, minutes_by_bucket={k: int(counts[i, 0]) for i, (k, _, _) in enumerate(windows.buckets)},
+                     seen_s={w: _seconds_seen(w, counts[buckets + i]) for i, w in enumerate(shift_windows)},
+                     by_bucket=by_bucket, by_day=by_day, by_shift=by_shift, bins=bins, trays=total)
 
 
-def _minutes_observed(db: sqlite_utils.Database, *, ids_json: str, bucket_minutes: int,
-                      buckets: list[tuple[int, float, float]]) -> dict[tuple[str, int], int]:
-    """{(line id, bucket k): minute roll-ups in the bucket}: a count per indexed range."""
-    observed: dict[tuple[str, int], int] = {}
-    for line, k, n in db.execute(
-        "SELECT l.value, k.value, (SELECT COUNT(*) FROM line_minutes m WHERE m.line_id = l.value "
-        "AND m.minute >= k.value * :bm AND m.minute < (k.value + 1) * :bm) FROM json_each(:ids) l, json_each(:ks) k",
-        {"ids": ids_json, "bm": bucket_minutes, "ks": json.dumps([k for k, _, _ in buckets])},
-    ):
-        observed[(line, int(k))] = n
-    return observed
+def _minutes_seen(db: sqlite_utils.Database, line: str, spans: list[tuple[int, int]]) -> np.ndarray:
+    """Per span of epoch minutes [first, stop): (minute roll-ups in it, 1 if its first minute has one, 1 if its
+    last minute has one), counted on the (line_id, minute) key."""
+    if not spans:
+        return np.zeros((0, 3), dtype=np.int64)
+    rows = db.execute(
+        "SELECT (SELECT COUNT(*) FROM line_minutes m WHERE m.line_id = :line AND m.minute >= json_extract(s.value, "
+        "'$[0]') AND m.minute < json_extract(s.value, '$[1]')), EXISTS (SELECT 1 FROM line_minutes m WHERE m.line_id "
+        "= :line AND m.minute = json_extract(s.value, '$[0]')), EXISTS (SELECT 1 FROM line_minutes m WHERE "
+        "m.line_id = :line AND m.minute = json_extract(s.value, '$[1]') - 1) FROM json_each(:spans) s ORDER BY s.key",
+        {"line": line, "spans": json.dumps(spans)}).fetchall()
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def _seconds_seen(window: tuple[float, float], counts: np.ndarray) -> float:
+    """Seconds of ``window`` covered by minutes with a roll-up (the feed seen), from its span's ``counts`` (see
+    ``_minutes_seen``): the minutes cut by the window's edges count for their share."""
+    t0, t1 = window
+    n, first_seen, last_seen = (int(c) for c in counts)
+    if not n:
+        return 0.0
+    first, stop = math.floor(t0 / 60), math.ceil(t1 / 60)
+    return max(n * 60.0 - (t0 - first * 60 if first_seen else 0.0) - (stop * 60 - t1 if last_seen else 0.0), 0.0)
 
 
 def _typical_bin_trays(db: sqlite_utils.Database, *, ids_json: str) -> dict[str, float | None]:
@@ -291,7 +312,6 @@ class _Context:
     windows: _Windows
     targets: dict[tuple[str, str], float]  # (line id, shift) -> trays per hour
     open_bins: dict[str, tuple[float, float, int]]
-    observed: dict[tuple[str, int], int]
     typical: dict[str, float | None]
     current: tuple[str, float] | None  # (shift, instance start) now
 
@@ -335,7 +355,7 @@ def _series_rows(line: str, sums: _LineSums, ctx: _Context) -> list[dict[str, An
     for k, b0, b1 in ctx.windows.buckets:
         n, trays = sums.by_bucket.get(k, (0, 0))
         placed = ctx.placed(sums, (b0, b1))
-        seen = ctx.observed.get((line, k), 0)
+        seen = sums.minutes_by_bucket.get(k, 0)
         series.append({
             "start_ts": b0, "end_ts": b1, "bins": n, "trays_binned": trays, "trays_placed": round(placed, 2),
             "minutes_observed": seen,
@@ -347,7 +367,7 @@ def _series_rows(line: str, sums: _LineSums, ctx: _Context) -> list[dict[str, An
 def _shift_rows(line: str, sums: _LineSums, ctx: _Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The line's target segments (``targets``) and per shift instance rows (``shifts``), bins outside
     every shift last."""
-    since, until, end = ctx.query.since, ctx.query.until, ctx.query.end
+    since, until = ctx.query.since, ctx.query.until
     by_shift = dict(sums.by_shift)
     segments, shift_rows = [], []
     for inst in ctx.windows.instances:
@@ -355,22 +375,23 @@ def _shift_rows(line: str, sums: _LineSums, ctx: _Context) -> tuple[list[dict[st
         s0, s1 = max(inst["start_ts"], since), min(inst["end_ts"], until)
         if target is not None:
             segments.append({"shift": inst["shift"], "start_ts": s0, "end_ts": s1, "trays_per_hour": target})
-        m1 = min(inst["end_ts"], end)
         n, trays = by_shift.pop((inst["index"], inst["start_ts"]), (0, 0))
-        placed = ctx.placed(sums, ctx.windows.shift_window[(inst["index"], inst["start_ts"])])
-        expected = None if target is None else target * max(m1 - s0, 0.0) / 3600
+        window = ctx.windows.shift_window[(inst["index"], inst["start_ts"])]
+        placed = ctx.placed(sums, window)
+        hours = sums.seen_s.get(window, 0.0) / 3600  # only the hours the counter saw
+        expected = target * hours if target is not None and hours > 0 else None
         shift_rows.append({
             "shift": inst["shift"], "start_ts": inst["start_ts"], "end_ts": inst["end_ts"], "bins": n,
             "trays": trays, "trays_placed": round(placed, 2), "target_per_hour": target,
-            "expected": None if expected is None else round(expected, 2),
+            "hours_observed": round(hours, 4), "expected": None if expected is None else round(expected, 2),
             "vs_target_pct": _pct(placed, expected),
             "current": ctx.current is not None and (ctx.current[0], ctx.current[1]) == (inst["shift"], inst["start_ts"]),
         })
     outside = by_shift.get(None)
     if outside is not None:
         shift_rows.append({"shift": None, "start_ts": None, "end_ts": None, "bins": outside[0], "trays": outside[1],
-                           "trays_placed": None, "target_per_hour": None, "expected": None, "vs_target_pct": None,
-                           "current": False})
+                           "trays_placed": None, "target_per_hour": None, "hours_observed": None, "expected": None,
+                           "vs_target_pct": None, "current": False})
     return segments, shift_rows
 
 

@@ -39,6 +39,13 @@ def add_minute(db, line_id: str, ts: float, mean: float, *, frames: int = 1800) 
                "VALUES (?, ?, ?, ?, ?, 0)", [line_id, int(ts // 60), frames, mean, math.ceil(mean)])
 
 
+def observe(db, line_id: str, t0: float, t1: float) -> None:
+    """A minute roll-up for every minute in [t0, t1): the line's feed was seen then (frames arrived)."""
+    db.conn.executemany("INSERT OR IGNORE INTO line_minutes (line_id, minute, frames, mean_count, max_count, "
+                        "trays_binned) VALUES (?, ?, 60, 1.0, 1, 0)",
+                        [(line_id, m) for m in range(math.floor(t0 / 60), math.ceil(t1 / 60))])
+
+
 def line_of(data: dict, line_id: str) -> dict:
     return next(ln for ln in data["lines"] if ln["line_id"] == line_id)
 
@@ -60,6 +67,7 @@ def test_bucket_choice_gives_a_few_hundred_points_at_most():
 def seed_midnight(db) -> None:
     """Line A: bins around the night shift of D (22:00) to D+1 (06:00); targets night 8/h, early 10/h."""
     add_line(db, "A", last_frame_ts=D + 31 * H)
+    observe(db, "A", D + 18 * H, D + 32 * H)  # the feed was seen throughout
     add_bin(db, "A", D + 19 * H, 100)  # before the range
     add_bin(db, "A", D + 21 * H, 10)  # late shift of D, day D
     add_bin(db, "A", D + 23 * H, 20)  # night shift of D, day D
@@ -152,6 +160,7 @@ def test_rate_series_spreads_bins_over_their_life(db):
 
 def test_a_bin_straddling_a_shift_change_is_shared_in_placed_trays(db):
     add_line(db, "A")
+    observe(db, "A", D + 13 * H, D + 15 * H)
     add_bin(db, "A", D + 14 * H + 15 * M, 40, start_ts=D + 13 * H + 45 * M)  # half early, half late
     set_target(db, line_id="A", shift="early", trays_per_hour=10, actor="ops")
     set_target(db, line_id="A", shift="late", trays_per_hour=10, actor="ops")
@@ -234,4 +243,68 @@ def test_export_csv_rows_per_bucket_shift_and_day(db):
     assert sum(int(r["trays"]) for r in rows if r["period"] == "bucket") == 72
 
 
-# ----------------------------------------------------------------------------------------------- alerts
+# ------------------------------------------------------------------------------------------ a week long
+
+
+def seed_week(db) -> float:
+    """Line A, first seen at 04:00 on day 7 (in the night shift of day 6), now 10:00 on day 7: the night shift
+    seen for 2 hours (one 16-tray bin), the early shift for 3 of its 4 hours (no frame 07:00-08:00; bins of
+    10 and 20 trays). Targets: early 10/h, late 12/h, night 8/h, so each seen shift is exactly on target."""
+    day7 = D + 7 * 86400
+    add_line(db, "A", last_frame_ts=day7 + 10 * H)
+    observe(db, "A", day7 + 4 * H, day7 + 7 * H)
+    observe(db, "A", day7 + 8 * H, day7 + 10 * H)
+    add_bin(db, "A", day7 + 6 * H, 16, start_ts=day7 + 4 * H)
+    add_bin(db, "A", day7 + 7 * H, 10, start_ts=day7 + 6 * H)
+    add_bin(db, "A", day7 + 10 * H, 20, start_ts=day7 + 8 * H)
+    for shift, rate in (("early", 10), ("late", 12), ("night", 8)):
+        set_target(db, line_id="A", shift=shift, trays_per_hour=rate, actor="ops")
+    return day7 + 10 * H
+
+
+def test_shift_rows_over_a_week_compare_each_shift_over_the_hours_the_line_was_seen(db):
+    """Issue 18: in "Last 7 days" every shift row showed -100 %: the shifts before the counter had ever seen the
+    line were held to their full target. A shift is compared over the hours its feed was seen."""
+    now = seed_week(db)
+    a = line_of(dashboard_data(db, actor="ops:test", since_ts=now - 7 * 86400, until_ts=now, now_ts=now), "A")
+    assert [r["vs_target_pct"] for r in a["shifts"][:-2]] == [None] * 20  # was -100 % for each early shift
+    rows = [(r["shift"], r["hours_observed"], r["expected"], r["vs_target_pct"]) for r in a["shifts"]]
+    assert len(rows) == 22 and rows[:-2] == [(r[0], 0.0, None, None) for r in rows[:-2]]  # never seen: no verdict
+    assert rows[-2:] == [("night", 2.0, 16.0, 0.0), ("early", 3.0, 30.0, 0.0)]
+    assert (a["expected"], a["trays_placed_targeted"], a["vs_target_pct"]) == (46.0, 46.0, 0.0)
+    assert a["shifts"][-1]["trays_placed"] == 30.0 and a["shifts"][-1]["current"]
+
+    # the same shift over a shorter range: clipped to the range, still over the hours seen in it
+    a = line_of(dashboard_data(db, actor="ops:test", since_ts=now - H, until_ts=now, now_ts=now), "A")
+    assert [(r["shift"], r["hours_observed"], r["expected"], r["vs_target_pct"]) for r in a["shifts"]] == [
+        ("early", 1.0, 10.0, 0.0)]
+
+    # a shift seen but without a single tray is under target, not "no data"
+    db.execute("DELETE FROM line_bins")
+    a = line_of(dashboard_data(db, actor="ops:test", since_ts=now - 7 * 86400, until_ts=now, now_ts=now), "A")
+    assert [r["vs_target_pct"] for r in a["shifts"][-2:]] == [-100.0, -100.0]
+    assert a["shifts"][0]["vs_target_pct"] is None
+
+
+def test_partial_minutes_at_the_edges_count_only_their_share(db):
+    add_line(db, "A")
+    observe(db, "A", D + 6 * H, D + 7 * H)
+    set_target(db, line_id="A", shift="early", trays_per_hour=60, actor="ops")
+    a = line_of(dashboard_data(db, actor="ops:test", since_ts=D + 6 * H + 30, until_ts=D + 8 * H,
+                               now_ts=D + 6 * H + 90), "A")  # seen from 30 s to 90 s into the shift
+    assert [(r["hours_observed"] * 3600, r["expected"]) for r in a["shifts"]] == [(pytest.approx(60.0, abs=0.5), 1.0)]
+
+
+def test_the_now_rate_does_not_depend_on_the_range(db):
+    """Issue 18: "trays/h now" must be the trailing line_alert_minutes before now whatever the range shown."""
+    now = seed_week(db)
+    set_open_bin(db, "A", start_ts=now - 5 * M, trays=4, counted_to_ts=now - 1)
+    ranges = [(now - H, now), (now - 4 * H, now), (now - 10 * H, now), (now - 7 * 86400, now),
+              (now - 30 * 86400, now), (now - 10 * H - 86400, now - 10 * H),  # yesterday: a range in the past
+              (now - 10 * H, now + 14 * H)]  # today, ending in the future
+    figures = [line_of(dashboard_data(db, actor="ops:test", since_ts=t0, until_ts=t1, now_ts=now), "A")["now"]
+               for t0, t1 in ranges]
+    # 09:40-10:00: a third of the 20 trays of the 08:00-10:00 bin's last 20 minutes, and the open bin's 4
+    rate = (20 * 20 / 120 + 4) * 3
+    assert figures == [{"shift": "early", "target_per_hour": 10.0, "rate_per_hour": pytest.approx(rate, abs=0.01),
+                        "vs_target_pct": pytest.approx((rate - 10) / 10 * 100, abs=0.1), "window_minutes": 20}] * 7
