@@ -3,7 +3,7 @@
 - every minute: record the queue size for the dashboard; re-estimate inspectors' reliability when
   enough new answers arrived (kept out of inspectors' submit transactions, where it would hold the lock);
 - every few seconds: read new detector frames from the line feed (setting ``line_feed_uri``), count
-  them, and evaluate line alerts;
+  them, and evaluate line alerts (also when the feed cannot be read, or lines are fed from elsewhere);
 - every five minutes: watch the audited automatic decisions (services.hitl.audit_watch): a class whose audits
   show it below its promised accuracy goes to people, with an alert;
 - every hour: prune counted raw frames older than the retention (totals stay).
@@ -29,6 +29,7 @@ from services.hitl.inspector_stats import (
 )
 from services.lines import alerts as line_alerts
 from services.lines import feed as lines
+from services.lines.targets import list_lines
 from services.models import retraining
 from services.reuse import detection as reuse
 from services.reviews import rescore
@@ -50,15 +51,23 @@ def snapshot_and_reliability(db: Any) -> dict[str, Any]:
 
 
 def poll_line_feed(db: Any) -> dict[str, Any]:
-    """Ingest and count new frames from the configured line feed, then evaluate alerts. Raises ConsoleError
-    (StorageError for an unreachable feed) for the caller to report."""
+    """Ingest and count new frames from the configured line feed, then evaluate alerts, also when the feed
+    cannot be read (a feed gone silent is an alert) or none is configured but lines exist (fed from elsewhere,
+    e.g. ``cli lines-ingest --watch``). Raises ConsoleError (StorageError for an unreachable feed) for the
+    caller to report, after the alerts are evaluated."""
 
     settings = get_settings(db)
     feed = settings.get("line_feed_uri") or ""
     if not feed:
-        return {"line_feed": None}
+        if not list_lines(db):
+            return {"line_feed": None}
+        return {"line_feed": None, "open_alerts": len(line_alerts.evaluate_alerts(db))}
     store = object_store(db)
-    report = lines.ingest_source(db, uri=feed, store=store, actor="system:line-feed")
+    try:
+        report = lines.ingest_source(db, uri=feed, store=store, actor="system:line-feed")
+    except ConsoleError:
+        line_alerts.evaluate_alerts(db)
+        raise
     alerts = line_alerts.evaluate_alerts(db)
     return {"line_feed": feed, "frames_added": report["frames_added"], "open_alerts": len(alerts)}
 
