@@ -21,7 +21,7 @@ from services.lines.stats import csv_from_dashboard, dashboard_data
 from services.lines.targets import clear_target, list_lines, set_target, targets
 
 REFRESH_SECONDS = 10
-PER_ROW = 3  # line cards side by side
+PER_ROW = 2  # line cards side by side: at three, a 1440 px window cut the metric labels and the badges
 RANGES = ("Last hour", "This shift", "Today (UTC)", "Last 7 days", "Last 30 days", "Custom")
 SAVED_KEY = "lines_target_saved"  # the outcome of the last target save, shown once
 
@@ -63,12 +63,20 @@ def _range(choice: str, now: float, shifts: list[dict[str, Any]], custom: Any) -
     return now - 3600, now, ""
 
 
-def _band_colour(pct: float | None, band: float) -> str:
+def _pct_text(pct: float) -> str:
+    """A percentage against target as shown on the cards: whole, signed, never "-0"."""
+    return f"{round(pct):+d}%"
+
+
+def _target_colour(pct: float | None, band: float, *, decimals: int = 0) -> str:
+    """Red below target (as shown, rounded to ``decimals``), orange more than ``band`` % over it (an over
+    alert's territory), green on target or over within the band; gray without a target."""
     if pct is None:
         return "gray"
-    if pct < -band:
+    shown = round(pct, decimals)
+    if shown < 0:
         return "red"
-    return "orange" if pct > band else "green"
+    return "orange" if shown > band else "green"
 
 
 def _chart(line: dict[str, Any]) -> go.Figure:
@@ -96,24 +104,24 @@ def _card(line: dict[str, Any], band: float) -> None:
         head, badge = st.columns([3, 2], vertical_alignment="center")
         head.markdown(f"**{md(line['name'])}**" + ("" if line["name"] == lid else f" · `{lid}`"))
         if line["silent"]:
-            quiet = "never" if line["silent_for_s"] is None else f"{line['silent_for_s'] / 60:.0f} min"
-            badge.badge(f"Silent feed ({quiet})", icon=":material/signal_disconnected:", color="red",
-                        help="No frame for longer than the line_silent_seconds setting")
+            quiet = "No frame yet" if line["silent_for_s"] is None else f"Silent {line['silent_for_s'] / 60:.0f} min"
+            badge.badge(quiet, icon=":material/signal_disconnected:", color="red",
+                        help="Silent feed: no frame for longer than the line_silent_seconds setting")
         else:
             badge.badge("Live feed", icon=":material/sensors:", color="green")
         now, total = line["now"], line["vs_target_pct"]
         a, b, c = st.columns(3)
         a.metric("Trays/h now", f"{now['rate_per_hour']:.0f}",
                  delta=None if now["vs_target_pct"] is None
-                 else f"{now['vs_target_pct']:+.0f}% vs {now['target_per_hour']:g}",
-                 delta_color=_band_colour(now["vs_target_pct"], band), delta_arrow="off",
-                 help=f"Over the last {now['window_minutes']} min, against the "
-                      f"{now['shift'] or 'current'} shift target")
-        b.metric("Bins completed", line["bins"])
-        c.metric("Trays", line["trays"], delta=None if total is None else f"{total:+.0f}% vs target",
-                 delta_color=_band_colour(total, band), delta_arrow="off",
-                 help="Trays in bins completed in the range; the percentage compares trays placed with "
-                      "the targets of the shifts in the range")
+                 else f"{_pct_text(now['vs_target_pct'])} vs {now['target_per_hour']:g}",
+                 delta_color=_target_colour(now["vs_target_pct"], band), delta_arrow="off",
+                 help=f"Trays placed per hour over the last {now['window_minutes']} min whatever the range, "
+                      f"against the {now['shift'] or 'current'} shift target")
+        b.metric("Bins", line["bins"], help="Bins completed in the range")
+        c.metric("Trays", line["trays"], delta=None if total is None else f"{_pct_text(total)} vs target",
+                 delta_color=_target_colour(total, band), delta_arrow="off",
+                 help="Trays in bins completed in the range; the percentage compares trays placed with the "
+                      "targets of the shifts in the range, over the hours the feed was seen")
         opened, typical = line["open_bin"], line["typical_bin_trays"]
         if opened is None:
             st.caption("No bin filling now.")
@@ -128,7 +136,7 @@ def _card(line: dict[str, Any], band: float) -> None:
 def _shift_table(lines: list[dict[str, Any]], band: float) -> None:
     rows = [{"line": ln["name"], "shift": r["shift"] or "(no shift)", "start (UTC)": _hhmm(r["start_ts"]),
              "bins": r["bins"], "trays": r["trays"], "target / h": r["target_per_hour"],
-             "expected": r["expected"], "vs target %": r["vs_target_pct"]}
+             "hours seen": r["hours_observed"], "expected": r["expected"], "vs target %": r["vs_target_pct"]}
             for ln in lines for r in ln["shifts"]]
     if not rows:
         st.caption("No shift in this range.")
@@ -136,9 +144,11 @@ def _shift_table(lines: list[dict[str, Any]], band: float) -> None:
     frame = pd.DataFrame(rows)
     colours = {"red": "background-color: rgba(255, 75, 75, 0.25)", "orange": "background-color: rgba(255, 165, 0, 0.3)",
                "green": "background-color: rgba(33, 195, 84, 0.2)", "gray": ""}
-    styled = frame.style.map(lambda v: colours[_band_colour(None if pd.isna(v) else float(v), band)],
+    styled = frame.style.map(lambda v: colours[_target_colour(None if pd.isna(v) else float(v), band, decimals=1)],
                              subset=["vs target %"]).format(
-        {"vs target %": "{:+.1f}", "expected": "{:.0f}", "target / h": "{:g}"}, na_rep="")
+        {"vs target %": "{:+.1f}", "expected": "{:.0f}", "target / h": "{:g}", "hours seen": "{:.1f}"}, na_rep="")
+    st.caption("Each shift is compared with its own target over the hours its feed was seen (no frame, no "
+               "verdict); below target is red, more than the alert share over it orange.")
     st.dataframe(styled, key="lines_shift_table", hide_index=True)
 
 
@@ -157,7 +167,9 @@ def _alerts(open_now: list[dict[str, Any]]) -> None:
         st.caption("No open alerts.")
     for alert in open_now:
         text = f"{md(alert['message'])} (since {_hhmm(alert['started_ts'])} UTC)"
-        if alert["kind"] == "under":
+        if alert["kind"] == "silent":
+            st.error(text, icon=":material/signal_disconnected:")
+        elif alert["kind"] == "under":
             st.error(text, icon=":material/trending_down:")
         else:
             st.warning(text, icon=":material/trending_up:")
