@@ -44,8 +44,15 @@ FILLING, SETTLING = 0, 1
 # parameters, in this order (see CounterParams)
 (P_FALL_S, P_DROP_MARGIN, P_DROP_RATIO, P_RESUME_S, P_RESUME_RATIO, P_FINAL_S, P_MIN_BIN, P_ZERO_LEVEL,
  P_MAX_GAP_S, P_BLIND_S, P_PRIOR_RATE, P_PLATEAU_S, P_LAG) = range(13)
+LEVELS = 64  # the miss rate is measured per smoothed count (0 .. LEVELS - 1; higher counts share the last)
+L_D2, L_SX, L_NP = range(3)
 # bin columns
 B_START, B_END, B_TRAYS, B_ZERO, B_EST, B_LOW, B_HIGH = range(7)
+
+
+def new_levels() -> np.ndarray:
+    """Per-count noise sums of a line that has seen no frame."""
+    return np.zeros((3, LEVELS))
 
 
 def new_state() -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +71,7 @@ def _drop_threshold(peak: int, margin: float, ratio: float) -> int:
 
 @njit(cache=True)
 def _final_level(t: np.ndarray, v: np.ndarray, r: np.ndarray, fall_idx: int, fall_ts: float, p: np.ndarray,
-                 f: np.ndarray, fallback: int) -> int:
+                 f: np.ndarray, lv: np.ndarray, fallback: int) -> int:
     """The bin's trays, from the frames before its fall began (frame ``fall_idx``): the highest smoothed count
     in the ``final_s`` seconds before it sets the top; the last frame within a tray of the top is where the
     slide began; the mean raw count over the ``plateau_s`` seconds up to there, corrected for the line's
@@ -90,7 +97,7 @@ def _final_level(t: np.ndarray, v: np.ndarray, r: np.ndarray, fall_idx: int, fal
         k -= 1
     if frames == 0:
         return top
-    miss, extra = _noise(f)
+    miss, extra = _noise(f, lv, top)
     return max(0, int(round((total / frames - extra) / (1.0 - miss))))
 
 
@@ -104,16 +111,23 @@ def _empty(v: np.ndarray, k: int, frames: int) -> bool:
 
 
 @njit(cache=True)
-def _noise(f: np.ndarray) -> tuple[float, float]:
-    """(miss rate, false detections a frame) of the line's detector so far. False detections: the mean raw
-    count while the smoothed view is empty. Misses: on steady levels, the frame-to-frame variance less the
-    false detections' share, over the mean count less it (binomial misses: variance = mean x miss rate)."""
+def _noise(f: np.ndarray, lv: np.ndarray, level: int) -> tuple[float, float]:
+    """(miss rate at smoothed count ``level``, false detections a frame) of the line's detector so far.
+
+    False detections: the mean raw count while the smoothed view is empty. Misses: on steady levels, the
+    frame-to-frame variance less the false detections' share, over the mean count less it (binomial misses:
+    variance = mean x miss rate), from the levels within two trays of ``level`` once they have 200 frame
+    pairs (occlusion may grow with the pile), else from every level."""
     extra = f[F_E0] / f[F_N0] if f[F_N0] >= 100 else 0.0
-    if f[F_SX] < 1000.0:
-        return 0.0, extra
-    var = f[F_D2] - extra * f[F_NP]
-    level = f[F_SX] - extra * f[F_NP]
-    return (min(0.3, max(0.0, var / level)) if level > 0 else 0.0), extra
+    lo, hi = max(0, min(level, LEVELS - 1) - 2), min(LEVELS, min(level, LEVELS - 1) + 3)
+    d2, sx, pairs = lv[L_D2, lo:hi].sum(), lv[L_SX, lo:hi].sum(), lv[L_NP, lo:hi].sum()
+    if pairs < 200:
+        if f[F_SX] < 1000.0:
+            return 0.0, extra
+        d2, sx, pairs = f[F_D2], f[F_SX], f[F_NP]
+    var = d2 - extra * pairs
+    mean = sx - extra * pairs
+    return (min(0.3, max(0.0, var / mean)) if mean > 0 else 0.0), extra
 
 
 @njit(cache=True)
@@ -167,9 +181,9 @@ def _open_next(f: np.ndarray, s: np.ndarray, start_ts: float) -> None:
 
 
 @njit(cache=True)
-def run(t: np.ndarray, v: np.ndarray, r: np.ndarray, first: int, f: np.ndarray, s: np.ndarray,
+def run(t: np.ndarray, v: np.ndarray, r: np.ndarray, first: int, f: np.ndarray, s: np.ndarray, lv: np.ndarray,
         p: np.ndarray) -> np.ndarray:
-    """Advance the state (``f``, ``s``: changed in place) over frames ``first`` .. len(t) - 1 of ``t`` (times),
+    """Advance the state (``f``, ``s``, ``lv``: changed in place) over frames ``first`` .. len(t) - 1 of ``t`` (times),
     ``v`` (smoothed counts) and ``r`` (raw counts); frames before ``first`` are history for a bin's final
     count only. Returns the finished bins, one row each (columns ``B_*``)."""
     n = len(t)
@@ -179,11 +193,20 @@ def run(t: np.ndarray, v: np.ndarray, r: np.ndarray, first: int, f: np.ndarray, 
     lag = int(p[P_LAG])
     for k in range(first, n):
         tk, vk = t[k], v[k]
-        if k > 1 and r[k] > 0 and r[k - 1] > 0 and vk >= p[P_MIN_BIN] and vk == v[k - 1] == v[k - 2] \
-                and abs(r[k] - r[k - 1]) <= 4:
-            f[F_D2] += 0.5 * (r[k] - r[k - 1]) ** 2  # a steady level's spread: binomial misses
-            f[F_SX] += 0.5 * (r[k] + r[k - 1])
-            f[F_NP] += 1.0
+        # a steady level's spread (binomial misses): the raw pair a few frames back, on a level the smoothed
+        # count holds before and after it; the medians that say so do not include the pair itself, so
+        # choosing pairs this way does not choose their values
+        d = 2 * lag + 1
+        if k >= 2 * d + 2 and vk >= p[P_MIN_BIN] and vk == v[k - d - 2]:
+            a, c = r[k - d - 1], r[k - d]
+            if a > 0 and c > 0 and abs(a - c) <= 10:
+                b = min(vk, LEVELS - 1)
+                f[F_D2] += 0.5 * (a - c) ** 2
+                f[F_SX] += 0.5 * (a + c)
+                f[F_NP] += 1.0
+                lv[L_D2, b] += 0.5 * (a - c) ** 2
+                lv[L_SX, b] += 0.5 * (a + c)
+                lv[L_NP, b] += 1.0
         elif vk == 0 and k >= 4 * lag + 2 and _empty(v, k, 4 * lag + 2):  # an empty view: false detections
             f[F_E0] += r[k - 2 * lag - 1]  # in the middle of the empty stretch, away from either edge
             f[F_N0] += 1.0
@@ -227,7 +250,7 @@ def run(t: np.ndarray, v: np.ndarray, r: np.ndarray, first: int, f: np.ndarray, 
                     j = k
                     while j > 0 and t[j - 1] >= fall_ts:
                         j -= 1
-                    s[I_PENDING] = _final_level(t, v, r, j, fall_ts, p, f, peak)
+                    s[I_PENDING] = _final_level(t, v, r, j, fall_ts, p, f, lv, peak)
                     if s[I_HIDDEN] == 1:
                         s[I_PENDING] = s[I_GAP_BEFORE]
                     f[F_FALL_TS] = fall_ts

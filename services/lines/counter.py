@@ -175,6 +175,7 @@ class LineState:
     level_frames: float = 0.0  # ... over this many frames
     empty_sum: float = 0.0  # raw counts while the view is empty: false detections ...
     empty_frames: float = 0.0  # ... over this many frames
+    level_noise: list[list[float]] = field(default_factory=list)  # the same spread sums per smoothed count
     total: int = 0  # global counter: trays in finished bins
     total_low: int = 0  # ... at the low end of the estimated bins' ranges
     total_high: int = 0  # ... at the high end
@@ -210,6 +211,9 @@ class LineState:
             state.tail = [int(x) for x in state.tail]
             state.hist_v = [int(x) for x in state.hist_v]
             state.hist_raw = [int(x) for x in state.hist_raw]
+            state.level_noise = [[float(x) for x in row] for row in state.level_noise]
+            if state.level_noise and np.shape(state.level_noise) != (3, machine.LEVELS):
+                raise ValueError(f"level_noise must be 3 x {machine.LEVELS} numbers")
             state.hist_ts = [float(x) for x in state.hist_ts]
             state.frames = int(state.frames)
             for name in _I_FIELDS:
@@ -227,7 +231,8 @@ class LineState:
     def copy(self) -> LineState:
         """An independent copy."""
         return LineState(**{**asdict(self), "tail": list(self.tail), "hist_ts": list(self.hist_ts),
-                            "hist_v": list(self.hist_v), "hist_raw": list(self.hist_raw)})
+                            "hist_v": list(self.hist_v), "hist_raw": list(self.hist_raw),
+                            "level_noise": [list(row) for row in self.level_noise]})
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """The machine's float and integer state."""
@@ -364,12 +369,15 @@ def count_frames(
     all_v = np.concatenate((np.asarray(st.hist_v, dtype=np.int64), smoothed))
     all_r = np.concatenate((np.asarray(st.hist_raw, dtype=np.int64), raw))
     f, i = st.vectors()
-    rows = machine.run(all_t, all_v, all_r, len(hist_t), f, i, params.as_array())
+    lv = np.array(st.level_noise, dtype=np.float64) if st.level_noise else machine.new_levels()
+    rows = machine.run(all_t, all_v, all_r, len(hist_t), f, i, lv, params.as_array())
     st.set_vectors(f, i)
+    st.level_noise = lv.tolist()
     st.frames += len(t)
     keep_from = (st.run_start_ts if st.run_start_ts is not None else float(t[-1])) - params.final_s
     first = int(np.searchsorted(all_t, keep_from, side="left"))
-    first = min(first, len(all_t) - 1)  # the newest frame stays: the next call's frame-to-frame change
+    # the noise measures look a few frames back: at least that many frames stay, whatever the frame rate
+    first = max(0, min(first, len(all_t) - (4 * (params.window // 2) + 4)))
     st.hist_ts, st.hist_v = all_t[first:].tolist(), [int(x) for x in all_v[first:]]
     st.hist_raw = [int(x) for x in all_r[first:]]
     bins = [Bin(start_ts=float(r[machine.B_START]), end_ts=float(r[machine.B_END]), trays=int(r[machine.B_TRAYS]),
