@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -122,12 +123,26 @@ class ClassCertificate:
     tests: int  # thresholds tested in the sequence
 
 
-def least_photos(*, mistakes: int, target: float, alpha: float = ALPHA) -> int:
-    """The fewest photos with ``mistakes`` wrong among them whose lower bound reaches ``target``."""
-    n = mistakes + 1
-    while clopper_pearson_low(n - mistakes, n, alpha=alpha) < target:
-        n += 1
-    return n
+@lru_cache(maxsize=256)
+def least_photos(*, mistakes: int, target: float, alpha: float = ALPHA) -> int | None:
+    """The fewest photos with ``mistakes`` wrong among them whose lower bound reaches ``target``; None when no
+    number does (a target of 100%)."""
+    if target >= 1.0:
+        return None
+
+    def enough(n: int) -> bool:
+        return clopper_pearson_low(n - mistakes, n, alpha=alpha) >= target
+
+    hi = mistakes + 1
+    while not enough(hi):
+        hi *= 2
+        if hi > 100_000_000:
+            return None
+    lo = max(mistakes, hi // 2)
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi
 
 
 def certify_class(conf: np.ndarray, right: np.ndarray, *, target: float, alpha: float = ALPHA) -> ClassCertificate:
@@ -141,6 +156,8 @@ def certify_class(conf: np.ndarray, right: np.ndarray, *, target: float, alpha: 
     start = None  # chosen from the confidences only (see the module docstring)
     for least in (least_photos(mistakes=1, target=target, alpha=alpha),
                   least_photos(mistakes=0, target=target, alpha=alpha)):
+        if least is None:
+            continue
         start = next((i for i, n in enumerate(above) if n >= least), None)
         if start is not None:
             break

@@ -44,6 +44,8 @@ def test_enough_perfect_photos_certify_all_of_them_and_the_scan_is_a_fixed_seque
     assert cert.accuracy_low >= 0.98
     # the sequence starts where a record with one mistake could pass: 236 photos at 98%
     assert least_photos(mistakes=0, target=0.98) == 149 and least_photos(mistakes=1, target=0.98) == 236
+    assert least_photos(mistakes=0, target=1.0) is None  # no sample certifies 100%
+    assert certify_class(conf, np.ones(400, bool), target=1.0).threshold == 1.0
     start = max(t for t in GRID if (conf >= t).sum() >= 236)
     assert cert.tests == sum(t <= start for t in GRID)
     # 149 perfect photos certify; 148 do not
