@@ -117,11 +117,16 @@ def _card(line: dict[str, Any], band: float) -> None:
                  delta_color=_target_colour(now["vs_target_pct"], band), delta_arrow="off",
                  help=f"Trays placed per hour over the last {now['window_minutes']} min whatever the range, "
                       f"against the {now['shift'] or 'current'} shift target")
-        b.metric("Bins", line["bins"], help="Bins completed in the range")
-        c.metric("Trays", line["trays"], delta=None if total is None else f"{_pct_text(total)} vs target",
+        est = line.get("estimated_bins") or 0
+        b.metric("Bins", line["bins"], help="Bins completed in the range"
+                 + (f"; {est} estimated: an outage hid when they were changed" if est else ""))
+        c.metric("Trays" + (" (est.)" if est else ""), _trays_text(line),
+                 delta=None if total is None else f"{_pct_text(total)} vs target",
                  delta_color=_target_colour(total, band), delta_arrow="off",
                  help="Trays in bins completed in the range; the percentage compares trays placed with the "
-                      "targets of the shifts in the range, over the hours the feed was seen")
+                      "targets of the shifts in the range, over the hours the feed was seen"
+                      + (f". {est} bin(s) an outage hid are estimated from the line's pace: the true total lies "
+                         f"between {line['trays_low']} and {line['trays_high']}" if est else ""))
         opened, typical = line["open_bin"], line["typical_bin_trays"]
         if opened is None:
             st.caption("No bin filling now.")
@@ -133,9 +138,16 @@ def _card(line: dict[str, Any], band: float) -> None:
         st.plotly_chart(_chart(line), key=f"lines_chart_{lid}")
 
 
+def _trays_text(row: dict[str, Any]) -> str:
+    """Trays, with the range when some bin in them is estimated ("≈ 412 (398-431)")."""
+    if not row.get("estimated_bins"):
+        return f"{row['trays']}"
+    return f"≈ {row['trays']} ({row['trays_low']}-{row['trays_high']})"
+
+
 def _shift_table(lines: list[dict[str, Any]], band: float) -> None:
     rows = [{"line": ln["name"], "shift": r["shift"] or "(no shift)", "start (UTC)": _hhmm(r["start_ts"]),
-             "bins": r["bins"], "trays": r["trays"], "target / h": r["target_per_hour"],
+             "bins": r["bins"], "trays": _trays_text(r), "target / h": r["target_per_hour"],
              "hours seen": r["hours_observed"], "expected": r["expected"], "vs target %": r["vs_target_pct"]}
             for ln in lines for r in ln["shifts"]]
     if not rows:
@@ -148,7 +160,8 @@ def _shift_table(lines: list[dict[str, Any]], band: float) -> None:
                              subset=["vs target %"]).format(
         {"vs target %": "{:+.1f}", "expected": "{:.0f}", "target / h": "{:g}", "hours seen": "{:.1f}"}, na_rep="")
     st.caption("Each shift is compared with its own target over the hours its feed was seen (no frame, no "
-               "verdict); below target is red, more than the alert share over it orange.")
+               "verdict); below target is red, more than the alert share over it orange. ≈: some bins were "
+               "changed during an outage and are estimated from the line's pace; the range is in brackets.")
     st.dataframe(styled, key="lines_shift_table", hide_index=True)
 
 

@@ -19,14 +19,17 @@ from services.lines.counter import LineState, open_bin
 PARTIAL_CANDIDATES = 4  # bins of one line follow each other: at most a few can straddle an instant
 
 
+_BIN_COLUMNS = "start_ts, end_ts, trays, estimated, COALESCE(trays_low, trays), COALESCE(trays_high, trays)"
+
+
 def bin_arrays(db: sqlite_utils.Database, line: str, lo: float, hi: float) -> np.ndarray:
-    """The line's bins that end in [lo, hi) or straddle ``hi``, as rows (start, end, trays) sorted by end:
-    two range reads on the (line_id, end_ts) index."""
-    rows = db.execute("SELECT start_ts, end_ts, trays FROM line_bins WHERE line_id = ? AND end_ts >= ? AND end_ts < ? "
+    """The line's bins that end in [lo, hi) or straddle ``hi``, as rows (start, end, trays, estimated, low,
+    high) sorted by end: two range reads on the (line_id, end_ts) index."""
+    rows = db.execute(f"SELECT {_BIN_COLUMNS} FROM line_bins WHERE line_id = ? AND end_ts >= ? AND end_ts < ? "
                       "ORDER BY end_ts", [line, lo, hi]).fetchall()
-    rows += db.execute("SELECT start_ts, end_ts, trays FROM line_bins WHERE line_id = ? AND end_ts >= ? "
+    rows += db.execute(f"SELECT {_BIN_COLUMNS} FROM line_bins WHERE line_id = ? AND end_ts >= ? "
                        "AND start_ts < ? ORDER BY end_ts", [line, hi, hi]).fetchall()
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 6)
 
 
 def placed_until(bins: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -61,13 +64,17 @@ def spread(trays: float, start: float, end: float, t0: float, t1: float) -> floa
     return trays * max(0.0, min(end, t1) - max(start, t0)) / (end - start)
 
 
-def group_sums(keys: np.ndarray, trays: np.ndarray) -> dict[Any, tuple[int, int]]:
-    """{key: (bins, trays)} for integer keys."""
+EMPTY = (0, 0, 0, 0, 0)
+
+
+def group_sums(keys: np.ndarray, rows: np.ndarray) -> dict[Any, tuple[int, int, int, int, int]]:
+    """{key: (bins, trays, estimated bins, trays at the low end, at the high end)} for integer keys; ``rows``
+    are ``bin_arrays`` rows, one per key."""
     if not len(keys):
         return {}
     uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=trays)
-    return {int(k): (int(c), int(round(t))) for k, c, t in zip(uniq, counts, sums)}
+    sums = [np.bincount(inverse, weights=rows[:, c], minlength=len(uniq)) for c in (2, 3, 4, 5)]
+    return {int(k): (int(c), *(int(round(x[i])) for x in sums)) for i, (k, c) in enumerate(zip(uniq, counts))}
 
 
 def shift_keys(ends: np.ndarray, shifts: list[Shift]) -> tuple[np.ndarray, np.ndarray]:

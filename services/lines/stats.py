@@ -229,11 +229,11 @@ class _LineSums:
     placed: dict[int, float]  # trays placed per window position (non-zero only), the open bin included
     seen_s: dict[tuple[float, float], float]  # shift window -> its seconds with minute roll-ups (the feed seen)
     minutes_by_bucket: dict[int, int]  # bucket k -> minute roll-ups in it
-    by_bucket: dict[int, tuple[int, int]]  # bucket k -> (bins, trays) ended in it (buckets from ``first``)
-    by_day: dict[int, tuple[int, int]]  # UTC day number -> (bins, trays) ended in it, in range
-    by_shift: dict[tuple[int, float] | None, tuple[int, int]]  # (shift index, instance start) or None: outside
-    bins: int  # bins ended in range
-    trays: int  # their trays
+    # (bins, trays, estimated bins, trays low, trays high): see bin_sums.group_sums
+    by_bucket: dict[int, tuple[int, ...]]  # bucket k -> sums of bins ended in it (buckets from ``first``)
+    by_day: dict[int, tuple[int, ...]]  # UTC day number -> sums of bins ended in it, in range
+    by_shift: dict[tuple[int, float] | None, tuple[int, ...]]  # (shift index, instance start) or None: outside
+    total: tuple[int, ...]  # sums of the bins ended in range
 
 
 def _line_sums(db: sqlite_utils.Database, line: str, *, query: _Query, windows: _Windows,
@@ -249,18 +249,18 @@ def _line_sums(db: sqlite_utils.Database, line: str, *, query: _Query, windows: 
             share = bin_sums.spread(trays_now, start, last, t0, t1)
             if share:
                 placed_in[i] = placed_in.get(i, 0.0) + share
-    ends, trays = arr[:, 1], arr[:, 2]
+    ends = arr[:, 1]
     in_buckets = (ends >= windows.first) & (ends < query.until)
-    by_bucket = bin_sums.group_sums(np.floor(ends[in_buckets] / query.bucket_s).astype(np.int64), trays[in_buckets])
+    by_bucket = bin_sums.group_sums(np.floor(ends[in_buckets] / query.bucket_s).astype(np.int64), arr[in_buckets])
     in_range = (ends >= query.since) & (ends < query.until)
-    by_day = bin_sums.group_sums(np.floor(ends[in_range] / DAY_S).astype(np.int64), trays[in_range])
+    by_day = bin_sums.group_sums(np.floor(ends[in_range] / DAY_S).astype(np.int64), arr[in_range])
     sidx, sstart = bin_sums.shift_keys(ends[in_range], query.shifts)
     key = np.where(sidx >= 0, sstart * 64 + sidx, -1)  # shift index < 64: one integer per (instance, shift)
-    by_shift: dict[tuple[int, float] | None, tuple[int, int]] = {}
-    bins = total = 0
-    for code, (n, t) in bin_sums.group_sums(key, trays[in_range]).items():
-        by_shift[None if code < 0 else (code % 64, float(code // 64))] = (n, t)
-        bins, total = bins + n, total + t
+    by_shift: dict[tuple[int, float] | None, tuple[int, ...]] = {}
+    total = np.zeros(5, np.int64)
+    for code, sums in bin_sums.group_sums(key, arr[in_range]).items():
+        by_shift[None if code < 0 else (code % 64, float(code // 64))] = sums
+        total += sums
     bm = query.bucket_minutes
     shift_windows = sorted(set(windows.shift_window.values()))
     spans = [(k * bm, (k + 1) * bm) for k, _, _ in windows.buckets]
@@ -269,7 +269,8 @@ def _line_sums(db: sqlite_utils.Database, line: str, *, query: _Query, windows: 
     buckets = len(windows.buckets)
     return _LineSums(placed=placed_in, minutes_by_bucket={k: int(counts[i, 0]) for i, (k, _, _) in enumerate(windows.buckets)},
                      seen_s={w: _seconds_seen(w, counts[buckets + i]) for i, w in enumerate(shift_windows)},
-                     by_bucket=by_bucket, by_day=by_day, by_shift=by_shift, bins=bins, trays=total)
+                     by_bucket=by_bucket, by_day=by_day, by_shift=by_shift,
+                     total=tuple(int(x) for x in total))
 
 
 def _minutes_seen(db: sqlite_utils.Database, line: str, spans: list[tuple[int, int]]) -> np.ndarray:
@@ -336,8 +337,9 @@ def _line_view(ln: dict[str, Any], sums: _LineSums, ctx: _Context) -> dict[str, 
         "silent_for_s": silent_for,
         "series": _series_rows(line, sums, ctx),
         "targets": segments,
-        "bins": sums.bins,
-        "trays": sums.trays,
+        "bins": sums.total[0],
+        "trays": sums.total[1],
+        **_estimated(sums.total),
         "typical_bin_trays": ctx.typical.get(line),
         "open_bin": None if opened is None else {"start_ts": opened[0], "trays": opened[2]},
         "shifts": shift_rows,
@@ -349,15 +351,21 @@ def _line_view(ln: dict[str, Any], sums: _LineSums, ctx: _Context) -> dict[str, 
     }
 
 
+def _estimated(sums: tuple[int, ...]) -> dict[str, int]:
+    """A row's estimated bins (an outage hid their change) and the range of its trays."""
+    return {"estimated_bins": sums[2], "trays_low": sums[3], "trays_high": sums[4]}
+
+
 def _series_rows(line: str, sums: _LineSums, ctx: _Context) -> list[dict[str, Any]]:
     """The line's per-bucket rows (``series``)."""
     series = []
     for k, b0, b1 in ctx.windows.buckets:
-        n, trays = sums.by_bucket.get(k, (0, 0))
+        n, trays, *_ = got = sums.by_bucket.get(k, bin_sums.EMPTY)
         placed = ctx.placed(sums, (b0, b1))
         seen = sums.minutes_by_bucket.get(k, 0)
         series.append({
-            "start_ts": b0, "end_ts": b1, "bins": n, "trays_binned": trays, "trays_placed": round(placed, 2),
+            "start_ts": b0, "end_ts": b1, "bins": n, "trays_binned": trays, **_estimated(got),
+            "trays_placed": round(placed, 2),
             "minutes_observed": seen,
             "trays_per_hour": round(max(placed, 0.0) * 3600 / (b1 - b0), 2) if seen else None,
         })
@@ -375,14 +383,14 @@ def _shift_rows(line: str, sums: _LineSums, ctx: _Context) -> tuple[list[dict[st
         s0, s1 = max(inst["start_ts"], since), min(inst["end_ts"], until)
         if target is not None:
             segments.append({"shift": inst["shift"], "start_ts": s0, "end_ts": s1, "trays_per_hour": target})
-        n, trays = by_shift.pop((inst["index"], inst["start_ts"]), (0, 0))
+        n, trays, *_ = got = by_shift.pop((inst["index"], inst["start_ts"]), bin_sums.EMPTY)
         window = ctx.windows.shift_window[(inst["index"], inst["start_ts"])]
         placed = ctx.placed(sums, window)
         hours = sums.seen_s.get(window, 0.0) / 3600  # only the hours the counter saw
         expected = target * hours if target is not None and hours > 0 else None
         shift_rows.append({
             "shift": inst["shift"], "start_ts": inst["start_ts"], "end_ts": inst["end_ts"], "bins": n,
-            "trays": trays, "trays_placed": round(placed, 2), "target_per_hour": target,
+            "trays": trays, **_estimated(got), "trays_placed": round(placed, 2), "target_per_hour": target,
             "hours_observed": round(hours, 4), "expected": None if expected is None else round(expected, 2),
             "vs_target_pct": _pct(placed, expected),
             "current": ctx.current is not None and (ctx.current[0], ctx.current[1]) == (inst["shift"], inst["start_ts"]),
@@ -390,6 +398,7 @@ def _shift_rows(line: str, sums: _LineSums, ctx: _Context) -> tuple[list[dict[st
     outside = by_shift.get(None)
     if outside is not None:
         shift_rows.append({"shift": None, "start_ts": None, "end_ts": None, "bins": outside[0], "trays": outside[1],
+                           **_estimated(outside),
                            "trays_placed": None, "target_per_hour": None, "hours_observed": None, "expected": None,
                            "vs_target_pct": None, "current": False})
     return segments, shift_rows
@@ -399,8 +408,8 @@ def _day_rows(sums: _LineSums, ctx: _Context) -> list[dict[str, Any]]:
     """The line's per UTC day rows (``days``)."""
     days = []
     for d in ctx.windows.day_starts:
-        n, trays = sums.by_day.get(d // DAY_S, (0, 0))
-        days.append({"day": _day(d), "start_ts": float(d), "bins": n, "trays": trays,
+        n, trays, *_ = got = sums.by_day.get(d // DAY_S, bin_sums.EMPTY)
+        days.append({"day": _day(d), "start_ts": float(d), "bins": n, "trays": trays, **_estimated(got),
                      "trays_placed": round(ctx.placed(sums, ctx.windows.day_window[d]), 2)})
     return days
 
@@ -430,7 +439,8 @@ def trailing_rate(db: sqlite_utils.Database, line_id: str, t0: float, t1: float)
 
 # --------------------------------------------------------------------------------------------- export
 
-CSV_COLUMNS = ("period", "line_id", "line_name", "shift", "start_utc", "end_utc", "bins", "trays", "trays_placed",
+CSV_COLUMNS = ("period", "line_id", "line_name", "shift", "start_utc", "end_utc", "bins", "trays", "estimated_bins",
+               "trays_low", "trays_high", "trays_placed",
                "trays_per_hour", "target_per_hour", "expected", "vs_target_pct")
 
 
@@ -438,27 +448,35 @@ def _iso(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _estimated_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """The estimate columns of a CSV row: the range only where some bin is estimated."""
+    est = row.get("estimated_bins") or 0
+    return {"estimated_bins": est, "trays_low": row.get("trays_low") if est else None,
+            "trays_high": row.get("trays_high") if est else None}
+
+
 def _csv_rows(data: dict[str, Any]) -> Iterable[dict[str, Any]]:
     for ln in data["lines"]:
         base = {"line_id": ln["line_id"], "line_name": ln["name"]}
         for r in ln["series"]:
-            yield {**base, "period": "bucket", "start_utc": _iso(r["start_ts"]), "end_utc": _iso(r["end_ts"]),
+            yield {**base, **_estimated_cells(r), "period": "bucket", "start_utc": _iso(r["start_ts"]), "end_utc": _iso(r["end_ts"]),
                    "bins": r["bins"], "trays": r["trays_binned"], "trays_placed": r["trays_placed"],
                    "trays_per_hour": r["trays_per_hour"]}
         for r in ln["shifts"]:
             pct = r["vs_target_pct"]
-            yield {**base, "period": "shift", "shift": r["shift"] or "", "start_utc": _iso(r["start_ts"]),
+            yield {**base, **_estimated_cells(r), "period": "shift", "shift": r["shift"] or "", "start_utc": _iso(r["start_ts"]),
                    "end_utc": _iso(r["end_ts"]), "bins": r["bins"], "trays": r["trays"],
                    "trays_placed": r["trays_placed"], "target_per_hour": r["target_per_hour"],
                    "expected": r["expected"], "vs_target_pct": None if pct is None else round(pct, 2)}
         for r in ln["days"]:
-            yield {**base, "period": "day", "start_utc": r["day"], "end_utc": _iso(r["start_ts"] + DAY_S),
+            yield {**base, **_estimated_cells(r), "period": "day", "start_utc": r["day"], "end_utc": _iso(r["start_ts"] + DAY_S),
                    "bins": r["bins"], "trays": r["trays"], "trays_placed": r["trays_placed"]}
 
 
 def csv_from_dashboard(data: dict[str, Any]) -> str:
     """CSV text of ``dashboard_data`` output: per line, one row per bucket, shift and UTC day (``period``);
-    empty cells where a figure does not apply. Raises nothing."""
+    empty cells where a figure does not apply; estimated_bins counts the bins an outage hid in the row, and
+    trays_low .. trays_high is then the range of its trays. Raises nothing."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import time
@@ -246,3 +248,25 @@ def test_metric_labels_and_badges_fit_at_1440_px(ws, db):
             cut.append((text, round(need), round(width)))
     assert len([e for e, _ in placed if e.type == "metric"]) == 6
     assert cut == [], cut  # (text, px needed, px available)
+
+
+def test_bins_an_outage_hid_are_marked_estimated_with_their_range(ws, db):
+    now = seed(db)
+    db.execute("INSERT INTO line_bins (line_id, start_ts, end_ts, trays, reason, created_at, estimated, trays_low, "
+               "trays_high) VALUES ('A', ?, ?, 20, 'drop', '', 1, 14, 27)", [now - 900, now - 300])
+    at = run_page(PAGE)
+    shown = {m.label: m.value for m in at.metric}["Trays (est.)"]
+    total, low, high = map(int, re.fullmatch(r"≈ (\d+) \((\d+)-(\d+)\)", shown).groups())
+    assert (low, high) == (total - 20 + 14, total - 20 + 27)  # bins of 10 seen whole, one of 20 estimated (14-27)
+    shifts = next(d for d in at.dataframe if "vs target %" in d.value.columns).value
+    assert shifts.loc[shifts["line"] == "Line A", "trays"].iloc[0].startswith("≈ ")
+    assert "estimated from the line's pace" in " ".join(c.value for c in at.caption)
+    from services.lines.stats import csv_from_dashboard, dashboard_data
+
+    data = dashboard_data(db, since_ts=now - 3 * 3600, until_ts=now + 1, now_ts=now, actor="ops")
+    rows = list(csv.DictReader(io.StringIO(csv_from_dashboard(data))))
+    estimated = [r for r in rows if r["estimated_bins"] not in ("", "0")]
+    assert {(r["period"], r["line_id"]) for r in estimated} >= {("shift", "A"), ("day", "A")}
+    assert all(int(r["trays_low"]) < int(r["trays"]) < int(r["trays_high"]) for r in estimated)
+    whole = [r for r in rows if r["line_id"] == "B"]
+    assert whole and all(r["estimated_bins"] == "0" and r["trays_low"] == r["trays_high"] == "" for r in whole)
