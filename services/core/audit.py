@@ -43,12 +43,15 @@ def entries(db: sqlite_utils.Database, *, actor: str, who: str = "", action: str
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    """The entries as CSV text (id, at, actor, action, target, detail)."""
+    """The entries as CSV text (id, at, actor, action, target, detail); text a spreadsheet would run as a
+    formula is neutralised (services.core.csvsafe). Raises nothing."""
     import csv
     import io
+
+    from services.core.csvsafe import safe_row
 
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=["id", "at", "actor", "action", "target", "detail"])
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(safe_row(row=row) for row in rows)
     return out.getvalue()

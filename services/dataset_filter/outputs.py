@@ -11,6 +11,7 @@ from typing import Any
 import sqlite_utils
 
 from services.core import jobs
+from services.core.csvsafe import safe_row
 from services.core.errors import NotFound
 from services.core.storage import ObjectStore, is_s3, join
 from services.dataset_filter.params import KIND, output_root
@@ -151,7 +152,8 @@ REPORT_FIELDS = ("seq", "uri", "outcome", "label", "confidence", "matched", "cop
 
 
 def report_text(db: sqlite_utils.Database, *, job_id: int) -> tuple[str, int]:
-    """(report.csv text, rows): every scanned object in scan order with its best label, confidence, outcome."""
+    """(report.csv text, rows): every scanned object in scan order with its best label, confidence, outcome;
+    text a spreadsheet would run as a formula is neutralised (services.core.csvsafe). Raises nothing."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=REPORT_FIELDS)
     writer.writeheader()
@@ -159,12 +161,12 @@ def report_text(db: sqlite_utils.Database, *, job_id: int) -> tuple[str, int]:
     for row in results(db, job_id=job_id, limit=-1):
         detail = row["detail"]
         best = (detail.get("detections") or {}).get(row["label"] or "", {})
-        writer.writerow({
+        writer.writerow(safe_row(row={
             "seq": row["seq"], "uri": row["uri"], "outcome": row["outcome"], "label": row["label"] or "",
             "confidence": "" if row["confidence"] is None else f"{row['confidence']:.4f}",
             "matched": "; ".join(best.get("matched") or []), "copied_to": row["copied_to"] or "",
             "check": row["check_status"] or "", "error": detail.get("error", ""),
-        })
+        }))
         n += 1
     return out.getvalue(), n
 

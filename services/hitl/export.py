@@ -17,6 +17,7 @@ import sqlite_utils
 
 from services.core.authz import require
 from services.core.config import CLASSES
+from services.core.csvsafe import safe_row
 from services.core.errors import InvalidInput
 from services.hitl.consensus import PRIOR_ACCURACY
 from services.reviews.credit_holds import HELD_SQL, hold_active
@@ -58,7 +59,7 @@ def to_csv(db: sqlite_utils.Database, *, actor: str) -> tuple[str, int]:
         if writer is None:
             writer = csv.DictWriter(out, fieldnames=list(row))
             writer.writeheader()
-        writer.writerow(row)
+        writer.writerow(safe_row(row=row))
         n += 1
     if writer is None:
         out.write(",".join(["image_id", "uri", "review_id", "label", "credit", "reason", "source"]) + "\n")

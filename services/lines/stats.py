@@ -476,12 +476,15 @@ def _csv_rows(data: dict[str, Any]) -> Iterable[dict[str, Any]]:
 def csv_from_dashboard(data: dict[str, Any]) -> str:
     """CSV text of ``dashboard_data`` output: per line, one row per bucket, shift and UTC day (``period``);
     empty cells where a figure does not apply; estimated_bins counts the bins an outage hid in the row, and
-    trays_low .. trays_high is then the range of its trays. Raises nothing."""
+    trays_low .. trays_high is then the range of its trays; text a spreadsheet would run as a formula is
+    neutralised (services.core.csvsafe). Raises nothing."""
+    from services.core.csvsafe import safe_cell
+
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in _csv_rows(data):
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS})
+        writer.writerow({k: "" if row.get(k) is None else safe_cell(value=row.get(k)) for k in CSV_COLUMNS})
     return buf.getvalue()
 
 

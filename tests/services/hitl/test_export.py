@@ -82,3 +82,21 @@ def test_csv_export_has_the_consolidation_columns(seeded):
     header = text.splitlines()[0].split(",")
     assert n == 7
     assert {"consensus_confidence", "consensus_agreement", "inspector_accuracy", "gold_label"} <= set(header)
+
+
+def test_csv_export_neutralises_cells_a_spreadsheet_would_run(db, tmp_path):
+    import csv
+    import io
+
+    path = tmp_path / "x.jpg"
+    path.write_bytes(jpeg_bytes())
+    db.execute("INSERT INTO reviews (id, review_type, product, user_id, submitted_at) "
+               "VALUES ('+1+1', 'product', '=HYPERLINK(\"http://evil.example\",\"x\")', '@SUM(A1)', '2026-01-01T00:00:00Z')")
+    db.execute("INSERT INTO images (id, review_id, uri, sha256, status) VALUES (1, '+1+1', ?, ?, 'decided')",
+               [str(path), "1" * 64])
+    decide(db, image_id=1, label="product", actor="admin")
+    text, n = export.to_csv(db, actor="cli:test")
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert n == 1 and row["review_id"] == "'+1+1"
+    assert row["product"].startswith("'=HYPERLINK(") and row["user_id"] == "'@SUM(A1)"
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row.values()), row
