@@ -114,15 +114,13 @@ def refusal_page(title: str, action: str):  # type: ignore[no-untyped-def]
 
 def guard_network(conn) -> None:  # type: ignore[no-untyped-def]
     """Stop the run, before any data is shown, for a client outside the allowed networks (Settings)."""
-    from services.core.network import effective_client, is_allowed
+    from services.core.network import is_allowed
 
     settings = get_settings(conn)
     if not settings["allowed_networks"]:
         return
-    headers = st.context.headers
-    forwarded = headers.get("X-Forwarded-For") if hasattr(headers, "get") else None
-    client = effective_client(peer=client_address(), forwarded_for=forwarded if isinstance(forwarded, str) else None,
-                              trusted_proxies=settings["trusted_proxies"])
+    client = client_address()
+    client = None if client == "unknown" else client
     if not is_allowed(client=client, allowed_networks=settings["allowed_networks"]):
         from services.core.audit import record
 
@@ -301,10 +299,34 @@ def _end_session(signed: dict, notice: str) -> None:  # type: ignore[type-arg]
         st.logout()  # drops the identity cookie too, or the provider's sign-in would admit them again at once
 
 
+def _peer_address() -> str | None:
+    """The connection's peer, loopback included (``st.context.ip_address`` reports loopback as None)."""
+    try:
+        from streamlit.runtime.context import _get_client_context
+
+        context = _get_client_context()
+        ip = context.remote_ip if context is not None else None
+    except (ImportError, AttributeError):  # another Streamlit: its public, loopback-less address
+        ip = st.context.ip_address
+    return ip if isinstance(ip, str) and ip else None
+
+
+def _judged_client(trusted_proxies: list[str]) -> str | None:
+    """The address the allowlist and the audit go by (``services.core.network.effective_client``): the peer, or
+    what trusted proxies forwarded; None when it cannot be told (a forwarded header that the web server itself
+    may have applied: see ``server_rewrites_forwarded``)."""
+    from services.core.network import effective_client, server_rewrites_forwarded
+
+    headers = st.context.headers
+    values = headers.get_all("X-Forwarded-For") if hasattr(headers, "get_all") else []
+    return effective_client(peer=_peer_address(), forwarded_for=", ".join(values) if values else None,
+                            trusted_proxies=trusted_proxies, server_rewrites=server_rewrites_forwarded(os.environ))
+
+
 def client_address() -> str:
-    """The client's address from the connection (forwarded headers are not trusted here)."""
-    ip = st.context.ip_address
-    return ip if isinstance(ip, str) and ip else "unknown"
+    """The client's address for the audit log, judged as the network allowlist judges it; "unknown" when it
+    cannot be told."""
+    return _judged_client(get_settings(workspace().db())["trusted_proxies"]) or "unknown"
 
 
 def sign_in_form(providers: list[str | None]) -> None:

@@ -3,16 +3,23 @@
 The client address is the connection's peer. Only when that peer is a trusted proxy is the
 ``X-Forwarded-For`` header believed, read from the right and skipping further trusted proxies, so a
 client that forges the header itself gains nothing.
+
+The web server under Streamlit (uvicorn) has its own, separate trust: unless ``FORWARDED_ALLOW_IPS`` is set
+empty, it believes ``X-Forwarded-For`` from loopback and replaces the connection's address with the header's
+before the console sees it. While that trust is on, a request carrying the header has no address the console
+can believe (``server_rewrites_forwarded``); ``run.sh`` switches it off.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from services.core.errors import InvalidInput
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+SERVER_TRUST_ENV = "FORWARDED_ALLOW_IPS"  # uvicorn's own list of peers whose X-Forwarded-For it believes
+SERVER_TRUST_DEFAULT = "127.0.0.1,::1"  # uvicorn's default when the variable is unset
 
 
 def parse_networks(values: Iterable[str]) -> list[str]:
@@ -42,9 +49,21 @@ def _inside(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None, networks
     return addr is not None and any(addr.version == n.version and addr in n for n in networks)
 
 
-def effective_client(*, peer: str | None, forwarded_for: str | None, trusted_proxies: Iterable[str]) -> str | None:
+def server_rewrites_forwarded(environ: Mapping[str, str]) -> bool:
+    """True when the web server in this process (uvicorn, whose settings come from ``environ``) replaces the
+    connection's address with ``X-Forwarded-For`` for some peers: ``FORWARDED_ALLOW_IPS`` unset (loopback is
+    trusted) or naming any host. Never raises."""
+    return any(host.strip() for host in environ.get(SERVER_TRUST_ENV, SERVER_TRUST_DEFAULT).split(","))
+
+
+def effective_client(*, peer: str | None, forwarded_for: str | None, trusted_proxies: Iterable[str],
+                     server_rewrites: bool = False) -> str | None:
     """The client address to judge: the peer, unless the peer is a trusted proxy; then the right-most
-    ``X-Forwarded-For`` entry that is not itself a trusted proxy. None when it cannot be told."""
+    ``X-Forwarded-For`` entry that is not itself a trusted proxy. None when it cannot be told, which includes
+    any request carrying the header while ``server_rewrites`` (the web server may already have put the header's
+    address in place of the peer's). Raises InvalidInput for a malformed trusted-proxy entry."""
+    if server_rewrites and forwarded_for is not None:
+        return None
     proxies = [ipaddress.ip_network(p, strict=False) for p in parse_networks(trusted_proxies)]
     addr = _address(peer)
     if addr is None or not _inside(addr, proxies) or not forwarded_for:

@@ -6,7 +6,7 @@ import pytest
 
 from services.core.config import get_settings, set_setting
 from services.core.errors import InvalidInput
-from services.core.network import effective_client, is_allowed, parse_networks
+from services.core.network import effective_client, is_allowed, parse_networks, server_rewrites_forwarded
 
 
 def test_ranges_are_normalised_and_bad_ones_named():
@@ -35,6 +35,25 @@ def test_forwarded_header_is_believed_only_from_a_trusted_proxy():
     assert effective_client(peer="10.0.0.2", forwarded_for="garbage", trusted_proxies=proxies) is None
     assert effective_client(peer="10.0.0.2", forwarded_for=None, trusted_proxies=proxies) == "10.0.0.2"
     assert effective_client(peer=None, forwarded_for="10.1.1.1", trusted_proxies=proxies) is None
+
+
+def test_a_header_the_web_server_may_have_applied_gives_no_address():
+    """uvicorn believes X-Forwarded-For from loopback unless FORWARDED_ALLOW_IPS is set empty, and puts the
+    header's address in place of the peer's: the console sees 10.9.8.7 as the peer of a loopback client that
+    forged it. While that trust is on, a request carrying the header has no address to believe."""
+    assert server_rewrites_forwarded({})  # uvicorn's default: 127.0.0.1,::1
+    assert server_rewrites_forwarded({"FORWARDED_ALLOW_IPS": "*"})
+    assert not server_rewrites_forwarded({"FORWARDED_ALLOW_IPS": ""})  # what run.sh sets
+    assert not server_rewrites_forwarded({"FORWARDED_ALLOW_IPS": " , "})
+    forged = effective_client(peer="10.9.8.7", forwarded_for="10.9.8.7", trusted_proxies=[], server_rewrites=True)
+    assert forged is None
+    assert not is_allowed(client=forged, allowed_networks=["10.9.8.0/24"])
+    assert effective_client(peer="10.9.8.7", forwarded_for="", trusted_proxies=[], server_rewrites=True) is None
+    # no header: the server replaced nothing
+    assert effective_client(peer="10.9.8.7", forwarded_for=None, trusted_proxies=[], server_rewrites=True) == "10.9.8.7"
+    # the server's trust off: the console's own list decides, loopback proxies included
+    assert effective_client(peer="127.0.0.1", forwarded_for="10.9.8.7", trusted_proxies=[]) == "127.0.0.1"
+    assert effective_client(peer="127.0.0.1", forwarded_for="10.9.8.7", trusted_proxies=["127.0.0.1"]) == "10.9.8.7"
 
 
 def test_settings_validate_ranges(db):

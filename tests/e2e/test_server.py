@@ -1,0 +1,125 @@
+"""Server-level security checks against a real streamlit server on loopback (issue 19): the network allowlist
+against a forged ``X-Forwarded-For``, and what the server configuration exposes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from services.core.config import set_setting
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def allowed_networks() -> list[str]:
+    return ["10.9.8.0/24"]
+
+
+@pytest.fixture
+def trusted_proxies() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def server_trust() -> str | None:
+    """FORWARDED_ALLOW_IPS for the server: None leaves uvicorn's default (loopback), "" is what run.sh sets."""
+    return None
+
+
+@pytest.fixture
+def server(ws, allowed_networks, trusted_proxies, server_trust):
+    """The console started with ``streamlit run`` and the repo's config, on loopback."""
+    db = ws.db()
+    set_setting(db, key="allowed_networks", value=allowed_networks, actor="cli:test")
+    set_setting(db, key="trusted_proxies", value=trusted_proxies, actor="cli:test")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FORWARDED_ALLOW_IPS"}
+    env |= {"REVIEW_CONSOLE_DATA_DIR": str(ws.root), "REVIEW_CONSOLE_WORKER": "off"}
+    if server_trust is not None:
+        env["FORWARDED_ALLOW_IPS"] = server_trust
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(proc.stdout.read().decode())
+            time.sleep(0.2)  # polling a starting server's port, not waiting for app state
+    yield f"http://127.0.0.1:{port}", db
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def _visit(url: str, forwarded_for: str) -> bool:
+    """Open the console in Chromium, sending ``X-Forwarded-For`` on every request (the WebSocket's too); True
+    when admitted (set-up mode: signed in as the local operator), False when refused by the allowlist."""
+    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium not found (apt-get install chromium)")
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_context(extra_http_headers={"X-Forwarded-For": forwarded_for}).new_page()
+        page.goto(url + "/")
+        refused, admitted = page.get_by_text("is not allowed"), page.get_by_text("Signed in as")
+        refused.or_(admitted).first.wait_for(timeout=60_000)
+        result = admitted.count() > 0
+        assert result != (refused.count() > 0)
+        browser.close()
+    return result
+
+
+@pytest.mark.parametrize("server_trust", [None, ""])  # streamlit run as it comes, and as run.sh starts it
+def test_a_forged_forwarded_for_from_loopback_does_not_pass_the_allowlist(server):
+    """A client on 127.0.0.1 (outside 10.9.8.0/24, no trusted proxies) that sends X-Forwarded-For: 10.9.8.7
+    is refused like one that does not, and audited without the forged address."""
+    url, db = server
+    assert not _visit(url, "10.9.8.7"), "the forged header passed the allowlist (set-up mode: as admin)"
+    refused = [r[0] for r in db.execute("SELECT detail FROM audit_log WHERE action = 'access.refused'")]
+    assert refused and all("10.9.8.7" not in (detail or "") for detail in refused)
+
+
+@pytest.mark.parametrize(("server_trust", "trusted_proxies"), [("", ["127.0.0.1"])])
+def test_a_reverse_proxy_on_loopback_listed_as_trusted_forwards_its_client(server):
+    """The console's own trusted-proxy list decides: a proxy on 127.0.0.1 listed there (the server started as
+    run.sh does) is believed about its client, inside or outside the allowed networks."""
+    url, db = server
+    assert _visit(url, "10.9.8.7")
+    assert not _visit(url, "203.0.113.9")
+    refused = [r[0] for r in db.execute("SELECT detail FROM audit_log WHERE action = 'access.refused'")]
+    assert len(refused) == 1 and "203.0.113.9" in refused[0]
+
+
+def test_the_server_configuration_closes_what_it_can():
+    """XSRF checks on uploads, uploads no bigger than a manifest needs, no agent API, no static folder."""
+    server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["enableXsrfProtection"] is True
+    assert server["enableCORS"] is True
+    assert server["maxUploadSize"] <= 10  # MB; larger manifests are read from a path or s3://
+    assert server["enableStaticServing"] is False
+    assert server["enableAgentApi"] is False
