@@ -27,6 +27,7 @@ from services.core.authz import require
 from services.core.config import get_settings, object_store
 from services.core.errors import ConsoleError, ImageError, InvalidInput
 from services.core.images import WRITABLE_IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from services.core.locations import overlaps
 from services.core.storage import is_s3, join, split_s3
 from services.faces.detection import DEFAULT_THRESHOLD, make_detector
 from services.faces.masks import DEFAULT_MASK_SCALE, anonymize, validate
@@ -44,15 +45,14 @@ DEFAULTS = {"detector": "local", "mode": "blur", "shape": "ellipse", "mask_scale
 
 
 def validate_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Clean job parameters. Raises InvalidInput for a missing or nested source and destination, or a bad
-    detector, mode, shape, scale or threshold."""
+    """Clean job parameters. Raises InvalidInput for a missing, malformed or nested source and destination
+    (however spelled), or a bad detector, mode, shape, scale or threshold."""
     clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     for key in ("source", "destination"):
         clean[key] = str(clean.get(key) or "").strip().rstrip("/")
         if not clean[key]:
             raise InvalidInput(f"give a {key}: a folder or s3://bucket/prefix")
-    src, dst = clean["source"] + "/", clean["destination"] + "/"
-    if src.startswith(dst) or dst.startswith(src):
+    if overlaps(clean["source"], clean["destination"]):  # compared resolved: ./, //, file://, links, ..
         raise InvalidInput("the destination must not be inside the source, nor the source inside the destination")
     if clean["detector"] not in ("local", "rekognition"):
         raise InvalidInput(f"unknown face detector '{clean['detector']}': choose local or rekognition")
