@@ -22,6 +22,7 @@ from db.migrations.m013_version_activation_time import m013_version_activation_t
 from db.migrations.m014_model_alerts import m014_model_alerts
 from db.migrations.m015_queue_rank import m015_queue_rank
 from db.migrations.m016_estimated_bins import m016_estimated_bins
+from db.migrations.m017_sign_in_throttle import m017_sign_in_throttle
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -43,4 +44,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m014_model_alerts", m014_model_alerts),
     ("m015_queue_rank", m015_queue_rank),
     ("m016_estimated_bins", m016_estimated_bins),
+    ("m017_sign_in_throttle", m017_sign_in_throttle),
 ]
