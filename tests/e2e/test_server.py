@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,18 @@ def test_the_server_configuration_closes_what_it_can():
     assert server["maxUploadSize"] <= 10  # MB; larger manifests are read from a path or s3://
     assert server["enableStaticServing"] is False
     assert server["enableAgentApi"] is False
+
+
+def test_what_the_server_answers_before_sign_in_is_what_the_readme_says(server):
+    """What configuration cannot close (README, Security: "What the server exposes before sign-in"), checked on
+    a real server: if a Streamlit upgrade starts sending frame headers or guards the metrics, this fails so the
+    README and config can take it up. The console page itself is refused to this client (outside the list)."""
+    url, _ = server
+    with urllib.request.urlopen(url + "/", timeout=30) as response:
+        headers = {k.lower() for k in response.headers}
+    assert "x-frame-options" not in headers and "content-security-policy" not in headers  # the proxy's job
+    with urllib.request.urlopen(url + "/_stcore/metrics", timeout=30) as response:
+        assert response.status == 200  # answers anyone: keep it inside at the proxy
+    readme = (ROOT / "README.md").read_text()
+    for needed in ("frame-ancestors 'none'", "X-Frame-Options DENY", "location /_stcore/metrics"):
+        assert needed in readme
