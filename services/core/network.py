@@ -6,8 +6,8 @@ client that forges the header itself gains nothing.
 
 The web server under Streamlit (uvicorn) has its own, separate trust: unless ``FORWARDED_ALLOW_IPS`` is set
 empty, it believes ``X-Forwarded-For`` from loopback and replaces the connection's address with the header's
-before the console sees it. While that trust is on, a request carrying the header has no address the console
-can believe (``server_rewrites_forwarded``); ``run.sh`` switches it off.
+before the console sees it. While that trust is on, a request whose address is among its header's entries has no
+address the console can believe (``server_rewrites_forwarded``); ``run.sh`` switches that trust off.
 """
 
 from __future__ import annotations
@@ -56,13 +56,26 @@ def server_rewrites_forwarded(environ: Mapping[str, str]) -> bool:
     return any(host.strip() for host in environ.get(SERVER_TRUST_ENV, SERVER_TRUST_DEFAULT).split(","))
 
 
+def _named_in(peer: str | None, forwarded_for: str) -> bool:
+    """Whether ``peer`` is one of the header's entries (as uvicorn reads them: ``host``, ``v4:port``,
+    ``[v6]:port``), the only addresses uvicorn could have put in place of the real peer."""
+    addr = _address(peer)
+    for entry in (e.strip() for e in forwarded_for.split(",")):
+        host = entry[1:entry.find("]")] if entry.startswith("[") and "]" in entry else \
+            entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        if host == peer or (addr is not None and _address(host) == addr):
+            return True
+    return False
+
+
 def effective_client(*, peer: str | None, forwarded_for: str | None, trusted_proxies: Iterable[str],
                      server_rewrites: bool = False) -> str | None:
     """The client address to judge: the peer, unless the peer is a trusted proxy; then the right-most
     ``X-Forwarded-For`` entry that is not itself a trusted proxy. None when it cannot be told, which includes
-    any request carrying the header while ``server_rewrites`` (the web server may already have put the header's
-    address in place of the peer's). Raises InvalidInput for a malformed trusted-proxy entry."""
-    if server_rewrites and forwarded_for is not None:
+    a peer named in the header while ``server_rewrites`` (the web server may have put that entry in place of
+    the real peer; a peer the header does not name is the real one). Raises InvalidInput for a malformed
+    trusted-proxy entry."""
+    if server_rewrites and forwarded_for and _named_in(peer, forwarded_for):
         return None
     proxies = [ipaddress.ip_network(p, strict=False) for p in parse_networks(trusted_proxies)]
     addr = _address(peer)

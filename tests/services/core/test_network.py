@@ -40,7 +40,7 @@ def test_forwarded_header_is_believed_only_from_a_trusted_proxy():
 def test_a_header_the_web_server_may_have_applied_gives_no_address():
     """uvicorn believes X-Forwarded-For from loopback unless FORWARDED_ALLOW_IPS is set empty, and puts the
     header's address in place of the peer's: the console sees 10.9.8.7 as the peer of a loopback client that
-    forged it. While that trust is on, a request carrying the header has no address to believe."""
+    forged it. While that trust is on, a peer the header names has no address to believe."""
     assert server_rewrites_forwarded({})  # uvicorn's default: 127.0.0.1,::1
     assert server_rewrites_forwarded({"FORWARDED_ALLOW_IPS": "*"})
     assert not server_rewrites_forwarded({"FORWARDED_ALLOW_IPS": ""})  # what run.sh sets
@@ -48,7 +48,14 @@ def test_a_header_the_web_server_may_have_applied_gives_no_address():
     forged = effective_client(peer="10.9.8.7", forwarded_for="10.9.8.7", trusted_proxies=[], server_rewrites=True)
     assert forged is None
     assert not is_allowed(client=forged, allowed_networks=["10.9.8.0/24"])
-    assert effective_client(peer="10.9.8.7", forwarded_for="", trusted_proxies=[], server_rewrites=True) is None
+    for header in ("10.9.8.7:5555", "203.0.113.9, 10.9.8.7", "[fd00::7]:80"):
+        peer = "fd00::7" if "fd00" in header else "10.9.8.7"
+        assert effective_client(peer=peer, forwarded_for=header, trusted_proxies=[], server_rewrites=True) is None
+    # a peer the header does not name is the real one (uvicorn only ever puts an entry of the header there):
+    # a proxy on another host, started without run.sh, still works
+    assert effective_client(peer="10.0.0.2", forwarded_for="203.0.113.9", trusted_proxies=["10.0.0.2"],
+                            server_rewrites=True) == "203.0.113.9"
+    assert effective_client(peer="10.9.8.7", forwarded_for="", trusted_proxies=[], server_rewrites=True) == "10.9.8.7"
     # no header: the server replaced nothing
     assert effective_client(peer="10.9.8.7", forwarded_for=None, trusted_proxies=[], server_rewrites=True) == "10.9.8.7"
     # the server's trust off: the console's own list decides, loopback proxies included
