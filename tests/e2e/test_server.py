@@ -139,3 +139,58 @@ def test_what_the_server_answers_before_sign_in_is_what_the_readme_says(server):
     readme = (ROOT / "README.md").read_text()
     for needed in ("frame-ancestors 'none'", "X-Frame-Options DENY", "location /_stcore/metrics"):
         assert needed in readme
+
+
+def test_a_session_that_never_signed_in_cannot_upload_15_mb(server):
+    """A client outside the allowlist still gets a Streamlit session (the refusal page is drawn through it) and
+    with it the upload endpoint; the server's own limit (server.maxUploadSize) is what caps it."""
+    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium not found (apt-get install chromium)")
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    url, _ = server
+    session_ids: list[str] = []
+
+    def frames(ws) -> None:  # type: ignore[no-untyped-def]
+        def received(payload) -> None:  # type: ignore[no-untyped-def]
+            if isinstance(payload, bytes):
+                msg = ForwardMsg()
+                try:
+                    msg.ParseFromString(payload)
+                except Exception:  # noqa: BLE001 (another frame kind)
+                    return
+                if msg.WhichOneof("type") == "new_session" and msg.new_session.initialize.session_id:
+                    session_ids.append(msg.new_session.initialize.session_id)
+        ws.on("framereceived", received)
+
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page()
+        page.on("websocket", frames)
+        page.goto(url + "/")
+        page.get_by_text("is not allowed").wait_for(timeout=60_000)
+        assert session_ids
+        status = page.evaluate("""async ([sid, size]) => {
+            const token = (document.cookie.match(/_streamlit_xsrf=([^;]+)/) || [])[1] || "";
+            const form = new FormData();
+            form.append("file", new Blob([new Uint8Array(size)]), "reviews.jsonl");
+            const r = await fetch(`/_stcore/upload_file/${sid}/f1`, {method: "PUT", body: form,
+                                  headers: {"X-Xsrftoken": decodeURIComponent(token)}});
+            return r.status;
+        }""", [session_ids[0], 15 * 1024 * 1024])
+        small = page.evaluate("""async ([sid]) => {
+            const token = (document.cookie.match(/_streamlit_xsrf=([^;]+)/) || [])[1] || "";
+            const form = new FormData();
+            form.append("file", new Blob([new Uint8Array(1000)]), "reviews.jsonl");
+            const r = await fetch(`/_stcore/upload_file/${sid}/f2`, {method: "PUT", body: form,
+                                  headers: {"X-Xsrftoken": decodeURIComponent(token)}});
+            return r.status;
+        }""", [session_ids[0]])
+        browser.close()
+    assert small == 204  # the endpoint itself is open to the session (README: what remains)
+    assert status == 413
