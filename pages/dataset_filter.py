@@ -180,7 +180,7 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
     if job["state"] == "done" and p.get("dry_run"):
         st.info(f"Dry run: {job['result'].get('would_scan', 0):,} images would be scanned.")
     if job["error"]:
-        st.error(job["error"].splitlines()[0], icon=":material/error:")
+        st.error(md(job["error"].splitlines()[0]), icon=":material/error:")
     job_controls(fresh, job, key="df", actor=user.name)
     if job["state"] == "done" and job["result"]:
         if job["result"].get("manifest"):

@@ -89,7 +89,7 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
     if job["total"]:
         st.progress(min(1.0, (job["done"] + job["failed"]) / job["total"]))
     if job["error"]:
-        st.error(job["error"].splitlines()[0], icon=":material/error:")
+        st.error(md(job["error"].splitlines()[0]), icon=":material/error:")
     job_controls(fresh, job, key="fb", actor=user.name)
     failed = jobs.failed_items(fresh, job_id=job_id)
     if failed:
@@ -142,14 +142,14 @@ def browse(fresh, job) -> None:  # type: ignore[no-untyped-def]
 def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def]
     """One file before and after (a video: its output and two masked frames)."""
     left, right = st.columns(2)
-    flag = f" · look: {'; '.join(d['review'])}" if d.get("review") else ""
+    flag = f" · look: {md('; '.join(d['review']))}" if d.get("review") else ""
     if d["video"]:  # the source may not play in a browser (AVI, MOV); the output is H.264 MP4
-        left.caption(f"before: {d['key']} · {d['frames']} frames at {d['fps']:.3f} fps, {d['duration']} s"
-                     + (f", rotated {d['rotation']}°" if d["rotation"] else "") + (f", audio {d['audio']}" if d["audio"] else ""))
+        left.caption(f"before: {md(d['key'])} · {d['frames']} frames at {d['fps']:.3f} fps, {d['duration']} s"
+                     + (f", rotated {d['rotation']}°" if d["rotation"] else "") + (f", audio {md(d['audio'])}" if d["audio"] else ""))
         try:
             right.video(store_bytes(d["output"]))
         except ConsoleError as exc:
-            right.error(str(exc))
+            right.error(md(exc))
         right.caption(f"after: {d.get('faces_found', d['tracks'])} faces masked on {len(d['masked'])} of {d['frames']} "
                       f"frames (detected every {d['detect_every']} frames){flag}")
         for frame_no, before_jpg, after_jpg in face_blur.video_samples(fresh, job_id=job_id, key=d["key"], actor=user.name):
@@ -157,9 +157,9 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
             a.image(before_jpg, caption=f"frame {frame_no}, before")
             b.image(after_jpg, caption=f"frame {frame_no}, after")
         return
-    show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {d['key']}")
+    show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {md(d['key'])}")
     show_photo(right, uri=d["output"], sha256=None, size=480,
-               caption=f"after: {len(d['faces'])} faces {p['mode']} ({d['width']}×{d['height']}, {d['format']}){flag}")
+               caption=f"after: {len(d['faces'])} faces {md(p['mode'])} ({d['width']}×{d['height']}, {md(d['format'])}){flag}")
 
 
 live_job_panel(job_id, render)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, show_error, workspace
+from pages.common import current_user, db, ensure_worker, md, show_error, workspace
 from services.core import jobs
 from services.core.clock import now_iso
 from services.core.config import get_settings
@@ -68,7 +68,7 @@ with cls:
     if model is None:
         st.warning("No model yet: classifying now sends every photo to the review queue.")
     else:
-        st.caption(f"Active model: {model['name']}")
+        st.caption(f"Active model: {md(model['name'])}")
     st.write(f"{pending:,} photos wait for classification.")
     if st.button("Classify pending photos", key="jobs_classify", disabled=pending == 0, type="primary"):
         launch("classify", {})
@@ -93,7 +93,7 @@ def job_list() -> None:
                 jobs.cancel_job(fresh, job_id=job["id"], actor=user.name)
                 st.rerun()
             if job["error"]:
-                st.error(job["error"].splitlines()[0])
+                st.error(md(job["error"].splitlines()[0]))
             if job["result"]:
                 with st.expander("Result"):
                     st.json(job["result"])

@@ -81,7 +81,7 @@ if st.session_state.get("mdl_job"):
         st.progress(job["done"] / job["total"] if job["total"] else 0.0,
                     text=f"grid search #{job['id']}: {job['state']}, {job['done']} of {job['total'] or '?'} items")
         if job["error"]:
-            st.error(job["error"].splitlines()[0])
+            st.error(md(job["error"].splitlines()[0]))
         for warning in (job["result"] or {}).get("warnings", []):
             st.warning(warning)
         job_controls(c, job, key="mdl_jc", actor=user.name)
@@ -94,7 +94,7 @@ else:
     search = st.selectbox("Search", searches, key="mdl_search", format_func=lambda s: (
         f"#{s['id']} {s['backend']} {s['grid']} — {s['state']} ({s['examples'] or '?'} photos, {s['folds'] or '?'} folds)"))
     if search["error"]:
-        st.error(search["error"].splitlines()[0])
+        st.error(md(search["error"].splitlines()[0]))
     rows = pd.DataFrame(grid_search.comparison_rows(conn, actor=user.name, search_ids=[search["id"]]))
     if rows.empty:
         st.caption("No finished grid point yet.")

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import current_user, db, workspace
+from pages.common import current_user, db, md, workspace
 from services.core.authz import allowed
 from services.core.config import Workspace
 from services.models.registry import active_version
@@ -44,7 +44,7 @@ if model is None:
     )
 else:
     f1 = (model.get("metrics") or {}).get("macro_f1")
-    st.caption(f"Active model **{model['name']}**" + (f" — cross-validated macro-F1 {f1:.3f}" if f1 is not None else ""))
+    st.caption(f"Active model **{md(model['name'])}**" + (f" — cross-validated macro-F1 {f1:.3f}" if f1 is not None else ""))
 
 cols = st.columns(6)
 cols[0].metric("Photos in", f"{stats['photos']:,}")

@@ -80,7 +80,7 @@ with adj_tab:
                 if st.button("Decide", key=f"ql_adj_decide_{image_id}", type="primary", disabled=choice is None):
                     try:
                         decision = adjudicate(conn, image_id=image_id, label=choice, actor=user.name)
-                        done(f"Image {image_id} decided as {label_name(choice)}: {decision['reason']}")
+                        done(f"Image {image_id} decided as {label_name(choice)}: {md(decision['reason'])}")
                     except ConsoleError as exc:
                         show_error(exc)
 

@@ -93,7 +93,7 @@ with right:
                    f"{md(reused['other_user_id'] or '?')}); its credit is held until an admin clears it.",
                    icon=":material/content_copy:")
         show_photo(st, uri=reused["other_uri"], sha256=reused["other_sha256"], size=160, width=160,
-                   caption=f"the earlier photo ({reused['kind']} copy, {reused['how']})")
+                   caption=f"the earlier photo ({md(reused['kind'])} copy, {md(reused['how'])})")
     similar = similar_decided(conn, image_id=item["id"], actor=inspector, index=similarity_index())
     if similar:
         st.caption("Most similar photos already decided:")
@@ -107,12 +107,12 @@ with right:
                       format_func=lambda c: c.replace("_", " "))
     if choice:
         ok, why = photo_qualifies(review_type=item["review_type"], label=choice, rules=settings["credit_rules"])
-        (st.success if ok else st.warning)(f"Credit rule: {why}")
+        (st.success if ok else st.warning)(f"Credit rule: {md(why)}")
 
     def save(label: str) -> None:
         try:
             saved = submit(conn, image_id=item["id"], label=label, actor=inspector)
-            st.session_state["q_last"] = f"Saved {saved['label']} for image {item['id']}: {saved['reason']}"
+            st.session_state["q_last"] = f"Saved {saved['label']} for image {item['id']}: {md(saved['reason'])}"
             st.rerun()
         except ConsoleError as exc:
             show_error(exc)

@@ -45,8 +45,8 @@ for f in flags:
         st.markdown(f"**Review {md(f['review_id'])}** reuses a photo of review **{md(f['other_review_id'])}**: "
                     f"{detail}, from {same}. Status: **{f['status']}**")
         left, right = st.columns(2)
-        show_photo(left, uri=f["uri"], sha256=f["sha256"], size=360, caption=f"later: {f['uri']}")
-        show_photo(right, uri=f["other_uri"], sha256=f["other_sha256"], size=360, caption=f"earlier: {f['other_uri']}")
+        show_photo(left, uri=f["uri"], sha256=f["sha256"], size=360, caption=f"later: {md(f['uri'])}")
+        show_photo(right, uri=f["other_uri"], sha256=f["other_sha256"], size=360, caption=f"earlier: {md(f['other_uri'])}")
         if f["status"] == "open":
             note = st.text_input("Note (optional)", key=f"rp_note_{f['id']}")
             c1, c2 = st.columns(2)

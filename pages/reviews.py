@@ -93,7 +93,7 @@ if selected:
     rv, outcome = detail["review"], detail["outcome"]
     credit = {True: "credit granted", False: "no credit", None: "undecided"}[outcome["credit"]]
     st.markdown(f"**{md(rv['review_type'])}** review of **{md(rv['product'] or 'unknown product')}** by **{md(rv['user_id'] or '?')}** "
-                f"on {rv['submitted_at']}: **{credit}** — {outcome['reason']}")
+                f"on {rv['submitted_at']}: **{credit}** — {md(outcome['reason'])}")
     if rv["text"]:
         st.text(rv["text"])  # customer text is shown as plain text, never as markdown
     for photo in detail["photos"]:
@@ -102,7 +102,7 @@ if selected:
         c2.write(f"Status: **{photo['status']}**" + (f" ({photo['queue_reason']})" if photo["queue_reason"] else ""))
         if photo["predictions"]:
             p = photo["predictions"][0]
-            c2.write(f"Model {p['model_version']}: **{p['label']}** at {p['confidence']:.0%}")
+            c2.write(f"Model {md(p['model_version'])}: **{md(p['label'])}** at {p['confidence']:.0%}")
             c2.bar_chart(pd.Series(p["probabilities"], name="probability"), height=160)
         if photo["decisions"]:
             c2.dataframe(pd.DataFrame(photo["decisions"])[["decided_at", "label", "credit", "source", "decided_by", "reason"]],

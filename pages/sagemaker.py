@@ -141,7 +141,7 @@ else:
                     + (f" · SageMaker {md(p['sagemaker_name'])}: {md(p.get('sagemaker_status') or 'starting')}"
                        if p.get("sagemaker_name") else ""))
         if job["error"]:
-            st.error(job["error"].splitlines()[0], icon=":material/error:")
+            st.error(md(job["error"].splitlines()[0]), icon=":material/error:")
         if job["result"]:
             st.json(job["result"], expanded=False)
         job_controls(fresh, job, key="sm", actor=user.name)

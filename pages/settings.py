@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, show_error
+from pages.common import current_user, db, ensure_worker, md, show_error
 from services.core.config import CLASSES, get_settings, set_setting
 from services.core.errors import ConsoleError
 from services.models import retraining
@@ -79,7 +79,7 @@ with st.form("rules_form"):
     rules = {}
     for rtype, rule in settings["credit_rules"].items():
         c1, c2, c3 = st.columns([2, 3, 2])
-        c1.markdown(f"**{rtype}**")
+        c1.markdown(f"**{md(rtype)}**")
         classes = c2.multiselect("Qualifying classes", CLASSES, rule["classes"], key=f"set_rule_classes_{rtype}")
         mode = c3.radio("Photos", ["any", "all"], index=["any", "all"].index(rule["mode"]), horizontal=True,
                         key=f"set_rule_mode_{rtype}")

@@ -4,7 +4,7 @@ audit log, filtered and exported."""
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, show_error, sso_providers
+from pages.common import current_user, db, md, show_error, sso_providers
 from services.access import sso
 from services.access.accounts import ROLES, create_user, list_users, set_disabled, set_roles
 from services.core import audit
@@ -39,11 +39,11 @@ with users_tab:
         if st.form_submit_button("Create", key="us_create_submit"):
             try:
                 created = create_user(conn, username=name, password=password, roles=roles, actor=user.name)
-                done(f"Created {created['username']} ({', '.join(created['roles'])}).")
+                done(f"Created {md(created['username'])} ({', '.join(created['roles'])}).")
             except ConsoleError as exc:
                 show_error(exc)
     for account in accounts:
-        with st.expander(f"{account['username']} · {', '.join(account['roles'])}"
+        with st.expander(f"{md(account['username'])} · {', '.join(account['roles'])}"
                          + (" · disabled" if account["disabled"] else "")):
             oidc = account["auth"] == "oidc"
             if oidc:
@@ -53,21 +53,21 @@ with users_tab:
             if c1.button("Save roles", key=f"us_save_{account['username']}", disabled=oidc):
                 try:
                     set_roles(conn, username=account["username"], roles=picked, actor=user.name)
-                    done(f"Roles of {account['username']} saved.")
+                    done(f"Roles of {md(account['username'])} saved.")
                 except ConsoleError as exc:
                     show_error(exc)
             label = "Enable (and unlock)" if account["disabled"] or account["failed_count"] else "Disable"
             if c2.button(label, key=f"us_toggle_{account['username']}"):
                 try:
                     set_disabled(conn, username=account["username"], disabled=label == "Disable", actor=user.name)
-                    done(f"{account['username']}: {'disabled' if label == 'Disable' else 'enabled'}.")
+                    done(f"{md(account['username'])}: {'disabled' if label == 'Disable' else 'enabled'}.")
                 except ConsoleError as exc:
                     show_error(exc)
 
 with sso_tab:
     providers = sso_providers()
     if providers:
-        st.caption(f"Single sign-on is on ({', '.join(p or 'one provider' for p in providers)}). A person's roles are "
+        st.caption(f"Single sign-on is on ({', '.join(md(p) if p else 'one provider' for p in providers)}). A person's roles are "
                    "those mapped to their identity and to each of their groups; without one they are refused.")
     else:
         st.info("Single sign-on is off: configure an OIDC provider under [auth] in .streamlit/secrets.toml "
@@ -86,7 +86,7 @@ with sso_tab:
         if st.form_submit_button("Save mapping", key="us_sso_submit"):
             try:
                 saved = sso.set_mapping(conn, kind=kind, subject=subject, roles=map_roles, actor=user.name)
-                done(f"{saved['kind']} {saved['subject']} → {', '.join(saved['roles'])}.")
+                done(f"{saved['kind']} {md(saved['subject'])} → {', '.join(saved['roles'])}.")
             except ConsoleError as exc:
                 show_error(exc)
     if maps:
@@ -96,7 +96,7 @@ with sso_tab:
         if c2.button("Remove", key="us_sso_remove_submit", disabled=gone is None):
             try:
                 sso.remove_mapping(conn, kind=labels[gone]["kind"], subject=labels[gone]["subject"], actor=user.name)
-                done(f"Removed the mapping for {gone}.")
+                done(f"Removed the mapping for {md(gone)}.")
             except ConsoleError as exc:
                 show_error(exc)
 

@@ -11,6 +11,7 @@ from services.core.config import set_setting
 from services.core.jobs import create_job, run_job
 from services.dataset_filter import job as dataset_filter
 from tests.pages.helpers import ROOT, run_page, texts, write_photo
+from tests.pages.markdown_check import shown_text
 
 PAGE = str(ROOT / "pages" / "checks.py")
 
@@ -20,10 +21,10 @@ PAGE = str(ROOT / "pages" / "checks.py")
 
 
 def shown_uri(at) -> str:
-    """The source image on screen (its URI is the last caption)."""
+    """The source image on screen (its URI is the last caption, as shown: the markdown caption escapes it)."""
     assert not at.exception, at.exception
     assert len(at.image) == 1
-    return at.image[0].captions[0]
+    return shown_text(at.image[0].captions[0])
 
 
 @pytest.fixture

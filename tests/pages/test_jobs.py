@@ -6,6 +6,7 @@ import json
 
 from services.core.jobs import get_job, run_job
 from tests.pages.helpers import seed_reviews, start_app, write_photo
+from tests.pages.markdown_check import shown_text
 
 
 def progress_texts(at) -> list[str]:
@@ -183,7 +184,7 @@ def test_classify_tab_names_the_active_model(trained_ws):
     finally:
         db.close()
     at = start_app("pages/jobs.py")
-    assert any(c.value == f"Active model: {name}" for c in at.caption)
+    assert any(shown_text(c.value) == f"Active model: {name}" for c in at.caption)
     assert not at.warning
     assert n_labels > 0
     assert any(c.value == f"{n_labels:,} imported labels in this workspace." for c in at.caption)

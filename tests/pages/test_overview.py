@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.core.config import CLASSES, set_setting
 from services.hitl.answers import submit
 from tests.pages.helpers import classify_now, seed_reviews, start_app
+from tests.pages.markdown_check import shown_text
 
 
 def metrics(at) -> dict[str, str]:
@@ -62,5 +63,5 @@ def test_metrics_with_a_model_deciding_automatically(trained_ws, tmp_path):
         "Credits granted": "2",
     }
     assert not at.warning and not at.info
-    assert any(c.value.startswith("Active model **head-") for c in at.caption)
+    assert any(shown_text(c.value).startswith("Active model head-") for c in at.caption)
     assert len(at.get("plotly_chart")) == 2  # photos per day and credits per day
