@@ -340,7 +340,7 @@ def sign_in_form(providers: list[str | None]) -> None:
     if notice := st.session_state.pop("auth_notice", None):
         st.info(notice)
     if refused := st.session_state.get(SSO_REFUSED_KEY):
-        st.error(refused, icon=":material/block:")
+        st.error(md(refused), icon=":material/block:")  # names the person's identity
         left, right = st.columns(2)
         if left.button("Try again", key="sso_retry", icon=":material/refresh:"):  # once an admin has mapped them
             st.session_state.pop(SSO_REFUSED_KEY, None)
@@ -446,4 +446,5 @@ def md(text: object) -> str:
 
 
 def show_error(exc: ConsoleError) -> None:
-    st.error(str(exc), icon=":material/error:")
+    """The error's message, shown literally: it may name a user, a file or a review."""
+    st.error(md(exc), icon=":material/error:")

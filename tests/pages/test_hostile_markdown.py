@@ -78,3 +78,14 @@ def test_users_and_audit_show_user_names_literally(ws, db):
     shown = assert_inert(at)
     assert any(s.startswith("![x](//evil.example/u.png) · inspector") for s in shown), shown
     assert any(s.startswith(f"{USER} · inspector") for s in shown), shown
+
+
+def test_an_error_naming_a_user_shows_the_name_literally(ws, db):
+    at = signed_in_admin(db)
+    for _ in range(2):  # the second time the name is taken: the error names it
+        at.text_input(key="us_new_name").set_value(USER)
+        at.text_input(key="us_new_password").set_value("another long passphrase")
+        at.multiselect(key="us_new_roles").set_value(["inspector"])
+        at.button(key="us_create_submit").click().run()
+    shown = assert_inert(at)
+    assert any(USER in s for s in shown if s not in texts(at.success)) and at.error, shown

@@ -10,6 +10,7 @@ from services.core.config import set_setting
 from services.hitl.answers import submit
 from services.hitl.queue import claim_next
 from tests.pages.helpers import ROOT, classify_now, run_page, seed_reviews, start_app
+from tests.pages.markdown_check import shown_text
 
 PAGE = "pages/quality.py"
 REGISTERED = PAGE in (ROOT / "app.py").read_text(encoding="utf-8")
@@ -118,7 +119,7 @@ def test_likely_mistakes_are_listed_and_sent_for_re_review(seeded, db):
     at.multiselect(key="ql_mistakes_ids").set_value([seeded["disagree"]]).run()
     assert not at.button(key="ql_requeue").disabled
     at.button(key="ql_requeue").click().run()  # no reason given
-    assert [e.value for e in at.error] == ["say why the photo needs another look (for example: the model disagrees)"]
+    assert [shown_text(e.value) for e in at.error] == ["say why the photo needs another look (for example: the model disagrees)"]
     assert db.execute("SELECT status FROM images WHERE id = ?", [seeded["disagree"]]).fetchone()[0] == "decided"
 
     at.text_input(key="ql_requeue_reason").input("model is 97% sure")

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from services.access.accounts import create_user
 from services.core.authz import PERMISSIONS
 from tests.pages.helpers import ROOT, file_pages, start_app, texts
+from tests.pages.markdown_check import shown_text
 from tests.pages.test_sign_in import GOOD, sign_in
 
 PAGE_ACTIONS = {
@@ -69,7 +70,7 @@ def test_a_role_taken_away_counts_on_the_next_run(ws, db):
     set_roles(db, username="ada", roles=["ops"], actor="cli:root")
     at.run()  # the same address now answers with the role it needs, and nothing of the page
     assert texts(at.title) == ["Settings"] and "Confidence routing" not in texts(at.subheader)
-    assert "ada may not change settings: that needs the admin role" in texts(at.error)[0]
+    assert "ada may not change settings: that needs the admin role" in shown_text(texts(at.error)[0])
     assert "settings.py" not in file_pages(at) and "lines.py" in file_pages(at)
     assert db.execute("SELECT target FROM audit_log WHERE action = 'access.refused'").fetchall() == [("page:Settings",)]
 

@@ -10,6 +10,7 @@ from services.core.config import DEFAULTS, get_settings, set_setting
 from services.core.errors import InvalidInput
 from services.models.registry import active_version, list_versions, load_model, save_version
 from tests.pages.helpers import start_app
+from tests.pages.markdown_check import shown_text
 
 
 def audit_rows(db) -> list[tuple[str, str, str]]:
@@ -55,7 +56,7 @@ def test_a_rule_without_classes_is_refused_and_the_old_rule_kept(ws, db):
     at.button(key="set_save_rules").click().run()
     assert not at.exception
     assert len(at.error) == 1
-    assert "rule for 'product': classes must be a non-empty subset" in at.error[0].value
+    assert "rule for 'product': classes must be a non-empty subset" in shown_text(at.error[0].value)
     assert get_settings(db)["credit_rules"] == DEFAULTS["credit_rules"]
     assert audit_rows(db) == []
 

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 from services.access import sso
 from services.access.accounts import create_user
 from tests.pages.helpers import ROOT, file_pages, texts
+from tests.pages.markdown_check import shown_text
 from tests.pages.test_sign_in import GOOD, captions, sign_in
 
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "not-a-real-secret",
@@ -61,7 +62,7 @@ def test_a_mapped_person_gets_their_roles_pages_and_one_audited_sign_in(ws, db):
 def test_an_unmapped_person_is_refused_once_and_can_try_again_after_an_admin_maps_them(ws, db):
     at = app(INES)
     assert texts(at.title) == ["Sign in"] and not captions(at)
-    assert "ines@example.com has no role" in texts(at.error)[0]
+    assert "ines@example.com has no role" in shown_text(texts(at.error)[0])
     at.run()
     assert audit(db, "sign_in.refused") == 1
     sso.set_mapping(db, kind="identity", subject="ines@example.com", roles=["ops"], actor="cli:root")
