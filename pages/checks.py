@@ -38,7 +38,7 @@ left, right = st.columns([3, 2])
 with left:
     show_photo(st, uri=check["uri"], sha256=None, size=PHOTO_SIZE)
 with right:
-    st.subheader(check["question"])
+    st.subheader(md(check["question"]))  # names the label someone typed
     st.caption(f"The detector's confidence: {check['confidence']:.0%} (in the band sent to a person) · "
                f"filter job #{check['job_id']} · check #{check['id']}")
 

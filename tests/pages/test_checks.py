@@ -55,7 +55,7 @@ def test_yes_copies_the_image_and_adds_it_to_the_manifest(band, db):
     first = band["checks"][0]
     assert shown_uri(at) == first["uri"]
     [question] = at.subheader
-    assert question.value == "Does this image show a dog?"
+    assert shown_text(question.value) == "Does this image show a dog?"
     assert any(c.value.startswith("The detector's confidence: ") for c in at.caption)
     assert db.execute("SELECT claimed_by FROM filter_checks WHERE id = ?", [first["id"]]).fetchone()[0] == "local operator"
     for key, shortcut in (("ck_yes", "y"), ("ck_no", "n"), ("ck_skip", "s")):  # as Streamlit stores them
