@@ -246,10 +246,13 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
         if roles is None or not roles:
             _end_session(signed, "Your account was disabled or has no role left: ask an admin.")
         elif not idle_expired(last_seen=signed["last_seen"], now=now, idle_seconds=IDLE_SECONDS):
-            signed["last_seen"] = now
+            if not fragment_run():  # a page refreshing itself is not a person's action
+                signed["last_seen"] = now
             return User(name=signed["username"], roles=frozenset(roles))
         else:
             _end_session(signed, f"Signed out after {IDLE_SECONDS // 60} minutes without activity.")
+            if fragment_run():  # the sign-in page replaces the whole page, not only the refreshing part
+                st.rerun(scope="app")
     else:
         providers = sso_providers()
         if not providers and setup_mode(conn):
@@ -272,6 +275,15 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
         sign_in_form(providers)
     st.stop()
     raise AssertionError("unreachable")  # st.stop() ends the run
+
+
+def fragment_run() -> bool:
+    """True when this run reruns fragments only (``@st.fragment(run_every=...)`` refreshing itself, or a widget
+    inside a fragment); a full run (navigation, most widgets, ``st.rerun()``) is False."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
 
 
 SSO_REFUSED_KEY = "sso_refused"
