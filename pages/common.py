@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from services.access.setup import setup_token_valid
 from services.core.config import Workspace, default_data_dir, get_settings, object_store
 from services.core.errors import ConsoleError
 from services.core.storage import ObjectStore
@@ -41,8 +42,15 @@ def data_dir_from_argv() -> str | None:
 
 @st.cache_resource(show_spinner=False)
 def _workspace(root: str | None) -> Workspace:
+    from services.access.setup import ENV_VAR, banner, issue_setup_token
+    from services.core.authz import setup_mode
+
     ws = Workspace.open(root)
-    ws.db().close()  # apply migrations once at start-up
+    conn = ws.db()  # applies migrations once at start-up
+    if setup_mode(conn):  # a fresh workspace: only who has the token printed here may set it up
+        url = f"http://{st.get_option('server.address') or '127.0.0.1'}:{st.get_option('server.port')}"
+        print(banner(token=issue_setup_token(root=str(ws.root), token=os.environ.get(ENV_VAR) or None), url=url), flush=True)
+    conn.close()
     kinds.install()  # pages queue jobs whether or not this process runs them
     return ws
 
@@ -230,7 +238,7 @@ def sso_providers() -> list[str | None]:
 def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # type: ignore[no-untyped-def]
     """The signed-in user. Before the first account or SSO mapping exists (``create-user --role admin``),
     and while single sign-on is not configured, the console is in set-up mode and trusts the local
-    operator with every role. Otherwise a visitor who is not signed in, or whose session has been idle for
+    operator who presents the set-up token printed on the server's console with every role. Otherwise a visitor who is not signed in, or whose session has been idle for
     IDLE_SECONDS, gets the sign-in page and nothing else. A person the identity provider signed in
     (``st.user``) is admitted with the roles admins mapped to them (services.access.sso). ``deep_links``: called
     from app.py with the pages' URL paths; the sign-in page is then the only page of the navigation."""
@@ -238,6 +246,7 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
 
     conn = conn or workspace().db()
     signed = st.session_state.get(AUTH_KEY)
+    setup = False
     if signed:
         from services.access.accounts import current_roles, idle_expired
 
@@ -255,7 +264,8 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
                 st.rerun(scope="app")
     else:
         providers = sso_providers()
-        if not providers and setup_mode(conn):
+        setup = not providers and setup_mode(conn)
+        if setup and setup_admitted():
             return User(name=st.session_state.get("user_name", "local operator"),
                         roles=frozenset({"inspector", "ops", "admin"}))
         if providers and bool(st.user.to_dict().get("is_logged_in")) and not st.session_state.get(SSO_REFUSED_KEY):
@@ -266,13 +276,13 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
     if deep_links is not None:  # from app.py: signing in is the only page there is (no page list in the sidebar);
         # a deep link (/queue) shows it too, under its own address, and opens that page once signed in
         def form() -> None:
-            sign_in_form(providers)
+            setup_form() if setup else sign_in_form(providers)
 
         signin = [st.Page(form, title="Sign in", icon=":material/login:", default=True),
                   *(st.Page(form, title="Sign in", url_path=path) for path in deep_links)]
         st.navigation(signin, position="hidden").run()
     else:
-        sign_in_form(providers)
+        setup_form() if setup else sign_in_form(providers)
     st.stop()
     raise AssertionError("unreachable")  # st.stop() ends the run
 
@@ -284,6 +294,33 @@ def fragment_run() -> bool:
 
     ctx = get_script_run_ctx()
     return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
+SETUP_KEY = "setup_admitted"
+
+
+def setup_admitted() -> bool:
+    """Set-up mode: True once this session presented the token printed on the server's console (link or form)."""
+    token = st.query_params.get("setup_token")
+    if token is not None:
+        del st.query_params["setup_token"]  # not left in the address bar
+        if setup_token_valid(root=str(workspace().root), token=token):
+            st.session_state[SETUP_KEY] = True
+    return bool(st.session_state.get(SETUP_KEY))
+
+
+def setup_form() -> None:
+    """The set-up page of a fresh workspace: the one-time token from the server's console admits the operator."""
+    st.title("Set up")
+    st.info("No account exists yet. Enter the set-up token printed in the terminal where the console was "
+            "started (`./run.sh`), then create the first admin under Users and audit.", icon=":material/key:")
+    with st.form("setup"):
+        token = st.text_input("Set-up token", type="password", key="setup_token")
+        if st.form_submit_button("Continue", key="setup_submit", type="primary"):
+            if setup_token_valid(root=str(workspace().root), token=token.strip()):
+                st.session_state[SETUP_KEY] = True
+                st.rerun()
+            st.error("That is not the set-up token printed on the server's console.", icon=":material/error:")
 
 
 SSO_REFUSED_KEY = "sso_refused"

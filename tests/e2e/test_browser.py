@@ -19,6 +19,8 @@ from services.reviews.ingest import ingest_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SETUP_TOKEN = "e2e-set-up-token-0123456789"  # REVIEW_CONSOLE_SETUP_TOKEN of the servers started here
+SETUP = f"?setup_token={SETUP_TOKEN}"  # a fresh workspace admits who has it (issue 19 item 7)
 pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if not os.path.exists(CHROMIUM):
     pytest.skip("Chromium not found (apt-get install chromium)", allow_module_level=True)
@@ -59,7 +61,8 @@ def server(ws, tmp_path, photos_queued, accounts):
     ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test")
     db.execute("UPDATE images SET status = 'queued', queue_reason = 'no_model'")
     port = _free_port()
-    env = {**os.environ, "REVIEW_CONSOLE_DATA_DIR": str(ws.root), "REVIEW_CONSOLE_WORKER": "off"}
+    env = {**os.environ, "REVIEW_CONSOLE_DATA_DIR": str(ws.root), "REVIEW_CONSOLE_WORKER": "off",
+           "REVIEW_CONSOLE_SETUP_TOKEN": SETUP_TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -92,7 +95,7 @@ def test_inspector_labels_queued_photos_by_mouse_and_keyboard(server):
     with pw.sync_playwright() as p:
         browser = _browser(p)
         page = browser.new_page()
-        page.goto(url + "/queue")
+        page.goto(url + "/queue" + SETUP)
         page.get_by_text("2 photos waiting").wait_for(timeout=60_000)
         page.get_by_text("no model had been trained").wait_for()
         page.get_by_text("great **product**").wait_for()  # customer text shown verbatim, not as markdown
@@ -104,7 +107,7 @@ def test_inspector_labels_queued_photos_by_mouse_and_keyboard(server):
         page.mouse.click(5, 5)  # focus the page, not a widget
         page.keyboard.press("1")  # "1 · package": decides the second photo at once
         page.get_by_text("The queue is empty").wait_for(timeout=30_000)
-        page.goto(url + "/")
+        page.goto(url + "/" + SETUP)
         page.get_by_text("Decided by people").wait_for(timeout=60_000)
         browser.close()
     rows = db.execute("SELECT label, source, credit FROM decisions").fetchall()
@@ -117,7 +120,7 @@ def test_three_photos_labelled_with_the_keyboard_only(server):
     with pw.sync_playwright() as p:
         browser = _browser(p)
         page = browser.new_page()
-        page.goto(url + "/queue")
+        page.goto(url + "/queue" + SETUP)
         page.get_by_text("3 photos waiting").wait_for(timeout=60_000)
         # a deep link as the fresh server's first visit still runs through app.py (navigation, identity)
         page.get_by_text("Signed in as").wait_for()
@@ -195,13 +198,13 @@ def test_an_admin_starts_a_grid_search_and_reads_its_report(server, ws, samples)
     with pw.sync_playwright() as p:
         browser = _browser(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(url + "/models")
+        page.goto(url + "/models" + SETUP)
         page.get_by_text("No grid search yet.").wait_for(timeout=60_000)
         page.get_by_role("button", name="Start grid search").click()
         page.get_by_text("grid search #").first.wait_for(timeout=30_000)
         job_id = db.execute("SELECT id FROM jobs WHERE kind = 'grid-search'").fetchone()[0]
         assert jobs.run_job(ws, job_id=job_id) == job_id
-        page.reload()
+        page.goto(url + "/models" + SETUP)  # a new page load is a new session: it presents the token again
         page.get_by_text("Cross-validated macro-F1").first.wait_for(timeout=60_000)
         page.get_by_text("Grid point").wait_for()
         page.get_by_role("button", name="Train a version from this point").wait_for()

@@ -19,6 +19,8 @@ from services.core.config import set_setting
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SETUP_TOKEN = "e2e-set-up-token-0123456789"  # REVIEW_CONSOLE_SETUP_TOKEN of the servers started here
+SETUP = f"?setup_token={SETUP_TOKEN}"  # a fresh workspace admits who has it (issue 19 item 7)
 
 
 def _free_port() -> int:
@@ -51,7 +53,8 @@ def server(ws, allowed_networks, trusted_proxies, server_trust):
     set_setting(db, key="trusted_proxies", value=trusted_proxies, actor="cli:test")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "FORWARDED_ALLOW_IPS"}
-    env |= {"REVIEW_CONSOLE_DATA_DIR": str(ws.root), "REVIEW_CONSOLE_WORKER": "off"}
+    env |= {"REVIEW_CONSOLE_DATA_DIR": str(ws.root), "REVIEW_CONSOLE_WORKER": "off",
+           "REVIEW_CONSOLE_SETUP_TOKEN": SETUP_TOKEN}
     if server_trust is not None:
         env["FORWARDED_ALLOW_IPS"] = server_trust
     proc = subprocess.Popen(
@@ -86,7 +89,7 @@ def _visit(url: str, forwarded_for: str) -> bool:
                   "--disable-component-update", "--disable-sync"],
         )
         page = browser.new_context(extra_http_headers={"X-Forwarded-For": forwarded_for}).new_page()
-        page.goto(url + "/")
+        page.goto(url + "/" + SETUP)
         refused, admitted = page.get_by_text("is not allowed"), page.get_by_text("Signed in as")
         refused.or_(admitted).first.wait_for(timeout=60_000)
         result = admitted.count() > 0
