@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from services.core.storage import ObjectStore
 from services.reviews.ingest import ingest_manifest
+from tests.e2e.console import CHROMIUM, SETUP, console_env, serve
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SETUP_TOKEN = "e2e-set-up-token-0123456789"  # REVIEW_CONSOLE_SETUP_TOKEN of the servers started here
-SETUP = f"?setup_token={SETUP_TOKEN}"  # a fresh workspace admits who has it (issue 19 item 7)
 pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if not os.path.exists(CHROMIUM):
     pytest.skip("Chromium not found (apt-get install chromium)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -60,26 +45,8 @@ def server(ws, tmp_path, photos_queued, accounts):
                                             "text": "great **product**"}) + "\n" for i, p in enumerate(photos)))
     ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test")
     db.execute("UPDATE images SET status = 'queued', queue_reason = 'no_model'")
-    port = _free_port()
-    env = {**os.environ, "REVIEW_CONSOLE_DATA_DIR": str(ws.root), "REVIEW_CONSOLE_WORKER": "off",
-           "REVIEW_CONSOLE_SETUP_TOKEN": SETUP_TOKEN}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(proc.stdout.read().decode())
-            time.sleep(0.2)  # polling a starting server's port, not waiting for app state
-    yield f"http://127.0.0.1:{port}", db
-    proc.terminate()
-    proc.wait(timeout=20)
+    with serve(console_env(ws.root)) as url:
+        yield url, db
 
 
 def _browser(p):  # type: ignore[no-untyped-def]

@@ -4,29 +4,13 @@ against a forged ``X-Forwarded-For``, and what the server configuration exposes.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import tomllib
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from services.core.config import set_setting
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SETUP_TOKEN = "e2e-set-up-token-0123456789"  # REVIEW_CONSOLE_SETUP_TOKEN of the servers started here
-SETUP = f"?setup_token={SETUP_TOKEN}"  # a fresh workspace admits who has it (issue 19 item 7)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.e2e.console import CHROMIUM, ROOT, SETUP, console_env, serve
 
 
 @pytest.fixture
@@ -51,29 +35,11 @@ def server(ws, allowed_networks, trusted_proxies, server_trust):
     db = ws.db()
     set_setting(db, key="allowed_networks", value=allowed_networks, actor="cli:test")
     set_setting(db, key="trusted_proxies", value=trusted_proxies, actor="cli:test")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "FORWARDED_ALLOW_IPS"}
-    env |= {"REVIEW_CONSOLE_DATA_DIR": str(ws.root), "REVIEW_CONSOLE_WORKER": "off",
-           "REVIEW_CONSOLE_SETUP_TOKEN": SETUP_TOKEN}
+    env = {k: v for k, v in console_env(ws.root).items() if k != "FORWARDED_ALLOW_IPS"}
     if server_trust is not None:
         env["FORWARDED_ALLOW_IPS"] = server_trust
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(proc.stdout.read().decode())
-            time.sleep(0.2)  # polling a starting server's port, not waiting for app state
-    yield f"http://127.0.0.1:{port}", db
-    proc.terminate()
-    proc.wait(timeout=20)
+    with serve(env) as url:
+        yield url, db
 
 
 def _visit(url: str, forwarded_for: str) -> bool:
