@@ -14,6 +14,7 @@ from db.database import connect
 from services.core.audit import record
 from services.core.authz import require
 from services.core.clock import now_iso
+from services.core.private import private_dir, tighten_workspace
 from services.core.settings import CLASSES as CLASSES
 from services.core.settings import DEFAULTS as DEFAULTS
 from services.core.settings import clean_setting
@@ -39,11 +40,15 @@ class Workspace:
 
     @classmethod
     def open(cls, data_dir: str | Path | None = None) -> Workspace:
-        """Create (if needed) and return the workspace at ``data_dir`` (default: ``default_data_dir()``)."""
+        """Create (if needed) and return the workspace at ``data_dir`` (default: ``default_data_dir()``).
+
+        The workspace is private to this account: folders 0700, the database, model and index files 0600;
+        a workspace made before that is tightened here. Raises OSError when it cannot be created or its
+        modes cannot be set."""
         root = Path(data_dir).expanduser() if data_dir else default_data_dir()
         ws = cls(root.resolve())
-        for sub in (ws.objects_dir, ws.models_dir):
-            sub.mkdir(parents=True, exist_ok=True)
+        private_dir(ws.objects_dir)  # its photos need no walk: the folder keeps everyone else out
+        tighten_workspace(ws.root, (ws.models_dir,))
         return ws
 
     @property

@@ -18,6 +18,7 @@ from botocore.config import Config
 
 from services.core import aws
 from services.core.errors import InvalidInput, NotFound, PermissionDenied, StorageError
+from services.core.private import DIR_MODE, open_private
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -199,9 +200,9 @@ class ObjectStore:
             raise InvalidInput(f"{path} is a folder, not a file: give the path of a file.")
         parent = os.path.dirname(os.path.abspath(path))
         with _local_errors(path):
-            os.makedirs(parent, exist_ok=True)
+            os.makedirs(parent, mode=DIR_MODE, exist_ok=True)
             tmp = os.path.join(parent, f".{name[:100]}.{uuid.uuid4().hex}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = open_private(tmp, exclusive=True)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from services.core.errors import ModelError
+from services.core.private import make_private
 
 BACKBONE = "efficientnet-lite0"
 INPUT_SIZE = 224
@@ -62,6 +63,7 @@ def export_onnx(path: Path) -> Path:
             opset_version=17,
             dynamo=False,
         )
+    make_private(tmp)  # 0600: this account only
     os.replace(tmp, path)
     return path
 

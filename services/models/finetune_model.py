@@ -23,6 +23,7 @@ from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.config import CLASSES, Workspace, get_settings, object_store
 from services.core.errors import ConsoleError, ModelError
+from services.core.private import make_private
 from services.models.embedder import BACKBONE, INPUT_SIZE
 from services.models.evaluation import check_counts, oof_metrics, thin_classes
 from services.models.features import FeatureExtractor
@@ -66,6 +67,7 @@ def export(*, net: Any, tail: Tail, path: Path) -> Path:
                           output_names=["embedding", "logits", "probabilities"],
                           dynamic_axes={k: {0: "batch"} for k in ("images", "embedding", "logits", "probabilities")},
                           opset_version=17, dynamo=False)
+    make_private(tmp)  # 0600: this account only
     os.replace(tmp, path)
     return path
 

@@ -13,6 +13,7 @@ Parameters are plain arrays saved with numpy (no pickle), so a model file is saf
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from services.core.errors import ModelError
+from services.core.private import open_private, private_dir
 
 PERSON_CLASSES = ("full_length", "half_length")
 PERSON_GATE = 0.2  # a person shot: P(full) + P(half) reaches this ...
@@ -92,8 +94,9 @@ class Head:
         arrays = {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept}
         if self.person is not None:
             arrays.update({f"person_{k}": v for k, v in self.person.items()})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, classes=np.array(json.dumps(self.classes)), **arrays)
+        private_dir(path.parent)
+        with os.fdopen(open_private(path), "wb") as f:  # 0600: this account only
+            np.savez(f, classes=np.array(json.dumps(self.classes)), **arrays)
 
     @classmethod
     def load(cls, path: Path) -> Head:

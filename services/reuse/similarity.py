@@ -22,6 +22,7 @@ import sqlite_utils
 from usearch.index import Index
 
 from services.core.errors import ModelError
+from services.core.private import make_private, open_private, private_dir
 
 NDIM = 1280
 SYNC_BATCH = 20_000
@@ -119,14 +120,16 @@ class SimilarityIndex:
             return self.sync(db)
 
     def _save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
         tmp = self.path.with_suffix(".usearch.tmp")
         self.index.save(str(tmp))
+        make_private(tmp)  # 0600 before it takes the index's name
         os.replace(tmp, self.path)
         meta = {"format": _FORMAT, "backbone": self.backbone, "ndim": self.ndim, "count": len(self.index),
                 "max_rowid": self.max_rowid}
         tmp_meta = self.meta_path.with_suffix(".json.tmp")
-        tmp_meta.write_text(json.dumps(meta))
+        with os.fdopen(open_private(tmp_meta), "w") as f:
+            f.write(json.dumps(meta))
         os.replace(tmp_meta, self.meta_path)
 
     def search(self, db: sqlite_utils.Database, vector: np.ndarray, *, k: int = 10,
