@@ -347,6 +347,7 @@ def _write_consensus(
         image_id=image_id,
         label=c.label,
         actor="consensus",
+        authorised_by="system:consensus",
         source="human",
         prediction_id=_latest_prediction_id(db, image_id),
         note=f"consensus of {c.n_inspectors} inspectors, agreement {c.agreement:.0%}, confidence {c.confidence:.0%}",

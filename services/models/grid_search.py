@@ -20,7 +20,9 @@ BACKENDS = ("head", "finetune", "sagemaker")
 def start_search(db: sqlite_utils.Database, *, backend: str, grid: dict[str, list[Any]], actor: str,
                  folds: int | None = None, examples: int | None = None, job_id: int | None = None,
                  external_name: str | None = None) -> int:
-    """Record a grid search as running; its id. Raises ValueError for an unknown backend."""
+    """Record a grid search as running; its id. Raises PermissionDenied unless ``actor`` may run jobs,
+    ValueError for an unknown backend."""
+    require(db, actor=actor, action="jobs.manage")
     if backend not in BACKENDS:
         raise ValueError(f"unknown grid-search backend {backend!r}")
     return int(db.execute(

@@ -42,7 +42,9 @@ def save_version(
     actor: str,
 ) -> int:
     """Write the head file (or record ``model_file``, already written in ``models_dir``, with its ``name`` and
-    ``classes``) and the model_versions row, activating it if asked. Returns the version id."""
+    ``classes``) and the model_versions row, activating it if asked. Returns the version id.
+    Raises PermissionDenied unless ``actor`` may manage models."""
+    require(db, actor=actor, action="models.manage")
     created = now_iso()
     if head is not None:
         # microseconds and a random suffix: two versions saved in the same second never share a file

@@ -8,6 +8,7 @@ from typing import Any
 import sqlite_utils
 
 from services.core.audit import record
+from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.config import CLASSES, get_settings
 from services.core.errors import InvalidInput, NotFound
@@ -55,12 +56,18 @@ def decide(
     note: str = "",
     settings: dict[str, Any] | None = None,
     keep_queued: bool = False,
+    authorised_by: str | None = None,
 ) -> dict[str, Any]:
     """Append a decision for one image, point the image at it (``images.decision_id``: the latest wins) and
     mark it decided. Returns the decision row.
 
-    Raises NotFound for an unknown image, InvalidInput for an unknown label or source.
+    The role check (``reviews.label``) is on ``authorised_by`` when given (the console's own work that
+    records under another name, e.g. ``system:consensus`` deciding as "consensus"), else on ``actor``.
+
+    Raises PermissionDenied unless that principal may label photos, NotFound for an unknown image,
+    InvalidInput for an unknown label or source.
     """
+    require(db, actor=authorised_by or actor, action="reviews.label")
     if label not in CLASSES:
         raise InvalidInput(f"unknown label '{label}'; expected one of {', '.join(CLASSES)}")
     if source not in ("auto", "human"):

@@ -208,7 +208,9 @@ def _read_and_hash(store: ObjectStore, uri: str, max_pixels: int) -> tuple[str |
 def ingest_rows(
     db: sqlite_utils.Database, *, rows: Iterable[Row], store: ObjectStore, batch: str, actor: str, chunk: int = 2000
 ) -> IngestReport:
-    """Load validated rows; returns counts and per-photo errors."""
+    """Load validated rows; returns counts and per-photo errors. Raises PermissionDenied unless ``actor`` may
+    run jobs (ingesting is one)."""
+    require(db, actor=actor, action="jobs.manage")
     report = IngestReport()
     max_pixels = get_settings(db)["max_pixels"]
     buf: list[Row] = []

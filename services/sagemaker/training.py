@@ -211,7 +211,9 @@ def ended_badly(desc: dict[str, Any]) -> str | None:
 def save_version(db: sqlite_utils.Database, *, desc: dict[str, Any], actor: str,
                  training_data: dict[str, Any]) -> int:
     """An inactive model_versions row for a completed training job (no local file: ``path`` is empty); its id.
-    Raises ModelError unless the job completed with model artifacts."""
+    Raises PermissionDenied unless ``actor`` may manage models, ModelError unless the job completed with
+    model artifacts."""
+    require(db, actor=actor, action="models.manage")
     if desc["status"] != "Completed" or not desc.get("model_artifacts"):
         raise ModelError(ended_badly(desc) or f"training job {desc['name']} has no model artifacts")
     metrics = {"accuracy": desc["metrics"].get(OBJECTIVE), "train_accuracy": desc["metrics"].get("train:accuracy"),
