@@ -4,7 +4,7 @@ It reads smoothed per-frame counts and their timestamps and finds where one bin 
 Every rule is stated in seconds, so one set of settings holds from 5 to 30 frames a second.
 
 * **Filling.** The bin's *local counter* is the most trays seen in it. A *fall* starts when the count drops
-  to ``drop_threshold(local counter)`` or below, once the bin is armed (its local counter climbed
+  to ``_drop_threshold(local counter)`` or below, once the bin is armed (its local counter climbed
   ``min_bin_trays`` above its floor). A fall that lasts ``fall_s`` seconds is a bin change in progress.
 * **Settling.** While the next bin slides over the full one, the view shrinks step by step (0.3 to 5 s) and
   may stay empty for a while. Nothing seen now counts for the new bin: the machine follows the *low point*
@@ -32,9 +32,8 @@ import numpy as np
 from numba import njit
 
 # float state
-(F_LAST_TS, F_BIN_START, F_RUN_START, F_FALL_TS, F_TYPICAL, F_RATE, F_BIN_GAP_S, F_GAP_MS, F_D2, F_SX, F_NP,
- F_E0, F_N0) = range(13)
-F_SIZE = 13
+F_LAST_TS, F_BIN_START, F_RUN_START, F_FALL_TS, F_TYPICAL, F_RATE, F_BIN_GAP_S, F_GAP_MS, F_E0, F_N0 = range(10)
+F_SIZE = 10
 # integer state
 (I_PHASE, I_BIN_MAX, I_FLOOR, I_RUN_MIN, I_RUN_SINCE, I_PENDING, I_LOW, I_SINCE_LOW, I_HIDDEN, I_GAP_BEFORE,
  I_GAP_EXTRA, I_BIN_OUTAGE, I_TOTAL, I_BINS, I_GAPS, I_EST_BINS, I_TOTAL_LOW, I_TOTAL_HIGH, I_V_AFTER,
@@ -53,14 +52,6 @@ B_START, B_END, B_TRAYS, B_ZERO, B_EST, B_LOW, B_HIGH = range(7)
 def new_levels() -> np.ndarray:
     """Per-count noise sums of a line that has seen no frame."""
     return np.zeros((3, LEVELS))
-
-
-def new_state() -> tuple[np.ndarray, np.ndarray]:
-    """Float and integer state of a line that has seen no frame."""
-    f = np.full(F_SIZE, np.nan)
-    f[F_TYPICAL] = f[F_RATE] = f[F_BIN_GAP_S] = f[F_GAP_MS] = f[F_D2] = f[F_SX] = f[F_NP] = f[F_E0] = f[F_N0] = 0.0
-    i = np.zeros(I_SIZE, np.int64)
-    return f, i
 
 
 @njit(cache=True)
@@ -122,9 +113,9 @@ def _noise(f: np.ndarray, lv: np.ndarray, level: int) -> tuple[float, float]:
     lo, hi = max(0, min(level, LEVELS - 1) - 2), min(LEVELS, min(level, LEVELS - 1) + 3)
     d2, sx, pairs = lv[L_D2, lo:hi].sum(), lv[L_SX, lo:hi].sum(), lv[L_NP, lo:hi].sum()
     if pairs < 200:
-        if f[F_SX] < 1000.0:
+        if lv[L_SX].sum() < 1000.0:
             return 0.0, extra
-        d2, sx, pairs = f[F_D2], f[F_SX], f[F_NP]
+        d2, sx, pairs = lv[L_D2].sum(), lv[L_SX].sum(), lv[L_NP].sum()
     var = d2 - extra * pairs
     mean = sx - extra * pairs
     return (min(0.3, max(0.0, var / mean)) if mean > 0 else 0.0), extra
@@ -191,19 +182,16 @@ def run(t: np.ndarray, v: np.ndarray, r: np.ndarray, first: int, f: np.ndarray, 
     nb = 0
     margin, ratio = p[P_DROP_MARGIN], p[P_DROP_RATIO]
     lag = int(p[P_LAG])
+    d = 2 * lag + 1
     for k in range(first, n):
         tk, vk = t[k], v[k]
         # a steady level's spread (binomial misses): the raw pair a few frames back, on a level the smoothed
         # count holds before and after it; the medians that say so do not include the pair itself, so
         # choosing pairs this way does not choose their values
-        d = 2 * lag + 1
         if k >= 2 * d + 2 and vk >= p[P_MIN_BIN] and vk == v[k - d - 2]:
             a, c = r[k - d - 1], r[k - d]
             if a > 0 and c > 0 and abs(a - c) <= 10:
                 b = min(vk, LEVELS - 1)
-                f[F_D2] += 0.5 * (a - c) ** 2
-                f[F_SX] += 0.5 * (a + c)
-                f[F_NP] += 1.0
                 lv[L_D2, b] += 0.5 * (a - c) ** 2
                 lv[L_SX, b] += 0.5 * (a + c)
                 lv[L_NP, b] += 1.0
@@ -263,7 +251,7 @@ def run(t: np.ndarray, v: np.ndarray, r: np.ndarray, first: int, f: np.ndarray, 
         else:
             dt = tk - f[F_FALL_TS]
             old = s[I_PENDING]
-            back = old - max(margin, math.ceil(p[P_RESUME_RATIO] * old - 1e-9))
+            back = _drop_threshold(old, margin, p[P_RESUME_RATIO])  # "the old bin's level": within the resume share
             if dt <= p[P_RESUME_S] and vk >= back and s[I_HIDDEN] == 0:  # the old bin was only hidden for a moment
                 s[I_PHASE] = FILLING
                 s[I_BIN_MAX] = max(old, vk)

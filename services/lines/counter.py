@@ -103,10 +103,6 @@ class CounterParams:
                          self.final_s, self.min_bin_trays, self.zero_level, self.max_gap_s, self.blind_s,
                          self.prior_rate, self.plateau_s, self.window // 2], dtype=np.float64)
 
-    def drop_threshold(self, peak: int) -> int:
-        """The highest smoothed count that counts as a fall below a bin whose local counter is ``peak``."""
-        return int(peak - max(self.drop_margin, math.ceil(self.drop_ratio * peak - 1e-9)))
-
 
 @dataclass(frozen=True)
 class Bin:
@@ -131,7 +127,7 @@ class Bin:
 
 # LineState fields in the machine's float and integer vectors, in order
 _F_FIELDS = ("last_ts", "bin_start_ts", "run_start_ts", "fall_ts", "typical_trays", "pace", "bin_gap_s", "gap_ms",
-             "spread_sum", "level_sum", "level_frames", "empty_sum", "empty_frames")
+             "empty_sum", "empty_frames")
 _I_FIELDS = ("phase", "bin_max", "floor", "run_min", "run_since", "pending", "low", "since_low", "hidden",
              "gap_before", "gap_extra", "bin_outage", "total", "bins", "gaps", "estimated_bins", "total_low",
              "total_high", "v_after", "after_gap", "done")
@@ -170,12 +166,10 @@ class LineState:
     typical_trays: float = 0.0  # the line's usual bin (moving average of bins seen whole)
     pace: float = 0.0  # its trays a second, idle time included
     bin_gap_s: float = 0.0  # outage seconds in the bin filling now
-    spread_sum: float = 0.0  # half the squared frame-to-frame changes on steady levels ...
-    level_sum: float = 0.0  # ... and their counts: the ratio is the detector's miss rate
-    level_frames: float = 0.0  # ... over this many frames
     empty_sum: float = 0.0  # raw counts while the view is empty: false detections ...
     empty_frames: float = 0.0  # ... over this many frames
-    level_noise: list[list[float]] = field(default_factory=list)  # the same spread sums per smoothed count
+    level_noise: list[list[float]] = field(default_factory=list)  # per smoothed count: half the squared frame-to-
+    # frame changes on steady levels, their counts and pairs (bin_machine.L_*): the ratio is the miss rate
     total: int = 0  # global counter: trays in finished bins
     total_low: int = 0  # ... at the low end of the estimated bins' ranges
     total_high: int = 0  # ... at the high end
