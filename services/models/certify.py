@@ -27,6 +27,7 @@ certified; a perfect sample of 30 certifies nothing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -54,15 +55,19 @@ def photos_needed(*, accuracy: float, target: float, alpha: float = ALPHA) -> in
     if accuracy <= target:
         return None
 
-    def enough(n: int) -> bool:
-        return clopper_pearson_low(int(math.floor(accuracy * n)), n, alpha=alpha) >= target
+    return _fewest(lambda n: clopper_pearson_low(int(math.floor(accuracy * n)), n, alpha=alpha) >= target,
+                   start=1, limit=10_000_000)
 
-    hi = 1
+
+def _fewest(enough: Callable[[int], bool], *, start: int, limit: int) -> int | None:
+    """The least n from ``start`` for which ``enough(n)`` (true from some n on): doubling, then bisection; None
+    when it is not true by ``limit``."""
+    hi = start
     while not enough(hi):
         hi *= 2
-        if hi > 10_000_000:
+        if hi > limit:
             return None
-    lo = hi // 2
+    lo = max(start - 1, hi // 2)
     while lo + 1 < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if enough(mid) else (mid, hi)
@@ -130,19 +135,8 @@ def least_photos(*, mistakes: int, target: float, alpha: float = ALPHA) -> int |
     if target >= 1.0:
         return None
 
-    def enough(n: int) -> bool:
-        return clopper_pearson_low(n - mistakes, n, alpha=alpha) >= target
-
-    hi = mistakes + 1
-    while not enough(hi):
-        hi *= 2
-        if hi > 100_000_000:
-            return None
-    lo = max(mistakes, hi // 2)
-    while lo + 1 < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
-    return hi
+    return _fewest(lambda n: clopper_pearson_low(n - mistakes, n, alpha=alpha) >= target, start=mistakes + 1,
+                   limit=100_000_000)
 
 
 def certify_class(conf: np.ndarray, right: np.ndarray, *, target: float, alpha: float = ALPHA) -> ClassCertificate:
