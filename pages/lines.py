@@ -120,13 +120,16 @@ def _card(line: dict[str, Any], band: float) -> None:
         est = line.get("estimated_bins") or 0
         b.metric("Bins", line["bins"], help="Bins completed in the range"
                  + (f"; {est} estimated: an outage hid when they were changed" if est else ""))
-        c.metric("Trays" + (" (est.)" if est else ""), _trays_text(line),
+        c.metric("Trays" + (" (est.)" if est else ""), f"≈ {line['trays']}" if est else f"{line['trays']}",
                  delta=None if total is None else f"{_pct_text(total)} vs target",
                  delta_color=_target_colour(total, band), delta_arrow="off",
                  help="Trays in bins completed in the range; the percentage compares trays placed with the "
                       "targets of the shifts in the range, over the hours the feed was seen"
                       + (f". {est} bin(s) an outage hid are estimated from the line's pace: the true total lies "
                          f"between {line['trays_low']} and {line['trays_high']}" if est else ""))
+        if est:  # the range does not fit in a card's value at 1440 px: a line of its own
+            st.caption(f"Trays between {line['trays_low']} and {line['trays_high']}: {est} bin(s) changed during "
+                       "an outage, estimated from the line's pace.")
         opened, typical = line["open_bin"], line["typical_bin_trays"]
         if opened is None:
             st.caption("No bin filling now.")
