@@ -171,3 +171,28 @@ def test_reliability_goes_stale_after_enough_new_answers(db):
     assert not reliability_is_stale(db)
     _answer(db, 1, "ann", "package", at="2999-01-01T00:00:00Z")
     assert reliability_is_stale(db)
+
+
+def test_a_stored_asymmetric_confusion_is_applied_the_right_way_round(db):
+    """c calls most full-length shots half length but never the reverse: c's lone "full_length" means full
+    length, and the matrix stored for c keeps rows as the true class through the database round trip."""
+    from tests.services.hitl.test_dawid_skene import FULL, HALF, _systematic
+
+    answers, _truth = _systematic()
+    with db.atomic():
+        for i, w, cls in answers:
+            if not db.execute("SELECT 1 FROM images WHERE id = ?", [1000 + i]).fetchone():
+                _photo(db, 1000 + i, status="decided", reason=None)
+            _answer(db, 1000 + i, w, CLASSES[cls])
+        _photo(db, 1)
+        _answer(db, 1, "c", "full_length")
+        _answer(db, 1, "newbie", "half_length", kind="single")  # an unknown inspector at the prior's accuracy
+    got = consolidate(db, image_id=1, settings={"consensus_min_confidence": 0.5})
+    stored = np.asarray(reliabilities(db)["c"]["confusion"])
+    assert stored[FULL, HALF] > 0.5 > 0.1 > stored[HALF, FULL]
+    # hand-computed from the stored matrix: uniform priors x column FULL of c x column HALF of the prior matrix
+    prior = np.full((K, K), 0.2 / (K - 1))
+    np.fill_diagonal(prior, 0.8)
+    raw = stored[:, FULL] * prior[:, HALF]
+    assert got["probabilities"]["full_length"] == pytest.approx(raw[FULL] / raw.sum(), abs=1e-5)
+    assert got["label"] == "full_length"

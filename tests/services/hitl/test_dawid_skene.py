@@ -101,3 +101,77 @@ def test_dawid_skene_scales_to_100k_answers_from_30_inspectors():
 def test_bad_class_index_is_refused():
     with pytest.raises(InvalidInput):
         dawid_skene([(1, "a", 7)], n_classes=K)
+
+
+# ---- asymmetric confusions: the direction of the matrix (rows true class, columns answered) matters
+
+FULL, HALF = CLASSES.index("full_length"), CLASSES.index("half_length")
+# rows: the true class; columns: what the inspector answered. Full-length shots are usually called half length
+# (0.70), but half-length shots are rarely called full length (0.10): the matrix is far from its transpose.
+ASYMMETRIC = np.full((K, K), 0.05)
+np.fill_diagonal(ASYMMETRIC, 0.85)
+ASYMMETRIC[FULL] = 0.05
+ASYMMETRIC[FULL, FULL], ASYMMETRIC[FULL, HALF] = 0.20, 0.70
+ASYMMETRIC[HALF] = 0.05
+ASYMMETRIC[HALF, FULL], ASYMMETRIC[HALF, HALF] = 0.10, 0.80
+
+
+def test_the_vote_reads_the_confusion_by_column_hand_computed():
+    """p(true k | answered a) is proportional to prior_k * pi[k, a]: column ``a``, not row ``a``."""
+    assert np.allclose(ASYMMETRIC.sum(axis=1), 1.0) and not np.allclose(ASYMMETRIC, ASYMMETRIC.T)
+    uniform = np.full(K, 1 / K)
+    # answered half length: column HALF = (0.05, 0.05, 0.70, 0.80) / 1.60
+    p = item_posterior([("x", HALF)], confusions={"x": ASYMMETRIC}, priors=uniform, default=ASYMMETRIC)
+    expected = np.full(K, 0.05 / 1.60)
+    expected[FULL], expected[HALF] = 0.70 / 1.60, 0.80 / 1.60
+    assert np.allclose(p, expected)
+    # answered full length: column FULL = (0.05, 0.05, 0.20, 0.10) / 0.40, so full length wins; reading row
+    # FULL instead (0.05, 0.05, 0.20, 0.70) would make it half length
+    p = item_posterior([("x", FULL)], confusions={"x": ASYMMETRIC}, priors=uniform, default=ASYMMETRIC)
+    expected = np.full(K, 0.05 / 0.40)
+    expected[FULL], expected[HALF] = 0.20 / 0.40, 0.10 / 0.40
+    assert np.allclose(p, expected) and np.argmax(p) == FULL
+    # with priors: (0.4, 0.3, 0.2, 0.1) x column HALF, normalised
+    priors = np.zeros(K)
+    priors[:] = [0.4, 0.3, 0.2, 0.1]
+    p = item_posterior([("x", HALF)], confusions={"x": ASYMMETRIC}, priors=priors, default=ASYMMETRIC)
+    raw = priors * ASYMMETRIC[:, HALF]
+    assert np.allclose(p, raw / raw.sum())
+    assert np.isclose(p[FULL], 0.2 * 0.70 / (0.4 * 0.05 + 0.3 * 0.05 + 0.2 * 0.70 + 0.1 * 0.80))
+    # two answers multiply: an unknown worker (default matrix) and x
+    p = item_posterior([("x", FULL), ("nobody", FULL)], confusions={"x": ASYMMETRIC}, priors=uniform,
+                       default=ASYMMETRIC)
+    raw = ASYMMETRIC[:, FULL] ** 2
+    assert np.allclose(p, raw / raw.sum())
+
+
+def _systematic(n: int = 400):
+    """Two reliable inspectors (wrong on 10% each, never on the same photo) and "c", who is right except that
+    full-length shots are called half length 90% of the time. Deterministic: truth is i % K."""
+    answers, truth = [], []
+    for i in range(n):
+        t = i % K
+        truth.append(t)
+        answers.append((i, "a", (t + 1) % K if i % 10 == 3 else t))
+        answers.append((i, "b", (t + 2) % K if i % 10 == 7 else t))
+        answers.append((i, "c", HALF if t == FULL and (i // K) % 10 != 0 else t))
+    return answers, truth
+
+
+def test_dawid_skene_learns_an_asymmetric_confusion_and_uses_it_the_right_way_round():
+    answers, truth = _systematic()
+    # "solo-full": only c answered, full length; c says full length only when it is (half-length shots are
+    # always called half length), so the photo is full length. Read the other way round, c's "full length"
+    # would point to half length.
+    ds = dawid_skene(answers + [("solo-full", "c", FULL), ("solo-half", "c", HALF)], n_classes=K)
+    c = ds.confusions["c"]
+    assert c[FULL, HALF] > 0.5 > 0.1 > c[HALF, FULL]  # rows are the true class
+    assert c[HALF, HALF] > 0.8 and c[FULL, FULL] < 0.35
+    assert all(np.argmax(ds.posteriors[i]) == truth[i] for i in range(len(truth)))
+    assert np.argmax(ds.posteriors["solo-full"]) == FULL
+    # c's "half length" is weak evidence (full-length shots get it too): half length, but not sure
+    assert np.argmax(ds.posteriors["solo-half"]) == HALF and ds.posteriors["solo-half"][FULL] > 0.25
+    # the stored matrices give the same vote through item_posterior
+    p = item_posterior([("c", FULL)], confusions=ds.confusions, priors=np.full(K, 1 / K),
+                       default=gold_confusion(correct=0, total=0, n_classes=K))
+    assert np.argmax(p) == FULL and p[FULL] > 0.5
