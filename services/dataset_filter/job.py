@@ -41,7 +41,8 @@ from services.core.clock import now_iso
 from services.core.config import get_settings
 from services.core.errors import ConsoleError, ExternalServiceError, InvalidInput
 from services.core.storage import ObjectStore
-from services.dataset_filter.outputs import copy_image, misses_in_a_row, progress, write_outputs
+from services.dataset_filter.calibration import threshold_meaning
+from services.dataset_filter.outputs import copy_image, misses_in_a_row, progress, why_nothing_kept, write_outputs
 from services.dataset_filter.params import (
     DETECTORS,
     IMAGE_SUFFIXES,
@@ -263,7 +264,14 @@ class FilterKind(jobs.BaseKind):
         summary = progress(ctx.db, job_id=ctx.job_id)
         elapsed = max(time.monotonic() - ctx.state["started"], 1e-6)
         summary.update(rate=round(ctx.state["scanned_this_run"] / elapsed, 2), state="done")
-        return {**summary, "progress": {"rate": summary["rate"]}, **outputs, "output": output_root(ctx.params)}
+        meaning = [threshold_meaning(label, ctx.params["threshold"], detector=ctx.params["detector"])
+                   for label in ctx.params["labels"]]
+        result = {**summary, "progress": {"rate": summary["rate"]}, **outputs, "output": output_root(ctx.params),
+                  "threshold_meaning": meaning}
+        why = why_nothing_kept(ctx.db, job_id=ctx.job_id)
+        if why is not None:
+            result["nothing_kept"] = why
+        return result
 
     def close(self, ctx: jobs.JobContext) -> None:
         pool = ctx.state.pop("pool", None)

