@@ -62,6 +62,35 @@ def test_a_class_never_right_enough_is_never_decided_automatically():
     assert automatic_at(y, proba, CLASSES, thresholds=thresholds)["automatic_accuracy_low"] is None
 
 
+def test_a_threshold_is_never_under_one_half_even_where_lower_confidences_are_right():
+    """Four classes: a top-class confidence can be as low as 0.25. Every prediction below is right, so the
+    accuracy alone would allow each class's lowest confidence; the floor keeps every threshold at 0.5 or
+    above, and a prediction under 0.5 is never decided automatically."""
+    four = ["a", "b", "c", "d"]
+    rows = {"a": [0.9, 0.6, 0.45, 0.3], "b": [0.7, 0.49], "c": [0.5001], "d": [0.8, 0.5]}
+    y, proba = [], []
+    for k, confs in rows.items():
+        for c in confs:
+            row = np.full(4, (1 - c) / 3)
+            row[four.index(k)] = c
+            y.append(k)
+            proba.append(row)
+    y, proba = np.array(y), np.array(proba)
+    assert (proba.max(1) < 0.5).sum() == 3 and (proba.argmax(1) == [four.index(k) for k in y]).all()
+    thresholds = suggest_thresholds(y, proba, four, target=0.98)
+    # a: lowest right 0.3 -> raised to 0.5; b: 0.49 -> 0.5; c: 0.5001 stays; d: 0.5 exactly
+    assert thresholds == {"a": 0.5, "b": 0.5, "c": 0.5001, "d": 0.5}
+    at = automatic_at(y, proba, four, thresholds=thresholds)
+    assert at["automatic_photos"] == 6 and at["automatic_accuracy"] == 1.0  # 0.45, 0.3 and 0.49 go to people
+    # the floor does not lift a higher threshold: the 0.6 'a' is wrong, so at 100% 'a' needs 0.9
+    y2 = y.copy()
+    y2[1] = "b"
+    assert suggest_thresholds(y2, proba, four, target=1.0)["a"] == 0.9
+    # and a threshold is floored to four places, never rounded up past the example that set it
+    assert suggest_thresholds(np.array(["a"]), np.array([[0.87659, 0.12341]]), CLASSES, target=1.0) == {
+        "a": 0.8765, "b": 1.0}
+
+
 def test_tradeoff_curve_gives_up_automatic_share_as_the_target_rises():
     y, proba = _case()
     curve = tradeoff_curve(y, proba, CLASSES, targets=[0.85, 0.9, 0.95, 1.0])
