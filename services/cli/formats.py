@@ -12,19 +12,26 @@ from services.cli.common import cli_actor
 from services.core.config import Workspace, object_store
 from services.datasets.convert import FORMATS, convert
 from services.datasets.formats import check_custom_labels, deepfashion2, parse_merge
-from services.datasets.groundtruth import where
+from services.datasets.groundtruth import NothingConverted, where
 from services.models.label_export import export_labels, import_coco_labels
 
 ERRORS_SHOWN = 50
 
 
+def _print_errors(errors: list[dict[str, Any]]) -> None:
+    for err in errors[:ERRORS_SHOWN]:
+        print(f"skipped {where(err)}: {err['reason']}", file=sys.stderr)
+    if len(errors) > ERRORS_SHOWN:
+        print(f"... and {len(errors) - ERRORS_SHOWN} more", file=sys.stderr)
 
 
 def _report(out: dict[str, Any]) -> dict[str, Any]:
-    """Print the first errors on stderr ("line 3: ...") and keep them short in the summary."""
+    """Print the first errors on stderr ("line 3: ...") and the notes (what the target format cannot hold), and
+    keep the errors short in the summary."""
     errors = out.get("errors") or []
-    for err in errors[:ERRORS_SHOWN]:
-        print(f"skipped {where(err)}: {err['reason']}", file=sys.stderr)
+    _print_errors(errors)
+    for note in out.get("notes") or []:
+        print(f"note: {note}", file=sys.stderr)
     return {**out, "errors": errors[:ERRORS_SHOWN], "error_count": len(errors)}
 
 
@@ -32,6 +39,9 @@ def cmd_deepfashion2(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     store = object_store(ws.db())
     out = deepfashion2(store, annotations=args.annotations, images=args.images, merge=parse_merge(args.merge or []),
                        job_name=args.job_name)
+    if not out["images"]:
+        _print_errors(out["errors"])
+        raise NothingConverted(f"{args.annotations} (deepfashion2)", out["errors"])
     store.write(args.coco, json.dumps(out["coco"]).encode())
     store.write(args.manifest, out["manifest"].encode())
     return {"images": out["images"], "boxes": out["boxes"], "categories": out["categories"], "coco": args.coco,
@@ -45,8 +55,12 @@ def cmd_check_manifest(ws: Workspace, args: argparse.Namespace) -> dict[str, Any
 
 
 def cmd_convert(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
-    out = convert(object_store(ws.db()), source=args.source, target=args.target, input=args.input,
-                  output=args.output, images=args.images, attribute=args.attribute, job_name=args.job_name)
+    try:
+        out = convert(object_store(ws.db()), source=args.source, target=args.target, input=args.input,
+                      output=args.output, images=args.images, attribute=args.attribute, job_name=args.job_name)
+    except NothingConverted as exc:  # every refusal, with its line, before the one-line error and exit 1
+        _print_errors(exc.errors)
+        raise
     return _report({"from": args.source, "to": args.target, "output": args.output, **out})
 
 
@@ -66,13 +80,15 @@ def cmd_import_coco_labels(ws: Workspace, args: argparse.Namespace) -> dict[str,
 def add_commands(sub: Any) -> None:
     s = sub.add_parser("convert", help="convert labels between Ground Truth manifests, COCO and a folder per label")
     s.add_argument("--from", dest="source", required=True, choices=FORMATS,
-                   help="groundtruth (image classification), groundtruth-boxes, coco or folders")
+                   help="groundtruth (image classification), groundtruth-multilabel, groundtruth-boxes, coco or folders")
     s.add_argument("--to", dest="target", required=True, choices=FORMATS,
-                   help="coco is detection with groundtruth-boxes, image-level labels otherwise")
+                   help="coco is detection with groundtruth-boxes, several labels an image with groundtruth-multilabel, "
+                        "one otherwise")
     s.add_argument("--input", required=True, help="the manifest or COCO file, or the folder/s3:// prefix of folders")
     s.add_argument("--output", required=True, help="the file to write, or an empty folder/s3:// prefix for folders")
     s.add_argument("--images", help="root that COCO file_names are relative to (default for folders: the input)")
-    s.add_argument("--attribute", help="Ground Truth label attribute to read (default: detected) or write")
+    s.add_argument("--attribute", help="Ground Truth label attribute to read (default: the line's only one; a line "
+                   "with several, such as a job and its -adjustment, is refused until one is named) or write")
     s.add_argument("--job-name", default="converted", help="Ground Truth job-name for lines written anew")
     s.set_defaults(fn=cmd_convert)
     s = sub.add_parser("export-labels", help="export the labelled photos as a folder per label or COCO")

@@ -22,20 +22,24 @@ from typing import Any
 from PIL import Image
 
 from services.core.clock import now_iso
-from services.core.errors import ConsoleError, InvalidInput
+from services.core.errors import ConsoleError, InvalidInput, PermissionDenied, StorageError
 from services.core.storage import ObjectStore
 from services.datasets.groundtruth import (
     BOX_KEYS,
     BOXES_TYPE,
     boxes_attribute,
+    boxes_attributes,
     keys,
     parse_lines,
     relative,
     resolve,
     source_ref,
+    whole,
 )
 
 DEFAULT_ATTRIBUTE = "bounding-box"
+COCO_IMAGE = "coco-image"  # a Ground Truth line's key for the COCO image fields boxes cannot hold
+IMAGE_KEYS = ("id", "file_name", "width", "height", "depth", "groundtruth")
 
 
 def _number(value: Any, what: str) -> float:
@@ -67,20 +71,43 @@ def _image_size(value: dict[str, Any], uri: str, store: ObjectStore | None) -> t
         return img.width, img.height, len(img.getbands())
 
 
+def _exists(store: ObjectStore, uri: str, sized: bool, unchecked: list[str]) -> None:
+    """Raise InvalidInput when the image is not there. When the line gives its image_size the image is not
+    needed, so a store that cannot tell (no credentials, no access, outside the storage roots) is noted in
+    ``unchecked``, not a refusal; without image_size that error is raised."""
+    try:
+        found = store.exists(uri)
+    except (StorageError, PermissionDenied) as exc:
+        if not sized:
+            raise
+        unchecked.append(str(exc))
+        return
+    if not found:
+        raise InvalidInput(f"image not found: {uri}")
+
+
 def groundtruth_boxes_to_coco(text: str, *, attribute: str | None = None, images_root: str | None = None,
                               store: ObjectStore | None = None) -> dict[str, Any]:
-    """Convert a Ground Truth bounding-box manifest. With a ``store``, every image must exist (and lines without
-    image_size get it from the image). Returns {"coco", "images", "boxes", "categories", "errors": [{"line",
-    "reason"}]}; bad lines are reported and left out. Raises nothing for bad lines."""
+    """Convert a Ground Truth bounding-box manifest. With a ``store``, every image must exist (a line with
+    image_size converts when the store cannot tell, with a note) and lines without image_size get it from the
+    image. A line with several box attributes (a job and its adjustment) needs ``attribute``; the line's other
+    keys ride along in the image's ``groundtruth`` and come back on the way back. Returns {"coco", "images",
+    "boxes", "categories", "attributes": {name: lines}, "errors": [{"line", "reason"}], "notes": [str]}.
+    Raises nothing for bad lines."""
     coco: dict[str, Any] = {"info": {"description": "converted from a Ground Truth bounding-box manifest",
                                      "date_created": now_iso()}, "images": [], "annotations": [], "categories": []}
     cat_of: dict[str, int] = {}  # name -> category id
     seen: dict[str, int] = {}
+    found: dict[str, int] = {}
     errors: list[dict[str, Any]] = []
+    unchecked: list[str] = []
+    used_ids: set[int] = set()
     for n, rec, bad in parse_lines(text):
         try:
             if rec is None:
                 raise InvalidInput(bad or "unreadable line")
+            for name in boxes_attributes(rec):
+                found[name] = found.get(name, 0) + 1
             uri = source_ref(rec)
             attr = boxes_attribute(rec, attribute)
             value, meta = rec[attr], rec[f"{attr}-metadata"]
@@ -88,14 +115,14 @@ def groundtruth_boxes_to_coco(text: str, *, attribute: str | None = None, images
                 raise InvalidInput(f"{uri} is already on line {seen[uri]}")
             class_map = {str(k): str(v) for k, v in meta["class-map"].items()}
             objects = meta.get("objects") if isinstance(meta.get("objects"), list) else []
-            if store is not None and "image_size" in value and not store.exists(uri):
-                raise InvalidInput(f"image not found: {uri}")
+            if store is not None:
+                _exists(store, uri, "image_size" in value, unchecked)
             width, height, depth = _image_size(value, uri, store)
             boxes = []
             for i, box in enumerate(value["annotations"], start=1):
                 if not isinstance(box, dict) or any(k not in box for k in BOX_KEYS):
-                    found = keys(box) if isinstance(box, dict) else type(box).__name__
-                    raise InvalidInput(f"box {i} needs {', '.join(BOX_KEYS)}; found {found}")
+                    found_keys = keys(box) if isinstance(box, dict) else type(box).__name__
+                    raise InvalidInput(f"box {i} needs {', '.join(BOX_KEYS)}; found {found_keys}")
                 name = class_map.get(str(box["class_id"]))
                 if name is None:
                     raise InvalidInput(f"box {i}: class_id {box['class_id']} is not in the class-map "
@@ -103,7 +130,7 @@ def groundtruth_boxes_to_coco(text: str, *, attribute: str | None = None, images
                 xywh = [_number(box[k], f"box {i} {k}") for k in ("left", "top", "width", "height")]
                 check_box(xywh, width, height, f"box {i}")
                 obj = objects[i - 1] if i - 1 < len(objects) and isinstance(objects[i - 1], dict) else None
-                boxes.append((name, xywh, obj))
+                boxes.append((name, box["class_id"], xywh, obj))
         except (ConsoleError, OSError) as exc:
             errors.append({"line": n, "reason": str(exc)})
             continue
@@ -112,19 +139,40 @@ def groundtruth_boxes_to_coco(text: str, *, attribute: str | None = None, images
             if name not in cat_of:
                 wanted = int(class_id) + 1 if class_id.isdigit() else 0
                 cat_of[name] = wanted if wanted and wanted not in cat_of.values() else max([0, *cat_of.values()]) + 1
-        image_id = len(coco["images"]) + 1
         extra = {k: v for k, v in meta.items() if k not in ("objects", "class-map")}
+        gt: dict[str, Any] = {"attribute": attr, "metadata": extra}
+        if "objects" not in meta:
+            gt["objects"] = False
+        if class_map != {str(cat_of[name] - 1): name for name in class_map.values()}:
+            gt["class-map"] = class_map  # this line's own class ids, kept for the way back
+            gt["class_ids"] = [class_id for _, class_id, _, _ in boxes]
+        other = {k: v for k, v in rec.items() if k not in ("source-ref", attr, f"{attr}-metadata", COCO_IMAGE)}
+        if other:
+            gt["other"] = other
+        image = {k: v for k, v in (rec.get(COCO_IMAGE) or {}).items() if k not in IMAGE_KEYS}
+        wanted_id = (rec.get(COCO_IMAGE) or {}).get("id")
+        image_id = wanted_id if isinstance(wanted_id, int) and wanted_id not in used_ids else \
+            max([0, *used_ids]) + 1
+        used_ids.add(image_id)
         coco["images"].append({"id": image_id, "file_name": relative(uri, images_root), "width": width,
-                               "height": height, "depth": depth, "groundtruth": {"attribute": attr, "metadata": extra}})
-        for name, (x, y, w, h), obj in boxes:
+                               "height": height, "depth": depth, **image, "groundtruth": gt})
+        for name, _, (x, y, w, h), obj in boxes:
             ann = {"id": len(coco["annotations"]) + 1, "image_id": image_id, "category_id": cat_of[name],
                    "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0}
             if obj is not None:
                 ann["attributes"] = dict(obj)
             coco["annotations"].append(ann)
     coco["categories"] = sorted(({"id": cid, "name": name} for name, cid in cat_of.items()), key=lambda c: c["id"])
+    notes = []
+    if len(found) > 1:
+        notes.append("bounding-box attributes found (lines): " + ", ".join(f"{k} ({v})" for k, v in found.items())
+                     + f"; converted {attribute or next(iter(found))}; the others ride along in each image's "
+                       "groundtruth.other")
+    if unchecked:
+        notes.append(f"{len(unchecked)} images not checked (their lines give image_size, so they converted): "
+                     f"{unchecked[0]}")
     return {"coco": coco, "images": len(coco["images"]), "boxes": len(coco["annotations"]),
-            "categories": sorted(cat_of), "errors": errors}
+            "categories": sorted(cat_of), "attributes": found, "errors": errors, "notes": notes}
 
 
 def check_structure(coco: Any) -> None:
@@ -135,13 +183,18 @@ def check_structure(coco: Any) -> None:
         raise InvalidInput(f"a COCO file is an object with images, annotations and categories lists; found {found}")
 
 
-def coco_categories(coco: dict[str, Any], errors: list[dict[str, Any]]) -> dict[int, str]:
-    """{category id: name} of the valid categories; bad ones are added to ``errors``."""
+def coco_categories(coco: dict[str, Any], errors: list[dict[str, Any]],
+                    notes: list[str] | None = None) -> dict[int, str]:
+    """{category id: name} of the valid categories; bad ones are added to ``errors``. A category id 0 that no
+    annotation uses (a Roboflow export's dataset-level category) is left out with a line in ``notes``."""
+    used = {a.get("category_id") for a in coco["annotations"] if isinstance(a, dict)}
     cats: dict[int, str] = {}
     for cat in coco["categories"]:
         cid = cat.get("id") if isinstance(cat, dict) else None
         name = cat.get("name") if isinstance(cat, dict) else None
-        if not isinstance(cid, int) or isinstance(cid, bool) or cid < 1 or not isinstance(name, str) or not name:
+        if cid == 0 and not isinstance(cid, bool) and cid not in used and notes is not None:
+            notes.append(f"category 0 ({name!r}) is used by no annotation: left out")
+        elif not isinstance(cid, int) or isinstance(cid, bool) or cid < 1 or not isinstance(name, str) or not name:
             errors.append({"category_id": cid, "reason": f"a category needs an id of 1 or more and a name; got {cat!r}"})
         elif cid in cats:
             errors.append({"category_id": cid, "reason": f"category id {cid} is used twice ({cats[cid]}, {name})"})
@@ -169,25 +222,45 @@ def coco_images(coco: dict[str, Any], errors: list[dict[str, Any]], *, images_ro
     return out
 
 
+def _object(ann: dict[str, Any], from_groundtruth: bool) -> dict[str, Any]:
+    """The Ground Truth ``objects`` entry of an annotation: for an image converted from Ground Truth, its
+    ``attributes`` as they were; otherwise its confidence (``attributes.confidence``, else COCO's ``score``), or
+    nothing: no confidence is invented."""
+    attrs = ann.get("attributes") if isinstance(ann.get("attributes"), dict) else {}
+    if from_groundtruth:
+        return dict(attrs)
+    score = attrs.get("confidence", ann.get("score"))
+    return {"confidence": score} if isinstance(score, (int, float)) and not isinstance(score, bool) else {}
+
+
 def coco_to_groundtruth_boxes(coco: Any, *, images_root: str | None = None, attribute: str | None = None,
                               job_name: str = "coco", store: ObjectStore | None = None) -> dict[str, Any]:
     """Convert a COCO detection file to a Ground Truth bounding-box manifest (JSON Lines, one line per image; an
     image without annotations is a line without boxes). ``attribute`` defaults to the one an image was converted
-    from, else bounding-box. With a ``store``, every image must exist. Returns {"manifest", "lines", "boxes",
-    "errors": [{"image_id" | "annotation_id" | "category_id", "reason"}]}. Raises InvalidInput when ``coco`` is not
-    a COCO object."""
+    from, else bounding-box. With a ``store``, every image must exist. Ground Truth boxes have no crowd regions
+    nor masks: a crowd annotation (iscrowd 1) is left out and segmentation dropped, each said in "notes"; image
+    fields beyond id, file_name, width and height (license, coco_url, ...) keep to the line's ``coco-image``.
+    Returns {"manifest", "lines", "boxes", "errors": [{"image_id" | "annotation_id" | "category_id", "reason"}],
+    "notes": [str]}. Raises InvalidInput when ``coco`` is not a COCO object."""
     check_structure(coco)
     errors: list[dict[str, Any]] = []
-    cats = coco_categories(coco, errors)
+    notes: list[str] = []
+    cats = coco_categories(coco, errors, notes)
     images = coco_images(coco, errors, images_root=images_root)
     class_map = {str(cid - 1): name for cid, name in sorted(cats.items())}
     boxes: dict[int, list[dict[str, Any]]] = {i: [] for i in images}
     broken: dict[int, str] = {}
+    masks = 0
     for ann in coco["annotations"]:
         aid = ann.get("id") if isinstance(ann, dict) else None
         try:
             if not isinstance(ann, dict) or ann.get("image_id") not in images:
                 raise InvalidInput(f"annotation {aid} names no known image ({ann.get('image_id') if isinstance(ann, dict) else ann!r})")
+            if ann.get("iscrowd"):
+                kind = "RLE" if isinstance(ann.get("segmentation"), dict) else "polygons"
+                notes.append(f"annotation {aid} is a crowd region (iscrowd 1, {kind}) of image {ann['image_id']}: "
+                             "Ground Truth boxes have no crowd regions, so it is left out")
+                continue
             img = images[ann["image_id"]][0]
             bbox = ann.get("bbox")
             if not isinstance(bbox, list) or len(bbox) != 4:
@@ -202,12 +275,15 @@ def coco_to_groundtruth_boxes(coco: Any, *, images_root: str | None = None, attr
             if isinstance(ann, dict) and ann.get("image_id") in images:
                 broken.setdefault(ann["image_id"], str(exc))
             continue
-        left, top = round(xywh[0]), round(xywh[1])
-        width, height = min(round(xywh[2]), img["width"] - left), min(round(xywh[3]), img["height"] - top)
-        attrs = ann.get("attributes") if isinstance(ann.get("attributes"), dict) else {}
+        masks += bool(ann.get("segmentation"))
+        left, top = whole(xywh[0]), whole(xywh[1])
+        width, height = min(whole(xywh[2]), img["width"] - left), min(whole(xywh[3]), img["height"] - top)
         boxes[ann["image_id"]].append({"box": {"class_id": ann["category_id"] - 1, "left": left, "top": top,
                                                "width": max(1, width), "height": max(1, height)},
-                                       "confidence": attrs.get("confidence", 1.0)})
+                                       "object": _object(ann, isinstance(img.get("groundtruth"), dict))})
+    if masks:
+        notes.append(f"the segmentation (polygons or RLE) of {masks} annotations is left out: Ground Truth "
+                     "bounding boxes hold boxes only")
     lines, n_boxes = [], 0
     for image_id, (img, uri) in images.items():
         if image_id in broken:
@@ -219,16 +295,34 @@ def coco_to_groundtruth_boxes(coco: Any, *, images_root: str | None = None, attr
         except ConsoleError as exc:
             errors.append({"image_id": image_id, "reason": str(exc)})
             continue
-        gt = img.get("groundtruth") if isinstance(img.get("groundtruth"), dict) else {}
-        attr = attribute or gt.get("attribute") or DEFAULT_ATTRIBUTE
-        meta = {"type": BOXES_TYPE, "human-annotated": "yes", "creation-date": now_iso()[:19],
-                "job-name": f"labeling-job/{job_name}", **(gt.get("metadata") or {})}
-        lines.append({"source-ref": uri,
-                      attr: {"image_size": [{"width": img["width"], "height": img["height"],
-                                             "depth": img.get("depth") or 3}],
-                             "annotations": [b["box"] for b in boxes[image_id]]},
-                      f"{attr}-metadata": {"objects": [{"confidence": b["confidence"]} for b in boxes[image_id]],
-                                           "class-map": class_map, **meta}})
+        lines.append(_line(img, uri, boxes[image_id], class_map, attribute=attribute, job_name=job_name))
         n_boxes += len(boxes[image_id])
     return {"manifest": "".join(json.dumps(line) + "\n" for line in lines), "lines": len(lines), "boxes": n_boxes,
-            "errors": errors}
+            "errors": errors, "notes": notes}
+
+
+def _line(img: dict[str, Any], uri: str, boxes: list[dict[str, Any]], class_map: dict[str, str], *,
+          attribute: str | None, job_name: str) -> dict[str, Any]:
+    """One Ground Truth line for a COCO image; what an image converted from Ground Truth carries in its
+    ``groundtruth`` (attribute, metadata, the line's own class ids, its other keys) is put back."""
+    gt = img.get("groundtruth") if isinstance(img.get("groundtruth"), dict) else {}
+    attr = attribute or gt.get("attribute") or DEFAULT_ATTRIBUTE
+    meta = {"type": BOXES_TYPE, "human-annotated": "yes", "creation-date": now_iso()[:19],
+            "job-name": f"labeling-job/{job_name}", **(gt.get("metadata") or {})}
+    annotations = [b["box"] for b in boxes]
+    own_ids = gt.get("class_ids")
+    if isinstance(gt.get("class-map"), dict) and isinstance(own_ids, list) and len(own_ids) == len(boxes):
+        class_map = gt["class-map"]
+        annotations = [{**a, "class_id": own} for a, own in zip(annotations, own_ids)]
+    objects = [b["object"] for b in boxes]
+    head: dict[str, Any] = {"objects": objects} if gt.get("objects", True) and (gt or any(objects)) else {}
+    line: dict[str, Any] = {"source-ref": uri,
+                            attr: {"image_size": [{"width": img["width"], "height": img["height"],
+                                                   "depth": img.get("depth") or 3}], "annotations": annotations},
+                            f"{attr}-metadata": {**head, "class-map": class_map, **meta}}
+    kept = {k: v for k, v in img.items() if k not in IMAGE_KEYS}
+    if kept or not gt:
+        line[COCO_IMAGE] = {"id": img["id"], **kept}
+    for key, value in (gt.get("other") or {}).items():
+        line.setdefault(key, value)
+    return line

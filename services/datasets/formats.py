@@ -29,6 +29,12 @@ def norm(name: str) -> str:
     return "_".join(str(name).strip().lower().replace("-", " ").split())
 
 
+def visible(landmarks: list[Any]) -> int:
+    """How many of the [x, y, v, ...] landmarks are labelled (v > 0: 1 occluded, 2 visible), as DeepFashion2's own
+    COCO converter counts ``num_keypoints``; v = 0 marks a landmark that is not there."""
+    return sum(1 for v in landmarks[2::3] if isinstance(v, (int, float)) and v > 0)
+
+
 def parse_merge(pairs: Iterable[str]) -> dict[str, str]:
     """``["sling=vest", "sling_dress=vest_dress"]`` as a map. Raises InvalidInput for a pair without '='."""
     out = {}
@@ -87,7 +93,7 @@ def deepfashion2(store: ObjectStore, *, annotations: str, images: str, merge: di
             coco["annotations"].append({
                 "id": len(coco["annotations"]) + 1, "image_id": image_id, "category_id": cid, "bbox": [x1, y1, w, h],
                 "area": w * h, "iscrowd": 0, "segmentation": item.get("segmentation") or [],
-                "keypoints": item.get("landmarks") or [], "num_keypoints": len(item.get("landmarks") or []) // 3,
+                "keypoints": item.get("landmarks") or [], "num_keypoints": visible(item.get("landmarks") or []),
                 "attributes": {k: item.get(k) for k in ("scale", "occlusion", "zoom_in", "viewpoint", "style") if k in item},
             })
             boxes.append({"class_id": cid - 1, "left": round(x1), "top": round(y1), "width": round(w), "height": round(h)})
@@ -147,6 +153,8 @@ def check_custom_labels(text: str, *, attribute: str | None = None) -> dict[str,
                     problems.append({"line": n, "rule": "boxes", "detail": f"{len(boxes)} boxes (at most {CUSTOM_LABELS_MAX_BOXES})"})
                 class_map = meta.get("class-map") or {}
                 labels.update(class_map.get(str(b.get("class_id")), str(b.get("class_id"))) for b in boxes)
+            elif isinstance(value, list) and isinstance(meta.get("class-map"), dict):  # multi-label
+                labels.update(str(meta["class-map"].get(str(v), v)) for v in value)
             else:
                 labels.add(str(meta.get("class-name", value)))
     if n > CUSTOM_LABELS_MAX_LINES:

@@ -11,6 +11,7 @@ so a converter can report "line 3: no 'category' attribute; found source-ref, la
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -19,8 +20,25 @@ from services.core.errors import InvalidInput
 from services.core.storage import is_s3, join
 
 CLASSIFICATION_TYPE = "groundtruth/image-classification"
+MULTILABEL_TYPE = "groundtruth/image-classification-multilabel"
 BOXES_TYPE = "groundtruth/object-detection"
 BOX_KEYS = ("class_id", "left", "top", "width", "height")
+
+
+class NothingConverted(InvalidInput):
+    """Nothing could be converted or imported: ``errors`` holds every refusal ({"line" | "image_id" | ...,
+    "reason"}) and the message names the first ones, so a command exits non-zero with its reasons."""
+
+    def __init__(self, what: str, errors: list[dict[str, Any]], shown: int = 3) -> None:
+        self.errors = list(errors)
+        reasons = "; ".join(f"{where(e)}: {e['reason']}" for e in self.errors[:shown])
+        more = f" (and {len(self.errors) - shown} more)" if len(self.errors) > shown else ""
+        super().__init__(f"{what}: nothing converted" + (f"; {reasons}{more}" if reasons else " (the input is empty)"))
+
+
+def whole(value: float) -> int:
+    """``value`` rounded to the nearest whole pixel, halves up (Python's round() takes 2.5 to 2)."""
+    return int(math.floor(value + 0.5))
 
 
 def parse_lines(text: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
@@ -63,22 +81,48 @@ def _explicit(rec: dict[str, Any], attribute: str) -> dict[str, Any]:
 
 def classification_attribute(rec: dict[str, Any], attribute: str | None = None) -> str:
     """The image-classification attribute of a line: ``attribute`` when given (it and its -metadata twin must be
-    there), else the first key whose -metadata twin holds ``class-name``. Raises InvalidInput."""
+    there), else the one key whose -metadata twin holds ``class-name``. Raises InvalidInput, naming them, when
+    a line holds several and none was chosen."""
     if attribute:
         meta = _explicit(rec, attribute)
         if not isinstance(meta.get("class-name"), str) or not meta["class-name"].strip():
             raise InvalidInput(f"'{attribute}-metadata' has no class-name; found {keys(meta)}")
         return attribute
-    for key, meta in rec.items():
-        if key.endswith("-metadata") and isinstance(meta, dict) and isinstance(meta.get("class-name"), str) \
-                and meta["class-name"].strip():
-            return key[: -len("-metadata")]
+    found = classification_attributes(rec)
+    if len(found) > 1:
+        raise InvalidInput(f"{len(found)} image-classification attributes on this line ({', '.join(found)}): "
+                           "choose one with --attribute")
+    if found:
+        return found[0]
     raise InvalidInput(f"no image-classification attribute (a key whose -metadata twin holds class-name); found {keys(rec)}")
 
 
+def classification_attributes(rec: dict[str, Any]) -> list[str]:
+    """Every attribute of the line whose -metadata twin holds a class-name (a classification label)."""
+    return [key[: -len("-metadata")] for key, meta in rec.items()
+            if key.endswith("-metadata") and key[: -len("-metadata")] in rec and isinstance(meta, dict)
+            and isinstance(meta.get("class-name"), str) and meta["class-name"].strip()]
+
+
+def multilabel_attributes(rec: dict[str, Any]) -> list[str]:
+    """Every multi-label classification attribute of the line: a list of class ids beside a -metadata twin
+    holding a class-map (``groundtruth/image-classification-multilabel``)."""
+    return [key for key, value in rec.items()
+            if isinstance(value, list) and isinstance(rec.get(f"{key}-metadata"), dict)
+            and isinstance(rec[f"{key}-metadata"].get("class-map"), dict)]
+
+
+def boxes_attributes(rec: dict[str, Any]) -> list[str]:
+    """Every bounding-box attribute of the line: a key holding an annotations list beside a -metadata twin."""
+    return [key for key, value in rec.items()
+            if isinstance(value, dict) and isinstance(value.get("annotations"), list)
+            and isinstance(rec.get(f"{key}-metadata"), dict)]
+
+
 def boxes_attribute(rec: dict[str, Any], attribute: str | None = None) -> str:
-    """The bounding-box attribute of a line: ``attribute`` when given, else the first key holding an
-    ``annotations`` list with a -metadata twin. Raises InvalidInput."""
+    """The bounding-box attribute of a line: ``attribute`` when given, else the one key holding an
+    ``annotations`` list with a -metadata twin. Raises InvalidInput, naming them, when a line holds several
+    (a labelling job and its adjustment job) and none was chosen."""
     if attribute:
         meta = _explicit(rec, attribute)
         value = rec[attribute]
@@ -89,10 +133,12 @@ def boxes_attribute(rec: dict[str, Any], attribute: str | None = None) -> str:
         if not isinstance(meta.get("class-map"), dict):
             raise InvalidInput(f"'{attribute}-metadata' has no class-map; found {keys(meta)}")
         return attribute
-    for key, value in rec.items():
-        if isinstance(value, dict) and isinstance(value.get("annotations"), list) \
-                and isinstance(rec.get(f"{key}-metadata"), dict):
-            return boxes_attribute(rec, key)
+    found = boxes_attributes(rec)
+    if len(found) > 1:
+        raise InvalidInput(f"{len(found)} bounding-box attributes on this line ({', '.join(found)}): "
+                           "choose one with --attribute")
+    if found:
+        return boxes_attribute(rec, found[0])
     raise InvalidInput(f"no bounding-box attribute (a key holding image_size and annotations, with its -metadata "
                        f"twin); found {keys(rec)}")
 

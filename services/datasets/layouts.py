@@ -35,6 +35,8 @@ from services.datasets.coco import check_structure, coco_categories, coco_images
 from services.datasets.groundtruth import (
     CLASSIFICATION_TYPE,
     classification_attribute,
+    classification_attributes,
+    multilabel_attributes,
     parse_lines,
     relative,
     source_ref,
@@ -52,6 +54,34 @@ class Labelled:
     class_id: int | None = None
     confidence: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    attribute: str | None = None  # the Ground Truth label attribute it was read from
+    value: Any = None  # the attribute's value as written ("0" or 0), when it was a class id
+
+
+def _class_id(value: Any) -> int | None:
+    """A Ground Truth classification value as a class id: 3 or "3" (AWS's examples write both)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _multilabel_line(rec: dict[str, Any], attribute: str | None) -> tuple[str, list[str]] | None:
+    """(attribute, label names) when the line's label (``attribute``, else its only kind of label) is a
+    multi-label one; None otherwise."""
+    found = multilabel_attributes(rec)
+    if attribute:
+        found = [attribute] if attribute in found else []
+    elif classification_attributes(rec):
+        return None
+    if len(found) > 1:
+        raise InvalidInput(f"{len(found)} multi-label attributes on this line ({', '.join(found)}): "
+                           "choose one with --attribute")
+    if not found:
+        return None
+    class_map = rec[f"{found[0]}-metadata"]["class-map"]
+    return found[0], [str(class_map.get(str(v), v)) for v in rec[found[0]]]
 
 
 def _error(record: Labelled, reason: str) -> dict[str, Any]:
@@ -71,7 +101,11 @@ def read_groundtruth_classes(text: str, *, attribute: str | None = None,
             if rec is None:
                 raise InvalidInput(bad or "unreadable line")
             uri = source_ref(rec)
-            attr = classification_attribute(rec, attribute)
+            multi = _multilabel_line(rec, attribute)
+            if multi and len(multi[1]) != 1:
+                raise InvalidInput(f"a multi-label line ({multi[0]}: {', '.join(multi[1]) or 'no labels'}) where one "
+                                   "label an image is wanted (convert it with --from groundtruth-multilabel)")
+            attr = multi[0] if multi else classification_attribute(rec, attribute)
             if unique and uri in seen:
                 raise InvalidInput(f"{uri} is already on line {seen[uri]}")
         except InvalidInput as exc:
@@ -79,12 +113,19 @@ def read_groundtruth_classes(text: str, *, attribute: str | None = None,
             continue
         seen.setdefault(uri, n)
         meta = rec[f"{attr}-metadata"]
+        if multi:  # one label: a single-label record, its confidence from the confidence-map
+            value = rec[attr][0]
+            conf = (meta.get("confidence-map") or {}).get(str(value))
+            records.append(Labelled(source=uri, label=multi[1][0], origin={"line": n}, class_id=_class_id(value),
+                                    confidence=conf if isinstance(conf, (int, float)) else None, attribute=attr,
+                                    metadata={k: v for k, v in meta.items() if k not in ("class-map", "confidence-map")}))
+            continue
         value, conf = rec.get(attr), meta.get("confidence")
         records.append(Labelled(
-            source=uri, label=meta["class-name"].strip(), origin={"line": n},
-            class_id=value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None,
+            source=uri, label=meta["class-name"].strip(), origin={"line": n}, class_id=_class_id(value),
             confidence=float(conf) if isinstance(conf, (int, float)) and not isinstance(conf, bool) else None,
-            metadata={k: v for k, v in meta.items() if k not in ("class-name", "confidence")}))
+            metadata={k: v for k, v in meta.items() if k not in ("class-name", "confidence")}, attribute=attr,
+            value=value if _class_id(value) is not None else None))
     return records, errors
 
 
@@ -105,20 +146,27 @@ def class_ids(records: list[Labelled]) -> dict[str, int]:
     return {name: i for i, name in enumerate(labels)}
 
 
-def write_groundtruth_classes(records: list[Labelled], *, attribute: str = "category",
+def write_groundtruth_classes(records: list[Labelled], *, attribute: str | None = None,
                               job_name: str = "review-console") -> str:
-    """The records as image-classification manifest lines (the metadata a record carries wins over the defaults:
-    confidence 1.0, human-annotated yes, now). Raises InvalidInput for a bad attribute name."""
-    if not attribute or not all(ch.isalnum() or ch in "-_" for ch in attribute):
-        raise InvalidInput(f"the label attribute name '{attribute}' may hold only letters, digits, - and _")
+    """The records as image-classification manifest lines. The attribute is ``attribute``, else the one each
+    record was read from, else ``category``; class ids are the records' own when every record has one, else
+    ``class_ids``; the metadata a record carries wins over the defaults (human-annotated yes, now). A record
+    without a confidence gets none. Raises InvalidInput for a bad attribute name."""
+    every = all(r.class_id is not None for r in records)
     ids = class_ids(records)
     now = now_iso()[:19]
     lines = []
     for r in records:
-        meta = {"class-name": r.label, "confidence": 1.0 if r.confidence is None else r.confidence,
-                "type": CLASSIFICATION_TYPE, "job-name": f"labeling-job/{job_name}", "human-annotated": "yes",
-                "creation-date": now, **r.metadata}
-        lines.append(json.dumps({"source-ref": r.source, attribute: ids[r.label], f"{attribute}-metadata": meta}))
+        attr = attribute or r.attribute or "category"
+        if not all(ch.isalnum() or ch in "-_" for ch in attr):
+            raise InvalidInput(f"the label attribute name '{attr}' may hold only letters, digits, - and _")
+        class_id = r.class_id if every and r.class_id is not None else ids[r.label]
+        value = r.value if r.value is not None and _class_id(r.value) == class_id else class_id
+        meta = {"class-name": r.label, "type": CLASSIFICATION_TYPE, "job-name": f"labeling-job/{job_name}",
+                "human-annotated": "yes", "creation-date": now, **r.metadata}
+        if r.confidence is not None:
+            meta["confidence"] = r.confidence
+        lines.append(json.dumps({"source-ref": r.source, attr: value, f"{attr}-metadata": meta}))
     return "".join(line + "\n" for line in lines)
 
 
@@ -235,14 +283,32 @@ def read_coco_classes(coco: Any, *, images_root: str | None = None) -> tuple[lis
         names = sorted(cats[c] for c in found[image_id])
         if image_id in broken or len(names) != 1:
             reason = broken.get(image_id) or ("no label" if not names else
-                                              f"{len(names)} labels ({', '.join(names)}): classification takes one")
+                                              f"{len(names)} labels ({', '.join(names)}): classification takes one "
+                                              "(convert it with --to groundtruth-multilabel)")
             errors.append({"image_id": image_id, "reason": reason})
             continue
         gt = img.get("groundtruth") if isinstance(img.get("groundtruth"), dict) else {}
+        own = gt.get("class_id")
         records.append(Labelled(source=uri, label=names[0], origin={"image_id": image_id},
-                                class_id=next(iter(found[image_id])) - 1, confidence=conf.get(image_id),
-                                metadata=dict(gt.get("metadata") or {})))
+                                class_id=own if own is not None and _class_id(own) == own else next(iter(found[image_id])) - 1,
+                                confidence=conf.get(image_id), metadata=dict(gt.get("metadata") or {}),
+                                attribute=gt.get("attribute") if isinstance(gt.get("attribute"), str) else None,
+                                value=gt.get("value")))
     return records, errors
+
+
+def image_sizes(store: ObjectStore, sources: list[str]) -> list[tuple[int, int] | str]:
+    """Each image's (width, height), read through the store, or why it cannot be read. Raises nothing."""
+
+    def size(source: str) -> tuple[int, int] | str:
+        try:
+            with Image.open(io.BytesIO(store.read(source))) as img:
+                return img.size
+        except (ConsoleError, OSError) as exc:
+            return f"cannot read image {source}: {exc}"
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(size, sources))
 
 
 def write_coco_classes(store: ObjectStore, records: list[Labelled], *,
@@ -250,16 +316,7 @@ def write_coco_classes(store: ObjectStore, records: list[Labelled], *,
     """(COCO classification dict, errors): each image is read for its width and height (one that cannot be read is
     reported); file_name is relative to ``images_root`` when the image lies under it. Raises nothing per image."""
     ids = class_ids(records)
-
-    def size(r: Labelled) -> tuple[int, int] | str:
-        try:
-            with Image.open(io.BytesIO(store.read(r.source))) as img:
-                return img.size
-        except (ConsoleError, OSError) as exc:
-            return f"cannot read image {r.source}: {exc}"
-
-    with ThreadPoolExecutor(8) as pool:
-        sizes = list(pool.map(size, records))
+    sizes = image_sizes(store, [r.source for r in records])
     coco: dict[str, Any] = {"info": {"description": "image-level labels, one annotation per image without bbox",
                                      "task": "classification", "date_created": now_iso()},
                             "images": [], "annotations": [],
@@ -271,8 +328,15 @@ def write_coco_classes(store: ObjectStore, records: list[Labelled], *,
             continue
         image = {"id": len(coco["images"]) + 1, "file_name": relative(r.source, images_root), "width": got[0],
                  "height": got[1]}
-        if r.metadata:
-            image["groundtruth"] = {"metadata": r.metadata}
+        gt: dict[str, Any] = {"metadata": r.metadata} if r.metadata else {}
+        if r.attribute:
+            gt["attribute"] = r.attribute
+        if r.class_id is not None and r.class_id != ids[r.label]:
+            gt["class_id"] = r.class_id  # its own class id, which another label holds in this file
+        if r.value is not None and r.value != ids[r.label]:
+            gt["value"] = r.value
+        if gt:
+            image["groundtruth"] = gt
         coco["images"].append(image)
         ann = {"id": image["id"], "image_id": image["id"], "category_id": ids[r.label] + 1}
         if r.confidence is not None:

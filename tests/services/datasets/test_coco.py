@@ -85,12 +85,13 @@ def test_coco_to_groundtruth_boxes_and_back_is_the_same_coco(photos):
     assert line["trays"]["image_size"] == [{"width": 200, "height": 100, "depth": 3}]
     assert line["trays"]["annotations"][1] == {"class_id": 4, "left": 150, "top": 50, "width": 50, "height": 50}
     meta = line["trays-metadata"]
-    assert meta["class-map"] == {"2": "lid", "4": "tray"} and meta["objects"] == [{"confidence": 1.0}] * 2
+    assert meta["class-map"] == {"2": "lid", "4": "tray"} and "objects" not in meta  # no confidence invented
+    assert line["coco-image"] == {"id": 7}
     assert meta["type"] == "groundtruth/object-detection" and meta["job-name"] == "labeling-job/imported"
     back = groundtruth_boxes_to_coco(gt["manifest"], attribute="trays", images_root=str(photos))["coco"]
     assert back["categories"] == coco["categories"]
-    assert [{k: i[k] for k in ("file_name", "width", "height")} for i in back["images"]] == \
-        [{k: i[k] for k in ("file_name", "width", "height")} for i in coco["images"]]
+    assert [{k: i[k] for k in ("id", "file_name", "width", "height")} for i in back["images"]] == \
+        [{k: i[k] for k in ("id", "file_name", "width", "height")} for i in coco["images"]]
     ids = {i["id"]: i["file_name"] for i in back["images"]}
     got = sorted((ids[a["image_id"]], a["category_id"], a["bbox"]) for a in back["annotations"])
     assert got == [("a.jpg", 3, [10, 20, 30, 40]), ("a.jpg", 5, [150, 50, 50, 50]), ("line2/c.jpg", 5, [0, 0, 120, 160])]
@@ -165,13 +166,19 @@ def test_deepfashion2_through_coco_gives_the_direct_manifest(tmp_path):
     via = coco_to_groundtruth_boxes(direct["coco"], images_root=str(img), job_name="deepfashion2")
     assert via["errors"] == []
 
-    def content(text):
-        lines = [json.loads(x) for x in text.splitlines()]
-        for line in lines:
-            del line["bounding-box-metadata"]["creation-date"]  # the second the file was written
-        return lines
-
-    assert content(via["manifest"]) == content(direct["manifest"])
+    direct_lines = [json.loads(x) for x in direct["manifest"].splitlines()]
+    via_lines = [json.loads(x) for x in via["manifest"].splitlines()]
+    assert len(via_lines) == len(direct_lines) == 2
+    for d, v in zip(direct_lines, via_lines):  # field by field
+        assert v["source-ref"] == d["source-ref"]
+        assert v["bounding-box"] == d["bounding-box"]  # image_size and every box
+        dm, vm = d["bounding-box-metadata"], v["bounding-box-metadata"]
+        assert {k: vm[k] for k in ("class-map", "type", "human-annotated", "job-name")} == \
+            {k: dm[k] for k in ("class-map", "type", "human-annotated", "job-name")}
+        assert "objects" not in vm  # COCO holds no confidence for these boxes, and none is invented on the way
+    # what COCO knew of the image and Ground Truth boxes cannot hold rides along in coco-image
+    assert [v["coco-image"] for v in via_lines] == [{"id": 1, "source": "user", "pair_id": 1},
+                                                    {"id": 2, "source": "shop", "pair_id": 1}]
 
 
 def test_a_round_trip_through_real_s3(s3_bucket, photos):

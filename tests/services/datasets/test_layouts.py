@@ -163,7 +163,7 @@ def test_bad_lines_and_images_are_reported_and_the_rest_convert(picked, tmp_path
     records, errors = read_coco_classes(coco, images_root=str(root))
     assert [r.label for r in records] == ["product"]
     assert {e["image_id"]: e["reason"] for e in errors} == {
-        2: "2 labels (package, product): classification takes one",
+        2: "2 labels (package, product): classification takes one (convert it with --to groundtruth-multilabel)",
         3: "annotation 4 has a bbox: this is a detection file (convert it with --to groundtruth-boxes)",
         4: "no label"}
 
