@@ -93,6 +93,48 @@ def test_check_labels_names_the_classes_or_suggests_close_names(ws, db):
     assert filter_jobs(db) == []  # checking launches nothing
 
 
+def test_everyday_labels_say_where_they_come_from_and_what_the_threshold_means(ws, db):
+    at = run_page(PAGE)
+    at.text_input(key="df_labels").input("women, shoe, dog").run()
+    assert not at.exception
+    [meaning] = [c.replace("\\", "") for c in texts(at.caption) if c.startswith("What the threshold means")]
+    assert "women: calibrated (as person" in meaning and "shows it about 8 times in 10" in meaning
+    assert "shoe: calibrated (as shoe" in meaning
+    assert "dog: 0.8 is a sum of ImageNet class probabilities, not calibrated" in meaning
+    at.button(key="df_check").click().run()
+    found = texts(at.success)
+    assert len(found) == 3 and not at.error
+    assert found[0].startswith("**women** is found by the person models: ") and "BlazePose" in found[0]
+    assert found[1].startswith("**shoe** (calibrated, as shoe) matches: ") and "sneaker" in found[1]
+    assert found[2].startswith("**dog** matches 118 ImageNet classes: ")
+
+    at.number_input(key="df_threshold").set_value(0.5).run()
+    [meaning] = [c.replace("\\", "") for c in texts(at.caption) if c.startswith("What the threshold means")]
+    assert "dog: 0.5 is a sum" in meaning and "scored 0.5 shows it about 5 times in 10" in meaning
+    at.selectbox(key="df_detector").set_value("rekognition").run()
+    [meaning] = [c.replace("\\", "") for c in texts(at.caption) if c.startswith("What the threshold means")]
+    assert "women: 0.5 is Rekognition's own confidence (50%)" in meaning
+
+
+def test_a_job_that_keeps_nothing_says_why_on_the_page(ws, db, source, tmp_path):
+    # no image is a dog with certainty 1.0 and there is no band: nothing is kept
+    at = fill(run_page(PAGE), source=source, destination=tmp_path / "out", labels="dog, cat", threshold=1.0,
+              band_low=1.0)
+    at.button(key="df_launch").click().run()
+    [job] = filter_jobs(db)
+    run_job(ws, job_id=job["id"])
+    at.run()
+    assert not at.exception and metrics(at)["Kept"] == "0"
+    [warning] = texts(at.warning)
+    why = get_job(db, job["id"])["result"]["nothing_kept"]
+    assert warning == md(why["message"])
+    plain = warning.replace("\\", "")
+    assert plain.startswith("Nothing reached the threshold 1. Best confidences seen: dog ")
+    assert "; cat " in plain and "would have kept 1" in plain
+    best = why["best"]["dog"][0]["confidence"]
+    assert 0 < best < 1 and why["would_keep"][0]["threshold"] <= best
+
+
 def test_estimate_and_dry_run_list_the_scope_without_a_detector(ws, db, source, tmp_path):
     at = fill(run_page(PAGE), source=source, destination=tmp_path / "out", labels="dog", name="dogs", cap=2)
     at.button(key="df_estimate").click().run()
