@@ -143,8 +143,8 @@ def groundtruth_boxes_to_coco(text: str, *, attribute: str | None = None, images
         gt: dict[str, Any] = {"attribute": attr, "metadata": extra}
         if "objects" not in meta:
             gt["objects"] = False
-        if class_map != {str(cat_of[name] - 1): name for name in class_map.values()}:
-            gt["class-map"] = class_map  # this line's own class ids, kept for the way back
+        gt["class-map"] = class_map  # this line's own, which the file's categories may not match
+        if any(cat_of[name] - 1 != class_id for name, class_id, _, _ in boxes):
             gt["class_ids"] = [class_id for _, class_id, _, _ in boxes]
         other = {k: v for k, v in rec.items() if k not in ("source-ref", attr, f"{attr}-metadata", COCO_IMAGE)}
         if other:
@@ -311,9 +311,10 @@ def _line(img: dict[str, Any], uri: str, boxes: list[dict[str, Any]], class_map:
             "job-name": f"labeling-job/{job_name}", **(gt.get("metadata") or {})}
     annotations = [b["box"] for b in boxes]
     own_ids = gt.get("class_ids")
-    if isinstance(gt.get("class-map"), dict) and isinstance(own_ids, list) and len(own_ids) == len(boxes):
+    if isinstance(gt.get("class-map"), dict):
         class_map = gt["class-map"]
-        annotations = [{**a, "class_id": own} for a, own in zip(annotations, own_ids)]
+        if isinstance(own_ids, list) and len(own_ids) == len(boxes):
+            annotations = [{**a, "class_id": own} for a, own in zip(annotations, own_ids)]
     objects = [b["object"] for b in boxes]
     head: dict[str, Any] = {"objects": objects} if gt.get("objects", True) and (gt or any(objects)) else {}
     line: dict[str, Any] = {"source-ref": uri,

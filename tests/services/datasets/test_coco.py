@@ -208,3 +208,17 @@ def test_file_names_relative_to_the_images_root(tmp_path, monkeypatch):
     assert resolve("x/y.jpg", "s3://b/imgs/") == "s3://b/imgs/x/y.jpg" and resolve("/abs/y.jpg", None) == "/abs/y.jpg"
     with pytest.raises(InvalidInput, match="give the images root"):
         resolve("y.jpg", None)
+
+
+def test_lines_with_their_own_class_maps_come_back_with_their_own_ids(photos):
+    """Two jobs' lines: tray is class 0 on one and class 1 on the other, and one line offers fewer classes."""
+    first = _line(f"{photos}/a.jpg", [(0, 10, 20, 30, 40)])
+    first["bounding-box-metadata"]["class-map"] = {"0": "tray"}
+    second = _line(f"{photos}/b.jpg", [(1, 0, 0, 10, 10), (0, 20, 20, 10, 10)])
+    second["bounding-box-metadata"]["class-map"] = {"0": "lid", "1": "tray"}
+    out = groundtruth_boxes_to_coco(_manifest(first, second))
+    assert out["errors"] == [] and out["coco"]["categories"] == [{"id": 1, "name": "tray"}, {"id": 2, "name": "lid"}]
+    back = [json.loads(x) for x in coco_to_groundtruth_boxes(out["coco"])["manifest"].splitlines()]
+    for got, want in zip(back, [first, second], strict=True):
+        assert got["bounding-box"]["annotations"] == want["bounding-box"]["annotations"]
+        assert got["bounding-box-metadata"] == want["bounding-box-metadata"]
