@@ -68,6 +68,9 @@ def cmd_export_labels(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]
     db = ws.db()
     out = export_labels(db, store=object_store(db), actor=cli_actor(), format=args.format, output=args.output,
                         images_root=args.images, include_decisions=not args.imported_only)
+    if not out["images"]:  # every photo refused (unreadable, a bad label): say why, and exit 1
+        _print_errors(out["errors"])
+        raise NothingConverted(f"export-labels to {args.output}", out["errors"])
     return _report({"output": args.output, **out})
 
 

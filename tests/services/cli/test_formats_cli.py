@@ -53,3 +53,22 @@ def test_deepfashion2_with_no_usable_annotation_exits_1(ws, data, tmp_path, caps
     captured = capsys.readouterr()
     assert code == 1 and not (tmp_path / "c.json").exists() and not (tmp_path / "m").exists()
     assert "skipped file 000001.json:" in captured.err and str(tmp_path / "000001.jpg") in captured.err
+
+
+def test_export_labels_that_exports_nothing_exits_1_with_its_reasons(ws, samples, tmp_path, capsys):
+    from services.core.storage import ObjectStore
+    from services.models.training import import_folder
+
+    root = tmp_path / "imported"
+    (root / "product").mkdir(parents=True)
+    photo = root / "product" / "one.jpg"
+    shutil.copy(sorted((samples / "product").glob("*.jpg"))[0], photo)
+    db = ws.db()
+    import_folder(db, root=str(root), store=ObjectStore(), actor="test")
+    db.close()
+    photo.unlink()  # the labelled photo is gone: nothing can be exported
+    code = cli.main(["--data-dir", str(ws.root), "export-labels", "--format", "folders", "--output", str(tmp_path / "x")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"skipped {photo}: cannot copy {photo}" in captured.err
+    assert "nothing converted" in json.loads(captured.out.strip().splitlines()[-1])["error"]

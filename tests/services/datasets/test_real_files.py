@@ -146,6 +146,15 @@ def test_roboflow_export_converts_without_a_category_0_error_nor_invented_confid
                                                         "height": 640}]
 
 
+def test_a_coco_score_becomes_the_box_confidence():
+    coco = json.loads((DATA / "mmdet-coco-sample.json").read_text())
+    out = coco_to_groundtruth_boxes(coco, images_root="s3://mmdet/fake")
+    assert out["errors"] == [] and out["lines"] == 3  # image 2 has no annotation: a line without boxes
+    lines = {line["coco-image"]["id"]: line for line in _lines(out["manifest"])}
+    assert lines[0]["bounding-box-metadata"]["objects"] == [{"confidence": 1.0}, {"confidence": 1.0}]
+    assert lines[2]["bounding-box"]["annotations"] == [] and "objects" not in lines[2]["bounding-box-metadata"]
+
+
 # 5. names, ids and confidences come back as they were -----------------------------------------------------------
 
 def test_classification_round_trip_keeps_attribute_names_class_ids_and_confidences(tmp_path):
