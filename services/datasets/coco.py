@@ -1,18 +1,21 @@
 """Ground Truth bounding-box manifests to COCO detection and back.
 
 - ``class-map`` {"0": "vest"} <-> ``categories`` [{"id": 1, "name": "vest"}]: category id = class_id + 1
-  (COCO ids start at 1); a name met again under another class id keeps its first category.
-- ``left/top/width/height`` <-> ``bbox`` [x, y, w, h]; COCO boxes are rounded to whole pixels for Ground Truth.
+  (COCO ids start at 1); a name met again under another class id keeps its first category, and each line's own
+  class-map (and its own class ids where they differ) stays in the image's ``groundtruth`` for the way back.
+- ``left/top/width/height`` <-> ``bbox`` [x, y, w, h]; COCO boxes are rounded to whole pixels (halves up).
 - ``image_size`` <-> image ``width``/``height`` (and ``depth``); ``source-ref`` <-> ``file_name``, relative to an
   images root when the image lies under it, else the absolute URI.
-- the ``objects[i]`` metadata (confidence) <-> annotation ``attributes``; the other metadata (job-name,
-  human-annotated, creation-date, type) and the attribute name <-> image ``groundtruth``, so a manifest comes
-  back from COCO as it was.
+- the ``objects[i]`` metadata <-> annotation ``attributes``; the other metadata, the attribute name and the line's
+  other keys (another job's labels) <-> image ``groundtruth``, so a manifest comes back from COCO as it was.
+- COCO to Ground Truth: a box's confidence is ``attributes.confidence``, else ``score``, else none; the image
+  fields boxes have no place for (id, license, coco_url, ...) go to the line's ``coco-image`` and back. Crowd
+  regions and segmentation cannot be held: they are left out and said in "notes", as is a category 0 that no
+  annotation uses.
 
 An image converts whole or not at all: a bad line, a box outside its image or a missing image is reported (by
 line, image or annotation id) and left out, and the rest convert.
 """
-
 from __future__ import annotations
 
 import io

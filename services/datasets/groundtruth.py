@@ -4,8 +4,11 @@ attribute beside its ``<attribute>-metadata`` twin.
 Image classification: ``"category": 1, "category-metadata": {"class-name": "product", "confidence": 0.93, ...}``.
 Bounding boxes: ``"bounding-box": {"image_size": [{"width", "height", "depth"}], "annotations": [{"class_id",
 "left", "top", "width", "height"}]}, "bounding-box-metadata": {"objects": [{"confidence"}], "class-map": {"0":
-"name"}, ...}``. Each reader raises InvalidInput with a message naming what it expected and which keys it found,
-so a converter can report "line 3: no 'category' attribute; found source-ref, label, label-metadata".
+"name"}, ...}``. Multi-label classification: ``"labels": [1, 0, 8], "labels-metadata": {"class-map": {...},
+"confidence-map": {...}, ...}``. Each reader raises InvalidInput with a message naming what it expected and which
+keys it found, so a converter can report "line 3: no 'category' attribute; found source-ref, label,
+label-metadata"; a line holding several attributes of the kind asked for (a job and its adjustment job) is
+refused, naming them, unless one is chosen. A conversion that converts nothing raises ``NothingConverted``.
 """
 
 from __future__ import annotations

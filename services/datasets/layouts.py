@@ -11,8 +11,11 @@
   annotation's ``attributes`` and other Ground Truth metadata in the image's ``groundtruth``. Category id =
   Ground Truth class index + 1. ``info.task`` says "classification".
 
-Class indexes are kept when the input has consistent ones; otherwise the console's class order when every
-label is one of its classes, else the sorted label names.
+Class indexes are each record's own when every record has one (two labels may share an index across lines, as
+two jobs' manifests do); otherwise the input's when consistent, else the console's class order when every label is
+one of its classes, else the sorted label names. A record keeps the attribute it was read from and its value as
+written ("0" or 0), and COCO keeps both in the image's ``groundtruth``, so a manifest comes back as it was. A
+multi-label line with one label reads as a single label; with more it is refused (services.datasets.multilabel).
 """
 
 from __future__ import annotations
@@ -151,15 +154,15 @@ def write_groundtruth_classes(records: list[Labelled], *, attribute: str | None 
     """The records as image-classification manifest lines. The attribute is ``attribute``, else the one each
     record was read from, else ``category``; class ids are the records' own when every record has one, else
     ``class_ids``; the metadata a record carries wins over the defaults (human-annotated yes, now). A record
-    without a confidence gets none. Raises InvalidInput for a bad attribute name."""
+    without a confidence gets none. Raises InvalidInput for a bad ``attribute`` name."""
+    if attribute is not None and (not attribute or not all(ch.isalnum() or ch in "-_" for ch in attribute)):
+        raise InvalidInput(f"the label attribute name '{attribute}' may hold only letters, digits, - and _")
     every = all(r.class_id is not None for r in records)
     ids = class_ids(records)
     now = now_iso()[:19]
     lines = []
     for r in records:
-        attr = attribute or r.attribute or "category"
-        if not all(ch.isalnum() or ch in "-_" for ch in attr):
-            raise InvalidInput(f"the label attribute name '{attr}' may hold only letters, digits, - and _")
+        attr = attribute or r.attribute or "category"  # a record's own attribute is written as it was read
         class_id = r.class_id if every and r.class_id is not None else ids[r.label]
         value = r.value if r.value is not None and _class_id(r.value) == class_id else class_id
         meta = {"class-name": r.label, "type": CLASSIFICATION_TYPE, "job-name": f"labeling-job/{job_name}",

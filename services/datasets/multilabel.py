@@ -167,13 +167,13 @@ def write_groundtruth_multilabel(records: list[Tagged], *, attribute: str | None
                                  job_name: str = "converted") -> str:
     """The records as multi-label manifest lines (attribute: ``attribute``, else the record's own, else
     ``labels``); a label without a confidence is left out of the confidence-map. Raises InvalidInput for a bad
-    attribute name."""
+    ``attribute`` name."""
+    if attribute is not None and (not attribute or not all(ch.isalnum() or ch in "-_" for ch in attribute)):
+        raise InvalidInput(f"the label attribute name '{attribute}' may hold only letters, digits, - and _")
     now = now_iso()[:19]
     lines = []
     for r in records:
-        attr = attribute or r.attribute or "labels"
-        if not attr or not all(ch.isalnum() or ch in "-_" for ch in attr):
-            raise InvalidInput(f"the label attribute name '{attr}' may hold only letters, digits, - and _")
+        attr = attribute or r.attribute or "labels"  # a record's own attribute is written as it was read
         meta: dict[str, Any] = {"job-name": f"labeling-job/{job_name}",
                                 "class-map": {str(c): name for c, name, _ in r.labels}, "human-annotated": "yes",
                                 "creation-date": now, "type": MULTILABEL_TYPE}
