@@ -74,7 +74,7 @@ def _image_size(value: dict[str, Any], uri: str, store: ObjectStore | None) -> t
         return img.width, img.height, len(img.getbands())
 
 
-def _exists(store: ObjectStore, uri: str, sized: bool, unchecked: list[str]) -> None:
+def _exists(store: ObjectStore, uri: str, *, sized: bool, unchecked: list[str]) -> None:
     """Raise InvalidInput when the image is not there. When the line gives its image_size the image is not
     needed, so a store that cannot tell (no credentials, no access, outside the storage roots) is noted in
     ``unchecked``, not a refusal; without image_size that error is raised."""
@@ -119,7 +119,7 @@ def groundtruth_boxes_to_coco(text: str, *, attribute: str | None = None, images
             class_map = {str(k): str(v) for k, v in meta["class-map"].items()}
             objects = meta.get("objects") if isinstance(meta.get("objects"), list) else []
             if store is not None:
-                _exists(store, uri, "image_size" in value, unchecked)
+                _exists(store, uri, sized="image_size" in value, unchecked=unchecked)
             width, height, depth = _image_size(value, uri, store)
             boxes = []
             for i, box in enumerate(value["annotations"], start=1):
@@ -186,10 +186,11 @@ def check_structure(coco: Any) -> None:
         raise InvalidInput(f"a COCO file is an object with images, annotations and categories lists; found {found}")
 
 
-def coco_categories(coco: dict[str, Any], errors: list[dict[str, Any]],
+def coco_categories(coco: dict[str, Any], errors: list[dict[str, Any]], *,
                     notes: list[str] | None = None) -> dict[int, str]:
     """{category id: name} of the valid categories; bad ones are added to ``errors``. A category id 0 that no
-    annotation uses (a Roboflow export's dataset-level category) is left out with a line in ``notes``."""
+    annotation uses (a Roboflow export's dataset-level category) is left out with a line in ``notes``. Raises
+    nothing."""
     used = {a.get("category_id") for a in coco["annotations"] if isinstance(a, dict)}
     cats: dict[int, str] = {}
     for cat in coco["categories"]:
@@ -225,7 +226,7 @@ def coco_images(coco: dict[str, Any], errors: list[dict[str, Any]], *, images_ro
     return out
 
 
-def _object(ann: dict[str, Any], from_groundtruth: bool) -> dict[str, Any]:
+def _object(ann: dict[str, Any], *, from_groundtruth: bool) -> dict[str, Any]:
     """The Ground Truth ``objects`` entry of an annotation: for an image converted from Ground Truth, its
     ``attributes`` as they were; otherwise its confidence (``attributes.confidence``, else COCO's ``score``), or
     nothing: no confidence is invented."""
@@ -248,7 +249,7 @@ def coco_to_groundtruth_boxes(coco: Any, *, images_root: str | None = None, attr
     check_structure(coco)
     errors: list[dict[str, Any]] = []
     notes: list[str] = []
-    cats = coco_categories(coco, errors, notes)
+    cats = coco_categories(coco, errors, notes=notes)
     images = coco_images(coco, errors, images_root=images_root)
     class_map = {str(cid - 1): name for cid, name in sorted(cats.items())}
     boxes: dict[int, list[dict[str, Any]]] = {i: [] for i in images}
@@ -283,7 +284,7 @@ def coco_to_groundtruth_boxes(coco: Any, *, images_root: str | None = None, attr
         width, height = min(whole(xywh[2]), img["width"] - left), min(whole(xywh[3]), img["height"] - top)
         boxes[ann["image_id"]].append({"box": {"class_id": ann["category_id"] - 1, "left": left, "top": top,
                                                "width": max(1, width), "height": max(1, height)},
-                                       "object": _object(ann, isinstance(img.get("groundtruth"), dict))})
+                                       "object": _object(ann, from_groundtruth=isinstance(img.get("groundtruth"), dict))})
     if masks:
         notes.append(f"the segmentation (polygons or RLE) of {masks} annotations is left out: Ground Truth "
                      "bounding boxes hold boxes only")

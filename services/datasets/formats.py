@@ -31,7 +31,7 @@ def norm(name: str) -> str:
 
 def visible(landmarks: list[Any]) -> int:
     """How many of the [x, y, v, ...] landmarks are labelled (v > 0: 1 occluded, 2 visible), as DeepFashion2's own
-    COCO converter counts ``num_keypoints``; v = 0 marks a landmark that is not there."""
+    COCO converter counts ``num_keypoints``; v = 0 marks a landmark that is not there. Raises nothing."""
     return sum(1 for v in landmarks[2::3] if isinstance(v, (int, float)) and v > 0)
 
 

@@ -40,7 +40,7 @@ class NothingConverted(InvalidInput):
 
 
 def whole(value: float) -> int:
-    """``value`` rounded to the nearest whole pixel, halves up (Python's round() takes 2.5 to 2)."""
+    """``value`` rounded to the nearest whole pixel, halves up (Python's round() takes 2.5 to 2). Raises nothing."""
     return int(math.floor(value + 0.5))
 
 
@@ -101,7 +101,8 @@ def classification_attribute(rec: dict[str, Any], attribute: str | None = None) 
 
 
 def classification_attributes(rec: dict[str, Any]) -> list[str]:
-    """Every attribute of the line whose -metadata twin holds a class-name (a classification label)."""
+    """Every attribute of the line whose -metadata twin holds a class-name (a classification label). Raises
+    nothing."""
     return [key[: -len("-metadata")] for key, meta in rec.items()
             if key.endswith("-metadata") and key[: -len("-metadata")] in rec and isinstance(meta, dict)
             and isinstance(meta.get("class-name"), str) and meta["class-name"].strip()]
@@ -109,14 +110,15 @@ def classification_attributes(rec: dict[str, Any]) -> list[str]:
 
 def multilabel_attributes(rec: dict[str, Any]) -> list[str]:
     """Every multi-label classification attribute of the line: a list of class ids beside a -metadata twin
-    holding a class-map (``groundtruth/image-classification-multilabel``)."""
+    holding a class-map (``groundtruth/image-classification-multilabel``). Raises nothing."""
     return [key for key, value in rec.items()
             if isinstance(value, list) and isinstance(rec.get(f"{key}-metadata"), dict)
             and isinstance(rec[f"{key}-metadata"].get("class-map"), dict)]
 
 
 def boxes_attributes(rec: dict[str, Any]) -> list[str]:
-    """Every bounding-box attribute of the line: a key holding an annotations list beside a -metadata twin."""
+    """Every bounding-box attribute of the line: a key holding an annotations list beside a -metadata twin.
+    Raises nothing."""
     return [key for key, value in rec.items()
             if isinstance(value, dict) and isinstance(value.get("annotations"), list)
             and isinstance(rec.get(f"{key}-metadata"), dict)]

@@ -261,7 +261,7 @@ def read_coco_classes(coco: Any, *, images_root: str | None = None) -> tuple[lis
     labels, or a box is reported. Raises InvalidInput when ``coco`` is not a COCO object."""
     check_structure(coco)
     errors: list[dict[str, Any]] = []
-    cats = coco_categories(coco, errors)
+    cats = coco_categories(coco, errors, notes=[])  # an unused category 0 holds no label
     images = coco_images(coco, errors, images_root=images_root, sized=False)
     found: dict[int, set[int]] = {i: set() for i in images}
     conf: dict[int, float] = {}
@@ -300,7 +300,7 @@ def read_coco_classes(coco: Any, *, images_root: str | None = None) -> tuple[lis
     return records, errors
 
 
-def image_sizes(store: ObjectStore, sources: list[str]) -> list[tuple[int, int] | str]:
+def image_sizes(store: ObjectStore, *, sources: list[str]) -> list[tuple[int, int] | str]:
     """Each image's (width, height), read through the store, or why it cannot be read. Raises nothing."""
 
     def size(source: str) -> tuple[int, int] | str:
@@ -319,7 +319,7 @@ def write_coco_classes(store: ObjectStore, records: list[Labelled], *,
     """(COCO classification dict, errors): each image is read for its width and height (one that cannot be read is
     reported); file_name is relative to ``images_root`` when the image lies under it. Raises nothing per image."""
     ids = class_ids(records)
-    sizes = image_sizes(store, [r.source for r in records])
+    sizes = image_sizes(store, sources=[r.source for r in records])
     coco: dict[str, Any] = {"info": {"description": "image-level labels, one annotation per image without bbox",
                                      "task": "classification", "date_created": now_iso()},
                             "images": [], "annotations": [],

@@ -106,7 +106,7 @@ def write_coco_multilabel(store: ObjectStore, records: list[Tagged], *,
                             "images": [], "annotations": [],
                             "categories": [{"id": i, "name": name} for name, i in sorted(ids.items(), key=lambda kv: kv[1])]}
     errors = []
-    for r, got in zip(records, image_sizes(store, [r.source for r in records])):
+    for r, got in zip(records, image_sizes(store, sources=[r.source for r in records])):
         if isinstance(got, str):
             errors.append({**r.origin, "reason": got})
             continue
@@ -130,7 +130,7 @@ def read_coco_multilabel(coco: Any, *, images_root: str | None = None) -> tuple[
     InvalidInput when ``coco`` is not a COCO object."""
     check_structure(coco)
     errors: list[dict[str, Any]] = []
-    cats = coco_categories(coco, errors, [])
+    cats = coco_categories(coco, errors, notes=[])
     images = coco_images(coco, errors, images_root=images_root, sized=False)
     found: dict[int, list[tuple[str, float | None]]] = {i: [] for i in images}
     broken: dict[int, str] = {}
