@@ -160,19 +160,21 @@ st.subheader("Storage and limits")
 with st.form("limits_form"):
     max_pixels = st.number_input("Largest image accepted (pixels)", 1_000_000, 1_000_000_000, int(settings["max_pixels"]),
                                  1_000_000, key="set_max_pixels")
+    max_read = st.number_input("Largest file read (MB)", 1, 100_000, int(settings["max_read_mb"]), key="set_max_read_mb",
+                               help="A photo, manifest or S3 video larger than this fails alone, with the reason.")
     endpoint = st.text_input("S3 endpoint URL (empty for AWS; set for S3-compatible servers)", settings["s3_endpoint_url"],
                              key="set_endpoint")
     roots = st.text_area("Storage roots, one absolute folder or s3://bucket/prefix per line", "\n".join(settings["storage_roots"]),
                          key="set_storage_roots", placeholder="/srv/review-photos\ns3://acme-reviews/uploads",
-                         help="Every photo, manifest and dataset the console reads or writes must lie inside one of "
-                              "these (links and '..' are resolved first); the workspace always is. Empty: anywhere "
-                              "the server's user can read, which suits a single-user machine only.")
+                         help="Besides the workspace, every photo, manifest and dataset the console reads or writes must "
+                              "lie inside one of these (links and '..' are resolved first). Empty: the workspace only.")
     if st.form_submit_button("Save storage and limits", key="set_save_limits"):
         save("max_pixels", int(max_pixels))
+        save("max_read_mb", int(max_read))
         save("s3_endpoint_url", endpoint)
         save("storage_roots", roots.split())
 if not settings["storage_roots"]:
-    st.caption(":orange[No storage roots set: an image URI in a manifest can point at any file the server can read.]")
+    st.caption("No storage roots added: the console reads and writes inside its workspace only.")
 
 st.subheader("Retraining")
 st.caption("When enough new human labels exist, a candidate model is trained in the background and promoted only if "

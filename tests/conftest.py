@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from services.core.config import DATA_DIR_ENV, Workspace
+from services.core.config import DATA_DIR_ENV, STORAGE_ROOTS_ENV, Workspace
 from services.models.embedder import BACKBONE, export_onnx
 from services.worker import kinds
 
@@ -22,6 +22,18 @@ SAMPLES = SHARED / "samples" / "reviews"
 
 os.environ.setdefault("REVIEW_CONSOLE_WORKER", "off")  # tests run jobs explicitly, never on a hidden thread
 kinds.install()  # every job kind known to the runner, as the app and the command line have them
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_files_are_a_storage_root(tmp_path_factory):
+    """Tests keep their photos, manifests and outputs beside the workspace, in pytest's temporary folders, and
+    read the shared sample photos: the console may read and write there as a deployer's
+    ``REVIEW_CONSOLE_STORAGE_ROOTS`` would allow. Tests of the default (the workspace only) take it away
+    (``tests/services/core/test_storage_default.py``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(STORAGE_ROOTS_ENV, os.pathsep.join([str(tmp_path_factory.getbasetemp().resolve()),
+                                                      str(SHARED.resolve())]))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,11 @@ from services.core.private import private_dir, tighten_workspace
 from services.core.settings import CLASSES as CLASSES
 from services.core.settings import DEFAULTS as DEFAULTS
 from services.core.settings import clean_setting
-from services.core.storage import ObjectStore
+from services.core.storage import ObjectStore, normalise_root
 
 DATA_DIR_ENV = "REVIEW_CONSOLE_DATA_DIR"
 S3_ENDPOINT_ENV = "REVIEW_CONSOLE_S3_ENDPOINT_URL"
+STORAGE_ROOTS_ENV = "REVIEW_CONSOLE_STORAGE_ROOTS"  # more roots from whoever starts the server (os.pathsep-separated)
 
 
 def default_data_dir() -> Path:
@@ -84,13 +85,24 @@ def workspace_root(db: sqlite_utils.Database) -> Path:
     return Path(db.execute("PRAGMA database_list").fetchone()[2]).parent
 
 
+def env_storage_roots() -> list[str]:
+    """The storage roots given by ``$REVIEW_CONSOLE_STORAGE_ROOTS`` (absolute folders or s3:// prefixes,
+    separated by ``os.pathsep``), normalised. Raises InvalidInput for a relative or malformed one."""
+    return [normalise_root(r) for r in os.environ.get(STORAGE_ROOTS_ENV, "").split(os.pathsep) if r.strip()]
+
+
 def object_store(db: sqlite_utils.Database, *, max_attempts: int = 3) -> ObjectStore:
-    """The object store as Settings configure it: the S3 endpoint, and the storage roots (with this
-    workspace always among them) that every URI read or written must lie inside."""
+    """The object store as Settings configure it: the S3 endpoint, the largest file read, and the storage
+    roots every URI read or written must lie inside: this workspace, the folders and prefixes admins add in
+    Settings (the SageMaker bucket among them) and those of ``$REVIEW_CONSOLE_STORAGE_ROOTS``. With
+    none added, the workspace alone. Raises
+    InvalidInput for a malformed root in the environment."""
     settings = get_settings(db)
-    roots = settings["storage_roots"]
+    roots = [str(workspace_root(db)), *settings["storage_roots"], *env_storage_roots()]
+    if settings["sagemaker_bucket"]:  # the bucket admins gave SageMaker for its manifests, models and outputs
+        roots.append(f"s3://{settings['sagemaker_bucket']}/")
     return ObjectStore(endpoint_url=settings["s3_endpoint_url"] or None, max_attempts=max_attempts,
-                       roots=[*roots, str(workspace_root(db))] if roots else None)
+                       roots=roots, max_bytes=int(settings["max_read_mb"]) << 20)
 
 
 def set_setting(db: sqlite_utils.Database, *, key: str, value: Any, actor: str) -> Any:

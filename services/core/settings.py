@@ -29,8 +29,10 @@ DEFAULTS: dict[str, Any] = {
     # per class, the audit rate the audit watch sets (services.hitl.audit_watch: more while evidence is thin); {} = audit_rate
     "class_audit_rates": {},
     "max_pixels": 80_000_000,
+    # the largest file or S3 object one read takes, in MB (photos, manifests, videos from S3)
+    "max_read_mb": 256,
     "s3_endpoint_url": "",
-    # folders and s3://bucket/prefix the console may read and write ([] = anywhere); the workspace is always in
+    # folders and s3://bucket/prefix the console may read and write besides the workspace ([] = the workspace only)
     "storage_roots": [],
     "hide_suggestion": False,
     # share of queued photos labelled independently by ``overlap_k`` inspectors, then consolidated
@@ -240,6 +242,7 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "audit_rate": _audit_rate,
     "class_audit_rates": _class_rates,
     "max_pixels": _max_pixels,
+    "max_read_mb": _whole_between(1, 100_000),
     "s3_endpoint_url": _text,
     "storage_roots": _storage_roots,
     "hide_suggestion": _flag,

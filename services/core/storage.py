@@ -10,7 +10,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import boto3
@@ -21,6 +21,8 @@ from services.core.errors import InvalidInput, NotFound, PermissionDenied, Stora
 from services.core.private import DIR_MODE, open_private
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+DEFAULT_MAX_BYTES = 256 << 20  # the most one read returns (Settings: the largest file read)
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,45 @@ def normalise_root(root: str) -> str:
     return os.path.realpath(path)
 
 
+def open_regular(path: str) -> BinaryIO:
+    """``path`` opened for reading in binary, only if it is a regular file (a link to one counts).
+
+    Opening does not block (a named pipe with no writer is refused at once, never waited on), so nothing here
+    needs a timeout. Raises InvalidInput for a folder, named pipe, device or socket, NotFound or StorageError."""
+    with _local_errors(path):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        with _local_errors(path):
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+                        else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                        else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+                raise InvalidInput(f"{path} is {kind}, not a regular file: only regular files and S3 objects "
+                                   "are read.")
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _too_large(uri: str, limit: int) -> InvalidInput:
+    return InvalidInput(f"{uri} is larger than {limit / (1 << 20):g} MB, the most the console reads from one "
+                        "file (Settings: largest file read).")
+
+
+def read_capped(stream: Any, *, uri: str, limit: int) -> bytes:
+    """Everything ``stream`` holds, read in chunks; raises InvalidInput as soon as it passes ``limit`` bytes
+    (a file that grows, or a size that lied, is not read to its end)."""
+    out = bytearray()
+    while chunk := stream.read(min(CHUNK, limit + 1 - len(out))):
+        out += chunk
+        if len(out) > limit:
+            raise _too_large(uri, limit)
+    return bytes(out)
+
+
 def _wanted(name: str, suffixes: tuple[str, ...] | None) -> bool:
     return suffixes is None or name.lower().endswith(suffixes)
 
@@ -110,12 +151,15 @@ class ObjectStore:
 
     def __init__(self, *, endpoint_url: str | None = None, region: str | None = None,
                  connect_timeout: float = 5, read_timeout: float = 30, max_attempts: int = 3,
-                 roots: list[str] | None = None) -> None:
+                 roots: list[str] | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         """``roots``: when given, every URI read, listed or written must lie inside one of these folders or
-        S3 prefixes (after resolving ``..`` and symbolic links); None allows any."""
-        if connect_timeout <= 0 or read_timeout <= 0 or max_attempts < 1:
-            raise InvalidInput("S3 timeouts must be positive and max_attempts at least 1")
+        S3 prefixes (after resolving ``..`` and symbolic links); None allows any (tools and tests: the console
+        always passes roots, see ``services.core.config.object_store``). ``max_bytes``: the most one read
+        returns. Whatever the roots, only regular files and S3 objects are read. Raises InvalidInput."""
+        if connect_timeout <= 0 or read_timeout <= 0 or max_attempts < 1 or max_bytes < 1:
+            raise InvalidInput("S3 timeouts and the read limit must be positive and max_attempts at least 1")
         self.roots = None if roots is None else [normalise_root(r) for r in roots]
+        self.max_bytes = int(max_bytes)
         self.endpoint_url = endpoint_url or None
         self.region = region or None
         self._config = Config(  # total_max_attempts counts the first try, so 1 means "no retries"
@@ -171,18 +215,34 @@ class ObjectStore:
         return bucket, key
 
     def read(self, uri: str) -> bytes:
-        """The object's bytes. Raises NotFound, InvalidInput (folder/bad URI), PermissionDenied (outside the
-        storage roots) or StorageError."""
+        """The object's bytes, read in chunks up to the store's ``max_bytes``. Raises NotFound, InvalidInput
+        (a folder, named pipe, device or anything but a regular file; larger than ``max_bytes``; a bad URI),
+        PermissionDenied (outside the storage roots) or StorageError."""
         self.check_allowed(uri)
         if is_s3(uri):
             bucket, key = self._object(uri)
             with self._s3_errors("read", uri, "s3:GetObject"):
-                body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
-                with contextlib.closing(body):
-                    return body.read()
+                response = self.client.get_object(Bucket=bucket, Key=key)
+                with contextlib.closing(response["Body"]) as body:
+                    if int(response.get("ContentLength") or 0) > self.max_bytes:
+                        raise _too_large(uri, self.max_bytes)
+                    return read_capped(body, uri=uri, limit=self.max_bytes)
         path = _local_path(uri)
-        with _local_errors(path), open(path, "rb") as f:
-            return f.read()
+        with open_regular(path) as f:
+            with _local_errors(path):
+                if os.fstat(f.fileno()).st_size > self.max_bytes:
+                    raise _too_large(uri, self.max_bytes)
+                return read_capped(f, uri=uri, limit=self.max_bytes)
+
+    def local_file(self, uri: str) -> str:
+        """The path of a local regular file inside the storage roots, for readers that need a path (video
+        decoding). Raises PermissionDenied, InvalidInput (not a local regular file), NotFound or StorageError."""
+        if is_s3(uri):
+            raise InvalidInput(f"{uri} is an S3 object, not a local file")
+        self.check_allowed(uri)
+        path = _local_path(uri)
+        with open_regular(path):
+            return path
 
     def write(self, uri: str, data: bytes) -> None:
         """Store ``data`` (local: atomic, makes folders). Raises InvalidInput, NotFound or StorageError."""
@@ -235,6 +295,8 @@ class ObjectStore:
             st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
             raise InvalidInput(f"{path} is a folder, not a file: give the path of a file.")
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(f"{path} is not a regular file: only regular files and S3 objects are read.")
         return st.st_size
 
     def list(self, prefix_uri: str, *, suffixes: tuple[str, ...] | None = None, recursive: bool = True,

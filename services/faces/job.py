@@ -73,9 +73,14 @@ def video_output_key(key: str) -> str:
 
 
 def launch(db: sqlite_utils.Database, params: dict[str, Any], *, actor: str) -> int:
-    """Queue a face-blurring job; returns its id. Raises PermissionDenied, InvalidInput."""
+    """Queue a face-blurring job; returns its id. Raises PermissionDenied (the role, or a source or destination
+    outside the storage roots), InvalidInput."""
     require(db, actor=actor, action="jobs.manage")
-    return jobs.create_job(db, kind=KIND, params=validate_params(params), actor=actor)
+    clean = validate_params(params)
+    store = object_store(db)
+    for key in ("source", "destination"):
+        store.check_allowed(clean[key])
+    return jobs.create_job(db, kind=KIND, params=clean, actor=actor)
 
 
 def _upright(data: bytes, max_pixels: int) -> tuple[Image.Image, str, bytes | None]:
@@ -191,11 +196,11 @@ class FacesKind(jobs.BaseKind):
             return "Rekognition Video reads videos from S3: put the source in a bucket, or use the local detector"
         try:
             with tempfile.TemporaryDirectory(prefix="faces-") as tmp:
-                local_src = src_uri if not is_s3(src_uri) else str(Path(tmp) / Path(key).name)
                 if is_s3(src_uri):
+                    local_src = str(Path(tmp) / Path(key).name)
                     Path(local_src).write_bytes(store.read(src_uri))
-                else:
-                    store.check_allowed(src_uri)
+                else:  # inside the roots, and a regular file (a named pipe would block the decoder)
+                    local_src = store.local_file(src_uri)
                 local_dst = target if not is_s3(target) else str(Path(tmp) / "out.mp4")
                 if not is_s3(target):
                     store.check_allowed(target)

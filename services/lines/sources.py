@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from services.core.errors import ConsoleError, NotFound, StorageError
-from services.core.storage import ObjectStore, is_s3
+from services.core.storage import ObjectStore, is_s3, open_regular
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
 CHUNK_BYTES = 4 << 20  # one transaction per chunk of a file
@@ -56,10 +56,7 @@ class LocalFile(SourceFile):
         self.settle_seconds = settle_seconds
 
     def _open(self):  # type: ignore[no-untyped-def]
-        try:
-            return open(self.path, "rb")  # noqa: SIM115
-        except OSError as exc:
-            raise local_error(self.path, exc) from exc
+        return open_regular(self.path)  # a named pipe or device is refused, never waited on
 
     def stat(self) -> os.stat_result:
         try:

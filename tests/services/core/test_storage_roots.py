@@ -7,11 +7,17 @@ import os
 
 import pytest
 
-from services.core.config import get_settings, object_store, set_setting
+from services.core.config import STORAGE_ROOTS_ENV, get_settings, object_store, set_setting
 from services.core.errors import InvalidInput, PermissionDenied
 from services.core.storage import ObjectStore
 from services.reviews.ingest import ingest_manifest
 from tests.conftest import jpeg_bytes
+
+
+@pytest.fixture(autouse=True)
+def _only_the_roots_set_here(monkeypatch):
+    """No roots from the environment (tests/conftest.py gives pytest's folders): only those each test sets."""
+    monkeypatch.delenv(STORAGE_ROOTS_ENV, raising=False)
 
 
 @pytest.fixture
@@ -62,7 +68,7 @@ def test_roots_are_validated_and_the_workspace_is_always_allowed(db, ws, tree):
         set_setting(db, key="storage_roots", value=["relative/folder"], actor="cli:test")
     with pytest.raises(InvalidInput, match=r"\.\."):
         set_setting(db, key="storage_roots", value=["s3://b/x/../y"], actor="cli:test")
-    assert object_store(db).roots is None
+    assert object_store(db).roots == [str(ws.root)]  # the default: the workspace only
     set_setting(db, key="storage_roots", value=[str(allowed), "s3://photos/in/"], actor="cli:test")
     assert get_settings(db)["storage_roots"] == sorted([os.path.realpath(allowed), "s3://photos/in/"])
     store = object_store(db)
