@@ -368,8 +368,10 @@ def count_frames(
     st.set_vectors(f, i)
     st.level_noise = lv.tolist()
     st.frames += len(t)
-    keep_from = (st.run_start_ts if st.run_start_ts is not None else float(t[-1])) - params.final_s
-    first = int(np.searchsorted(all_t, keep_from, side="left"))
+    # a bin's final count looks back final_s from its fall for the top, then plateau_s (and the median's lag) before
+    # the last frame near the top: all of that stays, or a stream fed in chunks could count a slow slide otherwise
+    keep_from = (st.run_start_ts if st.run_start_ts is not None else float(t[-1])) - params.final_s - params.plateau_s
+    first = max(0, int(np.searchsorted(all_t, keep_from, side="left")) - params.window // 2 - 1)
     # the noise measures look a few frames back: at least that many frames stay, whatever the frame rate
     first = max(0, min(first, len(all_t) - (4 * (params.window // 2) + 4)))
     st.hist_ts, st.hist_v = all_t[first:].tolist(), [int(x) for x in all_v[first:]]
