@@ -187,6 +187,14 @@ def test_boxes_with_image_size_convert_without_reading_s3_images(no_aws):
                                        "no AWS credentials")
 
 
+def test_coco_images_in_s3_convert_without_credentials(no_aws):
+    coco = json.loads((DATA / "coco-val2017-crowd.json").read_text())
+    out = coco_to_groundtruth_boxes(coco, images_root="s3://images-cocodataset-org/val2017", store=ObjectStore())
+    assert out["errors"] == [] and out["lines"] == 2
+    assert out["notes"][-1].startswith("2 images not checked (COCO gives their size, so they converted): "
+                                       "no AWS credentials")
+
+
 def test_converting_nothing_raises_with_every_reason_and_writes_nothing(tmp_path):
     store = ObjectStore()
     with pytest.raises(NothingConverted) as caught:
