@@ -16,6 +16,7 @@ from services.core.errors import InvalidInput, NotFound
 from services.core.storage import ObjectStore
 from services.lines import feed as lines
 from services.lines import replay as line_replay
+from services.lines import simulator as linesim
 from services.lines import sources as line_sources
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -596,7 +597,6 @@ def test_simulated_plant_matches_the_truth_across_a_restart(ws, tmp_path):
     """Three lines with flicker, misses, extra and low-confidence boxes, occlusion and outages, written as
     half-hour files (JSON Lines with boxes and ISO time, CSV with counts and epoch time), ingested in two runs
     with a restart."""
-    linesim = pytest.importorskip("services.lines.simulator")
     hours = 2.0
     streams, truth = linesim.simulate(lines=3, hours=hours, fps=15, seed=7, boxes=True, outages=2,
                                       flicker_rate=0.003)
