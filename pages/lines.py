@@ -3,7 +3,6 @@
 The figures refresh themselves (a fragment with ``run_every``); ops and admins set the targets.
 """
 
-import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, workspace
+from services.core import clock
 from services.core.authz import allowed
 from services.core.config import get_settings
 from services.core.errors import ConsoleError
@@ -273,7 +273,7 @@ try:
         names = {ln["line_id"]: ln["name"] for ln in all_lines}
         top = st.columns([2, 2, 4, 2], vertical_alignment="bottom")
         choice = top[0].selectbox("Time range", RANGES, key="lines_range")
-        today = datetime.now(UTC).date()
+        today = datetime.fromtimestamp(clock.now_ts(), UTC).date()
         custom = (top[1].date_input("Days (UTC)", value=(today - timedelta(days=6), today), key="lines_custom")
                   if choice == "Custom" else None)
         picked = top[2].multiselect("Lines", list(names), format_func=lambda x: names.get(x, x), key="lines_pick",
@@ -286,7 +286,7 @@ try:
             """Figures, alerts and the CSV, refreshed on their own every few seconds."""
             fresh = db()  # a fragment rerun gets its own connection (connections belong to their thread)
             try:
-                now = time.time()
+                now = clock.now_ts()
                 since, until, caption = _range(choice, now, settings["shifts"], custom)
                 if caption:
                     st.caption(caption)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+
+
+def now_ts() -> float:
+    """Current time, epoch seconds. Pages read "now" here, so a test can freeze it
+    (``monkeypatch.setattr(clock, "now_ts", lambda: T)``) and seed data relative to the same instant."""
+    return time.time()
 
 
 def now_iso() -> str:

@@ -14,6 +14,7 @@ from streamlit.elements.lib.utils import user_key_from_element_id
 from streamlit.proto.Block_pb2 import Block
 from streamlit.proto.Metric_pb2 import Metric
 
+from services.core import clock
 from services.core.config import set_setting
 from services.lines.counter import LineState
 from services.lines.targets import set_target, targets
@@ -21,6 +22,15 @@ from tests.pages.helpers import ROOT, run_page, texts
 from tests.services.lines.test_stats import observe
 
 PAGE = str(ROOT / "pages" / "lines.py")
+
+
+@pytest.fixture(autouse=True)
+def frozen_now(monkeypatch) -> float:
+    """The page's "now" (``clock.now_ts``) held at one instant for the whole test: the data are seeded relative
+    to it, so a rate over the trailing window cannot drift while seconds pass before the page renders."""
+    now = float(int(time.time()))
+    monkeypatch.setattr(clock, "now_ts", lambda: now)
+    return now
 
 
 def chart_keys(at) -> set[str]:
@@ -32,7 +42,7 @@ def seed(db) -> float:
     of the last closed bin (5 trays) and the open bin's 7; line B silent.
 
     One 24-hour shift that began two hours ago, so the alert window is inside it whatever the time of day."""
-    now = time.time()
+    now = clock.now_ts()
     start = datetime.fromtimestamp(now - 2 * 3600, UTC).strftime("%H:%M")
     set_setting(db, key="shifts", value=[{"name": "all", "start": start, "end": start}], actor="admin")
     db.execute("INSERT INTO lines (id, name, created_at, last_frame_ts) VALUES ('A', 'Line A', '', ?), "
@@ -91,7 +101,7 @@ def test_seeded_lines_side_by_side_with_alerts_and_filters(ws, db):
         assert not at.exception, (choice, at.exception)
         assert all("under the all shift target" in e for e in texts(at.error)), (choice, texts(at.error))
         assert [m.value for m in at.metric if m.label == "Trays/h now"] == ["0"], choice  # B only, any range
-    day = datetime.now(UTC).date()
+    day = datetime.fromtimestamp(clock.now_ts(), UTC).date()
     at.date_input(key="lines_custom").set_value((day,)).run()  # half-picked range: that one day
     assert not at.exception and chart_keys(at) == {"lines_chart_B"}
 
@@ -132,8 +142,8 @@ def test_the_now_rate_is_the_same_whatever_the_range(ws, db):
     for choice in ("Last hour", "This shift", "Today (UTC)", "Last 7 days", "Last 30 days", "Custom"):
         at.selectbox(key="lines_range").set_value(choice).run()
         assert not at.exception, (choice, at.exception)
-        a, b = (m for m in at.metric if m.label == "Trays/h now")  # time passes between runs: within a tray
-        assert abs(float(a.value) - 36) <= 1 and a.proto.delta in ("-40% vs 60", "-41% vs 60"), (choice, a.value)
+        a, b = (m for m in at.metric if m.label == "Trays/h now")  # "now" is frozen: exactly the same figure
+        assert (a.value, a.proto.delta) == ("36", "-40% vs 60"), (choice, a.value)
         assert (b.value, b.proto.delta) == ("0", ""), choice
 
 
