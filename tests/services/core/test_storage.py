@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from botocore.stub import Stubber
 from services.core.errors import CloudAccessError, InvalidInput, NotFound, StorageAccessError, StorageError
 from services.core.storage import ObjectInfo, ObjectStore, is_s3, join, split_s3
 from tests.conftest_s3 import S3Server
+from tests.threads import run_at_once
 
 IMAGES = (".jpg", ".jpeg", ".png")
 
@@ -259,13 +259,8 @@ def test_s3_bad_bucket_name_is_invalid_input(s3_bucket: tuple[ObjectStore, str])
 
 def test_client_is_created_once_across_threads(s3_server: S3Server) -> None:
     store = ObjectStore(endpoint_url=s3_server.endpoint_url)
-    seen: list[object] = []
-    threads = [threading.Thread(target=lambda: seen.append(store.client)) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(seen) == 8
+    seen = run_at_once([lambda: store.client] * 8)
+    assert len(seen) == 8 and seen[0] is not None
     assert all(c is seen[0] for c in seen)
 
 

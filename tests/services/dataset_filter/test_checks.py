@@ -14,6 +14,7 @@ from services.core.storage import ObjectStore
 from services.dataset_filter import checks as fc
 from services.dataset_filter import job as df
 from tests.services.dataset_filter.test_job import FakeDetector, make_folder, params, put, s3_params
+from tests.threads import run_at_once
 
 
 @pytest.fixture
@@ -67,11 +68,7 @@ def test_concurrent_claims_from_threads_get_distinct_checks(ws, db, band_job) ->
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=claim, args=(f"i{n}",)) for n in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once([lambda n=n: claim(f"i{n}") for n in range(5)])
     ids = [g for g in got if g is not None]
     assert len(ids) == 3 and len(set(ids)) == 3 and got.count(None) == 2
 

@@ -99,6 +99,7 @@ def test_eight_inspectors_at_once_lose_nothing_and_never_double_claim(ws: Worksp
         t.start()
     for t in threads:
         t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "an inspector thread is still running after 120 s"
     assert not errors, errors
     assert time.monotonic() - t0 < 120
     assert sorted(claimed) == list(range(1, 121))
@@ -139,6 +140,7 @@ def test_eight_inspectors_on_overlap_photos_answer_each_once_and_every_photo_is_
         t.start()
     for t in threads:
         t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "an inspector thread is still running after 120 s"
     assert not errors, errors
     per_photo = db.execute("SELECT image_id, COUNT(*), COUNT(DISTINCT inspector) FROM active_answers GROUP BY image_id").fetchall()
     required = dict(db.execute("SELECT id, required_answers FROM images").fetchall())

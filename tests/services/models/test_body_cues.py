@@ -3,7 +3,6 @@ not, photos without a person give the no-person vector, and a body without a fac
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image
 import services.models.body_cues as body_cues_module
 from services.core.errors import ModelError
 from services.models.body_cues import BODY_CUE_NAMES, NO_PERSON, BodyPoseModel, Pose, body_cues, cues_from_pose
+from tests.threads import run_at_once
 
 IDX = {name: i for i, name in enumerate(BODY_CUE_NAMES)}
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
@@ -128,14 +128,10 @@ def test_cues_from_pose_reads_the_landmarks():
     assert cues_from_pose(None) == NO_PERSON
 
 
-def test_the_model_is_loaded_once_per_process():
-    got: list[BodyPoseModel] = []
-    threads = [threading.Thread(target=lambda: got.append(BodyPoseModel.shared())) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(got) == 4 and all(m is got[0] for m in got)
+def test_the_model_is_loaded_once_per_process(monkeypatch):
+    monkeypatch.setattr(body_cues_module, "_shared", None)  # not loaded yet: four threads ask at once
+    got = run_at_once([BodyPoseModel.shared] * 4)
+    assert len(got) == 4 and all(m is got[0] for m in got) and isinstance(got[0], BodyPoseModel)
 
 
 def test_a_missing_model_file_is_a_model_error(tmp_path, monkeypatch):
