@@ -6,7 +6,9 @@ ImageNet-1k has no person class, and WordNet puts only some shoes under "shoe" a
 - ``person`` (and people, human, man, woman, child and their plurals) comes from the body-pose detector
   (BlazePose) and the face detector (CenterFace) the console already runs for classification; it has boxes.
 - ``shoe``, ``bag``, ``box``, ``clothing`` sum a chosen list of ImageNet classes; a shoe is also looked for
-  on the feet of the person the pose model finds (a crop around the ankles, heels and toes).
+  on the feet of the people the pose model finds (crops around the ankles, heels and toes, classified too), and
+  feet in view count as shoes (their visibility times the person's detector score): ImageNet has no class for
+  heels or boots on a person, and people in photos are shod far more often than not.
 
 Each family's confidence is calibrated (``services.dataset_filter.calibration``). Any other label keeps the
 WordNet meaning of ``imagenet_hierarchy`` and its confidence is the ImageNet probability sum, uncalibrated.

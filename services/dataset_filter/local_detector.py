@@ -143,6 +143,11 @@ class LocalImageNetDetector:
             probs, box = views[best]
             boxes = [{**box, "confidence": round(sums[best], 4)}] if box else []
             det = Detection(label, min(1.0, sums[best]), self._matched(ids, probs[ids]), boxes, size)
+            shown = people.feet_shown if family.feet and people is not None else 0.0
+            if shown > det.confidence:  # feet in view: shoes, most likely, whatever ImageNet makes of them
+                feet_box = next((b for _, b in views[1:] if b), None)
+                det = Detection(label, shown, ["feet in view (body pose)", *det.matched],
+                                [{**feet_box, "confidence": round(shown, 4)}] if feet_box else [], size)
         cal = calibration.for_label(label)
         det.raw = det.confidence
         if cal is not None:

@@ -5,9 +5,11 @@ The console's own person models, weights committed or shipped in a package (``se
 - BlazePose's pose detector (``body_cues.BodyPoseModel``) on the photo and on its mirror image (it leans on the
   head: a half-hidden face or a small person is often found in one orientation only); each person found gives a
   score (0.5..1) and a body box (the square around the detector's body circle, clipped to the photo);
-- CenterFace (``person_cues.FaceDetector``, 320 px letterbox) for faces (score 0.5..1); a face outside every
+- CenterFace (``person_cues.FaceDetector``, the picture letterboxed to FACE_SIDE: at the 320 px the classifier's
+  cues use, the faces of a group photo are too small to be found) for faces (score 0.5..1); a face outside every
   body box adds a box of its own;
-- the pose landmarks of the most prominent person, for the crop around the feet.
+- the pose landmarks of the FEET_PEOPLE most prominent people, for the crops around their feet and for how
+  clearly their feet are in view (people in photos wear shoes far more often than not).
 
 ``find_people`` returns the raw person score (the best of those scores, 0 when nobody is found), the boxes
 and the feet crop. Calibration (``services.dataset_filter.calibration``) turns the score into a confidence.
@@ -27,6 +29,8 @@ FEET = (27, 28, 29, 30, 31, 32)  # ankles, heels, toe tips
 FOOT_TIPS = (31, 32)
 FEET_VISIBLE = 0.3  # landmark visibility from which a foot point counts
 BODY_RADIUS = 1 / 2.5  # the detector's crop is 1.25 x the body circle's diameter
+FACE_SIDE = 640  # CenterFace's letterbox (a multiple of 32)
+FEET_PEOPLE = 3  # people whose feet are looked at, largest first
 
 
 @dataclass
@@ -37,6 +41,7 @@ class People:
     score: float = 0.0
     boxes: list[dict[str, float | str]] = field(default_factory=list)
     feet: list[tuple[int, int, int, int]] = field(default_factory=list)
+    feet_shown: float = 0.0  # best (visibility of a heel or toe tip inside the photo x that person's detector score)
 
 
 def _ratio_box(x0: float, y0: float, x1: float, y1: float, w: int, h: int, score: float,
@@ -71,6 +76,13 @@ def _overlaps(a: dict[str, float | str], b: dict[str, float | str]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def feet_shown(landmarks: np.ndarray) -> float:
+    """The largest visibility among the heels and toe tips (29-32) that lie inside the photo (0 when none)."""
+    x, y, vis = landmarks[:, 0], landmarks[:, 1], landmarks[:, 2]
+    inside = [i for i in FEET[2:] if 0 <= x[i] <= 1 and 0 <= y[i] <= 1]
+    return float(max((vis[i] for i in inside), default=0.0))
+
+
 def feet_crops(landmarks: np.ndarray, w: int, h: int) -> list[tuple[int, int, int, int]]:
     """Square crops (pixels) around the visible foot points of one person's landmarks (33, 4) [x, y, vis, presence]
     as ratios: one around both feet, one around each toe tip; none when no foot point is in frame."""
@@ -92,6 +104,16 @@ def feet_crops(landmarks: np.ndarray, w: int, h: int) -> list[tuple[int, int, in
     return out
 
 
+def face_input(picture: Image.Image, side: int = FACE_SIDE) -> tuple[np.ndarray, float]:
+    """The picture letterboxed (top-left anchored, black) into a ``side`` square: CHW float32 and the scale."""
+    w, h = picture.size
+    scale = side / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = np.zeros((side, side, 3), dtype=np.float32)
+    canvas[:nh, :nw] = np.asarray(picture.convert("RGB").resize((nw, nh), Image.Resampling.BILINEAR), dtype=np.float32)
+    return canvas.transpose(2, 0, 1), scale
+
+
 def find_people(picture: Image.Image, *, feet: bool = False) -> People:
     """People in an RGB picture (decoded at a few hundred pixels; larger only costs time). ``feet``: also the
     crops around the feet of the most prominent person. Raises ModelError when a model cannot load."""
@@ -108,9 +130,8 @@ def find_people(picture: Image.Image, *, feet: bool = False) -> People:
             if box is not None and not any(_overlaps(box, b) > 0.5 for b in bodies):
                 bodies.append(box)
             out.score = max(out.score, float(score))
-    faces_model = FaceDetector.shared()
-    batch, scale = faces_model.prepare(picture.convert("RGB"))
-    faces = faces_model.detect(batch[None], [scale])[0]
+    batch, scale = face_input(picture)
+    faces = FaceDetector.shared().detect(batch[None], [scale])[0]
     extra = []
     for x0, y0, x1, y1, score in faces.tolist():
         out.score = max(out.score, float(score))
@@ -121,10 +142,12 @@ def find_people(picture: Image.Image, *, feet: bool = False) -> People:
     if feet and (direct or mirrored):
         flip = not direct
         src = np.ascontiguousarray(image[:, ::-1]) if flip else image
-        landmarks = pose.landmarks(src, *(mirrored[0] if flip else direct[0])).landmarks.copy()
-        if flip:
-            landmarks[:, 0] = 1.0 - landmarks[:, 0]
-        out.feet = feet_crops(landmarks, w, h)
+        for roi, score in (mirrored if flip else direct)[:FEET_PEOPLE]:
+            landmarks = pose.landmarks(src, roi, score).landmarks.copy()
+            if flip:
+                landmarks[:, 0] = 1.0 - landmarks[:, 0]
+            out.feet += feet_crops(landmarks, w, h)
+            out.feet_shown = max(out.feet_shown, feet_shown(landmarks) * float(score))
     return out
 
 
