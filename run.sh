@@ -47,4 +47,4 @@ fi
 # The console alone decides whom to believe about X-Forwarded-For (Settings -> Network access: trusted proxies);
 # uvicorn under Streamlit would otherwise believe it from loopback and replace the client's address first.
 export FORWARDED_ALLOW_IPS=""
-exec "$VENV/bin/streamlit" run app.py --server.address "${HOST:-127.0.0.1}" --server.port "${PORT:-8501}" -- "${DATA_ARGS[@]}"
+exec "$VENV/bin/streamlit" run server.py --server.address "${HOST:-127.0.0.1}" --server.port "${PORT:-8501}" -- "${DATA_ARGS[@]}"

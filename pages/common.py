@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from pages import session
+from pages.network import judged_client
 from services.access.setup import setup_token_valid
 from services.core.config import Workspace, default_data_dir, get_settings, object_store
 from services.core.errors import ConsoleError
@@ -245,15 +247,20 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
     from services.core.authz import setup_mode
 
     conn = conn or workspace().db()
-    signed = st.session_state.get(AUTH_KEY)
+    signed = st.session_state.get(AUTH_KEY) or session.resume(conn, idle_seconds=IDLE_SECONDS)  # the cookie
     setup = False
     if signed:
         from services.access.accounts import current_roles, idle_expired
 
         now = time.time()
+        st.session_state[AUTH_KEY] = signed = {"last_seen": now, **signed}
         roles = current_roles(conn, signed["username"])  # a role taken away counts from the next run
         if roles is None or not roles:
             _end_session(signed, "Your account was disabled or has no role left: ask an admin.")
+        elif reason := session.ended(conn, signed, idle_seconds=IDLE_SECONDS, touch=not fragment_run()):
+            _end_session(signed, reason)  # revoked on the server (sign-out elsewhere, role change), or idle
+            if fragment_run():
+                st.rerun(scope="app")
         elif not idle_expired(last_seen=signed["last_seen"], now=now, idle_seconds=IDLE_SECONDS):
             if not fragment_run():  # a page refreshing itself is not a person's action
                 signed["last_seen"] = now
@@ -348,34 +355,10 @@ def _end_session(signed: dict, notice: str) -> None:  # type: ignore[type-arg]
         st.logout()  # drops the identity cookie too, or the provider's sign-in would admit them again at once
 
 
-def _peer_address() -> str | None:
-    """The connection's peer, loopback included (``st.context.ip_address`` reports loopback as None)."""
-    try:
-        from streamlit.runtime.context import _get_client_context
-
-        context = _get_client_context()
-        ip = context.remote_ip if context is not None else None
-    except (ImportError, AttributeError):  # another Streamlit: its public, loopback-less address
-        ip = st.context.ip_address
-    return ip if isinstance(ip, str) and ip else None
-
-
-def _judged_client(trusted_proxies: list[str]) -> str | None:
-    """The address the allowlist and the audit go by (``services.core.network.effective_client``): the peer, or
-    what trusted proxies forwarded; None when it cannot be told (a forwarded header that the web server itself
-    may have applied: see ``server_rewrites_forwarded``)."""
-    from services.core.network import effective_client, server_rewrites_forwarded
-
-    headers = st.context.headers
-    values = headers.get_all("X-Forwarded-For") if hasattr(headers, "get_all") else []
-    return effective_client(peer=_peer_address(), forwarded_for=", ".join(values) if values else None,
-                            trusted_proxies=trusted_proxies, server_rewrites=server_rewrites_forwarded(os.environ))
-
-
 def client_address() -> str:
     """The client's address for the audit log, judged as the network allowlist judges it; "unknown" when it
     cannot be told."""
-    return _judged_client(get_settings(workspace().db())["trusted_proxies"]) or "unknown"
+    return judged_client(get_settings(workspace().db())["trusted_proxies"]) or "unknown"
 
 
 def sign_in_form(providers: list[str | None]) -> None:
@@ -419,6 +402,7 @@ def sign_in_form(providers: list[str | None]) -> None:
                 show_error(exc)
                 return
             st.session_state[AUTH_KEY] = {**user, "last_seen": time.time(), "method": "password"}
+            session.hand_off(conn, username=user["username"])  # the cookie for reloads and tabs, if served
             st.rerun()
 
 
@@ -431,6 +415,7 @@ def sign_out(user: User) -> None:
     signed = st.session_state.pop(AUTH_KEY, None) or {}
     if signed.get("method") == "oidc":
         st.logout()
+    session.forget(workspace().db(), signed)  # revoked on the server; the browser drops the cookie
 
 
 @st.cache_resource(show_spinner=False)

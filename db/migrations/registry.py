@@ -23,6 +23,7 @@ from db.migrations.m014_model_alerts import m014_model_alerts
 from db.migrations.m015_queue_rank import m015_queue_rank
 from db.migrations.m016_estimated_bins import m016_estimated_bins
 from db.migrations.m017_sign_in_throttle import m017_sign_in_throttle
+from db.migrations.m018_web_sessions import m018_web_sessions
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -45,4 +46,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m015_queue_rank", m015_queue_rank),
     ("m016_estimated_bins", m016_estimated_bins),
     ("m017_sign_in_throttle", m017_sign_in_throttle),
+    ("m018_web_sessions", m018_web_sessions),
 ]

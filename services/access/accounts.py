@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from db.database import immediate
-from services.access import throttle
+from services.access import sessions, throttle
 from services.access.names import MAX_USERNAME_LENGTH, fold, normalise_username
 from services.core.audit import record
 from services.core.authz import ROLES, require, setup_mode
@@ -93,7 +93,8 @@ def create_user(db: sqlite_utils.Database, *, username: str, password: str, role
 
 
 def set_roles(db: sqlite_utils.Database, *, username: str, roles: list[str], actor: str) -> list[str]:
-    """Change a user's roles (audited). Raises NotFound, InvalidInput."""
+    """Change a user's roles (audited); their browser sessions end (services.access.sessions). Raises
+    PermissionDenied, NotFound, InvalidInput."""
     require(db, actor=actor, action="users.manage")
     clean = _roles(roles)
     with immediate(db):
@@ -104,14 +105,15 @@ def set_roles(db: sqlite_utils.Database, *, username: str, roles: list[str], act
             raise InvalidInput(f"'{username}' signs in through single sign-on: their roles come from the SSO role "
                                "mappings (map their identity or a group instead)")
         db.execute("UPDATE users SET roles = ? WHERE username = ?", [json.dumps(clean), username])
+        sessions.revoke_user(db, username=username, reason="roles")  # signed in again, with the new roles
         record(db, actor=actor, action="user.roles", target=f"user:{username}",
                detail={"before": json.loads(row[0]), "after": clean})
     return clean
 
 
 def set_password(db: sqlite_utils.Database, *, username: str, password: str, actor: str) -> None:
-    """Set a new password (audited, the hash never is); it also lifts a lockout. Users may set their own;
-    admins anyone's. Raises PermissionDenied, NotFound, InvalidInput."""
+    """Set a new password (audited, the hash never is); it also lifts a lockout and ends the account's browser
+    sessions. Users may set their own; admins anyone's. Raises PermissionDenied, NotFound, InvalidInput."""
     if actor != username:
         require(db, actor=actor, action="users.manage")
     check_password_policy(username=username, password=password)
@@ -124,12 +126,13 @@ def set_password(db: sqlite_utils.Database, *, username: str, password: str, act
         db.execute("UPDATE users SET password_hash = ?, failed_count = 0, locked_until = 0 WHERE username = ?",
                    [_HASHER.hash(password), username])
         throttle.clear_account(db, account=fold(username))
+        sessions.revoke_user(db, username=username, reason="password")
         record(db, actor=actor, action="user.password", target=f"user:{username}")
 
 
 def set_disabled(db: sqlite_utils.Database, *, username: str, disabled: bool, actor: str) -> None:
-    """Disable or enable an account (audited); enabling also lifts a lockout. Raises NotFound, and
-    InvalidInput when an admin would disable their own account."""
+    """Disable or enable an account (audited); disabling ends its browser sessions, enabling lifts a lockout.
+    Raises PermissionDenied, NotFound, and InvalidInput when an admin would disable their own account."""
     require(db, actor=actor, action="users.manage")
     if disabled and username == actor:
         raise InvalidInput("you cannot disable your own account")
@@ -141,6 +144,8 @@ def set_disabled(db: sqlite_utils.Database, *, username: str, disabled: bool, ac
                    [int(disabled), int(disabled), int(disabled), username])
         if not disabled:
             throttle.clear_account(db, account=fold(username))
+        else:
+            sessions.revoke_user(db, username=username, reason="disabled")
         record(db, actor=actor, action="user.disable" if disabled else "user.enable", target=f"user:{username}")
 
 

@@ -26,12 +26,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(env: Mapping[str, str]) -> Iterator[str]:
+def serve(env: Mapping[str, str], *, script: str = "server.py", port: int | None = None) -> Iterator[str]:
     """Start the console with the repo's config and ``env`` (the whole environment of the server process; the
-    workspace, worker and set-up token are the caller's); yields its URL once it accepts connections."""
-    port = free_port()
+    workspace, worker and set-up token are the caller's); yields its URL once it accepts connections.
+    ``script``: ``server.py`` as ``./run.sh`` starts it (with the session-cookie routes), or ``app.py`` alone;
+    ``port``: a free one by default (give one when the URL must be known first, e.g. for an OIDC redirect)."""
+    port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / script), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=ROOT, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
