@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,9 @@ def workspace_root(db: sqlite_utils.Database) -> Path:
 
 def env_storage_roots() -> list[str]:
     """The storage roots given by ``$REVIEW_CONSOLE_STORAGE_ROOTS`` (absolute folders or s3:// prefixes,
-    separated by ``os.pathsep``), normalised. Raises InvalidInput for a relative or malformed one."""
-    return [normalise_root(r) for r in os.environ.get(STORAGE_ROOTS_ENV, "").split(os.pathsep) if r.strip()]
+    separated by ``:`` as in PATH; the colon of ``s3://`` separates nothing), normalised. Raises InvalidInput
+    for a relative or malformed one."""
+    return [normalise_root(r) for r in re.split(r":(?!//)", os.environ.get(STORAGE_ROOTS_ENV, "")) if r.strip()]
 
 
 def object_store(db: sqlite_utils.Database, *, max_attempts: int = 3) -> ObjectStore:

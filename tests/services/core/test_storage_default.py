@@ -90,8 +90,9 @@ def test_an_admin_adds_roots_and_the_environment_may_too(db, ws, tmp_path, defau
     assert object_store(db).read(str(photos / "a.jpg"))[:2] == b"\xff\xd8"
     with pytest.raises(PermissionDenied):
         object_store(db).read(str(more / "b.jpg"))
-    monkeypatch.setenv(STORAGE_ROOTS_ENV, str(more))
+    monkeypatch.setenv(STORAGE_ROOTS_ENV, f"s3://bucket/in:{more}:file:///srv/x")
     assert object_store(db).read(str(more / "b.jpg"))[:2] == b"\xff\xd8"
+    assert {"s3://bucket/in/", "/srv/x"} <= set(object_store(db).roots)
 
 
 def test_default_manifest_rows_outside_the_workspace_fail_alone(db, ws, tmp_path, default_roots):
