@@ -66,7 +66,8 @@ def _final_level(t: np.ndarray, v: np.ndarray, r: np.ndarray, fall_idx: int, fal
     """The bin's trays, from the frames before its fall began (frame ``fall_idx``): the highest smoothed count
     in the ``final_s`` seconds before it sets the top; the last frame within a tray of the top is where the
     slide began; the mean raw count over the ``plateau_s`` seconds up to there, corrected for the line's
-    false detections and misses (``_noise``), is the count. ``fallback`` when no frame is there."""
+    false detections and misses (``_noise``), is the count. ``fallback`` when no frame is there. Only frames
+    before the fall are read, so a stream read in pieces counts as the whole of it."""
     top = -1
     k = fall_idx - 1
     while k >= 0 and t[k] >= fall_ts - p[P_FINAL_S]:
@@ -79,15 +80,26 @@ def _final_level(t: np.ndarray, v: np.ndarray, r: np.ndarray, fall_idx: int, fal
         anchor -= 1
     lag = int(p[P_LAG])  # the trailing median at k + lag is centred on the raw frame k
     anchor = max(anchor - lag, 0)
-    total, frames = 0.0, 0
+    # a frame counts when the smoothed counts just before and just after it (medians that leave it out, so
+    # choosing frames this way does not choose their values) hold the plateau: a camera shake or an arm
+    # that dims the view for a moment before the slide is left out instead of pulling the mean down (the
+    # median after a frame is not asked when it reaches into the fall itself)
+    low = _drop_threshold(top, p[P_DROP_MARGIN], p[P_DROP_RATIO])
+    d = 2 * lag + 1
+    total, frames, total_all, frames_all = 0.0, 0, 0.0, 0
     k = anchor
     while k >= 0 and t[k] >= t[anchor] - p[P_PLATEAU_S]:
         if r[k] > 0:
-            total += r[k]
-            frames += 1
+            total_all += r[k]
+            frames_all += 1
+            if k >= 1 and v[k - 1] > low and (k + d >= fall_idx or v[k + d] > low):
+                total += r[k]
+                frames += 1
         k -= 1
     if frames == 0:
-        return top
+        if frames_all == 0:
+            return top
+        total, frames = total_all, frames_all
     miss, extra = _noise(f, lv, top)
     return max(0, int(round((total / frames - extra) / (1.0 - miss))))
 
@@ -137,6 +149,12 @@ def _finish(f: np.ndarray, s: np.ndarray, out: np.ndarray, nb: int, end_ts: floa
         low, high, est = before, max(trays, before + extra), 1
     elif s[I_BIN_OUTAGE] == 1 and extra > 0 and (f[F_TYPICAL] <= 0 or s[I_GAP_BEFORE] + extra >= 0.8 * f[F_TYPICAL]):
         low, high, est = trays, trays + extra, 1  # it could have filled, changed and started again unseen
+        if f[F_RATE] > 0 and f[F_TYPICAL] > 0:
+            # at the line's pace the bin's time (the outage included) holds this many trays; more than half a
+            # usual bin beyond what was seen says a change was hidden, and the pace's count is the better guess
+            expect = int(round(f[F_RATE] * (end_ts - f[F_BIN_START])))
+            if expect - trays > 0.5 * f[F_TYPICAL]:
+                trays = min(expect, high)
     out[nb, B_START] = f[F_BIN_START]
     out[nb, B_END] = end_ts
     out[nb, B_TRAYS] = trays
@@ -190,7 +208,8 @@ def run(t: np.ndarray, v: np.ndarray, r: np.ndarray, first: int, f: np.ndarray, 
         # choosing pairs this way does not choose their values
         if k >= 2 * d + 2 and vk >= p[P_MIN_BIN] and vk == v[k - d - 2]:
             a, c = r[k - d - 1], r[k - d]
-            if a > 0 and c > 0 and abs(a - c) <= 10:
+            low = _drop_threshold(vk, margin, ratio)  # a pair dimmed to a fall (a shake, an arm) is not noise
+            if a > low and c > low and abs(a - c) <= 10:
                 b = min(vk, LEVELS - 1)
                 lv[L_D2, b] += 0.5 * (a - c) ** 2
                 lv[L_SX, b] += 0.5 * (a + c)

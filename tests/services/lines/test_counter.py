@@ -297,3 +297,29 @@ def test_a_version_1_state_is_carried_over():
 def test_the_scenarios_mark_which_were_used_for_tuning():
     assert sum(tuned for _, tuned in SCENARIOS.values()) == 3
     assert MILD.miss_rate < HARSH.miss_rate
+
+
+def test_a_camera_shake_just_before_the_slide_does_not_pull_the_bin_down():
+    # the full bin of 20 dims to 8 for a second (a camera shake), is seen whole again for a second, then
+    # the next bin slides over it: the shake's frames are not part of the bin's plateau
+    ts, counts = seconds(*fill(20, every_s=2.0), (20, 2.0), (8, 1.0), (20, 1.0), *slide(20, 2.0), (0, 4.0),
+                         *fill(6), fps=25.0)
+    bins, _ = count_frames(ts, counts)
+    assert [b.trays for b in bins] == [20]
+
+
+def test_a_change_an_outage_hid_without_a_fall_is_counted_at_the_line_pace():
+    # a tray every 3 s; one bin of 20 is seen whole, so the pace and the usual bin are known. The next bin
+    # is seen to 10 trays, then the camera is out for 78 s: the bin filled to 20 (30 s), was changed (9 s),
+    # and the new one had 14 trays when the camera came back (39 s); it fills on to 20. No fall was seen:
+    # one bin of 20 was seen where two of 20 were packed, and the time it took says so.
+    pace = 3.0
+    one = [*fill(20, every_s=pace), (20, 3.0), *slide(20, 2.0), (0, 4.0)]
+    ts1, c1 = seconds(*one, *fill(10, every_s=pace), fps=5.0)
+    _, c2 = seconds(*fill(20, every_s=pace, start=14), (20, 3.0), *slide(20, 2.0), (0, 4.0), *fill(5), fps=5.0)
+    ts2 = ts1[-1] + 78.0 + np.arange(len(c2)) / 5.0
+    bins, _ = count_frames(np.r_[ts1, ts2], np.r_[c1, c2])
+    assert [b.trays for b in bins][0] == 20 and not bins[0].estimated
+    merged = bins[1]
+    assert merged.estimated and merged.low == 20 and merged.high >= 40
+    assert abs(merged.trays - 40) <= 4  # the lower end alone (20) would lose a whole bin
