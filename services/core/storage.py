@@ -97,10 +97,12 @@ def open_regular(path: str) -> BinaryIO:
     try:
         with _local_errors(path):
             mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise InvalidInput(f"{path} is a folder, not a file: give the path of a file.")
             if not stat.S_ISREG(mode):
-                kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+                kind = ("a named pipe" if stat.S_ISFIFO(mode)
                         else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                        else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+                        else "a socket" if stat.S_ISSOCK(mode) else "a special file")
                 raise InvalidInput(f"{path} is {kind}, not a regular file: only regular files and S3 objects "
                                    "are read.")
             os.set_blocking(fd, True)
