@@ -18,7 +18,7 @@ from services.models.label_export import export_labels, import_coco_labels
 ERRORS_SHOWN = 50
 
 
-def _print_errors(errors: list[dict[str, Any]]) -> None:
+def print_errors(errors: list[dict[str, Any]]) -> None:
     for err in errors[:ERRORS_SHOWN]:
         print(f"skipped {where(err)}: {err['reason']}", file=sys.stderr)
     if len(errors) > ERRORS_SHOWN:
@@ -29,7 +29,7 @@ def _report(out: dict[str, Any]) -> dict[str, Any]:
     """Print the first errors on stderr ("line 3: ...") and the notes (what the target format cannot hold), and
     keep the errors short in the summary."""
     errors = out.get("errors") or []
-    _print_errors(errors)
+    print_errors(errors)
     for note in out.get("notes") or []:
         print(f"note: {note}", file=sys.stderr)
     return {**out, "errors": errors[:ERRORS_SHOWN], "error_count": len(errors)}
@@ -40,7 +40,7 @@ def cmd_deepfashion2(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     out = deepfashion2(store, annotations=args.annotations, images=args.images, merge=parse_merge(args.merge or []),
                        job_name=args.job_name)
     if not out["images"]:
-        _print_errors(out["errors"])
+        print_errors(out["errors"])
         raise NothingConverted(f"{args.annotations} (deepfashion2)", out["errors"])
     store.write(args.coco, json.dumps(out["coco"]).encode())
     store.write(args.manifest, out["manifest"].encode())
@@ -59,7 +59,7 @@ def cmd_convert(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
         out = convert(object_store(ws.db()), source=args.source, target=args.target, input=args.input,
                       output=args.output, images=args.images, attribute=args.attribute, job_name=args.job_name)
     except NothingConverted as exc:  # every refusal, with its line, before the one-line error and exit 1
-        _print_errors(exc.errors)
+        print_errors(exc.errors)
         raise
     return _report({"from": args.source, "to": args.target, "output": args.output, **out})
 
@@ -69,15 +69,20 @@ def cmd_export_labels(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]
     out = export_labels(db, store=object_store(db), actor=cli_actor(), format=args.format, output=args.output,
                         images_root=args.images, include_decisions=not args.imported_only)
     if not out["images"]:  # every photo refused (unreadable, a bad label): say why, and exit 1
-        _print_errors(out["errors"])
+        print_errors(out["errors"])
         raise NothingConverted(f"export-labels to {args.output}", out["errors"])
     return _report({"output": args.output, **out})
 
 
 def cmd_import_coco_labels(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     db = ws.db()
-    return _report(import_coco_labels(db, uri=args.coco, store=object_store(db), actor=cli_actor(),
-                                      images_root=args.images))
+    try:
+        out = import_coco_labels(db, uri=args.coco, store=object_store(db), actor=cli_actor(), images_root=args.images,
+                                 label_map=parse_merge(args.map or []))
+    except NothingConverted as exc:  # every refusal, with its image, before the one-line error and exit 1
+        print_errors(exc.errors)
+        raise
+    return _report(out)
 
 
 def add_commands(sub: Any) -> None:
@@ -103,6 +108,8 @@ def add_commands(sub: Any) -> None:
     s = sub.add_parser("import-coco-labels", help="import a COCO classification file (one label per image) as labels")
     s.add_argument("--coco", required=True)
     s.add_argument("--images", help="root that the file_names are relative to")
+    s.add_argument("--map", action="append", metavar="FROM=CLASS",
+                   help="read a label as one of the classes, e.g. --map cat=product (repeatable)")
     s.set_defaults(fn=cmd_import_coco_labels)
 
     s = sub.add_parser("deepfashion2", help="convert DeepFashion2 annotations to COCO and a Ground Truth box manifest")

@@ -20,9 +20,12 @@ from services.cli import formats as cli_formats
 from services.cli import lines as cli_lines
 from services.cli import sagemaker as cli_sagemaker
 from services.cli.common import cli_actor
+from services.cli.formats import print_errors
 from services.core import jobs
 from services.core.config import Workspace, get_settings, object_store
 from services.core.errors import ConsoleError
+from services.datasets.formats import parse_merge
+from services.datasets.groundtruth import NothingConverted
 from services.hitl import export
 from services.models import grid_search, model_search, retraining, training
 from services.models.finetune_model import train_finetuned
@@ -52,8 +55,12 @@ def cmd_import_labels(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]
     db = ws.db()
     if args.folder:
         return training.import_folder(db, root=args.folder, store=object_store(db), actor=cli_actor())
-    return training.import_groundtruth(db, uri=args.groundtruth, store=object_store(db), actor=cli_actor(),
-                                       attribute=args.attribute)
+    try:
+        return training.import_groundtruth(db, uri=args.groundtruth, store=object_store(db), actor=cli_actor(),
+                                           attribute=args.attribute, label_map=parse_merge(args.map or []))
+    except NothingConverted as exc:  # every refusal, with its line, before the one-line error and exit 1
+        print_errors(exc.errors)
+        raise
 
 
 def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
@@ -189,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--folder", help="folder with one sub-folder per class")
     src.add_argument("--groundtruth", help="SageMaker Ground Truth image-classification manifest")
     s.add_argument("--attribute", help="with --groundtruth: the label attribute (default: the one with -metadata)")
+    s.add_argument("--map", action="append", metavar="FROM=CLASS",
+                   help="with --groundtruth: read a label as one of the classes, e.g. --map parcel=package (repeatable)")
     s.set_defaults(fn=cmd_import_labels)
 
     s = sub.add_parser("train", help="train the head with cross-validation and save a model version; or, with "

@@ -17,8 +17,9 @@ from services.core.config import CLASSES
 from services.core.errors import InvalidInput
 from services.core.storage import ObjectStore
 from services.datasets.convert import read_json, write_labelled
+from services.datasets.groundtruth import NothingConverted
 from services.datasets.layouts import Labelled, read_coco_classes
-from services.models.training import _add_labels, training_examples
+from services.models.training import _add_labels, to_classes, training_examples
 
 LABEL_FORMATS = ("folders", "coco", "groundtruth")
 
@@ -45,22 +46,18 @@ def export_labels(db: sqlite_utils.Database, *, store: ObjectStore, actor: str, 
 
 
 def import_coco_labels(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, actor: str,
-                       images_root: str | None = None) -> dict[str, Any]:
+                       images_root: str | None = None, label_map: dict[str, str] | None = None) -> dict[str, Any]:
     """Import a COCO classification file (one annotation per image, no bbox) as labels (source ``coco``); images
     with no, two or unknown labels are reported and the rest load. Relative file_names lie under
-    ``images_root``. Raises PermissionDenied unless ``actor`` may run jobs, InvalidInput when the file is not COCO
-    or no image can be used."""
+    ``images_root``; ``label_map`` renames labels to classes first (``{"cat": "product"}``). Raises
+    PermissionDenied unless ``actor`` may run jobs, InvalidInput when the file is not COCO or the map is bad,
+    NothingConverted (an InvalidInput) with every refused image and its reason when no image can be used."""
     require(db, actor=actor, action="jobs.manage")
 
     records, errors = read_coco_classes(read_json(store, uri), images_root=images_root)
-    items = []
-    for r in records:
-        if r.label in CLASSES:
-            items.append((r.source, r.label))
-        else:
-            errors.append({**r.origin, "reason": f"class '{r.label}' is not one of {', '.join(CLASSES)}"})
+    items = to_classes(records, errors, label_map=label_map)
     if not items:
-        raise InvalidInput(f"{uri}: no usable COCO images ({len(errors)} bad)")
+        raise NothingConverted(f"{uri}: no usable COCO images ({len(errors)} bad)", errors)
     out = _add_labels(db, items, source="coco", store=store)
     out["images"], out["errors"] = len(items), errors
     record(db, actor=actor, action="labels.import", target=uri, detail={"images": len(items), "format": "coco"})

@@ -23,6 +23,8 @@ from services.core.config import CLASSES, Workspace, get_settings, object_store
 from services.core.errors import ConsoleError, InvalidInput, ModelError
 from services.core.images import IMAGE_SUFFIXES
 from services.core.storage import ObjectStore
+from services.datasets.formats import norm
+from services.datasets.groundtruth import NothingConverted
 from services.datasets.layouts import read_groundtruth_classes
 from services.models.evaluation import TARGET_ACCURACY, check_counts, oof_metrics, thin_classes
 from services.models.features import CUE_NAMES, CUES_SIDE, FeatureExtractor
@@ -77,27 +79,43 @@ def import_folder(db: sqlite_utils.Database, *, root: str, store: ObjectStore, a
     return out
 
 
+def to_classes(records: list[Any], errors: list[dict[str, Any]], *,
+               label_map: dict[str, str] | None) -> list[tuple[str, str]]:
+    """(photo, class) of every record whose label, after ``label_map`` (normalised names: ``{"cat": "product"}``),
+    is one of the console's classes; the others are added to ``errors`` with their line or image and a reason
+    that says how to map them. Raises InvalidInput when the map names a target that is not a class."""
+    label_map = label_map or {}
+    wrong = sorted({v for v in label_map.values() if v not in CLASSES})
+    if wrong:
+        raise InvalidInput(f"--map can only map to {', '.join(CLASSES)}, not {', '.join(wrong)}")
+    items = []
+    for r in records:
+        label = label_map.get(norm(r.label), r.label)
+        if label in CLASSES:
+            items.append((r.source, label))
+        else:
+            errors.append({**r.origin, "reason": f"class '{r.label}' is not one of {', '.join(CLASSES)} "
+                                                 f"(map it, e.g. --map {norm(r.label) or 'name'}=product)"})
+    return items
+
+
 def import_groundtruth(db: sqlite_utils.Database, *, uri: str, store: ObjectStore, actor: str,
-                       attribute: str | None = None) -> dict[str, Any]:
+                       attribute: str | None = None, label_map: dict[str, str] | None = None) -> dict[str, Any]:
     """Import a Ground Truth image-classification manifest; bad lines are reported, others load.
 
     The label attribute is ``attribute`` when given (a line without it is reported: "no 'category' attribute;
     found source-ref, label, label-metadata"), else the key with a ``-metadata`` twin holding ``class-name``.
-    Raises InvalidInput if no line can be used.
+    ``label_map`` renames labels to classes first (``{"cat": "product"}``). Raises NothingConverted (an
+    InvalidInput) with every bad line and its reason when no line can be used, InvalidInput for a bad map.
     """
 
     require(db, actor=actor, action="jobs.manage")
     text = store.read(uri).decode("utf-8", errors="replace")
     records, errors = read_groundtruth_classes(text, attribute=attribute, unique=False)
-    items = []
-    for r in records:
-        if r.label not in CLASSES:
-            errors.append({**r.origin, "reason": f"class '{r.label}' is not one of {', '.join(CLASSES)}"})
-        else:
-            items.append((r.source, r.label))
+    items = to_classes(records, errors, label_map=label_map)
     errors.sort(key=lambda e: e["line"])
     if not items:
-        raise InvalidInput(f"{uri}: no usable Ground Truth lines ({len(errors)} bad)")
+        raise NothingConverted(f"{uri}: no usable Ground Truth lines ({len(errors)} bad)", errors)
     out = _add_labels(db, items, source="groundtruth", store=store)
     out["lines"], out["errors"] = len(items) + len(errors), errors
     record(db, actor=actor, action="labels.import", target=uri, detail={"lines": len(items)})
