@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         cals = {label: calibration.load()[label] for label in LABELS}
     else:
-        cals = {label: calibration.fit([raw[label][i] for i in tuning], [rows[i][label] for i in tuning], label=label)
+        cals = {label: calibration.fit([raw[label][i] for i in tuning], present=[rows[i][label] for i in tuning], label=label)
                 for label in LABELS}
         if args.write_calibration:
             calibration.write(list(cals.values()), fitted_on=(

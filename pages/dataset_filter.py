@@ -60,7 +60,7 @@ misses = c5.number_input("Stop after misses in a row (0: never)", 0, None, 0, 50
 labels = [part.strip() for part in labels_text.split(",") if part.strip()]
 if labels:
     st.caption("What the threshold means: " + " · ".join(
-        md(threshold_meaning(label, float(threshold), detector=detector)) for label in labels))
+        md(threshold_meaning(label, threshold=float(threshold), detector=detector)) for label in labels))
 params = {
     "source": source.strip(),
     "destination": destination.strip(),

@@ -54,7 +54,7 @@ def logit(raw: float) -> float:
     return math.log(s / (1.0 - s))
 
 
-def fit(raw: Sequence[float], present: Sequence[bool], *, label: str, ridge: float = RIDGE) -> Calibration:
+def fit(raw: Sequence[float], *, present: Sequence[bool], label: str, ridge: float = RIDGE) -> Calibration:
     """Platt scaling (Newton's method) of raw scores against whether each photo shows the label, with Platt's
     smoothed targets ((positives + 1) / (positives + 2) and 1 / (negatives + 2)) and a small ridge.
 
@@ -105,13 +105,15 @@ def write(calibrations: Sequence[Calibration], *, fitted_on: str, path: Path = D
 
 
 def for_label(label: str) -> Calibration | None:
-    """The calibration of the family ``label`` belongs to, or None (not an everyday label, or not fitted)."""
+    """The calibration of the family ``label`` belongs to, or None (not an everyday label, or not fitted).
+    Raises ModelError when the committed calibration cannot be read."""
     family = family_of(label)
     return load().get(family.name) if family else None
 
 
-def threshold_meaning(label: str, threshold: float, *, detector: str = "local") -> str:
-    """One sentence saying what ``threshold`` means for ``label`` with this detector."""
+def threshold_meaning(label: str, *, threshold: float, detector: str = "local") -> str:
+    """One sentence saying what ``threshold`` means for ``label`` with this detector. Raises ModelError when the
+    committed calibration cannot be read."""
     if detector != "local":
         return (f"{label}: {threshold:g} is Rekognition's own confidence ({threshold * 100:g}%), "
                 "not calibrated here")

@@ -52,7 +52,7 @@ def family_of(label: str) -> Family | None:
     return _BY_WORD.get(norm_name(label))
 
 
-def class_ids(family: Family, hierarchy: Hierarchy) -> list[int]:
+def class_ids(family: Family, *, hierarchy: Hierarchy) -> list[int]:
     """Indices of the family's ImageNet classes (none for person). Raises ValueError for a name not in ImageNet
     (a mistake in FAMILIES, caught by the tests)."""
     if family.wordnet:
@@ -60,11 +60,11 @@ def class_ids(family: Family, hierarchy: Hierarchy) -> list[int]:
     return [hierarchy.names.index(name) for name in family.classes]
 
 
-def describe(family: Family, hierarchy: Hierarchy) -> list[str]:
+def describe(family: Family, *, hierarchy: Hierarchy) -> list[str]:
     """What the family matches, for the person checking labels before a scan."""
     if family.people:
         return ["people found by the body-pose detector (BlazePose) or the face detector (CenterFace)"]
-    names = [hierarchy.names[i] for i in class_ids(family, hierarchy)]
+    names = [hierarchy.names[i] for i in class_ids(family, hierarchy=hierarchy)]
     return names + (["shoes on the feet of a person found by the body-pose detector"] if family.feet else [])
 
 

@@ -264,7 +264,7 @@ class FilterKind(jobs.BaseKind):
         summary = progress(ctx.db, job_id=ctx.job_id)
         elapsed = max(time.monotonic() - ctx.state["started"], 1e-6)
         summary.update(rate=round(ctx.state["scanned_this_run"] / elapsed, 2), state="done")
-        meaning = [threshold_meaning(label, ctx.params["threshold"], detector=ctx.params["detector"])
+        meaning = [threshold_meaning(label, threshold=ctx.params["threshold"], detector=ctx.params["detector"])
                    for label in ctx.params["labels"]]
         result = {**summary, "progress": {"rate": summary["rate"]}, **outputs, "output": output_root(ctx.params),
                   "threshold_meaning": meaning}

@@ -75,7 +75,7 @@ def resolve_labels(names: Sequence[str], *, detector: str) -> dict[str, list[str
                 raise InvalidInput("a label is empty: give names such as person, shoe or clothing")
         families = {name: everyday.family_of(name) for name in names}
         others = hierarchy.resolve([n for n, f in families.items() if f is None]) if None in families.values() else {}
-        return {name: everyday.describe(f, hierarchy) if f else others[name] for name, f in families.items()}
+        return {name: everyday.describe(f, hierarchy=hierarchy) if f else others[name] for name, f in families.items()}
     out: dict[str, list[str]] = {}
     typos = []
     for name in names:

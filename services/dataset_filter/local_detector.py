@@ -93,7 +93,7 @@ class LocalImageNetDetector:
         with self._lock:
             if label not in self._ids:
                 family = everyday.family_of(label)
-                ids = everyday.class_ids(family, self.hierarchy) if family else self.hierarchy.class_ids(label)
+                ids = everyday.class_ids(family, hierarchy=self.hierarchy) if family else self.hierarchy.class_ids(label)
                 if not ids and not (family and family.people):
                     raise InvalidInput(unknown_labels_message([label], self.hierarchy.suggestions))
                 self._ids[label] = np.asarray(ids, dtype=np.int64)

@@ -83,9 +83,10 @@ def feet_shown(landmarks: np.ndarray) -> float:
     return float(max((vis[i] for i in inside), default=0.0))
 
 
-def feet_crops(landmarks: np.ndarray, w: int, h: int) -> list[tuple[int, int, int, int]]:
+def feet_crops(landmarks: np.ndarray, *, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """Square crops (pixels) around the visible foot points of one person's landmarks (33, 4) [x, y, vis, presence]
     as ratios: one around both feet, one around each toe tip; none when no foot point is in frame."""
+    w, h = width, height
     x, y, vis = landmarks[:, 0] * w, landmarks[:, 1] * h, landmarks[:, 2]
     body = max(float(y[list(FEET)].max() - y.min()), 1.0)
     shown = [i for i in FEET if 0 <= x[i] < w and 0 <= y[i] < h and vis[i] >= FEET_VISIBLE]
@@ -104,7 +105,7 @@ def feet_crops(landmarks: np.ndarray, w: int, h: int) -> list[tuple[int, int, in
     return out
 
 
-def face_input(picture: Image.Image, side: int = FACE_SIDE) -> tuple[np.ndarray, float]:
+def face_input(picture: Image.Image, *, side: int = FACE_SIDE) -> tuple[np.ndarray, float]:
     """The picture letterboxed (top-left anchored, black) into a ``side`` square: CHW float32 and the scale."""
     w, h = picture.size
     scale = side / max(w, h)
@@ -146,7 +147,7 @@ def find_people(picture: Image.Image, *, feet: bool = False) -> People:
             landmarks = pose.landmarks(src, roi, score).landmarks.copy()
             if flip:
                 landmarks[:, 0] = 1.0 - landmarks[:, 0]
-            out.feet += feet_crops(landmarks, w, h)
+            out.feet += feet_crops(landmarks, width=w, height=h)
             out.feet_shown = max(out.feet_shown, feet_shown(landmarks) * float(score))
     return out
 

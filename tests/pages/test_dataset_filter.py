@@ -301,6 +301,7 @@ def test_a_failed_job_shows_its_error_and_can_be_resumed(ws, db, source, tmp_pat
 def test_s3_source_and_destination_through_the_page(ws, db, s3_bucket, tmp_path):
     store, bucket = s3_bucket
     set_setting(db, key="s3_endpoint_url", value=store.endpoint_url, actor="test")
+    set_setting(db, key="storage_roots", value=[f"s3://{bucket}"], actor="test")  # read and write only there
     for name, color in (("a.jpg", (200, 40, 40)), ("sub/b.jpg", (40, 200, 40))):
         store.write(f"s3://{bucket}/in/{name}", Path(write_photo(tmp_path / "photos" / name, color)).read_bytes())
     store.write(f"s3://{bucket}/in/readme.txt", b"not a photo")

@@ -20,7 +20,7 @@ def test_fit_recovers_a_known_platt_mapping_and_orders_scores():
     raw = rng.uniform(0.001, 0.999, 4000)
     truth = 1 / (1 + np.exp(-(1.5 * np.log(raw / (1 - raw)) - 0.5)))
     present = rng.uniform(size=raw.size) < truth
-    cal = fit(raw.tolist(), present.tolist(), label="thing", ridge=1e-6)
+    cal = fit(raw.tolist(), present=present.tolist(), label="thing", ridge=1e-6)
     assert cal.slope == pytest.approx(1.5, abs=0.15) and cal.intercept == pytest.approx(-0.5, abs=0.15)
     assert (cal.photos, cal.positives) == (4000, int(present.sum()))
     assert cal.apply(0.9) > cal.apply(0.5) > cal.apply(0.1)
@@ -28,12 +28,12 @@ def test_fit_recovers_a_known_platt_mapping_and_orders_scores():
 
 
 def test_fit_stays_finite_when_the_photos_separate_perfectly_and_refuses_one_sided_sets():
-    cal = fit([0.9, 0.95, 0.8, 0.0, 0.0, 0.01], [True, True, True, False, False, False], label="person")
+    cal = fit([0.9, 0.95, 0.8, 0.0, 0.0, 0.01], present=[True, True, True, False, False, False], label="person")
     assert math.isfinite(cal.slope) and cal.apply(0.9) > 0.7 and cal.apply(0.0) < 0.3
     with pytest.raises(InvalidInput, match="with and without it"):
-        fit([0.2, 0.3], [True, True], label="shoe")
+        fit([0.2, 0.3], present=[True, True], label="shoe")
     with pytest.raises(InvalidInput, match="2 scores but 1 labels"):
-        fit([0.2, 0.3], [True], label="shoe")
+        fit([0.2, 0.3], present=[True], label="shoe")
 
 
 def test_the_committed_calibration_covers_every_family_and_is_read_back(tmp_path):
@@ -54,14 +54,14 @@ def test_the_committed_calibration_covers_every_family_and_is_read_back(tmp_path
 def test_threshold_meaning_per_label_and_detector(monkeypatch):
     monkeypatch.setattr(calibration, "load", lambda path=None: {
         "person": Calibration("person", 1.0, 0.0, 30, 14), "bag": Calibration("bag", 0.1, -2.0, 30, 2)})
-    said = threshold_meaning("Women", 0.8)
+    said = threshold_meaning("Women", threshold=0.8)
     assert said.startswith("Women: calibrated (as person, on 30 labelled photos, 14 showing it)")
     assert "scored 0.8 shows it about 8 times in 10" in said and "no image can reach" not in said
     top = Calibration("bag", 0.1, -2.0, 30, 2).apply(1.0)
-    assert threshold_meaning("bags", 0.8).endswith(f"no image can reach 0.8: this label scores at most {top:.2f}")
-    assert "not calibrated" in threshold_meaning("dog", 0.8)
-    assert "not calibrated" in threshold_meaning("shoe", 0.8)  # a family with no fitted calibration
-    assert threshold_meaning("person", 0.7, detector="rekognition").startswith(
+    assert threshold_meaning("bags", threshold=0.8).endswith(f"no image can reach 0.8: this label scores at most {top:.2f}")
+    assert "not calibrated" in threshold_meaning("dog", threshold=0.8)
+    assert "not calibrated" in threshold_meaning("shoe", threshold=0.8)  # a family with no fitted calibration
+    assert threshold_meaning("person", threshold=0.7, detector="rekognition").startswith(
         "person: 0.7 is Rekognition's own confidence (70%)")
 
 
@@ -73,9 +73,9 @@ def test_everyday_families_know_their_words_and_classes():
         assert family is not None and family.name == name, word
     assert everyday.family_of("bird") is None and everyday.family_of("garment") is None
     for family in everyday.FAMILIES:
-        ids = everyday.class_ids(family, hierarchy)
+        ids = everyday.class_ids(family, hierarchy=hierarchy)
         assert bool(ids) != family.people  # person has no ImageNet class; every other family has some
-    assert "sleeping bag" not in everyday.describe(everyday.family_of("bag"), hierarchy)
+    assert "sleeping bag" not in everyday.describe(everyday.family_of("bag"), hierarchy=hierarchy)
 
 
 def _landmarks(points: dict[int, tuple[float, float, float]]) -> np.ndarray:
@@ -90,10 +90,10 @@ def test_feet_crops_and_feet_shown_from_landmarks():
     feet = {27: (0.4, 0.8, 0.9), 28: (0.6, 0.8, 0.9), 29: (0.4, 0.85, 0.9), 30: (0.6, 0.85, 0.9),
             31: (0.42, 0.9, 0.95), 32: (0.62, 0.9, 0.2)}
     lm = _landmarks(feet)
-    crops = feet_crops(lm, 400, 1000)
+    crops = feet_crops(lm, width=400, height=1000)
     assert len(crops) == 2  # both feet, and the one toe tip seen well enough (32 is at 0.2)
     for left, top, right, bottom in crops:
         assert 0 <= left < right <= 400 and 0 <= top < bottom <= 1000 and top > 600  # at the bottom
     assert feet_shown(lm) == pytest.approx(0.95)
     cut = _landmarks({i: (x, y + 0.3, v) for i, (x, y, v) in feet.items()})  # below the bottom edge: out of frame
-    assert feet_crops(cut, 400, 1000) == [] and feet_shown(cut) == 0.0
+    assert feet_crops(cut, width=400, height=1000) == [] and feet_shown(cut) == 0.0
