@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, md, show_error
-from services.core.config import CLASSES, get_settings, set_setting
+from services.core.config import CLASSES, env_storage_roots, get_settings, set_setting
 from services.core.errors import ConsoleError
 from services.models import retraining
 from services.models.registry import activate_version, comparison, list_versions
@@ -175,6 +175,12 @@ with st.form("limits_form"):
         save("storage_roots", roots.split())
 if not settings["storage_roots"]:
     st.caption("No storage roots added: the console reads and writes inside its workspace only.")
+try:
+    if from_env := env_storage_roots():
+        st.caption("Also allowed by the server's environment (REVIEW_CONSOLE_STORAGE_ROOTS): "
+                   + ", ".join(md(root) for root in from_env))
+except ConsoleError as exc:
+    show_error(exc)
 
 st.subheader("Retraining")
 st.caption("When enough new human labels exist, a candidate model is trained in the background and promoted only if "
