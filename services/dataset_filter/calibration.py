@@ -125,7 +125,7 @@ def threshold_meaning(label: str, *, threshold: float, detector: str = "local") 
     name = family.name if family else label
     top = cal.apply(1.0)
     said = (f"{label}: calibrated (as {name}, on {cal.photos} labelled photos, {cal.positives} showing it): "
-            f"an image scored {threshold:g} shows it about {round(threshold * 10)} times in 10")
+            f"of the images scored {threshold:g}, about {threshold:.0%} show it")
     if top < threshold:
         said += f"; no image can reach {threshold:g}: this label scores at most {top:.2f}"
     return said

@@ -98,7 +98,7 @@ def test_everyday_labels_say_where_they_come_from_and_what_the_threshold_means(w
     at.text_input(key="df_labels").input("women, shoe, dog").run()
     assert not at.exception
     [meaning] = [c.replace("\\", "") for c in texts(at.caption) if c.startswith("What the threshold means")]
-    assert "women: calibrated (as person" in meaning and "shows it about 8 times in 10" in meaning
+    assert "women: calibrated (as person" in meaning and "of the images scored 0.8, about 80% show it" in meaning
     assert "shoe: calibrated (as shoe" in meaning
     assert "dog: 0.8 is a sum of ImageNet class probabilities, not calibrated" in meaning
     at.button(key="df_check").click().run()
@@ -110,7 +110,7 @@ def test_everyday_labels_say_where_they_come_from_and_what_the_threshold_means(w
 
     at.number_input(key="df_threshold").set_value(0.5).run()
     [meaning] = [c.replace("\\", "") for c in texts(at.caption) if c.startswith("What the threshold means")]
-    assert "dog: 0.5 is a sum" in meaning and "scored 0.5 shows it about 5 times in 10" in meaning
+    assert "dog: 0.5 is a sum" in meaning and "of the images scored 0.5, about 50% show it" in meaning
     at.selectbox(key="df_detector").set_value("rekognition").run()
     [meaning] = [c.replace("\\", "") for c in texts(at.caption) if c.startswith("What the threshold means")]
     assert "women: 0.5 is Rekognition's own confidence (50%)" in meaning

@@ -56,7 +56,8 @@ def test_threshold_meaning_per_label_and_detector(monkeypatch):
         "person": Calibration("person", 1.0, 0.0, 30, 14), "bag": Calibration("bag", 0.1, -2.0, 30, 2)})
     said = threshold_meaning("Women", threshold=0.8)
     assert said.startswith("Women: calibrated (as person, on 30 labelled photos, 14 showing it)")
-    assert "scored 0.8 shows it about 8 times in 10" in said and "no image can reach" not in said
+    assert "of the images scored 0.8, about 80% show it" in said and "no image can reach" not in said
+    assert "of the images scored 0.85, about 85% show it" in threshold_meaning("man", threshold=0.85)
     top = Calibration("bag", 0.1, -2.0, 30, 2).apply(1.0)
     assert threshold_meaning("bags", threshold=0.8).endswith(f"no image can reach 0.8: this label scores at most {top:.2f}")
     assert "not calibrated" in threshold_meaning("dog", threshold=0.8)
