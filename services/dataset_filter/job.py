@@ -23,6 +23,9 @@ transaction, so a job killed halfway resumes where it stopped: nothing is scanne
 is copied twice (a copy goes to a fixed key, and is made only for an image whose row is not committed).
 At the end the job writes ``manifest.jsonl`` (Ground Truth image classification, plus bounding boxes
 when the detector gave them) and ``report.csv`` (every scanned object) to ``destination/<name>/``.
+Its result says what the threshold means for each label (``calibration.threshold_meaning``) and, when
+nothing was kept, why: the best confidences seen per label and the thresholds that would have kept some
+(``outputs.why_nothing_kept``).
 """
 
 from __future__ import annotations
