@@ -175,3 +175,87 @@ def test_dawid_skene_learns_an_asymmetric_confusion_and_uses_it_the_right_way_ro
     p = item_posterior([("c", FULL)], confusions=ds.confusions, priors=np.full(K, 1 / K),
                        default=gold_confusion(correct=0, total=0, n_classes=K))
     assert np.argmax(p) == FULL and p[FULL] > 0.5
+
+
+# ---- edges: nothing to learn, gold only, the iteration count, bad input, extreme numbers
+
+
+def test_no_answers_and_no_gold_gives_uniform_priors_and_nothing_else():
+    ds = dawid_skene([], n_classes=K)
+    assert ds.confusions == {} and ds.posteriors == {} and ds.iterations == 0
+    assert np.array_equal(ds.priors, np.full(K, 1 / K))
+
+
+def test_gold_only_items_keep_their_class_and_set_the_priors():
+    ds = dawid_skene([], n_classes=K, gold={"g1": 0, "g2": 0, "g3": 2})
+    assert ds.confusions == {} and ds.iterations == 0
+    assert {k: int(np.argmax(v)) for k, v in ds.posteriors.items()} == {"g1": 0, "g2": 0, "g3": 2}
+    assert all(v.max() == 1.0 and v.sum() == 1.0 for v in ds.posteriors.values())
+    assert np.allclose(ds.priors, np.array([2 + 1, 0 + 1, 1 + 1, 0 + 1]) / (3 + K))  # Laplace, smoothing 1
+    ds = dawid_skene([], n_classes=K, gold={"g1": 0, "g2": 0, "g3": 2}, smoothing=2.0)
+    assert np.allclose(ds.priors, np.array([2 + 2, 0 + 2, 1 + 2, 0 + 2]) / (3 + 2 * K))
+
+
+def test_iterations_count_the_em_rounds_run():
+    truth, said, answers = _synthetic()
+    assert dawid_skene(answers, n_classes=K, max_iter=0).iterations == 0
+    assert dawid_skene(answers, n_classes=K, max_iter=1).iterations == 1
+    assert dawid_skene(answers, n_classes=K, max_iter=3, tol=-1.0).iterations == 3  # never converges: all 3 run
+    assert dawid_skene(answers, n_classes=K, max_iter=5).iterations == 5  # tol 1e-6: not reached in 5 rounds
+    unanimous = dawid_skene([(i, w, i % K) for i in range(40) for w in "abc"], n_classes=K)
+    assert unanimous.iterations < 20 and all(np.argmax(unanimous.posteriors[i]) == i % K for i in range(40))
+
+
+@pytest.mark.parametrize(("answers", "gold", "message"), [
+    ([(1, "a", K)], None, f"class indices must be between 0 and {K - 1}"),
+    ([(1, "a", -1)], None, f"class indices must be between 0 and {K - 1}"),
+    ([(1, "a", 0)], {2: K}, f"gold class indices must be between 0 and {K - 1}"),
+    ([], {2: -1}, f"gold class indices must be between 0 and {K - 1}"),
+])
+def test_out_of_range_classes_are_refused_with_the_range(answers, gold, message):
+    with pytest.raises(InvalidInput) as caught:
+        dawid_skene(answers, n_classes=K, gold=gold)
+    assert str(caught.value) == message
+    assert dawid_skene([(1, "a", K - 1)], n_classes=K).posteriors[1].shape == (K,)  # the last class is fine
+
+
+def test_gold_counts_are_checked():
+    for correct, total in ((-1, 5), (6, 5), (1, 0), (0, -1)):
+        with pytest.raises(InvalidInput) as caught:
+            gold_confusion(correct=correct, total=total, n_classes=K)
+        assert str(caught.value) == f"gold counts must satisfy 0 <= correct <= total, got {correct}/{total}"
+    assert np.isclose(gold_confusion(correct=0, total=0, n_classes=K)[0, 0], 0.5)  # (0 + 1) / (0 + 2)
+
+
+def test_symmetric_confusion_for_one_two_and_four_classes():
+    from services.hitl.dawid_skene import symmetric_confusion
+
+    assert np.array_equal(symmetric_confusion(0.9, 1), [[0.9]])
+    assert np.allclose(symmetric_confusion(0.9, 2), [[0.9, 0.1], [0.1, 0.9]])
+    four = symmetric_confusion(0.7, 4)
+    assert np.allclose(np.diag(four), 0.7) and np.allclose(four[0, 1:], 0.1) and np.allclose(four.sum(axis=1), 1)
+
+
+def test_the_vote_stays_finite_with_zeros_and_with_hundreds_of_answers():
+    # impossible everywhere: a zero prior where the answer is possible and the reverse; no NaN, all equal
+    pi = np.zeros((K, K))
+    pi[:, 2] = [0.0, 0.0, 0.5, 0.5]
+    pi[:, 0] = [1.0, 1.0, 0.5, 0.5]
+    p = item_posterior([("x", 2)], confusions={"x": pi}, priors=np.array([0.5, 0.5, 0.0, 0.0]), default=pi)
+    assert np.all(np.isfinite(p)) and np.allclose(p, 1 / K)
+    # 400 answers multiply to far under the smallest float: computed in logs, shifted by the largest
+    conf = symmetric_confusion_of(0.6)
+    p = item_posterior([(f"w{j}", 1 if j % 3 else 2) for j in range(400)], confusions={}, priors=np.full(K, 1 / K),
+                       default=conf)
+    assert np.all(np.isfinite(p)) and np.argmax(p) == 1 and p[1] > 0.999
+    # the same inside Dawid-Skene: one item with 400 answers beside items with three
+    answers = [("big", f"w{j}", 1) for j in range(400)] + [(i, w, i % K) for i in range(30) for w in ("w0", "w1", "w2")]
+    ds = dawid_skene(answers, n_classes=K)
+    assert all(np.all(np.isfinite(v)) and np.isclose(v.sum(), 1.0) for v in ds.posteriors.values())
+    assert np.argmax(ds.posteriors["big"]) == 1 and all(np.argmax(ds.posteriors[i]) == i % K for i in range(30))
+
+
+def symmetric_confusion_of(accuracy: float) -> np.ndarray:
+    m = np.full((K, K), (1 - accuracy) / (K - 1))
+    np.fill_diagonal(m, accuracy)
+    return m

@@ -6,6 +6,7 @@ import pytest
 from services.core.errors import ModelError
 from services.models.evaluation import (
     automatic_at,
+    calibration_error,
     check_counts,
     oof_metrics,
     suggest_thresholds,
@@ -143,3 +144,62 @@ def test_thin_classes_are_named_with_how_many_more_photos_they_need():
         "full_length has 1 labelled photo: 19 more make its figures dependable",
         "half_length has 0 labelled photos: 20 more make its figures dependable",
     ]
+
+
+def test_calibration_error_hand_computed_with_bin_edges():
+    """Ten bins (lo, hi]: 1.0 and 0.95 share the top bin (right, wrong: 0.5 right at 0.975 confidence), 0.75 and
+    0.72 the (0.7, 0.8] bin (0.5 at 0.735), 0.5 sits in (0.4, 0.5] alone (right at 0.5).
+    ECE = 2/5 x 0.475 + 2/5 x 0.235 + 1/5 x 0.5 = 0.384."""
+    conf = np.array([1.0, 0.95, 0.75, 0.72, 0.5])
+    y = np.array(["a", "b", "a", "b", "a"])
+    proba = np.c_[conf, 1 - conf]
+    assert calibration_error(y, proba, CLASSES) == pytest.approx(0.384)
+    perfect = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert calibration_error(np.array(["a", "b"]), perfect, CLASSES) == 0.0
+
+
+def test_the_report_keeps_the_callers_class_order_and_names_every_figure():
+    y, proba = _case()
+    order = ["b", "a"]  # not sorted: columns follow this order
+    m = oof_metrics(y, proba[:, ::-1], order, target=1.0)
+    assert m["classes"] == order
+    assert m["confusion_matrix"] == [[10, 2], [0, 18]]  # rows and columns in the caller's order
+    assert set(m["per_class"]["a"]) == {"precision", "recall", "f1", "support"}
+    assert (m["per_class"]["a"]["support"], m["per_class"]["b"]["support"]) == (18, 12)
+    f1_a, f1_b = 2 * 18 / (2 * 18 + 2), 2 * 10 / (2 * 10 + 2)
+    assert m["per_class"]["a"]["f1"] == pytest.approx(f1_a) and m["macro_f1"] == pytest.approx((f1_a + f1_b) / 2)
+    assert m["uncalibrated_calibration_error"] == pytest.approx(calibration_error(y, proba[:, ::-1], order))
+    assert m["certificate"]["text"].endswith("on 30 held-back photos); label more photos of every class: none is "
+                                             "yet right often enough to certify")
+    # a class never predicted has precision 0, not 1
+    three = ["a", "b", "c"]
+    m = oof_metrics(np.array(["a", "b", "c", "a"] * 3), np.tile([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1],
+                                                                 [0.6, 0.3, 0.1], [0.7, 0.2, 0.1]], (3, 1)), three)
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 3}
+
+
+def test_automatic_share_of_no_photos_is_zero():
+    none = automatic_at(np.array([]), np.zeros((0, 2)), CLASSES, thresholds={"a": 0.5, "b": 0.5})
+    assert none == {"automatic_share": 0.0, "automatic_accuracy": None, "automatic_accuracy_low": None,
+                    "automatic_photos": 0}
+
+
+def test_check_counts_messages_in_full():
+    with pytest.raises(ModelError) as caught:
+        check_counts(np.array([], dtype=str), folds=5)
+    assert str(caught.value) == "training needs at least two classes with photos; have none"
+    with pytest.raises(ModelError) as caught:
+        check_counts(np.array(["product"] * 5), folds=5)
+    assert str(caught.value) == ("training needs at least two classes with photos; have {'product': 5} "
+                                 "(label some package, full_length, half_length photos)")
+    with pytest.raises(ModelError) as caught:
+        check_counts(np.array(["a", "b", "b"]), folds=5)
+    assert str(caught.value) == ("every class needs at least 2 photos for cross-validation: a needs 1 more "
+                                 "(have {'a': 1, 'b': 2})")
+    assert check_counts(np.array(["a", "a", "b", "b"]), folds=5) == 2  # two photos each is enough
+    assert check_counts(np.array(["a"] * 9 + ["b"] * 9), folds=5) == 5
+
+
+def test_a_class_with_exactly_the_dependable_number_is_not_thin():
+    y = np.array(["product"] * 20 + ["package"] * 19 + ["full_length"] * 20 + ["half_length"] * 21)
+    assert thin_classes(y) == ["package has 19 labelled photos: 1 more make its figures dependable"]
