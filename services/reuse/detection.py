@@ -26,15 +26,16 @@ from services.core.config import get_settings, object_store
 from services.core.errors import ConsoleError, InvalidInput, NotFound
 from services.core.images import decode
 from services.models.features import FeatureExtractor
-from services.reuse.near_copies import ORB_SIDE, Comparison, HashIndex, compare, perceptual_hash
+from services.reuse.hashes import REGION_SEP, HashIndex, perceptual_hash, probes, region_boxes, region_hashes
+from services.reuse.near_copies import ORB_SIDE, Hint, compare
+from services.reuse.regions import Box
 from services.reuse.similarity import SimilarityIndex
 
 CANDIDATE_SIMILARITY = 0.6  # edited copies measured at 0.65 and above (crops); distinct photos mostly below
 NEIGHBOURS = 10
-MAX_VERIFY = 5  # keypoint checks per photo at most (each decodes the other photo)
-# a hash this close settles it alone; a hash up to HASH_BITS_NEAR settles it when the embeddings are close too
-# (among millions of photos, plain product shots on white can share a loose hash by chance), else keypoints do
-HASH_BITS_SURE = 6
+HASH_BITS_STRONG = 6
+STRONG_SIMILARITY = 0.75
+MAX_VERIFY = 8  # candidates confirmed per photo at most, strongest evidence first (each decodes the other photo)
 KIND = "reuse"
 JOB_LIMIT = 2000  # photos one reuse job checks at most; the worker queues the next
 
@@ -63,16 +64,37 @@ def _picture(store: Any, uri: str, max_pixels: int) -> Image.Image:
     return decode(store.read(uri), max_side=ORB_SIDE, max_pixels=max_pixels)
 
 
+def _store_regions(db: sqlite_utils.Database, sha: str, picture: Image.Image) -> None:
+    """The hashes of this photo's regions, for later photos to meet (rows ``<sha256>#<region>``)."""
+    for name, (value, mirror) in region_hashes(picture).items():
+        db.execute("INSERT OR IGNORE INTO image_hashes (sha256, phash, phash_mirror) VALUES (?, ?, ?)",
+                   [f"{sha}{REGION_SEP}{name}", value, mirror])
+
+
+def _region_box(picture: Image.Image, region: str) -> Box:
+    if region:
+        box = region_boxes(picture).get(region)
+        if box is not None:
+            return box
+    return 0, 0, picture.width, picture.height
+
+
 def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIndex, hashes: HashIndex,
                 store: Any, max_pixels: int) -> list[dict[str, Any]]:
     """The flag to record (a list of at most one, not yet written) when this photo copies a photo that came in
-    earlier with another review: the same bytes, or an edited copy. Raises ConsoleError when the photo itself
-    cannot be read."""
+    earlier with another review: the same bytes, or an edited copy. Stores the hashes of the photo's regions
+    for later photos. Raises ConsoleError when the photo itself cannot be read."""
     row = db.execute("SELECT i.id, i.sha256, i.uri, i.review_id, r.user_id FROM images i JOIN reviews r "
                      "ON r.id = i.review_id WHERE i.id = ?", [image_id]).fetchone()
     if row is None or not row[1]:
         return []
     _, sha, uri, review_id, user_id = row
+    picture = _picture(store, uri, max_pixels)
+    mine = _hashes(db, sha)
+    if mine is None:  # classified before hashes were stored
+        mine = perceptual_hash(picture)
+        db.execute("INSERT OR IGNORE INTO image_hashes (sha256, phash, phash_mirror) VALUES (?, ?, ?)", [sha, *mine])
+    _store_regions(db, sha, picture)
     # only photos that came in earlier (lower id) in other reviews: the later photo is the suspect, and it is
     # flagged once, against the first appearance found
     exact = db.execute("SELECT i.id, r.user_id FROM images i JOIN reviews r ON r.id = i.review_id "
@@ -81,12 +103,6 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
     if exact:
         return [{"other_image_id": exact[0], "kind": "exact", "how": "bytes", "similarity": 1.0, "hash_distance": 0,
                  "inliers": None, "same_user": int(exact[1] == user_id)}]
-    mine = _hashes(db, sha)
-    picture = None
-    if mine is None:  # classified before hashes were stored
-        picture = _picture(store, uri, max_pixels)
-        mine = perceptual_hash(picture)
-        db.execute("INSERT OR IGNORE INTO image_hashes (sha256, phash, phash_mirror) VALUES (?, ?, ?)", [sha, *mine])
     vec = db.execute("SELECT vector FROM embeddings WHERE sha256 = ? AND backbone = ?", [sha, index.backbone]).fetchone()
     if vec is None:
         return []
@@ -97,29 +113,37 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
                           "WHERE i.sha256 = ? AND i.review_id != ? AND i.id < ? AND i.status != 'failed' "
                           "ORDER BY i.id LIMIT 1", [other_sha, review_id, image_id]).fetchone()
 
-    for other_sha, bits in hashes.near(db, mine):
-        if other_sha != sha and (other := earliest(other_sha)):
-            candidates[other[0]] = {"uri": other[1], "user": other[2], "sha": other_sha, "bits": bits, "similarity": None}
+    hashes.sync(db)  # the regions of photos checked since the job started
+    mine_probes = probes(picture)
+    for hit in hashes.scan(db, [p.value for p in mine_probes]):
+        if hit.sha256 != sha and (other := earliest(hit.sha256)):
+            found = candidates.setdefault(other[0], {"uri": other[1], "user": other[2], "sha": hit.sha256,
+                                                     "bits": hit.bits, "similarity": None, "hits": []})
+            found["bits"] = min(found["bits"], hit.bits)
+            found["hits"].append(hit)
     for near in index.search(db, np.frombuffer(vec[0], dtype=np.float32), k=NEIGHBOURS + 1,
                              min_similarity=CANDIDATE_SIMILARITY):
         if near.sha256 != sha and (other := earliest(near.sha256)):
-            found = candidates.setdefault(other[0], {"uri": other[1], "user": other[2], "sha": near.sha256, "bits": None})
+            found = candidates.setdefault(other[0], {"uri": other[1], "user": other[2], "sha": near.sha256,
+                                                     "bits": None, "hits": []})
             found["similarity"] = round(near.similarity, 4)
-    verified = 0
-    for other_id in sorted(candidates):  # the earliest photo first
+    # strong evidence first (a hash within HASH_BITS_STRONG, then an embedding at STRONG_SIMILARITY), the earliest
+    # photo first within each: a copy is flagged against the first appearance, not a later copy of it
+    def strength(c: dict[str, Any]) -> int:
+        if c["bits"] is not None and c["bits"] <= HASH_BITS_STRONG:
+            return 0
+        return 1 if c["similarity"] is not None and c["similarity"] >= STRONG_SIMILARITY else 2
+
+    order = sorted(candidates, key=lambda i: (strength(candidates[i]), i))
+    for other_id in order[:MAX_VERIFY]:
         c = candidates[other_id]
         try:
-            if c["bits"] is not None and (c["bits"] <= HASH_BITS_SURE or c["similarity"] is not None):
-                result = Comparison(True, c["bits"], None, "hash")  # close hashes settle it: nothing to decode
-            elif verified < MAX_VERIFY:
-                picture = picture or _picture(store, uri, max_pixels)
-                theirs = _hashes(db, c["sha"])
-                result = compare(picture, _picture(store, c["uri"], max_pixels), hashes=(mine, theirs) if theirs else None)
-                verified += 1
-            else:
-                continue
+            theirs = _picture(store, c["uri"], max_pixels)
         except ConsoleError:
             continue  # the other photo cannot be read now (it was checked itself when it came in)
+        hints = [Hint(_region_box(theirs, h.region), mine_probes[h.probe].box, mine_probes[h.probe].turns, h.mirrored,
+                      h.bits) for h in c["hits"]]
+        result = compare(theirs, picture, hints=hints)
         if result.near:
             return [{"other_image_id": other_id, "kind": "near", "how": result.how, "similarity": c["similarity"],
                      "hash_distance": result.hash_distance, "inliers": result.inliers,

@@ -1,0 +1,169 @@
+"""Does one picture reappear in another? Geometry first, then the fine detail under it. Pure functions.
+
+A copy is confirmed in two steps:
+
+1. **an alignment**: a homography from ORB keypoints matched both ways and checked by RANSAC (also against the
+   mirror image), or the one a close hash implies (which region of each picture, which quarter turn, mirrored
+   or not);
+2. **the detail agrees** under it: both pictures are brought to the coarser one's frame and their band-passed
+   greyscale (a difference of Gaussians: print, seams, folds, texture; not flat colour and not lighting) is
+   correlated over the overlap. An edited copy keeps its detail where it was; two different products on white,
+   however alike their outline and colour, do not (their outlines may align, their insides do not), and two
+   shots of one scene move everything off the plane the homography fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from services.reuse.regions import Box
+
+ORB_SIDE = 512  # keypoints and detail are read on pictures scaled to at most this side
+_ORB = cv2.ORB_create(nfeatures=1000)
+_MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
+MIN_OVERLAP = 0.6  # the aligned overlap covers at least this share of one of the two pictures
+SIGMAS = (1.0, 3.0)  # the band of detail compared, in pixels of the coarser frame
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    points: np.ndarray  # (N, 2) float32
+    descriptors: np.ndarray | None
+
+
+def keypoints(grey: np.ndarray) -> Keypoints:
+    """ORB keypoints of a greyscale picture (uint8, at most ORB_SIDE a side)."""
+    kps, des = _ORB.detectAndCompute(grey, None)
+    return Keypoints(np.float32([k.pt for k in kps]).reshape(-1, 2), des)
+
+
+def homography(a: Keypoints, b: Keypoints) -> tuple[np.ndarray | None, int]:
+    """(homography taking a's points onto b's, its inlier count): keypoint matches (ratio test) that one
+    homography explains (RANSAC, 5 px). (None, 0) when there is no such homography."""
+    if a.descriptors is None or b.descriptors is None or len(a.points) < 8 or len(b.points) < 8:
+        return None, 0
+    pairs = _MATCHER.knnMatch(a.descriptors, b.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.75 * p[1].distance]
+    if len(good) < 8:
+        return None, 0
+    src = a.points[[g.queryIdx for g in good]]
+    dst = b.points[[g.trainIdx for g in good]]
+    matrix, mask = cv2.findHomography(src, dst, cv2.RANSAC, 5.0)
+    if matrix is None or mask is None:
+        return None, 0
+    return matrix, int(mask.sum())
+
+
+def mirror_matrix(width: int) -> np.ndarray:
+    """The homography of a left-right mirror of a picture ``width`` pixels wide."""
+    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _turned(u: float, v: float, turns: int) -> tuple[float, float]:
+    """Where a point at (u, v) (shares of width and height) of np.rot90(picture, turns) lies in the picture."""
+    for _ in range(turns % 4):
+        u, v = 1.0 - v, u
+    return u, v
+
+
+def box_homography(stored: Box, probe: Box, *, turns: int, mirrored: bool) -> np.ndarray:
+    """The homography taking ``stored`` (a box of the stored picture) onto ``probe`` (a box of the new one) when
+    the new box turned ``turns`` quarter turns (np.rot90) looks like the stored box, or its mirror image."""
+    src, dst = [], []
+    for u, v in ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)):
+        src.append((stored[0] + u * (stored[2] - stored[0]), stored[1] + v * (stored[3] - stored[1])))
+        pu, pv = _turned(1.0 - u if mirrored else u, v, turns)
+        dst.append((probe[0] + pu * (probe[2] - probe[0]), probe[1] + pv * (probe[3] - probe[1])))
+    return cv2.getPerspectiveTransform(np.float32(src), np.float32(dst))
+
+
+def _scale(matrix: np.ndarray, at: tuple[float, float]) -> float:
+    """How much ``matrix`` enlarges lengths near the point ``at`` (square root of its Jacobian's determinant)."""
+    x, y = at
+    w = matrix[2, 0] * x + matrix[2, 1] * y + matrix[2, 2]
+    if abs(w) < 1e-9:
+        return 0.0
+    u = (matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2]) / w
+    v = (matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2]) / w
+    jac = np.array([[matrix[0, 0] - matrix[2, 0] * u, matrix[0, 1] - matrix[2, 1] * u],
+                    [matrix[1, 0] - matrix[2, 0] * v, matrix[1, 1] - matrix[2, 1] * v]]) / w
+    return float(np.sqrt(abs(np.linalg.det(jac))))
+
+
+def _band(grey: np.ndarray) -> np.ndarray:
+    g = grey.astype(np.float32)
+    return cv2.GaussianBlur(g, (0, 0), SIGMAS[0]) - cv2.GaussianBlur(g, (0, 0), SIGMAS[1])
+
+
+@dataclass(frozen=True)
+class Agreement:
+    correlation: float  # of the band-passed detail over the overlap, -1..1
+    overlap: float  # the larger of the shares of either picture the overlap covers
+    local: float = 0.0  # median correlation over the textured blocks of the overlap (stickers hide only a few)
+
+
+BLOCKS = 8  # the overlap's frame is cut into BLOCKS x BLOCKS blocks for the local agreement
+TEXTURE = 1.5  # band-passed standard deviation (grey levels) a block needs on both sides to count
+
+
+def _local(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> float:
+    """The median correlation of ``x`` and ``y`` over the blocks that are mostly valid and textured in both (the
+    global correlation's place is taken by it: one re-shot of a scene agrees a little everywhere, a copy agrees
+    well everywhere but under what was pasted over it)."""
+    rows_any, cols_any = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    top, left = rows_any[0], cols_any[0]  # blocks cut over the overlap's bounding box
+    x, y = x[top:rows_any[-1] + 1, left:cols_any[-1] + 1], y[top:rows_any[-1] + 1, left:cols_any[-1] + 1]
+    valid = valid[top:rows_any[-1] + 1, left:cols_any[-1] + 1]
+    h, w = valid.shape
+    found = []
+    for i in range(BLOCKS):
+        for j in range(BLOCKS):
+            rows, cols = slice(i * h // BLOCKS, (i + 1) * h // BLOCKS), slice(j * w // BLOCKS, (j + 1) * w // BLOCKS)
+            keep = valid[rows, cols]
+            if keep.mean() < 0.5:
+                continue
+            bx, by = x[rows, cols][keep], y[rows, cols][keep]
+            if bx.std() < TEXTURE or by.std() < TEXTURE:
+                continue
+            bx, by = bx - bx.mean(), by - by.mean()
+            found.append(float((bx * by).sum() / np.sqrt((bx * bx).sum() * (by * by).sum())))
+    return float(np.median(found)) if len(found) >= 4 else 0.0
+
+
+def agreement(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> Agreement:
+    """How well the fine detail of greyscale picture ``a`` agrees with ``b``'s once ``matrix`` (a homography from
+    a's pixels to b's) lays a over b, compared in the coarser of the two frames."""
+    ha, wa = a.shape
+    hb, wb = b.shape
+    try:
+        inverse = np.linalg.inv(matrix)
+    except np.linalg.LinAlgError:
+        return Agreement(0.0, 0.0)
+    scale = _scale(matrix, (wa / 2, ha / 2))
+    if scale <= 0:
+        return Agreement(0.0, 0.0)
+    if scale <= 1:  # a shrinks onto b: compare in b's frame
+        src, dst, warp, shrink = a, b, matrix, scale
+    else:  # b is the coarser: bring b into a's frame
+        src, dst, warp, shrink = b, a, inverse, 1 / scale
+    src_f = src.astype(np.float32)
+    if shrink < 0.7:  # smooth before shrinking, as a smaller photo would have been
+        src_f = cv2.GaussianBlur(src_f, (0, 0), 0.5 / shrink)
+    h, w = dst.shape
+    moved = cv2.warpPerspective(src_f, warp, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    valid = cv2.warpPerspective(np.ones(src.shape, np.uint8), warp, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    valid = cv2.erode(valid, np.ones((7, 7), np.uint8)).astype(bool)
+    covered = valid.sum()
+    if covered < 400:
+        return Agreement(0.0, 0.0)
+    overlap = max(covered / (h * w), min(1.0, covered / (src.shape[0] * src.shape[1] * shrink * shrink)))
+    band_moved, band_dst = _band(moved), _band(dst)
+    x, y = band_moved[valid], band_dst[valid]
+    x, y = x - x.mean(), y - y.mean()
+    denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    correlation = float((x * y).sum() / denominator) if denominator > 0 else 0.0
+    local = _local(band_moved, band_dst, valid)
+    return Agreement(round(correlation, 4), round(float(overlap), 4), round(local, 4))
