@@ -223,11 +223,16 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @pytest.fixture
-def s3_bucket(s3_server: S3Server) -> Iterator[tuple[ObjectStore, str]]:
-    """A fresh, uniquely named bucket and an ObjectStore pointed at the test server."""
+def s3_bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ObjectStore, str]]:
+    """A fresh, uniquely named bucket and an ObjectStore pointed at the test server; the console may read and
+    write in the bucket, as a storage root in the server's environment would allow."""
+    from services.core.config import STORAGE_ROOTS_ENV
+
     store = ObjectStore(endpoint_url=s3_server.endpoint_url)
     bucket = f"test-{uuid.uuid4().hex[:20]}"
     store.client.create_bucket(Bucket=bucket)
+    roots = os.environ.get(STORAGE_ROOTS_ENV, "")
+    monkeypatch.setenv(STORAGE_ROOTS_ENV, f"{roots}:s3://{bucket}/" if roots else f"s3://{bucket}/")
     yield store, bucket
     # weed runs with -s3.allowDeleteBucketNotEmpty (the default), so one call removes the contents too.
     store.client.delete_bucket(Bucket=bucket)
