@@ -50,7 +50,8 @@ def ended(conn: Any, signed: dict[str, Any], *, idle_seconds: float, touch: bool
 
 def _go(url: str) -> None:
     """Send the browser to ``url`` (a path of this server built here, never customer text)."""
-    st.html(f"<script>window.location.replace({json.dumps(url)});</script>", unsafe_allow_javascript=True)
+    target = json.dumps(url).replace("<", "\\u003c").replace(">", "\\u003e")  # no </script> can end it early
+    st.html(f"<script>window.location.replace({target});</script>", unsafe_allow_javascript=True)
 
 
 def hand_off(conn: Any, *, username: str) -> bool:
