@@ -20,7 +20,7 @@ from services.core import jobs
 from services.core.clock import now_iso
 from services.core.config import get_settings, object_store
 from services.core.errors import ConsoleError
-from services.models.features import CUE_NAMES, FeatureExtractor
+from services.models.features import CUE_NAMES, CUES_SIDE, FeatureExtractor
 from services.models.registry import active_version, load_head
 from services.reviews.decisions import audit_rate_of, decide, route
 from services.reviews.queue_value import rank_in_queue
@@ -28,23 +28,35 @@ from services.reviews.queue_value import rank_in_queue
 KIND = "rescore"
 ACTOR = "system:rescore"
 
-ELIGIBLE_SQL = (
+ELIGIBLE_SQL = (  # a lease that ran out holds nothing (its row stays until the photo is claimed again), nor does an
+    # answer taken back with undo
     "SELECT i.id FROM images i WHERE i.status = 'queued' AND i.queue_reason IN ('no_model', 'low_confidence') "
-    "AND i.decision_id IS NULL AND NOT EXISTS (SELECT 1 FROM queue_claims c WHERE c.image_id = i.id) "
-    "AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.image_id = i.id) "
+    "AND i.decision_id IS NULL AND NOT EXISTS (SELECT 1 FROM queue_claims c WHERE c.image_id = i.id "
+    "AND c.lease_expires >= (julianday('now') - 2440587.5) * 86400.0) "
+    "AND NOT EXISTS (SELECT 1 FROM active_answers a WHERE a.image_id = i.id) "
     "AND NOT EXISTS (SELECT 1 FROM gold_items g WHERE g.image_id = i.id)"
 )
+# not yet scored by the version since it became active (params: version id, activated_at)
+NOT_SCORED_SQL = (" AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.image_id = i.id AND p.model_version_id = ? "
+                  "AND p.created_at >= ?)")
 
 
 def queue_if_needed(db: sqlite_utils.Database) -> int | None:
-    """Queue a re-scoring job for the active version unless one exists for it since it last became active (a
-    version activated again, as in a roll back, re-scores again), or nothing waits; its id."""
+    """Queue a re-scoring job for the active version when a queued photo waits for it: none ran for the version
+    since it last became active (a version activated again, as in a roll back, re-scores again), or a photo that
+    was held, answered and taken back, or otherwise passed over by the last one has no prediction of it yet (an
+    item the last job already tried, e.g. an unreadable photo, is not tried again). Returns the job's id, or None."""
     version = active_version(db)
     if version is None:
         return None
-    done = db.execute("SELECT 1 FROM jobs WHERE kind = ? AND json_extract(params, '$.version_id') = ? "
-                      "AND created_at >= ?", [KIND, version["id"], version.get("activated_at") or ""]).fetchone()
-    if done or not db.execute(ELIGIBLE_SQL + " LIMIT 1").fetchone():
+    since = version.get("activated_at") or ""
+    done = [r[0] for r in db.execute("SELECT id FROM jobs WHERE kind = ? AND json_extract(params, '$.version_id') = ? "
+                                     "AND created_at >= ?", [KIND, version["id"], since])]
+    if done and jobs.active_job(db, kind=KIND) is not None:
+        return None
+    tried = (f" AND NOT EXISTS (SELECT 1 FROM job_items t WHERE t.job_id IN ({','.join('?' * len(done))}) "
+             "AND t.item = CAST(i.id AS TEXT))") if done else ""
+    if not db.execute(ELIGIBLE_SQL + NOT_SCORED_SQL + tried + " LIMIT 1", [version["id"], since, *done]).fetchone():
         return None
     return jobs.create_job(db, kind=KIND, params={"version_id": version["id"]}, actor=ACTOR)
 
@@ -64,7 +76,9 @@ class RescoreKind(jobs.BaseKind):
     def list_items(self, ctx: jobs.JobContext) -> list[str]:
         if ctx.state["version"] is None:
             return []
-        return [str(r[0]) for r in ctx.db.execute(ELIGIBLE_SQL + " ORDER BY i.id")]
+        version = ctx.state["version"]
+        return [str(r[0]) for r in ctx.db.execute(ELIGIBLE_SQL + NOT_SCORED_SQL + " ORDER BY i.id",
+                                                  [version["id"], version.get("activated_at") or ""])]
 
     def compute(self, ctx: jobs.JobContext, items: list[str]) -> dict[str, Any]:
         ids = [int(i) for i in items]
@@ -92,7 +106,34 @@ class RescoreKind(jobs.BaseKind):
             return np.stack(out)
 
         proba = ctx.state["head"].predict_proba(emb, cues_for)
-        return {"rows": rows, "proba": proba, "lacking": lacking, "missing": set(ids) - {r[0] for r in rows}}
+        found, errors = self._cues_from_photos(ctx, [rows[n][0] for n in sorted(lacking)])
+        if found:  # photos queued before any model had no cues stored: read them once, score them with cues
+            by_row = {n: found[rows[n][0]] for n in lacking if rows[n][0] in found}
+            again = np.array(sorted(by_row), dtype=int)
+            proba[again] = ctx.state["head"].predict_proba(
+                emb[again], lambda idx: np.stack([by_row[int(again[i])] for i in idx]))
+            lacking -= set(by_row)
+        return {"rows": rows, "proba": proba, "lacking": lacking, "missing": set(ids) - {r[0] for r in rows},
+                "cues": {rows[n][1]: c for n, c in ((n, found.get(rows[n][0])) for n in range(len(rows))) if c is not None},
+                "errors": errors}
+
+    def _cues_from_photos(self, ctx: jobs.JobContext, ids: list[int]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+        """Person cues of photos whose embedding was stored without them (classified while no model existed, or
+        before body cues): ({image id: cues}, {image id: why not}). A photo that cannot be read stays queued."""
+        if not ids:
+            return {}, {}
+        store, max_pixels = object_store(ctx.db), ctx.state["settings"]["max_pixels"]
+        pictures, errors = {}, {}
+        marks = ",".join("?" * len(ids))
+        for image_id, uri in ctx.db.execute(f"SELECT id, uri FROM images WHERE id IN ({marks})", ids).fetchall():
+            try:
+                pictures[image_id] = FeatureExtractor.decode(store.read(uri), max_pixels=max_pixels, side=CUES_SIDE)
+            except ConsoleError as exc:
+                errors[image_id] = f"{exc} (its person cues could not be computed: left in the queue as it was)"
+        if not pictures:
+            return {}, errors
+        cues = FeatureExtractor.shared(ctx.ws.models_dir).cues(list(pictures.values()))
+        return dict(zip(pictures, cues)), errors
 
     def _score_photos(self, ctx: jobs.JobContext, ids: list[int]) -> dict[str, Any]:
         """A fine-tuned version scores photos, not stored embeddings: read and run each one again."""
@@ -114,9 +155,12 @@ class RescoreKind(jobs.BaseKind):
                                           for i in computed["missing"]}
         outcome.update({str(i): reason for i, reason in computed.get("errors", {}).items()})
         now = now_iso()
+        for sha, cue in computed.get("cues", {}).items():  # computed now: kept, so the next version reads them
+            db.execute("UPDATE embeddings SET cues = ? WHERE sha256 = ? AND backbone = ?",
+                       [json.dumps(cue.tolist()), sha, FeatureExtractor.backbone])
         for n, (image_id, sha, _, _) in enumerate(computed["rows"]):
-            if n in computed["lacking"]:
-                outcome[str(image_id)] = None  # needs face cues never computed: left as it was, for people
+            if n in computed["lacking"]:  # its photo could not be read for the cues: the reason is in errors
+                outcome.setdefault(str(image_id), None)
                 continue
             still = db.execute(ELIGIBLE_SQL + " AND i.id = ?", [image_id]).fetchone()
             if still is None:  # claimed, answered or decided meanwhile

@@ -93,3 +93,41 @@ def test_rolling_back_re_scores_the_queue_with_the_older_version(ws, db, samples
     rescore_now()
     assert latest_versions() == {first}  # the queue carries the rolled-back version's suggestions again
     assert db.execute("SELECT COUNT(*) FROM images WHERE status = 'queued'").fetchone()[0] == 8
+
+
+def test_photos_queued_before_any_model_are_scored_with_person_cues_and_a_lapsed_lease_holds_nothing(
+        ws, db, samples, tmp_path):
+    """Issue 20 item 6: photos classified while no model existed have no person cues stored (only the training
+    photos' cues are, by training); re-scoring used to leave every photo the person stage looks at queued for 'a
+    first model' forever. A photo held while a job ran is scored by a later job once its lease has run out."""
+    from PIL import Image
+
+    copies = []  # other bytes than the training photos: their embeddings get no cues from training
+    for n, src in enumerate(sorted(samples.glob("full_length/*.jp*g"))[:3] + sorted(samples.glob("product/*.jp*g"))[:2]):
+        dst = tmp_path / f"copy{n}.jpg"
+        Image.open(src).convert("RGB").save(dst, quality=83)
+        copies.append(dst)
+    queue_without_a_model(ws, db, copies, tmp_path)
+    assert db.execute("SELECT COUNT(*) FROM embeddings WHERE cues IS NOT NULL").fetchone()[0] == 0
+    held = claim_next(db, inspector="ines")["id"]
+    import_folder(db, root=str(samples), store=ObjectStore(), actor="cli:test")
+    version = train(ws, db, actor="cli:test")["model_version_id"]
+
+    job_id = rescore.queue_if_needed(db)
+    assert run_job(ws, job_id=job_id) == job_id and get_job(db, job_id)["failed"] == 0
+    latest = dict(db.execute("SELECT i.id, (SELECT p.model_version_id FROM predictions p WHERE p.image_id = i.id "
+                             "ORDER BY p.id DESC LIMIT 1) FROM images i JOIN reviews r ON r.id = i.review_id "
+                             "WHERE r.id LIKE 'r%'").fetchall())
+    assert latest.pop(held) is None  # held while the job ran: left to the inspector
+    assert set(latest.values()) == {version}, latest
+    assert db.execute("SELECT COUNT(*) FROM images WHERE queue_reason = 'no_model'").fetchone()[0] == 1
+    assert db.execute("SELECT COUNT(*) FROM embeddings e JOIN images i ON i.sha256 = e.sha256 "
+                      "WHERE i.review_id LIKE 'r%' AND e.cues IS NOT NULL").fetchone()[0] >= 2  # kept for next time
+    assert rescore.queue_if_needed(db) is None  # the lease still lives
+
+    db.execute("UPDATE queue_claims SET lease_expires = 0 WHERE image_id = ?", [held])  # she went home
+    again = rescore.queue_if_needed(db)
+    assert again and again != job_id
+    assert run_job(ws, job_id=again) == again and get_job(db, again)["total"] == 1  # only the one left
+    assert db.execute("SELECT COUNT(*) FROM images WHERE queue_reason = 'no_model'").fetchone()[0] == 0
+    assert rescore.queue_if_needed(db) is None
