@@ -1,11 +1,13 @@
 """Reused photos: the same photo, or an edited copy of it, submitted with different reviews.
 
 The ``reuse`` job kind checks every embedded photo once (``images.reuse_checked``), so a crashed check
-resumes where it stopped. For each photo: other reviews' photos with the same bytes are exact copies; the
-nearest stored embeddings (``services.reuse.similarity``, cosine at least CANDIDATE_SIMILARITY) from other
-reviews are candidates, confirmed as copies by ``services.reuse.near_copies`` (perceptual hash, then keypoints).
-A flag records the pair; while it is open, and with ``hold_credit_on_reuse`` on, the review's credit is
-held (``held_reviews``) until an admin clears or confirms it.
+resumes where it stopped. For each photo: other reviews' photos with the same bytes are exact copies; else the
+candidates are the stored photos whose whole-photo or region hashes are close to one of the photo's probes
+(``services.reuse.hashes``: its quarter turns, its margin-free content, a page block) and the nearest stored
+embeddings (``services.reuse.similarity``, cosine at least CANDIDATE_SIMILARITY); each is confirmed or not by
+``services.reuse.near_copies`` (an alignment, then the fine detail under it), strongest evidence first. The
+photo's own region hashes are stored for later photos. A flag records the pair; while it is open, and with
+``hold_credit_on_reuse`` on, the review's credit is held (``held_reviews``) until an admin clears or confirms it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from services.core.errors import ConsoleError, InvalidInput, NotFound
 from services.core.images import decode
 from services.models.features import FeatureExtractor
 from services.reuse.hashes import REGION_SEP, HashIndex, perceptual_hash, probes, region_boxes, region_hashes
-from services.reuse.near_copies import ORB_SIDE, Hint, compare
+from services.reuse.near_copies import ORB_SIDE, Comparison, Hint, compare
 from services.reuse.regions import Box
 from services.reuse.similarity import SimilarityIndex
 
@@ -36,6 +38,7 @@ NEIGHBOURS = 10
 HASH_BITS_STRONG = 6
 STRONG_SIMILARITY = 0.75
 MAX_VERIFY = 8  # candidates confirmed per photo at most, strongest evidence first (each decodes the other photo)
+EARLIER_CHECKS = 3  # once a copy is confirmed, earlier candidates still checked (the first appearance is flagged)
 KIND = "reuse"
 JOB_LIMIT = 2000  # photos one reuse job checks at most; the worker queues the next
 
@@ -135,20 +138,31 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
         return 1 if c["similarity"] is not None and c["similarity"] >= STRONG_SIMILARITY else 2
 
     order = sorted(candidates, key=lambda i: (strength(candidates[i]), i))
-    for other_id in order[:MAX_VERIFY]:
+    budget = MAX_VERIFY
+    confirmed: tuple[int, Comparison] | None = None
+    for other_id in order:
+        if budget <= 0:
+            break
+        if confirmed is not None and other_id > confirmed[0]:
+            continue  # after a copy is found, only an earlier photo could take its place
         c = candidates[other_id]
         try:
             theirs = _picture(store, c["uri"], max_pixels)
         except ConsoleError:
             continue  # the other photo cannot be read now (it was checked itself when it came in)
+        budget -= 1
         hints = [Hint(_region_box(theirs, h.region), mine_probes[h.probe].box, mine_probes[h.probe].turns, h.mirrored,
                       h.bits) for h in c["hits"]]
         result = compare(theirs, picture, hints=hints)
         if result.near:
-            return [{"other_image_id": other_id, "kind": "near", "how": result.how, "similarity": c["similarity"],
-                     "hash_distance": result.hash_distance, "inliers": result.inliers,
-                     "same_user": int(c["user"] == user_id)}]
-    return []
+            confirmed = (other_id, result)
+            budget = min(budget, EARLIER_CHECKS)  # a later copy of the first appearance may have come first
+    if confirmed is None:
+        return []
+    other_id, result = confirmed
+    c = candidates[other_id]
+    return [{"other_image_id": other_id, "kind": "near", "how": result.how, "similarity": c["similarity"],
+             "hash_distance": result.hash_distance, "inliers": result.inliers, "same_user": int(c["user"] == user_id)}]
 
 
 def unchecked_count(db: sqlite_utils.Database) -> int:

@@ -23,6 +23,7 @@ from services.reuse import regions
 from services.reuse.regions import Box
 
 HASH_BITS_NEAR = 10  # perceptual-hash distance at or below which two pictures are candidates
+SCAN_CHUNK = 1 << 16  # stored hashes scanned at a time
 REGION_SEP = "#"  # image_hashes.sha256 of a region row: <sha256>#<region>
 
 
@@ -174,17 +175,19 @@ class HashIndex:
         with self._lock:
             if not len(self.rowids) or not values:
                 return []
-            best = np.full(len(self.rowids), 65, dtype=np.uint8)
-            which = np.zeros(len(self.rowids), dtype=np.int16)
-            mirrored = np.zeros(len(self.rowids), dtype=bool)
-            for k, value in enumerate(values):
-                v = np.array([value], dtype=np.int64).view(np.uint64)[0]
-                straight, mirror = np.bitwise_count(self.hashes ^ v), np.bitwise_count(self.mirrors ^ v)
-                dist = np.minimum(straight, mirror)
-                better = dist < best
-                best[better], which[better], mirrored[better] = dist[better], k, (mirror < straight)[better]
-            hit = np.flatnonzero(best <= max_bits)
-            found = {int(self.rowids[i]): (int(best[i]), int(which[i]), bool(mirrored[i])) for i in hit}
+            probes_u = np.array(values, dtype=np.int64).view(np.uint64)
+            found: dict[int, tuple[int, int, bool]] = {}
+            for lo in range(0, len(self.rowids), SCAN_CHUNK):  # a chunk stays in cache while every probe passes
+                hashes, mirrors = self.hashes[lo:lo + SCAN_CHUNK], self.mirrors[lo:lo + SCAN_CHUNK]
+                best = None
+                for v in probes_u:
+                    dist = np.minimum(np.bitwise_count(hashes ^ v), np.bitwise_count(mirrors ^ v))
+                    best = dist if best is None else np.minimum(best, dist, out=best)
+                for i in np.flatnonzero(best <= max_bits):  # few: which probe, straight or mirrored
+                    h, m = int(hashes[i]), int(mirrors[i])
+                    options = [(hamming(h, v), k, False) for k, v in enumerate(values)]
+                    options += [(hamming(m, v), k, True) for k, v in enumerate(values)]
+                    found[int(self.rowids[lo + i])] = min(options)
         if not found:
             return []
         marks = ",".join("?" * len(found))
