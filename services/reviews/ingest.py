@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -29,6 +29,7 @@ from services.core.errors import ConsoleError, InvalidInput
 from services.core.images import IMAGE_SUFFIXES
 from services.core.jobs import SingleTaskKind
 from services.core.storage import ObjectStore
+from services.reviews.identifiers import listing_review_id
 
 REQUIRED = ("review_id", "review_type", "image_uris")
 OPTIONAL = ("product", "user_id", "submitted_at", "text")
@@ -185,9 +186,10 @@ def _parse_json_array(text: str, review_types: set[str]) -> tuple[list[Row], lis
 
 
 def rows_from_listing(prefix_uri: str, *, store: ObjectStore, review_type: str) -> Iterator[Row]:
-    """One review per photo under a folder or S3 prefix; the review id is the photo's URI."""
+    """One review per photo under a folder or S3 prefix; the review id is neutral (``listing_review_id``: a server
+    path would tell an inspector the answer), the same on every import."""
     for n, obj in enumerate(store.list(prefix_uri, suffixes=IMAGE_SUFFIXES), start=1):
-        yield Row(n, obj.uri, review_type, [obj.uri])
+        yield Row(n, listing_review_id(obj.uri), review_type, [obj.uri])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -315,6 +317,12 @@ def ingest_listing(
     if review_type not in types:
         raise InvalidInput(f"review type '{review_type}' is not one of {', '.join(sorted(types))}")
     rows = list(rows_from_listing(prefix_uri, store=store, review_type=review_type))
+    for part in range(0, len(rows), 500):  # reviews imported before neutral ids kept their path as id: not twice
+        uris = [r.image_uris[0] for r in rows[part:part + 500]]
+        old = {r[0] for r in db.execute(f"SELECT id FROM reviews WHERE id IN ({','.join('?' * len(uris))})", uris)}
+        for n in range(part, min(part + 500, len(rows))):
+            if rows[n].image_uris[0] in old:
+                rows[n] = replace(rows[n], review_id=rows[n].image_uris[0])
     return ingest_rows(db, rows=rows, store=store, batch=prefix_uri, actor=actor)
 
 

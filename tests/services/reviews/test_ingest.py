@@ -13,6 +13,7 @@ from PIL import Image
 from services.core.errors import InvalidInput, NotFound
 from services.core.jobs import create_job, failed_items, get_job, run_job
 from services.core.storage import ObjectStore
+from services.reviews.identifiers import listing_review_id, shown_review_id
 from services.reviews.ingest import Row, ingest_listing, ingest_manifest, ingest_rows, parse_manifest
 
 TYPES = ("product", "style")
@@ -388,13 +389,26 @@ def test_ingest_listing_folder_one_review_per_photo(db, tmp_path: Path) -> None:
     report = ingest_listing(db, prefix_uri=str(root), store=ObjectStore(), review_type="style", actor="t")
     assert (report.rows, report.reviews_added, report.images_added, report.images_failed) == (3, 3, 3, 1)
     reviews = {r["id"]: r for r in db.query("SELECT * FROM reviews")}
-    assert set(reviews) == {a, b, bad}
-    assert {r["review_type"] for r in reviews.values()} == {"style"} and reviews[a]["batch"] == str(root)
-    assert [r["uri"] for r in db.query("SELECT uri FROM images WHERE review_id = ?", [a])] == [a]
-    assert image(db, bad, bad)["status"] == "failed"
+    ids = {uri: listing_review_id(uri) for uri in (a, b, bad)}  # neutral: a path would give the label away
+    assert set(reviews) == set(ids.values()) and all(i.startswith("photo-") and len(i) == 18 for i in reviews)
+    assert {r["review_type"] for r in reviews.values()} == {"style"} and reviews[ids[a]]["batch"] == str(root)
+    assert [r["uri"] for r in db.query("SELECT uri FROM images WHERE review_id = ?", [ids[a]])] == [a]
+    assert image(db, ids[bad], bad)["status"] == "failed"
     again = ingest_listing(db, prefix_uri=str(root), store=ObjectStore(), review_type="style", actor="t")
     assert (again.reviews_added, again.images_added, again.duplicates) == (0, 0, 2)
     assert counts(db) == {"reviews": 3, "images": 3}
+
+
+def test_a_folder_imported_before_neutral_ids_is_not_imported_twice(db, tmp_path: Path) -> None:
+    """Issue 20 item 2: reviews that kept their path as id (imported before neutral ids) are matched by it, so
+    importing the folder again adds nothing; the console shows them by the neutral id."""
+    root = tmp_path / "drop"
+    a, b = write(root / "a.jpg", photo_bytes((10, 100, 200))), write(root / "b.jpg", photo_bytes((200, 100, 10)))
+    ingest_rows(db, rows=[Row(1, a, "style", [a])], store=ObjectStore(), batch=str(root), actor="t")  # the old way
+    again = ingest_listing(db, prefix_uri=str(root), store=ObjectStore(), review_type="style", actor="t")
+    assert (again.reviews_added, again.images_added) == (1, 1)
+    assert {r[0] for r in db.execute("SELECT id FROM reviews")} == {a, listing_review_id(b)}
+    assert shown_review_id(a) == listing_review_id(a) and shown_review_id("R-17") == "R-17"
 
 
 def test_ingest_listing_bad_type_or_folder(db, tmp_path: Path) -> None:
@@ -414,11 +428,11 @@ def test_ingest_listing_s3_prefix(db, s3_bucket: tuple[ObjectStore, str]) -> Non
     store.write(f"s3://{bucket}/batch10/other.jpg", photo_bytes((0, 0, 200)))  # a sibling prefix, not under batch1/
     report = ingest_listing(db, prefix_uri=f"s3://{bucket}/batch1", store=store, review_type="product", actor="t")
     assert (report.rows, report.images_added, report.images_failed) == (3, 3, 1)
-    assert {r["id"] for r in db.query("SELECT id FROM reviews")} == {
-        f"s3://{bucket}/batch1/a.jpg", f"s3://{bucket}/batch1/deep/b.webp", f"s3://{bucket}/batch1/zero.jpg"}
-    ok = image(db, f"s3://{bucket}/batch1/a.jpg", f"s3://{bucket}/batch1/a.jpg")
+    assert {r["id"] for r in db.query("SELECT id FROM reviews")} == {listing_review_id(f"s3://{bucket}/batch1/{k}")
+                                                                     for k in ("a.jpg", "deep/b.webp", "zero.jpg")}
+    ok = image(db, listing_review_id(f"s3://{bucket}/batch1/a.jpg"), f"s3://{bucket}/batch1/a.jpg")
     assert ok["status"] == "pending" and ok["width"] == 48
-    zero = image(db, f"s3://{bucket}/batch1/zero.jpg", f"s3://{bucket}/batch1/zero.jpg")
+    zero = image(db, listing_review_id(f"s3://{bucket}/batch1/zero.jpg"), f"s3://{bucket}/batch1/zero.jpg")
     assert zero["status"] == "failed" and "empty" in zero["error"]
     again = ingest_listing(db, prefix_uri=f"s3://{bucket}/batch1/", store=store, review_type="product", actor="t")
     assert (again.reviews_added, again.images_added) == (0, 0)
