@@ -58,6 +58,15 @@ DEFAULTS: dict[str, Any] = {
     # Amazon Rekognition for the dataset filter ("" = the AWS default region / endpoint)
     "rekognition_region": "",
     "rekognition_endpoint_url": "",
+    # cloud requests within the account's quotas (services.core.ratelimit): Rekognition image requests
+    # (DetectLabels, DetectFaces) a second and at once, per worker process; a throttle halves the rate for a while
+    "rekognition_requests_per_second": 50.0,
+    "rekognition_in_flight": 16,
+    # Rekognition Video face-detection jobs running at once (the service's concurrent-job quota is 20 by default)
+    "rekognition_video_jobs": 20,
+    # server-side S3 copies of kept images, a second and at once
+    "s3_copy_requests_per_second": 200.0,
+    "s3_copy_in_flight": 16,
     # Amazon SageMaker (pages/sagemaker.py): the built-in image-classification algorithm trained from the console's
     # labels, grid tuning and batch transform. Region "" = the AWS default region; the role is the execution role
     # SageMaker assumes (it needs S3 access to the bucket); manifests, models and outputs go under bucket/prefix.
@@ -203,6 +212,13 @@ _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 MAX_RUNTIME_LIMIT = 2_419_200  # 28 days, SageMaker's ceiling for MaxRuntimeInSeconds
 
 
+def _rate(key: str, value: Any) -> float:
+    """Requests a second: a number from 0.1 to 10,000 (booleans refused)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.1 <= float(value) <= 10_000:
+        raise InvalidInput(f"{_label(key)} must be between 0.1 and 10,000 requests a second, got {value!r}")
+    return float(value)
+
+
 def _whole_between(low: int, high: int) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -260,6 +276,11 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "line_feed_uri": _text,
     "rekognition_region": _text,
     "rekognition_endpoint_url": _text,
+    "rekognition_requests_per_second": _rate,
+    "rekognition_in_flight": _whole_between(1, 256),
+    "rekognition_video_jobs": _whole_between(1, 100),
+    "s3_copy_requests_per_second": _rate,
+    "s3_copy_in_flight": _whole_between(1, 256),
     "sagemaker_region": _matching(_REGION, "an AWS region such as eu-west-1"),
     "sagemaker_role_arn": _matching(_ROLE, "an IAM role ARN such as arn:aws:iam::123456789012:role/SageMakerRole"),
     "sagemaker_bucket": _matching(_BUCKET, "an S3 bucket name (lower case, no s3://)"),

@@ -179,3 +179,17 @@ def test_lookahead_refuses_an_item_never_submitted():
     la.close()
     with pytest.raises(InvalidInput):
         Lookahead(lambda i: i, window=0)
+
+
+def test_rate_and_in_flight_settings_are_validated():
+    from services.core.settings import DEFAULTS, clean_setting
+
+    assert DEFAULTS["rekognition_requests_per_second"] == 50.0 and DEFAULTS["rekognition_in_flight"] == 16
+    assert clean_setting("rekognition_requests_per_second", 5) == 5.0
+    assert clean_setting("s3_copy_in_flight", 32) == 32
+    assert clean_setting("rekognition_video_jobs", 20) == 20
+    for key, bad in (("rekognition_requests_per_second", 0), ("rekognition_requests_per_second", True),
+                     ("s3_copy_requests_per_second", "fast"), ("rekognition_in_flight", 0),
+                     ("rekognition_in_flight", 1.5), ("rekognition_video_jobs", 101)):
+        with pytest.raises(InvalidInput, match=key.replace("_", " ")):
+            clean_setting(key, bad)
