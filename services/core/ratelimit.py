@@ -222,3 +222,18 @@ class Lookahead(Generic[T, R]):
         """Stop, and let the calls under way finish on their threads (their results are dropped)."""
         self.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_SHARED: dict[tuple[str, float, int], RateLimiter] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(name: str, *, rate: float, in_flight: int) -> RateLimiter:
+    """The one limiter of this process for ``name`` (an API and account, e.g. "rekognition:eu-west-1") at these
+    settings, so that jobs running side by side share the quota instead of each taking all of it. Raises
+    InvalidInput like ``RateLimiter``."""
+    key = (name, float(rate), int(in_flight))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = RateLimiter(rate=rate, in_flight=in_flight)
+        return _SHARED[key]

@@ -18,6 +18,13 @@ image, the best evidence among the wanted labels decides its outcome:
   throttled past every retry) stops the job with that message instead; resume it once fixed.
 - ``skipped``: an object that is not an image by its extension.
 
+A paid detector (Rekognition) is called for up to its ``in_flight`` images at once, within the account's rate
+(``services.core.ratelimit``): a look-ahead starts requests in scan order as images are loaded, across
+batches, while ``compute`` takes the answers in scan order, so outcomes, misses and the early stop are
+exactly those of one request at a time. An early stop starts no new request; those already started past the
+stop (at most ``in_flight - 1``) are counted in the result as ``sent_past_stop``. Server-side copies go
+through a limiter of their own (``s3_copy_requests_per_second``, ``s3_copy_in_flight``).
+
 Every scanned object gets one ``filter_results`` row, written with its job item in the batch
 transaction, so a job killed halfway resumes where it stopped: nothing is scanned twice and nothing
 is copied twice (a copy goes to a fixed key, and is made only for an image whose row is not committed).
@@ -38,12 +45,12 @@ from typing import Any
 
 import sqlite_utils
 
-from services.core import jobs
+from services.core import jobs, ratelimit
 from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.config import get_settings
 from services.core.errors import ConsoleError, ExternalServiceError, InvalidInput
-from services.core.storage import ObjectStore
+from services.core.storage import ObjectStore, is_s3
 from services.dataset_filter.calibration import threshold_meaning
 from services.dataset_filter.outputs import copy_image, misses_in_a_row, progress, why_nothing_kept, write_outputs
 from services.dataset_filter.params import (
@@ -112,8 +119,18 @@ class FilterKind(jobs.BaseKind):
         ctx.state["misses"] = misses_in_a_row(ctx.db, job_id=ctx.job_id)
         limit = params.get("stop_after_misses")
         ctx.state["stopped"] = bool(limit and ctx.state["misses"] >= limit)
+        ctx.state["sent_past_stop"] = 0
         if not params.get("dry_run"):
-            ctx.state["detector"] = DETECTORS[params["detector"]](ctx.ws, settings, ctx.state["store"])
+            detector = ctx.state["detector"] = DETECTORS[params["detector"]](ctx.ws, settings, ctx.state["store"])
+            if float(getattr(detector, "cost_per_image", 0.0) or 0.0) > 0:  # paid: no request past an early stop
+                ctx.state["inputs"] = {}
+                ctx.state["ahead"] = ratelimit.Lookahead(
+                    lambda uri: self._detect_one(ctx, uri, ctx.state["inputs"][uri]),
+                    window=max(1, int(getattr(detector, "in_flight", 1) or 1)), name=f"job{ctx.job_id}-detect")
+            copies = int(settings.get("s3_copy_in_flight") or IO_THREADS)
+            ctx.state["copy_limiter"] = ratelimit.shared(
+                "s3-copy", rate=float(settings.get("s3_copy_requests_per_second") or 200.0), in_flight=copies)
+            ctx.state["copy_pool"] = ThreadPoolExecutor(copies, thread_name_prefix=f"job{ctx.job_id}-copy")
 
     def list_items(self, ctx: jobs.JobContext) -> list[str]:
         params = ctx.params
@@ -150,6 +167,11 @@ class FilterKind(jobs.BaseKind):
                 out.errors[uri] = f"cannot read {uri}: {exc}"
 
         list(ctx.state["pool"].map(one, items))
+        ahead = ctx.state.get("ahead")
+        if ahead is not None and not ctx.state.get("stopped"):  # requests start now, in scan order
+            readable = [u for u in items if u in out.data]
+            ctx.state["inputs"].update((u, out.data[u]) for u in readable)
+            ahead.submit(readable)
         return out
 
     # ---- detection and copies (worker thread; reads only)
@@ -189,7 +211,8 @@ class FilterKind(jobs.BaseKind):
         params, state = ctx.params, ctx.state
         limit = params.get("stop_after_misses")
         readable = [u for u in loaded.items if u in loaded.data]
-        batch = {} if state["stopped"] else self._detect_batch(ctx, readable, loaded)
+        ahead: ratelimit.Lookahead[str, Any] | None = state.get("ahead")
+        batch = {} if state["stopped"] or ahead is not None else self._detect_batch(ctx, readable, loaded)
         rows: list[Row] = []
         for uri in sorted(loaded.items, key=lambda u: order.get(u, 0)):
             if state["stopped"]:
@@ -203,7 +226,10 @@ class FilterKind(jobs.BaseKind):
                 continue  # read after the stop flag went up on the loader thread: not scanned
             else:
                 try:
-                    found = batch[uri] if uri in batch else self._detect_one(ctx, uri, loaded.data[uri])
+                    if ahead is not None:
+                        found = self._take(ctx, ahead, uri)
+                    else:
+                        found = batch[uri] if uri in batch else self._detect_one(ctx, uri, loaded.data[uri])
                     if isinstance(found, ConsoleError):
                         raise found
                     self._decide(ctx, row, found)
@@ -211,6 +237,9 @@ class FilterKind(jobs.BaseKind):
                     raise  # the service refuses every image (access, credentials, throttling): stop; resume later
                 except ConsoleError as exc:  # this image: not decodable, too large, unreadable
                     row.outcome, row.detail = "failed", {"error": f"{uri}: {exc}"}
+                finally:
+                    if ahead is not None:
+                        self._done_with(ctx, ahead, row, limit)
             rows.append(row)
             if row.outcome == "skipped":
                 continue
@@ -223,19 +252,38 @@ class FilterKind(jobs.BaseKind):
         self._copy(ctx, [r for r in rows if r.outcome == "kept"], loaded)
         return rows
 
+    @staticmethod
+    def _take(ctx: jobs.JobContext, ahead: ratelimit.Lookahead[str, Any], uri: str) -> Any:
+        """The detector's answer for ``uri`` from the look-ahead (its input is dropped once answered)."""
+        try:
+            return ahead.take(uri)
+        finally:
+            ctx.state["inputs"].pop(uri, None)
+
+    @staticmethod
+    def _done_with(ctx: jobs.JobContext, ahead: ratelimit.Lookahead[str, Any], row: Row, limit: int | None) -> None:
+        """Free the image's place in the look-ahead; when this image makes the scan stop, stop the look-ahead
+        first (so no new request starts) and count the requests already started past the stop."""
+        state = ctx.state
+        if limit and row.outcome == "rejected" and state["misses"] + 1 >= limit:
+            state["sent_past_stop"] += ahead.stop()
+        ahead.release()
+
     def _copy(self, ctx: jobs.JobContext, rows: list[Row], loaded: Loaded) -> None:
         store: ObjectStore = ctx.state["store"]
+        limiter = ctx.state.get("copy_limiter")
 
         def one(row: Row) -> None:
             try:
                 dst = destination_for(ctx.params, row.uri)
-                copy_image(store, row.uri, dst, loaded.data.get(row.uri))
+                server_side = {"limiter": limiter} if is_s3(row.uri) and is_s3(dst) else {}  # the quota's for S3
+                copy_image(store, row.uri, dst, loaded.data.get(row.uri), **server_side)
                 row.copied_to = dst
             except ConsoleError as exc:
                 row.outcome = "failed"
                 row.detail["error"] = f"shows {row.label} ({row.confidence:.2f}) but the copy failed: {exc}"
 
-        list(ctx.state["pool"].map(one, rows))
+        list(ctx.state.get("copy_pool", ctx.state["pool"]).map(one, rows))
 
     # ---- the batch transaction
     def write(self, ctx: jobs.JobContext, computed: list[Row]) -> dict[str, str | None]:
@@ -256,7 +304,8 @@ class FilterKind(jobs.BaseKind):
             outcome[row.uri] = row.detail.get("error") if row.outcome == "failed" else None
         elapsed = max(time.monotonic() - ctx.state["started"], 1e-6)
         live = {"progress": {"rate": round(ctx.state["scanned_this_run"] / elapsed, 2),
-                             "misses_in_a_row": ctx.state["misses"], "stopped_early": ctx.state["stopped"]}}
+                             "misses_in_a_row": ctx.state["misses"], "stopped_early": ctx.state["stopped"],
+                             **self._requests(ctx)}}
         ctx.db.execute("UPDATE jobs SET result = ? WHERE id = ?", [json.dumps(live), ctx.job_id])
         return outcome
 
@@ -270,16 +319,29 @@ class FilterKind(jobs.BaseKind):
         meaning = [threshold_meaning(label, threshold=ctx.params["threshold"], detector=ctx.params["detector"])
                    for label in ctx.params["labels"]]
         result = {**summary, "progress": {"rate": summary["rate"]}, **outputs, "output": output_root(ctx.params),
-                  "threshold_meaning": meaning}
+                  "threshold_meaning": meaning, **self._requests(ctx)}
         why = why_nothing_kept(ctx.db, job_id=ctx.job_id)
         if why is not None:
             result["nothing_kept"] = why
         return result
 
+    @staticmethod
+    def _requests(ctx: jobs.JobContext) -> dict[str, Any]:
+        """This run's detector requests: {"requests", "throttles", "sent_past_stop"} (empty for a free one)."""
+        detector = ctx.state.get("detector")
+        if float(getattr(detector, "cost_per_image", 0.0) or 0.0) <= 0:
+            return {}
+        return {"requests": int(getattr(detector, "calls", 0)), "throttles": int(getattr(detector, "throttles", 0)),
+                "sent_past_stop": int(ctx.state.get("sent_past_stop", 0))}
+
     def close(self, ctx: jobs.JobContext) -> None:
-        pool = ctx.state.pop("pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        ahead = ctx.state.pop("ahead", None)
+        if ahead is not None:
+            ahead.close()
+        for key in ("pool", "copy_pool"):
+            pool = ctx.state.pop(key, None)
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         detector = ctx.state.pop("detector", None)
         closer = getattr(detector, "close", None)
         if callable(closer):

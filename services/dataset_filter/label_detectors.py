@@ -10,7 +10,9 @@ Two detectors behind one interface (``LabelDetector``):
 - ``RekognitionDetector``: Amazon Rekognition DetectLabels (about $0.001 an image). A wanted label matches a
   returned label's Name, one of its Aliases or one of its Parents (case-insensitive); its Instances' boxes
   are kept (ratios clamped to [0, 1]). The image goes as an S3 object when it is on AWS S3, else as bytes
-  (JPEGs over 5 MB are resized first). Throttling is retried with exponential backoff.
+  (JPEGs over 5 MB are resized first). Requests go through a ``services.core.ratelimit.RateLimiter`` (the
+  account's requests a second, a bound on requests in flight; from the settings): a throttle halves the rate
+  and the request is retried with exponential backoff, failing only once every attempt was throttled.
 
 Errors (botocore's translated by ``services.core.aws``): a bad image raises ImageError (an InvalidInput: that
 image fails, the scan goes on); a source object that cannot be read raises StorageError/NotFound (same); the
@@ -20,16 +22,18 @@ bad or missing credentials, ExternalServiceError for no region, unreachable, thr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from PIL import Image
 
-from services.core import aws
+from services.core import aws, ratelimit
 from services.core import images as imgs
 from services.core.errors import ConsoleError, ExternalServiceError, ImageError, InvalidInput, NotFound, StorageError
 from services.core.storage import ObjectStore, is_s3, split_s3
@@ -142,11 +146,12 @@ class RekognitionDetector:
                  s3_endpoint_url: str | None = None, store: ObjectStore | None = None,
                  min_confidence: float = 50.0, max_labels: int = 100, max_attempts: int = 6,
                  backoff: float = 0.5, max_backoff: float = 20.0, sleep: Callable[[float], None] = time.sleep,
-                 max_pixels: int = imgs.DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = imgs.DEFAULT_MAX_PIXELS, limiter: ratelimit.RateLimiter | None = None) -> None:
         """``client``: a boto3 Rekognition client (made on first use from ``region``/``endpoint_url`` when None).
         ``s3_endpoint_url``: the S3 endpoint override the sources use (then Rekognition cannot read them
         itself, so images go as bytes). ``min_confidence`` in percent (keep it below the band's low end).
-        ``sleep`` is called with each backoff delay (tests pass a recorder). Raises InvalidInput on bad values."""
+        ``sleep`` is called with each backoff delay (tests pass a recorder). ``limiter``: the rate and the
+        requests in flight (None: one request at a time, no rate limit). Raises InvalidInput on bad values."""
         if not 0 <= min_confidence <= 100 or max_labels < 1 or max_attempts < 1 or backoff < 0:
             raise InvalidInput("Rekognition: min_confidence must be 0..100, max_labels and max_attempts at least 1")
         self._client = client
@@ -161,14 +166,21 @@ class RekognitionDetector:
         self.sleep = sleep
         self.max_pixels = max_pixels
         self.calls = 0  # DetectLabels requests sent (retries included), for cost accounting
+        self.throttles = 0  # throttled answers (each retried)
+        self.limiter = limiter
+        self.in_flight = limiter.in_flight if limiter is not None else 1  # requests this detector keeps going
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], **kwargs: Any) -> RekognitionDetector:
         """Region and endpoint from the console settings (``rekognition_region`` or ``aws_region``,
-        ``rekognition_endpoint_url``, ``s3_endpoint_url``); empty means the AWS defaults."""
-        return cls(region=settings.get("rekognition_region") or settings.get("aws_region") or None,
-                   endpoint_url=settings.get("rekognition_endpoint_url") or None,
+        ``rekognition_endpoint_url``, ``s3_endpoint_url``); empty means the AWS defaults. The rate limit
+        (``rekognition_requests_per_second``, ``rekognition_in_flight``) is this process's shared one for
+        Rekognition in that region. Raises InvalidInput for bad values."""
+        region = settings.get("rekognition_region") or settings.get("aws_region") or None
+        if "limiter" not in kwargs:
+            kwargs["limiter"] = rekognition_limiter(settings)
+        return cls(region=region, endpoint_url=settings.get("rekognition_endpoint_url") or None,
                    s3_endpoint_url=settings.get("s3_endpoint_url") or None, **kwargs)
 
     @property
@@ -181,7 +193,8 @@ class RekognitionDetector:
                     import boto3
                     from botocore.config import Config
 
-                    config = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 1})
+                    config = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 1},
+                                    max_pool_connections=max(10, self.in_flight))
                     try:
                         with aws.errors(service="Rekognition", action="detect labels",
                                         endpoint=self.endpoint_url):
@@ -224,15 +237,19 @@ class RekognitionDetector:
 
     def detect_many(self, images: Sequence[bytes], *, wanted: list[str],
                     uris: Sequence[str] | None = None) -> list[dict[str, Detection] | ConsoleError]:
-        """One request an image, in order; an image that fails alone gets its ImageError/StorageError in
-        its place. Raises ExternalServiceError (stop the scan) and InvalidInput like ``detect``."""
-        out: list[dict[str, Detection] | ConsoleError] = []
-        for i, data in enumerate(images):
+        """One request an image, up to ``in_flight`` at once within the rate limit, results in the images'
+        order; an image that fails alone gets its ImageError/StorageError in its place. Raises
+        ExternalServiceError (stop the scan) and InvalidInput like ``detect``."""
+        def one(i: int) -> dict[str, Detection] | ConsoleError:
             try:
-                out.append(self.detect(data=data, uri=uris[i] if uris else f"image #{i + 1}", wanted=wanted))
+                return self.detect(data=images[i], uri=uris[i] if uris else f"image #{i + 1}", wanted=wanted)
             except (ImageError, StorageError, NotFound) as exc:
-                out.append(exc)
-        return out
+                return exc
+
+        if self.in_flight <= 1 or len(images) <= 1:
+            return [one(i) for i in range(len(images))]
+        with ThreadPoolExecutor(min(self.in_flight, len(images)), thread_name_prefix="detect-labels") as pool:
+            return list(pool.map(one, range(len(images))))
 
     def _call(self, image: dict[str, Any], uri: str) -> dict[str, Any]:
         from botocore import exceptions as bx
@@ -240,10 +257,17 @@ class RekognitionDetector:
         request = {"Image": image, "MaxLabels": self.max_labels, "MinConfidence": self.min_confidence}
         for attempt in range(self.max_attempts):
             try:
-                self.calls += 1
-                return self.client.detect_labels(**request)
+                with self._slot():
+                    with self._lock:
+                        self.calls += 1
+                    return self.client.detect_labels(**request)
             except bx.ClientError as exc:
                 code = aws.code_of(exc)
+                if ratelimit.is_throttle(code) or code in aws.THROTTLED:
+                    with self._lock:
+                        self.throttles += 1
+                    if self.limiter is not None:
+                        self.limiter.throttled()  # slow down for everyone sharing the quota
                 if code in _RETRYABLE and attempt + 1 < self.max_attempts:
                     self.sleep(self._delay(attempt))
                     continue
@@ -253,6 +277,9 @@ class RekognitionDetector:
             except bx.BotoCoreError as exc:
                 raise self._error(exc, image, uri, attempts=attempt + 1) from None
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _slot(self) -> Any:
+        return self.limiter.slot() if self.limiter is not None else contextlib.nullcontext()
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: about backoff * 2**attempt seconds, capped."""
@@ -301,6 +328,14 @@ class _S3ObjectRefused(ExternalServiceError):
     """Rekognition could not take the image as an S3 object; it is sent as bytes instead."""
 
 
+def rekognition_limiter(settings: dict[str, Any]) -> ratelimit.RateLimiter:
+    """This process's limiter for Rekognition image requests in the settings' region (requests a second and in
+    flight from ``rekognition_requests_per_second`` and ``rekognition_in_flight``). Raises InvalidInput."""
+    region = settings.get("rekognition_region") or settings.get("aws_region") or "default"
+    return ratelimit.shared(f"rekognition:{region}", rate=float(settings.get("rekognition_requests_per_second") or 50.0),
+                            in_flight=int(settings.get("rekognition_in_flight") or 16))
+
+
 def make_detector(kind: str, *, ws: Any = None, settings: dict[str, Any] | None = None,
                   store: ObjectStore | None = None, **kwargs: Any) -> LabelDetector:
     """``local`` or ``rekognition``, configured from the settings. Raises InvalidInput for another kind."""
@@ -312,4 +347,4 @@ def make_detector(kind: str, *, ws: Any = None, settings: dict[str, Any] | None 
 
 
 __all__ = ["DETECTORS", "EMBED_SIDE", "Detection", "LabelDetector", "LocalImageNetDetector", "Prepared",
-           "RekognitionDetector", "make_detector", "resolve_labels"]
+           "RekognitionDetector", "make_detector", "rekognition_limiter", "resolve_labels"]

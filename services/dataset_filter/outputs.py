@@ -7,13 +7,16 @@ import csv
 import io
 import json
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlite_utils
 
 from services.core import jobs
 from services.core.csvsafe import safe_row
-from services.core.errors import NotFound
+from services.core.errors import ConsoleError, NotFound, StorageError
+from services.core.ratelimit import RateLimiter
 from services.core.storage import ObjectStore, is_s3, join
 from services.dataset_filter.params import KIND, output_root
 
@@ -241,9 +244,35 @@ def write_outputs(db: sqlite_utils.Database, *, job_id: int, store: ObjectStore)
     return {"manifest": manifest_uri, "manifest_lines": n_lines, "report": report_uri, "report_rows": n_rows}
 
 
-def copy_image(store: ObjectStore, src: str, dst: str, data: bytes | None = None) -> None:
-    """Copy one image: server-side inside S3, else the bytes already read (or read now). Raises ConsoleError."""
+COPY_ATTEMPTS = 4  # on top of botocore's own retries: a copy still answered SlowDown waits at a halved rate
+
+
+def copy_image(store: ObjectStore, src: str, dst: str, data: bytes | None = None, *,
+               limiter: RateLimiter | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Copy one image: server-side inside S3 (within ``limiter``'s rate and in-flight bound when given), else
+    the bytes already read (or read now). A copy S3 still throttles (SlowDown) after botocore's retries halves
+    the limiter's rate and is tried again, ``COPY_ATTEMPTS`` times in all. Raises ConsoleError (StorageError,
+    NotFound, InvalidInput, PermissionDenied)."""
     if data is not None and not (is_s3(src) and is_s3(dst)):
         store.write(dst, data)
-    else:
-        store.copy(src, dst)
+        return
+    for attempt in range(COPY_ATTEMPTS):
+        try:
+            if limiter is None:
+                store.copy(src, dst)
+            else:
+                with limiter.slot():
+                    store.copy(src, dst)
+            return
+        except StorageError as exc:
+            if not _throttled(exc) or attempt + 1 >= COPY_ATTEMPTS:
+                raise
+            if limiter is not None:
+                limiter.throttled()
+            sleep(0.5 * 2**attempt)
+
+
+def _throttled(exc: ConsoleError) -> bool:
+    """Whether a storage error says S3 throttled the request (``services.core.aws`` names the code)."""
+    text = str(exc).lower()
+    return any(code in text for code in ("slowdown", "throttl", "requestlimitexceeded", "toomanyrequests"))
