@@ -2,11 +2,13 @@
 
 import streamlit as st
 
-from pages.common import current_user, db, md, show_error, show_photo, similarity_index, thumbnails
+from pages.common import current_user, db, md, show_error, similarity_index, thumbnails
+from pages.photos import review_name
+from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
 from services.core.errors import ConsoleError
 from services.hitl.answers import last_answer, submit, undo_last
-from services.hitl.queue import claim_next, flag, peek_next, queue_counts, release
+from services.hitl.queue import claim_next, flag, out_of_reach, peek_next, queue_counts, release
 from services.hitl.similar_cases import reuse_flag_of, similar_decided
 from services.reviews.rules import photo_qualifies
 
@@ -54,9 +56,18 @@ except ConsoleError as exc:
     st.stop()
 mine = last_answer(conn, actor=inspector)
 if item is None:
-    filtered = f_type or f_label or band
-    st.info("The queue is empty" + (" for these filters" if filtered else "") + "."
-            + (" (Some photos were skipped this session.)" if skipped else ""))
+    away = out_of_reach(conn, inspector=inspector, skip=skipped, **filters)
+    where = [f"{n:,} {what}" for n, what in (
+        (away["held_by_others"], "being labelled by other inspectors (or waiting for their answers)"),
+        (away["answered_by_you"], "answered by you, waiting for other inspectors' independent answers"),
+        (away["skipped"], "skipped by you this session"),
+        (away["filtered_out"], "outside these filters"),
+        (away["adjudication"], "waiting for an admin's adjudication")) if n]
+    if where:
+        st.info("Nothing for you to label right now. The photos still in the queue are: " + "; ".join(where) + ".",
+                icon=":material/hourglass_empty:")
+    else:
+        st.info("The queue is empty.", icon=":material/done_all:")
     if skipped and st.button("Show skipped photos again", key="q_unskip"):
         st.session_state["q_skipped"] = []
         st.rerun()
@@ -70,8 +81,8 @@ with left:
     st.button("Zoom out" if zoom else "Zoom in", key="q_zoom", shortcut="Z", type="tertiary",
               icon=":material/zoom_out:" if zoom else ":material/zoom_in:",
               on_click=lambda: st.session_state.update(q_zoomed=not st.session_state.get("q_zoomed", False)))
-    show_photo(st, uri=item["uri"], sha256=item["sha256"], size=ZOOM_SIZE if zoom else PHOTO_SIZE,
-               width="stretch" if zoom else "content")
+    show_photo(st, label=f"photo {item['id']}", uri=item["uri"], sha256=item["sha256"],
+               size=ZOOM_SIZE if zoom else PHOTO_SIZE, width="stretch" if zoom else "content")
 with right:
     st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
     st.caption(f"Submitted {item['submitted_at']} · in the queue because: {item['queue_reason'] or 'audit'}")
@@ -85,14 +96,15 @@ with right:
     elif not pred:
         st.caption("No model prediction: no model had been trained when this photo arrived.")
     for other in item["other_photos"]:
-        show_photo(st, uri=other["uri"], sha256=other["sha256"], size=160, width=120,
-                   caption=f"other photo in this review ({other['status']})")
+        show_photo(st, label=f"photo {other['id']}", uri=other["uri"], sha256=other["sha256"], size=160, width=120,
+                   caption=f"other photo in this review ({other['status']})", details=False)
     reused = reuse_flag_of(conn, image_id=item["id"], actor=inspector)
     if reused:
-        st.warning(f"This photo looks reused from review {md(reused['other_review_id'])} (user "
+        st.warning(f"This photo looks reused from review {md(review_name(reused['other_review_id']))} (user "
                    f"{md(reused['other_user_id'] or '?')}); its credit is held until an admin clears it.",
                    icon=":material/content_copy:")
-        show_photo(st, uri=reused["other_uri"], sha256=reused["other_sha256"], size=160, width=160,
+        show_photo(st, label=f"photo {reused['other_image_id']}", uri=reused["other_uri"],
+                   sha256=reused["other_sha256"], size=160, width=160, details=False,
                    caption=f"the earlier photo ({md(reused['kind'])} copy, {md(reused['how'])})")
     similar = similar_decided(conn, image_id=item["id"], actor=inspector, index=similarity_index())
     if similar:
@@ -100,7 +112,8 @@ with right:
         cols = st.columns(len(similar))
         for col, case in zip(cols, similar):
             who = "the model" if case["source"] == "auto" else "a person"
-            show_photo(col, uri=case["uri"], sha256=case["sha256"], size=160, width=120,
+            show_photo(col, label=f"photo {case['image_id']}", uri=case["uri"], sha256=case["sha256"], size=160,
+                       width=120, details=False,
                        caption=f"{case['label'].replace('_', ' ')} · by {who} · {case['similarity']:.0%} alike")
     choice = st.radio("Label", CLASSES, key=f"q_label_{item['id']}", horizontal=True,
                       index=CLASSES.index(suggest["label"]) if suggest else None,

@@ -45,6 +45,42 @@ def queue_counts(db: sqlite_utils.Database) -> dict[str, int]:
     return counts
 
 
+def out_of_reach(
+    db: sqlite_utils.Database,
+    *,
+    inspector: str,
+    skip: list[int] | tuple[int, ...] = (),
+    review_type: str | None = None,
+    label: str | None = None,
+    band: tuple[float, float] | None = None,
+) -> dict[str, int]:
+    """Where the queued photos ``inspector`` cannot take now are (when the queue shows them none, the count above
+    still includes these): ``answered_by_you`` (waiting for other inspectors' independent answers),
+    ``held_by_others`` (another inspector's lease, or answers that fill the photo's quota), ``skipped`` (this
+    session), ``filtered_out`` (outside the filters), ``adjudication`` (for an admin). Each photo is counted once,
+    in that order. Reads only; raises PermissionDenied unless ``inspector`` may label."""
+    require(db, actor=inspector, action="reviews.label")
+    extra, params = _filters(review_type, label, band)
+    now = time.time()
+    rows = db.execute(
+        f"""SELECT i.id, COALESCE(i.queue_reason, '') = 'adjudication',
+                   EXISTS (SELECT 1 FROM active_answers a WHERE a.image_id = i.id AND a.inspector = ?),
+                   (SELECT COUNT(*) FROM queue_claims c WHERE c.image_id = i.id AND c.inspector != ?
+                                                          AND c.lease_expires >= ?)
+                   + (SELECT COUNT(*) FROM active_answers a WHERE a.image_id = i.id) >= COALESCE(i.required_answers, 1),
+                   1 {extra}
+            FROM images i WHERE i.status = 'queued'""",
+        [inspector, inspector, now, *params]).fetchall()
+    out = dict.fromkeys(("adjudication", "answered_by_you", "skipped", "held_by_others", "filtered_out"), 0)
+    skipped = set(skip)
+    for image_id, adjudication, answered, held, matches in rows:
+        key = ("adjudication" if adjudication else "answered_by_you" if answered else "skipped" if image_id in skipped
+               else "held_by_others" if held else "filtered_out" if not matches else None)
+        if key:
+            out[key] += 1
+    return out
+
+
 def draw(*parts: object) -> float:
     """A uniform number in [0, 1) fixed by ``parts``: routing that a rerun or a resumed job repeats."""
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()

@@ -46,8 +46,11 @@ def test_photo_without_a_model_explains_why_there_is_no_suggestion(queued, tmp_p
     assert not at.metric  # no "Model suggests"
     assert at.radio(key=f"q_label_{queued[0]}").value is None
     assert at.button(key="q_submit").disabled  # nothing chosen yet
-    assert [t.value for t in at.text] == ["Arrived *fast* <b>great</b>"]
-    assert [shown_text(c) for img in at.image for c in img.captions] == [str(tmp_path / "photos" / "r1_0.jpeg")]
+    assert [t.value for t in at.text if not t.value.startswith("Stored at")] == ["Arrived *fast* <b>great</b>"]
+    # issue 20 item 2: a neutral caption; the stored path only under Details, for an admin (here the local operator)
+    assert [shown_text(c) for img in at.image for c in img.captions] == [f"photo {queued[0]}"]
+    assert [e.label for e in at.expander] == ["Details"]
+    assert [t.value for t in at.expander[0].text] == [f"Stored at {tmp_path / 'photos' / 'r1_0.jpeg'}"]
 
 
 def test_submit_stores_a_human_decision_and_shows_the_next_photo(queued, db):
@@ -65,11 +68,14 @@ def test_submit_stores_a_human_decision_and_shows_the_next_photo(queued, db):
     assert any(s.value.startswith(f"Saved product for image {first}") for s in at.success)
     assert at.caption[0].value.startswith("2 photos waiting")
     # the second photo of the same review is shown beside it
-    captions = [c for img in at.image for c in img.captions]
+    captions = [c for img in at.image for c in img.captions]  # "photo 12 · what it is": a neutral id first
+    assert all(c.startswith("photo ") for c in captions)
+    captions = [c.split(" · ", 1)[-1] for c in captions]
     assert [c for c in captions[1:] if c.startswith("other photo")] == ["other photo in this review (queued)"]
     # and the first review's photo, just decided, among the most similar decided photos
     assert [c for c in captions[1:] if not c.startswith("other photo")][0].startswith("product · by a person")
-    assert shown_text(captions[0]).endswith("r2_0.jpeg")
+    captions = [c for img in at.image for c in img.captions]
+    assert shown_text(captions[0]) == f"photo {second}"
 
 
 def test_a_label_that_misses_the_rule_warns_before_submitting(queued, db):
@@ -88,7 +94,8 @@ def test_skip_moves_on_and_the_skipped_photos_can_come_back(queued, db):
     at.button(key="q_skip").click().run()
     assert shown_item(at) == third
     at.button(key="q_skip").click().run()
-    assert [i.value for i in at.info] == ["The queue is empty. (Some photos were skipped this session.)"]
+    assert [i.value for i in at.info] == ["Nothing for you to label right now. The photos still in the queue are: "
+                                          "3 skipped by you this session."]
     assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0  # skipping decides nothing
     at.button(key="q_unskip").click().run()
     assert shown_item(at) == first
@@ -141,7 +148,9 @@ def test_two_inspectors_see_different_photos_and_filters_narrow_the_queue(queued
     assert claims == {"ann": shown_item(ann), "bob": shown_item(bob)}
     bob.selectbox(key="q_f_type").set_value("product").run()
     assert not bob.exception
-    assert any("empty for these filters" in i.value for i in bob.info)  # r1, the only product photo, is ann's
+    assert [i.value for i in bob.info] == [  # r1, the only product photo, is ann's
+        "Nothing for you to label right now. The photos still in the queue are: 1 being labelled by other "
+        "inspectors (or waiting for their answers); 2 outside these filters."]
 
 
 def test_number_buttons_decide_at_once(queued, db):
@@ -177,7 +186,10 @@ def test_zoom_flag_and_the_next_photo_loaded_ahead(queued, db):
 
     at = start_app("pages/queue.py")
     first = shown_item(at)
-    cache = _thumbnails("", None)
+    from services.core.config import object_store
+
+    store = object_store(db)  # the cache of the page's store (with the storage roots the tests set)
+    cache = _thumbnails(store.endpoint_url or "", None if store.roots is None else tuple(store.roots))
     cache.wait()
     upcoming = db.execute("SELECT uri, sha256 FROM images WHERE id = ?", [queued[1]]).fetchone()
     assert cache.cached(upcoming[0], upcoming[1], 720)  # loaded while the first photo was on screen
@@ -189,3 +201,30 @@ def test_zoom_flag_and_the_next_photo_loaded_ahead(queued, db):
     assert db.execute("SELECT status, error FROM images WHERE id = ?", [first]).fetchone() == (
         "failed", "flagged in the queue by local operator: shows a blank square")
     assert shown_item(at) == queued[1]
+
+
+def test_an_inspector_sees_no_server_path_and_is_told_where_the_waiting_photos_are(queued, db):
+    """Issue 20 items 2 and 3: no caption, detail or id tells an inspector where a photo is stored (its folder
+    can name the answer); with photos held by another inspector, the empty queue says so instead of 'empty'."""
+    from services.access.accounts import create_user
+    from services.hitl.queue import claim_next
+    from tests.pages.test_sign_in import GOOD, sign_in
+
+    create_user(db, username="ines", password=GOOD, roles=["inspector"], actor="cli:root")
+    at = start_app()
+    sign_in(at, "ines", GOOD)
+    at.switch_page("pages/queue.py")
+    at.run()
+    shown = shown_item(at)
+    assert [shown_text(c) for img in at.image for c in img.captions][0] == f"photo {shown}"
+    assert not at.expander  # no Details for an inspector
+    page_text = " ".join(shown_text(e.value) for kind in (at.caption, at.markdown, at.text, at.info)
+                         for e in kind if isinstance(e.value, str))
+    assert "/photos/" not in page_text and ".jpeg" not in page_text, page_text
+    for name in ("otto", "olga"):  # two other inspectors hold the other photos
+        create_user(db, username=name, password=GOOD, roles=["inspector"], actor="cli:root")
+        claim_next(db, inspector=name)
+    db.execute("UPDATE queue_claims SET inspector = 'otto' WHERE inspector = 'ines'")  # and hers, once she left
+    at.run()
+    assert [i.value for i in at.info] == ["Nothing for you to label right now. The photos still in the queue are: "
+                                          "3 being labelled by other inspectors (or waiting for their answers)."]

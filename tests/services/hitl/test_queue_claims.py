@@ -153,3 +153,23 @@ def test_eight_inspectors_on_overlap_photos_answer_each_once_and_every_photo_is_
     assert {(s, r) for s, r, _ in states} <= {("decided", ""), ("queued", "adjudication")}
     assert db.execute("SELECT COUNT(*) FROM consensus").fetchone()[0] == 40
     assert db.execute("SELECT COUNT(*) FROM queue_claims").fetchone()[0] == 0
+
+
+def test_out_of_reach_says_where_the_photos_an_inspector_cannot_take_are(db):
+    """Issue 20 item 3: '2 photos waiting' above 'The queue is empty' said nothing of where they were."""
+    from services.hitl.queue import out_of_reach
+
+    _seed(db, 5)
+    db.execute("UPDATE images SET required_answers = 2 WHERE id = 2")  # an overlap photo: two independent answers
+    db.execute("UPDATE images SET queue_reason = 'adjudication' WHERE id = 5")
+    held = claim_next(db, inspector="ann")["id"]
+    assert held == 1
+    release(db, image_id=held, inspector="ann")
+    assert claim_next(db, inspector="ann", skip=[1])["id"] == 2
+    submit(db, image_id=2, label="product", actor="ann")  # waits for a second inspector now
+    assert claim_next(db, inspector="bob", skip=[2])["id"] == 1  # bob holds photo 1
+    seen = out_of_reach(db, inspector="ann", skip=[3])
+    assert seen == {"adjudication": 1, "answered_by_you": 1, "skipped": 1, "held_by_others": 1, "filtered_out": 0}
+    assert claim_next(db, inspector="ann", skip=[3])["id"] == 4  # the one photo she can take is not counted
+    assert out_of_reach(db, inspector="cat", review_type="style") == {  # 2 and 4 are style reviews
+        "adjudication": 1, "answered_by_you": 0, "skipped": 0, "held_by_others": 2, "filtered_out": 1}

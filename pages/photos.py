@@ -1,0 +1,45 @@
+"""Photos shown under neutral captions: a photo's server path (``.../reviews/full_length/...``) can tell an
+inspector the answer, so captions name the photo by its id and only admins see the path, under Details.
+
+Not a page: ``app.py`` lists pages explicitly with ``st.navigation``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages.common import current_user, db, md, thumbnail
+from services.core.authz import allowed
+from services.reviews.identifiers import shown_review_id
+
+ADMIN_ACTION = "quality.manage"  # who may see where a photo is stored
+
+
+def sees_paths() -> bool:
+    """Whether the signed-in user may see photos' server paths (admins)."""
+    return allowed(db(), actor=current_user().name, action=ADMIN_ACTION)
+
+
+def review_name(review_id: str) -> str:
+    """A review's id as shown: never a server path (``services.reviews.identifiers``)."""
+    return shown_review_id(review_id)
+
+
+def show(container, *, label: str, uri: str, sha256: str | None, size: int, caption: str = "",  # type: ignore[no-untyped-def]
+         width: int | str = "content", details: bool = True) -> None:
+    """The photo in ``container`` captioned ``label`` (neutral: "photo 12", "check 3") and ``caption`` (markdown, the
+    caller escapes customer text with ``md``); for admins, the stored path under Details (``details``). A photo
+    that cannot be shown says why: with its path for admins, without for the others."""
+    admin = sees_paths()
+    data, error = thumbnail(uri, sha256, size)
+    text = " · ".join(t for t in (md(label), caption) if t)
+    if data:
+        container.image(data, caption=text, width=width)
+    elif admin:
+        container.error(f"Cannot show {md(label)} ({md(uri)}): {md(error)}")
+    else:
+        container.error(f"Cannot show {md(label)}: the file could not be read. An admin can see why under "
+                        "Label quality → Photo history.")
+    if admin and details:
+        with container.expander("Details", icon=":material/info:"):
+            st.text(f"Stored at {uri}")  # literal text, not a caption
