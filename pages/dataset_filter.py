@@ -124,6 +124,9 @@ if estimate_clicked:
         cost = est.get("expected_cost_usd")
         m3.metric("Expected cost", f"${cost:,.3f}" if cost else "free (local)",
                   help="The most the scan can cost: stopping early only lowers it")
+        st.info(md(est["message"]) + ("" if est["detector"] == "local" else
+                " (Settings: Rekognition requests a second and in flight; early stopping only shortens it)."),
+                icon=":material/schedule:")
         st.caption(f"Output: {md(est['output'])}"
                    + (f" · {not_images(est['non_images'])} will be skipped" if est["non_images"] else ""))
 

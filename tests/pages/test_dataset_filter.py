@@ -161,6 +161,8 @@ def test_rekognition_estimate_prices_the_capped_scan(ws, db, source, tmp_path):
     at.button(key="df_estimate").click().run()
     assert not at.error
     assert metrics(at) == {"Images in scope": "3", "Scanned (after the cap)": "2", "Expected cost": "$0.002"}
+    said = " ".join(texts(at.info))  # the time from the rate limit and the requests in flight (Settings)
+    assert "2 images" in said and "about 1 second at 50 requests a second" in said and "in flight" in said
     assert filter_jobs(db) == []  # no Rekognition call, no job
 
 

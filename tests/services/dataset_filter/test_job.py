@@ -159,10 +159,14 @@ def test_estimate_and_dry_run_list_in_scan_order_and_call_no_detector(ws, db, tm
 
     monkeypatch.setitem(df.DETECTORS, "local", no_detector)
     est = filter_params.estimate(db, params(src, tmp_path / "out", scan_cap=3))
-    assert est == {"images_in_scope": 5, "non_images": 2, "capped_to": 3, "detector": "local",
-                   "cost_per_image_usd": 0.0, "expected_cost_usd": 0.0, "output": str(tmp_path / "out" / "birds")}
+    assert {k: est[k] for k in ("images_in_scope", "non_images", "capped_to", "detector", "cost_per_image_usd",
+                                "expected_cost_usd", "output")} == {
+        "images_in_scope": 5, "non_images": 2, "capped_to": 3, "detector": "local", "cost_per_image_usd": 0.0,
+        "expected_cost_usd": 0.0, "output": str(tmp_path / "out" / "birds")}
+    assert est["message"].startswith("3 images, free (local), about ")
     rek = filter_params.estimate(db, params(src, tmp_path / "out", detector="rekognition"))
     assert rek["capped_to"] == 5 and rek["expected_cost_usd"] == pytest.approx(0.005)
+    assert rek["rate_limit"] == 50.0 and rek["in_flight"] == 16 and "at 50 requests a second" in rek["message"]
 
     plan = filter_params.dry_run(db, params(src, tmp_path / "out", scan_cap=4))
     order = ["a.jpg", "b/1.PNG", "b/2.jpg", "b/3.jpeg"]  # S3 key order: "b/" sorts before "c"
