@@ -40,7 +40,7 @@ MODULES: dict[str, list[str]] = {
     "services/models/evaluation.py": ["tests/services/models/test_evaluation.py"],
     "services/lines/counter.py": ["tests/services/lines/test_counter.py", "tests/services/lines/test_counter_reference.py"],
     "services/hitl/consensus.py": ["tests/services/hitl/test_consensus.py"],
-    "services/models/certify.py": ["tests/services/models/test_certify.py"],
+    "services/models/certify.py": ["tests/services/models/test_certify.py", "tests/services/models/test_certify_cases.py"],
     "services/reuse/near_copies.py": ["tests/services/reuse/test_detection.py"],
 }
 QUICK = ["services/reviews/rules.py", "services/core/locations.py", "services/hitl/dawid_skene.py",
