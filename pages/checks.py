@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from pages.common import current_user, db, md, show_error, show_photo
+from pages.common import current_user, db, md, show_error
+from pages.photos import show as show_photo
 from services.core.errors import ConsoleError
 from services.dataset_filter.checks import answer_check, checks_summary, claim_next_check, release_check
 from services.dataset_filter.job import store_for
@@ -36,7 +37,7 @@ if check is None:
 
 left, right = st.columns([3, 2])
 with left:
-    show_photo(st, uri=check["uri"], sha256=None, size=PHOTO_SIZE)
+    show_photo(st, label=f"check {check['id']}", uri=check["uri"], sha256=None, size=PHOTO_SIZE)
 with right:
     st.subheader(md(check["question"]))  # names the label someone typed
     st.caption(f"The detector's confidence: {check['confidence']:.0%} (in the band sent to a person) · "

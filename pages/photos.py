@@ -6,6 +6,8 @@ Not a page: ``app.py`` lists pages explicitly with ``st.navigation``.
 
 from __future__ import annotations
 
+import base64
+
 import streamlit as st
 
 from pages.common import current_user, db, md, thumbnail
@@ -25,6 +27,12 @@ def review_name(review_id: str) -> str:
     return shown_review_id(review_id)
 
 
+def data_url(uri: str, sha256: str | None, size: int = 96) -> str | None:
+    """A small JPEG thumbnail as a data URL, for an image column of a table (None when it cannot be read)."""
+    data, _ = thumbnail(uri, sha256, size)
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode() if data else None
+
+
 def show(container, *, label: str, uri: str, sha256: str | None, size: int, caption: str = "",  # type: ignore[no-untyped-def]
          width: int | str = "content", details: bool = True) -> None:
     """The photo in ``container`` captioned ``label`` (neutral: "photo 12", "check 3") and ``caption`` (markdown, the
@@ -41,5 +49,5 @@ def show(container, *, label: str, uri: str, sha256: str | None, size: int, capt
         container.error(f"Cannot show {md(label)}: the file could not be read. An admin can see why under "
                         "Label quality → Photo history.")
     if admin and details:
-        with container.expander("Details", icon=":material/info:"):
-            st.text(f"Stored at {uri}")  # literal text, not a caption
+        with container.expander("Details: where it is stored", icon=":material/info:"):
+            st.code(uri, language=None, wrap_lines=True)  # literal, and easy to copy

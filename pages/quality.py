@@ -4,7 +4,9 @@ and the consolidated labels exported as a Ground Truth manifest."""
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, md, show_error, show_photo, workspace
+from pages.common import current_user, db, md, show_error, workspace
+from pages.photos import data_url, review_name
+from pages.photos import show as show_photo
 from services.core.config import CLASSES, Workspace
 from services.core.errors import ConsoleError
 from services.hitl import export
@@ -52,9 +54,9 @@ with adj_tab:
         cons = item["consensus"] or {}
         with st.container(border=True):
             left, right = st.columns([2, 3])
-            show_photo(left, uri=item["uri"], sha256=item["sha256"], size=480)
+            show_photo(left, label=f"photo {image_id}", uri=item["uri"], sha256=item["sha256"], size=480)
             with right:
-                st.markdown(f"**Image {image_id}** · {md(item['review_type'])} review {md(item['review_id'])}")
+                st.markdown(f"**Photo {image_id}** · {md(item['review_type'])} review {md(review_name(item['review_id']))}")
                 if item["text"]:
                     st.text(item["text"])  # customer text, shown literally
                 pred = item["prediction"]
@@ -95,15 +97,17 @@ with mistakes_tab:
         st.caption(f"{len(rows)} photos: a confident model against one inspector first (most confident first), "
                    "then photos where inspectors split (lowest agreement first).")
         table = pd.DataFrame([{
-            "image": r["image_id"], "kind": KIND_TITLES[r["kind"]], "decided": label_name(r["label"]),
+            "photo": data_url(r["uri"], r["sha256"]), "image": r["image_id"], "kind": KIND_TITLES[r["kind"]], "decided": label_name(r["label"]),
             "inspectors": r["human_labels"], "model": label_name(r["model_label"]),
             "model confidence": r["model_confidence"], "agreement": r["agreement"],
             "consensus": label_name(r["consensus_label"]), "outcome": r["outcome"] or "",
-            "decided at": r["decided_at"], "review": r["review_id"], "type": r["review_type"],
+            "decided at": r["decided_at"], "review": review_name(r["review_id"]), "type": r["review_type"],
         } for r in rows])
         event = st.dataframe(
             table, hide_index=True, key="ql_mistakes_table", on_select="rerun", selection_mode="multi-row",
-            column_config={"model confidence": st.column_config.NumberColumn(format="percent"),
+            row_height=64,  # the photo itself, to judge who is right
+            column_config={"photo": st.column_config.ImageColumn("photo", width="small"),
+                           "model confidence": st.column_config.NumberColumn(format="percent"),
                            "agreement": st.column_config.NumberColumn(format="percent")})
         from_table = [rows[i]["image_id"] for i in event.selection.rows if i < len(rows)]
         picked = st.multiselect("Or pick image ids", [r["image_id"] for r in rows], key="ql_mistakes_ids")
@@ -112,8 +116,10 @@ with mistakes_tab:
         if chosen:
             cols = st.columns(min(len(chosen), 6))
             for n, image_id in enumerate(chosen[:6]):
-                show_photo(cols[n], uri=by_id[image_id]["uri"], sha256=by_id[image_id]["sha256"], size=200,
-                           caption=f"image {image_id}")
+                show_photo(cols[n], label=f"photo {image_id}", uri=by_id[image_id]["uri"],
+                           sha256=by_id[image_id]["sha256"], size=200, details=False,
+                           caption=f"decided {label_name(by_id[image_id]['label'])}, model "
+                                   f"{label_name(by_id[image_id]['model_label'])}")
         reason = st.text_input("Why another look", key="ql_requeue_reason",
                                placeholder="for example: the model is confident it is a product shot")
         if st.button("Send for re-review", key="ql_requeue", type="primary", disabled=not chosen):

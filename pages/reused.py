@@ -4,7 +4,9 @@ confirm; the customer accounts involved; whether credit is held meanwhile."""
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, md, show_error, show_photo
+from pages.common import current_user, db, md, show_error
+from pages.photos import review_name
+from pages.photos import show as show_photo
 from services.core.config import get_settings
 from services.core.errors import ConsoleError
 from services.reuse import detection as reuse
@@ -42,11 +44,13 @@ for f in flags:
         facts = [f"{f['similarity']:.0%} alike"] if f["similarity"] is not None else []
         facts.append(f"{f['inliers']} matching points" if f["inliers"] else f"hash distance {f['hash_distance']} of 64")
         detail = "the same bytes" if f["kind"] == "exact" else f"an edited copy (found by {f['how']}: {', '.join(facts)})"
-        st.markdown(f"**Review {md(f['review_id'])}** reuses a photo of review **{md(f['other_review_id'])}**: "
+        st.markdown(f"**Review {md(review_name(f['review_id']))}** reuses a photo of review "
+                    f"**{md(review_name(f['other_review_id']))}**: "
                     f"{detail}, from {same}. Status: **{f['status']}**")
         left, right = st.columns(2)
-        show_photo(left, uri=f["uri"], sha256=f["sha256"], size=360, caption=f"later: {md(f['uri'])}")
-        show_photo(right, uri=f["other_uri"], sha256=f["other_sha256"], size=360, caption=f"earlier: {md(f['other_uri'])}")
+        show_photo(left, label=f"photo {f['image_id']}", uri=f["uri"], sha256=f["sha256"], size=360, caption="later")
+        show_photo(right, label=f"photo {f['other_image_id']}", uri=f["other_uri"], sha256=f["other_sha256"], size=360,
+                   caption="earlier")
         if f["status"] == "open":
             note = st.text_input("Note (optional)", key=f"rp_note_{f['id']}")
             c1, c2 = st.columns(2)

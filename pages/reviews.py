@@ -1,11 +1,11 @@
 """Reviews: a filterable, sortable table of photos with thumbnails, labels and decisions; a detail view."""
 
-import base64
-
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, md, show_error, show_photo, thumbnail
+from pages.common import current_user, db, md, show_error
+from pages.photos import data_url, review_name
+from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
 from services.core.errors import ConsoleError
 from services.reviews.outcomes import list_images, review_detail
@@ -42,17 +42,12 @@ if page > pages:  # narrower filters left the page number past the end: show the
 s[2].number_input(f"Page (of {pages}; {total:,} photos)", min_value=1, max_value=pages, key="rv_page")
 
 
-def data_url(row: dict) -> str | None:
-    thumb, _ = thumbnail(row["uri"], row["sha256"], 96)
-    return "data:image/jpeg;base64," + base64.b64encode(thumb).decode() if thumb else None
-
-
 if rows:
     table = pd.DataFrame(
         [
             {
-                "photo": data_url(r),
-                "review": r["review_id"],
+                "photo": data_url(r["uri"], r["sha256"]),
+                "review": review_name(r["review_id"]),
                 "type": r["review_type"],
                 "product": r["product"],
                 "user": r["user_id"],
@@ -83,7 +78,8 @@ else:
 
 st.subheader("Review detail")
 choices = list(dict.fromkeys(r["review_id"] for r in rows))
-selected = st.selectbox("Review", choices, key="rv_detail", index=None, placeholder="Pick a review from this page")
+selected = st.selectbox("Review", choices, key="rv_detail", index=None, placeholder="Pick a review from this page",
+                        format_func=review_name)
 if selected:
     try:
         detail = review_detail(conn, selected, actor=user.name)
@@ -98,7 +94,7 @@ if selected:
         st.text(rv["text"])  # customer text is shown as plain text, never as markdown
     for photo in detail["photos"]:
         c1, c2 = st.columns([1, 2])
-        show_photo(c1, uri=photo["uri"], sha256=photo["sha256"], size=512)
+        show_photo(c1, label=f"photo {photo['id']}", uri=photo["uri"], sha256=photo["sha256"], size=512)
         c2.write(f"Status: **{photo['status']}**" + (f" ({photo['queue_reason']})" if photo["queue_reason"] else ""))
         if photo["predictions"]:
             p = photo["predictions"][0]

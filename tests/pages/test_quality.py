@@ -111,6 +111,8 @@ def test_likely_mistakes_are_listed_and_sent_for_re_review(seeded, db):
     assert list(table["image"]) == [seeded["disagree"], seeded["split"]]  # the adjudication photo is still queued
     assert list(table["kind"]) == ["model disagrees", "inspectors split"]
     assert list(table["inspectors"]) == ["ann: package", "ann: product, bob: product, cat: package"]
+    # issue 20 item 11: the photo in the table itself, to judge who is right without opening it
+    assert all(str(u).startswith("data:image/jpeg;base64,") and len(u) > 500 for u in table["photo"])
     assert at.button(key="ql_requeue").disabled  # nothing chosen
 
     at.multiselect(key="ql_mistakes_ids").set_value([seeded["disagree"]]).run()
