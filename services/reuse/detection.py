@@ -34,7 +34,7 @@ from services.reuse.regions import Box
 from services.reuse.similarity import SimilarityIndex
 
 CANDIDATE_SIMILARITY = 0.6  # edited copies measured at 0.65 and above (crops); distinct photos mostly below
-NEIGHBOURS = 10
+NEIGHBOURS = 20  # many copies of one photo must not crowd its first appearance out
 HASH_BITS_STRONG = 6
 STRONG_SIMILARITY = 0.75
 MAX_VERIFY = 8  # candidates confirmed per photo at most, strongest evidence first (each decodes the other photo)

@@ -14,7 +14,7 @@ import numpy as np
 
 Box = tuple[int, int, int, int]
 UNIFORM = 12  # grey levels: a margin line is uniform when 98% of it is this close to the edge's colour
-PAGE = 18  # colour levels from the page colour at which a pixel belongs to something placed on the page
+PAGE = 6  # colour levels from the page colour at which a pixel belongs to something placed on the page
 MIN_SIDE = 0.15  # a region keeps at least this share of each side of the picture
 CENTRES = {"c50": 0.25}  # centre windows and the share cut from each side (lighter crops: embeddings, keypoints)
 
