@@ -50,22 +50,35 @@ cols = st.columns(6)
 cols[0].metric("Photos in", f"{stats['photos']:,}")
 cols[1].metric("Decided automatically", f"{stats['decided_automatically']:,}")
 cols[2].metric("Decided by people", f"{stats['decided_by_people']:,}")
-cols[3].metric("In the queue", f"{stats['queued']:,}")
-cols[4].metric("Failed", f"{stats['failed']:,}")
-cols[5].metric("Credits granted", f"{stats['credits_granted']:,}", help=f"of {stats['reviews']:,} reviews")
-if stats["pending"]:
-    st.caption(f"{stats['pending']:,} photos wait for classification.")
+cols[3].metric("In the queue", f"{stats['queued']:,}",
+               help="Waiting for a person, including automatic decisions sent to people as audits")
+cols[4].metric("Not classified yet", f"{stats['pending']:,}")
+cols[5].metric("Failed", f"{stats['failed']:,}")
+audits = stats["queued_audits"]
+st.caption(  # each photo is counted once, where it is now, so the figures add up
+    f"{stats['photos']:,} photos in = {stats['decided_automatically']:,} decided automatically + "
+    f"{stats['decided_by_people']:,} decided by people + {stats['queued']:,} in the queue"
+    + (f" ({audits:,} of them automatic decisions being audited by people)" if audits else "")
+    + f" + {stats['pending']:,} not classified yet + {stats['failed']:,} failed.")
+cols = st.columns(6)
+cols[0].metric("Reviews", f"{stats['reviews']:,}")
+cols[1].metric("Credits granted", f"{stats['credits_granted']:,}", help="Reviews that earned their credit")
 
+OUTCOMES = {"decided_automatically": ("decided automatically", "#2e7d32"),
+            "decided_by_people": ("decided by people", "#1565c0"), "in_queue": ("in the queue", "#f9a825"),
+            "pending": ("not classified yet", "#9e9e9e"), "failed": ("failed", "#c62828")}
 if stats["per_day"]:
     frame = pd.DataFrame(stats["per_day"]).fillna(0)
-    long = frame.melt(id_vars="day", value_vars=["decided_automatically", "decided_by_people", "in_queue", "failed"],
-                      var_name="outcome", value_name="photos")
-    colors = {"decided_automatically": "#2e7d32", "decided_by_people": "#1565c0", "in_queue": "#f9a825",
-              "failed": "#c62828"}
-    fig = px.bar(long, x="day", y="photos", color="outcome", title="Photos per day by outcome",
-                 color_discrete_map=colors)
+    long = frame.melt(id_vars="day", value_vars=list(OUTCOMES), var_name="outcome", value_name="photos")
+    long["outcome"] = long["outcome"].map(lambda k: OUTCOMES[k][0])  # legends in words, not column names
+    fig = px.bar(long, x="day", y="photos", color="outcome", title="Photos per day, by where they are now",
+                 color_discrete_map={name: color for name, color in OUTCOMES.values()},
+                 labels={"day": "day imported (UTC)"})
     fig.update_xaxes(type="category")
     st.plotly_chart(fig, key="overview_per_day")
 if stats["credits_per_day"]:
-    st.plotly_chart(px.line(pd.DataFrame(stats["credits_per_day"]), x="day", y="credits_granted", markers=True,
-                            title="Credits granted per day (by review date)"), key="overview_credits")
+    credits = px.bar(pd.DataFrame(stats["credits_per_day"]), x="day", y="credits_granted",
+                     title="Credits granted per day (by review date)",
+                     labels={"day": "review date", "credits_granted": "credits granted"})
+    credits.update_xaxes(type="category")  # days, not a time axis: one day is one bar, not a dot at 23:59:59.999
+    st.plotly_chart(credits, key="overview_credits")

@@ -50,23 +50,27 @@ def _credits(db: sqlite_utils.Database) -> tuple[int, int, dict[str, int]]:
 
 
 def overview(db: sqlite_utils.Database, *, actor: str) -> dict[str, Any]:
-    """Totals and per-day counts: photos in, decided automatically, in the queue, failed, credits granted.
-    Raises PermissionDenied for an actor without a role."""
+    """Totals and per-day counts that add up, each photo counted once by where it is now: photos in = decided
+    automatically + decided by people + in the queue + waiting for classification + failed. An automatic
+    decision sent to people as an audit is in the queue (``queued_audits`` of them) until they answer. Credits
+    granted, in total and per submission day. Raises PermissionDenied for an actor without a role."""
     require(db, actor=actor, action="stats.read")
     totals = dict(db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
-    by_source = dict(db.execute(
-        "SELECT d.source, COUNT(*) FROM images i JOIN decisions d ON d.id = i.decision_id GROUP BY d.source"
-    ).fetchall())
-    auto, human = by_source.get("auto", 0), by_source.get("human", 0)
+    auto, audits = db.execute(
+        "SELECT TOTAL(i.status = 'decided' AND d.source = 'auto'), TOTAL(i.status = 'queued' AND d.source = 'auto') "
+        "FROM images i JOIN decisions d ON d.id = i.decision_id").fetchone()
+    auto, audits = int(auto), int(audits)
+    human = totals.get("decided", 0) - auto  # people, adjudication, imported labels: any decided photo not automatic
     granted, reviews, credits_per_day = _credits(db)
     per_day = list(
         db.query(
             """
             SELECT substr(i.created_at, 1, 10) AS day, COUNT(*) AS photos_in,
-                   SUM(d.source = 'auto') AS decided_automatically,
-                   SUM(d.source = 'human') AS decided_by_people,
-                   SUM(i.status = 'queued') AS in_queue,
-                   SUM(i.status = 'failed') AS failed
+                   TOTAL(i.status = 'decided' AND d.source = 'auto') AS decided_automatically,
+                   TOTAL(i.status = 'decided' AND COALESCE(d.source, '') != 'auto') AS decided_by_people,
+                   TOTAL(i.status = 'queued') AS in_queue,
+                   TOTAL(i.status = 'pending') AS pending,
+                   TOTAL(i.status = 'failed') AS failed
             FROM images i LEFT JOIN decisions d ON d.id = i.decision_id
             GROUP BY day ORDER BY day
             """
@@ -80,6 +84,7 @@ def overview(db: sqlite_utils.Database, *, actor: str) -> dict[str, Any]:
         "failed": totals.get("failed", 0),
         "decided_automatically": auto,
         "decided_by_people": human,
+        "queued_audits": audits,
         "reviews": reviews,
         "credits_granted": granted,
         "per_day": per_day,

@@ -29,12 +29,15 @@ def test_metrics_without_a_model(ws, db, tmp_path):
         "Decided automatically": "0",
         "Decided by people": "1",
         "In the queue": "3",
+        "Not classified yet": "1",
         "Failed": "1",
+        "Reviews": "4",
         "Credits granted": "1",
     }
     assert not at.info  # not empty any more: no first-step guidance
     assert "No model has been trained yet" in at.warning[0].value
-    assert any("1 photos wait for classification" in c.value for c in at.caption)
+    assert ("6 photos in = 0 decided automatically + 1 decided by people + 3 in the queue + 1 not classified yet "
+            "+ 1 failed.") in [c.value for c in at.caption]
 
 
 def test_metrics_with_a_model_deciding_automatically(trained_ws, tmp_path):
@@ -56,12 +59,22 @@ def test_metrics_with_a_model_deciding_automatically(trained_ws, tmp_path):
     assert not at.exception
     assert metrics(at) == {
         "Photos in": "3",
-        "Decided automatically": "3",
+        "Decided automatically": "0",  # issue 20 item 5: each photo counted once, where it is now
         "Decided by people": "0",
         "In the queue": "3",
+        "Not classified yet": "0",
         "Failed": "0",
+        "Reviews": "2",
         "Credits granted": "2",
     }
+    assert ("3 photos in = 0 decided automatically + 0 decided by people + 3 in the queue (3 of them automatic "
+            "decisions being audited by people) + 0 not classified yet + 0 failed.") in [c.value for c in at.caption]
+    per_day, credits = at.get("plotly_chart")
+    import json
+
+    legends = {trace["name"] for trace in json.loads(per_day.proto.spec)["data"]}
+    assert legends == {"decided automatically", "decided by people", "in the queue", "not classified yet", "failed"}
+    assert json.loads(credits.proto.spec)["layout"]["xaxis"]["type"] == "category"  # a bar per day, not a dot
     assert not at.warning and not at.info
     assert any(shown_text(c.value).startswith("Active model head-") for c in at.caption)
     assert len(at.get("plotly_chart")) == 2  # photos per day and credits per day

@@ -42,3 +42,21 @@ def test_overview_credits_agree_with_each_reviews_outcome(db):
     assert stats["credits_granted"] == sum(expected_per_day.values()) > 0
     assert {d["day"]: d["credits_granted"] for d in stats["credits_per_day"]} == expected_per_day
     assert stats["reviews"] == 300
+    # issue 20 item 5: each photo is counted once, where it is now, so the headline figures add up (an audited
+    # automatic decision is in the queue until people answer), in total and per day
+    assert stats["photos"] == (stats["decided_automatically"] + stats["decided_by_people"] + stats["queued"]
+                               + stats["pending"] + stats["failed"])
+    for day in stats["per_day"]:
+        assert day["photos_in"] == sum(day[k] for k in ("decided_automatically", "decided_by_people", "in_queue",
+                                                        "pending", "failed")), day
+
+
+def test_an_audited_automatic_decision_counts_in_the_queue_not_twice(db):
+    from services.reviews.decisions import decide
+
+    db.execute("INSERT INTO reviews (id, review_type, submitted_at) VALUES ('r1', 'product', '2026-03-01T10:00:00Z')")
+    for image_id in (1, 2):
+        db.execute("INSERT INTO images (id, review_id, uri, status) VALUES (?, 'r1', ?, 'queued')", [image_id, f"{image_id}.jpg"])
+        decide(db, image_id=image_id, label="product", actor="model:m", source="auto", keep_queued=image_id == 2)
+    stats = overview(db, actor="tester")
+    assert (stats["photos"], stats["decided_automatically"], stats["queued"], stats["queued_audits"]) == (2, 1, 1, 1)
