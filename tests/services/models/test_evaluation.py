@@ -203,3 +203,28 @@ def test_check_counts_messages_in_full():
 def test_a_class_with_exactly_the_dependable_number_is_not_thin():
     y = np.array(["product"] * 20 + ["package"] * 19 + ["full_length"] * 20 + ["half_length"] * 21)
     assert thin_classes(y) == ["package has 19 labelled photos: 1 more make its figures dependable"]
+
+
+def test_calibration_bins_are_a_tenth_wide():
+    # 0.85 (wrong) alone in (0.8, 0.9]: |0 - 0.85| x 1/3; 0.95 and 0.99 (right) in (0.9, 1.0]: |1 - 0.97| x 2/3
+    conf = np.array([0.85, 0.95, 0.99])
+    y = np.array(["b", "a", "a"])
+    assert calibration_error(y, np.c_[conf, 1 - conf], CLASSES) == pytest.approx(0.85 / 3 + 0.03 * 2 / 3)
+
+
+def test_the_report_names_its_target_point_estimate_and_more_photos():
+    rng = np.random.default_rng(5)
+    conf = rng.uniform(0.9, 1.0, 120)
+    y = np.where(rng.random(120) < 0.995, "a", "b")
+    m = oof_metrics(y, np.c_[conf, 1 - conf], CLASSES, target=0.98)
+    assert m["target_accuracy"] == 0.98
+    assert set(m["point_estimate"]["thresholds"]) == {"a", "b"}
+    assert m["certificate"]["more_photos"] is not None and m["certificate"]["more_photos"] > 0
+    assert f"about {m['certificate']['more_photos']:,} more labelled photos would certify more" in m["certificate"]["text"]
+
+
+def test_every_short_class_is_named():
+    with pytest.raises(ModelError) as caught:
+        check_counts(np.array(["a", "b", "c", "c"]), folds=5)
+    assert str(caught.value) == ("every class needs at least 2 photos for cross-validation: a needs 1 more, "
+                                 "b needs 1 more (have {'a': 1, 'b': 1, 'c': 2})")
