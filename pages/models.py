@@ -9,6 +9,7 @@ from pages.common import current_user, db, ensure_worker, job_controls, live_job
 from services.core import jobs
 from services.core.config import set_setting
 from services.core.errors import ConsoleError
+from services.core.wording import name_of, params_text
 from services.hitl import audit_watch
 from services.models import grid_search, model_search
 from services.models.registry import list_versions
@@ -92,7 +93,8 @@ if not searches:
     st.info("No grid search yet.")
 else:
     search = st.selectbox("Search", searches, key="mdl_search", format_func=lambda s: (
-        f"#{s['id']} {s['backend']} {s['grid']} — {s['state']} ({s['examples'] or '?'} photos, {s['folds'] or '?'} folds)"))
+        f"#{s['id']} {s['backend']} ({params_text(s['grid'])}) — {s['state']} ({s['examples'] or '?'} photos, "
+        f"{s['folds'] or '?'} folds)"))
     if search["error"]:
         st.error(md(search["error"].splitlines()[0]))
     rows = pd.DataFrame(grid_search.comparison_rows(conn, actor=user.name, search_ids=[search["id"]]))
@@ -122,7 +124,7 @@ else:
         if others:
             with st.expander("Compare with other searches (local and SageMaker)"):
                 chosen = st.multiselect("Searches", others, key="mdl_compare", format_func=lambda s2: (
-                    f"#{s2['id']} {s2['backend']} {s2['grid']}"))
+                    f"#{s2['id']} {s2['backend']} ({params_text(s2['grid'])})"))
                 if chosen:
                     both = pd.DataFrame(grid_search.comparison_rows(
                         conn, actor=user.name, search_ids=[search["id"], *[c["id"] for c in chosen]]))
@@ -130,7 +132,7 @@ else:
                                  key="mdl_compare_table")
         pts = grid_search.points(conn, search_id=search["id"], actor=user.name)
         point = st.selectbox("Grid point", pts, key="mdl_point",
-                             format_func=lambda p: f"{p['params']} — macro-F1 {p['macro_f1'] or 0:.3f}")
+                             format_func=lambda p: f"{params_text(p['params'])} — macro-F1 {p['macro_f1'] or 0:.3f}")
         report(point["metrics"], key="mdl_point_report")
         if search["backend"] == "sagemaker":
             st.caption("SageMaker saves the best point of a tuning job as a version (see the SageMaker page).")
@@ -170,7 +172,7 @@ else:
     else:
         st.caption(f"Accuracy of those automatic decisions: {acc:.1%} on {p.get('automatic_photos', '?')} held-back "
                    "photos.")
-    st.dataframe(pd.DataFrame([p["thresholds"]]), hide_index=True, key="mdl_tgt_thr")
+    st.dataframe(pd.DataFrame([p["thresholds"]]).rename(columns=name_of), hide_index=True, key="mdl_tgt_thr")
     report({**version["metrics"], "at_target": p}, key="mdl_version_report")
     if st.button("Use these thresholds for routing", key="mdl_apply", type="primary"):
         try:

@@ -7,6 +7,7 @@ import streamlit as st
 from pages.common import current_user, db, ensure_worker, md, show_error
 from services.core.config import CLASSES, env_storage_roots, get_settings, set_setting
 from services.core.errors import ConsoleError
+from services.core.wording import certified_text, thresholds_text
 from services.models import retraining
 from services.models.registry import activate_version, comparison, list_versions
 
@@ -235,9 +236,10 @@ for v in versions:
             st.caption("Confusion matrix (rows: true, columns: predicted)")
             st.dataframe(pd.DataFrame(m["confusion_matrix"], index=m["classes"], columns=m["classes"]),
                          key=f"set_mv_cm_{v['id']}")
-        st.caption(f"Suggested thresholds for {0.98:.0%} accuracy: {v['thresholds']}")
+        st.caption(f"Suggested thresholds for {m.get('target_accuracy', 0.98):.0%} accuracy: "
+                   f"{thresholds_text(v['thresholds'])}")
         if m.get("at_suggested_thresholds"):
-            st.caption(f"Cross-validated at those thresholds: {m['at_suggested_thresholds']}")
+            st.caption(f"Cross-validated at those thresholds: {certified_text(m['at_suggested_thresholds'])}")
         c1, c2 = st.columns(2)
         if not v["path"]:
             c1.caption("Scores on SageMaker (batch transform on the SageMaker page); it cannot classify here.")

@@ -41,6 +41,9 @@ def test_a_head_grid_search_runs_and_each_point_shows_its_report(ws, db, samples
     assert sorted(table["param_C"]) == [0.3, 1.0] and table["macro_f1"].between(0.8, 1).all()
     keys = {user_key_from_element_id(c.proto.id) for c in at.get("plotly_chart")}
     assert {"mdl_bar", "mdl_point_report_pc_chart", "mdl_point_report_cm", "mdl_point_report_tradeoff"} <= keys
+    # points and searches in words, not dict reprs (issue 20 item 9: '{'C': 0.1}' was a label)
+    assert sorted(o.split(" — ")[0] for o in at.selectbox(key="mdl_point").options) == ["C = 0.3", "C = 1"]
+    assert "(C 0.3, 1)" in at.selectbox(key="mdl_search").options[0]
     at.button(key="mdl_train_best").click().run()
     train = db.execute("SELECT params FROM jobs WHERE kind = 'train'").fetchone()
     assert train is not None and '"activate": false' in train[0]
@@ -65,7 +68,8 @@ def test_a_target_picked_on_the_tradeoff_curve_sets_the_routing_thresholds(train
     assert any(c.value.startswith("Certified: ") and "more labelled photos would certify more" in c.value
                for c in at.caption)
     at.select_slider(key="mdl_tgt").set_value(0.9).run()
-    assert table_with(at, "product").iloc[0].to_dict() == curve[0.9]["thresholds"]
+    assert table_with(at, "product").iloc[0].to_dict() == {k.replace("_", " "): v  # classes in words (issue 20 item 9)
+                                                            for k, v in curve[0.9]["thresholds"].items()}
     assert f"{curve[0.9]['automatic_share']:.1%}" in [m.value for m in at.metric]
     assert f"{curve[0.9]['point_share']:.1%}" in [m.value for m in at.metric]  # the point estimate beside it
     at.button(key="mdl_apply").click().run()
