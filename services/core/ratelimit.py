@@ -41,21 +41,24 @@ class RateLimiter:
     time, adaptive to throttling. Thread-safe."""
 
     def __init__(self, *, rate: float, in_flight: int, burst: float | None = None, min_rate: float | None = None,
-                 recovery: float = 0.05, clock: Callable[[], float] = time.monotonic,
+                 recovery: float = 0.1, cooldown: float = 1.0, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         """``rate``: requests a second (the account's quota); ``in_flight``: requests at once; ``burst``: tokens
-        the bucket holds (default: a tenth of a second's worth, at least 1, so a start does not spike);
+        the bucket holds (default 1: requests evenly spaced, so a service's own bucket never sees a spike);
         ``min_rate``: the floor throttling halves to (default rate / 16); ``recovery``: share of ``rate``
-        regained per second without a throttle. Raises InvalidInput for a rate or in-flight bound below its
+        regained per second without a throttle; ``cooldown``: seconds after a halving during which further
+        throttles (answers to requests sent at the old rate) do not halve it again. Raises InvalidInput for a rate or in-flight bound below its
         minimum."""
         if not rate > 0 or in_flight < 1 or recovery < 0:
             raise InvalidInput(f"a rate limit needs a rate above 0 and at least 1 request in flight, got "
                                f"rate={rate!r}, in_flight={in_flight!r}")
         self.max_rate = float(rate)
         self.in_flight = int(in_flight)
-        self.burst = float(burst) if burst is not None else max(1.0, self.max_rate / 10)
+        self.burst = float(burst) if burst is not None else 1.0
         self.min_rate = float(min_rate) if min_rate is not None else max(self.max_rate / 16, 0.01)
         self.recovery = float(recovery)
+        self.cooldown = float(cooldown)
+        self._last_cut: float | None = None
         self.clock, self.sleep = clock, sleep
         self._rate = self.max_rate
         self._tokens = self.burst
@@ -121,12 +124,17 @@ class RateLimiter:
             self.release()
 
     def throttled(self) -> None:
-        """The service said slow down: halve the rate (not below ``min_rate``) and empty the bucket."""
+        """The service said slow down: halve the rate (not below ``min_rate``; once per ``cooldown``, as the
+        requests already in flight were sent at the old rate) and empty the bucket."""
         with self._cond:
-            self._refill(self.clock())
-            self._rate = max(self.min_rate, self._rate / 2)
-            self._tokens = min(self._tokens, 0.0)
+            now = self.clock()
+            self._refill(now)
             self.throttles += 1
+            self._tokens = min(self._tokens, 0.0)
+            if self._last_cut is not None and now - self._last_cut < self.cooldown:
+                return
+            self._last_cut = now
+            self._rate = max(self.min_rate, self._rate / 2)
 
     def stats(self) -> dict[str, Any]:
         """{"rate_limit", "in_flight", "current_rate", "sent", "throttles", "peak_in_flight"}."""
@@ -156,6 +164,7 @@ class Lookahead(Generic[T, R]):
         self._started: set[T] = set()
         self._taken: set[T] = set()
         self._stopped = False
+        self.stopped = threading.Event()  # set by stop(): work under way may check it before sending anything
         self._pool = ThreadPoolExecutor(self.window, thread_name_prefix=f"{name}-call")
         self._dispatcher = threading.Thread(target=self._dispatch, name=f"{name}-dispatch", daemon=True)
         self._dispatcher.start()
@@ -211,6 +220,7 @@ class Lookahead(Generic[T, R]):
         """Start nothing more; returns how many items were started and never taken (wasted past the stop)."""
         with self._cond:
             self._stopped = True
+            self.stopped.set()
             self._queue.clear()
             self._queued.clear()
             self._cond.notify_all()
@@ -218,10 +228,11 @@ class Lookahead(Generic[T, R]):
         self._places.release()  # wakes the dispatcher if it waits for a place
         return wasted
 
-    def close(self) -> None:
-        """Stop, and let the calls under way finish on their threads (their results are dropped)."""
+    def close(self, *, wait: bool = False) -> None:
+        """Stop, and let the calls under way finish on their threads (their results are dropped); ``wait``:
+        until they have."""
         self.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 _SHARED: dict[tuple[str, float, int], RateLimiter] = {}

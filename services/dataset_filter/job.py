@@ -124,9 +124,13 @@ class FilterKind(jobs.BaseKind):
             detector = ctx.state["detector"] = DETECTORS[params["detector"]](ctx.ws, settings, ctx.state["store"])
             if float(getattr(detector, "cost_per_image", 0.0) or 0.0) > 0:  # paid: no request past an early stop
                 ctx.state["inputs"] = {}
-                ctx.state["ahead"] = ratelimit.Lookahead(
+                ahead = ctx.state["ahead"] = ratelimit.Lookahead(
                     lambda uri: self._detect_one(ctx, uri, ctx.state["inputs"][uri]),
                     window=max(1, int(getattr(detector, "in_flight", 1) or 1)), name=f"job{ctx.job_id}-detect")
+                sent: set[str] = ctx.state.setdefault("sent_not_taken", set())  # at most the window's images
+                if hasattr(detector, "stop_sending"):
+                    detector.stop_sending = ahead.stopped  # past a stop, what is not sent yet is never sent
+                    detector.on_send = sent.add
             copies = int(settings.get("s3_copy_in_flight") or IO_THREADS)
             ctx.state["copy_limiter"] = ratelimit.shared(
                 "s3-copy", rate=float(settings.get("s3_copy_requests_per_second") or 200.0), in_flight=copies)
@@ -259,14 +263,15 @@ class FilterKind(jobs.BaseKind):
             return ahead.take(uri)
         finally:
             ctx.state["inputs"].pop(uri, None)
+            ctx.state["sent_not_taken"].discard(uri)
 
     @staticmethod
     def _done_with(ctx: jobs.JobContext, ahead: ratelimit.Lookahead[str, Any], row: Row, limit: int | None) -> None:
         """Free the image's place in the look-ahead; when this image makes the scan stop, stop the look-ahead
-        first (so no new request starts) and count the requests already started past the stop."""
+        first, so that no new request starts (those sent before are counted at the end)."""
         state = ctx.state
         if limit and row.outcome == "rejected" and state["misses"] + 1 >= limit:
-            state["sent_past_stop"] += ahead.stop()
+            ahead.stop()
         ahead.release()
 
     def _copy(self, ctx: jobs.JobContext, rows: list[Row], loaded: Loaded) -> None:
@@ -312,6 +317,10 @@ class FilterKind(jobs.BaseKind):
     def finish(self, ctx: jobs.JobContext) -> dict[str, Any]:
         if ctx.params.get("dry_run"):
             return ctx.state.get("dry_run") or {"dry_run": True, "would_scan": 0}
+        ahead = ctx.state.get("ahead")
+        if ahead is not None:  # the requests still out come back (or are never sent) before they are counted
+            ahead.close(wait=True)
+            ctx.state["sent_past_stop"] = len(ctx.state["sent_not_taken"])
         outputs = write_outputs(ctx.db, job_id=ctx.job_id, store=ctx.state["store"])
         summary = progress(ctx.db, job_id=ctx.job_id)
         elapsed = max(time.monotonic() - ctx.state["started"], 1e-6)
@@ -331,8 +340,9 @@ class FilterKind(jobs.BaseKind):
         detector = ctx.state.get("detector")
         if float(getattr(detector, "cost_per_image", 0.0) or 0.0) <= 0:
             return {}
+        past = len(ctx.state.get("sent_not_taken") or ()) if ctx.state.get("stopped") else 0
         return {"requests": int(getattr(detector, "calls", 0)), "throttles": int(getattr(detector, "throttles", 0)),
-                "sent_past_stop": int(ctx.state.get("sent_past_stop", 0))}
+                "sent_past_stop": max(past, int(ctx.state.get("sent_past_stop", 0)))}
 
     def close(self, ctx: jobs.JobContext) -> None:
         ahead = ctx.state.pop("ahead", None)

@@ -169,6 +169,10 @@ class RekognitionDetector:
         self.throttles = 0  # throttled answers (each retried)
         self.limiter = limiter
         self.in_flight = limiter.in_flight if limiter is not None else 1  # requests this detector keeps going
+        # set by a job that stopped early: a request not yet sent is not sent (NotSent); on_send(uri) is called
+        # before each request goes out (the job counts the requests sent past its stop)
+        self.stop_sending: threading.Event | None = None
+        self.on_send: Callable[[str], None] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -258,6 +262,10 @@ class RekognitionDetector:
         for attempt in range(self.max_attempts):
             try:
                 with self._slot():
+                    if self.stop_sending is not None and self.stop_sending.is_set():
+                        raise NotSent(f"{uri}: not sent, the scan stopped")
+                    if self.on_send is not None:
+                        self.on_send(uri)
                     with self._lock:
                         self.calls += 1
                     return self.client.detect_labels(**request)
@@ -322,6 +330,10 @@ class RekognitionDetector:
                     if box is not None and box not in det.boxes:
                         det.boxes.append(box)
         return found
+
+
+class NotSent(ConsoleError):
+    """The request was not sent: the job that wanted it stopped (an early stop, a cancel)."""
 
 
 class _S3ObjectRefused(ExternalServiceError):

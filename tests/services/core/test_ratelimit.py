@@ -54,18 +54,22 @@ def test_a_burst_goes_at_once_then_the_rate_holds():
 
 def test_throttle_halves_the_rate_and_it_recovers_slowly():
     clock = FakeClock()
-    lim = limiter(clock, rate=40.0, in_flight=4, recovery=0.05)
+    lim = limiter(clock, rate=40.0, in_flight=4, recovery=0.05, cooldown=0.5)
     lim.throttled()
     assert lim.rate == pytest.approx(20.0) and lim.throttles == 1
+    lim.throttled()  # an answer to a request sent at the old rate: counted, not halved again
+    assert lim.rate == pytest.approx(20.0) and lim.throttles == 2
+    clock.now += 0.5
     lim.throttled()
-    assert lim.rate == pytest.approx(10.0)
+    assert lim.rate == pytest.approx(10.5)  # (20 + 0.5 s of recovery) / 2
     clock.now += 1.0
-    assert lim.rate == pytest.approx(12.0)  # 5% of 40 a second
+    assert lim.rate == pytest.approx(12.5)  # 5% of 40 a second
     clock.now += 100.0
     assert lim.rate == pytest.approx(40.0)  # never above the configured rate
     for _ in range(20):
+        clock.now += 0.5
         lim.throttled()
-    assert lim.rate == pytest.approx(40.0 / 16)  # the floor
+    assert lim.rate == pytest.approx(40.0 / 16, abs=0.1)  # the floor (plus half a second's recovery)
 
 
 def test_after_a_throttle_the_next_request_waits_at_the_lower_rate():
