@@ -2,9 +2,11 @@
 
 1. Quality, through the real pipeline (ingest, classify, the reuse job) in a fresh workspace. Originals: every
    sample photo (``../shared/samples``: reviews and faces) and the look-alike products of
-   ``../shared/lookalike_products`` (real shop-style garment photos on white, origins and licences in its
-   SOURCES.md), each as a review of its own; then edited copies of each original as reviews by other users:
-   the five edits the detector was first built around (half size, 10% crop a side, JPEG quality 50, mirrored,
+   ``../shared/lookalike_products`` (73 real shop-style garment photos, mostly on white, copied unchanged from the
+   example folders of github:levihsu/OOTDiffusion, yisol/IDM-VTON, Zheng-Chong/CatVTON and
+   ShineChen1024/MagicClothing, all CC BY-NC-SA 4.0, VITON-HD and Dress Code garments among them: internal
+   testing only; commits and paths in its SOURCES.md; 23 are the product samples), each as a review of its own;
+   then edited copies of each original as reviews by other users: the five edits the detector was first built around (half size, 10% crop a side, JPEG quality 50, mirrored,
    25% brighter) and the edits of issue 25 (rotation by 90/180/270 degrees, an EXIF-rotated file (pixels
    turned, the tag turning them back) and a file whose EXIF tag turns it, a screenshot of a shop page with the
    photo small on a phone-sized canvas, 25% cropped a side, a border, a caption bar, stickers, a sepia filter
@@ -16,12 +18,13 @@
    were chosen on it) and the **report** split (odd positions: the figures quoted); ``--split all`` runs both.
 2. Speed: top-10 queries on the index configuration the console uses (usearch HNSW, cosine, 16-bit floats) at
    1,000,000 vectors (--quick: 100,000), and, at 100,000, the libraries it was chosen against (hnswlib,
-   faiss HNSW, exact numpy search), each with its build time and recall@10 against the exact answer.
+   faiss HNSW, exact numpy search), each with its build time and recall@10 against the exact answer; and the
+   in-memory hash scan one photo's check makes at as many photos (``hash_scan``).
 
     python benchmarks/near_duplicates.py [--quick] [--split report|tune|all] [--no-speed]
 
 The last line is JSON: recall, recall_min_edit, false_flag_rate, false_flags_lookalike, query_ms (median at the
-large size), and the details.
+large size), hash_scan_ms, and the details.
 """
 
 from __future__ import annotations
