@@ -10,6 +10,8 @@ from pages.common import current_user, db, show_error
 from services.core.errors import ConsoleError
 from services.hitl.inspector_stats import (
     ACTIVE_SECONDS_CAP,
+    MIN_RATE_ANSWERS,
+    MIN_RATE_SECONDS,
     SNAPSHOT_SECONDS,
     has_activity,
     inspector_stats,
@@ -18,6 +20,10 @@ from services.hitl.inspector_stats import (
     record_queue_snapshot_if_stale,
     team_daily,
 )
+
+WORDS = {"items_per_hour": "items per hour", "median_seconds": "median seconds", "auto_share": "share automatic",
+         "agreement_with_consensus": "agreement with consensus", "gold_accuracy": "gold accuracy",
+         "decided_automatically": "decided automatically"}
 
 st.title("Inspector dashboard")
 conn = db(needs="stats.read")
@@ -62,6 +68,9 @@ try:
                                    placeholder="All inspectors")
         stats = inspector_stats(conn, actor=user.name, since=start, until=end, inspectors=chosen or None)
         daily, totals = pd.DataFrame(stats["daily"]), pd.DataFrame(stats["totals"])
+        for frame in (daily, totals):  # a rate from a few seconds' work is not shown as one; the table says why
+            if not frame.empty:
+                frame.loc[frame["rate_note"].notna(), "items_per_hour"] = None
 
         st.subheader("Per inspector")
         if totals.empty:
@@ -69,14 +78,16 @@ try:
             st.dataframe(pd.DataFrame(columns=["inspector", "items"]), key="dash_table", hide_index=True)
         else:
             st.dataframe(
-                totals[["inspector", "items", "items_per_hour", "median_seconds", "agreement_with_consensus",
-                        "overlap_answers", "gold_accuracy", "gold_answers", "override_rate", "predicted_answers"]],
+                totals[["inspector", "items", "items_per_hour", "rate_note", "median_seconds",
+                        "agreement_with_consensus", "overlap_answers", "gold_accuracy", "gold_answers", "override_rate",
+                        "predicted_answers"]],
                 key="dash_table",
                 hide_index=True,
                 column_config={
                     "items_per_hour": st.column_config.NumberColumn(
                         "items / hour", format="%.1f",
                         help=f"Answers per hour of active time (each answer counts at most {ACTIVE_SECONDS_CAP:.0f} s)"),
+                    "rate_note": st.column_config.TextColumn("about the rate", width="large"),
                     "median_seconds": st.column_config.NumberColumn("median s / item", format="%.1f"),
                     "agreement_with_consensus": st.column_config.NumberColumn(
                         "agreement", format="percent", help="Overlap answers equal to the settled consensus"),
@@ -88,19 +99,29 @@ try:
                     "predicted_answers": st.column_config.NumberColumn("answers with a prediction"),
                 },
             )
-        no_answers = "No inspector answers in this period."
-        _chart(daily.dropna(subset=["items_per_hour"]) if not daily.empty else daily, "dash_items_per_hour",
-               no_answers, lambda f: _days(px.line(f, x="day", y="items_per_hour", color="inspector", markers=True,
-                                                   title="Items per hour of active time")))
-        _chart(daily.dropna(subset=["median_seconds"]) if not daily.empty else daily, "dash_median_seconds",
-               no_answers, lambda f: _days(px.line(f, x="day", y="median_seconds", color="inspector", markers=True,
-                                                   title="Median seconds per item")))
-        quality = (daily.melt(id_vars=["day", "inspector"], value_vars=["agreement_with_consensus", "gold_accuracy"],
-                              var_name="measure", value_name="share").dropna(subset=["share"])
-                   if not daily.empty else daily)
-        _chart(quality, "dash_quality", "No overlap or gold answers in this period.",
-               lambda f: _percent(_days(px.line(f, x="day", y="share", color="inspector", line_dash="measure",
-                                                markers=True, title="Agreement with consensus and gold accuracy"))))
+        days_seen = 0 if daily.empty else daily["day"].nunique()
+        if days_seen == 1:  # one day is one dot per line: the table above says it better
+            st.caption("Charts over days appear once there are answers on two days or more; the figures for "
+                       f"{daily['day'].iloc[0]} are in the table above.")
+        else:
+            no_answers = "No inspector answers in this period."
+            rated = daily.dropna(subset=["items_per_hour"]) if not daily.empty else daily
+            _chart(rated, "dash_items_per_hour",
+                   no_answers if daily.empty else "Too little data for a rate on any day yet (each day needs "
+                   f"{MIN_RATE_ANSWERS} answers and {MIN_RATE_SECONDS / 60:.0f} minutes of active time).",
+                   lambda f: _days(px.line(f, x="day", y="items_per_hour", color="inspector", markers=True,
+                                           title="Items per hour of active time", labels=WORDS)))
+            _chart(daily.dropna(subset=["median_seconds"]) if not daily.empty else daily, "dash_median_seconds",
+                   no_answers, lambda f: _days(px.line(f, x="day", y="median_seconds", color="inspector", markers=True,
+                                                       title="Median seconds per item", labels=WORDS)))
+            quality = (daily.melt(id_vars=["day", "inspector"], value_vars=["agreement_with_consensus", "gold_accuracy"],
+                                  var_name="measure", value_name="share").dropna(subset=["share"])
+                       if not daily.empty else daily)
+            if not quality.empty:
+                quality["measure"] = quality["measure"].map(WORDS)
+            _chart(quality, "dash_quality", "No overlap or gold answers in this period.",
+                   lambda f: _percent(_days(px.line(f, x="day", y="share", color="inspector", line_dash="measure",
+                                                    markers=True, title="Agreement with consensus and gold accuracy"))))
         overrides = pd.DataFrame(
             [{"inspector": r["inspector"], "predicted class": cls, "override rate": rate}
              for r in stats["totals"] for cls, rate in r["override_rate_by_class"].items()]

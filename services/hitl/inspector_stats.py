@@ -23,6 +23,9 @@ from services.core.clock import now_iso, parse_time
 from services.core.errors import InvalidInput
 
 ACTIVE_SECONDS_CAP = 300.0  # an answer counts at most five minutes of active time (the rest was a break)
+# a rate from fewer answers or less active time than this says little ("595.5 items/hour" from seconds of work)
+MIN_RATE_ANSWERS = 10
+MIN_RATE_SECONDS = 600.0
 SNAPSHOT_SECONDS = 60.0  # the worker and the dashboard record a queue snapshot at most this often
 INSPECTOR_KINDS = ("single", "overlap", "gold")  # adjudication is an admin step, not queue throughput
 
@@ -74,6 +77,18 @@ _COUNTS = ("items", "active_seconds", "overlap_answers", "overlap_agreed", "gold
            "predicted_answers", "overridden")
 
 
+def rate_note(items: int, *, active_seconds: float) -> str | None:
+    """None when ``items`` answers over ``active_seconds`` are enough for a rate (MIN_RATE_ANSWERS and
+    MIN_RATE_SECONDS), else why not, in words. Raises nothing."""
+    if items >= MIN_RATE_ANSWERS and active_seconds >= MIN_RATE_SECONDS:
+        return None
+    return (f"too little data for a rate: {items} answer{'' if items == 1 else 's'} in "
+            f"{active_seconds / 60:.0f} min of active time (a rate needs {MIN_RATE_ANSWERS} answers and "
+            f"{MIN_RATE_SECONDS / 60:.0f} min)" if active_seconds >= 60 else
+            f"too little data for a rate: {items} answer{'' if items == 1 else 's'} in {active_seconds:.0f} s of "
+            f"active time (a rate needs {MIN_RATE_ANSWERS} answers and {MIN_RATE_SECONDS / 60:.0f} min)")
+
+
 def _figures(inspector: str, day: str | None, t: dict[str, float], cls: dict[str, list[int]],
              secs: list[float] | None) -> dict[str, Any]:
     active = float(t["active_seconds"])
@@ -83,6 +98,7 @@ def _figures(inspector: str, day: str | None, t: dict[str, float], cls: dict[str
         "items": int(t["items"]),
         "active_seconds": active,
         "items_per_hour": t["items"] / (active / 3600) if active > 0 else None,
+        "rate_note": rate_note(items=int(t["items"]), active_seconds=active),
         "median_seconds": statistics.median(secs) if secs else None,
         "overlap_answers": int(t["overlap_answers"]),
         "agreement_with_consensus": _ratio(t["overlap_agreed"], t["overlap_answers"]),
@@ -170,7 +186,7 @@ def inspector_daily(
     """Per inspector and UTC day (of ``answered_at``), over active single/overlap/gold answers:
 
     items, active_seconds (answers' ``seconds`` capped at 300 s each), items_per_hour (None without
-    time), median_seconds (None without times), agreement_with_consensus (overlap answers equal to the
+    time), rate_note (None, or why items_per_hour rests on too little data to show), median_seconds (None without times), agreement_with_consensus (overlap answers equal to the
     settled consensus label; pending adjudications are left out), gold_accuracy, override_rate (label
     differs from the answer's prediction, among answers with one) and override_rate_by_class
     {predicted class: rate}; plus the counts behind each share. Ratios are None when nothing counts.

@@ -67,10 +67,16 @@ def test_seeded_dashboard_table_charts_and_filters(ws, db):
     assert list(table["inspector"]) == ["alice", "bob"]
     assert list(table["items"]) == [2, 2]
     alice = table.iloc[0]
-    assert alice["items_per_hour"] == 2 / (42 / 3600) and alice["median_seconds"] == 21
+    # issue 20 item 10: 2 answers in 42 s is no rate (it read 171.4 items/hour); the table says why instead
+    assert alice["items_per_hour"] is None or alice["items_per_hour"] != alice["items_per_hour"]  # None or NaN
+    assert alice["rate_note"] == ("too little data for a rate: 2 answers in 42 s of active time (a rate needs 10 "
+                                  "answers and 10 min)")
+    assert alice["median_seconds"] == 21
     assert alice["agreement_with_consensus"] == 1.0 and alice["override_rate"] == 0.5
     assert table.iloc[1]["gold_accuracy"] == 1.0
-    assert chart_keys(at) == CHARTS
+    # one day of answers: no single-dot charts over days, the table holds the day's figures
+    assert chart_keys(at) == CHARTS - {"dash_items_per_hour", "dash_median_seconds", "dash_quality"}
+    assert any(c.value.startswith("Charts over days appear once there are answers on two days") for c in at.caption)
     snapshot = db.execute("SELECT queued, by_reason FROM queue_snapshots").fetchall()
     assert snapshot == [(2, '{"low_confidence": 2}')]  # recorded on load so the queue chart has a point
 
