@@ -12,15 +12,19 @@ in the frame's pixels, clamped to it.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import random
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from services.core import aws
+from services.core import aws, ratelimit
 from services.core.errors import InvalidInput
 from services.faces.search import (
     PASS_IOU,
@@ -138,27 +142,44 @@ def _input(frame: np.ndarray, p: Pass) -> np.ndarray:
 
 
 class RekognitionFaceDetector:
-    """Amazon Rekognition DetectFaces (about $0.001 an image). Raises CloudAccessError when there are no usable
-    credentials or they lack rekognition:DetectFaces, ImageError when Rekognition cannot use the frame,
-    ExternalServiceError when the service fails or cannot be reached (``services.core.aws``)."""
+    """Amazon Rekognition DetectFaces (about $0.001 an image). Requests go through ``limiter`` (the account's
+    requests a second and in flight, ``services.core.ratelimit``) when given: a throttled request halves the
+    rate and is tried again with backoff, failing only after ``max_attempts``. Raises CloudAccessError when there
+    are no usable credentials or they lack rekognition:DetectFaces, ImageError when Rekognition cannot use the
+    frame, ExternalServiceError when the service fails, keeps throttling or cannot be reached
+    (``services.core.aws``)."""
 
     name = "rekognition"
     MAX_BYTES = 5 * 1024 * 1024
 
-    def __init__(self, client: Any = None, *, region: str | None = None, endpoint_url: str | None = None) -> None:
+    def __init__(self, client: Any = None, *, region: str | None = None, endpoint_url: str | None = None,
+                 limiter: ratelimit.RateLimiter | None = None, max_attempts: int = 6, backoff: float = 0.5,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """``limiter``: None sends one request at a time with botocore's own retries; given, at most its
+        ``in_flight`` at once within its rate. ``sleep`` is called with each backoff delay (tests record it).
+        Raises InvalidInput for max_attempts below 1, CloudAccessError/ExternalServiceError as the class says."""
+        if max_attempts < 1:
+            raise InvalidInput("Rekognition: max_attempts must be at least 1")
+        self.limiter = limiter
+        self.in_flight = limiter.in_flight if limiter is not None else 1
+        self.max_attempts, self.backoff, self.sleep = int(max_attempts), float(backoff), sleep
+        self.calls = self.throttles = 0
+        self._lock = threading.Lock()
         if client is None:
             import boto3
+            from botocore.config import Config
 
+            config = Config(retries={"total_max_attempts": 1}, max_pool_connections=max(10, self.in_flight)) \
+                if limiter is not None else None
             with aws.errors(service="Rekognition", action="detect faces", endpoint=endpoint_url or None):
-                client = boto3.client("rekognition", region_name=region or None, endpoint_url=endpoint_url or None)
+                client = boto3.client("rekognition", region_name=region or None, endpoint_url=endpoint_url or None,
+                                      config=config)
         self.client = client
 
     def detect(self, frame: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
         height, width = frame.shape[:2]
         data = _jpeg(frame, self.MAX_BYTES)
-        with aws.errors(service="Rekognition", action=f"detect faces in a {width}x{height} frame",
-                        permission="rekognition:DetectFaces", image=True):
-            faces = self.client.detect_faces(Image={"Bytes": data}, Attributes=["DEFAULT"])["FaceDetails"]
+        faces = self._detect_faces(data, width=width, height=height)["FaceDetails"]
         rows = []
         for face in faces:
             score = float(face.get("Confidence", 0.0)) / 100.0
@@ -168,6 +189,29 @@ class RekognitionFaceDetector:
             rows.append([b["Left"] * width, b["Top"] * height, (b["Left"] + b["Width"]) * width,
                          (b["Top"] + b["Height"]) * height, score])
         return clamp_boxes(np.array(rows, dtype=np.float32).reshape(-1, 5), width, height)
+
+    def _detect_faces(self, data: bytes, *, width: int, height: int) -> dict[str, Any]:
+        """One DetectFaces answer, throttles answered by slowing down. Raises as the class says."""
+        from botocore import exceptions as bx
+
+        for attempt in range(self.max_attempts):
+            with aws.errors(service="Rekognition", action=f"detect faces in a {width}x{height} frame",
+                            permission="rekognition:DetectFaces", image=True):
+                try:
+                    with self.limiter.slot() if self.limiter is not None else contextlib.nullcontext():
+                        with self._lock:
+                            self.calls += 1
+                        return self.client.detect_faces(Image={"Bytes": data}, Attributes=["DEFAULT"])
+                except bx.ClientError as exc:
+                    code = aws.code_of(exc)
+                    if not (code in aws.THROTTLED or ratelimit.is_throttle(code)) or attempt + 1 >= self.max_attempts:
+                        raise
+                    with self._lock:
+                        self.throttles += 1
+                    if self.limiter is not None:
+                        self.limiter.throttled()
+            self.sleep(min(20.0, self.backoff * 2**attempt) * (0.5 + random.random() / 2))
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def _jpeg(frame: np.ndarray, limit: int) -> bytes:

@@ -7,6 +7,13 @@ goes ``<key>.faces.json``: the faces found, for audit. A bad image fails alone w
 job resumes with the images not yet done (each output is written whole, never left half-written).
 Videos (MP4, MOV, AVI) are written as H.264 MP4 with their timestamps, rotation and audio
 (``services.faces.video``), faces detected every ``detect_every``-th frame and tracked in between.
+
+With Rekognition, images are done up to ``rekognition_in_flight`` at once within the account's rate
+(``services.core.ratelimit``: a look-ahead in listing order across batches, outcomes taken in order), and up to
+``rekognition_video_jobs`` Rekognition Video jobs run at once, each video rendered in turn once its faces are
+known. A started Rekognition Video job's id is written with each batch beside its video's pending job item
+(``job_items.error`` holds ``{"rekognition_job_id": ...}`` until the item is done), so a resumed job, after a
+crash, a failure or a cancel, reads that job's faces instead of paying for it again.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,23 +30,25 @@ import numpy as np
 import sqlite_utils
 from PIL import Image, ImageOps
 
-from services.core import jobs
+from services.core import jobs, ratelimit
 from services.core.authz import require
 from services.core.config import get_settings, object_store
-from services.core.errors import ConsoleError, ImageError, InvalidInput
+from services.core.errors import ConsoleError, ImageError, InvalidInput, JobCancelled
 from services.core.images import WRITABLE_IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from services.core.locations import overlaps
 from services.core.storage import is_s3, join, split_s3
+from services.faces import rekognition_video
 from services.faces.detection import DEFAULT_THRESHOLD, make_detector
 from services.faces.masks import DEFAULT_MASK_SCALE, anonymize, validate
 from services.faces.quality import detail_ratios
-from services.faces.rekognition_video import face_detections
+from services.faces.rekognition_video import faces_by_frame, run_face_detection
 from services.faces.report import image_report, video_report
 from services.faces.video import anonymize_video, frame_times, frames_as_jpeg
 
 KIND = "faces"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi")
 SIDECAR = ".faces.json"
+VIDEO_JOB_NOTE = "rekognition_job_id"  # in a pending video's job_items.error: its started Rekognition Video job
 FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
 DEFAULTS = {"detector": "local", "mode": "blur", "shape": "ellipse", "mask_scale": DEFAULT_MASK_SCALE,
             "threshold": DEFAULT_THRESHOLD, "keep_metadata": False, "detect_every": 3}
@@ -142,21 +152,55 @@ class FacesKind(jobs.BaseKind):
     def start(self, ctx: jobs.JobContext) -> None:
         settings = get_settings(ctx.db)
         params = validate_params(ctx.params)
-        cloud = {"region": settings["rekognition_region"] or None,
-                 "endpoint_url": settings["rekognition_endpoint_url"] or None} if params["detector"] == "rekognition" else {}
+        cloud: dict[str, Any] = {}
+        if params["detector"] == "rekognition":
+            region = settings["rekognition_region"] or None
+            cloud = {"region": region, "endpoint_url": settings["rekognition_endpoint_url"] or None,
+                     "limiter": ratelimit.shared(f"rekognition-faces:{region or 'default'}",
+                                                 rate=float(settings["rekognition_requests_per_second"]),
+                                                 in_flight=int(settings["rekognition_in_flight"]))}
+            started = {}
+            for item, note in ctx.db.execute("SELECT item, error FROM job_items WHERE job_id = ? AND state = 'pending' "
+                                             "AND error LIKE ?", [ctx.job_id, '{"' + VIDEO_JOB_NOTE + '"%']):
+                started[item] = json.loads(note)[VIDEO_JOB_NOTE]
+            ctx.state.update(video_jobs=started, video_jobs_lock=threading.Lock(),
+                             video_window=int(settings["rekognition_video_jobs"]), queue=[r[0] for r in ctx.db.execute(
+                                 "SELECT item FROM job_items WHERE job_id = ? AND state = 'pending' ORDER BY rowid",
+                                 [ctx.job_id])])
         detector = make_detector(params["detector"], **cloud)
         ctx.state.update(params=params, store=object_store(ctx.db), detector=detector,
                          max_pixels=int(settings["max_pixels"]))
 
     def list_items(self, ctx: jobs.JobContext) -> list[str]:
         store, source = ctx.state["store"], ctx.state["params"]["source"]
-        return [o.key for o in store.list(source, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
+        items = [o.key for o in store.list(source, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
+        ctx.state["queue"] = items
+        return items
+
+    def _start_lookaheads(self, ctx: jobs.JobContext) -> None:
+        """Rekognition: images (read, detect, mask, write) up to the detector's requests in flight, and
+        Rekognition Video jobs up to ``rekognition_video_jobs``, started in listing order (loader thread)."""
+        state = ctx.state
+        if "queue" not in state or "images_ahead" in state:
+            return
+        queue: list[str] = state.pop("queue")
+        videos = [k for k in queue if k.lower().endswith(VIDEO_SUFFIXES)]
+        images = [k for k in queue if not k.lower().endswith(VIDEO_SUFFIXES)]
+        window = max(1, int(getattr(state["detector"], "in_flight", 1) or 1))
+        state["images_ahead"] = ratelimit.Lookahead(lambda key: self._image_file(ctx, key), window=window,
+                                                    name=f"job{ctx.job_id}-faces")
+        state["images_ahead"].submit(images)
+        if is_s3(state["params"]["source"]):
+            state["videos_ahead"] = ratelimit.Lookahead(lambda key: self._video_faces(ctx, key),
+                                                        window=state["video_window"], name=f"job{ctx.job_id}-videos")
+            state["videos_ahead"].submit(videos)
 
     def load(self, ctx: jobs.JobContext, items: list[str]) -> dict[str, bytes | str]:
+        self._start_lookaheads(ctx)
         out: dict[str, bytes | str] = {}
         for key in items:
-            if key.lower().endswith(VIDEO_SUFFIXES):
-                out[key] = b""  # videos are streamed from a local file in compute, not held in memory
+            if key.lower().endswith(VIDEO_SUFFIXES) or "images_ahead" in ctx.state:
+                out[key] = b""  # videos are streamed from a local file in compute; images ahead are read there
                 continue
             try:
                 out[key] = ctx.state["store"].read(join(ctx.state["params"]["source"], key))
@@ -165,8 +209,8 @@ class FacesKind(jobs.BaseKind):
         return out
 
     def compute(self, ctx: jobs.JobContext, loaded: dict[str, bytes | str]) -> dict[str, str | None]:
-        params, store = ctx.state["params"], ctx.state["store"]
         outcome: dict[str, str | None] = {}
+        ahead = ctx.state.get("images_ahead")
         for key, data in loaded.items():
             if isinstance(data, str):
                 outcome[key] = data
@@ -174,19 +218,59 @@ class FacesKind(jobs.BaseKind):
             if key.lower().endswith(VIDEO_SUFFIXES):
                 outcome[key] = self._video(ctx, key)
                 continue
-            try:
-                image, report = anonymize_image(data, detector=ctx.state["detector"], params=params,
-                                                max_pixels=ctx.state["max_pixels"])
-                target = join(params["destination"], key)
-                store.write(target, image)  # whole or not at all (atomic locally, one PUT on S3)
-                sidecar = {"source": join(params["source"], key), "output": target, "detector": params["detector"],
-                           "threshold": params["threshold"], "mode": params["mode"], "shape": params["shape"],
-                           "mask_scale": params["mask_scale"], "metadata_kept": params["keep_metadata"], **report}
-                store.write(target + SIDECAR, json.dumps(sidecar, indent=1).encode())
-                outcome[key] = None
-            except ConsoleError as exc:
-                outcome[key] = str(exc)
+            if ahead is not None:
+                try:
+                    outcome[key] = ahead.take(key)
+                finally:
+                    ahead.release()
+                continue
+            outcome[key] = self._image(ctx, key, data)
         return outcome
+
+    def _image_file(self, ctx: jobs.JobContext, key: str) -> str | None:
+        """Read one image and anonymise it (a look-ahead thread); its error or None."""
+        try:
+            data = ctx.state["store"].read(join(ctx.state["params"]["source"], key))
+        except ConsoleError as exc:
+            return str(exc)
+        return self._image(ctx, key, data)
+
+    @staticmethod
+    def _image(ctx: jobs.JobContext, key: str, data: bytes) -> str | None:
+        """Anonymise one image to the destination with its sidecar; its error or None."""
+        params, store = ctx.state["params"], ctx.state["store"]
+        try:
+            image, report = anonymize_image(data, detector=ctx.state["detector"], params=params,
+                                            max_pixels=ctx.state["max_pixels"])
+            target = join(params["destination"], key)
+            store.write(target, image)  # whole or not at all (atomic locally, one PUT on S3)
+            sidecar = {"source": join(params["source"], key), "output": target, "detector": params["detector"],
+                       "threshold": params["threshold"], "mode": params["mode"], "shape": params["shape"],
+                       "mask_scale": params["mask_scale"], "metadata_kept": params["keep_metadata"], **report}
+            store.write(target + SIDECAR, json.dumps(sidecar, indent=1).encode())
+            return None
+        except ConsoleError as exc:
+            return str(exc)
+
+    def _video_faces(self, ctx: jobs.JobContext, key: str) -> list[dict[str, Any]]:
+        """One Rekognition Video job's faces (a look-ahead thread; resumes a job started by an earlier run).
+        Raises ConsoleError (JobCancelled when the faces job stops while it waits)."""
+        state = ctx.state
+        bucket, name = split_s3(join(state["params"]["source"], key))
+        stopped = state["videos_ahead"].stopped
+
+        def wait(seconds: float) -> None:
+            if stopped.wait(seconds):
+                raise JobCancelled("the faces job stopped while Rekognition Video was working")
+
+        def started(job_id: str) -> None:
+            with state["video_jobs_lock"]:
+                state["video_jobs"][key] = job_id
+
+        with state["video_jobs_lock"]:
+            earlier = state["video_jobs"].get(key)
+        return run_face_detection(state["detector"].client, bucket=bucket, key=name, job_id=earlier,
+                                  on_start=started, sleep=wait, poll_seconds=rekognition_video.POLL_SECONDS)
 
     def _video(self, ctx: jobs.JobContext, key: str) -> str | None:
         """Anonymise one video to ``<key without its suffix>.mp4`` (H.264) under the destination; its error or None."""
@@ -223,13 +307,39 @@ class FacesKind(jobs.BaseKind):
 
     @staticmethod
     def _rekognition_faces(ctx: jobs.JobContext, src_uri: str, local: str) -> tuple[dict, int]:
-        bucket, key = split_s3(src_uri)
+        """(boxes per frame, sampling interval) from the video's Rekognition Video job (started ahead, up to
+        ``rekognition_video_jobs`` at once). Raises ConsoleError."""
         times, width, height, _ = frame_times(local)
-        return face_detections(ctx.state["detector"].client, bucket=bucket, key=key, times=times, width=width,
-                               height=height, min_confidence=ctx.state["params"]["threshold"])
+        ahead = ctx.state.get("videos_ahead")
+        key = src_uri[len(ctx.state["params"]["source"]):].lstrip("/")
+        if ahead is not None:
+            try:
+                faces = ahead.take(key)
+            finally:
+                ahead.release()
+        else:
+            bucket, name = split_s3(src_uri)
+            faces = run_face_detection(ctx.state["detector"].client, bucket=bucket, key=name)
+        return faces_by_frame(faces, times=times, width=width, height=height,
+                              min_confidence=ctx.state["params"]["threshold"])
 
     def write(self, ctx: jobs.JobContext, computed: dict[str, str | None]) -> dict[str, str | None]:
+        lock = ctx.state.get("video_jobs_lock")
+        if lock is not None:
+            with lock:
+                started = dict(ctx.state["video_jobs"])
+            # a resumed run reads these jobs' faces instead of starting them again (a finished item's row is
+            # overwritten by the runner with its outcome)
+            ctx.db.conn.executemany(
+                "UPDATE job_items SET error = ? WHERE job_id = ? AND item = ? AND state = 'pending'",
+                [(json.dumps({VIDEO_JOB_NOTE: job_id}), ctx.job_id, key) for key, job_id in started.items()])
         return computed
+
+    def close(self, ctx: jobs.JobContext) -> None:
+        for name in ("images_ahead", "videos_ahead"):
+            ahead = ctx.state.pop(name, None)
+            if ahead is not None:
+                ahead.close()
 
     def finish(self, ctx: jobs.JobContext) -> dict[str, Any]:
         counts = dict(ctx.db.execute(
