@@ -33,6 +33,26 @@ def data_url(uri: str, sha256: str | None, size: int = 96) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode() if data else None
 
 
+ZOOM_LEVELS = {"fit": "Fit the screen", "2x": "2×", "4x": "4×"}
+_ZOOM_WIDTH = {"fit": None, "2x": "200%", "4x": "400%"}
+
+
+def zoomed(*, label: str, uri: str, sha256: str | None, size: int, level: str) -> None:
+    """The photo across the whole page, as tall as the window allows (``level`` "fit"), or two or four times wider
+    than the page ("2x", "4x") in a box the height of the window that pans with the scroll bars, wheel or trackpad."""
+    data, _ = thumbnail(uri, sha256, size)
+    if not data:
+        show(st, label=label, uri=uri, sha256=sha256, size=size, details=False)
+        return
+    src = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+    width = _ZOOM_WIDTH.get(level)
+    img = (f'<img src="{src}" alt="{label}" style="display:block;margin:auto;max-width:100%;'
+           'height:calc(100vh - 140px);object-fit:contain">' if width is None else
+           f'<img src="{src}" alt="{label}" style="display:block;width:{width};max-width:none;height:auto">')
+    st.html(f'<div data-zoom="{level}" style="width:100%;height:calc(100vh - 120px);overflow:auto;'
+            f'background:#111;border-radius:6px">{img}</div>')
+
+
 def show(container, *, label: str, uri: str, sha256: str | None, size: int, caption: str = "",  # type: ignore[no-untyped-def]
          width: int | str = "content", details: bool = True) -> None:
     """The photo in ``container`` captioned ``label`` (neutral: "photo 12", "check 3") and ``caption`` (markdown, the

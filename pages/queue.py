@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, similarity_index, thumbnails
-from pages.photos import review_name
+from pages.photos import ZOOM_LEVELS, review_name, zoomed
 from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
 from services.core.errors import ConsoleError
@@ -75,14 +75,19 @@ if item is None:
         undo()
     st.stop()
 
+zoom = st.session_state.get("q_zoomed", False)
+z1, z2 = st.columns([1, 3])
+z1.button("Zoom out" if zoom else "Zoom in", key="q_zoom", shortcut="Z", type="tertiary",
+          icon=":material/zoom_out:" if zoom else ":material/zoom_in:",
+          on_click=lambda: st.session_state.update(q_zoomed=not st.session_state.get("q_zoomed", False)))
+if zoom:  # across the whole page, as tall as the window; 2x and 4x pan with the scroll bars, wheel or trackpad
+    level = z2.segmented_control("Zoom", list(ZOOM_LEVELS), default="fit", key="q_zoom_level",
+                                 format_func=ZOOM_LEVELS.get, label_visibility="collapsed") or "fit"
+    zoomed(label=f"photo {item['id']}", uri=item["uri"], sha256=item["sha256"], size=ZOOM_SIZE, level=level)
 left, right = st.columns([3, 2])
 with left:
-    zoom = st.session_state.get("q_zoomed", False)
-    st.button("Zoom out" if zoom else "Zoom in", key="q_zoom", shortcut="Z", type="tertiary",
-              icon=":material/zoom_out:" if zoom else ":material/zoom_in:",
-              on_click=lambda: st.session_state.update(q_zoomed=not st.session_state.get("q_zoomed", False)))
-    show_photo(st, label=f"photo {item['id']}", uri=item["uri"], sha256=item["sha256"],
-               size=ZOOM_SIZE if zoom else PHOTO_SIZE, width="stretch" if zoom else "content")
+    if not zoom:
+        show_photo(st, label=f"photo {item['id']}", uri=item["uri"], sha256=item["sha256"], size=PHOTO_SIZE)
 with right:
     st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
     st.caption(f"Submitted {item['submitted_at']} · in the queue because: {item['queue_reason'] or 'audit'}")

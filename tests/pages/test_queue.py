@@ -196,6 +196,13 @@ def test_zoom_flag_and_the_next_photo_loaded_ahead(queued, db):
     assert at.button(key="q_zoom").label == "Zoom in"
     at.button(key="q_zoom").click().run()
     assert at.button(key="q_zoom").label == "Zoom out" and shown_item(at) == first
+    # issue 20 item 4: zoomed, the photo spans the page as tall as the window; 2x and 4x pan in a window-high box
+    zoomed = [h.proto.body for h in at.get("html")]
+    assert len(zoomed) == 1 and 'data-zoom="fit"' in zoomed[0] and "data:image/jpeg;base64," in zoomed[0]
+    assert "height:calc(100vh - 120px);overflow:auto" in zoomed[0] and not at.image  # not also the small one
+    at.segmented_control(key="q_zoom_level").set_value("4x").run()
+    zoomed = [h.proto.body for h in at.get("html")]
+    assert 'data-zoom="4x"' in zoomed[0] and "width:400%" in zoomed[0] and shown_item(at) == first
     at.text_input(key="q_flag_reason").set_value("shows a blank square")
     at.button(key="q_flag").click().run()
     assert db.execute("SELECT status, error FROM images WHERE id = ?", [first]).fetchone() == (
