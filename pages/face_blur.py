@@ -20,13 +20,18 @@ from pages.common import (
 from services.core import jobs
 from services.core.errors import ConsoleError
 from services.core.storage import join
+from services.core.wording import duration_text
 from services.faces import job as face_blur
 from services.faces.detection import DEFAULT_THRESHOLD
 from services.faces.masks import MODES, SHAPES
 
+PLAYABLE = (".mp4", ".m4v", ".webm", ".ogv", ".ogg")  # what a browser plays; AVI, MOV, MKV mostly not
+
 
 def store_bytes(uri: str) -> bytes:
     return store().read(uri)
+
+
 st.title("Face blurring")
 conn = db(needs="jobs.manage")
 user = current_user()
@@ -87,7 +92,11 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
     m[2].metric("Failed", f"{job['failed']:,}")
     m[3].metric("Files", f"{job['total']:,}", help="Images and videos listed in the source")
     if job["total"]:
-        st.progress(min(1.0, (job["done"] + job["failed"]) / job["total"]))
+        finished = job["done"] + job["failed"]
+        left = duration_text(jobs.time_left(fresh, job_id=job_id))
+        st.progress(min(1.0, finished / job["total"]),
+                    text=f"{finished:,} of {job['total']:,} files" + (f" · {left} left" if left else
+                         " · time left: known after the first files" if job["state"] == "running" else ""))
     if job["error"]:
         st.error(md(job["error"].splitlines()[0]), icon=":material/error:")
     job_controls(fresh, job, key="fb", actor=user.name)
@@ -144,6 +153,14 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
     left, right = st.columns(2)
     flag = f" · look: {md('; '.join(d['review']))}" if d.get("review") else ""
     if d["video"]:  # the source may not play in a browser (AVI, MOV); the output is H.264 MP4
+        if d["key"].lower().endswith(PLAYABLE):
+            try:
+                left.video(store_bytes(join(p["source"], d["key"])))
+            except ConsoleError as exc:
+                left.error(md(exc))
+        else:
+            left.info(f"The source ({md(d['key'].rsplit('.', 1)[-1].upper())}) does not play in a browser: the frames "
+                      "below show it before and after.", icon=":material/movie:")
         left.caption(f"before: {md(d['key'])} · {d['frames']} frames at {d['fps']:.3f} fps, {d['duration']} s"
                      + (f", rotated {d['rotation']}°" if d["rotation"] else "") + (f", audio {md(d['audio'])}" if d["audio"] else ""))
         try:

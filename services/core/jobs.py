@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import sqlite_utils
@@ -173,6 +174,26 @@ def job_ids(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int = 50
 def is_active(job: dict[str, Any]) -> bool:
     """Whether a job (as ``get_job`` returns it) is queued, running or being cancelled."""
     return job["state"] in ACTIVE_STATES
+
+
+def time_left(db: sqlite_utils.Database, *, job_id: int, now: float | None = None, recent: int = 200) -> float | None:
+    """Seconds until a running job is likely done, at the pace of its last ``recent`` finished items (items written
+    together count as one step); None unless it is running with at least two steps behind it. Raises NotFound."""
+    job = get_job(db, job_id)
+    remaining = (job["total"] or 0) - (job["done"] or 0) - (job["failed"] or 0)
+    if job["state"] != "running" or remaining <= 0:
+        return None
+    steps = db.execute("SELECT updated_at, COUNT(*) FROM (SELECT updated_at FROM job_items WHERE job_id = ? "
+                       "AND state IN ('done', 'failed') ORDER BY updated_at DESC LIMIT ?) GROUP BY updated_at "
+                       "ORDER BY updated_at", [job_id, int(recent)]).fetchall()
+    if len(steps) < 2:
+        return None
+    first, last = (datetime.fromisoformat(steps[i][0].replace("Z", "+00:00")).timestamp() for i in (0, -1))
+    if last <= first:
+        return None
+    rate = sum(n for _, n in steps[1:]) / (last - first)  # items a second since the first step
+    since_last = max(0.0, (time.time() if now is None else now) - last)
+    return max(0.0, remaining / rate - since_last)
 
 
 def failed_items(db: sqlite_utils.Database, job_id: int, *, limit: int = 500) -> list[dict[str, Any]]:

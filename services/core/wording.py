@@ -55,3 +55,15 @@ def certified_text(at: Mapping[str, Any] | None) -> str:
     if accuracy is not None:
         said += f", {accuracy:.1%} of them right" + (f" ({photos:,} held-back photos)" if photos else "")
     return said
+
+
+def duration_text(seconds: float | None) -> str | None:
+    """A duration as people say it: 'under a minute', 'about 4 min', 'about 1 h 20 min'; None stays None."""
+    if seconds is None:
+        return None
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h" + (f" {minutes % 60} min" if minutes % 60 else "")

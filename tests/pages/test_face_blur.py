@@ -57,6 +57,26 @@ def test_a_video_shows_the_output_and_sample_frames(ws, db, tmp_path):
     assert any("faces masked on" in c for c in texts(at.caption))
     captions = [c for img in at.image for c in img.captions]
     assert any(c.endswith(", before") for c in captions) and any(c.endswith(", after") for c in captions)
+    assert len(at.get("video")) == 2  # issue 20 item 7: the source plays beside the output, not only a caption
+
+
+def test_a_running_job_says_how_long_is_left(ws, db, tmp_path):
+    """Issue 20 item 7: the progress bar gives the time left, at the pace of the files done so far."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.faces import job as face_blur
+
+    (tmp_path / "src").mkdir()
+    job_id = face_blur.launch(db, {"source": str(tmp_path / "src"), "destination": str(tmp_path / "out")},
+                              actor="cli:test")
+    db.execute("UPDATE jobs SET state = 'running', total = 70, done = 10 WHERE id = ?", [job_id])
+    now = datetime.now(UTC)
+    for n in range(10):  # a file every 12 seconds, the last one just now: 60 left take about 12 minutes
+        db.execute("INSERT INTO job_items (job_id, item, state, updated_at) VALUES (?, ?, 'done', ?)",
+                   [job_id, f"f{n}.jpg", (now - timedelta(seconds=12 * (9 - n))).strftime("%Y-%m-%dT%H:%M:%S.%fZ")])
+    at = start_app("pages/face_blur.py")
+    assert not at.exception, at.exception
+    assert [p.proto.text for p in at.get("progress")] == ["10 of 70 files · about 12 min left"]
 
 
 def test_every_result_can_be_paged_through_and_flagged_files_come_first(ws, db, tmp_path):

@@ -167,3 +167,32 @@ def test_a_job_is_active_while_queued_running_or_cancelling(ws, db, kind):
     assert jobs.is_active(jobs.get_job(db, job_id))
     jobs.run_job(ws, job_id=job_id)
     assert not jobs.is_active(jobs.get_job(db, job_id))
+
+
+def test_time_left_follows_the_pace_of_the_finished_items(db, kind):
+    """Issue 20 item 7: the progress of a job says how long is left, from the pace so far (items written in one
+    batch are one step); nothing is promised before two steps or once the job is not running."""
+    from datetime import datetime
+
+    job_id = jobs.create_job(db, kind=kind.name, params={"n": 10}, actor="tester")
+    assert jobs.time_left(db, job_id=job_id) is None  # queued
+    db.execute("UPDATE jobs SET state = 'running', total = 10, done = 3, failed = 1 WHERE id = ?", [job_id])
+    for item, at in (("0", "2026-01-01T10:00:00.000000Z"), ("1", "2026-01-01T10:00:00.000000Z"),
+                     ("2", "2026-01-01T10:00:10.000000Z"), ("3", "2026-01-01T10:00:10.000000Z")):
+        db.execute("INSERT INTO job_items (job_id, item, state, updated_at) VALUES (?, ?, ?, ?)",
+                   [job_id, item, "failed" if item == "3" else "done", at])
+    last = datetime.fromisoformat("2026-01-01T10:00:10+00:00").timestamp()
+    assert jobs.time_left(db, job_id=job_id, now=last) == pytest.approx(30.0)  # 6 left at 2 items in 10 s
+    assert jobs.time_left(db, job_id=job_id, now=last + 5) == pytest.approx(25.0)
+    assert jobs.time_left(db, job_id=job_id, now=last + 99) == 0.0
+    db.execute("DELETE FROM job_items WHERE item IN ('2', '3')")
+    assert jobs.time_left(db, job_id=job_id, now=last) is None  # one step: no pace yet
+    db.execute("UPDATE jobs SET state = 'done' WHERE id = ?", [job_id])
+    assert jobs.time_left(db, job_id=job_id) is None
+
+
+def test_durations_are_said_in_words():
+    from services.core.wording import duration_text
+
+    assert [duration_text(s) for s in (None, 20, 90, 3599, 3600, 4800)] == [
+        None, "under a minute", "about 2 min", "about 1 h", "about 1 h", "about 1 h 20 min"]
