@@ -192,3 +192,21 @@ def test_a_photos_own_label_never_sets_its_calibration():
     flipped[10] = "b"  # photo 10's label changes: its own calibrated probability does not
     again, _ = cross_fit_calibration(flipped, proba, ["a", "b"], folds=5)
     assert np.allclose(again[10], base[10]) and not np.allclose(again, base)
+
+
+def test_small_cases_and_the_summary_fields():
+    assert clopper_pearson_low(1, 1) == pytest.approx(0.05)  # one photo, right: 95% sure only of 5%
+    s = summary({"a": ClassCertificate(0.9, 10, 9, 0.6, 3)}, total=20, target=0.9, more_photos=7)
+    assert (s["alpha"], s["more_photos"], s["automatic_accuracy"]) == (0.05, 7, 0.9)
+
+
+def test_more_photos_counts_only_the_photos_above_each_threshold():
+    from services.models.certify import more_photos_estimate
+
+    # 'a' predicted 200 times: 100 right at 0.999 and 100 wrong at 0.55. Above 0.6 the record is perfect, so
+    # 149 photos there would certify: they are half of all photos, 298 in all, 98 more than the 200
+    proba = np.r_[np.tile([[0.999, 0.001]], (100, 1)), np.tile([[0.55, 0.45]], (100, 1))]
+    y = np.array(["a"] * 100 + ["b"] * 100)
+    certs = certify(y, proba, ["a", "b"], target=0.98)
+    assert certs["a"].threshold == 1.0
+    assert more_photos_estimate(y, proba, ["a", "b"], target=0.98, certified=certs) == 98
