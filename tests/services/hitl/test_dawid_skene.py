@@ -259,3 +259,30 @@ def symmetric_confusion_of(accuracy: float) -> np.ndarray:
     m = np.full((K, K), (1 - accuracy) / (K - 1))
     np.fill_diagonal(m, accuracy)
     return m
+
+
+def test_the_starting_accuracies_follow_pairwise_agreement():
+    """The initialisation's method of moments, hand-computed: P(j and k agree) = 1/K + K/(K-1) x_j x_k with
+    x = accuracy - 1/K. a and b are always right, c right on every other photo: a and c agree half the time, so
+    x_c = (0.5 - 1/4) x 3/4 / x_a, with x_a at its cap (1 - 1/K - 0.001)."""
+    from services.hitl.dawid_skene import _agreement_accuracy
+
+    n = 400
+    truth = np.arange(n) % K
+    said = {0: truth, 1: truth, 2: np.where(np.arange(n) % 2 == 0, truth, (truth + 1) % K)}
+    ii = np.concatenate([np.arange(n)] * 3)
+    ww = np.repeat([0, 1, 2], n)
+    cc = np.concatenate([said[w] for w in (0, 1, 2)])
+    empty = np.zeros(0, dtype=np.int64)
+    acc = _agreement_accuracy(ii, ww, cc, empty, empty, n_workers=3, n_classes=K)
+    top = 1 - 1 / K - 1e-3
+    assert acc[:2] == pytest.approx([1 / K + top] * 2, abs=1e-3)
+    assert acc[2] == pytest.approx(1 / K + 0.25 * 3 / 4 / top, abs=1e-3)
+    # a worker who shares no photo with anyone starts at 0.75; gold is a perfect worker to agree with
+    lonely = _agreement_accuracy(np.array([0, 1]), np.array([0, 1]), np.array([2, 3]), empty, empty,
+                                 n_workers=2, n_classes=K)
+    assert lonely == pytest.approx([0.75, 0.75])
+    gold_rows, gold_cls = np.arange(n), truth
+    with_gold = _agreement_accuracy(np.arange(n), np.zeros(n, dtype=np.int64), said[2], gold_rows, gold_cls,
+                                    n_workers=1, n_classes=K)
+    assert with_gold[0] == pytest.approx(1 / K + 0.25 * 3 / 4 / top, abs=1e-3)
