@@ -178,8 +178,8 @@ if not settings["storage_roots"]:
     st.caption("No storage roots added: the console reads and writes inside its workspace only.")
 try:
     if from_env := env_storage_roots():
-        st.caption("Also allowed by the server's environment (REVIEW_CONSOLE_STORAGE_ROOTS): "
-                   + ", ".join(md(root) for root in from_env))
+        st.caption("Also allowed by the server's environment (REVIEW_CONSOLE_STORAGE_ROOTS):")
+        st.code("\n".join(from_env), language=None)  # literal, one a line (paths stay out of captions)
 except ConsoleError as exc:
     show_error(exc)
 
