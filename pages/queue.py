@@ -15,6 +15,8 @@ from services.reviews.rules import photo_qualifies
 PHOTO_SIZE = 720  # the photo large, above the fold
 ZOOM_SIZE = 2048  # zoomed: full width, detail kept
 PREFETCH = 2  # photos loaded ahead while the inspector looks at this one
+REASONS = {"low_confidence": "the model is not sure enough", "no_model": "no model had been trained yet",
+           "audit": "a share of automatic decisions is checked by people", "rereview": "an admin asked for another look"}
 
 st.title("Review queue")
 conn = db(needs="reviews.label")
@@ -90,7 +92,8 @@ with left:
         show_photo(st, label=f"photo {item['id']}", uri=item["uri"], sha256=item["sha256"], size=PHOTO_SIZE)
 with right:
     st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
-    st.caption(f"Submitted {item['submitted_at']} · in the queue because: {item['queue_reason'] or 'audit'}")
+    why = REASONS.get(item["queue_reason"] or "audit", md(item["queue_reason"]))
+    st.caption(f"Submitted {item['submitted_at']} · in the queue because {why}")
     if item["text"]:
         st.text(item["text"])  # customer text, shown literally
     pred = item["prediction"]

@@ -42,7 +42,7 @@ def test_photo_without_a_model_explains_why_there_is_no_suggestion(queued, tmp_p
     assert shown_item(at) == queued[0]  # the oldest first
     assert at.caption[0].value == "3 photos waiting: 0 audits and re-reviews, 0 low confidence, 3 waiting for a first model"
     assert any(c.value == "No model prediction: no model had been trained when this photo arrived." for c in at.caption)
-    assert any("in the queue because: no_model" in c.value for c in at.caption)
+    assert any("in the queue because no model had been trained yet" in c.value for c in at.caption)  # not no_model
     assert not at.metric  # no "Model suggests"
     assert at.radio(key=f"q_label_{queued[0]}").value is None
     assert at.button(key="q_submit").disabled  # nothing chosen yet
