@@ -134,12 +134,17 @@ try:
         queue = pd.DataFrame(queue_size_series(conn, since=start, until=end))
         if not queue.empty:
             queue["time (UTC)"] = pd.to_datetime(queue["at"], utc=True)
-        _chart(queue, "dash_queue_size", "No queue snapshots in this period.",
-               lambda f: px.line(f, x="time (UTC)", y="queued", markers=len(f) < 50, title="Photos in the queue"))
+        if len(queue) == 1:  # one snapshot is one dot: say the number instead
+            st.caption(f"{int(queue['queued'].iloc[0]):,} photos in the queue at {queue['at'].iloc[0]}; the queue "
+                       "over time appears from the next snapshot (one a minute while the worker runs).")
+        else:
+            _chart(queue, "dash_queue_size", "No queue snapshots in this period.",
+                   lambda f: px.line(f, x="time (UTC)", y="queued", markers=len(f) < 50, title="Photos in the queue"))
         team = pd.DataFrame(team_daily(conn, actor=user.name, since=start, until=end))
         _chart(team.dropna(subset=["auto_share"]) if not team.empty else team, "dash_auto_share",
                "No photos decided in this period.",
-               lambda f: _percent(_days(px.bar(f, x="day", y="auto_share", hover_data=["decided", "decided_automatically"],
+               lambda f: _percent(_days(px.bar(f, x="day", y="auto_share", labels=WORDS,
+                                               hover_data=["decided", "decided_automatically"],
                                                title="Share of photos decided automatically (by first decision)"))))
 except ConsoleError as exc:
     show_error(exc)

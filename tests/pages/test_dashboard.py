@@ -75,7 +75,8 @@ def test_seeded_dashboard_table_charts_and_filters(ws, db):
     assert alice["agreement_with_consensus"] == 1.0 and alice["override_rate"] == 0.5
     assert table.iloc[1]["gold_accuracy"] == 1.0
     # one day of answers: no single-dot charts over days, the table holds the day's figures
-    assert chart_keys(at) == CHARTS - {"dash_items_per_hour", "dash_median_seconds", "dash_quality"}
+    assert chart_keys(at) == CHARTS - {"dash_items_per_hour", "dash_median_seconds", "dash_quality", "dash_queue_size"}
+    assert any(c.value.startswith("2 photos in the queue at ") for c in at.caption)  # one snapshot: a number, not a dot
     assert any(c.value.startswith("Charts over days appear once there are answers on two days") for c in at.caption)
     snapshot = db.execute("SELECT queued, by_reason FROM queue_snapshots").fetchall()
     assert snapshot == [(2, '{"low_confidence": 2}')]  # recorded on load so the queue chart has a point
