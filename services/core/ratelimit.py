@@ -161,8 +161,7 @@ class Lookahead(Generic[T, R]):
         self._queue: deque[T] = deque()
         self._queued: set[T] = set()
         self._futures: dict[T, Future[R]] = {}
-        self._started: set[T] = set()
-        self._taken: set[T] = set()
+        self._started: set[T] = set()  # started and not taken yet: at most the window
         self._stopped = False
         self.stopped = threading.Event()  # set by stop(): work under way may check it before sending anything
         self._pool = ThreadPoolExecutor(self.window, thread_name_prefix=f"{name}-call")
@@ -209,7 +208,7 @@ class Lookahead(Generic[T, R]):
                     raise InvalidInput(f"{item!r} was not started")
                 self._cond.wait()
             future = self._futures.pop(item)
-            self._taken.add(item)
+            self._started.discard(item)
         return future.result()
 
     def release(self) -> None:
@@ -224,7 +223,7 @@ class Lookahead(Generic[T, R]):
             self._queue.clear()
             self._queued.clear()
             self._cond.notify_all()
-            wasted = len(self._started - self._taken)
+            wasted = len(self._started)
         self._places.release()  # wakes the dispatcher if it waits for a place
         return wasted
 
