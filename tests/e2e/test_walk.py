@@ -78,6 +78,17 @@ def walked(trained_ws, tmp_path):
         create_user(db, username=name, password=PASSWORD, roles=[role], actor="cli:test")
     db.execute("UPDATE images SET status = 'queued', queue_reason = 'low_confidence', decision_id = NULL "
                "WHERE review_id != 'r0'")
+    # a likely mistake: ines labels a photo against a model confident enough to decide it
+    from services.core.config import CLASSES, set_setting
+    from services.hitl.answers import submit
+    from services.hitl.queue import claim_next
+
+    set_setting(db, key="thresholds", value=dict.fromkeys(CLASSES, 0.5), actor="cli:test")
+    set_setting(db, key="overlap_rate", value=0.0, actor="cli:test")
+    set_setting(db, key="gold_rate", value=0.0, actor="cli:test")
+    first = claim_next(db, inspector="ines")
+    submit(db, image_id=first["id"], label="package" if first["prediction"]["label"] != "package" else "product",
+           actor="ines")
     yield trained_ws, db
     db.close()
 
@@ -171,8 +182,13 @@ def test_every_role_walks_every_page(walked, request):
                 page.set_viewport_size({"width": 1440, "height": 900})
                 if stem == "queue" and role == "inspector":
                     _zoom(page, shots)
+                if stem == "quality":  # issue 20 item 11: the photos beside the likely mistakes
+                    page.get_by_role("tab", name="Likely mistakes").click()
+                    page.get_by_text("1 photos: a confident model against one inspector").wait_for(timeout=30_000)
+                    page.wait_for_function(SETTLED, timeout=60_000)
+                    page.screenshot(path=str(shots / "admin-quality-likely-mistakes.png"))
             context.close()
         browser.close()
     assert not problems, json.dumps(problems, indent=1)
     pages = sum(1 for role in PEOPLE.values() for action in PAGE_ACTIONS.values() if role in PERMISSIONS[action])
-    assert len(list(shots.glob("*-*.png"))) == pages + 2  # every page, and the zoomed queue twice
+    assert len(list(shots.glob("*-*.png"))) == pages + 3  # every page, the zoomed queue twice, likely mistakes
