@@ -15,7 +15,7 @@ from typing import Any
 from services.core.errors import InvalidInput
 
 TYPICAL_LATENCY_S = 0.25  # one DetectLabels request, as seen from a server in the same region (150-300 ms)
-CLOUD_EFFICIENCY = 0.85  # share of the rate limit a whole filter job reaches (benchmarks/cloud_concurrency.py: 0.8-0.9)
+CLOUD_EFFICIENCY = 0.8  # share of the rate limit a whole filter job reaches (benchmarks/cloud_concurrency.py: 0.81-0.84)
 LOCAL_IMAGES_PER_S = 90.0  # local detector, web-size JPEGs, 2 cores (benchmarks/filter_throughput.py: 79-107)
 
 

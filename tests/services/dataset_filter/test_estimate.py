@@ -33,8 +33,8 @@ def test_a_lower_quota_takes_longer_at_the_same_cost():
     slow, fast = rek(20_000, rate=5), rek(20_000, rate=50)
     assert slow["expected_cost_usd"] == fast["expected_cost_usd"] == pytest.approx(20.0)
     assert slow["expected_seconds"] == pytest.approx(10 * fast["expected_seconds"], rel=1e-3)
-    assert slow["message"] == "20,000 images, about $20, about 80 minutes at 5 requests a second"
-    assert rek(1_000_000)["message"].endswith("about 6.5 hours at 50 requests a second")
+    assert slow["message"] == "20,000 images, about $20, about 85 minutes at 5 requests a second"
+    assert rek(1_000_000)["message"].endswith("about 7 hours at 50 requests a second")
     assert rek(1)["message"] == "1 image, about $0.00, about 1 second at 50 requests a second"
 
 
