@@ -1,5 +1,5 @@
 """Text from customers, files and users shows literally wherever a page renders markdown (issue 19): a photo path
-with ``![x](...)`` makes no image the browser would fetch, a name with a link or a bare URL or e-mail address
+with ``![x](...)`` (shown to admins in a code block, issue 20) makes no image the browser would fetch, a name with a link or a bare URL or e-mail address
 makes no link, on Review queue, Review detail, Label quality and Users and audit."""
 
 from __future__ import annotations
@@ -47,13 +47,16 @@ def test_review_queue_and_review_detail_show_paths_and_names_literally(ws, db, t
     at = start_app("pages/queue.py")
     shown = assert_inert(at)
     assert any(PRODUCT in s and USER in s for s in shown), shown  # product and user shown, as they are
-    assert any(FOLDER in s for s in shown), shown  # the photo's path is its caption, as it is
+    # the photo's path is no caption any more (issue 20 item 2): for admins, a code block under Details, literal
+    assert not any(FOLDER in s for s in shown), shown
+    assert any(FOLDER in c.value for c in at.code), [c.value for c in at.code]
 
     at.switch_page("pages/reviews.py").run()
     at.selectbox(key="rv_detail").set_value("r0").run()
     shown = assert_inert(at)
     assert any(PRODUCT in s and USER in s for s in shown), shown
-    assert any(FOLDER in s for s in shown), shown
+    assert not any(FOLDER in s for s in shown), shown
+    assert any(FOLDER in c.value for c in at.code), [c.value for c in at.code]
 
 
 def test_label_quality_adjudication_shows_the_photo_path_literally(ws, db, tmp_path):
@@ -65,7 +68,8 @@ def test_label_quality_adjudication_shows_the_photo_path_literally(ws, db, tmp_p
         submit(db, image_id=ids[0], label=label, actor=inspector)
     at = start_app("pages/quality.py")
     shown = assert_inert(at)
-    assert any(FOLDER in s for s in shown), shown
+    assert not any(FOLDER in s for s in shown), shown  # under Details, in a code block (issue 20 item 2)
+    assert any(FOLDER in c.value for c in at.code), [c.value for c in at.code]
 
 
 def test_users_and_audit_show_user_names_literally(ws, db):
