@@ -184,3 +184,18 @@ def test_a_crash_with_requests_in_flight_resumes_without_scanning_twice(ws, db, 
     assert outcomes(db, job["id"]) == expected(30, birds, set())  # each image once, in order
     assert sorted(endpoint.seen) == [f"{i:02d}.jpg" for i in range(16, 30)]  # nothing scanned twice
     assert sorted(p.name for p in (tmp_path / "out" / "birds").glob("*.jpg")) == sorted(birds)
+
+
+def test_detect_many_sends_up_to_in_flight_at_once_and_keeps_the_order(tmp_path) -> None:
+    names = folder(tmp_path / "src", 9)
+    endpoint = Endpoint(names, birds={"01.jpg", "07.jpg"}, together=3)
+    client = boto3.session.Session().client("rekognition", region_name="us-east-1", aws_access_key_id="test",
+                                            aws_secret_access_key="test",
+                                            config=Config(retries={"total_max_attempts": 1}))
+    client.meta.events.register("before-send.rekognition.DetectLabels", endpoint)
+    clock = FakeClock()
+    det = RekognitionDetector(client, limiter=RateLimiter(rate=1000.0, in_flight=3, clock=clock, sleep=clock.sleep))
+    paths = sorted((tmp_path / "src").glob("*.jpg"))
+    found = det.detect_many([p.read_bytes() for p in paths], wanted=["bird"], uris=[str(p) for p in paths])
+    assert [round(f["bird"].confidence, 2) for f in found] == [0.0, 0.98, 0, 0, 0, 0, 0, 0.98, 0]
+    assert det.limiter.peak_in_flight == 3 and det.calls == 9
