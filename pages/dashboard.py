@@ -87,7 +87,9 @@ try:
                     "items_per_hour": st.column_config.NumberColumn(
                         "items / hour", format="%.1f",
                         help=f"Answers per hour of active time (each answer counts at most {ACTIVE_SECONDS_CAP:.0f} s)"),
-                    "rate_note": st.column_config.TextColumn("about the rate", width="large"),
+                    "rate_note": st.column_config.TextColumn(
+                        "about the rate", help=f"A rate needs {MIN_RATE_ANSWERS} answers and "
+                                               f"{MIN_RATE_SECONDS / 60:.0f} minutes of active time"),
                     "median_seconds": st.column_config.NumberColumn("median s / item", format="%.1f"),
                     "agreement_with_consensus": st.column_config.NumberColumn(
                         "agreement", format="percent", help="Overlap answers equal to the settled consensus"),

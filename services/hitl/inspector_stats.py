@@ -82,11 +82,8 @@ def rate_note(items: int, *, active_seconds: float) -> str | None:
     MIN_RATE_SECONDS), else why not, in words. Raises nothing."""
     if items >= MIN_RATE_ANSWERS and active_seconds >= MIN_RATE_SECONDS:
         return None
-    return (f"too little data for a rate: {items} answer{'' if items == 1 else 's'} in "
-            f"{active_seconds / 60:.0f} min of active time (a rate needs {MIN_RATE_ANSWERS} answers and "
-            f"{MIN_RATE_SECONDS / 60:.0f} min)" if active_seconds >= 60 else
-            f"too little data for a rate: {items} answer{'' if items == 1 else 's'} in {active_seconds:.0f} s of "
-            f"active time (a rate needs {MIN_RATE_ANSWERS} answers and {MIN_RATE_SECONDS / 60:.0f} min)")
+    spent = f"{active_seconds / 60:.0f} min" if active_seconds >= 60 else f"{active_seconds:.0f} s"
+    return f"too little data: {items} answer{'' if items == 1 else 's'} in {spent}"
 
 
 def _figures(inspector: str, day: str | None, t: dict[str, float], cls: dict[str, list[int]],
