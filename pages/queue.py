@@ -7,6 +7,7 @@ from pages.photos import ZOOM_LEVELS, review_name, zoomed
 from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
 from services.core.errors import ConsoleError
+from services.core.wording import queue_reason_text
 from services.hitl.answers import last_answer, submit, undo_last
 from services.hitl.queue import claim_next, flag, out_of_reach, peek_next, queue_counts, release
 from services.hitl.similar_cases import reuse_flag_of, similar_decided
@@ -15,8 +16,6 @@ from services.reviews.rules import photo_qualifies
 PHOTO_SIZE = 720  # the photo large, above the fold
 ZOOM_SIZE = 2048  # zoomed: full width, detail kept
 PREFETCH = 2  # photos loaded ahead while the inspector looks at this one
-REASONS = {"low_confidence": "the model is not sure enough", "no_model": "no model had been trained yet",
-           "audit": "a share of automatic decisions is checked by people", "rereview": "an admin asked for another look"}
 
 st.title("Review queue")
 conn = db(needs="reviews.label")
@@ -92,8 +91,7 @@ with left:
         show_photo(st, label=f"photo {item['id']}", uri=item["uri"], sha256=item["sha256"], size=PHOTO_SIZE)
 with right:
     st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
-    why = REASONS.get(item["queue_reason"] or "audit", md(item["queue_reason"]))
-    st.caption(f"Submitted {item['submitted_at']} · in the queue because {why}")
+    st.caption(f"Submitted {item['submitted_at']} · in the queue because {md(queue_reason_text(item['queue_reason']))}")
     if item["text"]:
         st.text(item["text"])  # customer text, shown literally
     pred = item["prediction"]

@@ -8,6 +8,7 @@ from pages.photos import data_url, review_name
 from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
 from services.core.errors import ConsoleError
+from services.core.wording import SOURCES, STATUSES, queue_reason_text
 from services.reviews.outcomes import list_images, review_detail
 
 PAGE_SIZE = 50
@@ -19,9 +20,11 @@ settings = get_settings(conn)
 
 f = st.columns([2, 2, 2, 2, 3])
 review_type = f[0].selectbox("Review type", [None, *settings["credit_rules"]], key="rv_type", format_func=lambda v: v or "all")
-status = f[1].selectbox("Status", [None, "pending", "queued", "decided", "failed"], key="rv_status", format_func=lambda v: v or "all")
+status = f[1].selectbox("Status", [None, "pending", "queued", "decided", "failed"], key="rv_status",
+                        format_func=lambda v: STATUSES.get(v, v) if v else "all")
 label = f[2].selectbox("Decided label", [None, *CLASSES], key="rv_label", format_func=lambda v: v or "all")
-source = f[3].selectbox("Decided by", [None, "auto", "human"], key="rv_source", format_func=lambda v: v or "anyone")
+source = f[3].selectbox("Decided by", [None, "auto", "human"], key="rv_source",
+                        format_func=lambda v: SOURCES.get(v, v) if v else "anyone")
 search = f[4].text_input("Search review, product or user", key="rv_search")
 s = st.columns([2, 1, 3])
 sort = s[0].selectbox("Sort by", ["submitted_at", "confidence", "review_id", "label", "status"], key="rv_sort")
@@ -52,12 +55,13 @@ if rows:
                 "product": r["product"],
                 "user": r["user_id"],
                 "submitted": r["submitted_at"],
-                "status": r["status"] + (f" ({r['queue_reason']})" if r["queue_reason"] else ""),
+                "status": STATUSES.get(r["status"], r["status"])
+                + (f" ({queue_reason_text(r['queue_reason'])})" if r["queue_reason"] else ""),
                 "model label": r["predicted"],
                 "confidence": r["confidence"],
                 "decision": r["label"],
                 "credit": None if r["credit"] is None else bool(r["credit"]),
-                "by": r["source"],
+                "by": SOURCES.get(r["source"], r["source"]),
                 "reason": r["reason"] or r["error"],
             }
             for r in rows

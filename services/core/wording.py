@@ -67,3 +67,15 @@ def duration_text(seconds: float | None) -> str | None:
     if minutes < 60:
         return f"about {minutes} min"
     return f"about {minutes // 60} h" + (f" {minutes % 60} min" if minutes % 60 else "")
+
+
+QUEUE_REASONS = {"low_confidence": "the model is not sure enough", "no_model": "no model had been trained yet",
+                 "audit": "a share of automatic decisions is checked by people",
+                 "rereview": "an admin asked for another look", "adjudication": "inspectors disagree: an admin decides"}
+STATUSES = {"pending": "not classified yet", "queued": "in the queue", "decided": "decided", "failed": "failed"}
+SOURCES = {"auto": "the model", "human": "a person"}
+
+
+def queue_reason_text(reason: str | None) -> str:
+    """Why a photo is in the queue, in words (an unknown reason as it is; none is an audit). Raises nothing."""
+    return QUEUE_REASONS.get(reason or "audit", reason or "")

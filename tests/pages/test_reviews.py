@@ -43,7 +43,7 @@ def test_table_lists_every_photo(seeded):
     by_review = rows.set_index(["review", "status"])
     assert by_review.loc[("r1", "decided"), "decision"] == "product"
     assert bool(by_review.loc[("r1", "decided"), "credit"]) is True
-    assert by_review.loc[("r1", "decided"), "by"] == "human"
+    assert by_review.loc[("r1", "decided"), "by"] == "a person"  # in words, not the key 'human'
     assert ("r3", "failed") in by_review.index
     # thumbnails for readable photos, none for the broken file
     photos = dict(zip(rows["status"], rows["photo"]))
