@@ -5,8 +5,8 @@
 mutmut (requirements-dev.txt) changes one operator, constant or call at a time in each module below and runs
 the tests that cover the function it changed; a mutant the tests do not notice *survived*. The run happens
 in a scratch copy of the repository (``benchmarks/out/mutation`` unless ``--keep``), so the working tree is
-never touched. ``--quick`` takes the small modules only (a few minutes on two cores); the full run takes
-every module. ``--tests-from DIR`` takes ``tests/`` from another checkout (e.g. ``git archive`` of an older
+never touched. ``--quick`` takes four modules (about 12 minutes on two cores); the full run takes
+every module (hours: the counter's tests simulate hours of frames per mutant). ``--tests-from DIR`` takes ``tests/`` from another checkout (e.g. ``git archive`` of an older
 commit) to score an older suite against today's code.
 
 mutmut leaves decorated functions alone, so the numba-compiled bin machine (``services/lines/bin_machine.py``)
