@@ -200,12 +200,14 @@ def more_photos_estimate(y: np.ndarray, proba: np.ndarray, classes: list[str], *
 
 
 def summary(certificates: dict[str, ClassCertificate], *, total: int, target: float,
-            more_photos: int | None) -> dict[str, Any]:
-    """The certified share of all photos with the sentence the console shows for it."""
+            more_photos: int | None, alpha: float = ALPHA) -> dict[str, Any]:
+    """The certified share of all photos with the sentence the console shows for it (``alpha``: the level the
+    certificates were made at). Raises nothing."""
     photos = sum(c.photos for c in certificates.values())
     right = sum(c.right for c in certificates.values())
     share = photos / total if total else 0.0
-    text = f"certified: {share:.0%} automatic at {target:.0%} (95% confidence, on {total} held-back photos)"
+    text = (f"certified: {share:.0%} automatic at {target:.0%} ({1 - alpha:.0%} confidence, on {total} held-back "
+            "photos)")
     if more_photos:
         text += f"; about {more_photos:,} more labelled photos would certify more"
     elif share == 0 and more_photos is None:
@@ -214,4 +216,4 @@ def summary(certificates: dict[str, ClassCertificate], *, total: int, target: fl
             "automatic_share": share, "automatic_photos": photos,
             "automatic_accuracy": right / photos if photos else None,
             "per_class": {k: asdict(c) for k, c in certificates.items()},
-            "alpha": ALPHA, "more_photos": more_photos, "text": text}
+            "alpha": alpha, "more_photos": more_photos, "text": text}

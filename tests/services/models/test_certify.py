@@ -139,3 +139,11 @@ def test_the_certificate_says_how_much_is_certified_and_what_more_photos_would_d
     out = summary(certs, total=60, target=0.98, more_photos=more)
     assert out["automatic_share"] == 0.0 and out["thresholds"] == {"a": 1.0, "b": 1.0}
     assert out["text"] == f"certified: 0% automatic at 98% (95% confidence, on 60 held-back photos); about {more:,} more labelled photos would certify more"
+
+
+def test_the_summary_names_the_confidence_it_was_made_at():
+    from services.models.certify import summary
+
+    assert "(95% confidence, on 10 held-back photos)" in summary({}, total=10, target=0.98, more_photos=None)["text"]
+    other = summary({}, total=10, target=0.98, more_photos=None, alpha=0.1)
+    assert "(90% confidence" in other["text"] and other["alpha"] == 0.1
