@@ -34,6 +34,7 @@ TITLES = {"overview": "Overview", "reviews": "Reviews", "queue": "Review queue",
 # an absolute path of two parts or more (not "1/2" or "km/h"), or a storage URI
 SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+[\w.@+-]*|\b(?:s3|file)://\S+")
 REPRS = ("{'", "[{'")
+FIRST_SECTION = {"admin": "Administration", "inspector": "Inspection", "ops": "Operations"}
 SETTLED = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     return app && app.getAttribute('data-test-script-state') === 'notRunning'
@@ -166,6 +167,16 @@ def test_every_role_walks_every_page(walked, request):
             assert _cut_off_is_seen(page)
             mine = [stem for stem, action in PAGE_ACTIONS.items() if role in PERMISSIONS[action]]
             assert mine, role
+            # issue 20 item 8: every page of the role at once (no "View 5 more"), its daily section first
+            nav = page.get_by_test_id("stSidebarNav")
+            nav.get_by_text(TITLES[mine[0]], exact=True).wait_for(timeout=30_000)
+            hidden = [TITLES[stem] for stem in mine if not nav.get_by_text(TITLES[stem], exact=True).is_visible()]
+            if hidden or nav.get_by_test_id("stSidebarNavViewButton").count():
+                problems[f"{role}: navigation"] = [f"not shown at once: {hidden}"]
+            if page.get_by_test_id("stNavSectionHeader").count():
+                assert page.get_by_test_id("stNavSectionHeader").first.inner_text() == FIRST_SECTION[role]
+            if role != "admin" and str(ws.root) in page.get_by_test_id("stSidebar").inner_text():
+                problems[f"{role}: sidebar"] = ["the workspace's server path is shown"]
             for stem in mine:
                 page.goto(f"{url}/{'' if stem == 'overview' else stem}")  # the default page has no path of its own
                 page.get_by_test_id("stMain").get_by_role("heading", name=TITLES[stem], exact=True).first.wait_for(

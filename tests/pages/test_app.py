@@ -36,6 +36,21 @@ def test_sidebar_names_the_user_and_the_workspace(ws):
     assert any(str(ws.root) in c for c in captions), captions
 
 
+def test_only_admins_see_the_workspace_path(ws, db):
+    """Issue 20 item 2: the workspace's server path is for admins; Overview stays the home page whatever section
+    comes first for the role (item 8; the order and the whole navigation at once are checked in Chromium by
+    tests/e2e/test_walk.py)."""
+    from services.access.accounts import create_user
+    from tests.pages.test_sign_in import GOOD, sign_in
+
+    create_user(db, username="otto", password=GOOD, roles=["ops"], actor="cli:root")
+    at = start_app()
+    sign_in(at, "otto", GOOD)
+    assert not at.exception and [t.value for t in at.title] == ["Overview"]
+    captions = [c.value for c in at.sidebar.caption]
+    assert any("otto" in c for c in captions) and not any(str(ws.root) in c for c in captions), captions
+
+
 def test_empty_workspace_shows_first_step_and_no_model_warning(ws):
     at = start_app()
     assert len(at.info) == 1
