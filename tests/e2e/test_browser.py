@@ -75,7 +75,7 @@ def test_inspector_labels_queued_photos_by_mouse_and_keyboard(server):
         page.keyboard.press("1")  # "1 · package": decides the second photo at once
         page.get_by_text("The queue is empty").wait_for(timeout=30_000)
         page.goto(url + "/" + SETUP)
-        page.get_by_text("Decided by people").wait_for(timeout=60_000)
+        page.get_by_text("Decided by people", exact=True).wait_for(timeout=60_000)
         browser.close()
     rows = db.execute("SELECT label, source, credit FROM decisions").fetchall()
     assert rows == [("product", "human", 1), ("package", "human", 0)]
