@@ -61,3 +61,29 @@ def test_a_ten_pixel_face_of_noise_is_flattened_by_blur_and_pixelate():
     for mode in ("blur", "pixelate", "fill"):
         out = anonymize(frame, boxes, mode=mode)
         assert detail_ratios(frame, out, boxes)[0] < 0.2, mode
+
+
+def test_consolidate_merges_overlapping_and_nested_boxes_and_keeps_apart_ones():
+    from services.faces.masks import consolidate
+
+    boxes = np.array([[0, 0, 10, 10, 0.3],     # overlaps the next by IoU 0.67: their union, the higher score
+                      [0, 0, 10, 15, 0.9],
+                      [100, 100, 140, 140, 0.5],
+                      [110, 110, 120, 120, 0.8],  # inside the one above: goes, its score kept
+                      [300, 0, 310, 10, 0.2]], dtype=np.float32)  # apart: kept as it is
+    got = consolidate(boxes)
+    assert got.tolist() == [[100, 100, 140, 140, 0.800000011920929], [0, 0, 10, 15, 0.8999999761581421],
+                            [300, 0, 310, 10, 0.20000000298023224]]
+    assert consolidate(np.zeros((0, 5), np.float32)).shape == (0, 5)
+
+
+def test_consolidate_a_crowd_of_held_pairs_leaves_one_box_a_face():
+    from services.faces.masks import consolidate
+
+    rng = np.random.default_rng(3)
+    corners = np.stack(np.meshgrid(np.arange(20) * 60.0, np.arange(15) * 45.0), -1).reshape(-1, 2)  # 300 faces
+    faces = np.c_[corners, corners + 20, np.ones(len(corners))].astype(np.float32)
+    held = faces + np.c_[rng.uniform(-2, 2, (len(faces), 4)), np.zeros(len(faces))].astype(np.float32)
+    got = consolidate(np.r_[faces, held])
+    assert len(got) == 300
+    assert np.all(got[:, :2] <= np.minimum(faces, held)[[np.argmin(np.abs(faces[:, :2] - g[:2]).sum(1)) for g in got], :2])
