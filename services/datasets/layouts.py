@@ -256,15 +256,12 @@ def write_folders(store: ObjectStore, records: list[Labelled], *, output: str) -
             "written": written, "errors": errors}
 
 
-def read_coco_classes(coco: Any, *, images_root: str | None = None) -> tuple[list[Labelled], list[dict[str, Any]]]:
-    """(records, errors) of a COCO classification file (see the module docstring); an image with no label, two
-    labels, or a box is reported. Raises InvalidInput when ``coco`` is not a COCO object."""
-    check_structure(coco)
-    errors: list[dict[str, Any]] = []
-    cats = coco_categories(coco, errors, notes=[])  # an unused category 0 holds no label
-    images = coco_images(coco, errors, images_root=images_root, sized=False)
-    found: dict[int, set[int]] = {i: set() for i in images}
-    conf: dict[int, float] = {}
+def class_annotations(coco: dict[str, Any], *, images: dict[int, Any], cats: dict[int, str],
+                      errors: list[dict[str, Any]]) -> tuple[list[tuple[int, dict[str, Any]]], dict[int, str]]:
+    """(image id, annotation) of every classification annotation of ``coco`` that names a known image and a valid
+    category, in file order, and the reason per image a bad annotation breaks (a bbox: a detection file; an
+    unknown category). An annotation naming no known image is added to ``errors``. Raises nothing."""
+    usable: list[tuple[int, dict[str, Any]]] = []
     broken: dict[int, str] = {}
     for ann in coco["annotations"]:
         aid = ann.get("id") if isinstance(ann, dict) else None
@@ -277,10 +274,25 @@ def read_coco_classes(coco: Any, *, images_root: str | None = None) -> tuple[lis
         elif ann.get("category_id") not in cats:
             broken.setdefault(image_id, f"annotation {aid}: category_id {ann.get('category_id')!r} is not a valid category")
         else:
-            found[image_id].add(ann["category_id"])
-            attrs = ann.get("attributes") if isinstance(ann.get("attributes"), dict) else {}
-            if isinstance(attrs.get("confidence"), (int, float)):
-                conf[image_id] = float(attrs["confidence"])
+            usable.append((image_id, ann))
+    return usable, broken
+
+
+def read_coco_classes(coco: Any, *, images_root: str | None = None) -> tuple[list[Labelled], list[dict[str, Any]]]:
+    """(records, errors) of a COCO classification file (see the module docstring); an image with no label, two
+    labels, or a box is reported. Raises InvalidInput when ``coco`` is not a COCO object."""
+    check_structure(coco)
+    errors: list[dict[str, Any]] = []
+    cats = coco_categories(coco, errors, notes=[])  # an unused category 0 holds no label
+    images = coco_images(coco, errors, images_root=images_root, sized=False)
+    found: dict[int, set[int]] = {i: set() for i in images}
+    conf: dict[int, float] = {}
+    usable, broken = class_annotations(coco, images=images, cats=cats, errors=errors)
+    for image_id, ann in usable:
+        found[image_id].add(ann["category_id"])
+        attrs = ann.get("attributes") if isinstance(ann.get("attributes"), dict) else {}
+        if isinstance(attrs.get("confidence"), (int, float)):
+            conf[image_id] = float(attrs["confidence"])
     records = []
     for image_id, (img, uri) in images.items():
         names = sorted(cats[c] for c in found[image_id])

@@ -20,7 +20,7 @@ from services.core.errors import InvalidInput
 from services.core.storage import ObjectStore
 from services.datasets.coco import check_structure, coco_categories, coco_images
 from services.datasets.groundtruth import MULTILABEL_TYPE, multilabel_attributes, parse_lines, relative, source_ref
-from services.datasets.layouts import image_sizes
+from services.datasets.layouts import class_annotations, image_sizes
 
 
 @dataclass(frozen=True)
@@ -133,21 +133,11 @@ def read_coco_multilabel(coco: Any, *, images_root: str | None = None) -> tuple[
     cats = coco_categories(coco, errors, notes=[])
     images = coco_images(coco, errors, images_root=images_root, sized=False)
     found: dict[int, list[tuple[str, float | None]]] = {i: [] for i in images}
-    broken: dict[int, str] = {}
-    for ann in coco["annotations"]:
-        aid = ann.get("id") if isinstance(ann, dict) else None
-        image_id = ann.get("image_id") if isinstance(ann, dict) else None
-        if image_id not in images:
-            errors.append({"annotation_id": aid, "reason": f"annotation {aid} names no known image ({image_id!r})"})
-        elif ann.get("bbox"):
-            broken.setdefault(image_id, f"annotation {aid} has a bbox: this is a detection file "
-                                        "(convert it with --to groundtruth-boxes)")
-        elif ann.get("category_id") not in cats:
-            broken.setdefault(image_id, f"annotation {aid}: category_id {ann.get('category_id')!r} is not a valid category")
-        else:
-            attrs = ann.get("attributes") if isinstance(ann.get("attributes"), dict) else {}
-            conf = attrs.get("confidence", ann.get("score"))
-            found[image_id].append((cats[ann["category_id"]], conf if isinstance(conf, (int, float)) else None))
+    usable, broken = class_annotations(coco, images=images, cats=cats, errors=errors)
+    for image_id, ann in usable:
+        attrs = ann.get("attributes") if isinstance(ann.get("attributes"), dict) else {}
+        conf = attrs.get("confidence", ann.get("score"))
+        found[image_id].append((cats[ann["category_id"]], conf if isinstance(conf, (int, float)) else None))
     records = []
     for image_id, (img, uri) in images.items():
         if image_id in broken:
