@@ -41,7 +41,11 @@ def test_a_code_opens_one_session_once_and_expires(ann):
 def test_a_forged_or_altered_cookie_is_no_session(ann):
     cookie = _open(ann)
     token, signature = cookie.split(".")
-    for forged in (f"{token}.{'0' * 64}", f"{token[:-1]}A.{signature}", token, "", "x.y"):
+    other = "B" if token[-1] == "A" else "A"  # a real change: the token may already end in "A"
+    flipped = "0" if signature[0] != "0" else "1"
+    for forged in (f"{token}.{'0' * 64}", f"{token[:-1]}{other}.{signature}", f"{token}.{flipped}{signature[1:]}",
+                   token, "", "x.y"):
+        assert forged != cookie
         assert sessions.resume(ann, cookie=forged, idle_seconds=IDLE, now=1001.0) is None
 
 
