@@ -9,6 +9,12 @@ A job kind supplies: ``list_items`` (once, at first start), ``load`` (I/O for a 
 prefetches the next batch while the current one computes), ``compute`` (no database writes),
 ``write`` (inside the batch transaction; returns each item's error or None) and ``finish``.
 Cancel is a state the worker checks between batches.
+
+Several processes may run workers on one database (``./run.sh --processes N`` runs one worker service, but
+``cli work`` or ``cli classify`` may run beside it): a claim is one ``BEGIN IMMEDIATE`` transaction, so one
+worker gets a job; its lease is renewed by a heartbeat thread while it runs (a batch may take longer than the
+lease), and every batch and the end are written only while the worker still holds the lease (fenced by its
+owner), so a worker that lost its lease (paused past it, its job taken over) stops without writing anything.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
+import sys
 import threading
 import time
 import traceback
@@ -36,6 +44,7 @@ from services.core.config import Workspace
 from services.core.errors import ConsoleError, InvalidInput, NotFound
 
 LEASE_SECONDS = 120.0
+HEARTBEAT_SECONDS = LEASE_SECONDS / 4  # the running worker renews its lease this often
 ACTIVE_STATES = ("queued", "running", "cancelling")
 
 
@@ -270,10 +279,67 @@ def run_job(ws: Workspace, *, job_id: int | None = None, owner: str | None = Non
         db.close()
 
 
+class LeaseLost(ConsoleError):
+    """This worker's lease on a job ran out and another worker holds it now: stop, writing nothing more."""
+
+
+def renew_lease(db: sqlite_utils.Database, *, job_id: int, owner: str, now: float | None = None) -> bool:
+    """Extend ``owner``'s lease on job ``job_id`` by ``LEASE_SECONDS``; False when ``owner`` no longer holds it.
+    Raises sqlite3.Error if the database cannot be written."""
+    now = time.time() if now is None else now
+    cur = db.execute("UPDATE jobs SET lease_expires = ?, heartbeat_at = ? WHERE id = ? AND lease_owner = ? "
+                     "AND state IN ('running', 'cancelling')", [now + LEASE_SECONDS, now_iso(), job_id, owner])
+    return cur.rowcount == 1
+
+
+class _Heartbeat:
+    """A daemon thread that renews a running job's lease every ``HEARTBEAT_SECONDS`` on its own connection."""
+
+    def __init__(self, ws: Workspace, *, job_id: int, owner: str) -> None:
+        self._stop = threading.Event()
+        self._args = (ws, job_id, owner)
+        self._thread = threading.Thread(target=self._loop, name=f"job{job_id}-lease", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        ws, job_id, owner = self._args
+        db = ws.db()
+        try:
+            while not self._stop.wait(HEARTBEAT_SECONDS):
+                if not renew_lease(db, job_id=job_id, owner=owner):
+                    return  # taken over or finished: the batch write will find out (fenced)
+        except sqlite3.Error:  # the database went away (a test's workspace, a shutdown): the lease just expires
+            traceback.print_exc()
+        finally:
+            db.close()
+
+
+def _holds_lease(db: sqlite_utils.Database, job_id: int, owner: str) -> None:
+    """Inside a write transaction: raise LeaseLost unless ``owner`` still holds job ``job_id``."""
+    row = db.execute("SELECT lease_owner FROM jobs WHERE id = ?", [job_id]).fetchone()
+    if row is None or row[0] != owner:
+        raise LeaseLost(f"job {job_id} is held by {row[0] if row else 'nobody'} now, not {owner}")
+
+
 def _run_claimed(ws: Workspace, db: sqlite_utils.Database, job_id: int, owner: str) -> None:
+    with _Heartbeat(ws, job_id=job_id, owner=owner):
+        try:
+            _run_leased(ws, db, job_id, owner)
+        except LeaseLost as exc:  # another worker runs it now; nothing of this run's last batch was written
+            print(f"job {job_id}: {exc}", file=sys.stderr)
+
+
+def _run_leased(ws: Workspace, db: sqlite_utils.Database, job_id: int, owner: str) -> None:
     job = get_job(db, job_id)
     if job["kind"] not in KINDS:  # a job queued by a newer or older version of the console
-        _finish(db, job_id, "failed", None, f"this console does not know jobs of kind '{job['kind']}'")
+        _finish(db, job_id, owner, "failed", None, f"this console does not know jobs of kind '{job['kind']}'")
         return
     kind = KINDS[job["kind"]]
     ctx = JobContext(ws=ws, db=db, job_id=job_id, params=job["params"], actor=job["created_by"] or "system")
@@ -299,19 +365,22 @@ def _run_claimed(ws: Workspace, db: sqlite_utils.Database, job_id: int, owner: s
                 future = loader.submit(kind.load, ctx, batches[i + 1]) if i + 1 < len(batches) else None
                 computed = kind.compute(ctx, loaded)
                 with db.atomic():
+                    _holds_lease(db, job_id, owner)
                     outcome = kind.write(ctx, computed)
                     _record_items(db, job_id, batch, outcome, owner)
             if future is not None:
                 future.cancel()
         if _state(db, job_id) == "cancelling":
-            _finish(db, job_id, "cancelled", None, None)
+            _finish(db, job_id, owner, "cancelled", None, None)
             return
         result = kind.finish(ctx)
-        _finish(db, job_id, "done", result, None)
+        _finish(db, job_id, owner, "done", result, None)
+    except LeaseLost:
+        raise
     except ConsoleError as exc:
-        _finish(db, job_id, "failed", None, str(exc))
+        _finish(db, job_id, owner, "failed", None, str(exc))
     except Exception as exc:  # noqa: BLE001 - a job must record why it died, whatever the cause
-        _finish(db, job_id, "failed", None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        _finish(db, job_id, owner, "failed", None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
     finally:
         kind.close(ctx)
 
@@ -334,8 +403,12 @@ def _record_items(
     )
 
 
-def _finish(db: sqlite_utils.Database, job_id: int, state: str, result: Any, error: str | None) -> None:
-    db.execute(
-        "UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_expires = NULL WHERE id = ?",
-        [state, json.dumps(result) if result is not None else None, error, now_iso(), job_id],
+def _finish(db: sqlite_utils.Database, job_id: int, owner: str, state: str, result: Any, error: str | None) -> None:
+    """End the job, if ``owner`` still holds it. Raises LeaseLost when another worker took it over."""
+    cur = db.execute(
+        "UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_expires = NULL "
+        "WHERE id = ? AND lease_owner = ?",
+        [state, json.dumps(result) if result is not None else None, error, now_iso(), job_id, owner],
     )
+    if cur.rowcount != 1:
+        raise LeaseLost(f"job {job_id} was taken over by another worker before {owner} finished it")
