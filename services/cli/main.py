@@ -32,6 +32,7 @@ from services.models.finetune_model import train_finetuned
 from services.reviews import ingest
 from services.worker import kinds
 from services.worker.housekeeping import Housekeeping
+from services.worker.runner import watch
 
 
 def cmd_ingest(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
@@ -150,6 +151,8 @@ def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_work(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    if args.watch:  # the worker service of ./run.sh --processes N: jobs and chores until SIGTERM
+        return watch(ws, poll_seconds=args.poll)
     ran = []
     while (job_id := jobs.run_job(ws)) is not None:
         ran.append(job_id)
@@ -230,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("work", help="run every queued job and the housekeeping (queue snapshot, reliability, line feed, pruning), then exit (for schedulers)")
+    s.add_argument("--watch", action="store_true",
+                   help="keep running as the worker service: new jobs as they come, chores on their intervals, until SIGTERM")
+    s.add_argument("--poll", type=float, default=2.0, help="--watch: seconds between looks for new jobs")
     s.set_defaults(fn=cmd_work)
 
     s = sub.add_parser("retrain", help="train a candidate when enough new labels exist, promote it if it is no worse")

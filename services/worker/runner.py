@@ -1,10 +1,15 @@
-"""The background worker: a daemon thread of the server process that runs queued jobs and, between them,
-the periodic chores (``housekeeping``)."""
+"""The background worker: a daemon thread that runs queued jobs and, between them, the periodic chores
+(``housekeeping``). It runs in the app's server process (one process: ``./run.sh``), or alone in a worker service
+(``watch``: ``python -m services.cli work --watch``, which ``./run.sh --processes N`` starts beside the app
+processes, each started with ``REVIEW_CONSOLE_WORKER=off``)."""
 
 from __future__ import annotations
 
+import signal
+import sys
 import threading
 import traceback
+from typing import Any
 
 from services.core.config import Workspace
 from services.core.jobs import run_job
@@ -51,3 +56,18 @@ class Worker:
             self.housekeeping.run_due()
         except Exception:  # noqa: BLE001 - reported, and the worker goes on running jobs
             traceback.print_exc()
+
+
+def watch(ws: Workspace, *, poll_seconds: float = 2.0, stop: threading.Event | None = None) -> dict[str, Any]:
+    """Run the worker in this process until ``stop`` is set or, on the main thread, SIGTERM or SIGINT arrives;
+    then let the job in hand finish its batch for up to 30 s (a job stopped halfway is resumed by the next worker
+    once its lease expires, finished items not redone). Returns what ran. Raises nothing of its own."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    worker = Worker(ws, poll_seconds=poll_seconds).start()
+    print(f"worker: watching {ws.root} for jobs (every {poll_seconds:g} s)", file=sys.stderr, flush=True)
+    stop.wait()
+    worker.stop()
+    return {"watched": str(ws.root), "stopped": True}
