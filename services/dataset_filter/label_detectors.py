@@ -4,8 +4,8 @@ Two detectors behind one interface (``LabelDetector``):
 
 - ``LocalImageNetDetector`` (``services.dataset_filter.local_detector``): offline and free. "person" and its
   synonyms come from the console's body-pose and face detectors, with boxes; "shoe", "bag", "box" and
-  "clothing" from chosen ImageNet classes (shoes also on the feet of the person found); every other label sums
-  the ImageNet classes WordNet puts under it. The everyday labels' confidences are calibrated
+  "clothing" from chosen ImageNet classes (shoes also on the feet of the people found, bags at their hands);
+  every other label sums the ImageNet classes WordNet puts under it. The everyday labels' confidences are calibrated
   (``services.dataset_filter.calibration``); the others are ImageNet probability sums.
 - ``RekognitionDetector``: Amazon Rekognition DetectLabels (about $0.001 an image). A wanted label matches a
   returned label's Name, one of its Aliases or one of its Parents (case-insensitive); its Instances' boxes

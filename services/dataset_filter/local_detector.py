@@ -4,8 +4,8 @@
   job uses) through a softmax; the label's confidence is the sum of the probabilities of the classes WordNet puts
   under it (``imagenet_hierarchy``), so "bird" sums the 59 bird classes. Not calibrated; no boxes.
 - The everyday labels (``everyday``): "person" and its synonyms from the body-pose and face detectors, with
-  boxes (``people``); "shoe", "bag", "box", "clothing" from chosen ImageNet classes, shoes also on the crop
-  around the feet of the person found (then with that crop as box). Their confidences are calibrated
+  boxes (``people``); "shoe", "bag", "box", "clothing" from chosen ImageNet classes, shoes also on the crops
+  around the feet of the people found, bags on the crops around their hands (then with that crop as box). Their confidences are calibrated
   (``calibration``), so one threshold means about the same for each.
 
 ``prepare`` (decode, on I/O threads) and ``detect_prepared`` (inference per batch) let a job pipeline the work;
@@ -35,7 +35,7 @@ from services.models.embedder import preprocess
 from services.models.features import FeatureExtractor
 
 EMBED_SIDE = 224  # the backbone's letterbox: JPEGs decode straight to about this size (DCT scaling)
-PEOPLE_SIDE = 640  # decode size when people or feet are looked for (small people and feet need the pixels)
+PEOPLE_SIDE = 640  # decode size when people, feet or hands are looked for (small people and feet need the pixels)
 
 
 @dataclass
@@ -101,8 +101,9 @@ class LocalImageNetDetector:
 
     @staticmethod
     def needs_people(wanted: Sequence[str]) -> bool:
-        """Whether any wanted label looks at people (person and its synonyms, shoes on feet)."""
-        return any((f := everyday.family_of(label)) is not None and (f.people or f.feet) for label in wanted)
+        """Whether any wanted label looks at people (person and its synonyms, shoes on feet, bags at hands)."""
+        return any((f := everyday.family_of(label)) is not None and (f.people or f.feet or f.hands)
+                   for label in wanted)
 
     def prepare(self, data: bytes, *, people: bool = False) -> Prepared:
         """Decode at reduced size and letterbox for the backbone (thread-safe); ``people`` keeps a larger picture
@@ -130,7 +131,7 @@ class LocalImageNetDetector:
 
     def _everyday(self, label: str, family: Family, views: list[tuple[np.ndarray, dict[str, float] | None]],
                   people: People | None, size: tuple[int, int]) -> Detection:
-        """One everyday label's detection from the image's views (whole image first, then feet crops)."""
+        """One everyday label's detection from the image's views (whole image first, then feet or hand crops)."""
         if family.people:
             found = people or People()
             parts = sorted({str(b["part"]) for b in found.boxes})
@@ -162,20 +163,23 @@ class LocalImageNetDetector:
         for label in wanted:
             self.class_ids(label)
         feet = any(f is not None and f.feet for f in families.values())
+        hands = any(f is not None and f.hands for f in families.values())
         people: list[People | None] = [None] * len(prepared)
         if self.needs_people(wanted):
-            people = [find_people(p.picture, feet=feet) for p in prepared]
+            people = [find_people(p.picture, feet=feet, hands=hands) for p in prepared]
         arrays: list[np.ndarray] = [p.array for p in prepared]
-        crops: list[list[tuple[int, dict[str, float]]]] = []
+        crops: dict[str, list[list[tuple[int, dict[str, float]]]]] = {"feet": [], "hands": []}
         for p, found in zip(prepared, people, strict=True):
-            mine = []
-            for left, top, right, bottom in (found.feet if found else []):
-                picture = p.picture
-                w, h = picture.size
-                mine.append((len(arrays), {"left": round(left / w, 4), "top": round(top / h, 4),
-                                           "width": round((right - left) / w, 4), "height": round((bottom - top) / h, 4)}))
-                arrays.append(preprocess(picture.crop((left, top, right, bottom))))
-            crops.append(mine)
+            for part in crops:
+                mine = []
+                for left, top, right, bottom in (getattr(found, part) if found else []):
+                    picture = p.picture
+                    w, h = picture.size
+                    mine.append((len(arrays), {"left": round(left / w, 4), "top": round(top / h, 4),
+                                               "width": round((right - left) / w, 4),
+                                               "height": round((bottom - top) / h, 4)}))
+                    arrays.append(preprocess(picture.crop((left, top, right, bottom))))
+                crops[part].append(mine)
         probs = self._probabilities(arrays)
         out = []
         for i, p in enumerate(prepared):
@@ -187,7 +191,8 @@ class LocalImageNetDetector:
                     found[label] = Detection(label, float(min(1.0, probs[i][ids].sum())),
                                              self._matched(ids, probs[i][ids]), [], p.image_size)
                     continue
-                views = whole + ([(probs[k], box) for k, box in crops[i]] if family.feet else [])
+                views = whole + ([(probs[k], box) for k, box in crops["feet"][i]] if family.feet else [])
+                views += [(probs[k], box) for k, box in crops["hands"][i]] if family.hands else []
                 found[label] = self._everyday(label, family, views, people[i], p.image_size)
             out.append(found)
         return out

@@ -1,0 +1,137 @@
+"""Bags at the hands: the crop geometry from pose landmarks, and a real filter job on real sample photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.core import images as imgs
+from services.core import jobs
+from services.dataset_filter import everyday
+from services.dataset_filter import job as df
+from services.dataset_filter import outputs as filter_outputs
+from services.dataset_filter.imagenet_hierarchy import load
+from services.dataset_filter.local_detector import PEOPLE_SIDE
+from services.dataset_filter.people import BAG_PEOPLE, HAND_SIDES, HANDS, body_scale, hand_crops
+from services.models.body_cues import BodyPoseModel
+
+BAG_PHOTO = "half_length/mmpose_deepfasion2_000264.jpg"  # a woman holding a brown shoulder bag by its strap
+NO_BAG_PHOTOS = ("half_length/ootd_vitonhd_05997_00.jpg", "full_length/ootd_dresscode_053228_0.jpg")
+
+
+def _standing(*, hands_at: tuple[float, float] = (0.62, 0.55)) -> np.ndarray:
+    """Landmarks (33, 4) of a person facing the camera in a 400 x 1000 photo: shoulders 0.4-0.6 across at 0.3
+    down, hips at 0.55, the right hand's points at ``hands_at``, the left hand out of frame."""
+    lm = np.zeros((33, 4), dtype=np.float32)
+    lm[:, :3] = (0.5, 0.1, 0.9)  # everything else: the head, high in the photo
+    lm[11, :3], lm[12, :3] = (0.4, 0.3, 0.9), (0.6, 0.3, 0.9)
+    lm[23, :3], lm[24, :3] = (0.45, 0.55, 0.9), (0.55, 0.55, 0.9)
+    for k, i in enumerate(HANDS[1]):
+        lm[i, :3] = (hands_at[0] + 0.005 * k, hands_at[1] + 0.005 * k, 0.1)  # hidden by the bag: still counted
+    for i in HANDS[0]:
+        lm[i, :3] = (-0.2, 0.55, 0.9)  # left of the frame
+    return lm
+
+
+def test_body_scale_is_the_torso_or_twice_the_shoulders():
+    lm = _standing()
+    assert body_scale(lm, width=400, height=1000) == pytest.approx(250.0)  # torso 0.3 -> 0.55 of 1000 px
+    wide = lm.copy()
+    wide[11, 0], wide[12, 0] = 0.1, 0.9  # shoulders 320 px apart, torso still 250 px long
+    assert body_scale(wide, width=400, height=1000) == pytest.approx(640.0, abs=1.0)
+    assert body_scale(np.zeros((33, 4), dtype=np.float32), width=400, height=1000) == 8.0  # collapsed: the floor
+
+
+def test_hand_crops_are_squares_at_and_below_the_hand_in_frame():
+    lm = _standing()
+    crops = hand_crops(lm, width=400, height=1000)
+    assert len(crops) == 2 * len(HAND_SIDES)  # the right hand only: at it and below it, at each size
+    hx, hy = 0.6275 * 400, 0.5575 * 1000  # the mean of the right hand's points
+    for left, top, right, bottom in crops:
+        assert 0 <= left < right <= 400 and 0 <= top < bottom <= 1000
+        assert left <= hx <= right and top <= hy <= bottom  # every crop holds the hand
+    centres = sorted(((t + b) / 2) for _, t, _, b in crops)
+    assert centres[0] == pytest.approx(hy, abs=1) and centres[-1] > hy + 50  # one centred, some below it
+    big = max(bottom - top for _, top, _, bottom in crops)
+    assert big == pytest.approx(max(HAND_SIDES) * 250, abs=1)  # sides in body scales (torso 250 px)
+    assert hand_crops(_standing(hands_at=(1.3, 0.55)), width=400, height=1000) == []  # no hand in frame
+    edge = hand_crops(_standing(hands_at=(0.97, 0.97)), width=400, height=1000)
+    assert edge and all(right <= 400 and bottom <= 1000 for _, _, right, bottom in edge)  # clipped to the photo
+
+
+def test_the_bag_family_looks_at_hands_and_says_so():
+    family = everyday.family_of("handbags")
+    assert family is not None and family.name == "bag" and family.hands and not family.feet
+    said = everyday.describe(family, hierarchy=load())
+    assert "messenger bag" in said and "sleeping bag" not in said  # messenger bag is WordNet's mailbag, postbag
+    assert said[-1].startswith("bags at the hands")
+    assert not any(f.hands for f in everyday.FAMILIES if f.name != "bag")
+
+
+def _hand_points(data: bytes) -> list[tuple[float, float]]:
+    """The mean point (ratios) of each hand in frame of the BAG_PEOPLE largest people the pose model finds, in
+    the photo or, when it finds nobody there, in its mirror image (as ``find_people`` looks)."""
+    picture = imgs.decode(data, max_side=PEOPLE_SIDE)
+    image = np.ascontiguousarray(np.asarray(picture, dtype=np.uint8))
+    pose = BodyPoseModel.shared()
+    found = pose.detect(image)
+    flip = not found
+    if flip:
+        image = np.ascontiguousarray(image[:, ::-1])
+        found = pose.detect(image)
+    points = []
+    for roi, score in found[:BAG_PEOPLE]:
+        lm = pose.landmarks(image, roi, score).landmarks.copy()
+        if flip:
+            lm[:, 0] = 1.0 - lm[:, 0]
+        for hand in HANDS:
+            shown = [i for i in hand if 0 <= lm[i, 0] < 1 and 0 <= lm[i, 1] < 1]
+            if shown:
+                points.append((float(lm[shown, 0].mean()), float(lm[shown, 1].mean())))
+    return points
+
+
+def test_real_bag_in_the_hand_is_kept_with_a_box_at_the_hand_and_photos_without_one_are_not(ws, db, tmp_path,
+                                                                                          samples):
+    """A real photo of a woman holding a shoulder bag: on the whole photo ImageNet's bag classes hardly fire,
+    at her hand they do. At the default 0.8 the job keeps nothing (the bag family's calibration was fitted on 2
+    bag photos in 30) and says why, naming that photo; at the threshold it names, the bag photo is kept with the
+    hand crop as its box, and two photos of people without a bag are not."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in (BAG_PHOTO, *NO_BAG_PHOTOS):
+        (src / Path(name).name).write_bytes((samples / name).read_bytes())
+    base = {"source": str(src), "labels": ["bag"], "name": "bags", "detector": "local"}
+
+    def run(**kw: object) -> dict:
+        job_id = df.launch(db, {**base, **kw}, actor="admin")
+        assert jobs.run_job(ws, job_id=job_id) == job_id
+        job = jobs.get_job(db, job_id)
+        assert job["state"] == "done", job["error"]
+        return job
+
+    strict = run(destination=str(tmp_path / "strict"))
+    why = strict["result"]["nothing_kept"]
+    assert why["best"]["bag"][0]["uri"].endswith(Path(BAG_PHOTO).name)
+    second = why["best"]["bag"][1]["confidence"]
+    assert why["best"]["bag"][0]["confidence"] > second + 0.2  # the bag photo stands clear of the others
+    assert why["would_keep"][0]["kept"] == 1
+    assert any(m.startswith("bag: calibrated") for m in strict["result"]["threshold_meaning"])
+
+    threshold = why["would_keep"][0]["threshold"]
+    job = run(destination=str(tmp_path / "out"), threshold=threshold)
+    rows = {r["uri"].rsplit("/", 1)[-1]: r for r in filter_outputs.results(db, job_id=job["id"])}
+    assert {n: r["outcome"] for n, r in rows.items()} == {Path(BAG_PHOTO).name: "kept",
+                                                         **{Path(n).name: "rejected" for n in NO_BAG_PHOTOS}}
+    bag = rows[Path(BAG_PHOTO).name]["detail"]["detections"]["bag"]
+    assert bag["matched"] and bag["matched"][0] == "messenger bag"
+    (box,) = bag["boxes"]
+    assert 0.05 < box["width"] < 0.6 and 0.05 < box["height"] < 0.6  # a crop, not the whole photo
+    hands = _hand_points((samples / BAG_PHOTO).read_bytes())
+    assert any(box["left"] <= x <= box["left"] + box["width"] and box["top"] <= y <= box["top"] + box["height"]
+               for x, y in hands), (box, hands)  # the box holds a hand
+    line = json.loads((tmp_path / "out" / "bags" / "manifest.jsonl").read_text().splitlines()[0])
+    assert line["bounding-box"]["annotations"]  # the manifest carries the box too
