@@ -289,16 +289,23 @@ class Inspector:
         if not submit or len(states) != 2:
             raise RuntimeError(f"{self.username}: no sign-in form: {self.texts()[:5]}")
         await self.run_script([*states, WidgetState(id=submit[0], trigger_value=True)])
-        if self.photo_on_screen() is None:
-            await self.run_script([])  # the page asked for after signing in
-        if self.photo_on_screen() is None:
-            raise RuntimeError(f"{self.username}: no photo after signing in: {self.texts()[:5]}")
+        for _ in range(5):  # "Signing in…" (a browser fetches its cookie here), then the page asked for
+            if self.photo_on_screen() is not None:
+                return
+            await self.run_script([])
+        raise RuntimeError(f"{self.username}: no photo after signing in: {self.texts()[:5]}")
 
     async def fetch(self, http: Any, url: str) -> None:
         async with http.get(self.url + "/" + url.lstrip("/")) as resp:
             await resp.read()
 
     async def decide(self, until: float, http: Any) -> None:
+        try:
+            await self._decide(until, http)
+        except Exception as exc:  # noqa: BLE001 (a client that fails is counted, the others go on)
+            self.errors.append(f"stopped: {exc!r}")
+
+    async def _decide(self, until: float, http: Any) -> None:
         from streamlit.proto.WidgetStates_pb2 import WidgetState
 
         while time.monotonic() < until:
@@ -319,6 +326,8 @@ class Inspector:
             if urls:
                 await self.fetch(http, urls[0])  # the photo itself, as the browser loads it
             latency = time.perf_counter() - t0
+            if any(t.startswith("Cannot show") for t in self.texts()):
+                self.errors.append(f"photo {nxt}: not shown")
             if any(f"for image {photo}" in t and t.startswith("Saved") for t in self.texts()) and nxt != photo:
                 self.acked.append(photo)
                 self.latencies.append(latency)
@@ -334,7 +343,12 @@ async def drive(url: str, n: int, *, seconds: float, think: tuple[float, float],
 
     clients = [Inspector(url=url, username=f"insp{first_user + i:02d}", think=think, seed=i) for i in range(n)]
     for i in range(0, n, 5):  # signing in is CPU-heavy on purpose (password hashing): a few at a time
-        await asyncio.gather(*(c.sign_in() for c in clients[i:i + 5]))
+        outcome = await asyncio.gather(*(c.sign_in() for c in clients[i:i + 5]), return_exceptions=True)
+        for c, res in zip(clients[i:i + 5], outcome):
+            if isinstance(res, Exception):  # counted, and the others go on
+                c.errors.append(f"sign-in failed: {res}")
+                c.dead = True
+    clients_in = [c for c in clients if not getattr(c, "dead", False)]
     cpu0, _ = tree_usage(pid) if pid else (0.0, 0.0)
     t0 = time.monotonic()
     peak = [0.0]
@@ -347,12 +361,13 @@ async def drive(url: str, n: int, *, seconds: float, think: tuple[float, float],
 
     watcher = asyncio.ensure_future(watch())
     async with aiohttp.ClientSession() as http:
-        await asyncio.gather(*(c.decide(t0 + seconds, http) for c in clients))
+        await asyncio.gather(*(c.decide(t0 + seconds, http) for c in clients_in))
     elapsed = time.monotonic() - t0
     watcher.cancel()
     cpu1, rss = tree_usage(pid) if pid else (float("nan"), float("nan"))
     for c in clients:
-        await c.ws.close()
+        if hasattr(c, "ws"):
+            await c.ws.close()
     lat = [x for c in clients for x in c.latencies]
     decisions = len(lat)
     cpu = cpu1 - cpu0
@@ -364,7 +379,7 @@ async def drive(url: str, n: int, *, seconds: float, think: tuple[float, float],
             "server_cpu_s": round(cpu, 2), "server_cpu_share": round(cpu / elapsed, 2),
             "server_rss_mb": round(max(rss, peak[0]), 1),
             "cpu_s_per_decision": round(cpu / decisions, 4) if decisions else None,
-            "client_errors": sum(len(c.errors) for c in clients),
+            "signed_in": len(clients_in), "client_errors": sum(len(c.errors) for c in clients),
             "first_errors": [e for c in clients for e in c.errors][:3],
             "acked": {c.username: c.acked for c in clients}}
 
@@ -410,7 +425,10 @@ def main() -> None:
             data = OUT / "inspectors_run"
             if data.exists():
                 shutil.rmtree(data)
-            shutil.copytree(template(args.photos), data)
+            src = template(args.photos)
+            shutil.copytree(src, data)
+            with sqlite3.connect(data / "console.db") as conn:  # the photos of this copy (inside its storage root)
+                conn.execute("UPDATE images SET uri = replace(uri, ?, ?)", [str(src.resolve()), str(data.resolve())])
             proc, url = start_server(Path(args.repo), data)
             pid = proc.pid
         try:
