@@ -5,6 +5,12 @@ runs on a thread of its own, ``services.faces.video``). Pure apart from the feed
 A weak face (scored under ``SURE``) seen on one look only is dropped: time votes as the mirror and scale passes
 vote on photos. A track is held ``revisit`` frames past its ends when the look at the whole frame saw it (it
 comes round every other look), else a full ``round`` (a face only a tile finds waits for its tile).
+
+When the looks come with the camera's offset (``services.faces.motion``), a look joins a track when their boxes
+overlap in the frame or in the scene (each box less its frame's offset), whichever overlaps more: a face a tile
+sees once a round is then followed across the round while the camera pans, and a face the camera follows still
+joins in the frame. Held past its ends, a track is masked both where it was in the frame and where the scene
+has carried it, so neither kind of motion loses it.
 """
 
 from __future__ import annotations
@@ -18,13 +24,39 @@ from services.faces.masks import consolidate
 from services.faces.search import SURE
 
 LINK_IOU = 0.2
+PART_IOU = 0.3  # a tile's box overlapping a whole look's box this much is the same face
+
+
+NO_MOTION = np.zeros(5, dtype=np.float32)
 
 
 @dataclass
 class Track:
     frames: list[int] = field(default_factory=list)
-    boxes: list[np.ndarray] = field(default_factory=list)  # (5,) per detection frame
+    boxes: list[np.ndarray] = field(default_factory=list)  # (5,) per detection frame, in frame pixels
     hold: int | None = None  # frames it is held past its ends (None: the caller's)
+    offsets: list[np.ndarray] = field(default_factory=list)  # the camera offset (x, y, x, y, 0) at each detection
+    shape: int | None = None  # index of the latest box a look at the whole frame gave (its shape is trusted)
+
+
+def _area(b: np.ndarray) -> float:
+    return max(0.0, float(b[2] - b[0])) * max(0.0, float(b[3] - b[1]))
+
+
+def _part_of(t: Track, box: np.ndarray, offset: np.ndarray) -> np.ndarray | None:
+    """The box to keep for a tile's ``box`` joined to a track a look at the whole frame saw: the union of it and
+    that look's box carried to ``offset``, when the two show one face (the tile's box overlaps it by
+    ``PART_IOU`` or lies inside it); else None. A tile at full size sees a large face, or a half-hidden one (a
+    mask, a hand), as the part it sees best: the mask must keep covering the face the whole frame showed."""
+    if t.shape is None:
+        return None
+    ref = t.boxes[t.shape] + (offset - t.offsets[t.shape])
+    x1, y1, x2, y2 = max(ref[0], box[0]), max(ref[1], box[1]), min(ref[2], box[2]), min(ref[3], box[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    if inter < PART_IOU * (_area(box) + _area(ref) - inter) and inter < 0.8 * _area(box):
+        return None
+    return np.array([min(ref[0], box[0]), min(ref[1], box[1]), max(ref[2], box[2]), max(ref[3], box[3]), box[4]],
+                    dtype=np.float32)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -42,10 +74,17 @@ class Linker:
         self.tracks: list[Track] = []
         self.live: list[Track] = []
 
-    def add(self, frame: int, boxes: np.ndarray) -> list[Track]:
-        """Take the boxes of the look at ``frame`` (looks in frame order); returns the tracks it started."""
+    def add(self, frame: int, boxes: np.ndarray, offset: np.ndarray = NO_MOTION, *, whole: bool = True) -> list[Track]:
+        """Take the boxes of the look at ``frame`` (looks in frame order) and the camera offset there (an (x, y,
+        x, y, 0) row, see ``offset_at``); ``whole``: the look saw the whole frame (else a tile: a box that is only
+        part of a face the whole frame showed keeps that face's shape). Returns the tracks it started."""
         self.live = [t for t in self.live if frame - t.frames[-1] <= self.gap]
-        pairs = sorted(((_iou(t.boxes[-1], b), ti, bi) for ti, t in enumerate(self.live) for bi, b in enumerate(boxes)),
+
+        def overlap(t: Track, b: np.ndarray) -> float:
+            last = t.boxes[-1]
+            return max(_iou(last, b), _iou(last - t.offsets[-1], b - offset))
+
+        pairs = sorted(((overlap(t, b), ti, bi) for ti, t in enumerate(self.live) for bi, b in enumerate(boxes)),
                        reverse=True)
         used_tracks: set[int] = set()
         used_boxes: set[int] = set()
@@ -56,9 +95,15 @@ class Linker:
                 continue
             used_tracks.add(ti)
             used_boxes.add(bi)
-            self.live[ti].frames.append(frame)
-            self.live[ti].boxes.append(boxes[bi])
-        started = [Track([frame], [box]) for bi, box in enumerate(boxes) if bi not in used_boxes]
+            t = self.live[ti]
+            part = None if whole else _part_of(t, boxes[bi], offset)
+            t.frames.append(frame)
+            t.boxes.append(boxes[bi] if part is None else part)
+            t.offsets.append(offset)
+            if whole:
+                t.shape = len(t.boxes) - 1
+        started = [Track([frame], [box], offsets=[offset], shape=0 if whole else None)
+                   for bi, box in enumerate(boxes) if bi not in used_boxes]
         self.tracks.extend(started)
         self.live.extend(started)
         return started
@@ -78,24 +123,45 @@ def confirmed(tracks: list[Track]) -> list[Track]:
     return [t for t in tracks if len(t.frames) >= 2 or max(float(b[4]) for b in t.boxes) >= SURE]
 
 
-def boxes_at(tracks: list[Track], frame: int, *, hold: int) -> np.ndarray:
+def boxes_at(tracks: list[Track], frame: int, *, hold: int, offset: np.ndarray | None = None) -> np.ndarray:
     """The boxes of every track alive at ``frame``: interpolated between its detections, held ``hold`` frames (or
-    the track's own hold) beyond its ends."""
+    the track's own hold) beyond its ends; held both where it was and, given the camera ``offset`` at ``frame``,
+    where the scene has carried it."""
     out = []
     for t in tracks:
         first, last, held = t.frames[0], t.frames[-1], hold if t.hold is None else t.hold
         if frame < first - held or frame > last + held:
             continue
-        if frame <= first:
-            out.append(t.boxes[0])
-        elif frame >= last:
-            out.append(t.boxes[-1])
+        if frame <= first or frame >= last:
+            k = 0 if frame <= first else -1
+            out.append(t.boxes[k])
+            if offset is not None and t.offsets:
+                moved = t.boxes[k] + (offset - t.offsets[k])
+                if np.abs(moved[:4] - t.boxes[k][:4]).max() >= 1.0:
+                    out.append(moved)
         else:
             k = int(np.searchsorted(t.frames, frame, side="right")) - 1
             f0, f1 = t.frames[k], t.frames[k + 1]
             w = (frame - f0) / (f1 - f0)
             out.append(t.boxes[k] * (1 - w) + t.boxes[k + 1] * w)
     return np.array(out, dtype=np.float32).reshape(-1, 5)
+
+
+def offset_at(frames: list[int], offsets: list[tuple[float, float]], frame: int) -> np.ndarray:
+    """The camera offset at ``frame``, interpolated between the looks' offsets (``frames`` ascending), the
+    nearest one's beyond them; (0, 0) when there is none. As an (x, y, x, y, 0) row to add to boxes."""
+    if not frames:
+        return np.zeros(5, dtype=np.float32)
+    k = int(np.searchsorted(frames, frame, side="right")) - 1
+    if k < 0:
+        x, y = offsets[0]
+    elif k >= len(frames) - 1:
+        x, y = offsets[-1]
+    else:
+        w = (frame - frames[k]) / (frames[k + 1] - frames[k])
+        x = offsets[k][0] * (1 - w) + offsets[k + 1][0] * w
+        y = offsets[k][1] * (1 - w) + offsets[k + 1][1] * w
+    return np.array([x, y, x, y, 0.0], dtype=np.float32)
 
 
 class Feed:
@@ -106,6 +172,7 @@ class Feed:
         self.step = step
         self.round = step  # set by the looking side once the frame size is known
         self.detections: dict[int, np.ndarray] = {}
+        self.offsets: dict[int, tuple[float, float]] = {}  # the camera's offset at each look (services.faces.motion)
         self.whole: set[int] = set()
         self.upto = -1
         self.done = False
@@ -117,9 +184,10 @@ class Feed:
     def lead(self) -> int:
         return 2 * self.round + self.step
 
-    def put(self, frame: int, boxes: np.ndarray, *, whole: bool) -> None:
+    def put(self, frame: int, boxes: np.ndarray, *, whole: bool, offset: tuple[float, float] = (0.0, 0.0)) -> None:
         with self._cond:
             self.detections[frame] = boxes
+            self.offsets[frame] = offset
             if whole:
                 self.whole.add(frame)
             self.upto = frame
@@ -154,6 +222,8 @@ class Follower:
         self.linker: Linker | None = None
         self.seen = -1
         self.active: list[Track] = []
+        self.look_frames: list[int] = []
+        self.look_offsets: list[tuple[float, float]] = []
 
     def boxes(self, frame: int) -> np.ndarray:
         feed = self.feed
@@ -161,9 +231,12 @@ class Follower:
         if self.linker is None:
             self.linker = Linker(gap=feed.round + feed.step)
         with feed._cond:
-            new = sorted(f for f in feed.detections if self.seen < f <= feed.upto)
-        for f in new:
-            self.active.extend(self.linker.add(f, feed.detections[f]))
+            new = [(f, feed.detections[f], feed.offsets.get(f, (0.0, 0.0)), f in feed.whole)
+                   for f in sorted(f for f in feed.detections if self.seen < f <= feed.upto)]
+        for f, found, offset, whole in new:
+            self.look_frames.append(f)
+            self.look_offsets.append(offset)
+            self.active.extend(self.linker.add(f, found, offset_at([f], [offset], f), whole=whole))
             self.seen = f
         revisit = 2 * feed.step if feed.round > feed.step else feed.step
         keep = []
@@ -172,7 +245,8 @@ class Follower:
             if t.frames[-1] + max(t.hold, self.linker.gap) >= frame:  # else it can neither grow nor show again
                 keep.append(t)
         self.active = keep
-        return consolidate(boxes_at(confirmed(self.active), frame, hold=feed.step))
+        return consolidate(boxes_at(confirmed(self.active), frame, hold=feed.step,
+                                    offset=offset_at(self.look_frames, self.look_offsets, frame)))
 
     def tracks(self) -> list[Track]:
         """Every confirmed track (once the writer is done)."""

@@ -7,7 +7,8 @@ search in a form that keeps real time (``CenterFaceDetector.detect_turn``: the w
 native-resolution tiles covering it take turns, so small faces are searched at full size every round); the
 writer follows a little behind (``services.faces.tracking``) and writes each frame with the faces of the tracks
 alive at it: interpolated between looks and held past a track's ends, so masks neither flicker nor miss frames,
-and a weak face is masked only when two looks saw it. Every output frame keeps its input timestamp (variable
+and a weak face is masked only when two looks saw it. The camera's motion between looks is measured
+(``services.faces.motion``), so tracks are joined and masks placed where the face is while the camera pans. Every output frame keeps its input timestamp (variable
 frame rates stay as they were), the display rotation is copied, and the audio stream is copied unchanged (or
 re-encoded to AAC when MP4 cannot hold it). The output is written to a temporary file and moved into place only
 when complete.
@@ -26,6 +27,7 @@ import numpy as np
 
 from services.core.errors import ImageError, InvalidInput
 from services.faces.masks import anonymize
+from services.faces.motion import CameraPath
 from services.faces.search import SURE
 from services.faces.tracking import Feed, Follower
 
@@ -114,7 +116,7 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
     except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it
         feed.close(exc)
         return
-    n, turns = 0, hasattr(detector, "detect_turn")
+    n, turns, camera = 0, hasattr(detector, "detect_turn"), CameraPath()
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -127,12 +129,14 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
                 feed.round = detect_every * detector.round_length(*shown)
             if n % detect_every:
                 continue
-            upright = np.ascontiguousarray(_rotate(frame.to_ndarray(format="rgb24"), rotation))
+            stored = frame.to_ndarray(format="rgb24")
+            offset = camera.update(stored)  # in stored pixels, as the boxes handed on
+            upright = np.ascontiguousarray(_rotate(stored, rotation))
             turn = n // detect_every
             found = (detector.detect_turn(upright, threshold=threshold, turn=turn) if turns
                      else detector.detect(upright, threshold=threshold))
             boxes = _unrotate_boxes(found, rotation, frame.width, frame.height) if rotation else found
-            feed.put(n, boxes, whole=not turns or turn % 2 == 0)
+            feed.put(n, boxes, whole=not turns or turn % 2 == 0, offset=offset)
         feed.close()
     except av.error.FFmpegError as exc:
         feed.close(ImageError(f"the video stops being readable at frame {n} ({exc.strerror or exc}): it may be "

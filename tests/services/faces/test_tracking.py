@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from services.core.errors import ImageError
-from services.faces.tracking import Feed, Follower, boxes_at, confirmed, link
+from services.faces.tracking import Feed, Follower, Linker, boxes_at, confirmed, link, offset_at
 
 FACE = np.array([[100, 100, 130, 136, 0.9]], dtype=np.float32)
 NONE = np.zeros((0, 5), dtype=np.float32)
@@ -66,3 +66,66 @@ def test_an_error_on_the_looking_thread_reaches_the_writer():
     looker.join()
     with pytest.raises(ImageError, match="stops being readable"):
         Follower(feed).boxes(0)
+
+
+def _panning_tile_looks(*, with_offsets: bool) -> dict[int, np.ndarray]:
+    """A small weak face that only one tile finds, looked at every 24 frames while the camera pans 2 px a frame
+    to the left (the scene, and the face with it, moves 2 px a frame to the right): what the writer masks."""
+    feed = Feed(step=3)
+    feed.round = 24
+    weak = np.array([[100, 200, 114, 216, 0.15]], dtype=np.float32)
+    for f in range(0, 120, 3):
+        seen = f in (27, 51, 75)
+        boxes = weak + np.array([[2 * f, 0, 2 * f, 0, 0]], dtype=np.float32) if seen else NONE
+        feed.put(f, boxes, whole=(f // 3) % 2 == 0, offset=(2.0 * f, 0.0) if with_offsets else (0.0, 0.0))
+    feed.close()
+    follower = Follower(feed)
+    return {f: follower.boxes(f) for f in range(120)}
+
+
+def test_a_face_a_tile_sees_once_a_round_is_followed_while_the_camera_pans():
+    got = _panning_tile_looks(with_offsets=True)
+    for f in range(27, 76):  # between the looks the mask is where the face is
+        assert len(got[f]) == 1, f
+        assert got[f][0, 0] == pytest.approx(100 + 2 * f, abs=0.5) and got[f][0, 1] == pytest.approx(200)
+    # held a round before its first look: where the scene carried it, and where it was first seen
+    assert sorted(np.round(got[3][:, 0]).tolist()) == [106, 154]
+    # without the camera's motion the looks, 48 px apart, do not overlap: three lone weak boxes, all dropped
+    assert not any(len(b) for b in _panning_tile_looks(with_offsets=False).values())
+
+
+def test_a_face_the_camera_follows_still_joins_in_the_frame():
+    # the camera follows a walking person: the scene moves 2 px a frame, the face stays put in the frame
+    links = Linker(gap=27)
+    weak = np.array([[600, 200, 614, 216, 0.15]], dtype=np.float32)
+    for f in (27, 51):
+        links.add(f, weak.copy(), offset_at([f], [(2.0 * f, 0.0)], f))
+    assert [len(t.frames) for t in links.tracks] == [2]
+
+
+def test_a_tile_that_sees_part_of_a_face_the_whole_frame_showed_does_not_shrink_its_mask():
+    # a masked face: the whole frame shows all of it; a tile at full size finds only the eyes, 2 px further on
+    whole = np.array([[500, 300, 620, 480, 0.85]], dtype=np.float32)
+    eyes = np.array([[508, 300, 622, 400, 0.6]], dtype=np.float32)
+    pan = np.array([2, 0, 2, 0, 0], dtype=np.float32)
+    linker = Linker(gap=12)
+    linker.add(0, whole, whole=True)
+    linker.add(3, eyes, pan, whole=False)
+    (track,) = linker.tracks
+    assert track.boxes[1][:4].tolist() == [502, 300, 622, 480]  # the whole face, carried by the pan, and the tile's
+    assert track.boxes[1][4] == pytest.approx(0.6)
+    mid = boxes_at([track], 1, hold=3)
+    assert mid[0, 3] == pytest.approx(480)  # in between, the chin stays covered
+    # the same box from a whole look is the face's new shape (it turned or moved away)
+    again = Linker(gap=12)
+    again.add(0, whole, whole=True)
+    again.add(3, eyes, pan, whole=True)
+    assert again.tracks[0].boxes[1][:4].tolist() == eyes[0, :4].tolist()
+
+
+def test_a_face_only_tiles_see_keeps_the_tiles_boxes():
+    small = np.array([[40, 40, 52, 54, 0.5]], dtype=np.float32)
+    linker = Linker(gap=24)
+    linker.add(0, small, whole=False)
+    linker.add(12, small + np.array([[1, 0, 1, 0, 0]], dtype=np.float32), whole=False)
+    assert [b[:4].tolist() for b in linker.tracks[0].boxes] == [[40, 40, 52, 54], [41, 40, 53, 54]]

@@ -1,0 +1,60 @@
+"""The camera's motion across video frames, so that faces seen on looks several frames apart can be followed
+while the camera pans or shakes (a face seen by one tile is looked at again only a round of looks later).
+
+``CameraPath.update`` takes each looked-at frame and returns where the scene has moved since the first one: the
+translation between consecutive looks by phase correlation on a small grey copy (about a millisecond), summed.
+A cut, a blank frame or a scene with too little texture to tell (a weak correlation peak) counts as no motion,
+so tracks are then joined by overlap in the frame, as without this. Pure apart from OpenCV.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+SCALE = 4  # the grey copy is this many times smaller on each side
+MIN_RESPONSE = 0.15  # weaker correlation peaks (cuts, flat or changing scenes) are not trusted as motion
+MIN_SIDE = 32  # frames smaller than this after scaling are too small to tell motion
+
+
+def small_grey(frame: np.ndarray) -> np.ndarray:
+    """``frame`` (H, W, 3 uint8 RGB) as float32 grey, ``SCALE`` times smaller. Raises nothing for a valid frame."""
+    h, w = frame.shape[:2]
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    size = (max(1, w // SCALE), max(1, h // SCALE))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+class CameraPath:
+    """The scene's offset (x, y in frame pixels) at each looked-at frame, from the first one (0, 0).
+
+    Each frame is compared with a key frame, not with the one before, so the small error of each measure does not
+    add up over a pan; the key moves on once the scene has moved an eighth of the frame, or at a cut."""
+
+    REKEY = 1 / 8
+
+    def __init__(self) -> None:
+        self.offset = (0.0, 0.0)
+        self._key: np.ndarray | None = None
+        self._key_offset = (0.0, 0.0)
+        self._window: np.ndarray | None = None
+
+    def _rekey(self, grey: np.ndarray) -> tuple[float, float]:
+        self._key, self._key_offset = grey, self.offset
+        return self.offset
+
+    def update(self, frame: np.ndarray) -> tuple[float, float]:
+        """The offset of ``frame`` (the next looked-at frame, H x W x 3 RGB). Raises nothing for a valid frame."""
+        grey = small_grey(frame)
+        key = self._key
+        if key is None or key.shape != grey.shape or min(grey.shape) < MIN_SIDE:
+            return self._rekey(grey)
+        if self._window is None or self._window.shape != grey.shape:
+            self._window = cv2.createHanningWindow((grey.shape[1], grey.shape[0]), cv2.CV_32F)
+        (dx, dy), response = cv2.phaseCorrelate(key, grey, self._window)
+        if not (response >= MIN_RESPONSE and np.isfinite(dx) and np.isfinite(dy)):
+            return self._rekey(grey)  # a cut or nothing to follow: no motion, and the next frame compares with this
+        self.offset = (self._key_offset[0] + dx * SCALE, self._key_offset[1] + dy * SCALE)
+        if abs(dx) > self.REKEY * grey.shape[1] or abs(dy) > self.REKEY * grey.shape[0]:
+            self._rekey(grey)
+        return self.offset

@@ -1,0 +1,38 @@
+"""The camera's offset between looked-at frames, by phase correlation."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from services.faces.motion import CameraPath
+
+
+def scene(seed: int, size: tuple[int, int] = (1600, 900)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = (rng.random((size[1] // 8, size[0] // 8, 3)) * 255).astype(np.uint8)
+    return cv2.resize(noise, size, interpolation=cv2.INTER_CUBIC)
+
+
+def view(world: np.ndarray, x: int, y: int) -> np.ndarray:
+    """A 1280x720 camera view whose left edge is at ``x``: the scene appears moved by -x."""
+    return np.ascontiguousarray(world[y : y + 720, x : x + 1280])
+
+
+def test_a_pan_is_summed_look_by_look():
+    world, path = scene(1), CameraPath()
+    offsets = [path.update(view(world, 200 - 6 * k, 50 + 2 * k)) for k in range(20)]
+    assert offsets[0] == (0.0, 0.0)
+    for k, (x, y) in enumerate(offsets):  # the camera moves left and up: the scene right and down
+        assert x == pytest.approx(6 * k, abs=1.5) and y == pytest.approx(-2 * k, abs=1.5)
+
+
+def test_a_cut_or_a_blank_frame_is_no_motion():
+    path = CameraPath()
+    path.update(view(scene(1), 100, 100))
+    moved = path.update(view(scene(1), 90, 100))
+    assert moved[0] == pytest.approx(10, abs=1.0)
+    assert path.update(view(scene(2), 100, 100)) == moved  # another shot
+    assert path.update(np.zeros((720, 1280, 3), np.uint8)) == moved  # nothing to follow
+    assert path.update(np.zeros((40, 60, 3), np.uint8)) == moved  # too small to tell
