@@ -3,6 +3,9 @@ already decided, with how, and whether this photo is flagged as a copy of anothe
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -13,14 +16,42 @@ from services.reuse.similarity import SimilarityIndex
 
 MIN_SIMILARITY = 0.5  # below this a neighbour says little about the photo on screen
 UI_CATCH_UP = 2_000  # vectors a page adds to the index at most (about 0.2 s); the reuse job adds the rest
+CACHE_SECONDS = 600.0  # a photo's similar cases are searched once per this long, not on every page run
+CACHE_ENTRIES = 5_000
+_cache: OrderedDict[tuple[str, int, str, int], tuple[float, list[dict[str, Any]]]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _database_file(db: sqlite_utils.Database) -> str:
+    return str(db.execute("PRAGMA database_list").fetchone()[2])
 
 
 def similar_decided(db: sqlite_utils.Database, *, image_id: int, actor: str, index: SimilarityIndex,
                     k: int = 3) -> list[dict[str, Any]]:
     """Up to ``k`` decided photos of other reviews most like ``image_id``, most similar first: image_id,
     review_id, uri, sha256, label, source (auto or human), decided_by, similarity. [] when the photo has no
-    embedding yet. Raises PermissionDenied unless ``actor`` may see reviews."""
+    embedding yet. Searched once per photo, embedding backbone and ``k`` in this process (kept CACHE_SECONDS; a
+    photo decided meanwhile shows from the next search; an empty answer is not kept). Raises PermissionDenied unless ``actor`` may see
+    reviews."""
     require(db, actor=actor, action="reviews.read")
+    key = (_database_file(db), int(image_id), index.backbone, int(k))
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            _cache.move_to_end(key)
+            return [dict(case) for case in hit[1]]
+    out = _search(db, image_id=image_id, index=index, k=k)
+    if not out:  # no embedding yet, or nothing decided near it yet: looked for again next time
+        return out
+    with _cache_lock:
+        _cache[key] = (now, [dict(case) for case in out])
+        while len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return out
+
+
+def _search(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIndex, k: int) -> list[dict[str, Any]]:
     index.sync(db, save=False, max_rows=UI_CATCH_UP)  # photos embedded by another process since the last look
     row = db.execute("SELECT i.sha256, i.review_id, e.vector FROM images i JOIN embeddings e ON e.sha256 = i.sha256 "
                      "AND e.backbone = ? WHERE i.id = ?", [index.backbone, image_id]).fetchone()
