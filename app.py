@@ -15,6 +15,7 @@ from pages.common import (
     refusal_page,
     show_error,
     sign_out,
+    thread_db,
     workspace,
 )
 from services.core.authz import PERMISSIONS
@@ -51,7 +52,7 @@ st.set_page_config(page_title="Review console", page_icon=":material/photo_libra
 st.session_state[ROUTED_KEY] = True  # this run goes through the router (see pages.common.through_router)
 
 ws = workspace(data_dir_from_argv())
-guard_network(ws.db())  # refused before anything else is shown
+guard_network(thread_db())  # refused before anything else is shown (the run's connection: one per thread)
 user = current_user(deep_links=[Path(path).stem for pages in PAGES.values() for path, *_ in pages])
 ensure_worker()  # background jobs run on a daemon thread of this process
 

@@ -16,6 +16,7 @@ import streamlit as st
 
 from pages import session
 from pages.network import judged_client
+from pages.run_scope import fragment_run, person_acted, refresh_only, run_memo, thread_connection  # noqa: F401 (pages import them from here)
 from services.access.setup import setup_token_valid
 from services.core.config import Workspace, default_data_dir, get_settings, object_store
 from services.core.errors import ConsoleError
@@ -81,24 +82,31 @@ def through_router() -> None:
             st.rerun()
 
 
+def thread_db():  # type: ignore[no-untyped-def]
+    """This thread's connection to the session's workspace (``pages.run_scope.thread_connection``)."""
+    return thread_connection(str(workspace().root), lambda: workspace().db())
+
+
 def db(needs: str | None = None):  # type: ignore[no-untyped-def]
-    """A connection for this script run (sqlite connections belong to their thread). A page asking for
+    """The connection for this script run (this thread's, see ``thread_db``). A page asking for
     one is stopped when the client is outside the network allowlist, at the sign-in form when nobody is
     signed in (once accounts exist), and with a refusal when the user may not do ``needs`` (an action of
     ``services.core.authz``: each page names the one it is for, so a page reached around the navigation shows
-    nothing)."""
+    nothing). The network and sign-in checks run once per run."""
     from services.core.authz import require
 
     through_router()
-    conn = workspace().db()
+    conn = thread_db()
     guard_network(conn)
+    memo = run_memo()
     user = current_user(conn)
-    if needs:
+    if needs and (needs, user.name) not in memo.setdefault("allowed", set()):
         try:
             require(conn, actor=user.name, action=needs)
         except ConsoleError as exc:
             show_error(exc)
             st.stop()
+        memo["allowed"].add((needs, user.name))
     return conn
 
 
@@ -109,7 +117,7 @@ def refusal_page(title: str, action: str):  # type: ignore[no-untyped-def]
         from services.core.audit import record
         from services.core.authz import require
 
-        conn = workspace().db()
+        conn = thread_db()
         user = current_user(conn)
         st.title(title)
         try:
@@ -123,11 +131,16 @@ def refusal_page(title: str, action: str):  # type: ignore[no-untyped-def]
 
 
 def guard_network(conn) -> None:  # type: ignore[no-untyped-def]
-    """Stop the run, before any data is shown, for a client outside the allowed networks (Settings)."""
+    """Stop the run, before any data is shown, for a client outside the allowed networks (Settings); checked once
+    per run."""
     from services.core.network import is_allowed
 
+    memo = run_memo()
+    if memo.get("network_checked"):
+        return
     settings = get_settings(conn)
     if not settings["allowed_networks"]:
+        memo["network_checked"] = True
         return
     client = client_address()
     client = None if client == "unknown" else client
@@ -138,6 +151,7 @@ def guard_network(conn) -> None:  # type: ignore[no-untyped-def]
         st.error(f"Access from {client or 'an unknown address'} is not allowed. Ask an admin to add your network.",
                  icon=":material/block:")
         st.stop()
+    memo["network_checked"] = True
 
 
 @st.cache_resource(show_spinner=False)
@@ -174,7 +188,7 @@ def live_job_panel(job_id: int, render) -> None:  # type: ignore[no-untyped-def]
 
     @st.fragment(run_every=2 if live else None)
     def panel() -> None:
-        fresh = db()  # a fragment rerun gets its own connection (connections belong to their thread)
+        fresh = db()  # a fragment rerun runs on a thread of its own, with that thread's connection
         try:
             job = jobs.get_job(fresh, job_id)
             if live and not jobs.is_active(job):
@@ -182,8 +196,6 @@ def live_job_panel(job_id: int, render) -> None:  # type: ignore[no-untyped-def]
             render(fresh, job)
         except ConsoleError as exc:
             show_error(exc)
-        finally:
-            fresh.close()
 
     panel()
 
@@ -246,7 +258,10 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
     from app.py with the pages' URL paths; the sign-in page is then the only page of the navigation."""
     from services.core.authz import setup_mode
 
-    conn = conn or workspace().db()
+    memo = run_memo()
+    if "user" in memo and deep_links is None and (st.session_state.get(AUTH_KEY) or {}).get("username") == memo["user"].name:
+        return memo["user"]  # checked already in this run (a run is one person's action)
+    conn = conn or thread_db()
     signed = st.session_state.get(AUTH_KEY) or session.resume(conn, idle_seconds=IDLE_SECONDS)  # the cookie
     setup = False
     if signed:
@@ -257,14 +272,15 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
         roles = current_roles(conn, signed["username"])  # a role taken away counts from the next run
         if roles is None or not roles:
             _end_session(signed, "Your account was disabled or has no role left: ask an admin.")
-        elif reason := session.ended(conn, signed, idle_seconds=IDLE_SECONDS, touch=not fragment_run()):
+        elif reason := session.ended(conn, signed, idle_seconds=IDLE_SECONDS, touch=not refresh_only()):
             _end_session(signed, reason)  # revoked on the server (sign-out elsewhere, role change), or idle
             if fragment_run():
                 st.rerun(scope="app")
         elif not idle_expired(last_seen=signed["last_seen"], now=now, idle_seconds=IDLE_SECONDS):
-            if not fragment_run():  # a page refreshing itself is not a person's action
+            if not refresh_only():  # a page refreshing itself is not a person's action
                 signed["last_seen"] = now
-            return User(name=signed["username"], roles=frozenset(roles))
+            memo["user"] = User(name=signed["username"], roles=frozenset(roles))
+            return memo["user"]
         else:
             _end_session(signed, f"Signed out after {IDLE_SECONDS // 60} minutes without activity.")
             if fragment_run():  # the sign-in page replaces the whole page, not only the refreshing part
@@ -292,15 +308,6 @@ def current_user(conn=None, *, deep_links: list[str] | None = None) -> User:  # 
         setup_form() if setup else sign_in_form(providers)
     st.stop()
     raise AssertionError("unreachable")  # st.stop() ends the run
-
-
-def fragment_run() -> bool:
-    """True when this run reruns fragments only (``@st.fragment(run_every=...)`` refreshing itself, or a widget
-    inside a fragment); a full run (navigation, most widgets, ``st.rerun()``) is False."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    return bool(ctx is not None and ctx.fragment_ids_this_run)
 
 
 SETUP_KEY = "setup_admitted"
@@ -358,7 +365,7 @@ def _end_session(signed: dict, notice: str) -> None:  # type: ignore[type-arg]
 def client_address() -> str:
     """The client's address for the audit log, judged as the network allowlist judges it; "unknown" when it
     cannot be told."""
-    return judged_client(get_settings(workspace().db())["trusted_proxies"]) or "unknown"
+    return judged_client(get_settings(thread_db())["trusted_proxies"]) or "unknown"
 
 
 def sign_in_form(providers: list[str | None]) -> None:
@@ -389,7 +396,7 @@ def sign_in_form(providers: list[str | None]) -> None:
                 except StreamlitAuthError as exc:  # secrets.toml incomplete: say so, keep the page usable
                     st.error(f"Single sign-on is not set up correctly ({exc}). An admin can fix it in "
                              ".streamlit/secrets.toml (see secrets.toml.example).", icon=":material/error:")
-    conn = workspace().db()
+    conn = thread_db()
     if providers and not has_password_accounts(conn):
         return  # single sign-on only
     with st.form("signin"):
@@ -410,25 +417,32 @@ def sign_out(user: User) -> None:
     """End the session (audited); a single sign-on session also leaves the identity provider's cookie."""
     from services.core.audit import record
 
-    record(workspace().db(), actor=user.name, action="sign_out", target=f"user:{user.name}",
+    record(thread_db(), actor=user.name, action="sign_out", target=f"user:{user.name}",
            detail={"from": client_address()})
     signed = st.session_state.pop(AUTH_KEY, None) or {}
     if signed.get("method") == "oidc":
         st.logout()
-    session.forget(workspace().db(), signed)  # revoked on the server; the browser drops the cookie
+    session.forget(thread_db(), signed)  # revoked on the server; the browser drops the cookie
 
 
 @st.cache_resource(show_spinner=False)
-def _thumbnails(endpoint_url: str, roots: tuple[str, ...] | None) -> ThumbnailCache:
+def _thumbnails(endpoint_url: str, roots: tuple[str, ...] | None, cache_dir: str) -> ThumbnailCache:
     """One thumbnail cache per process, storage endpoint and storage roots (loading ahead runs on its own
     threads)."""
     return ThumbnailCache(reader=ObjectStore(endpoint_url=endpoint_url or None,
-                                             roots=None if roots is None else list(roots)).read)
+                                             roots=None if roots is None else list(roots)).read, cache_dir=cache_dir)
 
 
 def thumbnails() -> ThumbnailCache:
-    store = object_store(db())
-    return _thumbnails(store.endpoint_url or "", None if store.roots is None else tuple(store.roots))
+    """The process's thumbnail cache for the storage Settings configure (read once per run, on this thread's
+    connection), its JPEGs kept on disk under the workspace (``thumbs/``) so other processes and restarts reuse
+    them."""
+    memo = run_memo()
+    if "thumbnails" not in memo:
+        store = object_store(thread_db())
+        memo["thumbnails"] = _thumbnails(store.endpoint_url or "", None if store.roots is None else tuple(store.roots),
+                                         str(workspace().root / "thumbs"))
+    return memo["thumbnails"]
 
 
 def thumbnail(uri: str, sha256: str | None, size: int = 256) -> tuple[bytes | None, str | None]:

@@ -320,8 +320,6 @@ try:
                     _alert_log(fresh)
             except ConsoleError as exc:
                 show_error(exc)
-            finally:
-                fresh.close()
 
         live_part()
         if allowed(conn, actor=user.name, action="lines.targets"):

@@ -10,7 +10,7 @@ import base64
 
 import streamlit as st
 
-from pages.common import current_user, db, md, thumbnail
+from pages.common import current_user, db, md, run_memo, thumbnail
 from services.core.authz import allowed
 from services.reviews.identifiers import shown_review_id
 
@@ -18,8 +18,11 @@ ADMIN_ACTION = "quality.manage"  # who may see where a photo is stored
 
 
 def sees_paths() -> bool:
-    """Whether the signed-in user may see photos' server paths (admins)."""
-    return allowed(db(), actor=current_user().name, action=ADMIN_ACTION)
+    """Whether the signed-in user may see photos' server paths (admins); asked once per run."""
+    memo = run_memo()
+    if "sees_paths" not in memo:
+        memo["sees_paths"] = allowed(db(), actor=current_user().name, action=ADMIN_ACTION)
+    return memo["sees_paths"]
 
 
 def review_name(review_id: str) -> str:
