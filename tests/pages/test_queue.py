@@ -186,10 +186,11 @@ def test_zoom_flag_and_the_next_photo_loaded_ahead(queued, db):
 
     at = start_app("pages/queue.py")
     first = shown_item(at)
-    from services.core.config import object_store
+    from services.core.config import object_store, workspace_root
 
     store = object_store(db)  # the cache of the page's store (with the storage roots the tests set)
-    cache = _thumbnails(store.endpoint_url or "", None if store.roots is None else tuple(store.roots))
+    cache = _thumbnails(store.endpoint_url or "", None if store.roots is None else tuple(store.roots),
+                        str(workspace_root(db) / "thumbs"))
     cache.wait()
     upcoming = db.execute("SELECT uri, sha256 FROM images WHERE id = ?", [queued[1]]).fetchone()
     assert cache.cached(upcoming[0], upcoming[1], 720)  # loaded while the first photo was on screen
@@ -235,3 +236,66 @@ def test_an_inspector_sees_no_server_path_and_is_told_where_the_waiting_photos_a
     at.run()
     assert [i.value for i in at.info] == ["Nothing for you to label right now. The photos still in the queue are: "
                                           "3 being labelled by other inspectors (or waiting for their answers)."]
+
+
+def fragment_click(at, monkeypatch, key: str) -> None:
+    """Click the button ``key`` as the browser does when it is drawn in a fragment: only that fragment reruns."""
+    import dataclasses
+
+    from streamlit.runtime.scriptrunner import RerunData
+    from streamlit.testing.v1 import local_script_runner
+
+    fragment_ids = list(at._fragment_storage._fragments)
+    assert len(fragment_ids) == 1, fragment_ids  # the photo panel
+
+    def fragment_rerun(**kwargs):  # type: ignore[no-untyped-def]
+        return dataclasses.replace(RerunData(**kwargs), fragment_id_queue=fragment_ids)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(local_script_runner, "RerunData", fragment_rerun)
+        at.button(key=key).click().run()
+    assert not at.exception, at.exception
+
+
+def test_a_number_key_reruns_only_the_photo_panel_once(queued, db, monkeypatch):
+    """Issue 23: a decision is one run of the photo panel (its callback saves, the panel draws the next photo),
+    not the whole page twice (the old photo again, then ``st.rerun()``)."""
+    import streamlit
+
+    import services.hitl.queue as queue_service
+
+    first, second, _ = queued
+    titles, claims = [], []
+    claim = queue_service.claim_next
+    monkeypatch.setattr(queue_service, "claim_next", lambda *a, **k: claims.append(1) or claim(*a, **k))
+    at = start_app("pages/queue.py")
+    assert shown_item(at) == first and len(claims) == 1
+    claims.clear()
+    monkeypatch.setattr(streamlit, "title", lambda *a, **k: titles.append(a))
+    fragment_click(at, monkeypatch, "q_quick_product")
+    assert db.execute("SELECT image_id, label, source FROM decisions").fetchall() == [(first, "product", "human")]
+    assert titles == [] and len(claims) == 1  # the page's top was not run; one claim, of the next photo
+    assert shown_item(at) == second
+    assert any(s.value.startswith(f"Saved product for image {first}") for s in at.success)
+    assert any(c.value.startswith("2 photos waiting") for c in at.caption)  # the counts are in the panel
+    fragment_click(at, monkeypatch, "q_undo")  # undo, skip: callbacks too
+    assert shown_item(at) == first and any(s.value.startswith("Undid your product") for s in at.success)
+    fragment_click(at, monkeypatch, "q_skip")
+    assert shown_item(at) == second and titles == []
+
+
+def test_a_page_run_opens_one_connection(queued, monkeypatch):
+    """Issue 23: one sqlite connection per script run's thread (opening one runs PRAGMAs and the migrations check),
+    not one per helper call; photos' thumbnails open none."""
+    from services.core.config import Workspace
+
+    at = start_app("pages/queue.py")
+    opened = []
+    open_db = Workspace.db
+    monkeypatch.setattr(Workspace, "db", lambda self: opened.append(1) or open_db(self))
+    at.run()
+    assert not at.exception and shown_item(at) == queued[0] and at.image
+    assert len(opened) == 1
+    opened.clear()
+    at.button(key="q_quick_package").click().run()  # AppTest reruns the whole script: still one
+    assert shown_item(at) == queued[1] and len(opened) == 1
