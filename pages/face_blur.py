@@ -60,6 +60,9 @@ with st.form("fb_form"):
                                "0.3 is kept only when two passes (or two video frames) agree.")
     keep = c3.toggle("Keep EXIF metadata (GPS included)", value=False, key="fb_keep",
                      help="Off by default: camera, time and location data are dropped from every output.")
+    redact = st.radio("Redact", face_blur.REDACT, horizontal=True, key="fb_redact",
+                      help="faces; labels: shipping labels on parcels (barcodes, QR codes and text blocks, hidden in "
+                           "boxes with the same mode); both. Videos get faces only: a labels job takes images alone.")
     every = st.slider("Videos: look for faces every k-th frame", 1, 10, 3, key="fb_every",
                       help="Faces found are tracked, and their masks filled in between and held a little before and "
                            "after, so a face seen at frames 9 and 12 is masked at 10 and 11 too. 1 is the surest and "
@@ -69,7 +72,8 @@ with st.form("fb_form"):
         try:
             job_id = face_blur.launch(conn, {"source": source, "destination": destination, "detector": detector,
                                              "mode": mode, "shape": shape, "mask_scale": scale, "threshold": threshold,
-                                             "keep_metadata": keep, "detect_every": every}, actor=user.name)
+                                             "keep_metadata": keep, "detect_every": every, "redact": redact},
+                                            actor=user.name)
             st.session_state["fb_job"] = job_id
             ensure_worker()
             st.toast(f"Job {job_id} queued")

@@ -157,6 +157,15 @@ with st.form("reuse_form"):
     if st.form_submit_button("Save", key="set_save_reuse"):
         save("hold_credit_on_reuse", hold)
 
+st.subheader("Shipping labels")
+with st.form("labels_form"):
+    labels = st.toggle("Find shipping labels on photos classified as packages (barcodes, QR codes, text blocks)",
+                       value=bool(settings["redact_package_labels"]), key="set_redact_labels",
+                       help="A step of classification: the boxes to hide are stored with the photo. The Face blur "
+                            "job redacts them in copies of any folder (Redact: labels, or faces and labels).")
+    if st.form_submit_button("Save", key="set_save_labels"):
+        save("redact_package_labels", labels)
+
 st.subheader("Storage and limits")
 with st.form("limits_form"):
     max_pixels = st.number_input("Largest image accepted (pixels)", 1_000_000, 1_000_000_000, int(settings["max_pixels"]),

@@ -24,6 +24,7 @@ from db.migrations.m015_queue_rank import m015_queue_rank
 from db.migrations.m016_estimated_bins import m016_estimated_bins
 from db.migrations.m017_sign_in_throttle import m017_sign_in_throttle
 from db.migrations.m018_web_sessions import m018_web_sessions
+from db.migrations.m019_label_boxes import m019_label_boxes
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -47,4 +48,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m016_estimated_bins", m016_estimated_bins),
     ("m017_sign_in_throttle", m017_sign_in_throttle),
     ("m018_web_sessions", m018_web_sessions),
+    ("m019_label_boxes", m019_label_boxes),
 ]

@@ -94,6 +94,9 @@ DEFAULTS: dict[str, Any] = {
     # a review with a photo flagged as reused (the same photo, or an edited copy, in another review) earns no
     # credit until an admin clears the flag
     "hold_credit_on_reuse": True,
+    # photos classified as packages have their shipping labels found (barcodes, QR codes, text blocks) as a step
+    # of classification, the boxes stored for redaction (services.redaction)
+    "redact_package_labels": True,
     # gated retraining: train a candidate once this many new human labels exist since the last version, and
     # promote it only if its cross-validated macro-F1 is at least the current model's and at least the floor
     "retrain_auto": True,
@@ -296,6 +299,7 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "sso_identity_claim": _claim,
     "sso_groups_claim": _claim,
     "hold_credit_on_reuse": _flag,
+    "redact_package_labels": _flag,
     "retrain_auto": _flag,
     "retrain_min_new_labels": _whole_at_least_one("new labels before retraining must be a whole number of at least 1"),
     "retrain_min_macro_f1": _fraction("the macro-F1 floor must be between 0 and 1"),

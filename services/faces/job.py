@@ -14,6 +14,10 @@ With Rekognition, images are done up to ``rekognition_in_flight`` at once within
 known. A started Rekognition Video job's id is written with each batch beside its video's pending job item
 (``job_items.error`` holds ``{"rekognition_job_id": ...}`` until the item is done), so a resumed job, after a
 crash, a failure or a cancel, reads that job's faces instead of paying for it again.
+
+``redact`` chooses what is hidden in images: ``faces`` (the default), ``labels`` (shipping labels: barcodes, QR
+codes, text blocks, found by ``services.redaction`` and masked as faces are, in boxes) or ``both``. Videos get
+faces only: a ``labels`` job lists images alone.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ from services.faces.quality import detail_ratios
 from services.faces.rekognition_video import faces_by_frame, run_face_detection
 from services.faces.report import image_report, video_report
 from services.faces.video import anonymize_video, frame_times, frames_as_jpeg
+from services.redaction.labels import MASK_SCALE as LABEL_MASK_SCALE
+from services.redaction.labels import MASK_SHAPE as LABEL_MASK_SHAPE
+from services.redaction.labels import as_array, find_labels
 
 KIND = "faces"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi")
@@ -51,12 +58,13 @@ SIDECAR = ".faces.json"
 VIDEO_JOB_NOTE = "rekognition_job_id"  # in a pending video's job_items.error: its started Rekognition Video job
 FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
 DEFAULTS = {"detector": "local", "mode": "blur", "shape": "ellipse", "mask_scale": DEFAULT_MASK_SCALE,
-            "threshold": DEFAULT_THRESHOLD, "keep_metadata": False, "detect_every": 3}
+            "threshold": DEFAULT_THRESHOLD, "keep_metadata": False, "detect_every": 3, "redact": "faces"}
+REDACT = ("faces", "labels", "both")
 
 
 def validate_params(params: dict[str, Any]) -> dict[str, Any]:
     """Clean job parameters. Raises InvalidInput for a missing, malformed or nested source and destination
-    (however spelled), or a bad detector, mode, shape, scale or threshold."""
+    (however spelled), or a bad detector, mode, shape, scale, threshold or ``redact`` choice."""
     clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     for key in ("source", "destination"):
         clean[key] = str(clean.get(key) or "").strip().rstrip("/")
@@ -74,6 +82,8 @@ def validate_params(params: dict[str, Any]) -> dict[str, Any]:
     clean["keep_metadata"] = bool(clean["keep_metadata"])
     if not isinstance(clean["detect_every"], int) or not 1 <= clean["detect_every"] <= 30:
         raise InvalidInput(f"detect faces every k-th video frame, k from 1 to 30; got {clean['detect_every']!r}")
+    if clean["redact"] not in REDACT:
+        raise InvalidInput(f"redact must be one of {', '.join(REDACT)}, got {clean['redact']!r}")
     return clean
 
 
@@ -119,12 +129,19 @@ def _upright(data: bytes, max_pixels: int) -> tuple[Image.Image, str, bytes | No
 
 
 def anonymize_image(data: bytes, *, detector: Any, params: dict[str, Any], max_pixels: int) -> tuple[bytes, dict[str, Any]]:
-    """(anonymised image bytes, detections) for one encoded image. Raises ImageError, ConsoleError."""
+    """(anonymised image bytes, detections) for one encoded image: faces, shipping labels or both
+    (``params["redact"]``). Raises ImageError, ConsoleError."""
     picture, fmt, exif = _upright(data, max_pixels)
     rgb = np.asarray(picture.convert("RGB"))
-    boxes = detector.detect(rgb, threshold=params["threshold"])
+    redact = params.get("redact", "faces")
+    boxes = detector.detect(rgb, threshold=params["threshold"]) if redact != "labels" else np.zeros((0, 5), np.float32)
     out_rgb = anonymize(rgb, boxes, mode=params["mode"], shape=params["shape"], mask_scale=params["mask_scale"])
     review = image_report(boxes, detail_ratios(rgb, out_rgb, boxes))  # counts, and why a human should look
+    if redact != "faces":  # the same masks, as boxes around each label
+        labels = find_labels(rgb)
+        out_rgb = anonymize(out_rgb, as_array(labels), mode=params["mode"], shape=LABEL_MASK_SHAPE,
+                            mask_scale=LABEL_MASK_SCALE)
+        review |= {"labels": [b.as_dict() for b in labels], "labels_found": len(labels)}
     result = Image.fromarray(out_rgb)
     if picture.mode == "RGBA":
         result.putalpha(picture.getchannel("A"))
@@ -167,13 +184,14 @@ class FacesKind(jobs.BaseKind):
                              video_window=int(settings["rekognition_video_jobs"]), queue=[r[0] for r in ctx.db.execute(
                                  "SELECT item FROM job_items WHERE job_id = ? AND state = 'pending' ORDER BY rowid",
                                  [ctx.job_id])])
-        detector = make_detector(params["detector"], **cloud)
+        detector = make_detector(params["detector"], **cloud) if params["redact"] != "labels" else None
         ctx.state.update(params=params, store=object_store(ctx.db), detector=detector,
                          max_pixels=int(settings["max_pixels"]))
 
     def list_items(self, ctx: jobs.JobContext) -> list[str]:
         store, source = ctx.state["store"], ctx.state["params"]["source"]
-        items = [o.key for o in store.list(source, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
+        videos = VIDEO_SUFFIXES if ctx.state["params"]["redact"] != "labels" else ()
+        items = [o.key for o in store.list(source, suffixes=IMAGE_SUFFIXES + videos)]
         ctx.state["queue"] = items
         return items
 
@@ -246,7 +264,8 @@ class FacesKind(jobs.BaseKind):
             store.write(target, image)  # whole or not at all (atomic locally, one PUT on S3)
             sidecar = {"source": join(params["source"], key), "output": target, "detector": params["detector"],
                        "threshold": params["threshold"], "mode": params["mode"], "shape": params["shape"],
-                       "mask_scale": params["mask_scale"], "metadata_kept": params["keep_metadata"], **report}
+                       "mask_scale": params["mask_scale"], "metadata_kept": params["keep_metadata"],
+                       "redact": params["redact"], **report}
             store.write(target + SIDECAR, json.dumps(sidecar, indent=1).encode())
             return None
         except ConsoleError as exc:
@@ -345,14 +364,15 @@ class FacesKind(jobs.BaseKind):
         counts = dict(ctx.db.execute(
             "SELECT (lower(item) LIKE '%.mp4' OR lower(item) LIKE '%.mov' OR lower(item) LIKE '%.avi') || state, COUNT(*) "
             "FROM job_items WHERE job_id = ? GROUP BY 1", [ctx.job_id]).fetchall())
-        found, flagged = 0, []
+        found, labels, flagged = 0, 0, []
         for row in _read_sidecars(ctx.state["store"], ctx.state["params"], _done_keys(ctx.db, ctx.job_id)):
             found += int(row.get("faces_found", len(row.get("faces", []))))
+            labels += int(row.get("labels_found", 0))
             if row.get("review"):
                 flagged.append({"key": row["key"], "faces": row.get("faces_found"), "reasons": row["review"]})
         return {"images_done": counts.get("0done", 0), "images_failed": counts.get("0failed", 0),
                 "videos_done": counts.get("1done", 0), "videos_failed": counts.get("1failed", 0),
-                "destination": ctx.state["params"]["destination"], "faces_found": found,
+                "destination": ctx.state["params"]["destination"], "faces_found": found, "labels_found": labels,
                 "files_flagged": len(flagged), "flagged": flagged[:FLAGGED_KEPT]}
 
 

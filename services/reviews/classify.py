@@ -2,7 +2,9 @@
 
 Per batch: read the photos (threads), decode at reduced size, embed, apply the active head (person
 cues only where needed), then in one transaction store embeddings, predictions and routed decisions.
-Without a model every photo goes to the human queue.
+Without a model every photo goes to the human queue. With ``redact_package_labels`` on, a photo whose predicted
+class is ``package`` has its shipping labels found (``services.redaction``) and their boxes stored in the same
+transaction; a failure there is recorded with the photo and never fails its classification.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from services.core.errors import ConsoleError, StorageError
 from services.core.storage import ObjectStore
 from services.models.features import CUES_SIDE, FeatureExtractor
 from services.models.registry import active_version, load_head
+from services.redaction.labels import LabelBox, find_labels_in_photo
+from services.redaction.store import save_found
 from services.reuse.near_copies import perceptual_hash
 from services.reviews.decisions import audit_rate_of, decide, route
 from services.reviews.queue_value import rank_in_queue
@@ -51,6 +55,7 @@ class Computed:
     embeddings: dict[int, np.ndarray] = field(default_factory=dict)
     cues: dict[int, np.ndarray] = field(default_factory=dict)
     probabilities: dict[int, np.ndarray] = field(default_factory=dict)
+    labels: dict[int, tuple[list[LabelBox], str | None]] = field(default_factory=dict)  # package photos: boxes, error
 
 
 def classify_pictures(
@@ -80,6 +85,14 @@ def classify_pictures(
         return found
 
     return emb, head.predict_proba(emb, cues_for), cues
+
+
+def _labels(data: bytes, *, max_pixels: int) -> tuple[list[LabelBox], str | None]:
+    """(label boxes, None) for a package photo, or ([], the reason) when they cannot be found."""
+    try:
+        return find_labels_in_photo(data, max_pixels=max_pixels), None
+    except ConsoleError as exc:
+        return [], f"shipping labels not searched: {exc}"
 
 
 def pending_count(db: sqlite_utils.Database, *, actor: str) -> int:
@@ -164,6 +177,10 @@ class ClassifyKind(jobs.BaseKind):
                 done.probabilities[image_id] = probs[row]
             if row in cues:
                 done.cues[image_id] = cues[row]
+        if ctx.state["settings"]["redact_package_labels"] and ctx.state["head"] is not None:
+            for row, image_id in enumerate(ids):
+                if probs.shape[1] and ctx.state["head"].classes[int(np.argmax(probs[row]))] == "package":
+                    done.labels[image_id] = _labels(loaded.data[image_id], max_pixels=max_pixels)
         return done
 
     def write(self, ctx: jobs.JobContext, computed: Computed) -> dict[str, str | None]:
@@ -194,6 +211,9 @@ class ClassifyKind(jobs.BaseKind):
                 "ON CONFLICT(sha256, backbone) DO UPDATE SET cues = COALESCE(excluded.cues, embeddings.cues)",
                 [sha, backbone, vector.astype(np.float32).tobytes(), json.dumps(cue.tolist()) if cue is not None else None, now],
             )
+            if image_id in computed.labels:
+                save_found(db, image_id=image_id, boxes=computed.labels[image_id][0],
+                           error=computed.labels[image_id][1], now=now)
             if image_id in computed.loaded.hashes:
                 db.execute("INSERT OR IGNORE INTO image_hashes (sha256, phash, phash_mirror) VALUES (?, ?, ?)",
                            [sha, *computed.loaded.hashes[image_id]])

@@ -1,0 +1,113 @@
+"""Shipping labels found and hidden on real photos: barcodes, QR codes and text blocks, annotated by hand
+(benchmarks/label_redaction/annotations.json; origins and licences in its README). Materialise the photos first with
+``python benchmarks/label_redaction_data.py``.
+
+An annotated item counts as hidden when at least ``COVER`` of its box lies inside the redaction mask (the face
+masks' box drawing around what ``services.redaction`` found, as the faces job draws it). ``changed_outside`` is the
+share of pixels the job's default blur changed outside every annotated box, on the photos annotated completely.
+Recall is given per kind with its counts and a Wilson 95% interval. The photos are split in two: settings were
+chosen on ``tune``; figures are reported on ``test``.
+
+    python benchmarks/label_redaction.py [--quick] [--split test|tune|all]
+
+--quick reports the test part only (the default also prints the tune part). The last line is JSON: photos,
+recall_barcode, recall_qr, recall_text, changed_outside and the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+
+import numpy as np
+from blur_eval import wilson
+from label_redaction_data import materialise, photo_path
+
+from services.faces.masks import anonymize, mask
+from services.redaction.labels import KINDS, MASK_SCALE, MASK_SHAPE, as_array, find_labels, frame_from_bytes
+from services.redaction.text import shared_text_detector
+
+COVER = 0.9  # share of an annotated box inside the mask for it to count as hidden
+ALL_KINDS = (*KINDS, "other_2d")
+
+
+def score(photos: list[dict]) -> dict:
+    """Recall per kind, changed_outside and timings over ``photos``."""
+    found, total, missed = Counter(), Counter(), []
+    changed = outside = 0
+    seconds = []
+    detector = shared_text_detector()  # loaded once, outside the timings
+    for photo in photos:
+        frame = frame_from_bytes(photo_path(photo).read_bytes())
+        height, width = frame.shape[:2]
+        start = time.perf_counter()
+        boxes = find_labels(frame, text_detector=detector)
+        seconds.append(time.perf_counter() - start)
+        hidden = mask(as_array(boxes), width=width, height=height, shape=MASK_SHAPE, scale=MASK_SCALE) > 0
+        annotated = np.zeros((height, width), dtype=bool)
+        for kind, x1, y1, x2, y2 in photo["boxes"]:
+            x1, y1, x2, y2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
+            annotated[y1:y2, x1:x2] = True
+            total[kind] += 1
+            if hidden[y1:y2, x1:x2].mean() >= COVER:
+                found[kind] += 1
+            else:
+                missed.append({"photo": photo["id"], "kind": kind, "box": [x1, y1, x2, y2],
+                               "covered": round(float(hidden[y1:y2, x1:x2].mean()), 2)})
+        if photo["complete"]:
+            out = anonymize(frame, as_array(boxes), shape=MASK_SHAPE, mask_scale=MASK_SCALE)
+            diff = (out != frame).any(axis=2)
+            changed += int((diff & ~annotated).sum())
+            outside += int((~annotated).sum())
+    recall = {k: (round(found[k] / total[k], 4) if total[k] else None) for k in ALL_KINDS}
+    return {"photos": len(photos), "recall": recall, "found": {k: found[k] for k in ALL_KINDS},
+            "annotated": {k: total[k] for k in ALL_KINDS}, "wilson95": {k: wilson(found[k], total[k]) for k in ALL_KINDS},
+            "changed_outside": round(changed / outside, 4) if outside else None,
+            "complete_photos": sum(1 for p in photos if p["complete"]),
+            "seconds_per_photo": round(float(np.mean(seconds)), 3) if seconds else None, "missed": missed}
+
+
+def report(name: str, result: dict) -> None:
+    print(f"== {name}: {result['photos']} photos ({result['complete_photos']} annotated completely), "
+          f"{result['seconds_per_photo']} s a photo")
+    for kind in ALL_KINDS:
+        if result["annotated"][kind]:
+            low, high = result["wilson95"][kind]
+            print(f"  {kind:9s} {result['found'][kind]:3d} / {result['annotated'][kind]:3d} hidden  recall "
+                  f"{result['recall'][kind]:.3f}  (95% {low:.3f}-{high:.3f})")
+    print(f"  changed outside the annotated boxes: {result['changed_outside']}")
+    for miss in result["missed"]:
+        print(f"  missed {miss['kind']} in {miss['photo']} at {miss['box']} ({miss['covered']:.0%} covered)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the test part only")
+    parser.add_argument("--split", choices=("test", "tune", "all"), default="test", help="the part reported last")
+    args = parser.parse_args()
+    photos = materialise_default()
+    parts = {"tune": [p for p in photos if p["split"] == "tune"], "test": [p for p in photos if p["split"] == "test"],
+             "all": photos}
+    if not args.quick and args.split != "tune":
+        report("tune (settings chosen here)", score(parts["tune"]))
+    result = score(parts[args.split])
+    report(args.split, result)
+    print(json.dumps({"photos": result["photos"], "split": args.split,
+                      "recall_barcode": result["recall"]["barcode"], "recall_qr": result["recall"]["qr"],
+                      "recall_text": result["recall"]["text"], "changed_outside": result["changed_outside"],
+                      "counts": {k: [result["found"][k], result["annotated"][k]] for k in ALL_KINDS},
+                      "wilson95_low": {k: result["wilson95"][k][0] for k in ALL_KINDS},
+                      "recall_other_2d": result["recall"]["other_2d"],
+                      "seconds_per_photo": result["seconds_per_photo"]}))
+
+
+def materialise_default() -> list[dict]:
+    from pathlib import Path
+
+    return materialise(Path("/work/.mirror"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Shipping labels on a parcel photo: where its barcodes, QR codes and text blocks are (``find_labels``), as boxes
+to mask with the face masks (``services.faces.masks``, box-shaped: labels are rectangles). Pure functions on RGB
+frames, no I/O, like the face detectors: decoding a photo (``frame_from_bytes``) is apart from finding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from services.core.errors import ImageError, InvalidInput
+from services.core.images import DEFAULT_MAX_PIXELS, decode, probe
+from services.redaction.codes import find_barcodes, find_qr_codes
+from services.redaction.text import BOX_THRESHOLD, TextDetector, shared_text_detector
+
+KINDS = ("barcode", "qr", "text")
+MASK_SHAPE = "box"
+MASK_SCALE = 1.1  # label boxes grow by a tenth about their centres: quiet zones and the edges of letters
+CODE_SCORE = 1.0  # OpenCV's code detectors give no score: a found code is certain enough to hide
+
+
+@dataclass(frozen=True)
+class LabelBox:
+    """One thing to hide on a label, in pixels of the upright photo."""
+
+    kind: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {"kind": self.kind, "x1": round(self.x1, 1), "y1": round(self.y1, 1), "x2": round(self.x2, 1),
+                "y2": round(self.y2, 1), "score": round(self.score, 3)}
+
+
+def validate_kinds(kinds: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The kinds asked for, in ``KINDS`` order. Raises InvalidInput for an unknown kind or none."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds:
+        raise InvalidInput(f"label kinds must be some of {', '.join(KINDS)}, got {sorted(kinds)!r}")
+    return tuple(k for k in KINDS if k in kinds)
+
+
+def frame_from_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An encoded photo as an upright RGB (H, W, 3) uint8 frame. Raises ImageError for empty, corrupt, truncated,
+    non-image or oversized data."""
+    return np.asarray(decode(data, max_pixels=max_pixels))
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """``frame`` as an RGB uint8 (H, W, 3) array. Raises ImageError for anything else (empty, wrong shape)."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ImageError("label redaction needs an RGB photo (height x width x 3, 8-bit)")
+    if min(frame.shape[:2]) < 8:
+        raise ImageError(f"the photo is empty or too small to read labels on ({frame.shape[1]}x{frame.shape[0]})")
+    return frame
+
+
+def find_labels(frame: np.ndarray, *, kinds: tuple[str, ...] | list[str] = KINDS,
+                text_detector: TextDetector | None = None, text_threshold: float = BOX_THRESHOLD) -> list[LabelBox]:
+    """The barcodes, QR codes and text blocks on an RGB frame, in that order. ``text_detector``: the process's
+    shared one by default (loaded once). Raises ImageError for a frame that is not an RGB photo, InvalidInput
+    for an unknown kind, ModelError when the text detector cannot be loaded."""
+    frame, kinds = check_frame(frame), validate_kinds(kinds)
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    found: list[LabelBox] = []
+    if "barcode" in kinds:
+        found += [LabelBox("barcode", *map(float, b), CODE_SCORE) for b in find_barcodes(gray)]
+    if "qr" in kinds:
+        found += [LabelBox("qr", *map(float, b), CODE_SCORE) for b in find_qr_codes(gray)]
+    if "text" in kinds:
+        detector = text_detector or shared_text_detector()
+        found += [LabelBox("text", *map(float, b[:4]), float(b[4]))
+                  for b in detector.blocks(frame, threshold=text_threshold)]
+    return found
+
+
+def as_array(boxes: list[LabelBox]) -> np.ndarray:
+    """(N, 5) float boxes (x1, y1, x2, y2, score), the face masks' input."""
+    return np.array([[b.x1, b.y1, b.x2, b.y2, b.score] for b in boxes], dtype=np.float32).reshape(-1, 5)
+
+
+def from_dicts(rows: list[dict]) -> list[LabelBox]:
+    """Boxes back from ``LabelBox.as_dict`` rows (a sidecar, the database). Raises InvalidInput for a bad row."""
+    try:
+        return [LabelBox(str(r["kind"]), float(r["x1"]), float(r["y1"]), float(r["x2"]), float(r["y2"]),
+                         float(r.get("score", 1.0))) for r in rows]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"a label box needs kind, x1, y1, x2, y2: {exc}") from exc
+
+
+LABEL_SIDE = 2048  # photos are searched at most this large (the text detector reads 1280, codes stay sharp)
+
+
+def find_labels_in_photo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, kinds: tuple[str, ...] = KINDS,
+                         side: int = LABEL_SIDE) -> list[LabelBox]:
+    """``find_labels`` on an encoded photo decoded at most ``side`` pixels across, the boxes given in pixels of the
+    full upright photo. Raises ImageError for data that is not a readable photo, ModelError, InvalidInput."""
+    width, height, _ = probe(data, max_pixels=max_pixels)
+    frame = np.asarray(decode(data, max_side=side, max_pixels=max_pixels))
+    fx, fy = width / frame.shape[1], height / frame.shape[0]
+    return [LabelBox(b.kind, b.x1 * fx, b.y1 * fy, b.x2 * fx, b.y2 * fy, b.score)
+            for b in find_labels(frame, kinds=kinds)]
