@@ -100,7 +100,15 @@ def toggle_zoom() -> None:
 
 @st.fragment
 def panel() -> None:
-    """What a decision changes: the counts, the photo on screen with its review, and the buttons."""
+    """What a decision changes: the counts, the photo on screen with its review, and the buttons. A service's
+    refusal is shown here (a fragment's run is not inside app.py's handler)."""
+    try:
+        draw_panel()
+    except ConsoleError as exc:
+        show_error(exc)
+
+
+def draw_panel() -> None:
     conn = db()  # a fragment's run has a thread (and a connection) of its own
     settings = get_settings(conn)
     inspector = current_user().name
