@@ -312,7 +312,8 @@ class Inspector:
             await asyncio.sleep(self.rng.uniform(*self.think))  # the inspector looks at the photo
             photo = self.photo_on_screen()
             if photo is None:
-                return  # nothing left for this inspector
+                self.drained = True  # nothing left for this inspector: the run ends early for it
+                return
             n = self.rng.randrange(4)
             buttons = [(wid, frag) for wid, _, frag in self.widgets("button") if wid.endswith(f"q_quick_{CLASSES[n]}")]
             if not buttons:
@@ -350,6 +351,7 @@ async def drive(url: str, n: int, *, seconds: float, think: tuple[float, float],
                 c.dead = True
     clients_in = [c for c in clients if not getattr(c, "dead", False)]
     cpu0, _ = tree_usage(pid) if pid else (0.0, 0.0)
+    own0 = time.process_time()
     t0 = time.monotonic()
     peak = [0.0]
 
@@ -377,9 +379,12 @@ async def drive(url: str, n: int, *, seconds: float, think: tuple[float, float],
             "p95_s": round(float(np.percentile(lat, 95)), 3) if lat else None,
             "max_s": round(max(lat), 3) if lat else None,
             "server_cpu_s": round(cpu, 2), "server_cpu_share": round(cpu / elapsed, 2),
+            "client_cpu_share": round((time.process_time() - own0) / elapsed, 2),  # this driver's own load
+            "load_average": round(os.getloadavg()[0], 1),
             "server_rss_mb": round(max(rss, peak[0]), 1),
             "cpu_s_per_decision": round(cpu / decisions, 4) if decisions else None,
-            "signed_in": len(clients_in), "client_errors": sum(len(c.errors) for c in clients),
+            "signed_in": len(clients_in), "ran_out_of_photos": sum(1 for c in clients if getattr(c, "drained", False)),
+            "client_errors": sum(len(c.errors) for c in clients),
             "first_errors": [e for c in clients for e in c.errors][:3],
             "acked": {c.username: c.acked for c in clients}}
 
