@@ -299,3 +299,21 @@ def test_a_page_run_opens_one_connection(queued, monkeypatch):
     opened.clear()
     at.button(key="q_quick_package").click().run()  # AppTest reruns the whole script: still one
     assert shown_item(at) == queued[1] and len(opened) == 1
+
+
+def test_a_key_press_in_the_photo_panel_counts_as_activity(queued, db, monkeypatch):
+    """The panel's runs are fragment runs; one a person's key started keeps the session alive (a page refreshing
+    itself does not, tests/pages/test_idle_fragments.py)."""
+    from services.access.accounts import create_user
+    from tests.pages.test_sign_in import GOOD, sign_in
+
+    create_user(db, username="ines", password=GOOD, roles=["inspector"], actor="cli:root")
+    at = start_app()
+    sign_in(at, "ines", GOOD)
+    at.switch_page("pages/queue.py").run()
+    first = shown_item(at)
+    idle_since = at.session_state["auth_user"]["last_seen"] - 29 * 60
+    at.session_state["auth_user"]["last_seen"] = idle_since
+    fragment_click(at, monkeypatch, "q_quick_product")
+    assert shown_item(at) != first
+    assert at.session_state["auth_user"]["last_seen"] > idle_since + 28 * 60  # the key press counted
