@@ -105,6 +105,17 @@ db = Workspace.open(sys.argv[1]).db(); sys.exit(0 if setup_mode(db) else 1)" "$D
   "$VENV/bin/python" -c "import sys; from services.access.setup import banner; print(banner(token=sys.argv[1], url=sys.argv[2]))" \
     "$REVIEW_CONSOLE_SETUP_TOKEN" "$PUBLIC_URL"
 fi
+"$VENV/bin/python" - "$DATA" <<'PY' || true
+import sys
+from services.core.config import Workspace, get_settings
+from services.core.network import effective_client
+db = Workspace.open(sys.argv[1]).db()
+if effective_client(peer="127.0.0.1", forwarded_for="192.0.2.1", trusted_proxies=get_settings(db)["trusted_proxies"]) \
+        != "192.0.2.1":
+    print("Note: every browser reaches the app processes from the proxy (127.0.0.1). Until an admin adds 127.0.0.1 "
+          "under Settings -> Network access -> trusted proxies, the network allowlist, the audit log and the "
+          "sign-in throttle see that one address for everyone.", flush=True)
+PY
 set +e
 wait -n "${PIDS[@]}"
 status=$?
