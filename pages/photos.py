@@ -56,6 +56,21 @@ def zoomed(*, label: str, uri: str, sha256: str | None, size: int, level: str) -
             f'background:#111;border-radius:6px">{img}</div>')
 
 
+def at_width(data: bytes, *, uri: str, sha256: str | None, size: int, width: int) -> bytes:
+    """The thumbnail no wider than ``width``: Streamlit would otherwise decode, resize and encode a wider image again
+    on every run (issue 23); the narrower one is cached like any thumbnail."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:  # reads the header only
+        w, h = img.size
+    if w <= width:
+        return data
+    narrower, _ = thumbnail(uri, sha256, max(1, max(w, h) * width // w))
+    return narrower or data
+
+
 def show(container, *, label: str, uri: str, sha256: str | None, size: int, caption: str = "",  # type: ignore[no-untyped-def]
          width: int | str = "content", details: bool = True) -> None:
     """The photo in ``container`` captioned ``label`` (neutral: "photo 12", "check 3") and ``caption`` (markdown, the
@@ -63,6 +78,8 @@ def show(container, *, label: str, uri: str, sha256: str | None, size: int, capt
     that cannot be shown says why: with its path for admins, without for the others."""
     admin = sees_paths()
     data, error = thumbnail(uri, sha256, size)
+    if data and isinstance(width, int):
+        data = at_width(data, uri=uri, sha256=sha256, size=size, width=width)
     text = " · ".join(t for t in (md(label), caption) if t)
     if data:
         container.image(data, caption=text, width=width)

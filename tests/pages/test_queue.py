@@ -317,3 +317,34 @@ def test_a_key_press_in_the_photo_panel_counts_as_activity(queued, db, monkeypat
     fragment_click(at, monkeypatch, "q_quick_product")
     assert shown_item(at) != first
     assert at.session_state["auth_user"]["last_seen"] > idle_since + 28 * 60  # the key press counted
+
+
+def test_small_photos_are_sent_at_their_display_width_so_streamlit_does_not_resize_them_every_run(
+        ws, db, tmp_path, monkeypatch):
+    """Issue 23: an image wider than its ``width`` is decoded, resized and encoded again by Streamlit on every run;
+    the review's other photo (shown 120 px wide) is sent at 120 px, from the thumbnail cache."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from streamlit.elements.lib import image_utils
+
+    from services.core.storage import ObjectStore
+    from services.reviews.ingest import ingest_manifest
+
+    rng = np.random.default_rng(7)
+    uris = []
+    for k in range(2):
+        path = tmp_path / f"wide{k}.jpg"
+        Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(path)
+        uris.append(str(path))
+    (tmp_path / "m.jsonl").write_text(json.dumps({"review_id": "r1", "review_type": "product", "image_uris": uris}))
+    ingest_manifest(db, uri=str(tmp_path / "m.jsonl"), store=ObjectStore(), actor="test")
+    db.execute("UPDATE images SET status = 'queued', queue_reason = 'no_model'")
+    reencoded = []
+    encode = image_utils._pil_to_bytes
+    monkeypatch.setattr(image_utils, "_pil_to_bytes", lambda *a, **k: reencoded.append(1) or encode(*a, **k))
+    at = start_app("pages/queue.py")
+    assert shown_item(at) and len(at.image) == 2  # the photo and the review's other one
+    at.run()
+    assert reencoded == []
