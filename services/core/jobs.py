@@ -310,15 +310,17 @@ class _Heartbeat:
 
     def _loop(self) -> None:
         ws, job_id, owner = self._args
-        db = ws.db()
+        db = None
         try:
             while not self._stop.wait(HEARTBEAT_SECONDS):
+                db = db or ws.db()  # opened at the first renewal: most jobs end before one is due
                 if not renew_lease(db, job_id=job_id, owner=owner):
                     return  # taken over or finished: the batch write will find out (fenced)
-        except sqlite3.Error:  # the database went away (a test's workspace, a shutdown): the lease just expires
+        except (sqlite3.Error, OSError):  # the database went away (a shutdown): the lease just expires
             traceback.print_exc()
         finally:
-            db.close()
+            if db is not None:
+                db.close()
 
 
 def _holds_lease(db: sqlite_utils.Database, job_id: int, owner: str) -> None:
