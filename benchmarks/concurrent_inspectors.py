@@ -18,7 +18,9 @@ photos, ingested and embedded by the real classify job, a third of them decided 
 panel has neighbours, accounts insp01..insp60) and copied fresh for each N; the server is started as
 ``./run.sh`` does (``streamlit run server.py``, jobs off) on a free port, from ``--repo`` (default this
 checkout: point it at another clone to measure "before"). Server CPU and memory are read for the server's
-process tree (psutil if installed, else /proc) over the deciding phase only (sign-in excluded).
+process tree (psutil if installed, else /proc) over the deciding phase only (sign-in excluded); the server's CPU
+while everyone is signed in and nobody presses a key (10 s, ``idle_cpu_share``) is reported too, and
+``net_cpu_s_per_decision`` subtracts it (with one inspector it is a large part of the gross figure).
 
 Integrity, from the database after each N: ``doubled`` = photos answered by more inspectors than they needed
 (gold items excluded: every inspector answers those by design; overlap photos need ``required_answers``);
@@ -339,7 +341,7 @@ class Inspector:
 
 
 async def drive(url: str, n: int, *, seconds: float, think: tuple[float, float], pid: int | None,
-                first_user: int) -> dict[str, Any]:
+                first_user: int, idle_seconds: float = 10.0) -> dict[str, Any]:
     import aiohttp
 
     clients = [Inspector(url=url, username=f"insp{first_user + i:02d}", think=think, seed=i) for i in range(n)]
@@ -350,6 +352,11 @@ async def drive(url: str, n: int, *, seconds: float, think: tuple[float, float],
                 c.errors.append(f"sign-in failed: {res}")
                 c.dead = True
     clients_in = [c for c in clients if not getattr(c, "dead", False)]
+    idle = 0.0
+    if pid and idle_seconds > 0:  # the server's own cost with everyone signed in and looking (heartbeats, watchers)
+        before = tree_usage(pid)[0]
+        await asyncio.sleep(idle_seconds)
+        idle = (tree_usage(pid)[0] - before) / idle_seconds
     cpu0, _ = tree_usage(pid) if pid else (0.0, 0.0)
     own0 = time.process_time()
     t0 = time.monotonic()
@@ -383,6 +390,8 @@ async def drive(url: str, n: int, *, seconds: float, think: tuple[float, float],
             "load_average": round(os.getloadavg()[0], 1),
             "server_rss_mb": round(max(rss, peak[0]), 1),
             "cpu_s_per_decision": round(cpu / decisions, 4) if decisions else None,
+            "idle_cpu_share": round(idle, 4),  # measured before deciding, subtracted below
+            "net_cpu_s_per_decision": round((cpu - idle * elapsed) / decisions, 4) if decisions else None,
             "signed_in": len(clients_in), "ran_out_of_photos": sum(1 for c in clients if getattr(c, "drained", False)),
             "client_errors": sum(len(c.errors) for c in clients),
             "first_errors": [e for c in clients for e in c.errors][:3],
@@ -447,10 +456,11 @@ def main() -> None:
         runs.append(res)
         print(json.dumps(res), flush=True)
     print("| inspectors | decisions/min | key to next photo p50 / p95 / max | server CPU | CPU s per decision "
-          "| RSS MB | lost | doubled |")
+          "(net of idle) | RSS MB | lost | doubled |")
     for r in runs:
         print(f"| {r['inspectors']} | {r['decisions_per_min']} | {r['p50_s']} / {r['p95_s']} / {r['max_s']} s "
-              f"| {r['server_cpu_share']:.0%} | {r['cpu_s_per_decision']} | {r['server_rss_mb']} | {r['lost']} "
+              f"| {r['server_cpu_share']:.0%} | {r['cpu_s_per_decision']} ({r['net_cpu_s_per_decision']}) "
+              f"| {r['server_rss_mb']} | {r['lost']} "
               f"| {r['doubled']} |")
     last = runs[-1]
     print(json.dumps({k: last[k] for k in ("inspectors", "decisions_per_min", "p50_s", "p95_s", "cpu_s_per_decision",
