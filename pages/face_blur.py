@@ -89,7 +89,8 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
     p = job["params"]
     st.markdown(f"**#{job_id}** · {md(p['source'])} → {md(p['destination'])} · {md(p['detector'])} · {md(p['mode'])} "
                 f"{md(p['shape'])} ×{p['mask_scale']} · threshold {p['threshold']}"
-                + (" · metadata kept" if p.get("keep_metadata") else " · metadata dropped"))
+                + (" · metadata kept" if p.get("keep_metadata") else " · metadata dropped")
+                + (f" · redact {md(p['redact'])}" if p.get("redact", "faces") != "faces" else ""))
     m = st.columns(4)
     m[0].metric("State", job["state"])
     m[1].metric("Done", f"{job['done']:,}")
@@ -180,7 +181,9 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
         return
     show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {md(d['key'])}")
     show_photo(right, uri=d["output"], sha256=None, size=480,
-               caption=f"after: {len(d['faces'])} faces {md(p['mode'])} ({d['width']}×{d['height']}, {md(d['format'])}){flag}")
+               caption=f"after: {len(d['faces'])} faces"
+                       + (f", {d['labels_found']} label items" if "labels_found" in d else "")
+                       + f" {md(p['mode'])} ({d['width']}×{d['height']}, {md(d['format'])}){flag}")
 
 
 live_job_panel(job_id, render)
