@@ -7,6 +7,7 @@ Not a page: ``app.py`` lists pages explicitly with ``st.navigation``.
 from __future__ import annotations
 
 import base64
+import functools
 
 import streamlit as st
 
@@ -56,19 +57,31 @@ def zoomed(*, label: str, uri: str, sha256: str | None, size: int, level: str) -
             f'background:#111;border-radius:6px">{img}</div>')
 
 
-def at_width(data: bytes, *, uri: str, sha256: str | None, size: int, width: int) -> bytes:
-    """The thumbnail no wider than ``width``: Streamlit would otherwise decode, resize and encode a wider image again
-    on every run (issue 23); the narrower one is cached like any thumbnail."""
+def at_width(data: bytes, *, width: int) -> bytes:
+    """The JPEG ``data`` no wider than ``width``: Streamlit would otherwise decode, resize and encode a wider image
+    again on every run (issue 23). Made from the small JPEG itself (not the stored photo), once per process."""
     import io
 
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:  # reads the header only
+        if img.size[0] <= width:
+            return data
+    return _narrowed(data, width)
+
+
+@functools.lru_cache(maxsize=4096)
+def _narrowed(data: bytes, width: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
         w, h = img.size
-    if w <= width:
-        return data
-    narrower, _ = thumbnail(uri, sha256, max(1, max(w, h) * width // w))
-    return narrower or data
+        out = io.BytesIO()
+        img.convert("RGB").resize((width, max(1, round(h * width / w))), Image.Resampling.LANCZOS).save(
+            out, format="JPEG", quality=85)
+    return out.getvalue()
 
 
 def show(container, *, label: str, uri: str, sha256: str | None, size: int, caption: str = "",  # type: ignore[no-untyped-def]
@@ -79,7 +92,7 @@ def show(container, *, label: str, uri: str, sha256: str | None, size: int, capt
     admin = sees_paths()
     data, error = thumbnail(uri, sha256, size)
     if data and isinstance(width, int):
-        data = at_width(data, uri=uri, sha256=sha256, size=size, width=width)
+        data = at_width(data, width=width)
     text = " · ".join(t for t in (md(label), caption) if t)
     if data:
         container.image(data, caption=text, width=width)
