@@ -1,29 +1,35 @@
 """Reused-photo detection and the similarity index, measured.
 
-1. Quality, through the real pipeline (ingest, classify, the reuse job) in a fresh workspace. Originals: every
-   sample photo (``../shared/samples``: reviews and faces) and the look-alike products of
-   ``../shared/lookalike_products`` (73 real shop-style garment photos, mostly on white, copied unchanged from the
-   example folders of github:levihsu/OOTDiffusion, yisol/IDM-VTON, Zheng-Chong/CatVTON and
-   ShineChen1024/MagicClothing, all CC BY-NC-SA 4.0, VITON-HD and Dress Code garments among them: internal
-   testing only; commits and paths in its SOURCES.md; 23 are the product samples), each as a review of its own;
-   then edited copies of each original as reviews by other users: the five edits the detector was first built around (half size, 10% crop a side, JPEG quality 50, mirrored,
-   25% brighter) and the edits of issue 25 (rotation by 90/180/270 degrees, an EXIF-rotated file (pixels
-   turned, the tag turning them back) and a file whose EXIF tag turns it, a screenshot of a shop page with the
-   photo small on a phone-sized canvas, 25% cropped a side, a border, a caption bar, stickers, a sepia filter
-   with a vignette, a perspective tilt).
-   recall = copies flagged against their own original; false flags = flags between two originals, over all
-   pairs of originals (the faces folder holds a few crops of one photo under other names: they are listed);
-   false_flags_lookalike = flags between two look-alike product photos, over all their pairs.
-   Splits: the originals, sorted by name, alternate between the **tune** split (even positions: thresholds
-   were chosen on it) and the **report** split (odd positions: the figures quoted); ``--split all`` runs both.
+1. Quality, through the real pipeline (ingest, classify, the reuse job) in a fresh workspace. Originals, each a
+   review by a user of its own: the sample photos (``../shared/samples``: reviews and faces, when present) and
+   the look-alike garment photos of ``clothing_lookalikes.py`` (real CC0 photos of github:alexeygrigorev/
+   clothing-dataset, read from its fetched snapshot and cached under ``benchmarks/out/clothing_lookalikes``;
+   the benchmark stops and says so when the snapshot is absent). Then edited copies, as reviews by other
+   users, of every sample photo and of every EDIT_EVERY-th garment photo: the five edits the detector was first
+   built around (half size, 10% crop a side, JPEG quality 50, mirrored, 25% brighter) and the edits of issue 25
+   (rotation by 90/180/270 degrees, an EXIF-rotated file (pixels turned, the tag turning them back) and a file
+   whose EXIF tag turns it, a screenshot of a shop page with the photo small on a phone-sized canvas, 25%
+   cropped a side, a border, a caption bar, stickers, a sepia filter with a vignette, a perspective tilt).
+   recall = copies flagged against their own original; false flags = flags between two sample originals, over
+   their pairs (the faces folder holds a few crops of one photo under other names: they are listed);
+   false_flags_lookalike = flags between two garment photos of the same label, over all such pairs, with a 95%
+   upper bound (Clopper-Pearson); a flag between two photos that are one photo in the data (listed in
+   ``clothing_lookalikes.REAL_COPIES`` after looking at it) is counted as a real copy. Every flag between
+   originals is saved side by side under ``benchmarks/out/near_duplicates_flags/<split>/`` to be looked at.
+   Splits: the sample photos, sorted by name, alternate between the **tune** split (even positions) and the
+   **report** split (odd positions); the garment photos of the tune split are the clothing-dataset-small
+   train/ folder, the others are the report split. Thresholds are chosen on tune; the figures quoted are
+   report's; ``--split all`` runs both.
 2. Speed: top-10 queries on the index configuration the console uses (usearch HNSW, cosine, 16-bit floats) at
    1,000,000 vectors (--quick: 100,000), and, at 100,000, the libraries it was chosen against (hnswlib,
    faiss HNSW, exact numpy search), each with its build time and recall@10 against the exact answer; and the
    in-memory hash scan one photo's check makes at as many photos (``hash_scan``).
 
-    python benchmarks/near_duplicates.py [--quick] [--split report|tune|all] [--no-speed]
+    nice python benchmarks/near_duplicates.py [--quick] [--split report|tune|all] [--edits a,b]
+        [--mirror-dir D] [--no-speed | --no-quality [--no-compare]]
 
-The last line is JSON: recall, recall_min_edit, false_flag_rate, false_flags_lookalike, query_ms (median at the
+The last line is JSON: recall, recall_min_edit, false_flag_rate, false_flags_lookalike (with lookalike_pairs,
+false_flags_lookalike_upper95, real_copies_in_data), query_ms (median at the
 large size), hash_scan_ms, and the details.
 """
 
@@ -37,12 +43,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import clothing_lookalikes as lookalikes
 import numpy as np
 from common import ROOT, cpu_ticks, others_share
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 SHARED = ROOT.parent / "shared" / "samples"
-LOOKALIKES = ROOT.parent / "shared" / "lookalike_products"
+MIRROR_DIR = Path("/work/.mirror")  # fetched snapshots, as owner+name/repo: the look-alike garment photos
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -178,23 +185,31 @@ def save_edit(img: Image.Image, edit: str, dst: Path) -> None:
     out.save(dst, "JPEG", quality=50 if edit == "jpeg50" else 90, exif=exif)
 
 
-def originals() -> list[tuple[Path, bool]]:
-    """(photo, is a look-alike product photo) for every original, each photo's bytes once, sorted by name."""
-    found: dict[str, tuple[Path, bool]] = {}
-    sources = [(p, p.parent.name == "product") for folder in ("reviews", "faces") for p in (SHARED / folder).rglob("*")]
-    sources += [(p, True) for p in LOOKALIKES.glob("*")] if LOOKALIKES.is_dir() else []
-    for p, look in sources:
+def samples(split: str) -> list[Path]:
+    """The sample photos (reviews and faces) of the split, each photo's bytes once: sorted by name, even positions
+    are the tune split and odd positions the report split."""
+    found: dict[str, Path] = {}
+    for p in (p for folder in ("reviews", "faces") for p in (SHARED / folder).rglob("*")):
         if p.suffix.lower() in PHOTO_SUFFIXES:
-            found.setdefault(hashlib.sha256(p.read_bytes()).hexdigest(), (p, look))
-    return sorted(found.values(), key=lambda x: x[0].name)
+            found.setdefault(hashlib.sha256(p.read_bytes()).hexdigest(), p)
+    ordered = sorted(found.values(), key=lambda x: x.name)
+    return ordered if split == "all" else [x for k, x in enumerate(ordered) if k % 2 == (0 if split == "tune" else 1)]
 
 
-def split_of(photos: list[tuple[Path, bool]], split: str) -> list[tuple[Path, bool]]:
-    """The tune split (even positions in name order), the report split (odd positions) or all."""
-    return photos if split == "all" else [x for k, x in enumerate(photos) if k % 2 == (0 if split == "tune" else 1)]
+EDIT_EVERY = 20  # every 20th look-alike photo of the split (by name) is also copied with every edit
 
 
-def quality(work: Path, *, split: str = "report", edits: tuple[str, ...] = tuple(EDITS)) -> dict:
+def originals(split: str, *, mirror_dir: Path) -> list[tuple[Path, str, bool]]:
+    """(photo, group, copied with every edit) of every original of the split: the sample photos (group
+    "sample", all copied) when ``../shared/samples`` is there, then the look-alike garment photos (group: the
+    garment label; every EDIT_EVERY-th copied). Raises MirrorMissing when the garment photos' snapshot is absent."""
+    out = [(p, "sample", True) for p in samples(split)] if (SHARED / "reviews").is_dir() else []
+    garments = lookalikes.photos(split, mirror_dir=mirror_dir)
+    return out + [(p, label, k % EDIT_EVERY == 0) for k, (p, label) in enumerate(garments)]
+
+
+def quality(work: Path, *, split: str = "report", edits: tuple[str, ...] = tuple(EDITS),
+            mirror_dir: Path = MIRROR_DIR) -> dict:
     from services.core.config import Workspace, set_setting
     from services.core.jobs import create_job, get_job, run_job
     from services.worker import kinds
@@ -202,20 +217,24 @@ def quality(work: Path, *, split: str = "report", edits: tuple[str, ...] = tuple
     kinds.install()  # the job kinds, as the app and the command line wire them
     from services.core.storage import ObjectStore
     from services.models.embedder import BACKBONE, export_onnx
+    from services.reuse.detection import unchecked_count
     from services.reviews.ingest import ingest_manifest
 
-    chosen = split_of(originals(), split)
-    photos = [p for p, _ in chosen]
-    lookalike = {n for n, (_, look) in enumerate(chosen) if look}
+    chosen = originals(split, mirror_dir=mirror_dir)
+    photos = [p for p, _, _ in chosen]
+    group = [g for _, g, _ in chosen]
+    edited = [n for n, (_, _, e) in enumerate(chosen) if e]
     ws = Workspace.open(work / "ws")
     export_onnx(ws.models_dir / f"{BACKBONE}.onnx")
     db = ws.db()
-    # the console reads only inside its storage roots: the shared photos and the edited copies
-    set_setting(db, key="storage_roots", value=[str(SHARED.parent.resolve()), str(work.resolve())], actor="system:benchmark")
+    # the console reads only inside its storage roots: the shared photos, the garment photos and the edited copies
+    set_setting(db, key="storage_roots", value=[str(SHARED.parent.resolve()), str(lookalikes.CACHE.resolve()),
+                                                str(work.resolve())], actor="system:benchmark")
     origs, copies = [], []
     for n, src in enumerate(photos):
         origs.append({"review_id": f"o{n}", "review_type": "product", "user_id": f"owner{n}", "image_uris": [str(src)]})
-        img = ImageOps.exif_transpose(Image.open(src)).convert("RGB")
+    for n in edited:
+        img = ImageOps.exif_transpose(Image.open(photos[n])).convert("RGB")
         for edit in edits:
             dst = work / "copies" / f"{n}_{edit}.jpg"
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -229,42 +248,45 @@ def quality(work: Path, *, split: str = "report", edits: tuple[str, ...] = tuple
     timings = {}
     for kind in ("classify", "reuse"):
         t0 = time.perf_counter()
-        job_id = create_job(db, kind=kind, params={}, actor="system:benchmark")
-        run_job(ws, job_id=job_id)
-        assert get_job(db, job_id)["state"] == "done", get_job(db, job_id)["error"]
+        while True:  # a reuse job checks at most JOB_LIMIT photos; the worker would queue the next
+            job_id = create_job(db, kind=kind, params={}, actor="system:benchmark")
+            run_job(ws, job_id=job_id)
+            assert get_job(db, job_id)["state"] == "done", get_job(db, job_id)["error"]
+            if kind == "classify" or unchecked_count(db) == 0:
+                break
         timings[kind] = round(time.perf_counter() - t0, 1)
     flags = db.execute("SELECT a.review_id, b.review_id, f.how FROM reuse_flags f JOIN images a ON a.id = f.image_id "
                        "JOIN images b ON b.id = f.other_image_id").fetchall()
+    db.close()
+    return {"split": split, **recall_figures(flags, photos, edited, edits, group),
+            **lookalikes.false_flag_figures(flags, photos, group, split), "seconds": timings}
+
+
+def recall_figures(flags: list, photos: list[Path], edited: list[int], edits: tuple[str, ...], group: list[str]) -> dict:
+    """Recall per edit (a copy flagged against its own original), for all copied photos and the look-alikes."""
     by_copy = {a: (b, how) for a, b, how in flags}
-    per_edit, counts, missed = {}, {}, {}
+    per_edit, counts, missed, garment_counts = {}, {}, {}, {}
     for edit in edits:
-        hits = [by_copy.get(f"c{n}_{edit}", ("", ""))[0] == f"o{n}" for n in range(len(photos))]
-        per_edit[edit] = round(sum(hits) / len(hits), 4)
-        counts[edit] = f"{sum(hits)}/{len(hits)}"
-        missed[edit] = [photos[n].name for n, hit in enumerate(hits) if not hit][:12]
-    found = sum(by_copy.get(c["review_id"], ("", ""))[0] == "o" + c["review_id"][1:].split("_")[0] for c in copies)
-    flagged_at_all = sum(c["review_id"] in by_copy for c in copies)  # against its original or a variant of it
+        hits = {n: by_copy.get(f"c{n}_{edit}", ("", ""))[0] == f"o{n}" for n in edited}
+        per_edit[edit] = round(sum(hits.values()) / len(hits), 4)
+        counts[edit] = f"{sum(hits.values())}/{len(hits)}"
+        garment = [hit for n, hit in hits.items() if group[n] != "sample"]
+        garment_counts[edit] = f"{sum(garment)}/{len(garment)}"
+        missed[edit] = [photos[n].name for n, hit in hits.items() if not hit][:12]
+    n_copies = len(edited) * len(edits)
 
     def source(review_id: str) -> str:
         return review_id[1:].split("_")[0]
 
+    found = sum(1 for a, b, _ in flags if a.startswith("c") and b == "o" + source(a))
     wrong = [(a, b) for a, b, _ in flags if a.startswith("c") and source(a) != source(b)]  # a copy of another photo
-    false = [(photos[int(a[1:])].name, photos[int(b[1:])].name) for a, b, _ in flags
-             if a.startswith("o") and b.startswith("o")]
-    false_look = [(x, y) for (a, b, _), (x, y) in zip([f for f in flags if f[0].startswith("o") and f[1].startswith("o")], false)
-                  if int(a[1:]) in lookalike and int(b[1:]) in lookalike]
-    pairs = len(photos) * (len(photos) - 1) // 2
-    look_pairs = len(lookalike) * (len(lookalike) - 1) // 2
-    db.close()
-    return {"split": split, "photos": len(photos), "lookalike_photos": len(lookalike), "copies": len(copies),
-            "recall": round(found / len(copies), 4), "flagged_at_all": round(flagged_at_all / len(copies), 4),
-            "recall_by_edit": per_edit, "found_by_edit": counts, "recall_min_edit": min(per_edit.values()),
-            "missed_by_edit": missed, "copies_flagged_against_another_photo": len(wrong),
-            "false_flags": false, "original_pairs": pairs, "false_flag_rate": round(len(false) / pairs, 5),
-            "false_flags_lookalike": len(false_look), "lookalike_pairs": look_pairs,
-            "false_flags_lookalike_list": false_look,
-            "how": {h: sum(1 for *_, x in flags if x == h) for h in ("bytes", "hash", "keypoints")},
-            "seconds": timings}
+    return {"photos": len(photos), "copied_photos": len(edited), "copies": n_copies,
+            "recall": round(found / max(1, n_copies), 4),
+            "flagged_at_all": round(sum(1 for a, *_ in flags if a.startswith("c")) / max(1, n_copies), 4),
+            "recall_by_edit": per_edit, "found_by_edit": counts, "found_by_edit_lookalikes": garment_counts,
+            "recall_min_edit": min(per_edit.values()), "missed_by_edit": missed,
+            "copies_flagged_against_another_photo": len(wrong),
+            "how": {h: sum(1 for *_, x in flags if x == h) for h in ("bytes", "hash", "keypoints")}}
 
 
 QUERY_NOISE = 0.009  # per dimension: a query sits at cosine about 0.95 from the stored vector it was made from
@@ -292,9 +314,40 @@ def timed_queries(search, queries: np.ndarray) -> tuple[float, float, list]:
 
 
 def speed(n_large: int, n_compare: int, n_queries: int = 200) -> dict:
+    """Query times at ``n_large`` vectors, and the libraries compared at ``n_compare`` (0: not compared)."""
     from services.reuse.similarity import EXPANSION_SEARCH, _new_index
 
     out: dict = {}
+    if n_compare:
+        out[f"compared_at_{n_compare}"] = compare_libraries(n_compare, n_queries)
+    if n_large > n_compare:
+        large = vectors(n_large, seed=2)
+        index = _new_index(1280)
+        t0 = time.perf_counter()
+        for lo in range(0, n_large, 100_000):
+            index.add(np.arange(lo, min(n_large, lo + 100_000)), large[lo:lo + 100_000], threads=2)
+        build = time.perf_counter() - t0
+        q = large[:n_queries] + np.random.default_rng(3).normal(0, QUERY_NOISE, (n_queries, 1280)).astype(np.float32)
+        sweep = {}
+        for ef in (64, 128, 256):  # how wide the search looks: the index's setting is the used one
+            index.expansion_search = ef
+            p50, p95, res = timed_queries(lambda v: index.search(v, 10).keys, q)
+            self_hit = float(np.mean([int(r[0]) == i for i, r in enumerate(res)]))  # the copy finds its source
+            sweep[ef] = {"query_ms": p50, "p95_ms": p95, "nearest_is_its_source": round(self_hit, 3)}
+        used = sweep[EXPANSION_SEARCH]
+        out[f"usearch_at_{n_large}"] = {"build_s": round(build, 1), **used, "expansion_search": EXPANSION_SEARCH,
+                                        "by_expansion_search": sweep, "memory_mb": round(index.memory_usage / 2**20)}
+    else:
+        out[f"usearch_at_{n_large}"] = out[f"compared_at_{n_compare}"]["usearch f16 (used)"]
+    out[f"hash_scan_at_{n_large}"] = hash_scan(n_large)
+    return out
+
+
+def compare_libraries(n_compare: int, n_queries: int) -> dict:
+    """The index the console uses against the libraries it was chosen against, at ``n_compare`` vectors: build
+    time, query time and recall@10 against the exact answer."""
+    from services.reuse.similarity import EXPANSION_SEARCH, _new_index
+
     data = vectors(n_compare)
     queries = data[:n_queries] + np.random.default_rng(1).normal(0, QUERY_NOISE, (n_queries, 1280)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -349,29 +402,7 @@ def speed(n_large: int, n_compare: int, n_queries: int = 200) -> dict:
         libs["faiss HNSW f32"] = {"build_s": round(build, 1), "query_ms": p50, "p95_ms": p95, "recall@10": recall(res)}
     except ImportError:
         libs["faiss HNSW f32"] = "not installed"
-    out[f"compared_at_{n_compare}"] = libs
-    if n_large > n_compare:
-        data = np.empty(0)  # free the comparison set before making the large one
-        large = vectors(n_large, seed=2)
-        index = _new_index(1280)
-        t0 = time.perf_counter()
-        for lo in range(0, n_large, 100_000):
-            index.add(np.arange(lo, min(n_large, lo + 100_000)), large[lo:lo + 100_000], threads=2)
-        build = time.perf_counter() - t0
-        q = large[:n_queries] + np.random.default_rng(3).normal(0, QUERY_NOISE, (n_queries, 1280)).astype(np.float32)
-        sweep = {}
-        for ef in (64, 128, 256):  # how wide the search looks: the index's setting is the used one
-            index.expansion_search = ef
-            p50, p95, res = timed_queries(lambda v: index.search(v, 10).keys, q)
-            self_hit = float(np.mean([int(r[0]) == i for i, r in enumerate(res)]))  # the copy finds its source
-            sweep[ef] = {"query_ms": p50, "p95_ms": p95, "nearest_is_its_source": round(self_hit, 3)}
-        used = sweep[EXPANSION_SEARCH]
-        out[f"usearch_at_{n_large}"] = {"build_s": round(build, 1), **used, "expansion_search": EXPANSION_SEARCH,
-                                        "by_expansion_search": sweep, "memory_mb": round(index.memory_usage / 2**20)}
-    else:
-        out[f"usearch_at_{n_large}"] = libs["usearch f16 (used)"]
-    out[f"hash_scan_at_{n_large}"] = hash_scan(n_large)
-    return out
+    return libs
 
 
 def hash_scan(n_photos: int, rows_per_photo: int = 3, n_probes: int = 10) -> dict:
@@ -407,25 +438,32 @@ def main() -> None:
     parser.add_argument("--split", choices=("report", "tune", "all"), default="report",
                         help="which originals: the report split (default), the tune split or all")
     parser.add_argument("--edits", default=",".join(EDITS), help="comma-separated edit kinds (default: all)")
+    parser.add_argument("--mirror-dir", type=Path, default=MIRROR_DIR,
+                        help="where the look-alike photos' snapshots are fetched (owner+name/repo)")
     parser.add_argument("--no-speed", action="store_true", help="quality only")
+    parser.add_argument("--no-quality", action="store_true", help="speed only")
+    parser.add_argument("--no-compare", action="store_true", help="speed: the used index only, no other libraries")
     args = parser.parse_args()
     n_large = 100_000 if args.quick else 1_000_000
     before = cpu_ticks()
     figures: dict = {}
-    if (SHARED / "reviews").is_dir():
+    if not args.no_quality:
+        if not (SHARED / "reviews").is_dir():
+            print(f"NOTE: {SHARED} not found: only the look-alike garment photos are originals", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            figures["quality"] = quality(Path(tmp), split=args.split, edits=tuple(args.edits.split(",")))
+            figures["quality"] = quality(Path(tmp), split=args.split, edits=tuple(args.edits.split(",")),
+                                         mirror_dir=args.mirror_dir)
         print(json.dumps(figures["quality"]), flush=True)
-    else:
-        print(f"NOTE: {SHARED} not found: quality figures skipped", flush=True)
     if not args.no_speed:
-        figures["speed"] = speed(n_large, 100_000)
+        figures["speed"] = speed(n_large, 0 if args.no_compare else 100_000)
         print(json.dumps(figures["speed"]), flush=True)
     q = figures.get("quality", {})
     query_ms = figures["speed"][f"usearch_at_{n_large}"]["query_ms"] if "speed" in figures else None
     print(json.dumps({"recall": q.get("recall"), "recall_min_edit": q.get("recall_min_edit"),
                       "false_flag_rate": q.get("false_flag_rate"), "false_flags_lookalike": q.get("false_flags_lookalike"),
-                      "lookalike_pairs": q.get("lookalike_pairs"), "split": q.get("split"),
+                      "lookalike_pairs": q.get("lookalike_pairs"),
+                      "false_flags_lookalike_upper95": q.get("false_flags_lookalike_upper95"),
+                      "real_copies_in_data": len(q.get("real_copies_in_data", [])), "split": q.get("split"),
                       "query_ms": query_ms, "vectors": n_large,
                       "hash_scan_ms": figures["speed"][f"hash_scan_at_{n_large}"]["scan_ms"] if "speed" in figures else None,
                       "others_cpu_share": others_share(before), **figures}))

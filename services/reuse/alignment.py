@@ -103,34 +103,68 @@ class Agreement:
     correlation: float  # of the band-passed detail over the overlap, -1..1
     overlap: float  # the larger of the shares of either picture the overlap covers
     local: float = 0.0  # median correlation over the textured blocks of the overlap (stickers hide only a few)
+    centre: float | None = None  # the same over the blocks of the overlap's central half; None when too few
 
 
 BLOCKS = 8  # the overlap's frame is cut into BLOCKS x BLOCKS blocks for the local agreement
+CENTRE = slice(2, 6)  # the rows and columns of blocks that make the central half of the overlap
 TEXTURE = 1.5  # band-passed standard deviation (grey levels) a block needs on both sides to count
+MIN_BLOCKS = 4  # textured blocks a median is taken over at least (3 in the centre)
+DETAILED_SHARE = 0.25  # share of a central block where both pictures must have detail for it to count
 
 
-def _local(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> float:
-    """The median correlation of ``x`` and ``y`` over the blocks that are mostly valid and textured in both (the
-    global correlation's place is taken by it: one re-shot of a scene agrees a little everywhere, a copy agrees
-    well everywhere but under what was pasted over it)."""
+def _correlation(bx: np.ndarray, by: np.ndarray) -> float:
+    bx, by = bx - bx.mean(), by - by.mean()
+    denominator = float(np.sqrt((bx * bx).sum() * (by * by).sum()))
+    return float((bx * by).sum() / denominator) if denominator > 0 else 0.0
+
+
+def block_correlations(x: np.ndarray, y: np.ndarray, valid: np.ndarray, *,
+                       both_detailed: np.ndarray | None = None) -> np.ndarray:
+    """BLOCKS x BLOCKS correlations of ``x`` and ``y`` over the overlap's bounding box, NaN where a block is
+    mostly outside the overlap or flat on either side. With ``both_detailed`` (a mask), a block is read only on
+    the pixels where both pictures have detail, and counts when at least DETAILED_SHARE of it has: a flat sticker
+    over a plain garment then leaves no block to disagree, while a different garment still disagrees."""
     rows_any, cols_any = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
-    top, left = rows_any[0], cols_any[0]  # blocks cut over the overlap's bounding box
-    x, y = x[top:rows_any[-1] + 1, left:cols_any[-1] + 1], y[top:rows_any[-1] + 1, left:cols_any[-1] + 1]
-    valid = valid[top:rows_any[-1] + 1, left:cols_any[-1] + 1]
+    frame = (slice(rows_any[0], rows_any[-1] + 1), slice(cols_any[0], cols_any[-1] + 1))  # the overlap's box
+    x, y, valid = x[frame], y[frame], valid[frame]
+    detailed = None if both_detailed is None else both_detailed[frame] & valid
     h, w = valid.shape
-    found = []
+    grid = np.full((BLOCKS, BLOCKS), np.nan)
     for i in range(BLOCKS):
         for j in range(BLOCKS):
             rows, cols = slice(i * h // BLOCKS, (i + 1) * h // BLOCKS), slice(j * w // BLOCKS, (j + 1) * w // BLOCKS)
             keep = valid[rows, cols]
             if keep.mean() < 0.5:
                 continue
+            if detailed is not None:
+                keep = detailed[rows, cols]
+                if keep.mean() < DETAILED_SHARE:
+                    continue
             bx, by = x[rows, cols][keep], y[rows, cols][keep]
             if bx.std() < TEXTURE or by.std() < TEXTURE:
                 continue
-            bx, by = bx - bx.mean(), by - by.mean()
-            found.append(float((bx * by).sum() / np.sqrt((bx * bx).sum() * (by * by).sum())))
-    return float(np.median(found)) if len(found) >= 4 else 0.0
+            grid[i, j] = _correlation(bx, by)
+    return grid
+
+
+def _detailed(band: np.ndarray) -> np.ndarray:
+    """Where a band-passed picture has detail: its mean magnitude over 5x5 pixels is at least TEXTURE."""
+    return cv2.blur(np.abs(band), (5, 5)) >= TEXTURE
+
+
+def _centre(grid: np.ndarray) -> float | None:
+    """The median of the central half's block correlations, None when fewer than MIN_BLOCKS - 1 count."""
+    centre = grid[CENTRE, CENTRE]
+    centre = centre[~np.isnan(centre)]
+    return round(float(np.median(centre)), 4) if len(centre) >= MIN_BLOCKS - 1 else None
+
+
+def _local(grid: np.ndarray) -> float:
+    """The median block correlation. It takes the global correlation's place: one re-shot of a scene agrees a
+    little everywhere, a copy agrees well everywhere but under what was pasted over it."""
+    found = grid[~np.isnan(grid)]
+    return float(np.median(found)) if len(found) >= MIN_BLOCKS else 0.0
 
 
 def agreement(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> Agreement:
@@ -165,5 +199,9 @@ def agreement(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> Agreement:
     x, y = x - x.mean(), y - y.mean()
     denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
     correlation = float((x * y).sum() / denominator) if denominator > 0 else 0.0
-    local = _local(band_moved, band_dst, valid)
-    return Agreement(round(correlation, 4), round(float(overlap), 4), round(local, 4))
+    local = _local(block_correlations(band_moved, band_dst, valid))
+    # the centre holds the product: a different garment laid on the same floor agrees around it (the floor) and
+    # not on it; read where both pictures have detail, so that a flat sticker over the middle does not count
+    centre = _centre(block_correlations(band_moved, band_dst, valid,
+                                        both_detailed=_detailed(band_moved) & _detailed(band_dst)))
+    return Agreement(round(correlation, 4), round(float(overlap), 4), round(local, 4), centre)

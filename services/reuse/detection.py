@@ -4,7 +4,8 @@ The ``reuse`` job kind checks every embedded photo once (``images.reuse_checked`
 resumes where it stopped. For each photo: other reviews' photos with the same bytes are exact copies; else the
 candidates are the stored photos whose whole-photo or region hashes are close to one of the photo's probes
 (``services.reuse.hashes``: its quarter turns, its margin-free content, a page block) and the nearest stored
-embeddings (``services.reuse.similarity``, cosine at least CANDIDATE_SIMILARITY); each is confirmed or not by
+embeddings (``services.reuse.similarity``, cosine at least CANDIDATE_SIMILARITY, the nearest few at least
+WEAK_SIMILARITY: stickers move an embedding far); each is confirmed or not by
 ``services.reuse.near_copies`` (an alignment, then the fine detail under it), strongest evidence first. The
 photo's own region hashes are stored for later photos. A flag records the pair; while it is open, and with
 ``hold_credit_on_reuse`` on, the review's credit is held (``held_reviews``) until an admin clears or confirms it.
@@ -35,6 +36,11 @@ from services.reuse.similarity import SimilarityIndex
 
 CANDIDATE_SIMILARITY = 0.6  # edited copies measured at 0.65 and above (crops); distinct photos mostly below
 NEIGHBOURS = 20  # many copies of one photo must not crowd its first appearance out
+# Stickers over a face or a product move the embedding most: tune split copies with three stickers sat at cosine
+# 0.44-0.56 from their original (below CANDIDATE_SIMILARITY, no hash within reach), yet their original was the
+# nearest or fifth nearest photo. The nearest few are candidates down to WEAK_SIMILARITY.
+WEAK_NEIGHBOURS = 5
+WEAK_SIMILARITY = 0.4
 HASH_BITS_STRONG = 6
 STRONG_SIMILARITY = 0.75
 MAX_VERIFY = 8  # candidates confirmed per photo at most, strongest evidence first (each decodes the other photo)
@@ -124,8 +130,11 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
                                                      "bits": hit.bits, "similarity": None, "hits": []})
             found["bits"] = min(found["bits"], hit.bits)
             found["hits"].append(hit)
-    for near in index.search(db, np.frombuffer(vec[0], dtype=np.float32), k=NEIGHBOURS + 1,
-                             min_similarity=CANDIDATE_SIMILARITY):
+    nearest = index.search(db, np.frombuffer(vec[0], dtype=np.float32), k=NEIGHBOURS + 1,
+                           min_similarity=WEAK_SIMILARITY)
+    for rank, near in enumerate(nearest):
+        if near.similarity < CANDIDATE_SIMILARITY and rank > WEAK_NEIGHBOURS:
+            break  # most similar first: only the nearest few are candidates below CANDIDATE_SIMILARITY
         if near.sha256 != sha and (other := earliest(near.sha256)):
             found = candidates.setdefault(other[0], {"uri": other[1], "user": other[2], "sha": near.sha256,
                                                      "bits": None, "hits": []})
