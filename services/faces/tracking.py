@@ -15,6 +15,7 @@ has carried it, so neither kind of motion loses it.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from dataclasses import dataclass, field
 
@@ -74,6 +75,10 @@ class Linker:
         self.tracks: list[Track] = []
         self.live: list[Track] = []
 
+    def cut(self) -> None:
+        """A new shot starts: no track goes on into it."""
+        self.live = []
+
     def add(self, frame: int, boxes: np.ndarray, offset: np.ndarray = NO_MOTION, *, whole: bool = True) -> list[Track]:
         """Take the boxes of the look at ``frame`` (looks in frame order) and the camera offset there (an (x, y,
         x, y, 0) row, see ``offset_at``); ``whole``: the look saw the whole frame (else a tile: a box that is only
@@ -123,15 +128,20 @@ def confirmed(tracks: list[Track]) -> list[Track]:
     return [t for t in tracks if len(t.frames) >= 2 or max(float(b[4]) for b in t.boxes) >= SURE]
 
 
-def boxes_at(tracks: list[Track], frame: int, *, hold: int, offset: np.ndarray | None = None) -> np.ndarray:
+def boxes_at(tracks: list[Track], frame: int, *, hold: int, offset: np.ndarray | None = None,
+             cuts: list[int] | None = None) -> np.ndarray:
     """The boxes of every track alive at ``frame``: interpolated between its detections, held ``hold`` frames (or
-    the track's own hold) beyond its ends; held both where it was and, given the camera ``offset`` at ``frame``,
-    where the scene has carried it."""
+    the track's own hold) beyond its ends but never across a cut (``cuts``: frames starting a shot, ascending);
+    held both where it was and, given the camera ``offset`` at ``frame``, where the scene has carried it."""
     out = []
+    cuts = cuts or []
     for t in tracks:
         first, last, held = t.frames[0], t.frames[-1], hold if t.hold is None else t.hold
         if frame < first - held or frame > last + held:
             continue
+        k = bisect.bisect_right(cuts, first)
+        if (k and frame < cuts[k - 1]) or (k < len(cuts) and frame >= cuts[k]):
+            continue  # another shot
         if frame <= first or frame >= last:
             k = 0 if frame <= first else -1
             out.append(t.boxes[k])
@@ -174,6 +184,7 @@ class Feed:
         self.detections: dict[int, np.ndarray] = {}
         self.offsets: dict[int, tuple[float, float]] = {}  # the camera's offset at each look (services.faces.motion)
         self.whole: set[int] = set()
+        self.cuts: list[int] = []  # frames where a new shot starts, ascending
         self.upto = -1
         self.done = False
         self.error: BaseException | None = None
@@ -192,6 +203,11 @@ class Feed:
                 self.whole.add(frame)
             self.upto = frame
             self._cond.notify_all()
+
+    def cut(self, frame: int) -> None:
+        """A new shot starts at ``frame`` (handed before any look at or after it)."""
+        with self._cond:
+            self.cuts.append(frame)
 
     def close(self, error: BaseException | None = None) -> None:
         with self._cond:
@@ -233,7 +249,10 @@ class Follower:
         with feed._cond:
             new = [(f, feed.detections[f], feed.offsets.get(f, (0.0, 0.0)), f in feed.whole)
                    for f in sorted(f for f in feed.detections if self.seen < f <= feed.upto)]
+            cuts = list(feed.cuts)
         for f, found, offset, whole in new:
+            if any(self.seen < c <= f for c in cuts):
+                self.linker.cut()
             self.look_frames.append(f)
             self.look_offsets.append(offset)
             self.active.extend(self.linker.add(f, found, offset_at([f], [offset], f), whole=whole))
@@ -246,7 +265,7 @@ class Follower:
                 keep.append(t)
         self.active = keep
         return consolidate(boxes_at(confirmed(self.active), frame, hold=feed.step,
-                                    offset=offset_at(self.look_frames, self.look_offsets, frame)))
+                                    offset=offset_at(self.look_frames, self.look_offsets, frame), cuts=cuts))
 
     def tracks(self) -> list[Track]:
         """Every confirmed track (once the writer is done)."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from services.core.errors import ImageError, InvalidInput
 from services.faces.masks import anonymize
-from services.faces.motion import CameraPath
+from services.faces.motion import CameraPath, CutDetector
 from services.faces.search import SURE
 from services.faces.tracking import Feed, Follower
 
@@ -117,6 +117,7 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
         feed.close(exc)
         return
     n, turns, camera = 0, hasattr(detector, "detect_turn"), CameraPath()
+    cuts = CutDetector()
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -127,9 +128,11 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
             if n == 0 and turns:
                 shown = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
                 feed.round = detect_every * detector.round_length(*shown)
+            stored = frame.to_ndarray(format="rgb24")
+            if cuts.update(stored):
+                feed.cut(n)  # a new shot: no face is followed or held across it
             if n % detect_every:
                 continue
-            stored = frame.to_ndarray(format="rgb24")
             offset = camera.update(stored)  # in stored pixels, as the boxes handed on
             upright = np.ascontiguousarray(_rotate(stored, rotation))
             turn = n // detect_every

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.faces.motion import CameraPath
+from services.faces.motion import CameraPath, CutDetector
 
 
 def scene(seed: int, size: tuple[int, int] = (1600, 900)) -> np.ndarray:
@@ -36,3 +36,21 @@ def test_a_cut_or_a_blank_frame_is_no_motion():
     assert path.update(view(scene(2), 100, 100)) == moved  # another shot
     assert path.update(np.zeros((720, 1280, 3), np.uint8)) == moved  # nothing to follow
     assert path.update(np.zeros((40, 60, 3), np.uint8)) == moved  # too small to tell
+
+
+def blobs(seed: int) -> np.ndarray:
+    """A 1600x900 scene of large soft patches of colour (what a tiny copy of a real shot keeps)."""
+    rng = np.random.default_rng(seed)
+    return cv2.resize((rng.random((9, 16, 3)) * 255).astype(np.uint8), (1600, 900), interpolation=cv2.INTER_CUBIC)
+
+
+def test_cuts_are_told_from_pans_noise_and_slow_fades():
+    world, other = blobs(1), blobs(2)
+    rng = np.random.default_rng(0)
+    frames = [view(world, 200 - 8 * k, 50 + k) for k in range(15)]  # a pan, 8 px a frame
+    frames += [np.clip(view(other, 0, 0).astype(np.int16) + rng.integers(-12, 13, (720, 1280, 3)), 0, 255)
+               .astype(np.uint8) for _ in range(10)]  # a cut to another shot, with sensor noise
+    frames += [(view(other, 0, 0) * (1 - k / 50)).astype(np.uint8) for k in range(1, 51)]  # a 2 s fade to black
+    frames += [np.zeros((720, 1280, 3), np.uint8)] * 3 + [view(world, 0, 0)] * 3  # black, then a cut from black
+    detector = CutDetector()
+    assert [n for n, f in enumerate(frames) if detector.update(f)] == [15, 78]

@@ -129,3 +129,20 @@ def test_a_face_only_tiles_see_keeps_the_tiles_boxes():
     linker.add(0, small, whole=False)
     linker.add(12, small + np.array([[1, 0, 1, 0, 0]], dtype=np.float32), whole=False)
     assert [b[:4].tolist() for b in linker.tracks[0].boxes] == [[40, 40, 52, 54], [41, 40, 53, 54]]
+
+
+def test_no_face_is_followed_or_held_across_a_cut():
+    feed = Feed(step=3)
+    feed.round = 12
+    for f in range(0, 30, 3):
+        if f == 12:
+            feed.cut(11)  # a new shot from frame 11, handed before the first look in it
+        feed.put(f, FACE if f < 12 else FACE + 4, whole=True)  # the next shot has a face about where this one was
+    feed.close()
+    follower = Follower(feed)
+    got = {f: follower.boxes(f) for f in range(30)}
+    assert [len(got[f]) for f in (9, 10)] == [1, 1] and np.allclose(got[10][0, :4], FACE[0, :4])
+    assert np.allclose(got[11][:, :4], FACE[:, :4] + 4)  # only the new shot's face, held back to the cut
+    assert len(follower.tracks()) == 2  # two tracks, not one linked across the cut
+    tracks = follower.tracks()
+    assert len(boxes_at(tracks, 11, hold=6, cuts=[11])) == 1 and len(boxes_at(tracks, 11, hold=6)) == 2
