@@ -24,6 +24,14 @@ from services.models.certify import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _uncached_counts():
+    """The photo counts are cached per (mistakes, target, alpha): each test computes its own."""
+    least_photos.cache_clear()
+    yield
+    least_photos.cache_clear()
+
+
 @pytest.mark.parametrize("target", [0.04, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99])
 @pytest.mark.parametrize("alpha", [0.05, 0.2])
 def test_the_least_perfect_record_in_closed_form(target, alpha):
