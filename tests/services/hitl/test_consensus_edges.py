@@ -366,3 +366,17 @@ def test_consensus_decides_under_its_system_principal_and_the_callers_credit_rul
     row = db.execute("SELECT decided_by, credit, prediction_id, source FROM decisions WHERE id = ?",
                      [got["decision_id"]]).fetchone()
     assert row == ("consensus", 1, pred, "human")
+
+
+def test_undone_answers_are_not_counted_in_an_inspectors_answers(db):
+    with db.atomic():
+        _photo(db, 1)
+        _answer(db, 1, "ann", "package")
+        undone = _answer(db, 1, "ann", "product")
+        db.execute("INSERT INTO queue_events (at, ts, image_id, inspector, action, answer_id) "
+                   "VALUES ('x', 0, 1, 'ann', 'undo', ?)", [undone])
+        gone = _answer(db, 1, "dan", "product")
+        db.execute("INSERT INTO queue_events (at, ts, image_id, inspector, action, answer_id) "
+                   "VALUES ('x', 0, 1, 'dan', 'undo', ?)", [gone])
+    rows = estimate_reliability(db)
+    assert rows["ann"]["n_answers"] == 1 and "dan" not in rows
