@@ -36,6 +36,19 @@ NO_KIND = {"Not sure", "Other", "Skip"}
 # every flag side by side (benchmarks/out/near_duplicates_flags/): flags between them are right, not false.
 REAL_COPIES: set[frozenset[str]] = {
     frozenset({"637a56e4-7fa6-4f75-8859-0f8902461554", "6075b4a5-5b1a-4ce0-aea0-9dbfbca7c35c"}),  # tune: one photo
+    # report: one garment shot twice where it lay (a child's body suit on a dark sheet, a black longsleeve on a
+    # quilt, a printed top on a carpet, labelled "Top" once and "Undershirt" once)
+    frozenset({"195de33e-ed94-4729-b254-b351aafbfca8", "09b36693-00d5-403b-b706-c18d9d10cb52"}),
+    frozenset({"6f204610-7dce-4323-b1a2-f289a961f1de", "28fc3fad-5363-4c70-9c5d-ee739d2e21a8"}),
+    frozenset({"5fddd548-d41a-4ab1-9605-a9ca20f60992", "4ad2fa6e-131e-4cc1-b632-b87fb912dca8"}),
+    # report: one garment shot twice on the same hanger or sofa (a navy padded jacket, a green rain jacket twice,
+    # a body suit with a cat print)
+    frozenset({"74f16421-14fd-43de-9883-cbc02819336e", "2edb1db6-cd17-41d2-88e0-ba34801b656d"}),
+    frozenset({"7eeb4c2f-b0b6-4208-a5ee-aed11bce6214", "26d61cdc-a947-45f1-a16c-bf3eb23a67ed"}),
+    frozenset({"d5f4fb0d-b9c3-4358-8e33-fc0ac615c9d7", "31bfad90-ce1e-4185-b92b-c527804af85f"}),
+    frozenset({"b0d71fba-23a7-4912-b6c6-16b7d8a5bd43", "9fba5065-dc5e-40b8-9548-40d2d498d7a2"}),
+    frozenset({"f86d0bfd-6a44-4dce-a1ee-235a5d0a49a8", "31bfad90-ce1e-4185-b92b-c527804af85f"}),  # that jacket again
+    frozenset({"fc68930e-47fe-4972-894a-c52eac23d77d", "f6f0b6a5-5053-44d2-8fa4-241719f97237"}),  # a white body suit
 }
 
 
