@@ -34,6 +34,7 @@ from services.faces.search import (
     decode,
     fine_passes,
     first_passes,
+    iou,
     merge,
     nms,
     to_frame,
@@ -46,6 +47,7 @@ IMAGE_PLAN = Plan()
 # covering it (round robin), and so on; no mirror or coarse pass (speed), time votes instead (services.faces.video).
 VIDEO_PLAN = Plan(base_max=640, mirror=False, fine=2.0, fine_mirror=False, coarse=0.0, tile=704, tile_height=416,
                   overlap=64)
+VOTED_IOU = 0.5  # a look's box is the voted face it overlaps this much
 
 
 class Detector(Protocol):
@@ -104,6 +106,19 @@ class CenterFaceDetector:
         passes = [tiles[(turn // 2) % len(tiles)]] if tiles and turn % 2 else first_passes(width, height, plan)
         found = [(p.group, b) for p, b in self._run(frame, passes, threshold=threshold)]
         return clamp_boxes(merge(found, threshold=threshold, votes=1), width, height)
+
+    def detect_complete(self, frame: np.ndarray, *, threshold: float,
+                        plan: Plan = VIDEO_PLAN) -> tuple[np.ndarray, np.ndarray]:
+        """A complete look at a video frame (the first of a shot): every pass of ``plan`` at once. Returns the
+        boxes as ``detect_turn`` keeps them (every one from ``threshold``) and, for each, whether the passes'
+        votes confirm it as on a photo (``faces_from``)."""
+        height, width = frame.shape[:2]
+        found = self.passes(frame, threshold=threshold, plan=plan)
+        boxes = clamp_boxes(merge(found, threshold=threshold, votes=1), width, height)
+        voted = faces_from(found, threshold=threshold, width=width, height=height)
+        if not len(boxes) or not len(voted):
+            return boxes, np.zeros(len(boxes), dtype=bool)
+        return boxes, iou(boxes[:, :4], voted[:, :4]).max(axis=1) >= VOTED_IOU
 
     @staticmethod
     def round_length(width: int, height: int, plan: Plan = VIDEO_PLAN) -> int:

@@ -38,6 +38,7 @@ class Track:
     hold: int | None = None  # frames it is held past its ends (None: the caller's)
     offsets: list[np.ndarray] = field(default_factory=list)  # the camera offset (x, y, x, y, 0) at each detection
     shape: int | None = None  # index of the latest box a look at the whole frame gave (its shape is trusted)
+    voted: bool = False  # a complete search found it: confirmed however weak and however few its looks
 
 
 def _area(b: np.ndarray) -> float:
@@ -79,7 +80,8 @@ class Linker:
         """A new shot starts: no track goes on into it."""
         self.live = []
 
-    def add(self, frame: int, boxes: np.ndarray, offset: np.ndarray = NO_MOTION, *, whole: bool = True) -> list[Track]:
+    def add(self, frame: int, boxes: np.ndarray, offset: np.ndarray = NO_MOTION, *, whole: bool = True,
+            voted: np.ndarray | None = None) -> list[Track]:
         """Take the boxes of the look at ``frame`` (looks in frame order) and the camera offset there (an (x, y,
         x, y, 0) row, see ``offset_at``); ``whole``: the look saw the whole frame (else a tile: a box that is only
         part of a face the whole frame showed keeps that face's shape). Returns the tracks it started."""
@@ -105,10 +107,11 @@ class Linker:
             t.frames.append(frame)
             t.boxes.append(boxes[bi] if part is None else part)
             t.offsets.append(offset)
+            t.voted = t.voted or (voted is not None and bool(voted[bi]))
             if whole:
                 t.shape = len(t.boxes) - 1
-        started = [Track([frame], [box], offsets=[offset], shape=0 if whole else None)
-                   for bi, box in enumerate(boxes) if bi not in used_boxes]
+        started = [Track([frame], [box], offsets=[offset], shape=0 if whole else None,
+                         voted=voted is not None and bool(voted[bi])) for bi, box in enumerate(boxes) if bi not in used_boxes]
         self.tracks.extend(started)
         self.live.extend(started)
         return started
@@ -124,8 +127,9 @@ def link(detections: dict[int, np.ndarray], *, step: int, gap: int | None = None
 
 
 def confirmed(tracks: list[Track]) -> list[Track]:
-    """The tracks seen on two looks or more, or scored at least ``SURE`` once: a lone weak box is dropped."""
-    return [t for t in tracks if len(t.frames) >= 2 or max(float(b[4]) for b in t.boxes) >= SURE]
+    """The tracks seen on two looks or more, or scored at least ``SURE`` once, or found by a complete search (its
+    passes voted): a lone weak box is dropped."""
+    return [t for t in tracks if t.voted or len(t.frames) >= 2 or max(float(b[4]) for b in t.boxes) >= SURE]
 
 
 def boxes_at(tracks: list[Track], frame: int, *, hold: int, offset: np.ndarray | None = None,
@@ -185,6 +189,7 @@ class Feed:
         self.offsets: dict[int, tuple[float, float]] = {}  # the camera's offset at each look (services.faces.motion)
         self.whole: set[int] = set()
         self.cuts: list[int] = []  # frames where a new shot starts, ascending
+        self.voted: dict[int, np.ndarray] = {}
         self.upto = -1
         self.done = False
         self.error: BaseException | None = None
@@ -195,12 +200,17 @@ class Feed:
     def lead(self) -> int:
         return 2 * self.round + self.step
 
-    def put(self, frame: int, boxes: np.ndarray, *, whole: bool, offset: tuple[float, float] = (0.0, 0.0)) -> None:
+    def put(self, frame: int, boxes: np.ndarray, *, whole: bool, offset: tuple[float, float] = (0.0, 0.0),
+            voted: np.ndarray | None = None) -> None:
+        """The look at ``frame``: ``whole`` when it saw the whole frame; ``voted``, per box, whether the votes of
+        several passes confirmed it already (a complete search, as on a photo: one look is then enough)."""
         with self._cond:
             self.detections[frame] = boxes
             self.offsets[frame] = offset
             if whole:
                 self.whole.add(frame)
+            if voted is not None:
+                self.voted[frame] = voted
             self.upto = frame
             self._cond.notify_all()
 
@@ -247,15 +257,15 @@ class Follower:
         if self.linker is None:
             self.linker = Linker(gap=feed.round + feed.step)
         with feed._cond:
-            new = [(f, feed.detections[f], feed.offsets.get(f, (0.0, 0.0)), f in feed.whole)
+            new = [(f, feed.detections[f], feed.offsets.get(f, (0.0, 0.0)), f in feed.whole, feed.voted.get(f))
                    for f in sorted(f for f in feed.detections if self.seen < f <= feed.upto)]
             cuts = list(feed.cuts)
-        for f, found, offset, whole in new:
+        for f, found, offset, whole, voted in new:
             if any(self.seen < c <= f for c in cuts):
                 self.linker.cut()
             self.look_frames.append(f)
             self.look_offsets.append(offset)
-            self.active.extend(self.linker.add(f, found, offset_at([f], [offset], f), whole=whole))
+            self.active.extend(self.linker.add(f, found, offset_at([f], [offset], f), whole=whole, voted=voted))
             self.seen = f
         revisit = 2 * feed.step if feed.round > feed.step else feed.step
         keep = []

@@ -7,7 +7,9 @@ search in a form that keeps real time (``CenterFaceDetector.detect_turn``: the w
 native-resolution tiles covering it take turns, so small faces are searched at full size every round); the
 writer follows a little behind (``services.faces.tracking``) and writes each frame with the faces of the tracks
 alive at it: interpolated between looks and held past a track's ends, so masks neither flicker nor miss frames,
-and a weak face is masked only when two looks saw it. The camera's motion between looks is measured
+and a weak face is masked only when two looks saw it. The first look of each shot (the video's start, and after
+each cut) searches the whole frame and every tile at once, as for a photo (``detect_complete``), so a short shot
+is not over before its tiles come round, and a weak face the passes voted for is masked from that one look. The camera's motion between looks is measured
 (``services.faces.motion``), so tracks are joined and masks placed where the face is while the camera pans. Every output frame keeps its input timestamp (variable
 frame rates stay as they were), the display rotation is copied, and the audio stream is copied unchanged (or
 re-encoded to AAC when MP4 cannot hold it). The output is written to a temporary file and moved into place only
@@ -117,7 +119,7 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
         feed.close(exc)
         return
     n, turns, camera = 0, hasattr(detector, "detect_turn"), CameraPath()
-    cuts = CutDetector()
+    cuts, fresh = CutDetector(), True
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -131,15 +133,23 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
             stored = frame.to_ndarray(format="rgb24")
             if cuts.update(stored):
                 feed.cut(n)  # a new shot: no face is followed or held across it
+                fresh = True
             if n % detect_every:
                 continue
             offset = camera.update(stored)  # in stored pixels, as the boxes handed on
             upright = np.ascontiguousarray(_rotate(stored, rotation))
             turn = n // detect_every
-            found = (detector.detect_turn(upright, threshold=threshold, turn=turn) if turns
-                     else detector.detect(upright, threshold=threshold))
+            voted = None
+            if turns and fresh:  # a new shot is searched whole at once: it may be over before a round of tiles is
+                found, voted = detector.detect_complete(upright, threshold=threshold)
+            elif turns:
+                found = detector.detect_turn(upright, threshold=threshold, turn=turn)
+            else:
+                found = detector.detect(upright, threshold=threshold)
+                voted = np.ones(len(found), dtype=bool)
+            fresh = False
             boxes = _unrotate_boxes(found, rotation, frame.width, frame.height) if rotation else found
-            feed.put(n, boxes, whole=not turns or turn % 2 == 0, offset=offset)
+            feed.put(n, boxes, whole=voted is not None or turn % 2 == 0, offset=offset, voted=voted)
         feed.close()
     except av.error.FFmpegError as exc:
         feed.close(ImageError(f"the video stops being readable at frame {n} ({exc.strerror or exc}): it may be "

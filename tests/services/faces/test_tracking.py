@@ -146,3 +146,11 @@ def test_no_face_is_followed_or_held_across_a_cut():
     assert len(follower.tracks()) == 2  # two tracks, not one linked across the cut
     tracks = follower.tracks()
     assert len(boxes_at(tracks, 11, hold=6, cuts=[11])) == 1 and len(boxes_at(tracks, 11, hold=6)) == 2
+
+
+def test_a_weak_face_a_complete_search_voted_for_is_kept_from_its_one_look():
+    weak = np.array([[10, 10, 22, 24, 0.12], [60, 10, 72, 24, 0.12]], dtype=np.float32)
+    linker = Linker(gap=12)
+    linker.add(0, weak, whole=True, voted=np.array([True, False]))
+    kept = confirmed(linker.tracks)
+    assert [t.boxes[0][0] for t in kept] == [10]  # the voted one; the other weak box waits for a second look
