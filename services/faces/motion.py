@@ -46,8 +46,9 @@ class CutDetector:
         self._recent: deque[float] = deque(maxlen=CUT_WINDOW)
 
     def update(self, frame: np.ndarray) -> bool:
-        """Whether ``frame`` (the next frame, H x W x 3 RGB) starts a new shot. Raises nothing for a valid frame."""
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        """Whether ``frame`` (the next frame: H x W x 3 RGB, or H x W grey at any size, e.g. a small copy the
+        decoder made) starts a new shot. Raises nothing for a valid frame."""
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
         tiny = cv2.resize(grey, (CUT_SIDE, CUT_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
         last, self._last = self._last, tiny
         if last is None:

@@ -33,6 +33,7 @@ from services.faces.motion import CameraPath, CutDetector
 from services.faces.search import SURE
 from services.faces.tracking import Feed, Follower
 
+CUT_COPY = 128  # side of the grey copy of every frame that cuts are told on
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 
 
@@ -130,12 +131,14 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
             if n == 0 and turns:
                 shown = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
                 feed.round = detect_every * detector.round_length(*shown)
-            stored = frame.to_ndarray(format="rgb24")
-            if cuts.update(stored):
+            # cuts are told on a small grey copy the decoder scales (a full RGB frame only for looks)
+            small = frame.reformat(width=CUT_COPY, height=CUT_COPY, format="gray", interpolation="AREA")
+            if cuts.update(small.to_ndarray()):
                 feed.cut(n)  # a new shot: no face is followed or held across it
                 fresh = True
             if n % detect_every:
                 continue
+            stored = frame.to_ndarray(format="rgb24")
             offset = camera.update(stored)  # in stored pixels, as the boxes handed on
             upright = np.ascontiguousarray(_rotate(stored, rotation))
             turn = n // detect_every
