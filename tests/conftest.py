@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,16 @@ def jpeg_bytes(size=(64, 48), color=(200, 30, 30), **save) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, format="JPEG", **save)
     return out.getvalue()
+
+
+PYTEST_MAIN = sys.modules["__main__"]
+
+
+@pytest.fixture(autouse=True)
+def _pytest_is_main_again(monkeypatch):
+    """Streamlit's script runner (AppTest) leaves its script as ``__main__``; a process started by spawn would run
+    that script (app.py) first and die in it. Each test starts with pytest's own ``__main__``."""
+    monkeypatch.setitem(sys.modules, "__main__", PYTEST_MAIN)
 
 
 @pytest.fixture(autouse=True)
