@@ -34,13 +34,18 @@ def _answer(db, image_id: int, inspector: str, label: str, kind: str = "overlap"
                       "VALUES (?, ?, ?, ?, ?, 'low_confidence')", [image_id, inspector, label, kind, at]).lastrowid
 
 
+def _decided_history(db, said: dict, n: int, first: int = 1000) -> None:
+    """``n`` decided photos from ``first`` on, each answered by every inspector in ``said`` (class indexes)."""
+    for i in range(n):
+        _photo(db, first + i, status="decided", reason=None)
+        for w in said:
+            _answer(db, first + i, w, CLASSES[said[w][i]])
+
+
 def test_consolidate_decides_with_dawid_skene_weights_for_the_reliable_minority(db):
     truth, said, _answers = _synthetic(seed=3, n=200)
     with db.atomic():
-        for i in range(200):
-            _photo(db, 1000 + i, status="decided", reason=None)
-            for w in said:
-                _answer(db, 1000 + i, w, CLASSES[said[w][i]])
+        _decided_history(db, said, 200)
         _photo(db, 1)
         ids = [_answer(db, 1, "rel", "product"), _answer(db, 1, "u1", "package"), _answer(db, 1, "u2", "package")]
     db.execute("BEGIN IMMEDIATE")  # the caller's transaction, as answers.submit holds it

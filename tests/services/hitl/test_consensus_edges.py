@@ -22,7 +22,7 @@ from services.hitl.consensus import (
     reliability_is_stale,
 )
 from services.hitl.dawid_skene import gold_confusion
-from tests.services.hitl.test_consensus import _answer, _photo
+from tests.services.hitl.test_consensus import _answer, _decided_history, _photo
 
 K = len(CLASSES)
 
@@ -343,10 +343,7 @@ def test_the_fit_runs_fifty_rounds_at_most_to_a_tolerance_of_1e_4(db):
 
     _truth, said, answers = _synthetic(seed=3, n=40)
     with db.atomic():
-        for i in range(40):
-            _photo(db, 1000 + i, status="decided", reason=None)
-            for w in said:
-                _answer(db, 1000 + i, w, CLASSES[said[w][i]])
+        _decided_history(db, said, 40)
     rows = estimate_reliability(db)
     triples = [(1000 + i, w, c) for i, w, c in answers]
     ds = dawid_skene(triples, n_classes=K, max_iter=50, tol=1e-4)
