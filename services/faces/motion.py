@@ -4,10 +4,9 @@ while the camera pans or shakes (a face seen by one tile is looked at again only
 ``CameraPath.update`` takes each looked-at frame and returns where the scene has moved since the first one: the
 translation between consecutive looks by phase correlation on a small grey copy (about a millisecond), summed.
 A cut, a blank frame or a scene with too little texture to tell (a weak correlation peak) counts as no motion,
-so tracks are then joined by overlap in the frame, as without this. ``is_cut`` tells a cut from one frame to
-the next (``CutDetector``: every frame is compared, so the cut's frame is known exactly): no face is followed or
-held across it.
-Pure apart from OpenCV.
+so tracks are then joined by overlap in the frame, as without this. ``CutDetector`` tells a cut from one frame
+to the next (every frame is compared, so the cut's frame is known exactly): no face is followed or held across
+it. Pure apart from OpenCV.
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ class Linker:
             voted: np.ndarray | None = None) -> list[Track]:
         """Take the boxes of the look at ``frame`` (looks in frame order) and the camera offset there (an (x, y,
         x, y, 0) row, see ``offset_at``); ``whole``: the look saw the whole frame (else a tile: a box that is only
-        part of a face the whole frame showed keeps that face's shape). Returns the tracks it started."""
+        part of a face the whole frame showed keeps that face's shape); ``voted``: per box, whether it is confirmed
+        already (``Feed.put``). Returns the tracks it started."""
         self.live = [t for t in self.live if frame - t.frames[-1] <= self.gap]
 
         def overlap(t: Track, b: np.ndarray) -> float:
@@ -265,7 +266,8 @@ class Follower:
                 self.linker.cut()
             self.look_frames.append(f)
             self.look_offsets.append(offset)
-            self.active.extend(self.linker.add(f, found, offset_at([f], [offset], f), whole=whole, voted=voted))
+            row = np.array([*offset, *offset, 0.0], dtype=np.float32)  # as offset_at gives it
+            self.active.extend(self.linker.add(f, found, row, whole=whole, voted=voted))
             self.seen = f
         revisit = 2 * feed.step if feed.round > feed.step else feed.step
         keep = []

@@ -9,9 +9,10 @@ writer follows a little behind (``services.faces.tracking``) and writes each fra
 alive at it: interpolated between looks and held past a track's ends, so masks neither flicker nor miss frames,
 and a weak face is masked only when two looks saw it. The first look of each shot (the video's start, and after
 each cut) searches the whole frame and every tile at once, as for a photo (``detect_complete``), so a short shot
-is not over before its tiles come round, and a weak face the passes voted for is masked from that one look. The camera's motion between looks is measured
-(``services.faces.motion``), so tracks are joined and masks placed where the face is while the camera pans. Every output frame keeps its input timestamp (variable
-frame rates stay as they were), the display rotation is copied, and the audio stream is copied unchanged (or
+is not over before its tiles come round, and a weak face the passes voted for is masked from that one look. The
+camera's motion between looks is measured (``services.faces.motion``), so tracks are joined and masks placed
+where the face is while the camera pans. Every output frame keeps its input timestamp (variable frame rates stay
+as they were), the display rotation is copied, and the audio stream is copied unchanged (or
 re-encoded to AAC when MP4 cannot hold it). The output is written to a temporary file and moved into place only
 when complete.
 """
