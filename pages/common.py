@@ -359,7 +359,14 @@ def _end_session(signed: dict, notice: str) -> None:  # type: ignore[type-arg]
     st.session_state.pop(AUTH_KEY, None)
     st.session_state["auth_notice"] = notice
     if signed.get("method") == "oidc":
-        st.logout()  # drops the identity cookie too, or the provider's sign-in would admit them again at once
+        _leave_provider()  # drops the identity cookie too, or the provider's sign-in would admit them again at once
+
+
+def _leave_provider() -> None:
+    """``st.logout()`` and end the run: its redirect is a message in the queue to the browser, and a rerun
+    started before the queue is flushed clears it (the browser then stays here, signed out locally only)."""
+    st.logout()
+    st.stop()
 
 
 def client_address() -> str:
@@ -386,7 +393,7 @@ def sign_in_form(providers: list[str | None]) -> None:
             st.rerun()
         if right.button("Sign out of single sign-on", key="sso_logout", icon=":material/logout:"):
             st.session_state.pop(SSO_REFUSED_KEY, None)
-            st.logout()
+            _leave_provider()
     elif providers:
         for provider in providers:
             label = f"Sign in with {provider}" if provider else "Sign in with single sign-on"
@@ -421,7 +428,7 @@ def sign_out(user: User) -> None:
            detail={"from": client_address()})
     signed = st.session_state.pop(AUTH_KEY, None) or {}
     if signed.get("method") == "oidc":
-        st.logout()
+        _leave_provider()  # the run ends here: no rerun may follow
     session.forget(thread_db(), signed)  # revoked on the server; the browser drops the cookie
 
 
