@@ -359,13 +359,14 @@ def _end_session(signed: dict, notice: str) -> None:  # type: ignore[type-arg]
     st.session_state.pop(AUTH_KEY, None)
     st.session_state["auth_notice"] = notice
     if signed.get("method") == "oidc":
-        _leave_provider()  # drops the identity cookie too, or the provider's sign-in would admit them again at once
+        _leave_provider(notice)  # drops the identity cookie too, or the provider's sign-in would admit them again
 
 
-def _leave_provider() -> None:
+def _leave_provider(notice: str = "") -> None:
     """``st.logout()`` and end the run: its redirect is a message in the queue to the browser, and a rerun
     started before the queue is flushed clears it (the browser then stays here, signed out locally only)."""
     st.logout()
+    st.caption(f"{notice} Signing out…".strip())  # the browser leaves for the provider's sign-out (or the sign-in page) at once
     st.stop()
 
 
