@@ -46,6 +46,9 @@ secret() { "$VENV/bin/python" -c "import secrets; print(secrets.token_urlsafe(32
 # one set-up token for every process: a fresh workspace's set-up link works whichever process the browser reaches
 export REVIEW_CONSOLE_SETUP_TOKEN=${REVIEW_CONSOLE_SETUP_TOKEN:-$(secret)}
 export STREAMLIT_SERVER_COOKIE_SECRET=${STREAMLIT_SERVER_COOKIE_SECRET:-$(secret)}  # Streamlit's signed cookies
+# nginx proves itself to the app processes with this header (services/core/network.py proxy_vouches): behind it
+# every peer is 127.0.0.1, and loopback alone is no proof (any local program can forge X-Forwarded-For)
+export REVIEW_CONSOLE_PROXY_SECRET=$(secret)
 PUBLIC_URL="http://$HOST:$PORT"  # what people open (each app process logs its own address in its banner)
 
 PIDS=()
@@ -73,12 +76,16 @@ PIDS+=($!)
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root;"  # nginx's workers would be 'nobody', who cannot enter the 0700 workspace
 "$VENV/bin/python" - deploy/nginx.conf.template "$SERVE/nginx.conf" "$SERVE" "$HOST:$PORT" "$USER_LINE" "$SERVERS" <<'PY'
-import sys
+import os, sys
 template, out, serve, listen, user_line, servers = sys.argv[1:]
 text = open(template).read()
-for key, value in {"SERVE": serve, "LISTEN": listen, "USER_LINE": user_line, "SERVERS": servers.rstrip("\n")}.items():
+for key, value in {"SERVE": serve, "LISTEN": listen, "USER_LINE": user_line, "SERVERS": servers.rstrip("\n"),
+                   "PROXY_SECRET": os.environ["REVIEW_CONSOLE_PROXY_SECRET"]}.items():
     text = text.replace(f"@@{key}@@", value)
-open(out, "w").write(text)
+fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the proxy's secret
+with os.fdopen(fd, "w") as f:
+    f.write(text)
+os.chmod(out, 0o600)
 PY
 NGINX_ARGS=(-p "$SERVE" -e "$SERVE/logs/nginx-error.log" -c "$SERVE/nginx.conf")
 "$NGINX" -t -q "${NGINX_ARGS[@]}"
@@ -105,17 +112,6 @@ db = Workspace.open(sys.argv[1]).db(); sys.exit(0 if setup_mode(db) else 1)" "$D
   "$VENV/bin/python" -c "import sys; from services.access.setup import banner; print(banner(token=sys.argv[1], url=sys.argv[2]))" \
     "$REVIEW_CONSOLE_SETUP_TOKEN" "$PUBLIC_URL"
 fi
-"$VENV/bin/python" - "$DATA" <<'PY' || true
-import sys
-from services.core.config import Workspace, get_settings
-from services.core.network import effective_client
-db = Workspace.open(sys.argv[1]).db()
-if effective_client(peer="127.0.0.1", forwarded_for="192.0.2.1", trusted_proxies=get_settings(db)["trusted_proxies"]) \
-        != "192.0.2.1":
-    print("Note: every browser reaches the app processes from the proxy (127.0.0.1). Until an admin adds 127.0.0.1 "
-          "under Settings -> Network access -> trusted proxies, the network allowlist, the audit log and the "
-          "sign-in throttle see that one address for everyone.", flush=True)
-PY
 set +e
 wait -n "${PIDS[@]}"
 status=$?

@@ -8,10 +8,16 @@ The web server under Streamlit (uvicorn) has its own, separate trust: unless ``F
 empty, it believes ``X-Forwarded-For`` from loopback and replaces the connection's address with the header's
 before the console sees it. While that trust is on, a request whose address is among its header's entries has no
 address the console can believe (``server_rewrites_forwarded``); ``run.sh`` switches that trust off.
+
+Behind the project's own proxy (``./run.sh --processes N``: nginx in front of N app processes on loopback) every
+peer is 127.0.0.1. That nginx proves itself with a per-start secret header that only it and the app processes know
+(``proxy_vouches``); then the right-most ``X-Forwarded-For`` entry, which it appended, is the client it saw
+(``client_behind_proxy``). Loopback is never trusted by address alone: any local program could forge the header.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 
@@ -20,6 +26,8 @@ from services.core.errors import InvalidInput
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 SERVER_TRUST_ENV = "FORWARDED_ALLOW_IPS"  # uvicorn's own list of peers whose X-Forwarded-For it believes
 SERVER_TRUST_DEFAULT = "127.0.0.1,::1"  # uvicorn's default when the variable is unset
+PROXY_SECRET_ENV = "REVIEW_CONSOLE_PROXY_SECRET"  # set by deploy/serve.sh for the app processes behind its nginx
+PROXY_HEADER = "X-Console-Proxy"  # the header that nginx sets (replacing any the client sent) to that secret
 
 
 def parse_networks(values: Iterable[str]) -> list[str]:
@@ -88,6 +96,25 @@ def effective_client(*, peer: str | None, forwarded_for: str | None, trusted_pro
         if not _inside(hop_addr, proxies):
             return str(hop_addr)
     return str(addr)
+
+
+def proxy_vouches(*, expected: str | None, presented: str | None) -> bool:
+    """True when this process runs behind the project's own proxy (``expected``: its secret, from the environment)
+    and the request carries that secret (compared in constant time). Never raises."""
+    if not expected or presented is None:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def client_behind_proxy(*, forwarded_for: str | None, trusted_proxies: Iterable[str]) -> str | None:
+    """The client of a request the project's own proxy vouched for: the right-most ``X-Forwarded-For`` entry (the
+    address that proxy saw), or, when that is itself a trusted proxy (a load balancer in front), read further left
+    as ``effective_client`` does. None when the header is missing or garbled. Raises InvalidInput for a malformed
+    trusted-proxy entry."""
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    if not hops or _address(hops[-1]) is None:
+        return None
+    return effective_client(peer=hops[-1], forwarded_for=", ".join(hops[:-1]) or None, trusted_proxies=trusted_proxies)
 
 
 def is_allowed(*, client: str | None, allowed_networks: Iterable[str]) -> bool:

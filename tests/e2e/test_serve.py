@@ -172,6 +172,12 @@ def test_run_sh_processes_serves_health_sticky_sessions_sign_in_and_safe_writes(
     logs = root / "serve" / "logs"
     backends = {f"127.0.0.1:{port + i}" for i in range(1, PROCESSES + 1)}
 
+    # the proxy proves itself to the app processes with a per-start secret, kept out of reach of other users
+    conf = root / "serve" / "nginx.conf"
+    assert conf.stat().st_mode & 0o777 == 0o600
+    secret = re.search(r'proxy_set_header X-Console-Proxy "([^"]+)";', conf.read_text()).group(1)
+    assert len(secret) >= 40 and not re.search(r"@@[A-Z_]+@@", conf.read_text())
+
     # health through the proxy, and the cookie that keeps this browser on one process
     status, headers, body = _get(url + "/_stcore/health")
     assert (status, body, headers["server"]) == (200, "ok", ["nginx"])

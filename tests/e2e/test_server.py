@@ -30,7 +30,13 @@ def server_trust() -> str | None:
 
 
 @pytest.fixture
-def server(ws, allowed_networks, trusted_proxies, server_trust):
+def proxy_secret() -> str | None:
+    """REVIEW_CONSOLE_PROXY_SECRET, as deploy/serve.sh gives the app processes behind its nginx; None: not set."""
+    return None
+
+
+@pytest.fixture
+def server(ws, allowed_networks, trusted_proxies, server_trust, proxy_secret):
     """The console started with ``streamlit run`` and the repo's config, on loopback."""
     db = ws.db()
     set_setting(db, key="allowed_networks", value=allowed_networks, actor="cli:test")
@@ -38,11 +44,13 @@ def server(ws, allowed_networks, trusted_proxies, server_trust):
     env = {k: v for k, v in console_env(ws.root).items() if k != "FORWARDED_ALLOW_IPS"}
     if server_trust is not None:
         env["FORWARDED_ALLOW_IPS"] = server_trust
+    if proxy_secret is not None:
+        env["REVIEW_CONSOLE_PROXY_SECRET"] = proxy_secret
     with serve(env) as url:
         yield url, db
 
 
-def _visit(url: str, forwarded_for: str) -> bool:
+def _visit(url: str, forwarded_for: str, **headers: str) -> bool:
     """Open the console in Chromium, sending ``X-Forwarded-For`` on every request (the WebSocket's too); True
     when admitted (set-up mode: signed in as the local operator), False when refused by the allowlist."""
     pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -54,7 +62,7 @@ def _visit(url: str, forwarded_for: str) -> bool:
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"],
         )
-        page = browser.new_context(extra_http_headers={"X-Forwarded-For": forwarded_for}).new_page()
+        page = browser.new_context(extra_http_headers={"X-Forwarded-For": forwarded_for, **headers}).new_page()
         page.goto(url + "/" + SETUP)
         refused, admitted = page.get_by_text("is not allowed"), page.get_by_text("Signed in as")
         refused.or_(admitted).first.wait_for(timeout=60_000)
@@ -83,6 +91,21 @@ def test_a_reverse_proxy_on_loopback_listed_as_trusted_forwards_its_client(serve
     assert not _visit(url, "203.0.113.9")
     refused = [r[0] for r in db.execute("SELECT detail FROM audit_log WHERE action = 'access.refused'")]
     assert len(refused) == 1 and "203.0.113.9" in refused[0]
+
+
+@pytest.mark.parametrize(("server_trust", "proxy_secret"), [("", "per-start-secret-0123")])
+def test_the_projects_own_proxy_is_believed_with_its_secret_and_only_then(server):
+    """Behind ``./run.sh --processes N`` every peer is 127.0.0.1 (nginx), with no trusted proxies set: its
+    secret header (X-Console-Proxy, which it sets and the client cannot) makes its right-most X-Forwarded-For
+    entry the client. Without the secret, or with a wrong one, loopback stays the client (any local program could
+    forge the header); the secret never makes a client-written entry further left count."""
+    url, db = server
+    assert _visit(url, "203.0.113.9, 10.9.8.7", **{"X-Console-Proxy": "per-start-secret-0123"})
+    assert not _visit(url, "10.9.8.7, 203.0.113.9", **{"X-Console-Proxy": "per-start-secret-0123"})
+    assert not _visit(url, "10.9.8.7", **{"X-Console-Proxy": "per-start-secret-0124"})
+    assert not _visit(url, "10.9.8.7")
+    refused = [r[0] for r in db.execute("SELECT detail FROM audit_log WHERE action = 'access.refused' ORDER BY id")]
+    assert len(refused) == 3 and "203.0.113.9" in refused[0] and "10.9.8.7" not in " ".join(refused)
 
 
 def test_the_server_configuration_closes_what_it_can():

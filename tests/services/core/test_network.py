@@ -6,7 +6,8 @@ import pytest
 
 from services.core.config import get_settings, set_setting
 from services.core.errors import InvalidInput
-from services.core.network import effective_client, is_allowed, parse_networks, server_rewrites_forwarded
+from services.core.network import (client_behind_proxy, effective_client, is_allowed, parse_networks, proxy_vouches,
+                                   server_rewrites_forwarded)
 
 
 def test_ranges_are_normalised_and_bad_ones_named():
@@ -61,6 +62,26 @@ def test_a_header_the_web_server_may_have_applied_gives_no_address():
     # the server's trust off: the console's own list decides, loopback proxies included
     assert effective_client(peer="127.0.0.1", forwarded_for="10.9.8.7", trusted_proxies=[]) == "127.0.0.1"
     assert effective_client(peer="127.0.0.1", forwarded_for="10.9.8.7", trusted_proxies=["127.0.0.1"]) == "10.9.8.7"
+
+
+def test_the_projects_own_proxy_vouches_with_its_secret_only():
+    assert proxy_vouches(expected="s" * 43, presented="s" * 43)
+    assert not proxy_vouches(expected="s" * 43, presented="s" * 42 + "t")
+    assert not proxy_vouches(expected="s" * 43, presented=None)
+    assert not proxy_vouches(expected=None, presented="")  # not behind it: no header makes a loopback peer a proxy
+    assert not proxy_vouches(expected="", presented="")
+
+
+def test_behind_the_projects_own_proxy_its_appended_entry_is_the_client():
+    """nginx appends the address it saw ($proxy_add_x_forwarded_for): the right-most entry, whatever the client
+    wrote to its left; further left only through proxies the admin trusts (a load balancer in front)."""
+    assert client_behind_proxy(forwarded_for="203.0.113.9", trusted_proxies=[]) == "203.0.113.9"
+    assert client_behind_proxy(forwarded_for="10.9.8.7, 203.0.113.9", trusted_proxies=[]) == "203.0.113.9"
+    assert client_behind_proxy(forwarded_for="127.0.0.1", trusted_proxies=[]) == "127.0.0.1"  # a local browser
+    assert client_behind_proxy(forwarded_for="10.9.8.7, 127.0.0.1", trusted_proxies=[]) == "127.0.0.1"
+    assert client_behind_proxy(forwarded_for="198.51.100.4, 10.0.0.2", trusted_proxies=["10.0.0.2"]) == "198.51.100.4"
+    assert client_behind_proxy(forwarded_for=None, trusted_proxies=[]) is None
+    assert client_behind_proxy(forwarded_for="garbage", trusted_proxies=[]) is None
 
 
 def test_settings_validate_ranges(db):
