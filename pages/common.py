@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from pages import session
+from pages.markup import code_span, md  # noqa: F401 (pages import them from here)
 from pages.network import judged_client
 from pages.run_scope import fragment_run, person_acted, refresh_only, run_memo, thread_connection  # noqa: F401 (pages import them from here)
 from services.access.setup import setup_token_valid
@@ -467,38 +467,6 @@ def show_photo(container, *, uri: str, sha256: str | None, size: int, caption: s
         container.image(data, caption=caption or md(uri), width=width)
     else:
         container.error(f"Cannot show {md(uri)}: {md(error)}")
-
-
-# ---------------------------------------------------------------------------------- customer text in markdown
-# Text from customers, files and users goes into the markdown Streamlit renders (st.markdown, captions, alerts,
-# labels, image captions) through ``md``, so it shows literally: no image the browser would fetch, no link, no
-# HTML, no icon, no LaTeX, no colour directive. Two things are needed, as Streamlit's markdown does more than
-# CommonMark:
-# * the characters of markdown syntax are backslash-escaped (CommonMark drops the backslash on render, so what
-#   shows and what is copied is the original text): ``![x](url)``, ``[x](javascript:...)``, ``<b>``, ``&amp;``,
-#   ``$...$``, ``:red[...]``, headings, lists, tables; ``:material/`` gets ``\:material\/`` (Streamlit rewrites
-#   ``:material/`` in the source before parsing, escapes or not);
-# * a word Streamlit still turns into something after parsing, when the escapes are gone (bare ``https://``
-#   and ``www.`` URLs and e-mail addresses, which remark-gfm links; ``:name:`` emoji and ``:streamlit:``;
-#   ``->`` style arrows), goes into an inline code span, where nothing is parsed or rewritten.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")
-_MD_LIVE_WORD = re.compile(r"(?i)https?://|www\.|@[-\w]+\.[-\w]|:(?:[+-]1|100|1234|[a-z_][\w+-]*):"
-                           r"|^(?:<->|->|<-|--|>=|<=|~=)$")
-_MD_BREAK = re.compile(r"([ \t\r\n]+)")  # where the autolink and arrow rules of remark-gfm and Streamlit stop
-
-
-def code_span(word: str) -> str:
-    """``word`` as an inline code span that shows it exactly (a fence longer than any backtick run in it)."""
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", word)), default=0) + 1)
-    pad = " " if word.startswith("`") or word.endswith("`") else ""
-    return f"{fence}{pad}{word}{pad}{fence}"
-
-
-def md(text: object) -> str:
-    """``str(text)`` escaped for Streamlit markdown so it shows literally (see the comment above)."""
-    return "".join(code_span(part) if part.strip() and _MD_LIVE_WORD.search(part)
-                   else _MD_SPECIAL.sub(r"\\\1", part).replace(r"\:material/", r"\:material\/")
-                   for part in _MD_BREAK.split(str(text)))
 
 
 def show_error(exc: ConsoleError) -> None:

@@ -7,8 +7,14 @@ import os
 
 import streamlit as st
 
-from services.core.network import (PROXY_HEADER, PROXY_SECRET_ENV, client_behind_proxy, effective_client,
-                                   proxy_vouches, server_rewrites_forwarded)
+from services.core.network import (
+    PROXY_HEADER,
+    PROXY_SECRET_ENV,
+    client_behind_proxy,
+    effective_client,
+    proxy_vouches,
+    server_rewrites_forwarded,
+)
 
 
 def _peer_address() -> str | None:

@@ -6,8 +6,14 @@ import pytest
 
 from services.core.config import get_settings, set_setting
 from services.core.errors import InvalidInput
-from services.core.network import (client_behind_proxy, effective_client, is_allowed, parse_networks, proxy_vouches,
-                                   server_rewrites_forwarded)
+from services.core.network import (
+    client_behind_proxy,
+    effective_client,
+    is_allowed,
+    parse_networks,
+    proxy_vouches,
+    server_rewrites_forwarded,
+)
 
 
 def test_ranges_are_normalised_and_bad_ones_named():
