@@ -1,6 +1,8 @@
 """Barcodes and QR codes on a frame, with OpenCV's own detectors (``cv2.barcode.BarcodeDetector``, and
-``cv2.QRCodeDetector`` with ``cv2.QRCodeDetectorAruco`` for QR codes). Pure functions on grey frames; only the
-positions are wanted, nothing is decoded.
+``cv2.QRCodeDetector`` with ``cv2.QRCodeDetectorAruco`` for QR codes), and linear barcodes also by their gradients
+(``find_bar_regions``: OpenCV's barcode detector reads a copy reduced to 512 pixels and misses the small, blurred
+or tilted codes of doorstep photos). Pure functions on grey frames; only the positions are wanted, nothing is
+decoded.
 
 A detector object is made once per process and thread (OpenCV detectors keep state between calls, so one is
 never shared between threads).
@@ -41,14 +43,31 @@ def _boxes(points: np.ndarray | None, *, scale: float, width: int, height: int) 
     return out[keep]
 
 
-def find_barcodes(gray: np.ndarray) -> np.ndarray:
+def find_barcodes(gray: np.ndarray, *, text: np.ndarray | None = None) -> np.ndarray:
     """Linear barcodes (EAN, UPC, Code 128, Code 39, ...) on a grey (H, W) uint8 frame, as (N, 4) float boxes
-    (x1, y1, x2, y2). Raises nothing (an empty result when there are none)."""
+    (x1, y1, x2, y2): what OpenCV's detector finds and, when ``text`` (lines of text found on the frame, (M, 4+)
+    boxes) is given, what ``find_bar_regions`` finds near a line of text (``near_text``: a shipping label or a
+    product's code has printing around it; brick walls, railings and carpets, which look like bars, have none).
+    Raises nothing (an empty result when there are none)."""
     height, width = gray.shape[:2]
     scale = 2.0 if max(height, width) < QR_UPSCALE_BELOW else 1.0
     img = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale != 1.0 else gray
     ok, points = _detectors()[0].detect(img)
-    return _boxes(points if ok else None, scale=scale, width=width, height=height)
+    opencv = _boxes(points if ok else None, scale=scale, width=width, height=height)
+    if text is None:
+        return opencv
+    return np.concatenate([opencv, near_text(find_bar_regions(gray), text)])
+
+
+def near_text(boxes: np.ndarray, text: np.ndarray, *, reach: float = 3.0) -> np.ndarray:
+    """The boxes with a line of ``text`` within ``reach`` times their shorter side. Raises nothing."""
+    if not len(boxes) or not len(text):
+        return boxes[:0]
+    t = np.asarray(text, dtype=np.float32)[:, :4]
+    d = reach * np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None]
+    close = ((t[None, :, 0] < boxes[:, 2:3] + d) & (t[None, :, 2] > boxes[:, 0:1] - d)
+             & (t[None, :, 1] < boxes[:, 3:4] + d) & (t[None, :, 3] > boxes[:, 1:2] - d))
+    return boxes[close.any(axis=1)]
 
 
 def find_qr_codes(gray: np.ndarray) -> np.ndarray:
@@ -79,3 +98,120 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix
     return float(ix / union) if union > 0 else 0.0
+
+
+BAR_SIDE = 2048  # the gradient finder reads a copy at most this large (its windows are in pixels)
+BAR_WINDOW = 4.0  # sigma, in pixels, of the window over which gradients are summed (the structure tensor)
+BAR_ENERGY = 60.0  # a bar pixel's gradient energy (root mean square Sobel response) is above this...
+BAR_COHERENCE = 0.5  # ...its gradients point one way (structure-tensor coherence) above this...
+BAR_ALTERNATION = 0.4  # ...and cancel out (|mean gradient| / mean |gradient| below this: bars, not one edge)
+BAR_CONTRAST = 60  # dark bars on light paper: the 7x7 max minus min is above this grey level...
+BAR_PAPER = 0.7  # ...and the 7x7 max above this share of the frame's near-white (99.5th percentile), at least 100
+BAR_MIN_AREA = 150  # a region smaller than this many pixels (after closing) is noise
+BAR_MIN_COHERENCE = 0.65  # a region's mean coherence is at least this (carpet and wood grain are less regular)
+BAR_MIN_FILL = 0.4  # a region fills at least this share of its rotated rectangle
+BAR_MIN_EDGES = 8  # the profile across the bars (averaged along them) crosses its local mean this often
+BAR_TEXT = 0.25  # the box grows along the bars by this share of their length on each side: the digits printed
+# under a barcode (and the title above it) are the tracking number in clear
+
+
+def _structure(gray: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per pixel: gradient energy, coherence, alternation and orientation of the gradients in a BAR_WINDOW window."""
+    g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), 0.7)
+    gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+
+    def window(a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a, (0, 0), BAR_WINDOW)
+
+    jxx, jyy, jxy = window(gx * gx), window(gy * gy), window(gx * gy)
+    energy = jxx + jyy + 1e-6
+    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / energy
+    alternation = np.hypot(window(gx), window(gy)) / (window(np.sqrt(gx * gx + gy * gy)) + 1e-6)
+    return np.sqrt(energy), coherence, alternation
+
+
+def _edges_across(gray: np.ndarray, rect: tuple) -> tuple[int, bool]:
+    """(how often the profile across the bars crosses its local mean, whether the bars run along the rectangle's
+    first side): the rectangle is read both ways, averaged along one side, and the way with more crossings times
+    alignment (the averaged profile's spread over the pixels' spread) wins."""
+    (cx, cy), (rw, rh), angle = rect
+    best: tuple[float, int, bool] | None = None
+    for w, h, a, along_first in ((rw, rh, angle, False), (rh, rw, angle + 90, True)):
+        width, height = int(round(w)) + 2, int(round(h))
+        if width < 8 or height < 3:
+            continue
+        m = cv2.getRotationMatrix2D((cx, cy), a, 1.0)
+        m[:, 2] += [width / 2 - cx, height / 2 - cy]
+        crop = cv2.warpAffine(gray, m, (width, height), flags=cv2.INTER_LINEAR).astype(np.float32)
+        profile = crop.mean(axis=0)
+        align = float(profile.std() / (crop.std() + 1e-6))
+        d = profile - cv2.blur(profile.reshape(1, -1), (max(3, width // 4) | 1, 1)).ravel()
+        crossings = int(((d[:-1] > 0) != (d[1:] > 0)).sum())
+        if best is None or crossings * align > best[0]:
+            best = (crossings * align, crossings, along_first)
+    return (0, False) if best is None else (best[1], best[2])
+
+
+def find_bar_regions(gray: np.ndarray) -> np.ndarray:
+    """Linear barcodes found by their gradients, decodable or not, at any angle, as (N, 4) float boxes: pixels whose
+    gradients are strong, point one way and alternate (``_structure``) on light paper, closed into regions; a region
+    counts when it is regular enough and its profile across the bars shows at least BAR_MIN_EDGES edges. Each box
+    grows along the bars (BAR_TEXT) to take the digits printed with the code; overlapping boxes become their union
+    (a code whose wide bars split it in pieces is one box). Raises nothing."""
+    height, width = gray.shape[:2]
+    scale = min(1.0, BAR_SIDE / max(height, width))
+    img = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    energy, coherence, alternation = _structure(img)
+    high = cv2.dilate(img, np.ones((7, 7), np.uint8))
+    low = cv2.erode(img, np.ones((7, 7), np.uint8))
+    paper = max(100.0, BAR_PAPER * float(np.percentile(img, 99.5)))
+    bars = ((energy > BAR_ENERGY) & (coherence > BAR_COHERENCE) & (alternation < BAR_ALTERNATION)
+            & (high > paper) & (high.astype(np.int16) - low > BAR_CONTRAST)).astype(np.uint8)
+    bars = cv2.morphologyEx(bars, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    bars = cv2.morphologyEx(bars, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bars, connectivity=8)
+    out = []
+    for i in range(1, count):
+        x, y, w, h, area = stats[i]
+        if area < BAR_MIN_AREA:
+            continue
+        inside = labels[y:y + h, x:x + w] == i
+        ys, xs = np.nonzero(inside)
+        rect = cv2.minAreaRect(np.stack([xs + x, ys + y], axis=1).astype(np.float32))
+        (cx, cy), (rw, rh), angle = rect
+        if min(rw, rh) < 5 or area / max(rw * rh, 1.0) < BAR_MIN_FILL:
+            continue
+        if float(coherence[y:y + h, x:x + w][inside].mean()) < BAR_MIN_COHERENCE:
+            continue
+        edges, along_first = _edges_across(img, rect)
+        if edges < BAR_MIN_EDGES:
+            continue
+        grown = (rw * (1 + 2 * BAR_TEXT), rh) if along_first else (rw, rh * (1 + 2 * BAR_TEXT))
+        corners = cv2.boxPoints(((cx, cy), grown, angle)) / scale
+        out.append([*corners.min(axis=0), *corners.max(axis=0)])
+    boxes = _joined(np.array(out, dtype=np.float32).reshape(-1, 4))
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    return boxes
+
+
+def _joined(boxes: np.ndarray, *, share: float = 0.3) -> np.ndarray:
+    """Boxes where every pair overlapping by ``share`` of the smaller one is replaced by its union, until no such
+    pair is left. Raises nothing."""
+    out = [b for b in boxes]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+                smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+                if smaller > 0 and ix >= share * smaller:
+                    out[i] = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+                    del out[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return np.array(out, dtype=np.float32).reshape(-1, 4)

@@ -13,7 +13,7 @@ import numpy as np
 from services.core.errors import ImageError, InvalidInput
 from services.core.images import DEFAULT_MAX_PIXELS, decode, probe
 from services.redaction.codes import find_barcodes, find_qr_codes
-from services.redaction.text import BOX_THRESHOLD, TextDetector, shared_text_detector
+from services.redaction.text import BOX_THRESHOLD, TextDetector, join_lines, shared_text_detector
 
 KINDS = ("barcode", "qr", "text")
 MASK_SHAPE = "box"
@@ -63,19 +63,21 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
 def find_labels(frame: np.ndarray, *, kinds: tuple[str, ...] | list[str] = KINDS,
                 text_detector: TextDetector | None = None, text_threshold: float = BOX_THRESHOLD) -> list[LabelBox]:
     """The barcodes, QR codes and text blocks on an RGB frame, in that order. ``text_detector``: the process's
-    shared one by default (loaded once). Raises ImageError for a frame that is not an RGB photo, InvalidInput
+    shared one by default (loaded once); its lines of text serve barcodes too (bars found by their gradients count
+    near printing, ``codes.find_barcodes``). Raises ImageError for a frame that is not an RGB photo, InvalidInput
     for an unknown kind, ModelError when the text detector cannot be loaded."""
     frame, kinds = check_frame(frame), validate_kinds(kinds)
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    lines = None
+    if "barcode" in kinds or "text" in kinds:
+        lines = (text_detector or shared_text_detector()).lines(frame, threshold=text_threshold)
     found: list[LabelBox] = []
     if "barcode" in kinds:
-        found += [LabelBox("barcode", *map(float, b), CODE_SCORE) for b in find_barcodes(gray)]
+        found += [LabelBox("barcode", *map(float, b), CODE_SCORE) for b in find_barcodes(gray, text=lines)]
     if "qr" in kinds:
         found += [LabelBox("qr", *map(float, b), CODE_SCORE) for b in find_qr_codes(gray)]
     if "text" in kinds:
-        detector = text_detector or shared_text_detector()
-        found += [LabelBox("text", *map(float, b[:4]), float(b[4]))
-                  for b in detector.blocks(frame, threshold=text_threshold)]
+        found += [LabelBox("text", *map(float, b[:4]), float(b[4])) for b in join_lines(lines)]
     return found
 
 
