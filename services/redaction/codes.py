@@ -59,7 +59,7 @@ def find_barcodes(gray: np.ndarray, *, text: np.ndarray | None = None) -> np.nda
     return np.concatenate([opencv, near_text(find_bar_regions(gray), text)])
 
 
-def near_text(boxes: np.ndarray, text: np.ndarray, *, reach: float = 3.0) -> np.ndarray:
+def near_text(boxes: np.ndarray, text: np.ndarray, *, reach: float = 5.0) -> np.ndarray:
     """The boxes with a line of ``text`` within ``reach`` times their shorter side. Raises nothing."""
     if not len(boxes) or not len(text):
         return boxes[:0]
