@@ -11,7 +11,9 @@ Reported: recall over face-frames, by width (10-20, 20-40, 40+ px), and per face
 is in: the figure that matters for a published video), each with Wilson 95% bounds; the share changed outside
 faces; the frames per second of each tool on this clip (start-up included) and their ratio.
 
-    python benchmarks/blur_video_recall.py [--quick] [--frames 6]
+    python benchmarks/blur_video_recall.py [--quick] [--frames 6] [--split tuning]
+
+--split tuning: every third photo of the TUNING part instead (where the video path's settings are chosen).
 
 --quick: the crowd photos (WIDER FACE) only, 3 frames each. The last line is JSON: faces, face_frames, recall,
 recall_small, recall_per_face, changed_outside, deface_recall, fps, deface_fps, ratio_vs_deface.
@@ -152,8 +154,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="crowd photos only, 3 frames each")
     parser.add_argument("--frames", type=int, default=6, help="frames per photo")
     parser.add_argument("--no-deface", action="store_true")
+    parser.add_argument("--split", choices=("evaluation", "tuning"), default="evaluation",
+                        help="tuning: every third tuning photo, to choose settings on")
     args = parser.parse_args()
-    photos = load("evaluation", quick=args.quick)
+    photos = load(args.split, quick=args.quick)
+    if args.split == "tuning":
+        photos = dict(list(photos.items())[::3])
     if not photos:
         print(json.dumps({"faces": 0, "recall": None, "note": f"{EVAL_DIR} not found: run benchmarks/faces_eval_data.py"}))
         return
@@ -167,7 +173,7 @@ def main() -> None:
     try:
         clip = tmp / "clip.mp4"
         index = write_clip(clip, shots, frames=frames)
-        print(f"clip: {len(shots)} photos x {frames} frames = {len(index)} frames at {W}x{H}", flush=True)
+        print(f"clip ({args.split}): {len(shots)} photos x {frames} frames = {len(index)} frames at {W}x{H}", flush=True)
         t0 = time.perf_counter()
         anonymize_video(str(clip), str(tmp / "ours.mp4"), detector=CenterFaceDetector.shared(),
                         threshold=DEFAULTS["threshold"], mode=DEFAULTS["mode"], shape=DEFAULTS["shape"],
@@ -188,7 +194,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({
-        "photos": len(shots), "frames": len(index), "faces": ours["per_face"]["faces"],
+        "split": args.split, "photos": len(shots), "frames": len(index), "faces": ours["per_face"]["faces"],
         "face_frames": ours["overall"]["face_frames"], "recall": ours["overall"]["recall"],
         "recall_small": ours["by_width"]["10-20"]["recall"], "recall_per_face": ours["per_face"]["recall"],
         "changed_outside": ours["changed_outside"], "fps": ours["fps"],
