@@ -1,25 +1,46 @@
-"""The label boxes of review photos in the database (``label_boxes``, ``label_redactions``; migration m019)."""
+"""The label boxes of review photos in the database (``label_boxes``, ``label_redactions``; migration m019) and the
+inspectors' edits of them (``label_box_edits``; migration m020): a box found automatically can be removed, a box
+the search missed can be added, each change recorded with who and when (and in the audit log). What is hidden
+when the photo is published is what is left (``boxes_to_hide``, ``redact_photo``)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 
 from db.database import immediate
+from services.core.audit import record
 from services.core.authz import require
 from services.core.clock import now_iso
-from services.redaction.labels import LabelBox
+from services.core.errors import InvalidInput, NotFound
+from services.faces.masks import MODES, anonymize
+from services.redaction.labels import KINDS, MASK_SCALE, MASK_SHAPE, LabelBox, as_array
+
+SAME_BOX = 0.8  # a box found again overlapping a removed one of its kind by this IoU stays removed
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix
+    return ix / union if union > 0 else 0.0
 
 
 def save_found(db: sqlite_utils.Database, *, image_id: int, boxes: list[LabelBox], error: str | None = None,
                now: str | None = None) -> None:
     """Replace a photo's automatically found boxes with ``boxes`` and record that it was looked at (with the
-    detector's error, if it failed), all in one transaction (the caller's, when one is open). Raises nothing of
+    detector's error, if it failed), all in one transaction (the caller's, when one is open). Boxes an inspector
+    added are kept; a found box that an inspector removed before (``SAME_BOX``) stays removed. Raises nothing of
     its own (sqlite3 errors pass through)."""
     now = now or now_iso()
     with immediate(db):
-        db.execute("DELETE FROM label_boxes WHERE image_id = ? AND source = 'auto'", [image_id])
+        removed = [(str(k), (x1, y1, x2, y2)) for k, x1, y1, x2, y2 in db.execute(
+            "SELECT kind, x1, y1, x2, y2 FROM label_boxes WHERE image_id = ? AND removed_at IS NOT NULL", [image_id])]
+        boxes = [b for b in boxes if not any(k == b.kind and _iou((b.x1, b.y1, b.x2, b.y2), r) >= SAME_BOX
+                                             for k, r in removed)]
+        db.execute("DELETE FROM label_boxes WHERE image_id = ? AND source = 'auto' AND removed_at IS NULL", [image_id])
         db.conn.executemany(
             "INSERT INTO label_boxes (image_id, kind, x1, y1, x2, y2, score, source, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'auto', ?)",
@@ -30,12 +51,109 @@ def save_found(db: sqlite_utils.Database, *, image_id: int, boxes: list[LabelBox
 
 
 def label_boxes(db: sqlite_utils.Database, *, image_id: int, actor: str) -> dict[str, Any]:
-    """A photo's label boxes: ``{"looked": bool, "error": str | None, "boxes": [LabelBox.as_dict(), ...]}``.
-    Raises PermissionDenied when ``actor`` may not see reviews."""
+    """A photo's label boxes to hide (removed ones left out): ``{"looked": bool, "error": str | None, "boxes":
+    [LabelBox.as_dict() with "id" and "source" ('auto' or 'inspector'), ...]}``. Raises PermissionDenied when
+    ``actor`` may not see reviews."""
     require(db, actor=actor, action="reviews.read")
     looked = db.execute("SELECT error FROM label_redactions WHERE image_id = ?", [image_id]).fetchone()
-    rows = db.execute("SELECT kind, x1, y1, x2, y2, score FROM label_boxes WHERE image_id = ? ORDER BY id",
-                      [image_id]).fetchall()
+    rows = db.execute("SELECT id, kind, x1, y1, x2, y2, score, source FROM label_boxes WHERE image_id = ? "
+                      "AND removed_at IS NULL ORDER BY id", [image_id]).fetchall()
     return {"looked": looked is not None, "error": looked[0] if looked else None,
-            "boxes": [LabelBox(str(k), x1, y1, x2, y2, s if s is not None else 1.0).as_dict()
-                      for k, x1, y1, x2, y2, s in rows]}
+            "boxes": [{**LabelBox(str(k), x1, y1, x2, y2, s if s is not None else 1.0).as_dict(), "id": box_id,
+                       "source": source or "auto"} for box_id, k, x1, y1, x2, y2, s, source in rows]}
+
+
+def boxes_to_hide(db: sqlite_utils.Database, *, image_id: int, actor: str) -> list[LabelBox]:
+    """The boxes hidden when the photo is published: those found and not removed, and those inspectors added.
+    Raises PermissionDenied when ``actor`` may not see reviews."""
+    return [LabelBox(b["kind"], b["x1"], b["y1"], b["x2"], b["y2"], b["score"])
+            for b in label_boxes(db, image_id=image_id, actor=actor)["boxes"]]
+
+
+def redact_photo(db: sqlite_utils.Database, *, image_id: int, frame: np.ndarray, actor: str,
+                 mode: str = "blur") -> np.ndarray:
+    """A copy of the photo's upright RGB ``frame`` with ``boxes_to_hide`` masked as the faces job masks labels
+    (``mode``: blur, pixelate or fill). Boxes are in the full photo's pixels: a smaller ``frame`` (a preview)
+    gets them scaled to it. Raises PermissionDenied, InvalidInput for an unknown mode."""
+    if mode not in MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    boxes = boxes_to_hide(db, image_id=image_id, actor=actor)
+    size = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone()
+    boxes_px = as_array(boxes)
+    if size and size[0] and size[1]:
+        boxes_px[:, [0, 2]] *= frame.shape[1] / size[0]
+        boxes_px[:, [1, 3]] *= frame.shape[0] / size[1]
+    return anonymize(frame, boxes_px, mode=mode, shape=MASK_SHAPE, mask_scale=MASK_SCALE)
+
+
+def add_label_box(db: sqlite_utils.Database, *, image_id: int, kind: str, x1: float, y1: float, x2: float,
+                  y2: float, actor: str) -> dict[str, Any]:
+    """Add a box the search missed (in pixels of the full upright photo), recorded in ``label_box_edits`` and the
+    audit log; returns the box as ``label_boxes`` gives it. Raises PermissionDenied unless ``actor`` may label
+    photos, NotFound for an unknown photo, InvalidInput for an unknown kind or a box that is empty, not finite or
+    outside the photo."""
+    require(db, actor=actor, action="reviews.label")
+    if kind not in KINDS:
+        raise InvalidInput(f"a label box is one of {', '.join(KINDS)}, got {kind!r}")
+    try:
+        coords = [float(v) for v in (x1, y1, x2, y2)]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"a label box needs four numbers (x1, y1, x2, y2): {exc}") from exc
+    if not all(math.isfinite(v) for v in coords):
+        raise InvalidInput("a label box's corners must be finite numbers")
+    x1, y1, x2, y2 = coords
+    if x2 <= x1 or y2 <= y1:
+        raise InvalidInput(f"a label box needs x1 < x2 and y1 < y2, got ({x1:g}, {y1:g}, {x2:g}, {y2:g})")
+    now = now_iso()
+    with immediate(db):
+        size = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone()
+        if size is None:
+            raise NotFound(f"image {image_id} does not exist (it may have been deleted)")
+        width, height = size
+        if x1 < 0 or y1 < 0 or (width and x2 > width) or (height and y2 > height):
+            raise InvalidInput(f"the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is outside the photo ({width}x{height})")
+        box_id = db.execute(
+            "INSERT INTO label_boxes (image_id, kind, x1, y1, x2, y2, score, source, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 1.0, 'inspector', ?)", [image_id, kind, x1, y1, x2, y2, now]).lastrowid
+        _edit(db, image_id=image_id, box_id=box_id, action="added", kind=kind, box=(x1, y1, x2, y2), actor=actor,
+              now=now)
+    return {**LabelBox(kind, x1, y1, x2, y2, 1.0).as_dict(), "id": box_id, "source": "inspector"}
+
+
+def remove_label_box(db: sqlite_utils.Database, *, box_id: int, actor: str) -> dict[str, Any]:
+    """Remove a box (found or added) so it is not hidden, recorded in ``label_box_edits`` and the audit log; the
+    row stays, marked removed. Returns the removed box. Raises PermissionDenied unless ``actor`` may label photos,
+    NotFound for an unknown box, InvalidInput for a box already removed."""
+    require(db, actor=actor, action="reviews.label")
+    now = now_iso()
+    with immediate(db):
+        row = db.execute("SELECT image_id, kind, x1, y1, x2, y2, score, source, removed_by FROM label_boxes "
+                         "WHERE id = ?", [box_id]).fetchone()
+        if row is None:
+            raise NotFound(f"label box {box_id} does not exist")
+        image_id, kind, x1, y1, x2, y2, score, source, removed_by = row
+        if removed_by is not None:
+            raise InvalidInput(f"label box {box_id} was already removed by {removed_by}")
+        db.execute("UPDATE label_boxes SET removed_at = ?, removed_by = ? WHERE id = ?", [now, actor, box_id])
+        _edit(db, image_id=image_id, box_id=box_id, action="removed", kind=kind, box=(x1, y1, x2, y2), actor=actor,
+              now=now)
+    return {**LabelBox(str(kind), x1, y1, x2, y2, score if score is not None else 1.0).as_dict(), "id": box_id,
+            "source": source or "auto"}
+
+
+def _edit(db: sqlite_utils.Database, *, image_id: int, box_id: int, action: str, kind: str,
+          box: tuple[float, float, float, float], actor: str, now: str) -> None:
+    db.execute("INSERT INTO label_box_edits (image_id, box_id, action, kind, x1, y1, x2, y2, actor, at) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [image_id, box_id, action, kind, *box, actor, now])
+    record(db, actor=actor, action=f"labels.box_{action}", target=f"image:{image_id}",
+           detail={"box": box_id, "kind": kind, "x1": round(box[0], 1), "y1": round(box[1], 1),
+                   "x2": round(box[2], 1), "y2": round(box[3], 1)})
+
+
+def label_box_edits(db: sqlite_utils.Database, *, image_id: int, actor: str) -> list[dict[str, Any]]:
+    """A photo's box edits, oldest first: ``{"at", "actor", "action" ('added' or 'removed'), "box_id", "kind",
+    "x1", "y1", "x2", "y2"}``. Raises PermissionDenied when ``actor`` may not see reviews."""
+    require(db, actor=actor, action="reviews.read")
+    return [dict(r) for r in db.query(
+        "SELECT at, actor, action, box_id, kind, x1, y1, x2, y2 FROM label_box_edits WHERE image_id = ? ORDER BY id",
+        [image_id])]
