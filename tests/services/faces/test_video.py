@@ -197,3 +197,42 @@ def test_audio_that_mp4_cannot_hold_is_reencoded_to_aac(ws, db, tmp_path):
     assert (before["audio"]["codec_name"], after["audio"]["codec_name"]) == ("pcm_s16le", "aac")
     assert after["video"]["nb_read_frames"] == before["video"]["nb_read_frames"]
     assert abs(float(after["audio"]["duration"]) - float(after["video"]["duration"])) < 0.1  # in step with the video
+
+
+def test_a_detector_with_a_video_form_looks_with_that_form(tmp_path):
+    import av
+
+    from services.faces.video import anonymize_video
+
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for k in range(9):
+            frame = np.full((48, 64, 3), 40 + 10 * k, dtype=np.uint8)
+            for p in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(p)
+        for p in stream.encode():
+            out.mux(p)
+
+    class Looks:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def detect(self, frame: np.ndarray, *, threshold: float) -> np.ndarray:
+            self.calls += 1
+            return np.array([[10, 10, 30, 30, 0.9]], dtype=np.float32)
+
+    class Photos(Looks):
+        video = Looks()
+
+        def detect(self, frame: np.ndarray, *, threshold: float) -> np.ndarray:
+            raise AssertionError("the photo form looked at a video frame")
+
+        def for_video(self) -> Looks:
+            return self.video
+
+    photos = Photos()
+    report = anonymize_video(str(src), str(tmp_path / "out.mp4"), detector=photos, threshold=0.1, mode="blur",
+                             shape="ellipse", mask_scale=1.3, detect_every=3)
+    assert photos.video.calls == 3 and report.frames == 9 and len(report.masked) == 9
