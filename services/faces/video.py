@@ -35,8 +35,8 @@ from services.faces.search import SURE
 from services.faces.tracking import Feed, Follower
 
 CUT_COPY = 128  # side of the grey copy of every frame that cuts are told on
-# x264 settings of the anonymised copy
-X264 = {"preset": "superfast", "crf": "20"}
+# x264 at its fastest preset: half superfast's CPU time a 720p frame (4 against 8 ms here), files about a fifth larger
+X264 = {"preset": "ultrafast", "crf": "20"}
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 
 
