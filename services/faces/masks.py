@@ -172,5 +172,5 @@ def anonymize(frame: np.ndarray, boxes: np.ndarray, *, mode: str = "blur", shape
         else:
             cover = _blurred(frame, x1, y1, x2, y2)
         inside = m[y1:y2, x1:x2] > 0
-        out[y1:y2, x1:x2][inside] = cover[inside]
+        np.copyto(out[y1:y2, x1:x2], cover, where=inside[..., None] if cover.ndim == 3 else inside)
     return out
