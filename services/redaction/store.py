@@ -52,13 +52,14 @@ def save_found(db: sqlite_utils.Database, *, image_id: int, boxes: list[LabelBox
 
 def label_boxes(db: sqlite_utils.Database, *, image_id: int, actor: str) -> dict[str, Any]:
     """A photo's label boxes to hide (removed ones left out): ``{"looked": bool, "error": str | None, "boxes":
-    [LabelBox.as_dict() with "id" and "source" ('auto' or 'inspector'), ...]}``. Raises PermissionDenied when
-    ``actor`` may not see reviews."""
+    [LabelBox.as_dict() with "id" and "source" ('auto' or 'inspector'), ...], "width": int | None, "height": int |
+    None}`` (the photo's size, the boxes' pixels). Raises PermissionDenied when ``actor`` may not see reviews."""
     require(db, actor=actor, action="reviews.read")
     looked = db.execute("SELECT error FROM label_redactions WHERE image_id = ?", [image_id]).fetchone()
     rows = db.execute("SELECT id, kind, x1, y1, x2, y2, score, source FROM label_boxes WHERE image_id = ? "
                       "AND removed_at IS NULL ORDER BY id", [image_id]).fetchall()
-    return {"looked": looked is not None, "error": looked[0] if looked else None,
+    size = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone() or (None, None)
+    return {"looked": looked is not None, "error": looked[0] if looked else None, "width": size[0], "height": size[1],
             "boxes": [{**LabelBox(str(k), x1, y1, x2, y2, s if s is not None else 1.0).as_dict(), "id": box_id,
                        "source": source or "auto"} for box_id, k, x1, y1, x2, y2, s, source in rows]}
 

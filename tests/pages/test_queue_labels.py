@@ -1,0 +1,105 @@
+"""Review queue, shipping labels (issue 26 item 1): a photo the model classed as a package shows its label boxes in
+an expander drawn only while open (the photo with its boxes and the photo as published); the inspector removes a
+box and adds one, each change stored and recorded; other photos get no editor."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.redaction.labels import LabelBox
+from services.redaction.store import label_boxes, save_found
+from tests.pages.helpers import classify_now, seed_reviews, start_app
+from tests.pages.markdown_check import shown_text
+
+
+@pytest.fixture
+def package(ws, db, tmp_path) -> tuple[int, int]:
+    """(the package photo, the other photo): two photos queued without a model; the first then predicted a
+    package (confidence low enough to stay queued) with a barcode and a text block found on it."""
+    seed_reviews(db, tmp_path / "photos", [
+        {"review_id": "r1", "review_type": "product", "product": "kettle", "submitted_at": "2024-05-01T10:00:00Z"},
+        {"review_id": "r2", "review_type": "product", "product": "coat", "submitted_at": "2024-05-02T10:00:00Z"},
+    ])
+    classify_now(ws, db)
+    first, second = [r[0] for r in db.execute("SELECT id FROM images ORDER BY review_id, id")]
+    with db.conn:
+        db.execute("INSERT INTO predictions (image_id, label, confidence, probabilities, created_at) "
+                   "VALUES (?, 'package', 0.55, '{}', '2024-05-03T10:00:00Z')", [first])
+    save_found(db, image_id=first, boxes=[LabelBox("barcode", 10, 10, 50, 30, 1.0), LabelBox("text", 5, 40, 80, 60, 0.8)])
+    return first, second
+
+
+def editor_open(at, image_id: int):  # type: ignore[no-untyped-def]
+    """Open the photo's label expander, as a click on it does (it reruns the page)."""
+    at.session_state[f"q_labels_{image_id}"] = True
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_editor_is_closed_and_draws_nothing_until_opened(package, db, monkeypatch):
+    import services.redaction.store as store
+
+    first, _ = package
+    reads = []
+    boxes_of = store.label_boxes
+    monkeypatch.setattr(store, "label_boxes", lambda *a, **k: reads.append(1) or boxes_of(*a, **k))
+    at = start_app("pages/queue.py")
+    assert "Shipping labels: boxes hidden when published" in [e.label for e in at.expander]
+    assert not [b for b in at.button if (b.key or "").startswith("q_lb_")]  # closed: nothing drawn...
+    assert reads == []  # ...nor read (issue 23: a decision does not pay for the editor)
+    images = len(at.image)
+    editor_open(at, first)
+    assert reads
+    assert len(at.image) == images + 2  # the boxes drawn on the photo, and the photo as published
+    captions = [c for img in at.image for c in img.captions]
+    assert "2 boxes to hide" in captions and "as published" in captions
+    ids = [b["id"] for b in label_boxes(db, image_id=first, actor="local operator")["boxes"]]
+    assert [b.key for b in at.button if (b.key or "").startswith("q_lb_rm_")] == [f"q_lb_rm_{i}" for i in ids]
+    assert at.button(key=f"q_lb_add_{first}")
+
+
+def test_removing_and_adding_a_box_is_stored_and_recorded(package, db):
+    first, _ = package
+    at = editor_open(start_app("pages/queue.py"), first)
+    barcode, text = label_boxes(db, image_id=first, actor="local operator")["boxes"]
+    at.button(key=f"q_lb_rm_{text['id']}").click().run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith(f"Removed the text box {text['id']}") for s in at.success)
+    at.selectbox(key=f"q_lb_kind_{first}").set_value("qr")
+    at.number_input(key=f"q_lb_x1_{first}").set_value(20)
+    at.number_input(key=f"q_lb_y1_{first}").set_value(30)
+    at.number_input(key=f"q_lb_x2_{first}").set_value(60)
+    at.number_input(key=f"q_lb_y2_{first}").set_value(70)
+    at.button(key=f"q_lb_add_{first}").click().run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith("Added a qr box") for s in at.success)
+    left = label_boxes(db, image_id=first, actor="local operator")["boxes"]
+    assert [(b["kind"], b["source"], b["x1"], b["y2"]) for b in left] == [
+        ("barcode", "auto", 10, 30), ("qr", "inspector", 20, 70)]
+    edits = db.execute("SELECT action, kind, actor FROM label_box_edits ORDER BY id").fetchall()
+    assert edits == [("removed", "text", "local operator"), ("added", "qr", "local operator")]
+    audit = db.execute("SELECT action, target FROM audit_log WHERE action LIKE 'labels.%' ORDER BY id").fetchall()
+    assert audit == [("labels.box_removed", f"image:{first}"), ("labels.box_added", f"image:{first}")]
+    assert [b.key for b in at.button if (b.key or "").startswith("q_lb_rm_")] == [
+        f"q_lb_rm_{b['id']}" for b in left]
+    assert any("local operator added qr box" in c.value for c in at.caption)
+    assert at.radio(key=f"q_label_{first}")  # the photo is still the one on screen, undecided
+
+
+def test_an_empty_box_is_refused_with_the_reason(package, db):
+    first, _ = package
+    at = editor_open(start_app("pages/queue.py"), first)
+    at.button(key=f"q_lb_add_{first}").click().run()  # all four corners still 0
+    assert not at.exception, at.exception
+    assert any("needs x1 < x2 and y1 < y2, got (0, 0, 0, 0)" in shown_text(e.value) for e in at.error)
+    assert db.execute("SELECT COUNT(*) FROM label_box_edits").fetchone()[0] == 0
+
+
+def test_a_photo_not_classed_as_a_package_has_no_label_editor(package, db):
+    first, second = package
+    at = start_app("pages/queue.py")
+    at.button(key="q_quick_product").click().run()  # decide the package photo: the next one comes
+    assert not at.exception, at.exception
+    assert at.radio(key=f"q_label_{second}")
+    assert "Shipping labels: boxes hidden when published" not in [e.label for e in at.expander]
