@@ -40,21 +40,82 @@ def keypoints(grey: np.ndarray) -> Keypoints:
     return Keypoints(np.float32([k.pt for k in kps]).reshape(-1, 2), des)
 
 
-def homography(a: Keypoints, b: Keypoints) -> tuple[np.ndarray | None, int]:
-    """(homography taking a's points onto b's, its inlier count): keypoint matches (ratio test) that one
-    homography explains (RANSAC, 5 px). (None, 0) when there is no such homography."""
+@dataclass(frozen=True)
+class Fit:
+    """A homography from a's points to b's and the keypoint matches it was fitted on: (N, 2) points of a and
+    of b, and which of them it explains (RANSAC, 5 px)."""
+
+    matrix: np.ndarray | None
+    inliers: int
+    points_a: np.ndarray
+    points_b: np.ndarray
+    explained: np.ndarray  # bool (N,)
+
+
+NO_FIT = Fit(None, 0, np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, bool))
+
+
+def fit(a: Keypoints, b: Keypoints) -> Fit:
+    """The homography taking a's points onto b's that most keypoint matches (ratio test) agree on (RANSAC,
+    5 px), with the matches; NO_FIT when there is none."""
     if a.descriptors is None or b.descriptors is None or len(a.points) < 8 or len(b.points) < 8:
-        return None, 0
+        return NO_FIT
     pairs = _MATCHER.knnMatch(a.descriptors, b.descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.75 * p[1].distance]
     if len(good) < 8:
-        return None, 0
+        return NO_FIT
     src = a.points[[g.queryIdx for g in good]]
     dst = b.points[[g.trainIdx for g in good]]
     matrix, mask = cv2.findHomography(src, dst, cv2.RANSAC, 5.0)
     if matrix is None or mask is None:
-        return None, 0
-    return matrix, int(mask.sum())
+        return NO_FIT
+    return Fit(matrix, int(mask.sum()), src, dst, mask.ravel().astype(bool))
+
+
+def homography(a: Keypoints, b: Keypoints) -> tuple[np.ndarray | None, int]:
+    """(homography taking a's points onto b's, its inlier count): keypoint matches (ratio test) that one
+    homography explains (RANSAC, 5 px). (None, 0) when there is no such homography."""
+    found = fit(a, b)
+    return found.matrix, found.inliers
+
+
+# A photo photographed at a tilt, or warped by an editor's perspective or lens tool, is not exactly a homography
+# of the original: a bilinear "quad" warp (what editors' free-transform does) leaves a homography fitted on the
+# middle several pixels off at the edges, enough for the band-passed detail (1-3 px) to disagree there. The
+# matches the homography roughly explains (within BEND_PX) then fit a smooth correction on top of it, a
+# second-order polynomial of the position: a bend the keypoints themselves measure, nothing searched for.
+BEND_PX = 10.0  # matches this close to the homography's prediction are fitted (5 px: RANSAC's own)
+BEND_KEEP_PX = 2.0  # after a first fit, matches this close to it are fitted again
+MIN_BEND_POINTS = 30  # matches a bend is fitted on at least (chance homographies had at most 17)
+
+
+def _poly_terms(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    x, y = points[:, 0] / size[0] - 0.5, points[:, 1] / size[1] - 0.5
+    return np.stack([np.ones_like(x), x, y, x * y, x * x, y * y], axis=1)
+
+
+def bend(found: Fit, size_b: tuple[int, int]) -> np.ndarray | None:
+    """(6, 2) coefficients of the correction, in a's pixels, to add to where the inverse homography sends a point
+    of b (terms of _poly_terms over b's width and height), fitted on the matches near the homography; None when
+    too few matches are near it."""
+    if found.matrix is None or len(found.points_a) < MIN_BEND_POINTS:
+        return None
+    try:
+        inverse = np.linalg.inv(found.matrix)
+    except np.linalg.LinAlgError:
+        return None
+    back = cv2.perspectiveTransform(found.points_b.reshape(-1, 1, 2).astype(np.float64), inverse).reshape(-1, 2)
+    residual = found.points_a - back
+    keep = np.linalg.norm(residual, axis=1) <= BEND_PX
+    coefficients = None
+    for _ in range(2):
+        if keep.sum() < MIN_BEND_POINTS:
+            return None
+        terms = _poly_terms(found.points_b[keep], size_b)
+        coefficients = np.linalg.lstsq(terms, residual[keep], rcond=None)[0]
+        error = np.linalg.norm(_poly_terms(found.points_b, size_b) @ coefficients - residual, axis=1)
+        keep = error <= BEND_KEEP_PX
+    return coefficients
 
 
 def mirror_matrix(width: int) -> np.ndarray:
@@ -167,9 +228,23 @@ def _local(grid: np.ndarray) -> float:
     return float(np.median(found)) if len(found) >= MIN_BLOCKS else 0.0
 
 
-def agreement(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> Agreement:
+MIN_SHRINK = 0.05  # an alignment that shrinks a picture more than this is no copy (and too costly to smooth)
+
+
+def _bent_maps(matrix: np.ndarray, coefficients: np.ndarray, shape_b: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel of b, where in a it comes from: the inverse homography and the bend on top of it."""
+    h, w = shape_b
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    back = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), np.linalg.inv(matrix)).reshape(-1, 2)
+    back = back + (_poly_terms(grid, (w, h)) @ coefficients).astype(np.float32)
+    return back[:, 0].reshape(h, w).astype(np.float32), back[:, 1].reshape(h, w).astype(np.float32)
+
+
+def agreement(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, *, bent: np.ndarray | None = None) -> Agreement:
     """How well the fine detail of greyscale picture ``a`` agrees with ``b``'s once ``matrix`` (a homography from
-    a's pixels to b's) lays a over b, compared in the coarser of the two frames."""
+    a's pixels to b's) lays a over b, compared in the coarser of the two frames. With ``bent`` (coefficients
+    from ``bend``), a is laid over b by the homography bent by them, in b's frame."""
     ha, wa = a.shape
     hb, wb = b.shape
     try:
@@ -177,18 +252,24 @@ def agreement(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> Agreement:
     except np.linalg.LinAlgError:
         return Agreement(0.0, 0.0)
     scale = _scale(matrix, (wa / 2, ha / 2))
-    if scale <= 0:
+    if scale <= 0 or not MIN_SHRINK <= scale <= 1 / MIN_SHRINK:
         return Agreement(0.0, 0.0)
-    if scale <= 1:  # a shrinks onto b: compare in b's frame
-        src, dst, warp, shrink = a, b, matrix, scale
+    if scale <= 1 or bent is not None:  # a shrinks onto b (or is bent onto it): compare in b's frame
+        src, dst, warp, shrink = a, b, matrix, min(scale, 1.0)
     else:  # b is the coarser: bring b into a's frame
         src, dst, warp, shrink = b, a, inverse, 1 / scale
     src_f = src.astype(np.float32)
     if shrink < 0.7:  # smooth before shrinking, as a smaller photo would have been
         src_f = cv2.GaussianBlur(src_f, (0, 0), 0.5 / shrink)
     h, w = dst.shape
-    moved = cv2.warpPerspective(src_f, warp, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-    valid = cv2.warpPerspective(np.ones(src.shape, np.uint8), warp, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    if bent is not None:
+        map_x, map_y = _bent_maps(matrix, bent, (h, w))
+        moved = cv2.remap(src_f, map_x, map_y, cv2.INTER_LINEAR, borderValue=0)
+        valid = cv2.remap(np.ones(src.shape, np.uint8), map_x, map_y, cv2.INTER_NEAREST, borderValue=0)
+    else:
+        moved = cv2.warpPerspective(src_f, warp, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+        valid = cv2.warpPerspective(np.ones(src.shape, np.uint8), warp, (w, h), flags=cv2.INTER_NEAREST,
+                                    borderValue=0)
     valid = cv2.erode(valid, np.ones((7, 7), np.uint8)).astype(bool)
     covered = valid.sum()
     if covered < 400:

@@ -10,7 +10,10 @@ A candidate is a copy when an alignment lays one picture over the other and the 
   settles resizing, recompression, mirroring, turns, recolouring, borders and pasted or cropped copies whose
   region was hashed;
 * else ORB keypoints matched both ways (also against the mirror image) and one RANSAC homography: crops,
-  perspective, captions, stickers. At least MIN_INLIERS keypoints must agree with it, and then the detail.
+  perspective, captions, stickers. At least MIN_INLIERS keypoints must agree with it, and then the detail. When
+  the detail disagrees at the edges because the copy was tilted by a tool whose warp is not a homography, the
+  homography is bent by a smooth correction the keypoints measure (``alignment.bend``) and the detail compared
+  again, at the stricter BENT_AGREE.
 
 The detail must agree in the central half of the overlap as well (CENTRE_AGREE): two different garments laid on
 the same floor, carpet or blanket and photographed from the same spot align by the floor, whose texture agrees
@@ -31,9 +34,11 @@ from services.reuse import hashes as hashing
 from services.reuse.alignment import (
     ORB_SIDE,
     Agreement,
+    Fit,
     agreement,
+    bend,
     box_homography,
-    homography,
+    fit,
     keypoints,
     mirror_matrix,
 )
@@ -49,6 +54,10 @@ __all__ = ["HASH_BITS_NEAR", "ORB_SIDE", "Comparison", "HashIndex", "Hint", "com
 # (5th percentile of perspective tilts; turns 0.8, stickers 0.99).
 AGREE = 0.3  # local detail agreement at or above which an alignment confirms a copy
 AGREE_MANY_KEYPOINTS = 0.2  # enough when at least MANY_INLIERS keypoints agree on the homography
+# A bent alignment (a homography with a smooth correction the keypoints measure, ``alignment.bend``) has more
+# freedom, so it must agree more: tune split perspective copies agreed at 0.9 and more under it, different garments
+# on one floor or carpet at most 0.77 (and 0.03 in the middle), one pair of sandals shot twice on a carpet at 0.25.
+BENT_AGREE = 0.5
 MIN_INLIERS = 12  # keypoints one homography must explain before the detail is compared
 MANY_INLIERS = 60
 MIN_OVERLAP = 0.5  # the aligned overlap covers at least this share of one picture
@@ -139,16 +148,27 @@ def compare(stored: Image.Image, new: Image.Image, *, hints: list[Hint] | None =
         if _confirms(found, AGREE):
             return Comparison(True, hint.bits, None, "hash", found.local)
     kb = keypoints(b)
-    straight, n_straight = homography(keypoints(a), kb)
-    flipped, n_flipped = homography(keypoints(np.ascontiguousarray(a[:, ::-1])), kb)
-    if n_flipped > n_straight and flipped is not None:
-        matrix, inliers = flipped @ mirror_matrix(a.shape[1]), n_flipped
+    straight = fit(keypoints(a), kb)
+    flipped = fit(keypoints(np.ascontiguousarray(a[:, ::-1])), kb)
+    if flipped.inliers > straight.inliers and flipped.matrix is not None:
+        unflipped = flipped.points_a.copy()
+        unflipped[:, 0] = a.shape[1] - 1 - unflipped[:, 0]
+        chosen = Fit(flipped.matrix @ mirror_matrix(a.shape[1]), flipped.inliers, unflipped, flipped.points_b,
+                     flipped.explained)
     else:
-        matrix, inliers = straight, n_straight
+        chosen = straight
+    matrix, inliers = chosen.matrix, chosen.inliers
     if matrix is not None and inliers >= MIN_INLIERS:
+        wanted = AGREE_MANY_KEYPOINTS if inliers >= MANY_INLIERS else AGREE
         found = agreement(a, b, matrix)
         best = max(best, found.local)
-        wanted = AGREE_MANY_KEYPOINTS if inliers >= MANY_INLIERS else AGREE
         if _confirms(found, wanted):
             return Comparison(True, bits, inliers, "keypoints", found.local)
+        # a tilt or a free-transform warp is not quite a homography: bent by what the keypoints measure
+        coefficients = bend(chosen, (b.shape[1], b.shape[0]))
+        if coefficients is not None:
+            found = agreement(a, b, matrix, bent=coefficients)
+            best = max(best, found.local)
+            if _confirms(found, BENT_AGREE):
+                return Comparison(True, bits, inliers, "keypoints", found.local)
     return Comparison(False, bits, inliers, "different", best)
