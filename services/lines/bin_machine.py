@@ -229,8 +229,12 @@ def run(t: np.ndarray, v: np.ndarray, r: np.ndarray, first: int, f: np.ndarray, 
                 rate = f[F_RATE] if f[F_RATE] > 0 else p[P_PRIOR_RATE]
                 s[I_GAP_EXTRA] += int(math.ceil(gap * rate))
                 f[F_BIN_GAP_S] += gap
-                if s[I_BIN_OUTAGE] == 0:
-                    s[I_GAP_BEFORE] = s[I_BIN_MAX] if s[I_PHASE] == FILLING else s[I_SINCE_LOW]
+                if s[I_PHASE] == FILLING and k > 0:  # what the bin held when the view went: the last level
+                    # before this gap (not its peak: a tray taken out counts; not the first gap's: the bin was
+                    # seen filling between them)
+                    s[I_GAP_BEFORE] = v[k - 1]
+                elif s[I_BIN_OUTAGE] == 0:
+                    s[I_GAP_BEFORE] = s[I_SINCE_LOW]
                 s[I_BIN_OUTAGE] = 1
         else:
             f[F_BIN_START] = tk
