@@ -40,7 +40,7 @@ MODULES: dict[str, list[str]] = {
                                      "tests/services/hitl/test_consensus.py"],
     "services/models/evaluation.py": ["tests/services/models/test_evaluation.py"],
     "services/lines/counter.py": ["tests/services/lines/test_counter.py", "tests/services/lines/test_counter_reference.py",
-                                  "tests/services/lines/test_counter_independent.py"],
+                                  "tests/services/lines/test_counter_independent.py", "tests/services/lines/test_counter_state.py"],
     "services/hitl/consensus.py": ["tests/services/hitl/test_consensus.py", "tests/services/hitl/test_consensus_edges.py"],
     "services/models/certify.py": ["tests/services/models/test_certify.py", "tests/services/models/test_certify_cases.py",
                                    "tests/services/models/test_certify_edges.py"],
