@@ -34,10 +34,11 @@ def _doorstep(angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     bars = bars.resize((120, 34), Image.Resampling.LANCZOS)
     label.paste(bars, (15, 10))
     draw = ImageDraw.Draw(label)
-    draw.text((22, 45), TRACKING, fill=(30, 30, 30), font=ImageFont.load_default(size=8))
+    draw.text((22, 44), TRACKING, fill=(30, 30, 30), font=ImageFont.load_default(size=8))
     truth_label = np.zeros((70, 150), np.uint8)
     truth_label[10:44, 15:135] = 1
-    truth_label[46:52, 22:128] = 2
+    ink = np.asarray(label.convert("L"))[44:, :] < 128  # the digits' own pixels, under the bars
+    truth_label[44:][ink] = 2
     big = Image.new("RGB", (220, 220), (0, 0, 0))
     mask = Image.new("L", (220, 220), 0)
     big.paste(label, (35, 75))
