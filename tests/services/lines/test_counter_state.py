@@ -106,3 +106,36 @@ def test_the_open_bin_during_a_change_is_the_hidden_one_then_the_next():
 def test_the_naive_baseline_at_its_edges(counts, expected):
     assert naive_count(counts) == expected
     assert naive_count(np.asarray(counts, dtype=np.int32)) == expected
+
+
+@pytest.mark.parametrize("window", [1, 3, 5, 7, 9])
+def test_the_trailing_median_of_every_window_is_numpys(window):
+    from services.lines.counter import _median
+
+    rng = np.random.default_rng(window)
+    ext = rng.integers(0, 30, size=200)
+    expected = np.array([np.median(ext[i:i + window]) for i in range(len(ext) - window + 1)])
+    got = _median(ext, window)
+    assert got.shape == expected.shape and np.array_equal(got, expected.astype(got.dtype))
+    assert not np.shares_memory(_median(ext, 1), ext)  # a copy: the caller's counts are never changed
+
+
+@pytest.mark.parametrize("window", [1, 3, 5, 7])
+def test_smoothing_in_chunks_with_the_carried_look_back_is_smoothing_at_once(window):
+    from services.lines.counter import _smooth
+
+    rng = np.random.default_rng(100 + window)
+    raw = rng.integers(0, 25, size=120)
+    padded = np.concatenate((np.full(window - 1, raw[0]), raw))  # the first frame pads the look-back
+    expected = np.array([int(np.median(padded[i:i + window])) for i in range(len(raw))])
+    whole, tail = _smooth(raw, tail=[], window=window)
+    assert np.array_equal(whole, expected) and whole.dtype == np.int64
+    assert tail == ([int(x) for x in raw[-(window - 1):]] if window > 1 else [])
+    parts, carried = [], []
+    for chunk in np.array_split(raw, [1, 2, 17, 60, 61]):
+        smoothed, carried = _smooth(chunk, tail=carried, window=window)
+        parts.append(smoothed)
+    assert np.array_equal(np.concatenate(parts), expected) and carried == tail
+    short, _ = _smooth(np.array([9, 9, 9]), tail=[4], window=window)  # a look-back shorter than the window
+    if window > 1:  # is padded with its own first value
+        assert short.tolist() == [int(np.median(([4] * (window - 1) + [9, 9, 9])[i:i + window])) for i in range(3)]
