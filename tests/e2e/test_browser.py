@@ -64,7 +64,7 @@ def test_inspector_labels_queued_photos_by_mouse_and_keyboard(server):
         page = browser.new_page()
         page.goto(url + "/queue" + SETUP)
         page.get_by_text("2 photos waiting").wait_for(timeout=60_000)
-        page.get_by_text("no model had been trained").wait_for()
+        page.get_by_text("No model prediction: no model had been trained").wait_for()  # (the queue reason says it too)
         page.get_by_text("great **product**").wait_for()  # customer text shown verbatim, not as markdown
         page.get_by_role("radiogroup").get_by_text("product", exact=True).click()
         page.get_by_text("Credit rule: photo is a product shot").first.wait_for()
