@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from pages import session
 from pages.markup import code_span, md  # noqa: F401 (pages import them from here)
@@ -24,6 +25,15 @@ from services.core.storage import ObjectStore
 from services.core.thumbnails import ThumbnailCache
 from services.worker import kinds
 from services.worker.runner import Worker
+
+# The pages are listed by app.py's st.navigation and never found in pages/ (Streamlit's first multipage mode). Said
+# once, at import, for the whole process: server.py imports this module before the first session, so no deep link
+# runs a page file without app.py. (Switched off lazily by the first page run instead, two first visitors of a fresh
+# process at once could both start in that mode and one ran its page without app.py, on the default workspace: the
+# set-up page, seen by 3 of 50 inspectors signing in at once behind ./run.sh --processes 2.) Under a plain
+# ``streamlit run app.py`` the first visitor's deep link imports this module from that mode: see through_router.
+_STARTED_IN_PAGES_MODE = bool(PagesManager.uses_pages_directory)
+PagesManager.uses_pages_directory = False
 
 WORKER_ENV = "REVIEW_CONSOLE_WORKER"
 ROUTED_KEY = "_routed"  # set by app.py: this session has been through the router
@@ -68,18 +78,13 @@ def workspace(root: str | None = None) -> Workspace:
 def through_router() -> None:
     """Make sure this run goes through app.py (page config, identity, roles), even for a deep link.
 
-    Because the page files live in ``pages/``, a freshly started Streamlit server runs its first
-    visitor's deep link (``/queue``) straight from that folder, skipping app.py, until some run calls
-    ``st.navigation``. Seeing that mode, switch it off for the process and run again: the rerun starts
-    at app.py and still opens the page asked for. Pages call it (through ``db()``); app.py does not, as
-    a page it runs comes after its ``st.navigation`` call, which switches the mode off.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        if not st.session_state.get(ROUTED_KEY):  # app.py has not run in this session yet
-            st.rerun()
+    Because the page files live in ``pages/``, a freshly started ``streamlit run app.py`` runs its first
+    visitors' deep links (``/queue``) straight from that folder, skipping app.py, until the mode is switched off
+    (this module's import does it; server.py imports it before any session). A session that has not been through
+    app.py then runs again: the rerun starts at app.py and still opens the page asked for. Pages call it (through
+    ``db()``); app.py does not, as a page it runs comes after it."""
+    if _STARTED_IN_PAGES_MODE and not st.session_state.get(ROUTED_KEY):  # app.py has not run in this session
+        st.rerun()
 
 
 def thread_db():  # type: ignore[no-untyped-def]
