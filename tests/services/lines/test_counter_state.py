@@ -139,3 +139,62 @@ def test_smoothing_in_chunks_with_the_carried_look_back_is_smoothing_at_once(win
     short, _ = _smooth(np.array([9, 9, 9]), tail=[4], window=window)  # a look-back shorter than the window
     if window > 1:  # is padded with its own first value
         assert short.tolist() == [int(np.median(([4] * (window - 1) + [9, 9, 9])[i:i + window])) for i in range(3)]
+
+
+@pytest.mark.parametrize(("ts", "counts", "message"), [
+    ([0.0, 1.0, 2.0, 3.0], [3, 0, 2, -1], "Frame count -1 at frame 3 (ts 3.0) is negative."),
+    ([0.0, 1.0, 2.0, 2.0, 1.5], [1, 2, 3, 4, 5],
+     "Frame timestamps must be sorted: frame 4 (ts 1.5) is older than the frame before it (2.0)."),
+    ([0.0, 1.0, float("inf")], [1, 2, 3], "Frame timestamp at frame 2 is not a finite number (inf)."),
+    ([0.0, 1.0, 2.0], [1.0, 2.0, 2.5], "Frame count 2.5 at frame 2 is not a whole number."),
+    ([0.0, 1.0, 2.0], [1.0, float("nan"), 2.0], "Frame count nan at frame 1 is not a whole number."),
+    ([0.0, 1.0], ["1", "x"], "Frame counts must be whole numbers: "),
+])
+def test_bad_frames_are_named_exactly(ts, counts, message):
+    with pytest.raises(InvalidInput) as refused:
+        count_frames(ts, counts)
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_frames_given_as_columns_floats_or_booleans_count_as_whole_numbers():
+    ts = np.arange(0, 30, 0.2)
+    counts = np.where((ts % 15) < 9, np.minimum((ts % 15) * 3, 20), 0).astype(int)
+    bins, state = count_frames(ts, counts)
+    assert bins
+    column_bins, column_state = count_frames(ts.reshape(-1, 1), counts.reshape(-1, 1))  # a column of a table
+    assert column_bins == bins and column_state.total == state.total
+    float_bins, _ = count_frames(ts.tolist(), counts.astype(float).tolist())  # 3.0 is three trays
+    assert float_bins == bins
+    flags = np.array([1, 0, 1, 1], dtype=bool)
+    assert count_frames([0.0, 1.0, 2.0, 3.0], flags)[1].frames == 4
+    with pytest.raises(InvalidInput, match="2 timestamps but 3 counts"):
+        count_frames(np.zeros((1, 2)), np.zeros((3, 1), dtype=int))
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"window": 4}, "Counter window must be an odd number of frames >= 1, not 4."),
+    ({"window": -1}, "Counter window must be an odd number of frames >= 1, not -1."),
+    ({"drop_margin": 0}, "Counter parameter drop_margin must be at least 1, not 0."),
+    ({"min_bin_trays": 0}, "Counter parameter min_bin_trays must be at least 1, not 0."),
+    ({"plateau_s": 0.0}, "Counter parameter plateau_s must be a positive number of seconds, not 0.0."),
+    ({"blind_s": float("inf")}, "Counter parameter blind_s must be a positive number of seconds, not inf."),
+    ({"zero_level": -1}, "Counter zero_level must be >= 0, not -1."),
+    ({"drop_ratio": 1.0}, "Counter drop_ratio must be in [0, 1), not 1.0."),
+    ({"resume_ratio": -0.01}, "Counter resume_ratio must be in [0, 1), not -0.01."),
+    ({"min_bin_trays": 3, "zero_level": 3}, "Counter min_bin_trays must be above zero_level."),
+])
+def test_bad_parameters_are_named_exactly(params, message):
+    from services.lines.counter import CounterParams
+
+    with pytest.raises(InvalidInput) as refused:
+        CounterParams(**params).check()
+    assert str(refused.value) == message
+
+
+def test_the_smallest_parameters_allowed_are_allowed():
+    from services.lines.counter import CounterParams
+
+    CounterParams(window=1, drop_margin=1, min_bin_trays=1, zero_level=0, drop_ratio=0.0, resume_ratio=0.0).check()
+    bins, _ = count_frames(np.arange(0, 20, 0.5), [0, 2, 4, 6, 6, 6, 6, 0, 0, 0] * 4,
+                           params=CounterParams(window=1, drop_margin=1, min_bin_trays=1, drop_ratio=0.0))
+    assert bins
