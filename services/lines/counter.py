@@ -275,9 +275,7 @@ def naive_count(counts: np.ndarray | list[int]) -> int:
     if c.size == 0:
         return 0
     zero = c == 0
-    starts = np.flatnonzero(np.concatenate(([True], zero[1:] & ~zero[:-1]))) if zero.any() else np.array([0])
-    if starts[0] != 0:
-        starts = np.concatenate(([0], starts))
+    starts = np.flatnonzero(np.concatenate(([True], zero[1:] & ~zero[:-1])))  # the first frame, then each new zero
     return int(np.maximum.reduceat(c, starts).sum())
 
 
