@@ -52,6 +52,8 @@ QUICK = ["services/reviews/rules.py", "services/core/locations.py", "services/hi
          "services/models/evaluation.py"]
 KILLED = {1, 3, 24, -24, 36, 152, 255}  # a failing test, pytest's internal error, or a timeout (mutmut's own codes)
 NOT_RUN = {None, 2, 5, 33, 34}  # not checked, interrupted, no tests cover it, skipped
+CRASHED = {-11, -6, -7}  # the forked child died (SIGSEGV, SIGABRT, SIGBUS): OpenCV used before mutmut forks can crash
+# a child whatever the mutant; such a mutant is run again in a fresh process (``_rerun_crashed``), never counted as killed
 
 
 def _scratch(dest: Path, modules: list[str], tests_from: Path | None) -> None:
@@ -73,6 +75,23 @@ def _scratch(dest: Path, modules: list[str], tests_from: Path | None) -> None:
     lines += ["pytest_add_cli_args_test_selection ="] + [f"    {t}" for t in tests]
     lines += ["pytest_add_cli_args =", "    -p", "    no:cacheprovider", "use_git_change_detection = false", ""]
     (dest / "setup.cfg").write_text("\n".join(lines))
+
+
+def _rerun_crashed(dest: Path, modules: list[str], env: dict[str, str]) -> None:
+    """Run each mutant whose forked child crashed again, in a process of its own (no fork), and write its real exit
+    code into mutmut's .meta file."""
+    for m in modules:
+        meta = dest / "mutants" / (m + ".meta")
+        if not meta.exists():
+            continue
+        data = json.loads(meta.read_text())
+        codes = data["exit_code_by_key"]
+        for key in [k for k, v in codes.items() if v in CRASHED]:
+            proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *MODULES[m]],
+                                  cwd=dest / "mutants", env={**env, "MUTANT_UNDER_TEST": key}, capture_output=True,
+                                  timeout=600)
+            codes[key] = proc.returncode
+        meta.write_text(json.dumps(data))
 
 
 def _results(dest: Path, modules: list[str]) -> dict[str, dict]:
@@ -117,8 +136,9 @@ def main() -> None:
     t0 = time.perf_counter()
     proc = subprocess.run([str(mutmut), "run", "--max-children", str(args.jobs)], cwd=dest, env=env,
                           capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
     (dest / "mutmut.log").write_text(proc.stdout + proc.stderr)
+    _rerun_crashed(dest, modules, env)
+    seconds = time.perf_counter() - t0
     results = _results(dest, modules)
     if proc.returncode != 0 and not any(r["mutants"] for r in results.values()):
         sys.exit(f"mutmut failed ({proc.returncode}); see {dest / 'mutmut.log'}:\n{(proc.stdout + proc.stderr)[-3000:]}")
