@@ -44,7 +44,8 @@ MODULES: dict[str, list[str]] = {
     "services/hitl/consensus.py": ["tests/services/hitl/test_consensus.py", "tests/services/hitl/test_consensus_edges.py"],
     "services/models/certify.py": ["tests/services/models/test_certify.py", "tests/services/models/test_certify_cases.py",
                                    "tests/services/models/test_certify_edges.py"],
-    "services/reuse/near_copies.py": ["tests/services/reuse/test_hard_copies.py", "tests/services/reuse/test_perspective.py",
+    "services/reuse/near_copies.py": ["tests/services/reuse/test_compare.py", "tests/services/reuse/test_hard_copies.py",
+                                      "tests/services/reuse/test_perspective.py",
                                       "tests/services/reuse/test_same_floor_and_stickers.py"],  # test_detection.py holds
     # them end to end too, but its 14 s workspace per mutant would make this run hours
 }
