@@ -24,11 +24,12 @@ from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
 from services.core.errors import ConsoleError
 from services.core.wording import queue_reason_text
+from services.faces.label_masks import redact_photo
 from services.hitl.answers import last_answer, submit, undo_last
 from services.hitl.queue import claim_next, flag, out_of_reach, peek_next, queue_counts, release
 from services.hitl.similar_cases import reuse_flag_of, similar_decided
 from services.redaction.labels import KINDS
-from services.redaction.store import add_label_box, label_box_edits, label_boxes, redact_photo, remove_label_box
+from services.redaction.store import add_label_box, label_box_edits, label_boxes, remove_label_box
 from services.reviews.rules import photo_qualifies
 
 PHOTO_SIZE = 720  # the photo large, above the fold

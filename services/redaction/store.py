@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import sqlite_utils
 
 from db.database import immediate
@@ -16,8 +15,7 @@ from services.core.audit import record
 from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.errors import InvalidInput, NotFound
-from services.faces.masks import MODES, anonymize
-from services.redaction.labels import KINDS, MASK_SCALE, MASK_SHAPE, LabelBox, as_array
+from services.redaction.labels import KINDS, LabelBox
 
 SAME_BOX = 0.8  # a box found again overlapping a removed one of its kind by this IoU stays removed
 
@@ -69,22 +67,6 @@ def boxes_to_hide(db: sqlite_utils.Database, *, image_id: int, actor: str) -> li
     Raises PermissionDenied when ``actor`` may not see reviews."""
     return [LabelBox(b["kind"], b["x1"], b["y1"], b["x2"], b["y2"], b["score"])
             for b in label_boxes(db, image_id=image_id, actor=actor)["boxes"]]
-
-
-def redact_photo(db: sqlite_utils.Database, *, image_id: int, frame: np.ndarray, actor: str,
-                 mode: str = "blur") -> np.ndarray:
-    """A copy of the photo's upright RGB ``frame`` with ``boxes_to_hide`` masked as the faces job masks labels
-    (``mode``: blur, pixelate or fill). Boxes are in the full photo's pixels: a smaller ``frame`` (a preview)
-    gets them scaled to it. Raises PermissionDenied, InvalidInput for an unknown mode."""
-    if mode not in MODES:
-        raise InvalidInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    boxes = boxes_to_hide(db, image_id=image_id, actor=actor)
-    size = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone()
-    boxes_px = as_array(boxes)
-    if size and size[0] and size[1]:
-        boxes_px[:, [0, 2]] *= frame.shape[1] / size[0]
-        boxes_px[:, [1, 3]] *= frame.shape[0] / size[1]
-    return anonymize(frame, boxes_px, mode=mode, shape=MASK_SHAPE, mask_scale=MASK_SCALE)
 
 
 def add_label_box(db: sqlite_utils.Database, *, image_id: int, kind: str, x1: float, y1: float, x2: float,

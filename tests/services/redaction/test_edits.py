@@ -11,13 +11,13 @@ from services.access.accounts import create_user
 from services.core.audit import entries
 from services.core.errors import InvalidInput, NotFound, PermissionDenied
 from services.core.storage import ObjectStore
+from services.faces.label_masks import redact_photo  # the photo as published: label boxes under the face masks
 from services.redaction.labels import LabelBox
 from services.redaction.store import (
     add_label_box,
     boxes_to_hide,
     label_box_edits,
     label_boxes,
-    redact_photo,
     remove_label_box,
     save_found,
 )
