@@ -42,8 +42,9 @@ def test_a_resized_copy_is_settled_by_its_hash_and_says_so(photo):
 def test_a_mirrored_and_tilted_copy_is_found_by_keypoints_the_right_way_round(photo):
     for mirrored in (False, True):
         copy = _tilted(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else photo, 9)
-        found = nc.compare(photo, copy)
+        found, hints = nc.compare(photo, copy), nc.hints_between(photo, copy)
         assert found.near and found.how == "keypoints", (mirrored, found)
+        assert found.hash_distance == (hints[0].bits if hints else None)
         assert found.inliers is not None and found.inliers >= nc.MIN_INLIERS
         assert found.agreement >= nc.AGREE_MANY_KEYPOINTS
 
@@ -52,7 +53,7 @@ def test_two_different_t_shirts_a_close_hash_apart_are_different_and_say_how_clo
     a, b = (Image.open(LOOKALIKES / name).convert("RGB") for name in TEES)
     hints = nc.hints_between(a, b)
     found = nc.compare(a, b)
-    assert not found.near and found.how == "different"
+    assert found.near is False and found.how == "different"
     assert found.hash_distance == (hints[0].bits if hints else None) and found.hash_distance is not None
     assert found.agreement < nc.AGREE
 
@@ -86,3 +87,14 @@ def test_the_working_size_is_at_most_the_keypoint_side():
     grey = nc.working_grey(larger)
     assert max(grey.shape) == side and grey.dtype == np.uint8 and grey.ndim == 2
     assert max(nc._at_working_size(larger).size) == side and larger.size == (side + 1, side // 2)  # not changed
+
+
+def test_two_garments_on_one_floor_meet_by_keypoints_and_are_still_different():
+    """Many keypoints on the floor around two different garments, and detail that agrees around them: not in the
+    middle, so different; the comparison says how far it got (its keypoints, its best agreement), not a default."""
+    a, b = (Image.open(LOOKALIKES / name).convert("RGB") for name in (
+        "00f6e504-7c27-438e-a5d7-bc65e557bb2b.jpg", "5fea042c-f2ac-4523-a813-fc0eae2d9472.jpg"))
+    found = nc.compare(a, b)
+    assert found.near is False and found.how == "different" and found.hash_distance is None
+    assert found.inliers is not None and found.inliers >= nc.MANY_INLIERS  # the floor
+    assert isinstance(found.agreement, float) and found.agreement > nc.AGREE  # around the garments
