@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from services.reuse import near_copies as nc
 from services.reuse.alignment import Agreement
@@ -98,3 +98,22 @@ def test_two_garments_on_one_floor_meet_by_keypoints_and_are_still_different():
     assert found.near is False and found.how == "different" and found.hash_distance is None
     assert found.inliers is not None and found.inliers >= nc.MANY_INLIERS  # the floor
     assert isinstance(found.agreement, float) and found.agreement > nc.AGREE  # around the garments
+
+
+def test_hints_name_the_whole_picture_and_whether_it_was_mirrored(photo):
+    half = photo.resize((photo.width // 2, photo.height // 2))
+    w, h = nc._at_working_size(photo).size
+    [straight] = nc.hints_between(photo, half)
+    assert straight == nc.Hint(stored_box=(0, 0, w, h), probe_box=straight.probe_box, turns=0, mirrored=False, bits=0)
+    flipped = half.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    [mirrored] = nc.hints_between(photo, flipped)
+    assert mirrored.mirrored is True and mirrored.stored_box == (0, 0, w, h) and mirrored.bits == 0
+    assert nc.compare(photo, flipped) == nc.Comparison(True, 0, None, "hash", nc.compare(photo, flipped).agreement)
+
+
+def test_hints_come_closest_first_and_stop_exactly_at_the_limit():
+    shoes = Image.open(LOOKALIKES / "00f6e504-7c27-438e-a5d7-bc65e557bb2b.jpg").convert("RGB")
+    framed = ImageOps.expand(shoes, border=40, fill="white")  # its whole and its margin-free content both meet
+    assert [x.bits for x in nc.hints_between(shoes, framed)] == [0, 8]
+    assert [x.bits for x in nc.hints_between(shoes, framed, max_bits=8)] == [0, 8]
+    assert [x.bits for x in nc.hints_between(shoes, framed, max_bits=7)] == [0]
