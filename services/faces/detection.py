@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import random
 import threading
 import time
@@ -44,6 +43,7 @@ from services.faces.search import (
     nms,
     to_frame,
 )
+from services.models.embedder import cpu_session
 from services.models.person_cues import FaceDetector
 
 DEFAULT_THRESHOLD = 0.1
@@ -78,18 +78,9 @@ class Int8Model:
     missing or cannot be loaded."""
 
     def __init__(self, path: Path = INT8_MODEL) -> None:
-        import onnxruntime as ort
-
         if not path.is_file():
             raise ModelError(f"the 8-bit CenterFace model is missing at {path} (benchmarks/blur_quantize.py builds it)")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see services.models.embedder
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own classes
-            raise ModelError(f"the 8-bit CenterFace model at {path} cannot be loaded: {exc}") from exc
+        self.session = cpu_session(path, what="the 8-bit CenterFace model")  # the embedder's session settings
         self._lock = threading.Lock()
 
 
