@@ -15,6 +15,8 @@ import threading
 import cv2
 import numpy as np
 
+from services.redaction.boxes import merge_pairs
+
 QR_SIDE = 2000  # QR codes are looked for on a copy whose longer side is at most this (the detectors slow with size)
 QR_UPSCALE_BELOW = 640  # frames smaller than this are doubled first (the detectors miss codes a few modules wide)
 QUIET_ZONE = 0.12  # a found code grows by this share of its shorter side on every side: OpenCV's corners sit on
@@ -198,20 +200,9 @@ def find_bar_regions(gray: np.ndarray) -> np.ndarray:
 def _joined(boxes: np.ndarray, *, share: float = 0.3) -> np.ndarray:
     """Boxes where every pair overlapping by ``share`` of the smaller one is replaced by its union, until no such
     pair is left. Raises nothing."""
-    out = [b for b in boxes]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(out)):
-            for j in range(i + 1, len(out)):
-                a, b = out[i], out[j]
-                ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-                smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-                if smaller > 0 and ix >= share * smaller:
-                    out[i] = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
-                    del out[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return np.array(out, dtype=np.float32).reshape(-1, 4)
+    def overlapping(a: np.ndarray, b: np.ndarray) -> bool:
+        ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+        return bool(smaller > 0 and ix >= share * smaller)
+
+    return merge_pairs(boxes.reshape(-1, 4), joins=overlapping)

@@ -18,6 +18,7 @@ import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf, NoSuchFile
 
 from services.core.errors import ModelError
+from services.redaction.boxes import merge_pairs
 
 MODEL_PACKAGE = "rapidocr"
 MODEL_FILE = "models/PP-OCRv6_det_small.onnx"
@@ -94,24 +95,12 @@ def join_lines(lines: np.ndarray, *, gap: float = LINE_GAP) -> np.ndarray:
     """Blocks from lines (N, 5): two boxes join (their union, the higher score) when they overlap across and
     the gap between them, up or down, is under ``gap`` times the smaller one's height; repeated until no pair
     joins. Raises nothing."""
-    out = [row.astype(np.float32) for row in lines]
-    joined = True
-    while joined and len(out) > 1:
-        joined = False
-        for i in range(len(out)):
-            for j in range(i + 1, len(out)):
-                a, b = out[i], out[j]
-                across = min(a[2], b[2]) - max(a[0], b[0]) > 0
-                vertical = max(a[1], b[1]) - min(a[3], b[3])  # < 0: they overlap in height
-                if across and vertical < gap * min(a[3] - a[1], b[3] - b[1]):
-                    out[i] = np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]),
-                                       max(a[4], b[4])], dtype=np.float32)
-                    del out[j]
-                    joined = True
-                    break
-            if joined:
-                break
-    return np.array(out, dtype=np.float32).reshape(-1, 5)
+    def near(a: np.ndarray, b: np.ndarray) -> bool:
+        across = min(a[2], b[2]) - max(a[0], b[0]) > 0
+        vertical = max(a[1], b[1]) - min(a[3], b[3])  # < 0: they overlap in height
+        return bool(across and vertical < gap * min(a[3] - a[1], b[3] - b[1]))
+
+    return merge_pairs(np.asarray(lines, dtype=np.float32).reshape(-1, 5), joins=near)
 
 
 _shared: TextDetector | None = None

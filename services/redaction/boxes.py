@@ -1,0 +1,30 @@
+"""Boxes that belong together merged into one: the loop barcodes (overlapping pieces of one code) and text (lines
+of one block) share. Pure numpy, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def merge_pairs(rows: np.ndarray, *, joins: Callable[[np.ndarray, np.ndarray], bool]) -> np.ndarray:
+    """``rows`` (N, 4 or more: x1, y1, x2, y2, then e.g. a score) where the first pair, in order, that ``joins``
+    is replaced by its union (corners; further columns: the larger value), searched again from the start until no
+    pair joins. Returns float32 rows of the same width. Raises nothing."""
+    cols = rows.shape[1] if rows.ndim == 2 else 4
+    out = [row.astype(np.float32) for row in rows.reshape(-1, cols)]
+    merged = True
+    while merged and len(out) > 1:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if joins(a, b):
+                    out[i] = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+                    del out[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return np.array(out, dtype=np.float32).reshape(-1, cols)
