@@ -52,6 +52,10 @@ IMAGE_PLAN = Plan()
 # covering it (round robin), and so on; no mirror or coarse pass (speed), time votes instead (services.faces.video).
 VIDEO_PLAN = Plan(base_max=640, mirror=False, fine=2.0, fine_mirror=False, coarse=0.0, tile=704, tile_height=416,
                   overlap=64)
+# The first look of a shot (VIDEO_FIRST_PLAN): the base pass, then the tiles holding a base candidate at twice the
+# native resolution, as photos are searched, for the 10-20 px faces a native tile misses; every pass at once.
+VIDEO_FIRST_PLAN = Plan(base_max=640, mirror=False, fine=4.0, fine_mirror=False, coarse=0.0, tile=704,
+                        tile_height=416, overlap=64)
 VOTED_IOU = 0.5  # a look's box is the voted face it overlaps this much
 INT8_MODEL = Path(__file__).parent / "data" / "centerface_int8.onnx"  # benchmarks/blur_quantize.py
 
@@ -136,7 +140,7 @@ class CenterFaceDetector:
         return clamp_boxes(merge(found, threshold=threshold, votes=1), width, height)
 
     def detect_complete(self, frame: np.ndarray, *, threshold: float,
-                        plan: Plan = VIDEO_PLAN) -> tuple[np.ndarray, np.ndarray]:
+                        plan: Plan = VIDEO_FIRST_PLAN) -> tuple[np.ndarray, np.ndarray]:
         """A complete look at a video frame (the first of a shot): every pass of ``plan`` at once. Returns the
         boxes as ``detect_turn`` keeps them (every one from ``threshold``) and, for each, whether the passes'
         votes confirm it as on a photo (``faces_from``)."""
