@@ -9,14 +9,17 @@ the Laplacian variance inside its box falls below half). Faces under 10 px after
 
 Reported: recall over face-frames, by width (10-20, 20-40, 40+ px), and per face (removed in *every* frame it
 is in: the figure that matters for a published video), each with Wilson 95% bounds; the share changed outside
-faces; the frames per second of each tool on this clip (start-up included) and their ratio.
+faces, and beside it the share that re-encoding alone changes (the clip decoded and written again with the
+video path's x264 settings, no mask: every tool that writes H.264 pays it); the frames per second of each tool on
+this clip (start-up included) and their ratio.
 
     python benchmarks/blur_video_recall.py [--quick] [--frames 6] [--split tuning]
 
 --split tuning: every third photo of the TUNING part instead (where the video path's settings are chosen).
 
 --quick: the crowd photos (WIDER FACE) only, 3 frames each. The last line is JSON: faces, face_frames, recall,
-recall_small, recall_per_face, changed_outside, deface_recall, fps, deface_fps, ratio_vs_deface.
+recall_small, recall_per_face, changed_outside, changed_outside_encoding, deface_recall, fps, deface_fps,
+ratio_vs_deface.
 """
 
 from __future__ import annotations
@@ -138,6 +141,23 @@ class VideoTally:
                 "changed_outside": round(self.changed / max(1, self.outside), 5)}
 
 
+def reencode(src: Path, dst: Path) -> None:
+    """The clip decoded and written again with the video path's x264 settings, nothing masked."""
+    import av
+
+    from services.faces.video import X264
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.options = dict(X264)
+        for frame in inp.decode(video=0):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
 def score(before: Path, after: Path, shots: list[dict[str, Any]], index: list[tuple[int, float, float]]) -> dict[str, Any]:
     """Score the clip ``after`` against ``before``, frame by frame."""
     tally, n = VideoTally(), 0
@@ -182,6 +202,9 @@ def main() -> None:
         ours = score(clip, tmp / "ours.mp4", shots, index)
         ours["fps"] = round(len(index) / ours_s, 2)
         print("ours:", json.dumps(ours), flush=True)
+        reencode(clip, tmp / "plain.mp4")
+        encoding = score(clip, tmp / "plain.mp4", shots, index)["changed_outside"]
+        print("re-encoding alone changes outside faces:", encoding, flush=True)
         theirs: dict[str, Any] = {}
         if not args.no_deface:
             deface = shutil.which("deface") or str(Path(sys.executable).parent / "deface")
@@ -197,7 +220,7 @@ def main() -> None:
         "split": args.split, "photos": len(shots), "frames": len(index), "faces": ours["per_face"]["faces"],
         "face_frames": ours["overall"]["face_frames"], "recall": ours["overall"]["recall"],
         "recall_small": ours["by_width"]["10-20"]["recall"], "recall_per_face": ours["per_face"]["recall"],
-        "changed_outside": ours["changed_outside"], "fps": ours["fps"],
+        "changed_outside": ours["changed_outside"], "changed_outside_encoding": encoding, "fps": ours["fps"],
         "deface_recall": theirs.get("overall", {}).get("recall"), "deface_fps": theirs.get("fps"),
         "ratio_vs_deface": round(ours["fps"] / theirs["fps"], 2) if theirs else None,
         "ours": ours, "deface": theirs}))
