@@ -26,6 +26,7 @@ from db.migrations.m017_sign_in_throttle import m017_sign_in_throttle
 from db.migrations.m018_web_sessions import m018_web_sessions
 from db.migrations.m019_label_boxes import m019_label_boxes
 from db.migrations.m020_label_box_edits import m020_label_box_edits
+from db.migrations.m021_catalog_photos import m021_catalog_photos
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -51,4 +52,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m018_web_sessions", m018_web_sessions),
     ("m019_label_boxes", m019_label_boxes),
     ("m020_label_box_edits", m020_label_box_edits),
+    ("m021_catalog_photos", m021_catalog_photos),
 ]

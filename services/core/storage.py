@@ -9,7 +9,7 @@ import stat
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
@@ -30,6 +30,7 @@ class ObjectInfo:
     uri: str
     key: str  # path relative to the listed prefix, '/' separators
     size: int
+    etag: str = field(default="", compare=False)  # S3's ETag; a local file's size and modification time (what changes when it is rewritten)
 
 
 def is_s3(uri: str) -> bool:
@@ -333,7 +334,8 @@ class ObjectStore:
                 for obj in page.get("Contents", []):
                     key = obj["Key"]
                     if not key.endswith("/") and _wanted(key, wanted):
-                        yield ObjectInfo(f"s3://{bucket}/{key}", key[len(prefix) :], int(obj["Size"]))
+                        yield ObjectInfo(f"s3://{bucket}/{key}", key[len(prefix) :], int(obj["Size"]),
+                                         str(obj.get("ETag", "")).strip('"'))
                 with self._s3_errors("list", prefix_uri, f"s3:ListBucket on bucket {bucket}"):
                     page = next(pages, None)
 
@@ -356,8 +358,8 @@ class ObjectStore:
             with _local_errors(entry.path):
                 if not entry.is_file() or not _wanted(entry.name, wanted):
                     continue
-                size = entry.stat().st_size
-            yield ObjectInfo(uri=join(prefix_uri, key), key=key, size=size)
+                st = entry.stat()
+            yield ObjectInfo(uri=join(prefix_uri, key), key=key, size=st.st_size, etag=f"{st.st_size}-{st.st_mtime_ns}")
 
     def copy(self, src_uri: str, dst_uri: str) -> None:
         """Copy one object (s3->s3 server-side). Raises NotFound, InvalidInput or StorageError."""

@@ -29,7 +29,16 @@ SELECT i.id AS image_id, i.uri, i.sha256, i.status, i.queue_reason, i.error,
        p.label AS predicted_label, p.confidence AS predicted_confidence, mv.name AS model_version,
        c.confidence AS consensus_confidence, c.agreement AS consensus_agreement, c.n_answers AS consensus_answers,
        c.outcome AS consensus_outcome, ir.accuracy AS inspector_accuracy, g.label AS gold_label,
-       (SELECT f.status FROM reuse_flags f WHERE f.image_id = i.id ORDER BY f.id DESC LIMIT 1) AS reuse_flag,
+       (SELECT f.status FROM reuse_flags f WHERE f.image_id = i.id AND f.source = 'review' ORDER BY f.id DESC LIMIT 1)
+         AS reuse_flag,
+       (SELECT f.status FROM reuse_flags f WHERE f.image_id = i.id AND f.source = 'catalog' AND f.kind = 'copy'
+         ORDER BY f.id DESC LIMIT 1) AS catalog_copy_flag,
+       (SELECT f.reason FROM reuse_flags f WHERE f.image_id = i.id AND f.source = 'catalog' AND f.kind = 'copy'
+         ORDER BY f.id DESC LIMIT 1) AS catalog_copy_reason,
+       (SELECT f.status FROM reuse_flags f WHERE f.image_id = i.id AND f.kind = 'mismatch'
+         ORDER BY f.id DESC LIMIT 1) AS product_mismatch_flag,
+       (SELECT f.reason FROM reuse_flags f WHERE f.image_id = i.id AND f.kind = 'mismatch'
+         ORDER BY f.id DESC LIMIT 1) AS product_mismatch_reason,
        CASE WHEN {held} THEN 1 ELSE 0 END AS credit_held
 FROM images i JOIN reviews r ON r.id = i.review_id
 LEFT JOIN decisions d ON d.id = i.decision_id
@@ -43,7 +52,8 @@ ORDER BY i.id
 
 
 def rows(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
-    """One row per image with its review, latest decision and latest prediction, its latest reuse flag and
+    """One row per image with its review, latest decision and latest prediction, its latest reuse flag, its
+    catalog flags (a copy of a catalog image, a mismatch with the reviewed product: status and reason) and
     whether its credit is held (services.reviews.credit_holds)."""
     held = f"({HELD_SQL})" if hold_active(db) else "0"  # a photo whose credit is held for reuse says so
     yield from db.query(EXPORT_SQL.format(held=held))

@@ -3,6 +3,7 @@ already decided, with how, and whether this photo is flagged as a copy of anothe
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -75,12 +76,44 @@ def _search(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIndex,
 
 
 def reuse_flag_of(db: sqlite_utils.Database, *, image_id: int, actor: str) -> dict[str, Any] | None:
-    """The live reuse flag on this photo (open or confirmed) with the earlier photo's review, user and uri, or
-    None. Raises PermissionDenied unless ``actor`` may see reviews."""
+    """The live reuse flag on this photo (open or confirmed) between reviews, with the earlier photo's review,
+    user and uri, or None. Raises PermissionDenied unless ``actor`` may see reviews."""
     require(db, actor=actor, action="reviews.read")
     rows = list(db.query(
         "SELECT f.id, f.kind, f.how, f.status, f.similarity, b.id AS other_image_id, b.review_id AS other_review_id, "
         "b.uri AS other_uri, b.sha256 AS other_sha256, rb.user_id AS other_user_id FROM reuse_flags f "
         "JOIN images b ON b.id = f.other_image_id JOIN reviews rb ON rb.id = b.review_id "
-        "WHERE f.image_id = ? AND f.status IN ('open', 'confirmed') ORDER BY f.id DESC LIMIT 1", [image_id]))
+        "WHERE f.image_id = ? AND f.source = 'review' AND f.status IN ('open', 'confirmed') ORDER BY f.id DESC LIMIT 1",
+        [image_id]))
     return rows[0] if rows else None
+
+
+def catalog_flags_of(db: sqlite_utils.Database, *, image_id: int, actor: str) -> list[dict[str, Any]]:
+    """The live catalog flags on this photo (open or confirmed: a copy of a catalog image, a mismatch with the
+    reviewed product), each with its reason and the catalog images to show (``shown``: uri, sha256, caption).
+    Raises PermissionDenied unless ``actor`` may see reviews."""
+    require(db, actor=actor, action="reviews.read")
+    out = []
+    for f in db.query("SELECT f.id, f.kind, f.how, f.status, f.reason, f.detail, c.uri, c.sha256, c.product_id "
+                      "FROM reuse_flags f LEFT JOIN catalog_images c ON c.id = f.catalog_image_id WHERE f.image_id = ? "
+                      "AND f.source = 'catalog' AND f.status IN ('open', 'confirmed') ORDER BY f.id", [image_id]):
+        out.append({**f, "shown": catalog_images_shown(db, flag=f)})
+    return out
+
+
+def catalog_images_shown(db: sqlite_utils.Database, *, flag: dict[str, Any]) -> list[dict[str, Any]]:
+    """The catalog images a catalog flag shows side by side: the copied image, or for a mismatch the nearest
+    images of the reviewed product and of the product the photo looks like; each {uri, sha256, caption}."""
+    if flag["kind"] != "mismatch":
+        if not flag.get("uri"):
+            return []
+        return [{"uri": flag["uri"], "sha256": flag["sha256"], "caption": f"catalog image of {flag['product_id']}"}]
+    detail = json.loads(flag["detail"] or "{}")
+    out = []
+    for side, product in (("own", detail.get("product")), ("other", detail.get("other_product"))):
+        for near in detail.get(side, []):
+            sha = db.execute("SELECT sha256 FROM catalog_images WHERE id = ?", [near["catalog_image_id"]]).fetchone()
+            out.append({"uri": near["uri"], "sha256": sha[0] if sha else "", "side": side,
+                        "caption": f"{'reviewed' if side == 'own' else 'looks like'} {product}: "
+                                   f"{near['similarity']:.0%} alike"})
+    return out

@@ -29,6 +29,7 @@ from services.core.config import get_settings, object_store
 from services.core.errors import ConsoleError, InvalidInput, NotFound
 from services.core.images import decode
 from services.models.features import FeatureExtractor
+from services.reuse import catalog_checks
 from services.reuse.hashes import REGION_SEP, HashIndex, perceptual_hash, probes, region_boxes, region_hashes
 from services.reuse.near_copies import ORB_SIDE, Comparison, Hint, compare
 from services.reuse.regions import Box
@@ -174,15 +175,24 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
              "hash_distance": result.hash_distance, "inliers": result.inliers, "same_user": int(c["user"] == user_id)}]
 
 
+# a photo the reuse job checks: not yet against other reviews, or not yet against a catalog that has images
+UNCHECKED_SQL = ("(i.reuse_checked != 1 OR (i.catalog_checked = 0 AND EXISTS (SELECT 1 FROM catalog_images))) "
+                 "AND i.status != 'failed'")
+
+
 def unchecked_count(db: sqlite_utils.Database) -> int:
-    """Embedded photos not yet checked for reuse."""
-    return int(db.execute("SELECT COUNT(*) FROM images i WHERE i.reuse_checked != 1 AND i.status != 'failed' AND "
+    """Embedded photos not yet checked for reuse (against other reviews, or against the catalog)."""
+    return int(db.execute(f"SELECT COUNT(*) FROM images i WHERE {UNCHECKED_SQL} AND "
                           "EXISTS (SELECT 1 FROM embeddings e WHERE e.sha256 = i.sha256 AND e.backbone = ?)",
                           [FeatureExtractor.backbone]).fetchone()[0])
 
 
-def _record(db: sqlite_utils.Database, image_id: int, flags: list[dict[str, Any]]) -> None:
+def _record(db: sqlite_utils.Database, image_id: int, flags: list[dict[str, Any]] | None,
+            catalog: list[dict[str, Any]]) -> None:
     now = now_iso()
+    catalog_checks.record(db, image_id=image_id, flags=catalog, now=now)
+    if flags is None:  # checked against other reviews before: the catalog alone was checked now
+        return
     for f in flags:
         db.execute("INSERT OR IGNORE INTO reuse_flags (image_id, other_image_id, kind, how, similarity, hash_distance, "
                    "inliers, same_user, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
@@ -198,26 +208,34 @@ class ReuseKind(jobs.BaseKind):
     batch_size = 32
 
     def start(self, ctx: jobs.JobContext) -> None:
-        index, hashes = index_for(ctx.ws), hashes_for(ctx.ws)
+        index, hashes, catalog = index_for(ctx.ws), hashes_for(ctx.ws), catalog_checks.catalog_for(ctx.ws)
         index.sync(ctx.db)
         hashes.sync(ctx.db)
-        ctx.state.update(index=index, hashes=hashes, store=object_store(ctx.db), max_pixels=int(get_settings(ctx.db)["max_pixels"]))
+        catalog.sync(ctx.db)
+        ctx.state.update(index=index, hashes=hashes, catalog=catalog, store=object_store(ctx.db),
+                         max_pixels=int(get_settings(ctx.db)["max_pixels"]))
 
     def list_items(self, ctx: jobs.JobContext) -> list[str]:
         # new photos first (their credit waits), then any backlog of photos classified before the check existed;
         # at most JOB_LIMIT a job, so other jobs get their turn on the worker between backlog jobs
         rows = ctx.db.execute("SELECT i.id FROM images i JOIN embeddings e ON e.sha256 = i.sha256 AND e.backbone = ? "
-                              "WHERE i.reuse_checked != 1 AND i.status != 'failed' ORDER BY i.reuse_checked, i.id LIMIT ?",
+                              f"WHERE {UNCHECKED_SQL} ORDER BY i.reuse_checked = 1, i.reuse_checked, i.id LIMIT ?",
                               [ctx.state["index"].backbone, JOB_LIMIT]).fetchall()
         return [str(r[0]) for r in rows]
 
     def compute(self, ctx: jobs.JobContext, items: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        ctx.state["catalog"].sync(ctx.db)  # an import finished while this job ran
         for item in items:
+            done = ctx.db.execute("SELECT reuse_checked = 1 FROM images WHERE id = ?", [int(item)]).fetchone()
             try:
-                out[item] = check_image(ctx.db, image_id=int(item), index=ctx.state["index"],
-                                        hashes=ctx.state["hashes"], store=ctx.state["store"],
-                                        max_pixels=ctx.state["max_pixels"])
+                flags = None if done and done[0] else check_image(
+                    ctx.db, image_id=int(item), index=ctx.state["index"], hashes=ctx.state["hashes"],
+                    store=ctx.state["store"], max_pixels=ctx.state["max_pixels"])
+                catalog = catalog_checks.check_image(ctx.db, image_id=int(item), index=ctx.state["catalog"],
+                                                     store=ctx.state["store"], max_pixels=ctx.state["max_pixels"],
+                                                     backbone=ctx.state["index"].backbone)
+                out[item] = (flags, catalog)
             except ConsoleError as exc:
                 out[item] = str(exc)
         return out
@@ -229,26 +247,30 @@ class ReuseKind(jobs.BaseKind):
                 if isinstance(flags, str):
                     outcome[item] = flags  # unreadable now: left unchecked, tried again by the next run
                     continue
-                _record(ctx.db, int(item), flags)
+                _record(ctx.db, int(item), *flags)
                 outcome[item] = None
         return outcome
 
     def finish(self, ctx: jobs.JobContext) -> dict[str, Any]:
         n = ctx.db.execute("SELECT COUNT(*) FROM reuse_flags WHERE status = 'open'").fetchone()[0]
-        return {"open_flags": n, "indexed": len(ctx.state["index"])}
+        return {"open_flags": n, "indexed": len(ctx.state["index"]), "catalog_images": len(ctx.state["catalog"])}
 
 
 
 
 def list_flags(db: sqlite_utils.Database, *, actor: str, status: str | None = "open", limit: int = 200) -> list[dict[str, Any]]:
-    """Flagged pairs, newest first, with both photos' review, user and URI. Raises PermissionDenied."""
+    """Flags, newest first: pairs of review photos (``source`` 'review', both photos' review, user and URI) and
+    review photos flagged against the catalog (``source`` 'catalog': a copy names its catalog image, a mismatch
+    keeps the nearest catalog images in ``detail``), each with its ``reason``. Raises PermissionDenied."""
     require(db, actor=actor, action="quality.manage")
     where, params = ("WHERE f.status = ?", [status]) if status else ("", [])
     return list(db.query(
-        "SELECT f.*, a.review_id, a.uri, a.sha256, ra.user_id, b.review_id AS other_review_id, b.uri AS other_uri, "
-        "b.sha256 AS other_sha256, rb.user_id AS other_user_id FROM reuse_flags f "
+        "SELECT f.*, a.review_id, a.uri, a.sha256, ra.user_id, ra.product, b.review_id AS other_review_id, "
+        "b.uri AS other_uri, b.sha256 AS other_sha256, rb.user_id AS other_user_id, c.uri AS catalog_uri, "
+        "c.sha256 AS catalog_sha256, c.product_id AS catalog_product FROM reuse_flags f "
         "JOIN images a ON a.id = f.image_id JOIN reviews ra ON ra.id = a.review_id "
-        "JOIN images b ON b.id = f.other_image_id JOIN reviews rb ON rb.id = b.review_id "
+        "LEFT JOIN images b ON b.id = f.other_image_id LEFT JOIN reviews rb ON rb.id = b.review_id "
+        "LEFT JOIN catalog_images c ON c.id = f.catalog_image_id "
         f"{where} ORDER BY f.id DESC LIMIT ?", [*params, int(limit)]))
 
 

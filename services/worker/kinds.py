@@ -12,6 +12,7 @@ from services.faces.job import FacesKind
 from services.models.model_search import GridSearchKind
 from services.models.retraining import RetrainKind
 from services.models.train_jobs import ImportLabelsKind, TrainKind
+from services.reuse.catalog import CatalogImportKind
 from services.reuse.detection import ReuseKind
 from services.reviews.classify import ClassifyKind
 from services.reviews.ingest import IngestKind
@@ -22,7 +23,7 @@ from services.sagemaker.tuning import SageMakerTuneKind
 
 # one instance of each kind per process
 KINDS: tuple[jobs.JobKind, ...] = (
-    IngestKind(), ClassifyKind(), RescoreKind(), ReuseKind(),
+    IngestKind(), ClassifyKind(), RescoreKind(), ReuseKind(), CatalogImportKind(),
     TrainKind(), ImportLabelsKind(), GridSearchKind(), RetrainKind(),
     SageMakerTrainKind(), SageMakerTuneKind(), SageMakerTransformKind(),
     FilterKind(), FacesKind(),
