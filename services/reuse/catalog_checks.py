@@ -7,9 +7,10 @@ the check between reviews (each photo once; ``images.catalog_checked``):
   each is confirmed or not by ``services.reuse.near_copies.compare``, strongest evidence first, as between
   reviews. A copy holds the review's credit like a reused photo (``services.reviews.credit_holds``).
 * **another product**: the photo's review names a product with catalog images, and the photo looks clearly more
-  like another product's images than like any of its own: the best cosine to another product exceeds the best
-  cosine to the reviewed product by at least MISMATCH_MARGIN, and the reviewed product's best stays under
-  MISMATCH_OWN_MAX. The flag keeps the nearest images of both products with their similarities, for an admin to
+  like another product's images than like any of its own: in the catalog's product space (embeddings whitened by
+  the spread of images within one product, ``_within_product_whitening``, so the light, background and shelf that
+  vary within a product count less) the best cosine to another product exceeds the best cosine to the reviewed
+  product by at least MISMATCH_MARGIN, and the reviewed product's best stays under MISMATCH_OWN_MAX. The flag keeps the nearest images of both products with their similarities, for an admin to
   compare side by side. It does not hold credit: it asks a person to look.
 
 The catalog is held in memory (``CatalogIndex``: unit embeddings and every hash), reloaded when an import changed it.
@@ -38,8 +39,11 @@ NEIGHBOURS = 20
 HASH_BITS_STRONG = 6
 STRONG_SIMILARITY = 0.75
 MAX_VERIFY = 8
-MISMATCH_MARGIN = 0.05
-MISMATCH_OWN_MAX = 0.75
+# Mismatch, in the catalog's product space: tune split (296 photos) flagged 1 genuine photo at 0.25 (2 at 0.20, 10
+# at 0.15); the reviewed product's own best similarity added nothing there, so it is not bounded (1.0).
+MISMATCH_MARGIN = 0.25
+MISMATCH_OWN_MAX = 1.0
+WHITEN_SHRINK = 0.1  # tune split: 0.05-0.3 alike, 1.0 worse
 SHOWN = 3  # nearest catalog images kept per product for the side-by-side view
 
 
@@ -52,6 +56,9 @@ class CatalogIndex:
         self.products = np.zeros(0, dtype=object)
         self.uris = np.zeros(0, dtype=object)
         self.vectors = np.zeros((0, 0), dtype=np.float32)
+        self.centre = np.zeros(0, dtype=np.float32)
+        self.whiten = np.zeros((0, 0), dtype=np.float32)
+        self.product_space = np.zeros((0, 0), dtype=np.float32)
         self.by_sha: dict[str, int] = {}
         self.hash_ids = np.zeros(0, dtype=np.int64)
         self.hashes = np.zeros(0, dtype=np.uint64)
@@ -72,6 +79,8 @@ class CatalogIndex:
         self.by_sha = {r[3]: r[0] for r in rows}
         self.vectors = (np.stack([np.frombuffer(r[4], dtype=np.float32) for r in rows]) if rows
                         else np.zeros((0, 0), dtype=np.float32))
+        self.centre, self.whiten = _within_product_whitening(self.vectors, self.products)
+        self.product_space = self._to_product_space(self.vectors) if rows else self.vectors
         hashes = db.execute("SELECT catalog_image_id, region, phash, phash_mirror FROM catalog_hashes").fetchall()
         self.hash_ids = np.array([h[0] for h in hashes], dtype=np.int64)
         self.hashes = np.array([h[2] for h in hashes], dtype=np.int64).view(np.uint64)
@@ -93,12 +102,47 @@ class CatalogIndex:
             out[cid] = min(out.get(cid, 99), int(best[i]))
         return out
 
+    def _to_product_space(self, vectors: np.ndarray) -> np.ndarray:
+        z = (vectors - self.centre) @ self.whiten
+        return (z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def product_similarities(self, vector: np.ndarray) -> np.ndarray:
+        """Cosine to every catalog image in the catalog's product space (``_within_product_whitening``), in
+        ``ids`` order: what tells one product from another."""
+        if not len(self.ids):
+            return np.zeros(0, dtype=np.float32)
+        return self.product_space @ self._to_product_space(vector.astype(np.float32)[None, :])[0]
+
     def similarities(self, vector: np.ndarray) -> np.ndarray:
         """Cosine of a (unit or not) embedding to every catalog image, in ``ids`` order."""
         if not len(self.ids):
             return np.zeros(0, dtype=np.float32)
         unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
         return self.vectors @ unit.astype(np.float32)
+
+
+def _within_product_whitening(vectors: np.ndarray, products: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, matrix) that whiten the spread of images within one product (regularised by WHITEN_SHRINK of its
+    mean variance): directions along which photos of one product differ (light, background, shelf) count less,
+    those that tell products apart more. Identity when no product has two images."""
+    dims = vectors.shape[1] if vectors.ndim == 2 and len(vectors) else 0
+    if not dims:
+        return np.zeros(0, dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
+    centre = vectors.mean(axis=0)
+    spread = np.zeros((dims, dims), dtype=np.float64)
+    n = 0
+    for product in np.unique(products):
+        group = vectors[products == product].astype(np.float64)
+        if len(group) > 1:
+            d = group - group.mean(axis=0)
+            spread += d.T @ d
+            n += len(group)
+    if n == 0 or not np.trace(spread):
+        return centre.astype(np.float32), np.eye(dims, dtype=np.float32)
+    spread /= n
+    spread += np.eye(dims) * WHITEN_SHRINK * np.trace(spread) / dims
+    values, vectors_ = np.linalg.eigh(spread)
+    return centre.astype(np.float32), (vectors_ / np.sqrt(values)).astype(np.float32)
 
 
 _indexes: dict[str, CatalogIndex] = {}
@@ -192,9 +236,9 @@ def check_against_catalog(*, index: CatalogIndex, sha256: str, picture: Image.Im
             c = candidates[cid]
             return [_copy_flag(index, row=n, product=product, how=result.how, similarity=c["similarity"],
                                hash_distance=result.hash_distance, inliers=result.inliers)]
-    if sims is None:
+    if vector is None:
         return []
-    found = mismatch(index, product=product, sims=sims)
+    found = mismatch(index, product=product, sims=index.product_similarities(vector))
     return [found] if found else []
 
 
