@@ -35,7 +35,7 @@ PAGES = {  # sections by the work they are for; each role's own section comes fi
     "Administration": [  # the README's first steps start at Jobs
         ("pages/jobs.py", "Jobs", ":material/work_history:", "jobs.manage"),
         ("pages/quality.py", "Label quality", ":material/verified:", "quality.manage"),
-        ("pages/reused.py", "Reused photos", ":material/content_copy:", "quality.manage"),
+        ("pages/reused.py", "Reused & catalog photos", ":material/content_copy:", "quality.manage"),
         ("pages/models.py", "Models", ":material/model_training:", "models.manage"),
         ("pages/settings.py", "Settings", ":material/tune:", "settings.change"),
         ("pages/users.py", "Users and audit", ":material/manage_accounts:", "users.manage"),

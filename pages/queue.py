@@ -27,7 +27,7 @@ from services.core.wording import queue_reason_text
 from services.faces.label_masks import redact_photo
 from services.hitl.answers import last_answer, submit, undo_last
 from services.hitl.queue import claim_next, flag, out_of_reach, peek_next, queue_counts, release
-from services.hitl.similar_cases import reuse_flag_of, similar_decided
+from services.hitl.similar_cases import catalog_flags_of, reuse_flag_of, similar_decided
 from services.redaction.labels import KINDS
 from services.redaction.store import add_label_box, label_box_edits, label_boxes, remove_label_box
 from services.reviews.rules import photo_qualifies
@@ -208,6 +208,13 @@ def photo(conn, item: dict, *, settings: dict, inspector: str, mine: dict | None
             show_photo(st, label=f"photo {reused['other_image_id']}", uri=reused["other_uri"],
                        sha256=reused["other_sha256"], size=160, width=160, details=False,
                        caption=f"the earlier photo ({md(reused['kind'])} copy, {md(reused['how'])})")
+        for flag in catalog_flags_of(conn, image_id=item["id"], actor=inspector):
+            held = " Its credit is held until an admin clears it." if flag["kind"] == "copy" else ""
+            st.warning(f"Catalog check: {md(flag['reason'] or '')}.{held}", icon=":material/storefront:")
+            cols = st.columns(max(1, min(3, len(flag["shown"]))))
+            for n, near in enumerate(flag["shown"][:6]):
+                show_photo(cols[n % len(cols)], label="catalog", uri=near["uri"], sha256=near["sha256"] or None,
+                           size=160, width=120, details=False, caption=md(near["caption"]))
         similar = similar_decided(conn, image_id=item["id"], actor=inspector, index=similarity_index())
         if similar:
             st.caption("Most similar photos already decided:")

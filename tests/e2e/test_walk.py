@@ -29,7 +29,7 @@ PASSWORD = "correct horse battery staple"
 PEOPLE = {"ada": "admin", "ines": "inspector", "otto": "ops"}
 TITLES = {"overview": "Overview", "reviews": "Reviews", "queue": "Review queue", "checks": "Yes/no checks",
           "dashboard": "Inspector dashboard", "lines": "Line throughput", "quality": "Label quality",
-          "reused": "Reused photos", "dataset_filter": "Dataset filter", "face_blur": "Face blurring", "jobs": "Jobs",
+          "reused": "Reused & catalog photos", "dataset_filter": "Dataset filter", "face_blur": "Face blurring", "jobs": "Jobs",
           "models": "Models", "settings": "Settings", "sagemaker": "SageMaker", "users": "Users and audit"}
 # an absolute path of two parts or more (not "1/2" or "km/h"), or a storage URI
 SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+[\w.@+-]*|\b(?:s3|file)://\S+")
