@@ -211,3 +211,44 @@ def test_another_products_photo_is_a_mismatch_and_its_own_products_photo_is_not(
     assert row["product_mismatch_flag"] == "open" and row["product_mismatch_reason"] == flag["reason"]
     assert reuse.unchecked_count(db) == 0  # each photo is checked once
     assert db.execute("SELECT COUNT(*) FROM reuse_flags WHERE source = 'catalog'").fetchone()[0] == 1
+
+
+def _catalog_of(db, rows: list[tuple[str, list[float]]]):
+    import numpy as np
+
+    from services.reuse.catalog_checks import CatalogIndex
+
+    for n, (product, vector) in enumerate(rows):
+        unit = (np.array(vector) / np.linalg.norm(vector)).astype(np.float32)  # as the import stores them
+        db.execute("INSERT INTO catalog_images (uri, product_id, sha256, vector, imported_at) VALUES (?, ?, ?, ?, ?)",
+                   [f"/c/{n}.jpg", product, f"sha{n}", unit.tobytes(), "t"])
+    index = CatalogIndex()
+    assert index.sync(db) and not index.sync(db)  # loaded once, until the catalog changes
+    return index
+
+
+def test_the_product_space_discounts_how_photos_of_one_product_vary(db):
+    import numpy as np
+
+    from services.reuse.catalog_checks import MISMATCH_MARGIN, mismatch
+
+    # products A and B differ along the first axis; photos of one product vary a lot along the second (the light)
+    index = _catalog_of(db, [("A", [0.3, 0, 1]), ("A", [0.3, 1, 1]), ("B", [-0.3, -1, 1]), ("B", [-0.3, 0, 1])])
+    photo = np.array([0.3, -1, 1], dtype=np.float32)  # an A photo in a light only a B image was shot in
+    assert np.argmax(index.similarities(photo)) == 2  # plain cosine: nearest a B image
+    own = index.product_similarities(photo)
+    assert own[:2].max() > own[2:].max() + MISMATCH_MARGIN  # in the product space it is an A
+    assert mismatch(index, product="A", sims=own) is None
+    flag = mismatch(index, product="B", sims=own)
+    assert flag["kind"] == "mismatch" and json.loads(flag["detail"])["other_product"] == "A"
+    assert mismatch(index, product="C", sims=own) is None  # a product without catalog images: nothing to compare
+
+
+def test_a_catalog_of_single_images_compares_plain_embeddings(db):
+    import numpy as np
+
+    index = _catalog_of(db, [("A", [1, 0, 0]), ("B", [0, 1, 0])])
+    assert np.allclose(index.whiten, np.eye(3))
+    photo = np.array([1, 0.1, 0], dtype=np.float32)
+    centred = index.product_similarities(photo)
+    assert centred[0] > centred[1]
