@@ -141,7 +141,7 @@ def cmd_classify(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
     db = ws.db()
-    text, n = (export.to_csv(db, actor=cli_actor()) if args.format == "csv" else
+    text, n = (export.to_csv(db, actor=cli_actor(), prefix=args.published_prefix) if args.format == "csv" else
                export.to_groundtruth(db, actor=cli_actor(), human_only=args.human_only, min_confidence=args.min_confidence))
     if args.out == "-":
         sys.stderr.write(text)
@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--human-only", action="store_true", help="groundtruth: people's labels only")
     s.add_argument("--min-confidence", type=float, default=0.0, help="groundtruth: leave out less sure labels")
     s.add_argument("--out", required=True, help="output path or s3:// URI ('-' for stderr)")
+    s.add_argument("--published-prefix", default=None,
+                   help="csv: folder or s3:// prefix for the redacted copies of decided photos with label boxes "
+                        "(default: published/ in the workspace); the CSV's published_uri names them")
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("work", help="run every queued job and the housekeeping (queue snapshot, reliability, line feed, pruning), then exit (for schedulers)")

@@ -16,10 +16,12 @@ from typing import Any
 import sqlite_utils
 
 from services.core.authz import require
-from services.core.config import CLASSES
+from services.core.config import CLASSES, object_store
 from services.core.csvsafe import safe_row
-from services.core.errors import InvalidInput
+from services.core.errors import ConsoleError, InvalidInput
+from services.core.storage import ObjectStore
 from services.hitl.consensus import PRIOR_ACCURACY
+from services.redaction.publish import publish_photo
 from services.reviews.credit_holds import HELD_SQL, hold_active
 
 EXPORT_SQL = """
@@ -39,6 +41,7 @@ SELECT i.id AS image_id, i.uri, i.sha256, i.status, i.queue_reason, i.error,
          ORDER BY f.id DESC LIMIT 1) AS product_mismatch_flag,
        (SELECT f.reason FROM reuse_flags f WHERE f.image_id = i.id AND f.kind = 'mismatch'
          ORDER BY f.id DESC LIMIT 1) AS product_mismatch_reason,
+       (SELECT COUNT(*) FROM label_boxes lb WHERE lb.image_id = i.id AND lb.removed_at IS NULL) AS label_boxes_hidden,
        CASE WHEN {held} THEN 1 ELSE 0 END AS credit_held
 FROM images i JOIN reviews r ON r.id = i.review_id
 LEFT JOIN decisions d ON d.id = i.decision_id
@@ -59,20 +62,50 @@ def rows(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
     yield from db.query(EXPORT_SQL.format(held=held))
 
 
-def to_csv(db: sqlite_utils.Database, *, actor: str) -> tuple[str, int]:
-    """(CSV text, row count). Raises PermissionDenied unless ``actor`` manages label quality."""
+def published(db: sqlite_utils.Database, row: dict[str, Any], *, store: ObjectStore, actor: str,
+              prefix: str | None) -> dict[str, Any]:
+    """``row`` with ``published_uri`` after its ``uri`` (and ``publish_error``): for a decided photo, the photo as
+    published: its redacted copy (written to the object store by ``services.redaction.publish``) when label boxes
+    are hidden, else its own URI; empty for a photo not decided yet (nothing is published) or one that failed, the
+    reason in ``publish_error``. Raises nothing of its own: a photo that cannot be published says why."""
+    uri, error = "", ""
+    if row["label"]:
+        uri = row["uri"]
+        if row["label_boxes_hidden"]:
+            try:
+                uri = publish_photo(db, image_id=row["image_id"], store=store, actor=actor, prefix=prefix)["uri"]
+            except ConsoleError as exc:
+                uri, error = "", f"not published: {exc}"
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == "uri":
+            out["published_uri"] = uri
+    out["publish_error"] = error
+    return out
+
+
+def to_csv(db: sqlite_utils.Database, *, actor: str, store: ObjectStore | None = None,
+           prefix: str | None = None) -> tuple[str, int]:
+    """(CSV text, row count). Each decided photo is published on the way (``published``): with label boxes to
+    hide, its redacted copy is written under ``prefix`` (default ``published/`` in the workspace) unless already
+    there, and ``published_uri`` names it. Raises PermissionDenied unless ``actor`` manages label quality,
+    InvalidInput for a malformed storage root."""
     require(db, actor=actor, action="quality.manage")
+    store = store or object_store(db)
     out = io.StringIO()
     writer = None
     n = 0
     for row in rows(db):
+        row = published(db, row, store=store, actor=actor, prefix=prefix)
         if writer is None:
             writer = csv.DictWriter(out, fieldnames=list(row))
             writer.writeheader()
         writer.writerow(safe_row(row=row))
         n += 1
     if writer is None:
-        out.write(",".join(["image_id", "uri", "review_id", "label", "credit", "reason", "source"]) + "\n")
+        out.write(",".join(["image_id", "uri", "published_uri", "review_id", "label", "credit", "reason", "source"])
+                  + "\n")
     return out.getvalue(), n
 
 
