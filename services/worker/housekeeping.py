@@ -6,6 +6,7 @@
   them, and evaluate line alerts (also when the feed cannot be read, or lines are fed from elsewhere);
 - every five minutes: watch the audited automatic decisions (services.hitl.audit_watch): a class whose audits
   show it below its promised accuracy goes to people, with an alert;
+- every 15 seconds: queue the reused-photo check, re-scoring and the shipping-label search when photos wait;
 - every hour: prune counted raw frames older than the retention (totals stay).
 
 ``services.worker.runner.Worker`` calls ``Housekeeping.run_due`` between jobs; ``cli work`` calls ``run_all``.
@@ -32,7 +33,7 @@ from services.lines import feed as lines
 from services.lines.targets import list_lines
 from services.models import retraining
 from services.reuse import detection as reuse
-from services.reviews import rescore
+from services.reviews import label_search, rescore
 
 LINE_POLL_SECONDS = 10.0
 PRUNE_SECONDS = 3600.0
@@ -82,6 +83,12 @@ def queue_reuse_check(db: Any) -> dict[str, Any]:
     return {"reuse_job": jobs.create_job(db, kind=reuse.KIND, params={}, actor="system:reuse")}
 
 
+def queue_label_search(db: Any) -> dict[str, Any]:
+    """Queue a shipping-label search when photos that should be searched were not (services.reviews.label_search:
+    queued before any model, re-scored or labelled a package) and none is queued or running."""
+    return {"label_search_job": label_search.queue_if_needed(db)}
+
+
 def queue_retraining(db: Any) -> dict[str, Any]:
     """Queue a gated retraining run when enough new human labels exist (Settings)."""
     return {"retrain_job": retraining.queue(db, actor=retraining.ACTOR)}
@@ -109,6 +116,7 @@ class Housekeeping:
             ("reuse", REUSE_SECONDS, queue_reuse_check),
             ("retrain", RETRAIN_SECONDS, queue_retraining),
             ("rescore", REUSE_SECONDS, queue_rescore),
+            ("label_search", REUSE_SECONDS, queue_label_search),
             ("audit_watch", AUDIT_WATCH_SECONDS, audit_watch.watch),
         ]
         self._last: dict[str, float] = {}

@@ -16,6 +16,7 @@ from services.reuse.catalog import CatalogImportKind
 from services.reuse.detection import ReuseKind
 from services.reviews.classify import ClassifyKind
 from services.reviews.ingest import IngestKind
+from services.reviews.label_search import LabelSearchKind
 from services.reviews.rescore import RescoreKind
 from services.sagemaker.batch import SageMakerTransformKind
 from services.sagemaker.training import SageMakerTrainKind
@@ -23,7 +24,7 @@ from services.sagemaker.tuning import SageMakerTuneKind
 
 # one instance of each kind per process
 KINDS: tuple[jobs.JobKind, ...] = (
-    IngestKind(), ClassifyKind(), RescoreKind(), ReuseKind(), CatalogImportKind(),
+    IngestKind(), ClassifyKind(), RescoreKind(), ReuseKind(), CatalogImportKind(), LabelSearchKind(),
     TrainKind(), ImportLabelsKind(), GridSearchKind(), RetrainKind(),
     SageMakerTrainKind(), SageMakerTuneKind(), SageMakerTransformKind(),
     FilterKind(), FacesKind(),
