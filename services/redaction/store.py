@@ -50,16 +50,23 @@ def save_found(db: sqlite_utils.Database, *, image_id: int, boxes: list[LabelBox
 
 def label_boxes(db: sqlite_utils.Database, *, image_id: int, actor: str) -> dict[str, Any]:
     """A photo's label boxes to hide (removed ones left out): ``{"looked": bool, "error": str | None, "boxes":
-    [LabelBox.as_dict() with "id" and "source" ('auto' or 'inspector'), ...], "width": int | None, "height": int |
-    None}`` (the photo's size, the boxes' pixels). Raises PermissionDenied when ``actor`` may not see reviews."""
+    [LabelBox.as_dict() with "id" and "source" ('auto' or 'inspector'), ...], "removed": [the same with
+    "removed_by" and "removed_at", latest first], "width": int | None, "height": int | None}`` (the photo's size,
+    the boxes' pixels). Raises PermissionDenied when ``actor`` may not see reviews."""
     require(db, actor=actor, action="reviews.read")
     looked = db.execute("SELECT error FROM label_redactions WHERE image_id = ?", [image_id]).fetchone()
     rows = db.execute("SELECT id, kind, x1, y1, x2, y2, score, source FROM label_boxes WHERE image_id = ? "
                       "AND removed_at IS NULL ORDER BY id", [image_id]).fetchall()
+    gone = db.execute("SELECT id, kind, x1, y1, x2, y2, score, source, removed_by, removed_at FROM label_boxes "
+                      "WHERE image_id = ? AND removed_at IS NOT NULL ORDER BY removed_at DESC, id DESC",
+                      [image_id]).fetchall()
     size = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone() or (None, None)
     return {"looked": looked is not None, "error": looked[0] if looked else None, "width": size[0], "height": size[1],
             "boxes": [{**LabelBox(str(k), x1, y1, x2, y2, s if s is not None else 1.0).as_dict(), "id": box_id,
-                       "source": source or "auto"} for box_id, k, x1, y1, x2, y2, s, source in rows]}
+                       "source": source or "auto"} for box_id, k, x1, y1, x2, y2, s, source in rows],
+            "removed": [{**LabelBox(str(k), x1, y1, x2, y2, s if s is not None else 1.0).as_dict(), "id": box_id,
+                         "source": source or "auto", "removed_by": by, "removed_at": at}
+                        for box_id, k, x1, y1, x2, y2, s, source, by, at in gone]}
 
 
 def boxes_to_hide(db: sqlite_utils.Database, *, image_id: int, actor: str) -> list[LabelBox]:
@@ -74,7 +81,7 @@ def add_label_box(db: sqlite_utils.Database, *, image_id: int, kind: str, x1: fl
     """Add a box the search missed (in pixels of the full upright photo), recorded in ``label_box_edits`` and the
     audit log; returns the box as ``label_boxes`` gives it. Raises PermissionDenied unless ``actor`` may label
     photos, NotFound for an unknown photo, InvalidInput for an unknown kind or a box that is empty, not finite or
-    outside the photo."""
+    outside the photo (or the photo's size is not known yet), and for an exact copy of a box already hidden."""
     require(db, actor=actor, action="reviews.label")
     if kind not in KINDS:
         raise InvalidInput(f"a label box is one of {', '.join(KINDS)}, got {kind!r}")
@@ -93,8 +100,13 @@ def add_label_box(db: sqlite_utils.Database, *, image_id: int, kind: str, x1: fl
         if size is None:
             raise NotFound(f"image {image_id} does not exist (it may have been deleted)")
         width, height = size
-        if x1 < 0 or y1 < 0 or (width and x2 > width) or (height and y2 > height):
-            raise InvalidInput(f"the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is outside the photo ({width}x{height})")
+        if not width or not height:
+            raise InvalidInput(f"the size of image {image_id} is not known yet (it has not been read): boxes can be "
+                               "added once it is classified")
+        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+            raise InvalidInput(f"the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is outside the photo: corners go from "
+                               f"(0, 0) to ({width}, {height})")
+        _refuse_copy(db, image_id=image_id, box=(x1, y1, x2, y2), what="nothing added")
         box_id = db.execute(
             "INSERT INTO label_boxes (image_id, kind, x1, y1, x2, y2, score, source, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, 1.0, 'inspector', ?)", [image_id, kind, x1, y1, x2, y2, now]).lastrowid
@@ -124,6 +136,39 @@ def remove_label_box(db: sqlite_utils.Database, *, box_id: int, actor: str) -> d
             "source": source or "auto"}
 
 
+def restore_label_box(db: sqlite_utils.Database, *, box_id: int, actor: str) -> dict[str, Any]:
+    """Undo a removal: the box is hidden again, recorded in ``label_box_edits`` (action 'restored') and the audit
+    log. Returns the box. Raises PermissionDenied unless ``actor`` may label photos, NotFound for an unknown box,
+    InvalidInput for a box that is not removed."""
+    require(db, actor=actor, action="reviews.label")
+    now = now_iso()
+    with immediate(db):
+        row = db.execute("SELECT image_id, kind, x1, y1, x2, y2, score, source, removed_by FROM label_boxes "
+                         "WHERE id = ?", [box_id]).fetchone()
+        if row is None:
+            raise NotFound(f"label box {box_id} does not exist")
+        image_id, kind, x1, y1, x2, y2, score, source, removed_by = row
+        if removed_by is None:
+            raise InvalidInput(f"label box {box_id} is not removed: it is hidden already")
+        _refuse_copy(db, image_id=image_id, box=(x1, y1, x2, y2), what="nothing restored")
+        db.execute("UPDATE label_boxes SET removed_at = NULL, removed_by = NULL WHERE id = ?", [box_id])
+        _edit(db, image_id=image_id, box_id=box_id, action="restored", kind=kind, box=(x1, y1, x2, y2), actor=actor,
+              now=now)
+    return {**LabelBox(str(kind), x1, y1, x2, y2, score if score is not None else 1.0).as_dict(), "id": box_id,
+            "source": source or "auto"}
+
+
+def _refuse_copy(db: sqlite_utils.Database, *, image_id: int, box: tuple[float, float, float, float],
+                 what: str) -> None:
+    """Raises InvalidInput when a box still hidden on the photo has these corners (to a tenth of a pixel)."""
+    same = db.execute("SELECT id, kind FROM label_boxes WHERE image_id = ? AND removed_at IS NULL AND abs(x1 - ?) "
+                      "< 0.05 AND abs(y1 - ?) < 0.05 AND abs(x2 - ?) < 0.05 AND abs(y2 - ?) < 0.05",
+                      [image_id, *box]).fetchone()
+    if same is not None:
+        x1, y1, x2, y2 = box
+        raise InvalidInput(f"the {same[1]} box {same[0]} already hides ({x1:g}, {y1:g}, {x2:g}, {y2:g}): {what}")
+
+
 def _edit(db: sqlite_utils.Database, *, image_id: int, box_id: int, action: str, kind: str,
           box: tuple[float, float, float, float], actor: str, now: str) -> None:
     db.execute("INSERT INTO label_box_edits (image_id, box_id, action, kind, x1, y1, x2, y2, actor, at) "
@@ -134,7 +179,7 @@ def _edit(db: sqlite_utils.Database, *, image_id: int, box_id: int, action: str,
 
 
 def label_box_edits(db: sqlite_utils.Database, *, image_id: int, actor: str) -> list[dict[str, Any]]:
-    """A photo's box edits, oldest first: ``{"at", "actor", "action" ('added' or 'removed'), "box_id", "kind",
+    """A photo's box edits, oldest first: ``{"at", "actor", "action" ('added', 'removed' or 'restored'), "box_id", "kind",
     "x1", "y1", "x2", "y2"}``. Raises PermissionDenied when ``actor`` may not see reviews."""
     require(db, actor=actor, action="reviews.read")
     return [dict(r) for r in db.query(

@@ -19,6 +19,7 @@ from services.redaction.store import (
     label_box_edits,
     label_boxes,
     remove_label_box,
+    restore_label_box,
     save_found,
 )
 from services.reviews.ingest import Row, ingest_rows
@@ -111,3 +112,36 @@ def test_only_people_who_label_photos_edit_boxes(db, image_id):
     with pytest.raises(PermissionDenied):
         label_box_edits(db, image_id=image_id, actor="olga")
     assert len(label_boxes(db, image_id=image_id, actor="ines")["boxes"]) == 1
+
+
+def test_a_box_past_the_photos_edge_says_where_the_corners_may_go(db, image_id):
+    width, height = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone()
+    with pytest.raises(InvalidInput, match=rf"outside the photo: corners go from \(0, 0\) to \({width}, {height}\)"):
+        add_label_box(db, image_id=image_id, kind="qr", x1=10, y1=10, x2=width + 1, y2=20, actor="ines")
+    with db.conn:
+        db.execute("UPDATE images SET width = NULL WHERE id = ?", [image_id])
+    with pytest.raises(InvalidInput, match="size of image .* is not known yet"):  # never taken on trust
+        add_label_box(db, image_id=image_id, kind="qr", x1=10, y1=10, x2=20, y2=20, actor="ines")
+
+
+def test_an_exact_copy_of_a_hidden_box_is_refused_and_a_removed_one_can_come_back(db, image_id):
+    save_found(db, image_id=image_id, boxes=[LabelBox("qr", 10, 20, 110, 120, 1.0)])
+    (qr,) = label_boxes(db, image_id=image_id, actor="ines")["boxes"]
+    with pytest.raises(InvalidInput, match=f"the qr box {qr['id']} already hides \\(10, 20, 110, 120\\): nothing added"):
+        add_label_box(db, image_id=image_id, kind="text", x1=10, y1=20, x2=110, y2=120, actor="ines")
+    remove_label_box(db, box_id=qr["id"], actor="ines")
+    found = label_boxes(db, image_id=image_id, actor="ines")
+    assert found["boxes"] == [] and [(b["id"], b["x1"], b["y2"], b["removed_by"]) for b in found["removed"]] == [
+        (qr["id"], 10, 120, "ines")]
+    restored = restore_label_box(db, box_id=qr["id"], actor="ada")
+    assert restored["id"] == qr["id"] and label_boxes(db, image_id=image_id, actor="ines")["removed"] == []
+    assert boxes_to_hide(db, image_id=image_id, actor="ines") == [LabelBox("qr", 10, 20, 110, 120, 1.0)]
+    assert [(e["action"], e["actor"]) for e in label_box_edits(db, image_id=image_id, actor="ines")] == [
+        ("removed", "ines"), ("restored", "ada")]
+    assert entries(db, actor="ada", action="labels.box_restored")[0]["target"] == f"image:{image_id}"
+    with pytest.raises(InvalidInput, match="is not removed"):
+        restore_label_box(db, box_id=qr["id"], actor="ines")
+    remove_label_box(db, box_id=qr["id"], actor="ines")
+    add_label_box(db, image_id=image_id, kind="qr", x1=10, y1=20, x2=110, y2=120, actor="ines")  # drawn again
+    with pytest.raises(InvalidInput, match="nothing restored"):
+        restore_label_box(db, box_id=qr["id"], actor="ines")

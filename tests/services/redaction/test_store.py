@@ -28,7 +28,8 @@ def test_found_boxes_replace_earlier_ones_with_the_look_recorded(db, image_id):
     assert [b["kind"] for b in label_boxes(db, image_id=image_id, actor="admin")["boxes"]] == ["qr", "text"]
     save_found(db, image_id=image_id, boxes=[], error="shipping labels not searched: no model")
     assert label_boxes(db, image_id=image_id, actor="admin") == {
-        "looked": True, "error": "shipping labels not searched: no model", "boxes": [], "width": 960, "height": 1200}
+        "looked": True, "error": "shipping labels not searched: no model", "boxes": [], "removed": [], "width": 960,
+        "height": 1200}
 
 
 def test_a_failed_write_leaves_nothing_behind(db, image_id):
@@ -41,7 +42,7 @@ def test_a_failed_write_leaves_nothing_behind(db, image_id):
 
 def test_a_photo_never_looked_at_and_roles(db, image_id):
     assert label_boxes(db, image_id=image_id, actor="admin") == {"looked": False, "error": None, "boxes": [],
-                                                                 "width": 960, "height": 1200}
+                                                                 "removed": [], "width": 960, "height": 1200}
     create_user(db, username="olga", password="correct horse battery", roles=["ops"], actor="tester")
     with pytest.raises(PermissionDenied):
         label_boxes(db, image_id=image_id, actor="olga")  # line operations see no reviews
