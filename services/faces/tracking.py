@@ -31,6 +31,9 @@ PART_IOU = 0.3  # a tile's box overlapping a whole look's box this much is the s
 NO_MOTION = np.zeros(5, dtype=np.float32)
 
 
+VOTED_HOLD_ROUNDS = 2  # rounds of looks a voted face is held past its last look (tiles see its 10-20 px faces badly)
+
+
 @dataclass
 class Track:
     frames: list[int] = field(default_factory=list)
@@ -273,6 +276,8 @@ class Follower:
         keep = []
         for t in self.active:
             t.hold = revisit if any(f in feed.whole for f in t.frames) else feed.round
+            if t.voted:  # a complete search found it: its tiles may miss it twice over before it is gone
+                t.hold = max(t.hold, VOTED_HOLD_ROUNDS * feed.round)
             if t.frames[-1] + max(t.hold, self.linker.gap) >= frame:  # else it can neither grow nor show again
                 keep.append(t)
         self.active = keep

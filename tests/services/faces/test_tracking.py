@@ -154,3 +154,20 @@ def test_a_weak_face_a_complete_search_voted_for_is_kept_from_its_one_look():
     linker.add(0, weak, whole=True, voted=np.array([True, False]))
     kept = confirmed(linker.tracks)
     assert [t.boxes[0][0] for t in kept] == [10]  # the voted one; the other weak box waits for a second look
+
+
+def test_a_face_the_complete_first_look_voted_for_is_held_two_rounds_when_the_tiles_miss_it():
+    """A 10-20 px face the shot's first look found at twice the native size: the native-size tiles that come round
+    later may miss it, so it is held two rounds of looks (not one) past its last look."""
+    feed = Feed(step=3)
+    feed.round = 24
+    small = np.array([[100, 100, 112, 114, 0.15]], dtype=np.float32)
+    for f in range(0, 120, 3):
+        if f == 0:
+            feed.put(f, small.copy(), whole=True, voted=np.array([True]))
+        else:
+            feed.put(f, NONE, whole=(f // 3) % 2 == 0)
+    feed.close()
+    follower = Follower(feed)
+    masked = [f for f in range(120) if len(follower.boxes(f))]
+    assert masked == list(range(0, 2 * 24 + 1))
