@@ -16,6 +16,7 @@ CommonMark:
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")
 _MD_LIVE_WORD = re.compile(r"(?i)https?://|www\.|@[-\w]+\.[-\w]|:(?:[+-]1|100|1234|[a-z_][\w+-]*):"
@@ -35,3 +36,14 @@ def md(text: object) -> str:
     return "".join(code_span(part) if part.strip() and _MD_LIVE_WORD.search(part)
                    else _MD_SPECIAL.sub(r"\\\1", part).replace(r"\:material/", r"\:material\/")
                    for part in _MD_BREAK.split(str(text)))
+
+
+def when(value: object) -> str:
+    """An ISO time from the database as the app shows times: ``2026-12-05 10:51 UTC`` (to the minute, UTC);
+    anything that is not such a time as it is, nothing as an empty string."""
+    text = str(value or "").strip()
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -4,32 +4,24 @@ A decision reruns only the photo panel (``st.fragment``): its buttons act in cal
 drawn, so a key press is one run that draws the next photo (not the old photo again, then the next). The title
 and the filters are drawn by full runs only (a filter change is one).
 
-Shipping labels (issue 26 item 1): a photo the model classed as a package has an expander with its label boxes
-(barcodes, QR codes, text blocks) drawn on the photo beside the photo as it will be published; the inspector
-removes a box or adds one (its corners in the photo's pixels), each change recorded by
-``services.redaction.store``. The expander tracks whether it is open and draws nothing while closed, and the
-editor is a fragment of its own: decisions do not pay for it, and editing a box reruns the editor alone.
+Shipping labels (issue 26 item 1): a package photo (and, with the suggestion hidden, every photo) has an expander
+with its label boxes, the editor of ``pages.label_editor``. The expander tracks whether it is open and draws
+nothing while closed, and the editor is a fragment of its own: decisions do not pay for it, and editing a box
+reruns the editor alone.
 """
 
-import io
-from typing import Any
-
-import numpy as np
 import streamlit as st
-from PIL import Image, ImageDraw
 
-from pages.common import current_user, db, md, person_acted, show_error, similarity_index, thumbnail, thumbnails
+from pages.common import current_user, db, md, person_acted, show_error, similarity_index, thumbnails
+from pages.label_editor import label_boxes_section
 from pages.photos import ZOOM_LEVELS, review_name, zoomed
 from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
 from services.core.errors import ConsoleError
 from services.core.wording import queue_reason_text
-from services.faces.label_masks import redact_photo
 from services.hitl.answers import last_answer, submit, undo_last
 from services.hitl.queue import claim_next, flag, out_of_reach, peek_next, queue_counts, release
 from services.hitl.similar_cases import catalog_flags_of, reuse_flag_of, similar_decided
-from services.redaction.labels import KINDS
-from services.redaction.store import add_label_box, label_box_edits, label_boxes, remove_label_box
 from services.reviews.rules import photo_qualifies
 
 PHOTO_SIZE = 720  # the photo large, above the fold
@@ -184,7 +176,8 @@ def photo(conn, item: dict, *, settings: dict, inspector: str, mine: dict | None
     with left:
         if not zoom:
             show_photo(st, label=f"photo {item['id']}", uri=item["uri"], sha256=item["sha256"], size=PHOTO_SIZE)
-        label_boxes_section(item)  # packages: the label boxes to hide, drawn only while its expander is open
+        # the label boxes to hide (pages.label_editor), drawn only while its expander is open
+        label_boxes_section(item, hide_suggestion=settings["hide_suggestion"])
     with right:
         st.markdown(f"**{md(item['review_type'])}** review · product **{md(item['product'] or '?')}** · user **{md(item['user_id'] or '?')}**")
         st.caption(f"Submitted {item['submitted_at']} · in the queue because {md(queue_reason_text(item['queue_reason']))}")
@@ -248,117 +241,6 @@ def photo(conn, item: dict, *, settings: dict, inspector: str, mine: dict | None
         with st.popover("Photo will not load or is unusable", key="q_flag_menu"):
             st.text_input("What is wrong?", "the photo does not load", key="q_flag_reason")
             st.button("Flag and skip", key="q_flag", on_click=flag_photo, args=(item["id"],))
-
-
-LABEL_COLOURS = {"barcode": (230, 40, 40), "qr": (200, 0, 200), "text": (20, 150, 20)}
-LABEL_NOTE_KEY = "q_lb_note"
-LABEL_ERROR_KEY = "q_lb_error"
-LABEL_EDITS_SHOWN = 5  # the latest edits listed under the boxes
-
-
-def labels_wanted(item: dict[str, Any]) -> bool:
-    """Whether the photo gets the editor: the model classed it as a package (its labels were searched then)."""
-    pred = item.get("prediction")
-    return bool(pred and pred.get("label") == "package")
-
-
-def labels_key(image_id: int) -> str:
-    return f"q_labels_{image_id}"
-
-
-def label_boxes_section(item: dict[str, Any]) -> None:
-    """The expander with the editor inside, open or closed as the inspector left it for this photo."""
-    if not labels_wanted(item):
-        return
-    box = st.expander("Shipping labels: boxes hidden when published", key=labels_key(item["id"]),
-                      on_change="rerun", icon=":material/qr_code_2:")
-    if box.open:
-        with box:
-            label_editor(item["id"], item["uri"], item["sha256"])
-
-
-def remove_label(box_id: int) -> None:
-    person_acted()
-    try:
-        removed = remove_label_box(db(), box_id=box_id, actor=current_user().name)
-        st.session_state[LABEL_NOTE_KEY] = f"Removed the {removed['kind']} box {box_id}: it will not be hidden."
-    except ConsoleError as exc:
-        st.session_state[LABEL_ERROR_KEY] = str(exc)
-
-
-def add_label(image_id: int) -> None:
-    person_acted()
-    state = st.session_state
-    try:
-        added = add_label_box(db(), image_id=image_id, kind=state.get(f"q_lb_kind_{image_id}", "text"),
-                              x1=state.get(f"q_lb_x1_{image_id}", 0), y1=state.get(f"q_lb_y1_{image_id}", 0),
-                              x2=state.get(f"q_lb_x2_{image_id}", 0), y2=state.get(f"q_lb_y2_{image_id}", 0),
-                              actor=current_user().name)
-        st.session_state[LABEL_NOTE_KEY] = f"Added a {added['kind']} box ({added['id']}): it will be hidden."
-    except ConsoleError as exc:
-        st.session_state[LABEL_ERROR_KEY] = str(exc)
-
-
-@st.fragment
-def label_editor(image_id: int, uri: str, sha256: str | None) -> None:
-    """The boxes on the photo, the photo as published, a Remove button per box and the form that adds one. A
-    service's refusal is shown here."""
-    try:
-        draw_label_editor(image_id, uri, sha256)
-    except ConsoleError as exc:
-        show_error(exc)
-
-
-def draw_label_editor(image_id: int, uri: str, sha256: str | None) -> None:
-    conn, inspector = db(), current_user().name
-    if LABEL_NOTE_KEY in st.session_state:
-        st.success(md(st.session_state.pop(LABEL_NOTE_KEY)), icon=":material/check:")
-    if LABEL_ERROR_KEY in st.session_state:
-        st.error(md(st.session_state.pop(LABEL_ERROR_KEY)), icon=":material/error:")
-    found = label_boxes(conn, image_id=image_id, actor=inspector)
-    boxes, width, height = found["boxes"], found["width"], found["height"]
-    if found["error"]:
-        st.warning(f"The search for labels failed: {md(found['error'])}", icon=":material/warning:")
-    elif not found["looked"]:
-        st.caption("This photo's labels were not searched (the setting was off when it was classified); add boxes "
-                   "by hand below.")
-    data, _ = thumbnail(uri, sha256, PHOTO_SIZE)
-    if data:
-        frame = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        left, right = st.columns(2)
-        left.image(boxes_drawn(frame, boxes, width=width, height=height), caption=f"{len(boxes)} boxes to hide")
-        right.image(redact_photo(conn, image_id=image_id, frame=frame, actor=inspector), caption="as published")
-    for b in boxes:
-        c1, c2 = st.columns([4, 1])
-        who = "found" if b["source"] == "auto" else "added by an inspector"
-        c1.caption(f"**{b['kind']}** {b['id']} ({who}): x {b['x1']:g}–{b['x2']:g}, y {b['y1']:g}–{b['y2']:g}")
-        c2.button("Remove", key=f"q_lb_rm_{b['id']}", on_click=remove_label, args=(b["id"],), type="tertiary",
-                  icon=":material/delete:")
-    st.caption(f"Add a box the search missed, in the photo's pixels ({width or '?'} x {height or '?'}; x to the "
-               "right, y down, from the top left corner):")
-    k, x1, y1, x2, y2 = st.columns([2, 1, 1, 1, 1])
-    k.selectbox("Kind", KINDS, key=f"q_lb_kind_{image_id}")
-    for col, name, top in ((x1, "x1", width), (y1, "y1", height), (x2, "x2", width), (y2, "y2", height)):
-        col.number_input(name, min_value=0, max_value=int(top) if top else None, step=10,
-                         key=f"q_lb_{name}_{image_id}")
-    st.button("Add box", key=f"q_lb_add_{image_id}", on_click=add_label, args=(image_id,), icon=":material/add_box:")
-    edits = label_box_edits(conn, image_id=image_id, actor=inspector)
-    for e in edits[-LABEL_EDITS_SHOWN:][::-1]:
-        st.caption(f"{md(e['at'])} · {md(e['actor'])} {e['action']} {e['kind']} box {e['box_id']}")
-
-
-def boxes_drawn(frame: np.ndarray, boxes: list[dict[str, Any]], *, width: int | None, height: int | None) -> np.ndarray:
-    """The frame with each box outlined in its kind's colour, scaled from the photo's pixels."""
-    img = Image.fromarray(frame)
-    draw = ImageDraw.Draw(img)
-    fx = frame.shape[1] / width if width else 1.0
-    fy = frame.shape[0] / height if height else 1.0
-    line = max(2, frame.shape[1] // 300)
-    for b in boxes:
-        draw.rectangle((b["x1"] * fx, b["y1"] * fy, b["x2"] * fx, b["y2"] * fy), outline=LABEL_COLOURS[b["kind"]],
-                       width=line)
-        draw.text((b["x1"] * fx + line, b["y1"] * fy + line), str(b["id"]), fill=LABEL_COLOURS[b["kind"]])
-    return np.asarray(img)
 
 
 panel()

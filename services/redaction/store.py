@@ -85,6 +85,9 @@ def add_label_box(db: sqlite_utils.Database, *, image_id: int, kind: str, x1: fl
     require(db, actor=actor, action="reviews.label")
     if kind not in KINDS:
         raise InvalidInput(f"a label box is one of {', '.join(KINDS)}, got {kind!r}")
+    empty = [name for name, v in (("x1", x1), ("y1", y1), ("x2", x2), ("y2", y2)) if v is None or v == ""]
+    if empty:
+        raise InvalidInput(f"a label box needs all four corners (x1, y1, x2, y2): {', '.join(empty)} not given")
     try:
         coords = [float(v) for v in (x1, y1, x2, y2)]
     except (TypeError, ValueError) as exc:

@@ -72,8 +72,8 @@ def queue_if_needed(db: sqlite_utils.Database) -> int | None:
 
 def search_state(db: sqlite_utils.Database, *, image_id: int, actor: str) -> dict[str, Any]:
     """Where a photo's label search stands: ``{"state", "error"}``, state one of ``searched``, ``failed`` (with
-    the error), ``pending`` (it will be searched by the next label-search job), ``off`` (``redact_package_labels``
-    is off, so nothing is searched) or ``not_wanted`` (nobody calls it a package). Raises PermissionDenied unless
+    the error), ``pending`` (it will be searched by the next label-search job), ``off`` (it should be searched but
+    ``redact_package_labels`` is off) or ``not_wanted`` (nobody calls it a package). Raises PermissionDenied unless
     ``actor`` may see reviews, NotFound for an unknown photo."""
     require(db, actor=actor, action="reviews.read")
     looked = db.execute("SELECT error FROM label_redactions WHERE image_id = ?", [image_id]).fetchone()
@@ -84,9 +84,9 @@ def search_state(db: sqlite_utils.Database, *, image_id: int, actor: str) -> dic
                      [*params, image_id]).fetchone()
     if row is None:
         raise NotFound(f"image {image_id} does not exist (it may have been deleted)")
-    if not get_settings(db)["redact_package_labels"]:
-        return {"state": "off", "error": None}
-    return {"state": "pending" if row[0] else "not_wanted", "error": None}
+    if not row[0]:
+        return {"state": "not_wanted", "error": None}
+    return {"state": "pending" if get_settings(db)["redact_package_labels"] else "off", "error": None}
 
 
 class LabelSearchKind(jobs.BaseKind):

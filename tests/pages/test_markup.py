@@ -46,3 +46,11 @@ def test_the_check_sees_live_markdown(text):
 def test_the_old_escaping_left_bare_urls_live():
     old = __import__("re").sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", HOSTILE[3])
     assert old.startswith("see https\\://evil\\.example") and live_parts(old)
+
+
+def test_times_show_to_the_minute_in_utc():
+    from pages.markup import when
+
+    assert when("2026-12-05T10:51:58.123456Z") == "2026-12-05 10:51 UTC"
+    assert when("2026-12-05T12:51:58+02:00") == "2026-12-05 10:51 UTC"
+    assert when(None) == "" and when("yesterday") == "yesterday"

@@ -103,3 +103,109 @@ def test_a_photo_not_classed_as_a_package_has_no_label_editor(package, db):
     assert not at.exception, at.exception
     assert at.radio(key=f"q_label_{second}")
     assert "Shipping labels: boxes hidden when published" not in [e.label for e in at.expander]
+
+
+def _in_order(at) -> list:  # type: ignore[no-untyped-def]
+    """Every element of the page in the order it is drawn."""
+    out, stack = [], [at._tree]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(reversed(list(getattr(node, "children", {}).values())))
+    return out
+
+
+def _size(db, image_id: int) -> tuple[int, int]:
+    return db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone()
+
+
+def _corners(at, image_id: int, x1, y1, x2, y2) -> None:  # type: ignore[no-untyped-def]
+    for name, value in (("x1", x1), ("y1", y1), ("x2", x2), ("y2", y2)):
+        at.number_input(key=f"q_lb_{name}_{image_id}").set_value(value)
+
+
+def test_a_corner_past_the_edge_is_refused_not_replaced_and_the_message_is_by_the_button(package, db):
+    first, _ = package
+    width, height = _size(db, first)
+    at = editor_open(start_app("pages/queue.py"), first)
+    _corners(at, first, 20, 30, width + 100, 70)  # the widget takes it: no max to fall back from
+    at.button(key=f"q_lb_add_{first}").click().run()
+    assert not at.exception, at.exception
+    assert at.number_input(key=f"q_lb_x2_{first}").value == width + 100  # what was typed stays, to correct
+    why = f"outside the photo: corners go from (0, 0) to ({width}, {height})"
+    assert any(why in shown_text(e.value) for e in at.error)
+    assert any(why in t.proto.body for t in at.toast)
+    assert [b["kind"] for b in label_boxes(db, image_id=first, actor="local operator")["boxes"]] == ["barcode", "text"]
+    drawn = _in_order(at)
+    add = next(n for n in drawn if getattr(n, "key", None) == f"q_lb_add_{first}")
+    error = next(n for n in drawn if getattr(n, "type", None) == "error" and why in shown_text(n.value))
+    assert drawn.index(error) == drawn.index(add) + 1  # right under the button, not at the top of the editor
+
+
+def test_an_exact_copy_of_a_box_is_refused(package, db):
+    first, _ = package
+    at = editor_open(start_app("pages/queue.py"), first)
+    _corners(at, first, 10, 10, 50, 30)  # the barcode found
+    at.button(key=f"q_lb_add_{first}").click().run()
+    assert not at.exception, at.exception
+    assert any("already hides (10, 10, 50, 30): nothing added" in shown_text(e.value) for e in at.error)
+    assert db.execute("SELECT COUNT(*) FROM label_box_edits").fetchone()[0] == 0
+
+
+def test_a_removed_box_shows_its_corners_and_comes_back_with_restore(package, db):
+    first, _ = package
+    barcode, text = label_boxes(db, image_id=first, actor="local operator")["boxes"]
+    at = editor_open(start_app("pages/queue.py"), first)
+    at.button(key=f"q_lb_rm_{text['id']}").click().run()
+    assert not at.exception, at.exception
+    assert "1 box to hide" in [c for img in at.image for c in img.captions]  # one box, not "1 boxes"
+    assert any(f"Removed the text box {text['id']} (x 5–80, y 40–60)" in shown_text(s.value) for s in at.success)
+    assert any(f"text {text['id']}" in c.value and "x 5–80, y 40–60" in shown_text(c.value) for c in at.caption)
+    edit = next(shown_text(c.value) for c in at.caption if "removed text box" in c.value)
+    assert edit.endswith(f"local operator removed text box {text['id']} (x 5–80, y 40–60)")
+    assert " UTC · " in edit and "T" not in edit.split(" UTC")[0]  # 2026-12-05 10:51 UTC, not raw ISO
+    at.button(key=f"q_lb_restore_{text['id']}").click().run()
+    assert not at.exception, at.exception
+    assert [b["id"] for b in label_boxes(db, image_id=first, actor="local operator")["boxes"]] == [
+        barcode["id"], text["id"]]
+    assert "2 boxes to hide" in [c for img in at.image for c in img.captions]
+    assert db.execute("SELECT action FROM label_box_edits ORDER BY id").fetchall() == [("removed",), ("restored",)]
+
+
+def test_corners_with_decimals_show_as_whole_pixels(package, db):
+    first, _ = package
+    save_found(db, image_id=first, boxes=[LabelBox("qr", 10.4, 20.6, 50.2, 60.5, 1.0)])
+    at = editor_open(start_app("pages/queue.py"), first)
+    assert any("x 10–50, y 21–60" in shown_text(c.value) for c in at.caption)
+
+
+def test_a_package_photo_not_searched_yet_says_so_truthfully(package, db):
+    from services.core.config import set_setting
+
+    first, second = package
+    with db.conn:
+        db.execute("INSERT INTO predictions (image_id, label, confidence, probabilities, created_at) "
+                   "VALUES (?, 'package', 0.55, '{}', '2024-05-03T10:00:00Z')", [second])
+    at = start_app("pages/queue.py")
+    at.button(key="q_quick_product").click().run()  # the next photo: a package the search has not reached
+    assert at.radio(key=f"q_label_{second}")
+    editor_open(at, second)
+    assert any("not been searched yet: the worker's label search will look at it soon" in c.value for c in at.caption)
+    assert not any("setting was off" in c.value for c in at.caption)
+    set_setting(db, key="redact_package_labels", value=False, actor="cli:test")
+    at.run()
+    assert any("Settings > Shipping labels" in shown_text(c.value) and "is off" in c.value for c in at.caption)
+
+
+def test_with_the_suggestion_hidden_every_photo_has_the_editor(package, db):
+    from services.core.config import set_setting
+
+    first, second = package
+    set_setting(db, key="hide_suggestion", value=True, actor="cli:test")
+    at = start_app("pages/queue.py")
+    assert "Shipping labels: boxes hidden when published" in [e.label for e in at.expander]
+    at.button(key="q_quick_product").click().run()
+    assert at.radio(key=f"q_label_{second}")  # the model did not call this one a package...
+    assert "Shipping labels: boxes hidden when published" in [e.label for e in at.expander]  # ...nothing tells
+    editor_open(at, second)
+    assert any("have not been searched. Add boxes by hand" in c.value for c in at.caption)

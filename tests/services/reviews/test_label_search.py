@@ -83,9 +83,11 @@ def test_a_review_type_that_wants_a_package_and_the_setting_off(ws, db, queued, 
     monkeypatch.setattr(label_search, "find_labels_in_photo",  # the photo decoded, nothing found: quick
                         lambda data, **k: (decode(data), searched.append(1), [])[2])
     set_setting(db, key="redact_package_labels", value=False, actor="cli:test")
+    assert _state(db, queued["other"]) == "not_wanted"
     set_setting(db, key="credit_rules", value={"product": {"classes": ["product", "package"], "mode": "any"}},
                 actor="cli:test")
-    assert _search_now(ws, db) is None and _state(db, queued["other"]) == "off"
+    assert _search_now(ws, db) is None and _state(db, queued["other"]) == "off"  # a package review: wanted
+    assert _state(db, queued["answered"]) == "off"
     set_setting(db, key="redact_package_labels", value=True, actor="cli:test")
     assert _state(db, queued["other"]) == "pending"
     job = _search_now(ws, db)

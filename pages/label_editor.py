@@ -1,0 +1,193 @@
+"""The review queue's shipping-label editor (issue 26 item 1): a photo's label boxes (barcodes, QR codes, text
+blocks) drawn on it beside the photo as published; the inspector removes a box, restores a removed one or adds
+one (corners in the photo's pixels), each change recorded by ``services.redaction.store``.
+
+Which photos get the editor: with the model's suggestion shown, those whose labels were searched or should be
+(``services.reviews.label_search.search_state``: the model, a decision or an answer calls it a package, or its
+review type wants one). With the suggestion hidden, every photo: an editor on package photos alone would give the
+suggestion away. The expander tracks whether it is open and draws (and reads) nothing while closed; the editor is
+a fragment of its own, so editing a box reruns the editor alone. A change's outcome is shown right under the
+"Add box" button and as a toast, where the inspector is looking.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image, ImageDraw
+
+from pages.common import current_user, db, md, person_acted, show_error, thumbnail
+from pages.markup import when
+from services.core.errors import ConsoleError
+from services.faces.label_masks import redact_photo
+from services.redaction import store as label_store
+from services.redaction.labels import KINDS
+from services.reviews.label_search import search_state
+
+PREVIEW_SIZE = 720
+LABEL_COLOURS = {"barcode": (230, 40, 40), "qr": (200, 0, 200), "text": (20, 150, 20)}
+LABEL_NOTE_KEY = "q_lb_note"
+LABEL_ERROR_KEY = "q_lb_error"
+LABEL_EDITS_SHOWN = 5  # the latest edits listed under the form
+TITLE = "Shipping labels: boxes hidden when published"
+NOT_SEARCHED = {
+    "pending": "This photo's labels have not been searched yet: the worker's label search will look at it soon "
+               "(reopen this panel to see what it found). Boxes added by hand are kept.",
+    "off": "This photo's labels were not searched: the shipping-label setting (Settings > Shipping labels) is "
+           "off. Add boxes by hand below.",
+    "not_wanted": "This photo's labels have not been searched. Add boxes by hand below if it shows a label.",
+}
+
+
+def labels_wanted(item: dict[str, Any], *, hide_suggestion: bool) -> bool:
+    """Whether the photo gets the editor (see the module docstring)."""
+    if hide_suggestion:
+        return True
+    pred = item.get("prediction")
+    if pred and pred.get("label") == "package":
+        return True
+    return search_state(db(), image_id=item["id"], actor=current_user().name)["state"] != "not_wanted"
+
+
+def labels_key(image_id: int) -> str:
+    return f"q_labels_{image_id}"
+
+
+def label_boxes_section(item: dict[str, Any], *, hide_suggestion: bool) -> None:
+    """The expander with the editor inside, open or closed as the inspector left it for this photo."""
+    try:
+        if not labels_wanted(item, hide_suggestion=hide_suggestion):
+            return
+    except ConsoleError as exc:
+        show_error(exc)
+        return
+    box = st.expander(TITLE, key=labels_key(item["id"]), on_change="rerun", icon=":material/qr_code_2:")
+    if box.open:
+        with box:
+            label_editor(item["id"], item["uri"], item["sha256"], hide_suggestion)
+
+
+def plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def corners(b: dict[str, Any]) -> str:
+    """A box's corners in whole pixels (what the number inputs take)."""
+    return f"x {b['x1']:.0f}–{b['x2']:.0f}, y {b['y1']:.0f}–{b['y2']:.0f}"
+
+
+def _told(note: str) -> None:
+    st.session_state[LABEL_NOTE_KEY] = note
+    st.toast(note, icon=":material/check:")
+
+
+def _refused(exc: ConsoleError) -> None:
+    st.session_state[LABEL_ERROR_KEY] = str(exc)
+    st.toast(str(exc), icon=":material/error:")
+
+
+def remove_label(box_id: int) -> None:
+    person_acted()
+    try:
+        b = label_store.remove_label_box(db(), box_id=box_id, actor=current_user().name)
+        _told(f"Removed the {b['kind']} box {box_id} ({corners(b)}): it will not be hidden.")
+    except ConsoleError as exc:
+        _refused(exc)
+
+
+def restore_label(box_id: int) -> None:
+    person_acted()
+    try:
+        b = label_store.restore_label_box(db(), box_id=box_id, actor=current_user().name)
+        _told(f"Restored the {b['kind']} box {box_id} ({corners(b)}): it will be hidden again.")
+    except ConsoleError as exc:
+        _refused(exc)
+
+
+def add_label(image_id: int) -> None:
+    person_acted()
+    state = st.session_state
+    try:
+        b = label_store.add_label_box(db(), image_id=image_id, kind=state.get(f"q_lb_kind_{image_id}", "text"),
+                          x1=state.get(f"q_lb_x1_{image_id}"), y1=state.get(f"q_lb_y1_{image_id}"),
+                          x2=state.get(f"q_lb_x2_{image_id}"), y2=state.get(f"q_lb_y2_{image_id}"),
+                          actor=current_user().name)
+        _told(f"Added a {b['kind']} box ({b['id']}, {corners(b)}): it will be hidden.")
+    except ConsoleError as exc:
+        _refused(exc)
+
+
+@st.fragment
+def label_editor(image_id: int, uri: str, sha256: str | None, hide_suggestion: bool) -> None:
+    """The boxes on the photo, the photo as published, a Remove button per box, a Restore button per removed box
+    and the form that adds one. A service's refusal is shown by the form."""
+    try:
+        draw_label_editor(image_id, uri, sha256, hide_suggestion)
+    except ConsoleError as exc:
+        show_error(exc)
+
+
+def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggestion: bool) -> None:
+    conn, inspector = db(), current_user().name
+    found = label_store.label_boxes(conn, image_id=image_id, actor=inspector)
+    boxes, width, height = found["boxes"], found["width"], found["height"]
+    if found["error"]:
+        st.warning(f"The search for labels failed: {md(found['error'])}", icon=":material/warning:")
+    elif not found["looked"]:
+        state = search_state(conn, image_id=image_id, actor=inspector)["state"]
+        # with the suggestion hidden, why a photo is (not) searched would tell what the model thinks
+        st.caption(NOT_SEARCHED["not_wanted" if hide_suggestion and state == "pending" else state]
+                   if state in NOT_SEARCHED else NOT_SEARCHED["not_wanted"])
+    data, _ = thumbnail(uri, sha256, PREVIEW_SIZE)
+    if data:
+        frame = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        left, right = st.columns(2)
+        left.image(boxes_drawn(frame, boxes, width=width, height=height),
+                   caption=f"{plural(len(boxes), 'box', 'boxes')} to hide")
+        right.image(redact_photo(conn, image_id=image_id, frame=frame, actor=inspector), caption="as published")
+    for b in boxes:
+        c1, c2 = st.columns([4, 1])
+        who = "found" if b["source"] == "auto" else "added by an inspector"
+        c1.caption(f"**{b['kind']}** {b['id']} ({who}): {corners(b)}")
+        c2.button("Remove", key=f"q_lb_rm_{b['id']}", on_click=remove_label, args=(b["id"],), type="tertiary",
+                  icon=":material/delete:")
+    for b in found["removed"]:
+        c1, c2 = st.columns([4, 1])
+        c1.caption(f"~~{b['kind']} {b['id']}~~ removed by {md(b['removed_by'])} {md(when(b['removed_at']))}: "
+                   f"{corners(b)}")
+        c2.button("Restore", key=f"q_lb_restore_{b['id']}", on_click=restore_label, args=(b["id"],),
+                  type="tertiary", icon=":material/undo:")
+    st.caption(f"Add a box the search missed, in the photo's pixels ({width or '?'} x {height or '?'}; x to the "
+               "right, y down, from the top left corner):")
+    k, x1, y1, x2, y2 = st.columns([2, 1, 1, 1, 1])
+    k.selectbox("Kind", KINDS, key=f"q_lb_kind_{image_id}")
+    for col, name in ((x1, "x1"), (y1, "y1"), (x2, "x2"), (y2, "y2")):
+        # no min or max: a value past the edge would be silently replaced by the last valid one; the service
+        # says what is wrong instead
+        col.number_input(name, value=0, step=10, key=f"q_lb_{name}_{image_id}")
+    st.button("Add box", key=f"q_lb_add_{image_id}", on_click=add_label, args=(image_id,), icon=":material/add_box:")
+    if LABEL_NOTE_KEY in st.session_state:  # right by the button that was pressed (and as a toast)
+        st.success(md(st.session_state.pop(LABEL_NOTE_KEY)), icon=":material/check:")
+    if LABEL_ERROR_KEY in st.session_state:
+        st.error(md(st.session_state.pop(LABEL_ERROR_KEY)), icon=":material/error:")
+    edits = label_store.label_box_edits(conn, image_id=image_id, actor=inspector)
+    for e in edits[-LABEL_EDITS_SHOWN:][::-1]:
+        st.caption(f"{md(when(e['at']))} · {md(e['actor'])} {e['action']} {e['kind']} box {e['box_id']} "
+                   f"({corners(e)})")
+
+
+def boxes_drawn(frame: np.ndarray, boxes: list[dict[str, Any]], *, width: int | None, height: int | None) -> np.ndarray:
+    """The frame with each box outlined in its kind's colour, scaled from the photo's pixels."""
+    img = Image.fromarray(frame)
+    draw = ImageDraw.Draw(img)
+    fx = frame.shape[1] / width if width else 1.0
+    fy = frame.shape[0] / height if height else 1.0
+    line = max(2, frame.shape[1] // 300)
+    for b in boxes:
+        draw.rectangle((b["x1"] * fx, b["y1"] * fy, b["x2"] * fx, b["y2"] * fy), outline=LABEL_COLOURS[b["kind"]],
+                       width=line)
+        draw.text((b["x1"] * fx + line, b["y1"] * fy + line), str(b["id"]), fill=LABEL_COLOURS[b["kind"]])
+    return np.asarray(img)
