@@ -1,17 +1,39 @@
 """Reviews: a filterable, sortable table of photos with thumbnails, labels and decisions; a detail view."""
 
+import io
+
+import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
-from pages.common import current_user, db, md, show_error
+from pages.common import current_user, db, md, show_error, thumbnail
 from pages.photos import data_url, review_name
 from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
 from services.core.errors import ConsoleError
 from services.core.wording import SOURCES, STATUSES, queue_reason_text
+from services.faces.label_masks import redact_photo
+from services.redaction.store import label_boxes
 from services.reviews.outcomes import list_images, review_detail
 
 PAGE_SIZE = 50
+PUBLISHED_SIZE = 512
+
+
+def show_published(container, photo: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """A photo with shipping-label boxes to hide, as it is published (the export writes this copy; the queue's
+    editor shows the same masks). Nothing for a photo with nothing to hide."""
+    hidden = label_boxes(conn, image_id=photo["id"], actor=user.name)["boxes"]
+    if not hidden:
+        return
+    data, _ = thumbnail(photo["uri"], photo["sha256"], PUBLISHED_SIZE)
+    if data:
+        frame = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        n = len(hidden)
+        container.image(redact_photo(conn, image_id=photo["id"], frame=frame, actor=user.name),
+                        caption=f"photo {photo['id']} as published · {n} label {'box' if n == 1 else 'boxes'} hidden")
+
 
 st.title("Reviews")
 conn = db(needs="reviews.read")
@@ -99,6 +121,10 @@ if selected:
     for photo in detail["photos"]:
         c1, c2 = st.columns([1, 2])
         show_photo(c1, label=f"photo {photo['id']}", uri=photo["uri"], sha256=photo["sha256"], size=512)
+        try:
+            show_published(c1, photo)
+        except ConsoleError as exc:
+            show_error(exc)
         c2.write(f"Status: **{photo['status']}**" + (f" ({photo['queue_reason']})" if photo["queue_reason"] else ""))
         if photo["predictions"]:
             p = photo["predictions"][0]

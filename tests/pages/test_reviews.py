@@ -149,3 +149,17 @@ def test_detail_is_cleared_when_the_filters_hide_its_review(seeded):
     assert at.selectbox(key="rv_detail").options == ["r2"]
     assert at.selectbox(key="rv_detail").value is None
     assert not at.text and not [m for m in at.markdown if "review of" in m.value]
+
+
+def test_detail_shows_a_photo_with_label_boxes_as_published(seeded, db):
+    from services.redaction.labels import LabelBox
+    from services.redaction.store import save_found
+
+    image_id = db.execute("SELECT id FROM images WHERE review_id = 'r1'").fetchone()[0]
+    at = start_app("pages/reviews.py")
+    at.selectbox(key="rv_detail").set_value("r1").run()
+    assert not any("as published" in c for img in at.image for c in img.captions)  # nothing to hide
+    save_found(db, image_id=image_id, boxes=[LabelBox("barcode", 2, 2, 30, 20, 1.0)])
+    at.run()
+    assert not at.exception, at.exception
+    assert f"photo {image_id} as published · 1 label box hidden" in [c for img in at.image for c in img.captions]

@@ -145,3 +145,8 @@ def test_an_exact_copy_of_a_hidden_box_is_refused_and_a_removed_one_can_come_bac
     add_label_box(db, image_id=image_id, kind="qr", x1=10, y1=20, x2=110, y2=120, actor="ines")  # drawn again
     with pytest.raises(InvalidInput, match="nothing restored"):
         restore_label_box(db, box_id=qr["id"], actor="ines")
+
+
+def test_a_corner_left_empty_is_named(db, image_id):
+    with pytest.raises(InvalidInput, match="needs all four corners \\(x1, y1, x2, y2\\): x2, y2 not given"):
+        add_label_box(db, image_id=image_id, kind="qr", x1=1, y1=1, x2=None, y2="", actor="ines")
