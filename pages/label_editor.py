@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from pages.common import current_user, db, md, person_acted, show_error, thumbnail
 from pages.markup import when
+from services.core.config import get_settings
 from services.core.errors import ConsoleError
 from services.faces.label_masks import redact_photo
 from services.redaction import store as label_store
@@ -138,9 +139,9 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
         st.warning(f"The search for labels failed: {md(found['error'])}", icon=":material/warning:")
     elif not found["looked"]:
         state = search_state(conn, image_id=image_id, actor=inspector)["state"]
-        # with the suggestion hidden, why a photo is (not) searched would tell what the model thinks
-        st.caption(NOT_SEARCHED["not_wanted" if hide_suggestion and state == "pending" else state]
-                   if state in NOT_SEARCHED else NOT_SEARCHED["not_wanted"])
+        if hide_suggestion:  # why a photo is (not) searched would tell what the model thinks: said alike for all
+            state = "off" if not get_settings(conn)["redact_package_labels"] else "not_wanted"
+        st.caption(NOT_SEARCHED.get(state, NOT_SEARCHED["not_wanted"]))
     data, _ = thumbnail(uri, sha256, PREVIEW_SIZE)
     if data:
         frame = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

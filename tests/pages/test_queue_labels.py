@@ -209,3 +209,19 @@ def test_with_the_suggestion_hidden_every_photo_has_the_editor(package, db):
     assert "Shipping labels: boxes hidden when published" in [e.label for e in at.expander]  # ...nothing tells
     editor_open(at, second)
     assert any("have not been searched. Add boxes by hand" in c.value for c in at.caption)
+
+
+def test_with_the_suggestion_hidden_the_setting_off_reads_alike_on_every_photo(package, db):
+    from services.core.config import set_setting
+
+    first, second = package
+    with db.conn:
+        db.execute("DELETE FROM label_boxes")
+        db.execute("DELETE FROM label_redactions")
+    set_setting(db, key="hide_suggestion", value=True, actor="cli:test")
+    set_setting(db, key="redact_package_labels", value=False, actor="cli:test")
+    at = editor_open(start_app("pages/queue.py"), first)  # the model called this one a package
+    said = [c.value for c in at.caption if "not searched" in c.value or "not been searched" in c.value]
+    at.button(key="q_quick_product").click().run()
+    editor_open(at, second)  # and not this one
+    assert said and said == [c.value for c in at.caption if "not searched" in c.value or "not been searched" in c.value]
