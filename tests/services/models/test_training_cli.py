@@ -122,7 +122,7 @@ def test_work_runs_the_housekeeping_of_the_apps_worker(ws, db, capsys):
     assert code == 0 and summary == {"command": "work", "jobs_run": [], "queue_snapshot": True,
                                      "reliability_reestimated": True, "line_feed": None, "raw_frames_pruned": 0,
                                      "reuse_job": None, "retrain_job": None,
-                                     "rescore_job": None, "audit_watch": None}  # no active model to watch
+                                     "rescore_job": None, "label_search_job": None, "audit_watch": None}  # no active model to watch
     assert {r[0] for r in db.execute("SELECT inspector FROM inspector_reliability")} == {"ann", "bob"}
     assert db.execute("SELECT queued FROM queue_snapshots").fetchall() == [(1,)]
     code, summary, _ = run(capsys, "--data-dir", str(ws.root), "work")
