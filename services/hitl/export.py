@@ -62,7 +62,7 @@ def rows(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
     yield from db.query(EXPORT_SQL.format(held=held))
 
 
-def published(db: sqlite_utils.Database, row: dict[str, Any], *, store: ObjectStore, actor: str,
+def _published(db: sqlite_utils.Database, row: dict[str, Any], *, store: ObjectStore, actor: str,
               prefix: str | None) -> dict[str, Any]:
     """``row`` with ``published_uri`` after its ``uri`` (and ``publish_error``): for a decided photo, the photo as
     published: its redacted copy (written to the object store by ``services.redaction.publish``) when label boxes
@@ -87,7 +87,7 @@ def published(db: sqlite_utils.Database, row: dict[str, Any], *, store: ObjectSt
 
 def to_csv(db: sqlite_utils.Database, *, actor: str, store: ObjectStore | None = None,
            prefix: str | None = None) -> tuple[str, int]:
-    """(CSV text, row count). Each decided photo is published on the way (``published``): with label boxes to
+    """(CSV text, row count). Each decided photo is published on the way (``_published``): with label boxes to
     hide, its redacted copy is written under ``prefix`` (default ``published/`` in the workspace) unless already
     there, and ``published_uri`` names it. Raises PermissionDenied unless ``actor`` manages label quality,
     InvalidInput for a malformed storage root."""
@@ -97,7 +97,7 @@ def to_csv(db: sqlite_utils.Database, *, actor: str, store: ObjectStore | None =
     writer = None
     n = 0
     for row in rows(db):
-        row = published(db, row, store=store, actor=actor, prefix=prefix)
+        row = _published(db, row, store=store, actor=actor, prefix=prefix)
         if writer is None:
             writer = csv.DictWriter(out, fieldnames=list(row))
             writer.writeheader()

@@ -18,6 +18,7 @@ import numpy as np
 import sqlite_utils
 from PIL import Image
 
+from services.core.authz import require
 from services.core.config import get_settings, workspace_root
 from services.core.errors import NotFound
 from services.core.images import decode
@@ -60,6 +61,7 @@ def publish_photo(db: sqlite_utils.Database, *, image_id: int, store: ObjectStor
     URI when nothing is hidden, else the redacted copy (written only when not already there). Raises NotFound
     for an unknown photo, PermissionDenied (``actor`` may not see reviews, or a URI outside the storage roots),
     ImageError for an unreadable photo, StorageError."""
+    require(db, actor=actor, action="reviews.read")
     row = db.execute("SELECT uri, sha256 FROM images WHERE id = ?", [image_id]).fetchone()
     if row is None:
         raise NotFound(f"image {image_id} does not exist (it may have been deleted)")
