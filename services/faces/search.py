@@ -44,6 +44,7 @@ class Plan:
     whole_below: int = 4_500_000  # a fine pass of fewer input pixels is run whole, without gating
     budget: int = 16_000_000  # input pixels of fine tiles at most (per direction) on large frames
     candidate: float = 0.05  # a base score that makes a tile worth a fine look
+    candidate_max_width: float = 0.0  # only base boxes narrower than this (frame pixels) make it so (0: any)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def fine_passes(width: int, height: int, plan: Plan, candidates: np.ndarray) -> 
     if width * height * s * s <= plan.whole_below:
         return [whole("fine-mirror" if m else "fine", width, height, s, mirror=m) for m in mirrors]
     tiles = []
+    if len(candidates) and plan.candidate_max_width:
+        candidates = candidates[(candidates[:, 2] - candidates[:, 0]) < plan.candidate_max_width]
     if len(candidates):
         cx, cy = (candidates[:, 0] + candidates[:, 2]) / 2, (candidates[:, 1] + candidates[:, 3]) / 2
         for x1, y1, x2, y2 in _regions(width, height, s, plan):

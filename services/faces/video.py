@@ -8,9 +8,9 @@ native-resolution tiles covering it take turns, so small faces are searched at f
 writer follows a little behind (``services.faces.tracking``) and writes each frame with the faces of the tracks
 alive at it: interpolated between looks and held past a track's ends, so masks neither flicker nor miss frames,
 and a weak face is masked only when two looks saw it. The first look of each shot (the video's start, and after
-each cut) searches the whole frame and, at once, the tiles holding a candidate at twice the native resolution,
-as for a photo (``detect_complete``), so a short shot is not over before its tiles come round and its 10-20 px
-faces are found from its first frame; a weak face the passes voted for is masked from that one look. The
+each cut) searches the whole frame at 640 and at its own size and, at once, the tiles holding a small candidate
+at twice that size, as for a photo (``detect_complete``), so a short shot is not over before its tiles come round
+and its 10-20 px faces are found from its first frame; a weak face the passes voted for is masked from that look. The
 camera's motion between looks is measured (``services.faces.motion``), so tracks are joined and masks placed
 where the face is while the camera pans. Every output frame keeps its input timestamp (variable frame rates stay
 as they were), the display rotation is copied, and the audio stream is copied unchanged (or

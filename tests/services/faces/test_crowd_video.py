@@ -4,9 +4,10 @@ of ``benchmarks/faces_eval``), shrunk so that most faces are 10-20 px wide and r
 next. Every annotated face of 10 px and more lies wholly inside the frame loses its detail
 (``services.faces.quality``) in every frame of its shot, with the job's defaults.
 
-A shot's first look is the only one that sees every part of the frame before a short shot is over; its tiles are
-searched at twice the native resolution, as photos are. Planted bug this catches: that first look at native
-resolution (``VIDEO_PLAN``: 10-15 px faces are left in all six frames of their shot).
+A shot's first look is the only one that sees every part of the frame before a short shot is over; where the
+base pass sees a small candidate, its tiles are searched at twice the native resolution, as photos are. Planted
+bugs this catches: that first look at native resolution only (``small=None``: 10-15 px faces are left in all six
+frames of their shot), and small candidates from score 0.05 instead of 0.03 (one 14 px face left).
 
 The camera holds still here. Panning over this repeated pattern, 10 px faces a few pixels from smaller unscored
 ones, the tracker sometimes joins a face to its neighbour on the next look and the mask slides off for a frame or
