@@ -405,11 +405,11 @@ def compare_libraries(n_compare: int, n_queries: int) -> dict:
     return libs
 
 
-def hash_scan(n_photos: int, rows_per_photo: int = 3, n_probes: int = 10) -> dict:
-    """The in-memory hash scan a photo's check makes, at ``n_photos`` stored photos with three rows each (the
-    whole photo, its centre window, and its margin-free content or page block, which many photos lack), looked up
-    with ten probes (the most a photo has: four quarter turns of the whole and of the margin-free content, two
-    page blocks)."""
+def hash_scan(n_photos: int, rows_per_photo: int = 7, n_probes: int = 14) -> dict:
+    """The in-memory hash scan a photo's check makes, at ``n_photos`` stored photos with seven rows each (the
+    whole photo, its centre window, its margin-free content or page block, which many photos lack, and its four
+    quarters, plain ones left out), looked up with fourteen probes (the most a photo has: four quarter turns of the
+    whole and of the margin-free content, two page blocks, four quarters)."""
     import sqlite_utils
 
     from services.reuse.hashes import HashIndex

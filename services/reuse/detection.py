@@ -3,7 +3,7 @@
 The ``reuse`` job kind checks every embedded photo once (``images.reuse_checked``), so a crashed check
 resumes where it stopped. For each photo: other reviews' photos with the same bytes are exact copies; else the
 candidates are the stored photos whose whole-photo or region hashes are close to one of the photo's probes
-(``services.reuse.hashes``: its quarter turns, its margin-free content, a page block) and the nearest stored
+(``services.reuse.hashes``: its quarter turns, its margin-free content, a page block, its textured quarters) and the nearest stored
 embeddings (``services.reuse.similarity``, cosine at least CANDIDATE_SIMILARITY, the nearest few at least
 WEAK_SIMILARITY: stickers move an embedding far); each is confirmed or not by
 ``services.reuse.near_copies`` (an alignment, then the fine detail under it), strongest evidence first. The
@@ -76,14 +76,14 @@ def _picture(store: Any, uri: str, max_pixels: int) -> Image.Image:
 
 def _store_regions(db: sqlite_utils.Database, sha: str, picture: Image.Image) -> None:
     """The hashes of this photo's regions, for later photos to meet (rows ``<sha256>#<region>``)."""
-    for name, (value, mirror) in region_hashes(picture).items():
+    for name, (value, mirror) in region_hashes(picture, quarters=True).items():
         db.execute("INSERT OR IGNORE INTO image_hashes (sha256, phash, phash_mirror) VALUES (?, ?, ?)",
                    [f"{sha}{REGION_SEP}{name}", value, mirror])
 
 
 def _region_box(picture: Image.Image, region: str) -> Box:
     if region:
-        box = region_boxes(picture).get(region)
+        box = region_boxes(picture, quarters=True).get(region)
         if box is not None:
             return box
     return 0, 0, picture.width, picture.height
@@ -124,8 +124,8 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
                           "ORDER BY i.id LIMIT 1", [other_sha, review_id, image_id]).fetchone()
 
     hashes.sync(db)  # the regions of photos checked since the job started
-    mine_probes = probes(picture)
-    for hit in hashes.scan(db, [p.value for p in mine_probes]):
+    mine_probes = probes(picture, quarters=True)
+    for hit in hashes.scan(db, [p.value for p in mine_probes], limits=[p.max_bits for p in mine_probes]):
         if hit.sha256 != sha and (other := earliest(hit.sha256)):
             found = candidates.setdefault(other[0], {"uri": other[1], "user": other[2], "sha": hit.sha256,
                                                      "bits": hit.bits, "similarity": None, "hits": []})

@@ -25,6 +25,8 @@ from services.reuse.regions import Box
 HASH_BITS_NEAR = 10  # perceptual-hash distance at or below which two pictures are candidates
 SCAN_CHUNK = 1 << 16  # stored hashes scanned at a time
 REGION_SEP = "#"  # image_hashes.sha256 of a region row: <sha256>#<region>
+QUARTER_BITS = 6  # a quarter's hash meets another hash only this close
+QUARTER_MIN_STD = 16.0  # grey levels: a quarter whose 32x32 thumbnail varies less is too plain to hash
 
 
 def _signed(bits: np.ndarray) -> int:
@@ -68,6 +70,7 @@ class Probe:
     value: int
     box: Box
     turns: int
+    max_bits: int = HASH_BITS_NEAR  # how close a stored hash must be to meet it
 
 
 def grey_of(picture: Image.Image) -> np.ndarray:
@@ -75,9 +78,17 @@ def grey_of(picture: Image.Image) -> np.ndarray:
     return np.asarray(picture.convert("L"))
 
 
-def probes(picture: Image.Image) -> list[Probe]:
+def quarter_boxes(picture: Image.Image) -> dict[str, Box]:
+    """The quarters of the picture textured enough to hash (``QUARTER_MIN_STD``), by name."""
+    grey = picture.convert("L")
+    return {name: box for name, box in regions.quarters((0, 0, *picture.size)).items()
+            if float(_thumb(grey, box).std()) >= QUARTER_MIN_STD}
+
+
+def probes(picture: Image.Image, *, quarters: bool = False) -> list[Probe]:
     """The hashes to look a new photo up with: the whole photo and its uniform-margin-free content in their
-    four quarter turns, and the photo-like block of a page (a screenshot) upright."""
+    four quarter turns, and the photo-like block of a page (a screenshot) upright; with ``quarters``, each
+    textured quarter upright too (met only within ``QUARTER_BITS``)."""
     grey = picture.convert("L")
     arr = np.asarray(grey)
     h, w = arr.shape
@@ -94,12 +105,15 @@ def probes(picture: Image.Image) -> list[Probe]:
         shifted = (placed[0] + inner[0], placed[1] + inner[1], placed[0] + inner[2], placed[1] + inner[3])
         if regions.differs(shifted, placed, (w, h)):
             out.append(Probe(_bits(_thumb(grey, shifted)), shifted, 0))
+    if quarters:
+        out += [Probe(_bits(_thumb(grey, box)), box, 0, QUARTER_BITS) for box in quarter_boxes(picture).values()]
     return out
 
 
-def region_boxes(picture: Image.Image) -> dict[str, Box]:
+def region_boxes(picture: Image.Image, *, quarters: bool = False) -> dict[str, Box]:
     """The regions of a stored photo hashed besides the whole: its content without uniform margins, the
-    photo-like block of a page, and centre windows of the whole (what hard crops keep)."""
+    photo-like block of a page, and centre windows of the whole (what hard crops keep); with ``quarters``, its
+    textured quarters too."""
     grey = grey_of(picture)
     h, w = grey.shape
     whole: Box = (0, 0, w, h)
@@ -112,14 +126,16 @@ def region_boxes(picture: Image.Image) -> dict[str, Box]:
         out["placed"] = placed
     for name, share in regions.CENTRES.items():
         out[name] = regions.centre(whole, share)
+    if quarters:
+        out.update(quarter_boxes(picture))
     return out
 
 
-def region_hashes(picture: Image.Image) -> dict[str, tuple[int, int]]:
+def region_hashes(picture: Image.Image, *, quarters: bool = False) -> dict[str, tuple[int, int]]:
     """(hash, mirror hash) of each region of ``region_boxes``."""
     grey = picture.convert("L")
     out = {}
-    for name, box in region_boxes(picture).items():
+    for name, box in region_boxes(picture, quarters=quarters).items():
         thumb = _thumb(grey, box)
         out[name] = (_bits(thumb), _bits(thumb[:, ::-1]))
     return out
@@ -169,9 +185,11 @@ class HashIndex:
         hits = self.scan(db, [hashes[0]], max_bits=max_bits)
         return [(h.sha256, h.bits) for h in hits if not h.region]
 
-    def scan(self, db: sqlite_utils.Database, values: list[int], *, max_bits: int = HASH_BITS_NEAR) -> list[HashHit]:
+    def scan(self, db: sqlite_utils.Database, values: list[int], *, max_bits: int = HASH_BITS_NEAR,
+             limits: list[int] | None = None) -> list[HashHit]:
         """Stored hashes (of whole photos and their regions) within ``max_bits`` of any of ``values``, or of its
-        mirror image, nearest first: for each stored row the probe that came closest."""
+        mirror image, nearest first: for each stored row the probe that came closest. ``limits``: per value, a
+        closer bound (``Probe.max_bits``); a stored quarter is met only within ``QUARTER_BITS``."""
         with self._lock:
             if not len(self.rowids) or not values:
                 return []
@@ -187,7 +205,9 @@ class HashIndex:
                     h, m = int(hashes[i]), int(mirrors[i])
                     options = [(hamming(h, v), k, False) for k, v in enumerate(values)]
                     options += [(hamming(m, v), k, True) for k, v in enumerate(values)]
-                    found[int(self.rowids[lo + i])] = min(options)
+                    options = [o for o in options if limits is None or o[0] <= limits[o[1]]]
+                    if options:
+                        found[int(self.rowids[lo + i])] = min(options)
         if not found:
             return []
         marks = ",".join("?" * len(found))
@@ -196,5 +216,6 @@ class HashIndex:
         for rowid, key in keys:
             sha, _, region = key.partition(REGION_SEP)
             bits, probe, mirror = found[rowid]
-            out.append(HashHit(sha, region, bits, probe, mirror))
+            if region not in regions.QUARTERS or bits <= QUARTER_BITS:
+                out.append(HashHit(sha, region, bits, probe, mirror))
         return sorted(out, key=lambda h: h.bits)

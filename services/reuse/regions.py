@@ -17,6 +17,7 @@ UNIFORM = 12  # grey levels: a margin line is uniform when 98% of it is this clo
 PAGE = 6  # colour levels from the page colour at which a pixel belongs to something placed on the page
 MIN_SIDE = 0.15  # a region keeps at least this share of each side of the picture
 CENTRES = {"c50": 0.25}  # centre windows and the share cut from each side (lighter crops: embeddings, keypoints)
+QUARTERS = ("q0", "q1", "q2", "q3")  # the four quarters of a picture, in reading order
 
 
 def _edge(lines: np.ndarray, reference: float) -> int:
@@ -65,6 +66,14 @@ def centre(box: Box, share: float) -> Box:
     left, top, right, bottom = box
     dx, dy = (right - left) * share, (bottom - top) * share
     return int(round(left + dx)), int(round(top + dy)), int(round(right - dx)), int(round(bottom - dy))
+
+
+def quarters(box: Box) -> dict[str, Box]:
+    """The four quarters of ``box``, named ``QUARTERS`` in reading order."""
+    left, top, right, bottom = box
+    mx, my = (left + right) // 2, (top + bottom) // 2
+    parts = [(left, top, mx, my), (mx, top, right, my), (left, my, mx, bottom), (mx, my, right, bottom)]
+    return dict(zip(QUARTERS, parts))
 
 
 def differs(a: Box, b: Box, size: tuple[int, int]) -> bool:

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from services.reuse.alignment import agreement, box_homography
-from services.reuse.hashes import HashIndex, perceptual_hash, probes, region_boxes, region_hashes
+from services.reuse.hashes import QUARTER_BITS, HashIndex, perceptual_hash, probes, region_boxes, region_hashes
 from services.reuse.near_copies import compare, working_grey
 from services.reuse.regions import content_box, placed_box
 
@@ -66,3 +66,25 @@ def test_the_detail_check_follows_the_hash_alignment_and_refuses_another_picture
     assert agreement(a, other, same_frame).local < 0.3
     assert compare(photo, photo.transpose(Image.Transpose.ROTATE_270)).near
     assert not compare(photo, _picture(5)).near
+
+
+def test_textured_quarters_are_hashed_and_met_only_when_close(db):
+    photo = _picture(5)
+    half_plain = photo.copy()
+    half_plain.paste((250, 250, 250), (0, 0, 160, 240))  # the white around a shop photo: nothing to tell apart
+    assert set(region_boxes(photo, quarters=True)) >= {"q0", "q1", "q2", "q3"}
+    assert not {"q0", "q2"} & set(region_boxes(half_plain, quarters=True)) and {"q1", "q3"} <= set(region_boxes(half_plain, quarters=True))
+    assert not {"q0", "q1", "q2", "q3"} & set(region_boxes(photo))  # only the reuse check asks for quarters
+    for name, (value, mirror) in region_hashes(photo, quarters=True).items():
+        db.execute("INSERT INTO image_hashes (sha256, phash, phash_mirror) VALUES (?, ?, ?)", [f"orig#{name}", value, mirror])
+    index = HashIndex()
+    index.sync(db)
+    covered = photo.copy()
+    covered.paste((255, 0, 0), (0, 0, 320, 120))  # the top half under a caption or stickers
+    covered.paste((0, 0, 255), (0, 120, 160, 240))
+    hits = index.scan(db, [p.value for p in probes(covered, quarters=True)],
+                      limits=[p.max_bits for p in probes(covered, quarters=True)])
+    assert hits and hits[0].sha256 == "orig" and hits[0].region == "q3" and hits[0].bits <= QUARTER_BITS
+    assert not index.scan(db, [p.value for p in probes(covered)])  # the whole and its regions are too far
+    far = int(region_hashes(photo, quarters=True)["q3"][0]) ^ ((1 << (QUARTER_BITS + 1)) - 1)  # QUARTER_BITS + 1 bits off
+    assert not [h for h in index.scan(db, [far]) if h.region == "q3"]  # a stored quarter is met only within QUARTER_BITS
