@@ -72,7 +72,7 @@ def test_centre_agreement_reads_the_middle_of_the_overlap():
 
 
 @pytest.mark.xfail(strict=True, reason="known miss: a sticker over the middle of a face leaves too little of the "
-                   "central half agreeing (the garments' test above passes; issue 25 left open for it)")
+                   "central half agreeing (the garments' test above passes; quarter hashes bring such a copy to be compared, they do not confirm it)")
 def test_a_sticker_over_the_middle_of_a_face_is_a_copy(samples):
     src = samples.parent / "faces" / "deepface_img18.jpg"
     if not src.is_file():
