@@ -5,6 +5,7 @@ Every mode removes the detail of a face whatever its size, a 10-pixel face as su
 
 * ``blur``: a Gaussian whose sigma is a fixed share of the mask's size (``BLUR_SHARE``) with a floor
   (``MIN_SIGMA`` pixels), run on a reduced copy of the face and its surroundings so large faces cost little;
+  the pixel work of every mode is ``services.redaction.masking``'s, which label boxes use too;
 * ``pixelate``: blocks of about a tenth of the face, never fewer than ``MIN_BLOCK`` pixels, so a small face
   becomes two or three blocks across, not a copy of itself;
 * ``fill``: solid black.
@@ -20,16 +21,11 @@ import cv2
 import numpy as np
 
 from services.core.errors import InvalidInput
+from services.redaction.masking import MODES, blurred, grow, pixelated
 
-MODES = ("blur", "pixelate", "fill")
 SHAPES = ("ellipse", "box")
 DEFAULT_MASK_SCALE = 1.3
 ELLIPSE_COVER = 1.42  # an ellipse of axes sqrt(2) times the half-sides passes through the box's corners
-BLUR_SHARE = 0.15  # sigma as a share of the mask's longer side
-MIN_SIGMA = 2.5  # pixels: the floor that makes a 10-pixel face a blob
-PIXELATE_BLOCKS = 10  # blocks across the mask's longer side
-MIN_BLOCK = 5  # pixels
-BLOCK_SOFTEN = 0.3  # block edges are softened by a Gaussian of this share of a block (sharp edges are detail too)
 ELLIPSE_MARGIN = 2.0  # pixels added to an ellipse's axes, so its edge clears the box's corners
 
 
@@ -41,18 +37,6 @@ def validate(*, mode: str, shape: str, mask_scale: float) -> None:
         raise InvalidInput(f"unknown mask shape '{shape}': choose {', '.join(SHAPES)}")
     if not 1.0 <= float(mask_scale) <= 3.0:
         raise InvalidInput(f"the mask scale must be between 1 and 3, got {mask_scale}")
-
-
-def grow(boxes: np.ndarray, *, scale: float, width: int, height: int) -> np.ndarray:
-    """Boxes scaled about their centres by ``scale`` and clamped to the frame, as integer (x1, y1, x2, y2)."""
-    if not len(boxes):
-        return np.zeros((0, 4), dtype=np.int32)
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    hw, hh = (boxes[:, 2] - boxes[:, 0]) * scale / 2, (boxes[:, 3] - boxes[:, 1]) * scale / 2
-    out = np.stack([cx - hw, cy - hh, cx + hw, cy + hh], axis=1)
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
-    return np.round(out).astype(np.int32)
 
 
 def mask_scale_for(shape: str, scale: float) -> float:
@@ -121,38 +105,6 @@ def mask(boxes: np.ndarray, *, width: int, height: int, shape: str = "ellipse",
     return out
 
 
-def _blurred(frame: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
-    """The region [y1:y2, x1:x2] blurred with sigma = max(MIN_SIGMA, BLUR_SHARE * longer side), computed with its
-    surroundings (so the edge of the region blends) on a copy reduced to a sigma of about 2 pixels, and mapped back
-    onto the region alone."""
-    height, width = frame.shape[:2]
-    sigma = max(MIN_SIGMA, BLUR_SHARE * max(x2 - x1, y2 - y1))
-    pad = int(np.ceil(1.5 * sigma))
-    px1, py1, px2, py2 = max(0, x1 - pad), max(0, y1 - pad), min(width, x2 + pad), min(height, y2 + pad)
-    small = frame[py1:py2, px1:px2]
-    factor = max(1.0, sigma / 2.0)
-    sw, sh = max(1, int(round((px2 - px1) / factor))), max(1, int(round((py2 - py1) / factor)))
-    if factor > 1:  # pyramid halvings while far from the target size, then one area step
-        left = factor
-        while left >= 4 and min(small.shape[:2]) >= 8:
-            small, left = cv2.pyrDown(small), left / 2
-        small = cv2.resize(small, (sw, sh), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigma / factor, borderType=cv2.BORDER_REFLECT)
-    fx, fy = (px2 - px1) / sw, (py2 - py1) / sh  # small pixel -> frame pixels; then shift to the region's origin
-    to_region = np.array([[fx, 0, 0.5 * fx - 0.5 - (x1 - px1)], [0, fy, 0.5 * fy - 0.5 - (y1 - py1)]], dtype=np.float64)
-    return cv2.warpAffine(small, to_region, (x2 - x1, y2 - y1), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def _pixelated(region: np.ndarray) -> np.ndarray:
-    """Blocks of max(MIN_BLOCK, a PIXELATE_BLOCKS-th of the longer side), each the mean of its pixels, their edges
-    softened (BLOCK_SOFTEN) so the mosaic adds no sharp detail of its own."""
-    rh, rw = region.shape[:2]
-    block = max(MIN_BLOCK, max(rw, rh) / PIXELATE_BLOCKS)
-    small = cv2.resize(region, (max(1, int(round(rw / block))), max(1, int(round(rh / block)))), interpolation=cv2.INTER_AREA)
-    blocks = cv2.resize(small, (rw, rh), interpolation=cv2.INTER_NEAREST)
-    return cv2.GaussianBlur(blocks, (0, 0), BLOCK_SOFTEN * block, borderType=cv2.BORDER_REPLICATE)
-
-
 def anonymize(frame: np.ndarray, boxes: np.ndarray, *, mode: str = "blur", shape: str = "ellipse",
               mask_scale: float = DEFAULT_MASK_SCALE, fill: int = 0) -> np.ndarray:
     """A copy of ``frame`` (H, W, 3 or one plane H, W of uint8) with every face in ``boxes`` anonymised; the rest
@@ -168,9 +120,9 @@ def anonymize(frame: np.ndarray, boxes: np.ndarray, *, mode: str = "blur", shape
         if mode == "fill":
             cover = np.full_like(frame[y1:y2, x1:x2], fill)
         elif mode == "pixelate":
-            cover = _pixelated(frame[y1:y2, x1:x2])
+            cover = pixelated(frame[y1:y2, x1:x2])
         else:
-            cover = _blurred(frame, x1, y1, x2, y2)
+            cover = blurred(frame, x1, y1, x2, y2)
         inside = m[y1:y2, x1:x2] > 0
         np.copyto(out[y1:y2, x1:x2], cover, where=inside[..., None] if cover.ndim == 3 else inside)
     return out
