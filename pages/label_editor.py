@@ -13,6 +13,7 @@ a fragment of its own, so editing a box reruns the editor alone. A change's outc
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -90,22 +91,22 @@ def _refused(exc: ConsoleError) -> None:
     st.toast(str(exc), icon=":material/error:")
 
 
-def remove_label(box_id: int) -> None:
+def _box_action(change: Callable[..., dict[str, Any]], box_id: int, *, done: str, then: str) -> None:
+    """Remove or restore a box (``change`` is the store's function), told or refused by the Add box button."""
     person_acted()
     try:
-        b = label_store.remove_label_box(db(), box_id=box_id, actor=current_user().name)
-        _told(f"Removed the {b['kind']} box {box_id} ({corners(b)}): it will not be hidden.")
+        b = change(db(), box_id=box_id, actor=current_user().name)
+        _told(f"{done} the {b['kind']} box {box_id} ({corners(b)}): {then}.")
     except ConsoleError as exc:
         _refused(exc)
+
+
+def remove_label(box_id: int) -> None:
+    _box_action(label_store.remove_label_box, box_id, done="Removed", then="it will not be hidden")
 
 
 def restore_label(box_id: int) -> None:
-    person_acted()
-    try:
-        b = label_store.restore_label_box(db(), box_id=box_id, actor=current_user().name)
-        _told(f"Restored the {b['kind']} box {box_id} ({corners(b)}): it will be hidden again.")
-    except ConsoleError as exc:
-        _refused(exc)
+    _box_action(label_store.restore_label_box, box_id, done="Restored", then="it will be hidden again")
 
 
 def add_label(image_id: int) -> None:

@@ -125,18 +125,13 @@ def remove_label_box(db: sqlite_utils.Database, *, box_id: int, actor: str) -> d
     require(db, actor=actor, action="reviews.label")
     now = now_iso()
     with immediate(db):
-        row = db.execute("SELECT image_id, kind, x1, y1, x2, y2, score, source, removed_by FROM label_boxes "
-                         "WHERE id = ?", [box_id]).fetchone()
-        if row is None:
-            raise NotFound(f"label box {box_id} does not exist")
-        image_id, kind, x1, y1, x2, y2, score, source, removed_by = row
+        image_id, kind, x1, y1, x2, y2, score, source, removed_by = _box_row(db, box_id)
         if removed_by is not None:
             raise InvalidInput(f"label box {box_id} was already removed by {removed_by}")
         db.execute("UPDATE label_boxes SET removed_at = ?, removed_by = ? WHERE id = ?", [now, actor, box_id])
         _edit(db, image_id=image_id, box_id=box_id, action="removed", kind=kind, box=(x1, y1, x2, y2), actor=actor,
               now=now)
-    return {**LabelBox(str(kind), x1, y1, x2, y2, score if score is not None else 1.0).as_dict(), "id": box_id,
-            "source": source or "auto"}
+    return _box_dict(box_id, kind, x1, y1, x2, y2, score, source)
 
 
 def restore_label_box(db: sqlite_utils.Database, *, box_id: int, actor: str) -> dict[str, Any]:
@@ -146,17 +141,27 @@ def restore_label_box(db: sqlite_utils.Database, *, box_id: int, actor: str) -> 
     require(db, actor=actor, action="reviews.label")
     now = now_iso()
     with immediate(db):
-        row = db.execute("SELECT image_id, kind, x1, y1, x2, y2, score, source, removed_by FROM label_boxes "
-                         "WHERE id = ?", [box_id]).fetchone()
-        if row is None:
-            raise NotFound(f"label box {box_id} does not exist")
-        image_id, kind, x1, y1, x2, y2, score, source, removed_by = row
+        image_id, kind, x1, y1, x2, y2, score, source, removed_by = _box_row(db, box_id)
         if removed_by is None:
             raise InvalidInput(f"label box {box_id} is not removed: it is hidden already")
         _refuse_copy(db, image_id=image_id, box=(x1, y1, x2, y2), what="nothing restored")
         db.execute("UPDATE label_boxes SET removed_at = NULL, removed_by = NULL WHERE id = ?", [box_id])
         _edit(db, image_id=image_id, box_id=box_id, action="restored", kind=kind, box=(x1, y1, x2, y2), actor=actor,
               now=now)
+    return _box_dict(box_id, kind, x1, y1, x2, y2, score, source)
+
+
+def _box_row(db: sqlite_utils.Database, box_id: int) -> tuple[Any, ...]:
+    """(image_id, kind, x1, y1, x2, y2, score, source, removed_by) of a box. Raises NotFound for an unknown box."""
+    row = db.execute("SELECT image_id, kind, x1, y1, x2, y2, score, source, removed_by FROM label_boxes WHERE id = ?",
+                     [box_id]).fetchone()
+    if row is None:
+        raise NotFound(f"label box {box_id} does not exist")
+    return tuple(row)
+
+
+def _box_dict(box_id: int, kind: str, x1: float, y1: float, x2: float, y2: float, score: float | None,
+              source: str | None) -> dict[str, Any]:
     return {**LabelBox(str(kind), x1, y1, x2, y2, score if score is not None else 1.0).as_dict(), "id": box_id,
             "source": source or "auto"}
 
