@@ -81,6 +81,16 @@ def test_a_sticker_over_the_middle_of_a_face_is_a_copy(samples):
     assert compare(photo, _stickers(photo, centre=True)).near
 
 
+def _classified(ws, db, tmp_path, rows: list[dict]) -> dict[str, np.ndarray]:
+    """Ingest the reviews ``rows`` and classify them: each review's embedding, by review id."""
+    manifest = tmp_path / "batch.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test").as_dict()["error_count"] == 0
+    run_kind_now(ws, db, "classify")
+    return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in db.execute(
+        "SELECT i.review_id, e.vector FROM images i JOIN embeddings e ON e.sha256 = i.sha256")}
+
+
 def test_a_face_under_stickers_is_found_below_the_candidate_similarity(ws, db, samples, tmp_path):
     src = samples.parent / "faces" / "deepface_img18.jpg"
     if not src.is_file():
@@ -89,12 +99,7 @@ def test_a_face_under_stickers_is_found_below_the_candidate_similarity(ws, db, s
     _stickers(Image.open(src).convert("RGB"), corners=True).save(copy, "JPEG", quality=90)  # no hash within reach
     rows = [{"review_id": "orig", "review_type": "product", "user_id": "owner", "image_uris": [str(src)]},
             {"review_id": "copy", "review_type": "product", "user_id": "other", "image_uris": [str(copy)]}]
-    manifest = tmp_path / "batch.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test").as_dict()["error_count"] == 0
-    run_kind_now(ws, db, "classify")
-    vectors = {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in db.execute(
-        "SELECT i.review_id, e.vector FROM images i JOIN embeddings e ON e.sha256 = i.sha256")}
+    vectors = _classified(ws, db, tmp_path, rows)
     similarity = float(vectors["orig"] @ vectors["copy"] / np.linalg.norm(vectors["orig"]) / np.linalg.norm(vectors["copy"]))
     assert similarity < reuse.CANDIDATE_SIMILARITY  # what made it a miss: only the nearest few are looked at
     run_kind_now(ws, db, reuse.KIND)
@@ -118,12 +123,7 @@ def test_a_copy_under_stickers_is_found_when_other_photos_with_the_same_stickers
     copy = tmp_path / "copy.jpg"
     _stickers(Image.open(src).convert("RGB"), corners=True).save(copy, "JPEG", quality=90)
     rows.append({"review_id": "copy", "review_type": "product", "user_id": "other", "image_uris": [str(copy)]})
-    manifest = tmp_path / "batch.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert ingest_manifest(db, uri=str(manifest), store=ObjectStore(), actor="cli:test").as_dict()["error_count"] == 0
-    run_kind_now(ws, db, "classify")
-    vectors = {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in db.execute(
-        "SELECT i.review_id, e.vector FROM images i JOIN embeddings e ON e.sha256 = i.sha256")}
+    vectors = _classified(ws, db, tmp_path, rows)
     unit = {k: v / np.linalg.norm(v) for k, v in vectors.items()}
     to_copy = {k: float(unit[k] @ unit["copy"]) for k in unit if k != "copy"}
     nearer = [k for k, s in to_copy.items() if s > to_copy["orig"]]
