@@ -10,7 +10,6 @@ moves a few). Bounds are Wilson 95% intervals.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import OUT, ROOT
+from common import OUT, ROOT, wilson
 from PIL import Image, ImageOps
 
 EVAL_DIR = OUT / "faces_eval"
@@ -46,15 +45,6 @@ def load(split: str, *, quick: bool = False) -> dict[str, dict[str, Any]]:
 
 def rgb(path: Path) -> np.ndarray:
     return np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
-
-
-def wilson(k: int, n: int) -> list[float | None]:
-    """Wilson 95% interval for k successes in n."""
-    if n == 0:
-        return [None, None]
-    z, p = 1.96, k / n
-    mid, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
 
 
 def xyxy(box: list[float], grow: float = 1.0) -> list[float]:

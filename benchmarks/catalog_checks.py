@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from PIL import Image, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import wilson  # noqa: E402
 from near_duplicates import save_edit  # noqa: E402
 
 REPO, COMMIT = "marcusklasson+GroceryStoreDataset", "fc80ba9"
@@ -81,14 +81,6 @@ def listed(root: Path, name: str) -> list[tuple[Path, str]]:
             path, fine, _ = [x.strip() for x in line.split(",")]
             out.append((root / path, fine))
     return out
-
-
-def wilson(k: int, n: int) -> list[float | None]:
-    if n == 0:
-        return [None, None]
-    z, p = 1.96, k / n
-    mid, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
 
 
 def upper95(k: int, n: int) -> float | None:

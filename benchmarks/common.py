@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import threading
@@ -87,3 +88,12 @@ def from_mirror(mirror_dir: Path, repo: str, commit: str, path: str) -> bytes | 
         if res.returncode == 0:
             return res.stdout
     return None
+
+
+def wilson(k: int, n: int) -> list[float | None]:
+    """Wilson 95% interval for k successes in n."""
+    if n == 0:
+        return [None, None]
+    z, p = 1.96, k / n
+    mid, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
