@@ -28,7 +28,7 @@ from PIL import Image
 
 from services.core.errors import ConsoleError
 from services.core.images import decode
-from services.reuse.hashes import HASH_BITS_NEAR, probes
+from services.reuse.hashes import HASH_BITS_NEAR, nearest_bits, probes
 from services.reuse.near_copies import ORB_SIDE, compare
 
 # Thresholds chosen on the tune split of benchmarks/catalog_checks.py (see there; reported on the other split).
@@ -92,10 +92,7 @@ class CatalogIndex:
         """{catalog image id: closest bits} of images with a hash within ``max_bits`` of a probe (mirror allowed)."""
         if not len(self.hashes) or not values:
             return {}
-        best = None
-        for v in np.array(values, dtype=np.int64).view(np.uint64):
-            dist = np.minimum(np.bitwise_count(self.hashes ^ v), np.bitwise_count(self.mirrors ^ v))
-            best = dist if best is None else np.minimum(best, dist)
+        best = nearest_bits(self.hashes, self.mirrors, np.array(values, dtype=np.int64).view(np.uint64))
         out: dict[int, int] = {}
         for i in np.flatnonzero(best <= max_bits):
             cid = int(self.hash_ids[i])

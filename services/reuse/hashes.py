@@ -141,6 +141,16 @@ def region_hashes(picture: Image.Image, *, quarters: bool = False) -> dict[str, 
     return out
 
 
+def nearest_bits(hashes: np.ndarray, mirrors: np.ndarray, probes_u: np.ndarray) -> np.ndarray:
+    """Per stored hash (uint64, with its mirror image's), the fewest differing bits to any probe (uint64).
+    Raises nothing."""
+    best = None
+    for v in probes_u:
+        dist = np.minimum(np.bitwise_count(hashes ^ v), np.bitwise_count(mirrors ^ v))
+        best = dist if best is None else np.minimum(best, dist, out=best)
+    return best if best is not None else np.full(len(hashes), 255, dtype=np.uint8)
+
+
 @dataclass(frozen=True)
 class HashHit:
     sha256: str  # the stored photo
@@ -197,10 +207,7 @@ class HashIndex:
             found: dict[int, tuple[int, int, bool]] = {}
             for lo in range(0, len(self.rowids), SCAN_CHUNK):  # a chunk stays in cache while every probe passes
                 hashes, mirrors = self.hashes[lo:lo + SCAN_CHUNK], self.mirrors[lo:lo + SCAN_CHUNK]
-                best = None
-                for v in probes_u:
-                    dist = np.minimum(np.bitwise_count(hashes ^ v), np.bitwise_count(mirrors ^ v))
-                    best = dist if best is None else np.minimum(best, dist, out=best)
+                best = nearest_bits(hashes, mirrors, probes_u)
                 for i in np.flatnonzero(best <= max_bits):  # few: which probe, straight or mirrored
                     h, m = int(hashes[i]), int(mirrors[i])
                     options = [(hamming(h, v), k, False) for k, v in enumerate(values)]
