@@ -40,6 +40,13 @@ band = None if f_band == (0.0, 1.0) else (f_band[0], f_band[1] + (1e-9 if f_band
 filters = {"review_type": f_type, "label": f_label, "band": band}
 
 
+def held_while(status: str) -> str:
+    """What a live copy flag means for the review's credit, by the flag's status (open or confirmed)."""
+    if status == "confirmed":
+        return "an admin confirmed the copy: its credit stays held."
+    return "its credit is held until an admin clears it."
+
+
 def acting():  # type: ignore[no-untyped-def]
     """(connection, inspector) for a callback: a person's action, on this run's connection."""
     person_acted()
@@ -196,13 +203,13 @@ def photo(conn, item: dict, *, settings: dict, inspector: str, mine: dict | None
         reused = reuse_flag_of(conn, image_id=item["id"], actor=inspector)
         if reused:
             st.warning(f"This photo looks reused from review {md(review_name(reused['other_review_id']))} (user "
-                       f"{md(reused['other_user_id'] or '?')}); its credit is held until an admin clears it.",
+                       f"{md(reused['other_user_id'] or '?')}); {held_while(reused['status'])}",
                        icon=":material/content_copy:")
             show_photo(st, label=f"photo {reused['other_image_id']}", uri=reused["other_uri"],
                        sha256=reused["other_sha256"], size=160, width=160, details=False,
                        caption=f"the earlier photo ({md(reused['kind'])} copy, {md(reused['how'])})")
         for flag in catalog_flags_of(conn, image_id=item["id"], actor=inspector):
-            held = " Its credit is held until an admin clears it." if flag["kind"] == "copy" else ""
+            held = f" {held_while(flag['status']).capitalize()}" if flag["kind"] == "copy" else ""
             st.warning(f"Catalog check: {md(flag['reason'] or '')}.{held}", icon=":material/storefront:")
             cols = st.columns(max(1, min(3, len(flag["shown"]))))
             for n, near in enumerate(flag["shown"][:6]):

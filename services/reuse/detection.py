@@ -81,6 +81,11 @@ def _store_regions(db: sqlite_utils.Database, sha: str, picture: Image.Image) ->
                    [f"{sha}{REGION_SEP}{name}", value, mirror])
 
 
+def _same_user(theirs: str | None, mine: str | None) -> int:
+    """1 when both photos came from one known customer account (photos without one are never the same account)."""
+    return int(theirs is not None and theirs != "" and theirs == mine)
+
+
 def _region_box(picture: Image.Image, region: str) -> Box:
     if region:
         box = region_boxes(picture, quarters=True).get(region)
@@ -112,7 +117,7 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
                        [sha, review_id, image_id]).fetchone()
     if exact:
         return [{"other_image_id": exact[0], "kind": "exact", "how": "bytes", "similarity": 1.0, "hash_distance": 0,
-                 "inliers": None, "same_user": int(exact[1] == user_id)}]
+                 "inliers": None, "same_user": _same_user(exact[1], user_id)}]
     vec = db.execute("SELECT vector FROM embeddings WHERE sha256 = ? AND backbone = ?", [sha, index.backbone]).fetchone()
     if vec is None:
         return []
@@ -172,7 +177,7 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
     other_id, result = confirmed
     c = candidates[other_id]
     return [{"other_image_id": other_id, "kind": "near", "how": result.how, "similarity": c["similarity"],
-             "hash_distance": result.hash_distance, "inliers": result.inliers, "same_user": int(c["user"] == user_id)}]
+             "hash_distance": result.hash_distance, "inliers": result.inliers, "same_user": _same_user(c["user"], user_id)}]
 
 
 # a photo the reuse job checks: not yet against other reviews, or not yet against a catalog that has images

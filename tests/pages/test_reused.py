@@ -54,6 +54,21 @@ def test_the_queue_shows_the_reuse_warning_and_similar_decided_photos(ws, db, co
     assert cases[0]["similarity"] >= 0.5  # a tiny made-up photo: its half-size copy embeds only so alike
 
 
+def test_the_queue_says_whether_the_held_credit_waits_for_an_admin_or_was_confirmed(ws, db, copied):
+    def warning() -> str:
+        at = start_app("pages/queue.py")
+        shown = [r.key for r in at.radio if (r.key or "").startswith("q_label_")][0]
+        if shown != f"q_label_{copied['again']}":
+            at.button(key="q_skip").click().run()
+        return next(w for w in texts(at.warning) if "looks reused from review first" in w)
+
+    assert "held until an admin clears it" in warning()
+    db.execute("UPDATE reuse_flags SET status = 'confirmed' WHERE image_id = ?", [copied["again"]])
+    db.conn.commit()
+    text = warning()
+    assert "an admin confirmed the copy: its credit stays held" in text and "until an admin clears" not in text
+
+
 def test_an_admin_clears_a_flag_and_the_credit_flows(ws, db, copied):
     from services.reviews.decisions import review_outcomes
 

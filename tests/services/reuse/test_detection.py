@@ -169,3 +169,9 @@ def test_a_backlog_is_checked_a_bounded_number_at_a_time_and_the_worker_queues_t
     assert reuse.unchecked_count(db) == waiting - 4  # other jobs get the worker between backlog jobs
     queued = queue_reuse_check(db)["reuse_job"]
     assert queued and queue_reuse_check(db)["reuse_job"] == queued  # one at a time
+
+
+def test_photos_without_a_customer_are_never_the_same_account():
+    """Photos ingested from a folder have no user id: two of them are not "the same account"."""
+    assert reuse._same_user(None, None) == 0 and reuse._same_user("", "") == 0
+    assert reuse._same_user("u1", "u1") == 1 and reuse._same_user("u1", "u2") == 0 and reuse._same_user(None, "u1") == 0
