@@ -46,12 +46,13 @@ labels_text = c1.text_input("Labels to keep (separate with commas)", key="df_lab
 name = c2.text_input("Output folder name (default: the first label)", key="df_name", placeholder="birds")
 c1, c2, c3, c4, c5 = st.columns(5)
 detector = c1.selectbox("Detector", ["local", "rekognition"], key="df_detector",
-                        format_func=lambda d: {"local": "Local (ImageNet, offline)",
+                        format_func=lambda d: {"local": "Local (offline models)",
                                                "rekognition": "Amazon Rekognition"}[d])
 threshold = c2.number_input("Keep at or above", 0.0, 1.0, 0.8, 0.05, key="df_threshold",
                             help="Confidence (0–1) at which an image is kept. With the local detector, person (people, "
-                                 "man, woman, child), shoe, bag, box and clothing are calibrated: 0.8 means about 8 "
-                                 "in 10 images scored there show the label. Other labels are ImageNet sums.")
+                                 "man, woman, child; person and face detectors), bag (COCO object detector), shoe, box "
+                                 "and clothing are calibrated: 0.8 means about 8 in 10 images scored there show the "
+                                 "label. Other labels are ImageNet sums.")
 band_low = c3.number_input("Ask a person from", 0.0, 1.0, 0.5, 0.05, key="df_band_low",
                            help="Confidences in [this, keep threshold) go to a yes/no check; equal to the threshold: none")
 scan_cap = c4.number_input("Scan at most (0: all)", 0, None, 0, 100, key="df_scan_cap")

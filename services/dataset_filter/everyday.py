@@ -5,12 +5,15 @@ ImageNet-1k has no person class, and WordNet puts only some shoes under "shoe" a
 
 - ``person`` (and people, human, man, woman, child and their plurals) comes from the body-pose detector
   (BlazePose) and the face detector (CenterFace) the console already runs for classification; it has boxes.
-- ``shoe``, ``bag``, ``box``, ``clothing`` sum a chosen list of ImageNet classes; a shoe is also looked for
-  on the feet of the people the pose model finds (crops around the ankles, heels and toes, classified too), and
-  feet in view count as shoes (their visibility times the person's detector score): ImageNet has no class for
-  heels or boots on a person, and people in photos are shod far more often than not. A bag is also looked for
-  at the hands of the people found (crops around each hand, and below it, where a bag hangs): on a whole photo
-  a handbag or a shoulder bag is too small a part for ImageNet's bag classes to fire.
+- ``bag`` (and bags, handbag, handbags) comes from the COCO object detector (YOLOX-Nano,
+  ``services.models.coco_objects``): its handbag, backpack and suitcase classes, with boxes. It also keeps the
+  ImageNet evidence (a chosen list of bag classes, on the whole photo and on crops around the hands of the people
+  the pose model finds, where a bag is carried); the higher of the two scores is the bag's raw score: on the
+  tuning photos the two together fit best (``benchmarks/filter_labels.py``).
+- ``shoe``, ``box``, ``clothing`` sum a chosen list of ImageNet classes; a shoe is also looked for on the feet of
+  the people the pose model finds (crops around the ankles, heels and toes, classified too), and feet in view
+  count as shoes (their visibility times the person's detector score): ImageNet has no class for heels or boots
+  on a person, and people in photos are shod far more often than not.
 
 Each family's confidence is calibrated (``services.dataset_filter.calibration``). Any other label keeps the
 WordNet meaning of ``imagenet_hierarchy`` and its confidence is the ImageNet probability sum, uncalibrated.
@@ -33,6 +36,7 @@ class Family:
     people: bool = False  # evidence from the person detectors
     feet: bool = False  # also look at the crop around the feet of the person found
     hands: bool = False  # also look at the crops around the hands of the people found
+    coco: tuple[str, ...] = ()  # COCO classes of the object detector (services.models.coco_objects)
     wordnet: str | None = None  # classes: every class WordNet puts under this word
 
 
@@ -42,7 +46,8 @@ FAMILIES = (
     Family("shoe", frozenset({"shoe", "shoes"}),
            classes=("clogs", "cowboy boot", "slip-on shoe", "sneaker", "sandal"), feet=True),
     Family("bag", frozenset({"bag", "bags", "handbag", "handbags"}),
-           classes=("backpack", "messenger bag", "plastic bag", "purse"), hands=True),  # messenger bag: mailbag
+           classes=("backpack", "messenger bag", "plastic bag", "purse"), hands=True,
+           coco=("handbag", "backpack", "suitcase")),  # messenger bag: mailbag
     Family("box", frozenset({"box", "boxes", "parcel", "parcels"}),
            classes=("cardboard box / carton", "crate box", "product packet / packaging", "storage chest")),
     Family("clothing", frozenset({"clothing", "clothes"}), wordnet="clothing"),
@@ -68,8 +73,9 @@ def describe(family: Family, *, hierarchy: Hierarchy) -> list[str]:
     if family.people:
         return ["people found by the body-pose detector (BlazePose) or the face detector (CenterFace)"]
     names = [hierarchy.names[i] for i in class_ids(family, hierarchy=hierarchy)]
+    found = [f"{', '.join(family.coco)} found by the COCO object detector (YOLOX-Nano)"] if family.coco else []
     names += ["shoes on the feet of a person found by the body-pose detector"] if family.feet else []
-    return names + (["bags at the hands of a person found by the body-pose detector"] if family.hands else [])
+    return found + names + (["bags at the hands of a person found by the body-pose detector"] if family.hands else [])
 
 
 __all__ = ["FAMILIES", "Family", "class_ids", "describe", "family_of"]

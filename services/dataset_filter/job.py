@@ -2,7 +2,8 @@
 
 A job scans a source (a local folder or ``s3://bucket/prefix``) in a stable order (S3 key order, which
 the local walk follows too), at most ``scan_cap`` images, and runs a label detector on each image
-(``services.dataset_filter.label_detectors``: the offline ImageNet classifier or Rekognition DetectLabels). For each
+(``services.dataset_filter.label_detectors``: the offline models, i.e. the ImageNet classifier with the person
+detectors and a COCO object detector for the everyday labels, or Rekognition DetectLabels). For each
 image, the best evidence among the wanted labels decides its outcome:
 
 - ``kept``: confidence >= ``threshold``; the image is copied to ``destination/<name>/<key relative to

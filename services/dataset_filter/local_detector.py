@@ -4,9 +4,11 @@
   job uses) through a softmax; the label's confidence is the sum of the probabilities of the classes WordNet puts
   under it (``imagenet_hierarchy``), so "bird" sums the 59 bird classes. Not calibrated; no boxes.
 - The everyday labels (``everyday``): "person" and its synonyms from the body-pose and face detectors, with
-  boxes (``people``); "shoe", "bag", "box", "clothing" from chosen ImageNet classes, shoes also on the crops
-  around the feet of the people found, bags on the crops around their hands (then with that crop as box). Their confidences are calibrated
-  (``calibration``), so one threshold means about the same for each.
+  boxes (``people``); "bag" from the COCO object detector's handbag, backpack and suitcase boxes
+  (``services.models.coco_objects``, YOLOX-Nano) or chosen ImageNet classes, whichever scores higher (ImageNet also
+  on the crops around the hands of the people found, then with that crop as box); "shoe", "box", "clothing" from
+  chosen ImageNet classes, shoes also on the crops around the feet of the people found. Their confidences are
+  calibrated (``calibration``), so one threshold means about the same for each.
 
 ``prepare`` (decode, on I/O threads) and ``detect_prepared`` (inference per batch) let a job pipeline the work;
 ``detect_many`` does both for a list of images.
@@ -31,11 +33,13 @@ from services.dataset_filter.everyday import Family
 from services.dataset_filter.evidence import Detection
 from services.dataset_filter.imagenet_hierarchy import Hierarchy, load, unknown_labels_message
 from services.dataset_filter.people import People, find_people
+from services.models.coco_objects import CocoDetector, ObjectBox
 from services.models.embedder import preprocess
 from services.models.features import FeatureExtractor
 
 EMBED_SIDE = 224  # the backbone's letterbox: JPEGs decode straight to about this size (DCT scaling)
-PEOPLE_SIDE = 640  # decode size when people, feet or hands are looked for (small people and feet need the pixels)
+PEOPLE_SIDE = 640  # decode size when people, feet, hands or COCO objects are looked for (small ones need the pixels)
+COCO_BOXES = 5  # at most this many object boxes per label and image, each scoring at least half the best
 
 
 @dataclass
@@ -101,8 +105,9 @@ class LocalImageNetDetector:
 
     @staticmethod
     def needs_people(wanted: Sequence[str]) -> bool:
-        """Whether any wanted label looks at people (person and its synonyms, shoes on feet, bags at hands)."""
-        return any((f := everyday.family_of(label)) is not None and (f.people or f.feet or f.hands)
+        """Whether any wanted label needs the larger picture: it looks at people (person and its synonyms, shoes
+        on feet, bags at hands) or at COCO objects (bags)."""
+        return any((f := everyday.family_of(label)) is not None and (f.people or f.feet or f.hands or bool(f.coco))
                    for label in wanted)
 
     def prepare(self, data: bytes, *, people: bool = False) -> Prepared:
@@ -130,8 +135,9 @@ class LocalImageNetDetector:
         return [self.hierarchy.names[int(ids[k])] for k in top if p[k] >= 0.005]
 
     def _everyday(self, label: str, family: Family, views: list[tuple[np.ndarray, dict[str, float] | None]],
-                  people: People | None, size: tuple[int, int]) -> Detection:
-        """One everyday label's detection from the image's views (whole image first, then feet or hand crops)."""
+                  people: People | None, size: tuple[int, int], objects: list[dict[str, Any]]) -> Detection:
+        """One everyday label's detection from the image's views (whole image first, then feet or hand crops)
+        and the COCO objects found in it (boxes as ratios, with ``score`` and ``part``: the class)."""
         if family.people:
             found = people or People()
             parts = sorted({str(b["part"]) for b in found.boxes})
@@ -149,6 +155,14 @@ class LocalImageNetDetector:
                 feet_box = next((b for _, b in views[1:] if b), None)
                 det = Detection(label, shown, ["feet in view (body pose)", *det.matched],
                                 [{**feet_box, "confidence": round(shown, 4)}] if feet_box else [], size)
+            mine = [o for o in objects if o["part"] in family.coco]
+            if mine and float(mine[0]["score"]) > det.confidence:  # the object detector sees it best
+                best = float(mine[0]["score"])
+                kept = [o for o in mine if float(o["score"]) >= best / 2][:COCO_BOXES]
+                named = list(dict.fromkeys(f"{o['part']} (COCO detector)" for o in kept))
+                det = Detection(label, best, [*named, *det.matched][: self.top_matches],
+                                [{k: v for k, v in o.items() if k != "score"} | {"confidence": round(float(o["score"]), 4)}
+                                 for o in kept], size)
         cal = calibration.for_label(label)
         det.raw = det.confidence
         if cal is not None:
@@ -165,8 +179,10 @@ class LocalImageNetDetector:
         feet = any(f is not None and f.feet for f in families.values())
         hands = any(f is not None and f.hands for f in families.values())
         people: list[People | None] = [None] * len(prepared)
-        if self.needs_people(wanted):
+        if any(f is not None and (f.people or f.feet or f.hands) for f in families.values()):
             people = [find_people(p.picture, feet=feet, hands=hands) for p in prepared]
+        coco = tuple(dict.fromkeys(c for f in families.values() if f is not None for c in f.coco))
+        objects = [self._objects(p.picture, coco) if coco else [] for p in prepared]
         arrays: list[np.ndarray] = [p.array for p in prepared]
         crops: dict[str, list[list[tuple[int, dict[str, float]]]]] = {"feet": [], "hands": []}
         for p, found in zip(prepared, people, strict=True):
@@ -193,9 +209,17 @@ class LocalImageNetDetector:
                     continue
                 views = whole + ([(probs[k], box) for k, box in crops["feet"][i]] if family.feet else [])
                 views += [(probs[k], box) for k, box in crops["hands"][i]] if family.hands else []
-                found[label] = self._everyday(label, family, views, people[i], p.image_size)
+                found[label] = self._everyday(label, family, views, people[i], p.image_size, objects[i])
             out.append(found)
         return out
+
+    @staticmethod
+    def _objects(picture: Image.Image, classes: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The COCO objects of ``classes`` in a picture, best first: boxes as ratios with ``score`` and ``part``
+        (the class). Raises ModelError when the detector cannot load."""
+        w, h = picture.size
+        found: list[ObjectBox] = CocoDetector.shared().detect(picture, classes=classes)
+        return [{**o.ratios(width=w, height=h), "score": o.score, "part": o.name} for o in found]
 
     def detect(self, *, data: bytes | None, uri: str, wanted: list[str]) -> dict[str, Detection]:
         """Best evidence per wanted label for one image (``data``, or read from ``uri``).
@@ -232,4 +256,4 @@ class LocalImageNetDetector:
         return results
 
 
-__all__ = ["EMBED_SIDE", "LocalImageNetDetector", "PEOPLE_SIDE", "Prepared"]
+__all__ = ["COCO_BOXES", "EMBED_SIDE", "LocalImageNetDetector", "PEOPLE_SIDE", "Prepared"]
