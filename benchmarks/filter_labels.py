@@ -16,6 +16,9 @@ people: crowds, close-ups, masks).
   report part, and for its review photos alone (``reviews``: the photos the issue was found on) and its face
   photos alone (``faces``).
   ``--write-calibration`` stores the fitted calibration in services/dataset_filter/data/label_calibration.json.
+  The tuning part's own figures (``tuning_at_threshold``, and ``tuning_log_loss``: the calibrated confidences'
+  log-loss on the photos they were fitted on) are printed too: they are what a choice of evidence is made on,
+  never the report part's.
 - ``--quick``: only the report part, scored with the committed calibration.
 
 Each figure comes with its counts (kept, right, showing, wrongly kept of those not showing) and Wilson 95% bounds
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"labels": list(LABELS), "threshold": args.threshold, "precision": {}, "recall": {},
                  "tuning_photos": len(tuning), "report_photos": len(report), "at_threshold": {}, "at_0.5": {},
                  "reviews_at_threshold": {}, "faces_at_threshold": {}, "before_at_threshold": {}, "calibration": {},
-                 "seconds_per_photo": round(seconds / len(rows), 3)}
+                 "tuning_at_threshold": {}, "tuning_log_loss": {}, "seconds_per_photo": round(seconds / len(rows), 3)}
     print(f"{len(rows)} photos scored ({seconds / len(rows) * 1000:.0f} ms each); tuning {len(tuning)}, "
           f"report {len(report)}; figures on the report part", flush=True)
     for label in LABELS:
@@ -143,6 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         out["at_threshold"][label], out["at_0.5"][label], out["before_at_threshold"][label] = at, half, old
         out["calibration"][label] = {"slope": cal.slope, "intercept": cal.intercept, "photos": cal.photos,
                                      "positives": cal.positives}
+        if tuning:
+            tuned = [cal.apply(raw[label][i]) for i in tuning]
+            shown = [rows[i][label] for i in tuning]
+            out["tuning_at_threshold"][label] = tune = figures(tuned, shown, args.threshold)
+            out["tuning_log_loss"][label] = round(-sum(math.log(max(1e-9, c if t else 1.0 - c))
+                                                       for c, t in zip(tuned, shown)), 3)
+            print(f"{label:9s} tuning part (fitted on): kept {tune['kept']} ({tune['true_kept']} right) of "
+                  f"{tune['showing']} at {args.threshold:g}, log-loss {out['tuning_log_loss'][label]}", flush=True)
         print(f"{label:9s} at {args.threshold:g}: kept {at['kept']:2d} ({at['true_kept']} right) of "
               f"{at['showing']:2d} showing it: precision {at['precision']} (95% {at['precision_95']}), recall "
               f"{at['recall']} (95% {at['recall_95']}); wrongly kept {at['false_kept']} of {at['not_showing']} "
