@@ -8,9 +8,10 @@ share of pixels the job's default blur changed outside every annotated box, on t
 Recall is given per kind with its counts and a Wilson 95% interval. The photos are split in two: settings were
 chosen on ``tune``; figures are reported on ``test``.
 
-    python benchmarks/label_redaction.py [--quick] [--split test|tune|all]
+    python benchmarks/label_redaction.py [--quick] [--split test|tune|all] [--set all|original|added]
 
---quick reports the test part only (the default also prints the tune part). The last line is JSON: photos,
+--quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
+(``original``), the ones added later (``added``: ZXing's Code 128 labels and a parcel from jo-jstrm) or ``all``. The last line is JSON: photos,
 recall_barcode, recall_qr, recall_text, changed_outside and the details.
 """
 
@@ -86,15 +87,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the test part only")
     parser.add_argument("--split", choices=("test", "tune", "all"), default="test", help="the part reported last")
+    parser.add_argument("--set", choices=("all", "original", "added"), default="all", help="which photos")
     args = parser.parse_args()
-    photos = materialise_default()
+    photos = [p for p in materialise_default()
+              if args.set == "all" or (args.set == "added") == bool(p.get("added"))]
     parts = {"tune": [p for p in photos if p["split"] == "tune"], "test": [p for p in photos if p["split"] == "test"],
              "all": photos}
     if not args.quick and args.split != "tune":
         report("tune (settings chosen here)", score(parts["tune"]))
     result = score(parts[args.split])
     report(args.split, result)
-    print(json.dumps({"photos": result["photos"], "split": args.split,
+    print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set,
                       "recall_barcode": result["recall"]["barcode"], "recall_qr": result["recall"]["qr"],
                       "recall_text": result["recall"]["text"], "changed_outside": result["changed_outside"],
                       "counts": {k: [result["found"][k], result["annotated"][k]] for k in ALL_KINDS},

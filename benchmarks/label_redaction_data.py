@@ -1,6 +1,8 @@
 """Materialise the label-redaction photos (benchmarks/label_redaction/annotations.json) into benchmarks/out/labels/
 from local mirrors of their public repositories, at the pinned commits (nothing is downloaded here; the photos are
-not committed: three of them are 4 MB each).
+not committed: three of them are 4 MB each). The sources are the annotations' ``sources`` (Dynamsoft's UPS labels,
+Roboflow's packages, jo-jstrm/Damaged-Package-Detection's parcel, ZXing's test images); a ZXing photo's path is
+under that source's folder, the others' are paths in their repositories.
 
     python benchmarks/label_redaction_data.py [--mirrors /work/.mirror]
 
