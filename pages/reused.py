@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, live_job_panel, md, show_error
+from pages.markup import when
 from pages.photos import review_name
 from pages.photos import show as show_photo
 from services.core import jobs
@@ -83,7 +84,7 @@ for f in flags:
                              type="primary"):
                     resolve(f["id"], "confirmed", note)
             elif f["resolved_by"]:
-                st.caption(f"{f['status']} by {md(f['resolved_by'])} at {f['resolved_at']}"
+                st.caption(f"{f['status']} by {md(f['resolved_by'])} at {md(when(f['resolved_at']))}"
                            + (f": {md(f['note'])}" if f["note"] else ""))
             continue
         same = "the same account" if f["same_user"] else f"users {md(f['user_id'] or '?')} and {md(f['other_user_id'] or '?')}"
@@ -105,7 +106,7 @@ for f in flags:
             if c2.button("Confirm reuse (credit stays held)", key=f"rp_confirm_{f['id']}", type="primary"):
                 resolve(f["id"], "confirmed", note)
         elif f["resolved_by"]:
-            st.caption(f"{f['status']} by {md(f['resolved_by'])} at {f['resolved_at']}"
+            st.caption(f"{f['status']} by {md(f['resolved_by'])} at {md(when(f['resolved_at']))}"
                        + (f": {md(f['note'])}" if f["note"] else ""))
 
 st.subheader("Accounts involved")
@@ -123,7 +124,7 @@ st.caption("The seller's product images: review photos that copy one, or that lo
            "catalog again.")
 held = catalog.summary(conn)
 st.markdown(f"{held['images']} catalog images of {held['products']} products"
-            + (f", last imported {held['last_import']}." if held["last_import"] else "."))
+            + (f", last imported {md(when(held['last_import']))}." if held["last_import"] else "."))
 with st.form("rp_catalog_form"):
     source = st.text_input("Folder or s3:// prefix of the catalog images", key="rp_catalog_source")
     product_from = st.radio("Product ids from", ["folder", "manifest"], horizontal=True, key="rp_catalog_from",

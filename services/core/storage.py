@@ -207,7 +207,7 @@ class ObjectStore:
             inside = any(not r.startswith("s3://") and (path == r or path.startswith(r.rstrip(os.sep) + os.sep))
                          for r in self.roots)
         if not inside:
-            raise PermissionDenied(f"{uri} is outside the storage roots allowed in Settings: ask an admin to add its "
+            raise PermissionDenied(f"{uri} is outside the storage roots allowed in Settings: an admin can add its "
                                    "folder or bucket there if the console should read it")
 
     @staticmethod

@@ -5,6 +5,7 @@ the catalog images beside the photo, cleared like reuse flags; the queue says so
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def test_the_page_imports_the_catalog_and_shows_catalog_flags_to_clear(ws, db, f
     assert sum("reviewed Arla-Standard-Milk:" in c for c in pictures) == 3
     assert sum("catalog image of Arla-Standard-Milk" in c for c in pictures) == 1
     assert any("The catalog holds 12 images of 3 products" in c for c in texts(at.caption))
+    minute = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC"  # times as the app shows them, not raw ISO
+    assert any(re.search(f"^12 catalog images of 3 products, last imported {minute}\\.$", m) for m in shown)
     (flag_id,) = db.execute("SELECT id FROM reuse_flags WHERE image_id = ? AND kind = 'mismatch'",
                             [flagged["apple_as_milk"]]).fetchone()
     at.text_input(key=f"rp_note_{flag_id}").set_value("a photo of the wrong product")
@@ -78,6 +81,9 @@ def test_the_page_imports_the_catalog_and_shows_catalog_flags_to_clear(ws, db, f
     assert texts(at.success) == [f"Flag {flag_id} confirmed."]
     assert db.execute("SELECT status, note FROM reuse_flags WHERE id = ?", [flag_id]).fetchone() == (
         "confirmed", "a photo of the wrong product")
+    at.segmented_control(key="rp_status").set_value("confirmed").run()
+    assert any(re.search(f"^confirmed by .+ at {minute}: a photo of the wrong product$", c.replace("\\", ""))
+               for c in texts(at.caption))
 
 
 def test_an_import_without_a_source_says_what_is_missing(ws, db):

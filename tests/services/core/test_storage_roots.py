@@ -37,7 +37,7 @@ def test_reads_lists_and_writes_stay_inside_the_roots(tree):
     assert store.read(str(allowed / "sub" / "ok.jpg"))[:2] == b"\xff\xd8"
     for escape in (str(secret), f"{allowed}/sub/../../secret.txt", f"file://{secret}", str(allowed / "link.jpg"),
                    "/etc/passwd"):
-        with pytest.raises(PermissionDenied, match="outside the storage roots"):
+        with pytest.raises(PermissionDenied, match="outside the storage roots allowed in Settings: an admin can add its folder"):
             store.read(escape)
     with pytest.raises(PermissionDenied):
         store.write(str(allowed.parent / "planted.txt"), b"x")
