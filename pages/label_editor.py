@@ -91,22 +91,28 @@ def _refused(exc: ConsoleError) -> None:
     st.toast(str(exc), icon=":material/error:")
 
 
-def _box_action(change: Callable[..., dict[str, Any]], box_id: int, *, done: str, then: str) -> None:
+def box_numbers(boxes: list[dict[str, Any]]) -> dict[int, int]:
+    """Each of a photo's boxes (kept and removed) numbered 1, 2, ... in the order they were made: the number drawn
+    on the photo and used in the list, the messages and the history (a row id means nothing to an inspector)."""
+    return {box_id: n for n, box_id in enumerate(sorted(b["id"] for b in boxes), 1)}
+
+
+def _box_action(change: Callable[..., dict[str, Any]], box_id: int, number: int, *, done: str, then: str) -> None:
     """Remove or restore a box (``change`` is the store's function), told or refused by the Add box button."""
     person_acted()
     try:
         b = change(db(), box_id=box_id, actor=current_user().name)
-        _told(f"{done} the {b['kind']} box {box_id} ({corners(b)}): {then}.")
+        _told(f"{done} {b['kind']} box {number} ({corners(b)}): {then}.")
     except ConsoleError as exc:
         _refused(exc)
 
 
-def remove_label(box_id: int) -> None:
-    _box_action(label_store.remove_label_box, box_id, done="Removed", then="it will not be hidden")
+def remove_label(box_id: int, number: int) -> None:
+    _box_action(label_store.remove_label_box, box_id, number, done="Removed", then="it will not be hidden")
 
 
-def restore_label(box_id: int) -> None:
-    _box_action(label_store.restore_label_box, box_id, done="Restored", then="it will be hidden again")
+def restore_label(box_id: int, number: int) -> None:
+    _box_action(label_store.restore_label_box, box_id, number, done="Restored", then="it will be hidden again")
 
 
 def add_label(image_id: int) -> None:
@@ -117,7 +123,7 @@ def add_label(image_id: int) -> None:
                           x1=state.get(f"q_lb_x1_{image_id}"), y1=state.get(f"q_lb_y1_{image_id}"),
                           x2=state.get(f"q_lb_x2_{image_id}"), y2=state.get(f"q_lb_y2_{image_id}"),
                           actor=current_user().name)
-        _told(f"Added a {b['kind']} box ({b['id']}, {corners(b)}): it will be hidden.")
+        _told(f"Added a {b['kind']} box ({corners(b)}): it will be hidden.")
     except ConsoleError as exc:
         _refused(exc)
 
@@ -136,6 +142,7 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
     conn, inspector = db(), current_user().name
     found = label_store.label_boxes(conn, image_id=image_id, actor=inspector)
     boxes, width, height = found["boxes"], found["width"], found["height"]
+    numbers = box_numbers(boxes + found["removed"])
     if found["error"]:
         st.warning(f"The search for labels failed: {md(found['error'])}", icon=":material/warning:")
     elif not found["looked"]:
@@ -147,20 +154,21 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
     if data:
         frame = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         left, right = st.columns(2)
-        left.image(boxes_drawn(frame, boxes, width=width, height=height),
+        left.image(boxes_drawn(frame, boxes, width=width, height=height, numbers=numbers),
                    caption=f"{plural(len(boxes), 'box', 'boxes')} to hide")
         right.image(redact_photo(conn, image_id=image_id, frame=frame, actor=inspector), caption="as published")
     for b in boxes:
         c1, c2 = st.columns([4, 1])
         who = "found" if b["source"] == "auto" else "added by an inspector"
-        c1.caption(f"**{b['kind']}** {b['id']} ({who}): {corners(b)}")
-        c2.button("Remove", key=f"q_lb_rm_{b['id']}", on_click=remove_label, args=(b["id"],), type="tertiary",
+        c1.caption(f"**{b['kind']} {numbers[b['id']]}** ({who}): {corners(b)}")
+        c2.button("Remove", key=f"q_lb_rm_{b['id']}", on_click=remove_label, args=(b["id"], numbers[b["id"]]),
+                  type="tertiary",
                   icon=":material/delete:")
     for b in found["removed"]:
         c1, c2 = st.columns([4, 1])
-        c1.caption(f"~~{b['kind']} {b['id']}~~ removed by {md(b['removed_by'])} {md(when(b['removed_at']))}: "
+        c1.caption(f"~~{b['kind']} {numbers[b['id']]}~~ removed by {md(b['removed_by'])} {md(when(b['removed_at']))}: "
                    f"{corners(b)}")
-        c2.button("Restore", key=f"q_lb_restore_{b['id']}", on_click=restore_label, args=(b["id"],),
+        c2.button("Restore", key=f"q_lb_restore_{b['id']}", on_click=restore_label, args=(b["id"], numbers[b["id"]]),
                   type="tertiary", icon=":material/undo:")
     st.caption(f"Add a box the search missed, in the photo's pixels ({width or '?'} x {height or '?'}; x to the "
                "right, y down, from the top left corner):")
@@ -177,12 +185,13 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
         st.error(md(st.session_state.pop(LABEL_ERROR_KEY)), icon=":material/error:")
     edits = label_store.label_box_edits(conn, image_id=image_id, actor=inspector)
     for e in edits[-LABEL_EDITS_SHOWN:][::-1]:
-        st.caption(f"{md(when(e['at']))} · {md(e['actor'])} {e['action']} {e['kind']} box {e['box_id']} "
+        st.caption(f"{md(when(e['at']))} · {md(e['actor'])} {e['action']} {e['kind']} box {numbers.get(e['box_id'], '?')} "
                    f"({corners(e)})")
 
 
-def boxes_drawn(frame: np.ndarray, boxes: list[dict[str, Any]], *, width: int | None, height: int | None) -> np.ndarray:
-    """The frame with each box outlined in its kind's colour, scaled from the photo's pixels."""
+def boxes_drawn(frame: np.ndarray, boxes: list[dict[str, Any]], *, width: int | None, height: int | None,
+                numbers: dict[int, int]) -> np.ndarray:
+    """The frame with each box outlined in its kind's colour, scaled from the photo's pixels, and its number."""
     img = Image.fromarray(frame)
     draw = ImageDraw.Draw(img)
     fx = frame.shape[1] / width if width else 1.0
@@ -191,5 +200,5 @@ def boxes_drawn(frame: np.ndarray, boxes: list[dict[str, Any]], *, width: int | 
     for b in boxes:
         draw.rectangle((b["x1"] * fx, b["y1"] * fy, b["x2"] * fx, b["y2"] * fy), outline=LABEL_COLOURS[b["kind"]],
                        width=line)
-        draw.text((b["x1"] * fx + line, b["y1"] * fy + line), str(b["id"]), fill=LABEL_COLOURS[b["kind"]])
+        draw.text((b["x1"] * fx + line, b["y1"] * fy + line), str(numbers[b["id"]]), fill=LABEL_COLOURS[b["kind"]])
     return np.asarray(img)
