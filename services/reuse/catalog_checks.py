@@ -28,17 +28,18 @@ from PIL import Image
 
 from services.core.errors import ConsoleError
 from services.core.images import decode
+from services.reuse.candidates import (
+    CANDIDATE_SIMILARITY,
+    MAX_VERIFY,
+    NEIGHBOURS,
+    WEAK_NEIGHBOURS,
+    WEAK_SIMILARITY,
+    tier,
+)
 from services.reuse.hashes import HASH_BITS_NEAR, nearest_bits, probes
 from services.reuse.near_copies import ORB_SIDE, compare
 
 # Thresholds chosen on the tune split of benchmarks/catalog_checks.py (see there; reported on the other split).
-CANDIDATE_SIMILARITY = 0.6
-WEAK_NEIGHBOURS = 5
-WEAK_SIMILARITY = 0.4
-NEIGHBOURS = 20
-HASH_BITS_STRONG = 6
-STRONG_SIMILARITY = 0.75
-MAX_VERIFY = 8
 # Mismatch, in the catalog's product space: tune split (296 photos) flagged 1 genuine photo at 0.25 (2 at 0.20, 10
 # at 0.15); the reviewed product's own best similarity added nothing there, so it is not bounded (1.0).
 MISMATCH_MARGIN = 0.25
@@ -214,13 +215,10 @@ def check_against_catalog(*, index: CatalogIndex, sha256: str, picture: Image.Im
             found = candidates.setdefault(int(index.ids[n]), {"bits": None, "similarity": None})
             found["similarity"] = round(float(sims[n]), 4)
 
-    def strength(cid: int) -> tuple[int, float]:
+    def strength(cid: int) -> tuple[int, float]:  # the strongest tier first, then the nearest within it
         c = candidates[cid]
-        if c["bits"] is not None and c["bits"] <= HASH_BITS_STRONG:
-            return 0, c["bits"]
-        if c["similarity"] is not None and c["similarity"] >= STRONG_SIMILARITY:
-            return 1, -c["similarity"]
-        return 2, -(c["similarity"] or 0.0)
+        rank = tier(bits=c["bits"], similarity=c["similarity"])
+        return rank, (c["bits"] if rank == 0 else -(c["similarity"] or 0.0))
 
     for cid in sorted(candidates, key=strength)[:MAX_VERIFY]:
         n = row_of[cid]

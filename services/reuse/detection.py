@@ -30,21 +30,19 @@ from services.core.errors import ConsoleError, InvalidInput, NotFound
 from services.core.images import decode
 from services.models.features import FeatureExtractor
 from services.reuse import catalog_checks
+from services.reuse.candidates import (
+    CANDIDATE_SIMILARITY,
+    MAX_VERIFY,
+    NEIGHBOURS,
+    WEAK_NEIGHBOURS,
+    WEAK_SIMILARITY,
+    tier,
+)
 from services.reuse.hashes import REGION_SEP, HashIndex, perceptual_hash, probes, region_boxes, region_hashes
 from services.reuse.near_copies import ORB_SIDE, Comparison, Hint, compare
 from services.reuse.regions import Box
 from services.reuse.similarity import SimilarityIndex
 
-CANDIDATE_SIMILARITY = 0.6  # edited copies measured at 0.65 and above (crops); distinct photos mostly below
-NEIGHBOURS = 20  # many copies of one photo must not crowd its first appearance out
-# Stickers over a face or a product move the embedding most: tune split copies with three stickers sat at cosine
-# 0.44-0.56 from their original (below CANDIDATE_SIMILARITY, no hash within reach), yet their original was the
-# nearest or fifth nearest photo. The nearest few are candidates down to WEAK_SIMILARITY.
-WEAK_NEIGHBOURS = 5
-WEAK_SIMILARITY = 0.4
-HASH_BITS_STRONG = 6
-STRONG_SIMILARITY = 0.75
-MAX_VERIFY = 8  # candidates confirmed per photo at most, strongest evidence first (each decodes the other photo)
 EARLIER_CHECKS = 3  # once a copy is confirmed, earlier candidates still checked (the first appearance is flagged)
 KIND = "reuse"
 JOB_LIMIT = 2000  # photos one reuse job checks at most; the worker queues the next
@@ -147,12 +145,7 @@ def check_image(db: sqlite_utils.Database, *, image_id: int, index: SimilarityIn
             found["similarity"] = round(near.similarity, 4)
     # strong evidence first (a hash within HASH_BITS_STRONG, then an embedding at STRONG_SIMILARITY), the earliest
     # photo first within each: a copy is flagged against the first appearance, not a later copy of it
-    def strength(c: dict[str, Any]) -> int:
-        if c["bits"] is not None and c["bits"] <= HASH_BITS_STRONG:
-            return 0
-        return 1 if c["similarity"] is not None and c["similarity"] >= STRONG_SIMILARITY else 2
-
-    order = sorted(candidates, key=lambda i: (strength(candidates[i]), i))
+    order = sorted(candidates, key=lambda i: (tier(bits=candidates[i]["bits"], similarity=candidates[i]["similarity"]), i))
     budget = MAX_VERIFY
     confirmed: tuple[int, Comparison] | None = None
     for other_id in order:
