@@ -13,6 +13,11 @@ ONNX Runtime demo:
    picture's pixels; a class's score is objectness x class probability;
 4. ``nms``: per class, boxes overlapping a better one by more than NMS_IOU are dropped.
 
+``detect_tiles`` runs the same on overlapping tiles of the picture (``tiles``: a grid of TILE_GRID x TILE_GRID,
+each tile overlapping its neighbours by TILE_OVERLAP of its side), each tile letterboxed to 416 px on its own:
+a handbag of 20 px in a 640 px photo is 13 px at the network's input and scores a few hundredths, the same bag
+on a tile (0.4 of the photo's side) is 2.5 times as large. Boxes map back to the picture and are merged by NMS.
+
 Functions are pure except ``CocoDetector``'s, which holds the ONNX Runtime session, loaded once per process
 (``CocoDetector.shared``, thread-safe). About 35 ms a photo on 2 cores.
 """
@@ -36,6 +41,8 @@ STRIDES = (8, 16, 32)
 PAD_VALUE = 114
 NMS_IOU = 0.45
 MIN_SCORE = 0.01  # boxes below this are never returned
+TILE_GRID = 3  # detect_tiles: tiles per side
+TILE_OVERLAP = 0.25  # share of a tile's side it overlaps its neighbour by
 COCO_CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
     "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
@@ -153,6 +160,24 @@ def objects(boxes: np.ndarray, scores: np.ndarray, *, classes: tuple[str, ...] |
     return sorted(found, key=lambda o: -o.score)
 
 
+def tiles(*, width: int, height: int, grid: int = TILE_GRID,
+          overlap: float = TILE_OVERLAP) -> list[tuple[int, int, int, int]]:
+    """``grid`` x ``grid`` tiles (left, top, right, bottom in pixels) covering a ``width`` x ``height`` picture,
+    neighbours overlapping by ``overlap`` of a tile's side, column by column. Raises InvalidInput for an empty
+    picture, a grid under 1 or an overlap outside [0, 1)."""
+    if width < 1 or height < 1:
+        raise InvalidInput(f"cannot tile an empty picture ({width}x{height})")
+    if grid < 1 or not 0.0 <= overlap < 1.0:
+        raise InvalidInput(f"tiles need a grid of at least 1 and an overlap in [0, 1) (got {grid}, {overlap})")
+    tw, th = width / (grid - (grid - 1) * overlap), height / (grid - (grid - 1) * overlap)
+    out = []
+    for i in range(grid):
+        for j in range(grid):
+            x0, y0 = i * tw * (1 - overlap), j * th * (1 - overlap)
+            out.append((int(x0), int(y0), int(min(width, x0 + tw)), int(min(height, y0 + th))))
+    return out
+
+
 def model_path() -> Path:
     """The committed YOLOX-Nano ONNX file. Raises ModelError if it is missing."""
     path = DATA_DIR / MODEL_FILE
@@ -198,6 +223,25 @@ class CocoDetector:
         boxes, scores = self.raw(picture)
         return objects(boxes, scores, classes=classes, min_score=min_score)
 
+    def detect_tiles(self, picture: Image.Image, *, classes: tuple[str, ...] | None = None,
+                     grid: int = TILE_GRID, overlap: float = TILE_OVERLAP,
+                     min_score: float = MIN_SCORE) -> list[ObjectBox]:
+        """The objects of ``classes`` (all when None) found on the overlapping tiles of one RGB picture (``tiles``),
+        best first, boxes in the picture's pixels, merged across tiles by per-class NMS. One network run per tile
+        (9 at the default grid, about 18 ms each on 2 cores). Raises InvalidInput for an empty picture, a bad grid
+        or a name COCO does not have."""
+        w, h = picture.size
+        found: list[ObjectBox] = []
+        for x0, y0, x1, y1 in tiles(width=w, height=h, grid=grid, overlap=overlap):
+            found += [ObjectBox(o.name, o.score, o.left + x0, o.top + y0, o.right + x0, o.bottom + y0)
+                      for o in self.detect(picture.crop((x0, y0, x1, y1)), classes=classes, min_score=min_score)]
+        merged: list[ObjectBox] = []
+        for name in dict.fromkeys(o.name for o in found):
+            mine = [o for o in found if o.name == name]
+            boxes = np.array([[o.left, o.top, o.right, o.bottom] for o in mine], dtype=np.float64)
+            merged += [mine[i] for i in nms(boxes, np.array([o.score for o in mine]))]
+        return sorted(merged, key=lambda o: -o.score)
 
-__all__ = ["COCO_CLASSES", "CocoDetector", "INPUT_SIDE", "ObjectBox", "class_index", "decode", "grid",
-           "letterbox", "model_path", "nms", "objects"]
+
+__all__ = ["COCO_CLASSES", "CocoDetector", "INPUT_SIDE", "ObjectBox", "TILE_GRID", "TILE_OVERLAP", "class_index",
+           "decode", "grid", "letterbox", "model_path", "nms", "objects", "tiles"]
