@@ -21,6 +21,12 @@ people: crowds, close-ups, masks).
   never the report part's.
 - ``--quick``: only the report part, scored with the committed calibration.
 
+Bag has an extra **tuning** set: ``benchmarks/filter_bags/labels.csv``, 189 labelled public COCO photos (21 with a
+bag), materialised by ``benchmarks/filter_bags_data.py``. A full run adds them to the tuning part for bag only (its
+calibration and ``tuning_*`` figures: 219 photos, 23 with a bag, instead of 30 with 2); the other labels are not
+labelled on them. They never enter the report part. ``--no-extra-bags`` fits bag on the 30 alone (and is needed
+when the extra photos are not materialised).
+
 Each figure comes with its counts (kept, right, showing, wrongly kept of those not showing) and Wilson 95% bounds
 on precision and recall (``precision_95``, ``recall_95``): the report part has 4 bag and 4 box photos, where one
 photo moves recall by 0.25.
@@ -78,6 +84,23 @@ def score(rows: list[dict]) -> tuple[dict[str, list[float]], dict[str, list[floa
     return raw, before, seconds
 
 
+def score_extra_bags() -> tuple[list[float], list[bool]]:
+    """Bag's raw scores and labels on the extra tuning set (benchmarks/filter_bags). Raises SystemExit when its
+    photos are not materialised."""
+    import filter_bags_data
+
+    from services.dataset_filter.local_detector import LocalImageNetDetector
+
+    rows = filter_bags_data.read_rows()
+    missing = [r["id"] for r in rows if not filter_bags_data.photo_path(r).is_file()]
+    if missing:
+        raise SystemExit(f"{len(missing)} extra bag photos missing: run benchmarks/filter_bags_data.py "
+                         f"(or pass --no-extra-bags)")
+    detector = LocalImageNetDetector(models_dir=OUT / "models")
+    found = detector.detect_many([filter_bags_data.photo_path(r).read_bytes() for r in rows], wanted=["bag"])
+    return [float(f["bag"].raw) for f in found], [bool(r["bag"]) for r in rows]
+
+
 def wilson(hits: int, n: int, *, z: float = 1.96) -> list[float] | None:
     """Wilson score interval (95%) of a proportion hits / n, or None when n is 0: with 4 bag photos a recall
     of 0.5 is anything from 0.15 to 0.85."""
@@ -104,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="the report part only, with the committed calibration")
     ap.add_argument("--write-calibration", action="store_true", help="store the calibration fitted on the tuning part")
     ap.add_argument("--threshold", type=float, default=0.8)
+    ap.add_argument("--no-extra-bags", action="store_true",
+                    help="fit bag on the 30 tuning photos alone, without benchmarks/filter_bags")
     args = ap.parse_args(argv)
     if not SHARED.is_dir():
         print(json.dumps({"error": f"{SHARED} not found: the labelled sample photos are needed"}))
@@ -116,21 +141,30 @@ def main(argv: list[str] | None = None) -> int:
     raw, before, seconds = score(rows)
     tuning = [i for i, r in enumerate(rows) if r["part"] == "tuning"]
     report = [i for i, r in enumerate(rows) if r["part"] == "report"]
+    extra: dict[str, tuple[list[float], list[bool]]] = {}  # label -> extra tuning raws and labels
+    if not args.quick and not args.no_extra_bags:
+        extra["bag"] = score_extra_bags()
     if args.quick:
         cals = {label: calibration.load()[label] for label in LABELS}
     else:
-        cals = {label: calibration.fit([raw[label][i] for i in tuning], present=[rows[i][label] for i in tuning], label=label)
+        cals = {label: calibration.fit([raw[label][i] for i in tuning] + extra.get(label, ([], []))[0],
+                                       present=[rows[i][label] for i in tuning] + extra.get(label, ([], []))[1],
+                                       label=label)
                 for label in LABELS}
         if args.write_calibration:
             calibration.write(list(cals.values()), fitted_on=(
                 f"benchmarks/filter_labels.py: the tuning part of benchmarks/filter_labels.csv (the review photos on "
-                f"its even rows, {len(tuning)} photos); reported on the other review photos and the face photos"))
+                f"its even rows, {len(tuning)} photos)"
+                + (f", for bag also the {len(extra['bag'][0])} labelled COCO photos of benchmarks/filter_bags"
+                   if "bag" in extra else "")
+                + "; reported on the other review photos and the face photos"))
     reviews = [i for i in report if rows[i]["photo"].startswith("reviews/")]
     faces = [i for i in report if rows[i]["photo"].startswith("faces/")]
     out: dict = {"labels": list(LABELS), "threshold": args.threshold, "precision": {}, "recall": {},
                  "tuning_photos": len(tuning), "report_photos": len(report), "at_threshold": {}, "at_0.5": {},
                  "reviews_at_threshold": {}, "faces_at_threshold": {}, "before_at_threshold": {}, "calibration": {},
-                 "tuning_at_threshold": {}, "tuning_log_loss": {}, "seconds_per_photo": round(seconds / len(rows), 3)}
+                 "tuning_at_threshold": {}, "tuning_log_loss": {}, "seconds_per_photo": round(seconds / len(rows), 3),
+                 "extra_tuning_photos": {label: len(v[0]) for label, v in extra.items()}}
     print(f"{len(rows)} photos scored ({seconds / len(rows) * 1000:.0f} ms each); tuning {len(tuning)}, "
           f"report {len(report)}; figures on the report part", flush=True)
     for label in LABELS:
@@ -147,13 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         out["calibration"][label] = {"slope": cal.slope, "intercept": cal.intercept, "photos": cal.photos,
                                      "positives": cal.positives}
         if tuning:
-            tuned = [cal.apply(raw[label][i]) for i in tuning]
-            shown = [rows[i][label] for i in tuning]
+            tuned = [cal.apply(raw[label][i]) for i in tuning] + [cal.apply(r) for r in extra.get(label, ([], []))[0]]
+            shown = [rows[i][label] for i in tuning] + extra.get(label, ([], []))[1]
             out["tuning_at_threshold"][label] = tune = figures(tuned, shown, args.threshold)
             out["tuning_log_loss"][label] = round(-sum(math.log(max(1e-9, c if t else 1.0 - c))
                                                        for c, t in zip(tuned, shown)), 3)
-            print(f"{label:9s} tuning part (fitted on): kept {tune['kept']} ({tune['true_kept']} right) of "
-                  f"{tune['showing']} at {args.threshold:g}, log-loss {out['tuning_log_loss'][label]}", flush=True)
+            print(f"{label:9s} tuning part (fitted on, {len(shown)} photos): kept {tune['kept']} ({tune['true_kept']} "
+                  f"right) of {tune['showing']} at {args.threshold:g}, log-loss {out['tuning_log_loss'][label]}",
+                  flush=True)
         print(f"{label:9s} at {args.threshold:g}: kept {at['kept']:2d} ({at['true_kept']} right) of "
               f"{at['showing']:2d} showing it: precision {at['precision']} (95% {at['precision_95']}), recall "
               f"{at['recall']} (95% {at['recall_95']}); wrongly kept {at['false_kept']} of {at['not_showing']} "

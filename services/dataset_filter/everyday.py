@@ -6,10 +6,12 @@ ImageNet-1k has no person class, and WordNet puts only some shoes under "shoe" a
 - ``person`` (and people, human, man, woman, child and their plurals) comes from the body-pose detector
   (BlazePose) and the face detector (CenterFace) the console already runs for classification; it has boxes.
 - ``bag`` (and bags, handbag, handbags) comes from the COCO object detector (YOLOX-Nano,
-  ``services.models.coco_objects``): its handbag, backpack and suitcase classes, with boxes. It also keeps the
-  ImageNet evidence (a chosen list of bag classes, on the whole photo and on crops around the hands of the people
-  the pose model finds, where a bag is carried); the higher of the two scores is the bag's raw score: on the
-  tuning photos the two together fit best (``benchmarks/filter_labels.py``).
+  ``services.models.coco_objects``) alone: its handbag, backpack and suitcase classes on the whole photo, with
+  boxes, and its handbag and backpack classes on 3 x 3 overlapping tiles of the photo, where a small bag (carried
+  in a crowd, on the floor beside a sofa) is about 2.5 times as large at the network's input; a bag found only on a tile
+  counts for TILE_WEIGHT of its score there (``services.dataset_filter.local_detector``). Chosen on the tuning
+  photos (the 30 of ``benchmarks/filter_labels.py`` and 189 labelled COCO photos, ``benchmarks/filter_bags``):
+  ImageNet's bag classes, on the whole photo and at the hands of the people found, made the fit worse.
 - ``shoe``, ``box``, ``clothing`` sum a chosen list of ImageNet classes; a shoe is also looked for on the feet of
   the people the pose model finds (crops around the ankles, heels and toes, classified too), and feet in view
   count as shoes (their visibility times the person's detector score): ImageNet has no class for heels or boots
@@ -37,6 +39,7 @@ class Family:
     feet: bool = False  # also look at the crop around the feet of the person found
     hands: bool = False  # also look at the crops around the hands of the people found
     coco: tuple[str, ...] = ()  # COCO classes of the object detector (services.models.coco_objects)
+    coco_tiles: tuple[str, ...] = ()  # COCO classes also looked for on tiles of the photo (small ones)
     wordnet: str | None = None  # classes: every class WordNet puts under this word
 
 
@@ -46,8 +49,7 @@ FAMILIES = (
     Family("shoe", frozenset({"shoe", "shoes"}),
            classes=("clogs", "cowboy boot", "slip-on shoe", "sneaker", "sandal"), feet=True),
     Family("bag", frozenset({"bag", "bags", "handbag", "handbags"}),
-           classes=("backpack", "messenger bag", "plastic bag", "purse"), hands=True,
-           coco=("handbag", "backpack", "suitcase")),  # messenger bag: mailbag
+           coco=("handbag", "backpack", "suitcase"), coco_tiles=("handbag", "backpack")),
     Family("box", frozenset({"box", "boxes", "parcel", "parcels"}),
            classes=("cardboard box / carton", "crate box", "product packet / packaging", "storage chest")),
     Family("clothing", frozenset({"clothing", "clothes"}), wordnet="clothing"),
@@ -74,6 +76,7 @@ def describe(family: Family, *, hierarchy: Hierarchy) -> list[str]:
         return ["people found by the body-pose detector (BlazePose) or the face detector (CenterFace)"]
     names = [hierarchy.names[i] for i in class_ids(family, hierarchy=hierarchy)]
     found = [f"{', '.join(family.coco)} found by the COCO object detector (YOLOX-Nano)"] if family.coco else []
+    found += [f"small {', '.join(family.coco_tiles)} found by it on tiles of the photo"] if family.coco_tiles else []
     names += ["shoes on the feet of a person found by the body-pose detector"] if family.feet else []
     return found + names + (["bags at the hands of a person found by the body-pose detector"] if family.hands else [])
 

@@ -4,9 +4,8 @@ Two detectors behind one interface (``LabelDetector``):
 
 - ``LocalImageNetDetector`` (``services.dataset_filter.local_detector``): offline and free. "person" and its
   synonyms come from the console's body-pose and face detectors, with boxes; "bag" from the COCO object
-  detector's handbag, backpack and suitcase boxes (YOLOX-Nano) or chosen ImageNet classes (also at the hands of the
-  people found), whichever scores higher; "shoe", "box" and "clothing" from chosen ImageNet classes (shoes also on
-  the feet of the people found);
+  detector's handbag, backpack and suitcase boxes (YOLOX-Nano), also small handbags and backpacks on tiles of the
+  photo; "shoe", "box" and "clothing" from chosen ImageNet classes (shoes also on the feet of the people found);
   every other label sums the ImageNet classes WordNet puts under it. The everyday labels' confidences are calibrated
   (``services.dataset_filter.calibration``); the others are ImageNet probability sums.
 - ``RekognitionDetector``: Amazon Rekognition DetectLabels (about $0.001 an image). A wanted label matches a
@@ -64,7 +63,7 @@ def resolve_labels(names: Sequence[str], *, detector: str) -> dict[str, list[str
     """What each wanted label matches, checked before a scan is launched.
 
     ``local``: label -> what it matches (the ImageNet class names under it; for person and its synonyms, the
-    person detectors; for bag, the COCO detector's bag classes, then its chosen ImageNet classes; for shoe, box,
+    person detectors; for bag, the COCO detector's bag classes on the photo and on its tiles; for shoe, box,
     clothing, their chosen classes). ``rekognition``: label -> [label] (Rekognition
     knows more labels than ImageNet, so a name unknown here is accepted unless it looks like a typo of a
     known name and is no English noun, e.g. "birb" for "bird"; "Face" and "Text" pass). Raises InvalidInput for no label, an empty label, an unknown

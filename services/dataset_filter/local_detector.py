@@ -4,11 +4,12 @@
   job uses) through a softmax; the label's confidence is the sum of the probabilities of the classes WordNet puts
   under it (``imagenet_hierarchy``), so "bird" sums the 59 bird classes. Not calibrated; no boxes.
 - The everyday labels (``everyday``): "person" and its synonyms from the body-pose and face detectors, with
-  boxes (``people``); "bag" from the COCO object detector's handbag, backpack and suitcase boxes
-  (``services.models.coco_objects``, YOLOX-Nano) or chosen ImageNet classes, whichever scores higher (ImageNet also
-  on the crops around the hands of the people found, then with that crop as box); "shoe", "box", "clothing" from
-  chosen ImageNet classes, shoes also on the crops around the feet of the people found. Their confidences are
-  calibrated (``calibration``), so one threshold means about the same for each.
+  boxes (``people``); "bag" from the COCO object detector (``services.models.coco_objects``, YOLOX-Nano): its
+  handbag, backpack and suitcase boxes on the whole photo, and its handbag and backpack boxes on 3 x 3 tiles of
+  the photo (``CocoDetector.detect_tiles``) at TILE_WEIGHT of their score (the tiles are only searched while
+  nothing on the whole photo scores TILE_WEIGHT, since a tile could not score higher then); "shoe", "box",
+  "clothing" from chosen ImageNet classes, shoes also on the crops around the feet of the people found. Their
+  confidences are calibrated (``calibration``), so one threshold means about the same for each.
 
 ``prepare`` (decode, on I/O threads) and ``detect_prepared`` (inference per batch) let a job pipeline the work;
 ``detect_many`` does both for a list of images.
@@ -40,6 +41,7 @@ from services.models.features import FeatureExtractor
 EMBED_SIDE = 224  # the backbone's letterbox: JPEGs decode straight to about this size (DCT scaling)
 PEOPLE_SIDE = 640  # decode size when people, feet, hands or COCO objects are looked for (small ones need the pixels)
 COCO_BOXES = 5  # at most this many object boxes per label and image, each scoring at least half the best
+TILE_WEIGHT = 0.5  # a COCO object found only on a tile counts for this share of its score there (tuning photos)
 
 
 @dataclass
@@ -98,7 +100,7 @@ class LocalImageNetDetector:
             if label not in self._ids:
                 family = everyday.family_of(label)
                 ids = everyday.class_ids(family, hierarchy=self.hierarchy) if family else self.hierarchy.class_ids(label)
-                if not ids and not (family and family.people):
+                if not ids and not (family and (family.people or family.coco)):
                     raise InvalidInput(unknown_labels_message([label], self.hierarchy.suggestions))
                 self._ids[label] = np.asarray(ids, dtype=np.int64)
             return self._ids[label]
@@ -159,10 +161,11 @@ class LocalImageNetDetector:
             if mine and float(mine[0]["score"]) > det.confidence:  # the object detector sees it best
                 best = float(mine[0]["score"])
                 kept = [o for o in mine if float(o["score"]) >= best / 2][:COCO_BOXES]
-                named = list(dict.fromkeys(f"{o['part']} (COCO detector)" for o in kept))
+                named = list(dict.fromkeys(f"{o['part']} (COCO detector{', on a tile' if o.get('tile') else ''})"
+                                           for o in kept))
                 det = Detection(label, best, [*named, *det.matched][: self.top_matches],
-                                [{k: v for k, v in o.items() if k != "score"} | {"confidence": round(float(o["score"]), 4)}
-                                 for o in kept], size)
+                                [{k: v for k, v in o.items() if k not in ("score", "tile")}
+                                 | {"confidence": round(float(o["score"]), 4)} for o in kept], size)
         cal = calibration.for_label(label)
         det.raw = det.confidence
         if cal is not None:
@@ -182,7 +185,8 @@ class LocalImageNetDetector:
         if any(f is not None and (f.people or f.feet or f.hands) for f in families.values()):
             people = [find_people(p.picture, feet=feet, hands=hands) for p in prepared]
         coco = tuple(dict.fromkeys(c for f in families.values() if f is not None for c in f.coco))
-        objects = [self._objects(p.picture, coco) if coco else [] for p in prepared]
+        tiled = tuple(dict.fromkeys(c for f in families.values() if f is not None for c in f.coco_tiles))
+        objects = [self._objects(p.picture, coco, tiled) if coco or tiled else [] for p in prepared]
         arrays: list[np.ndarray] = [p.array for p in prepared]
         crops: dict[str, list[list[tuple[int, dict[str, float]]]]] = {"feet": [], "hands": []}
         for p, found in zip(prepared, people, strict=True):
@@ -214,12 +218,19 @@ class LocalImageNetDetector:
         return out
 
     @staticmethod
-    def _objects(picture: Image.Image, classes: tuple[str, ...]) -> list[dict[str, Any]]:
-        """The COCO objects of ``classes`` in a picture, best first: boxes as ratios with ``score`` and ``part``
-        (the class). Raises ModelError when the detector cannot load."""
+    def _objects(picture: Image.Image, classes: tuple[str, ...], tiled: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """The COCO objects of ``classes`` in a picture and, while none scores TILE_WEIGHT, those of ``tiled`` on
+        its tiles at TILE_WEIGHT of their score (``tile``: True), best first: boxes as ratios with ``score`` and
+        ``part`` (the class). Raises ModelError when the detector cannot load."""
         w, h = picture.size
-        found: list[ObjectBox] = CocoDetector.shared().detect(picture, classes=classes)
-        return [{**o.ratios(width=w, height=h), "score": o.score, "part": o.name} for o in found]
+        detector = CocoDetector.shared()
+        found: list[dict[str, Any]] = [{**o.ratios(width=w, height=h), "score": o.score, "part": o.name}
+                                       for o in (detector.detect(picture, classes=classes) if classes else [])]
+        if tiled and max((float(o["score"]) for o in found), default=0.0) < TILE_WEIGHT:
+            small: list[ObjectBox] = detector.detect_tiles(picture, classes=tiled)
+            found += [{**o.ratios(width=w, height=h), "score": o.score * TILE_WEIGHT, "part": o.name, "tile": True}
+                      for o in small]
+        return sorted(found, key=lambda o: -float(o["score"]))
 
     def detect(self, *, data: bytes | None, uri: str, wanted: list[str]) -> dict[str, Detection]:
         """Best evidence per wanted label for one image (``data``, or read from ``uri``).
@@ -256,4 +267,4 @@ class LocalImageNetDetector:
         return results
 
 
-__all__ = ["COCO_BOXES", "EMBED_SIDE", "LocalImageNetDetector", "PEOPLE_SIDE", "Prepared"]
+__all__ = ["COCO_BOXES", "EMBED_SIDE", "LocalImageNetDetector", "PEOPLE_SIDE", "Prepared", "TILE_WEIGHT"]
