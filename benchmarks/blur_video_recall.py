@@ -9,9 +9,10 @@ the Laplacian variance inside its box falls below half). Faces under 10 px after
 
 Reported: recall over face-frames, by width (10-20, 20-40, 40+ px), and per face (removed in *every* frame it
 is in: the figure that matters for a published video), each with Wilson 95% bounds; the share changed outside
-faces, and beside it the share that re-encoding alone changes (the clip decoded and written again with the
-video path's x264 settings, no mask: every tool that writes H.264 pays it); the frames per second of each tool on
-this clip (start-up included) and their ratio.
+faces, overall and by source (the WIDER FACE crowds, ``wider_val``, apart from the face-mask photos), and beside
+it the share that re-encoding alone changes (the clip decoded and written again with the video path's x264
+settings, no mask: every tool that writes H.264 pays it); the frames per second of each tool on this clip
+(start-up included) and their ratio.
 
     python benchmarks/blur_video_recall.py [--quick] [--frames 6] [--split tuning]
 
@@ -57,7 +58,8 @@ def layout(photos: dict[str, dict[str, Any]], *, frames: int) -> list[dict[str, 
         faces = [{"box": [v * scale for v in f["box"]], "id": f"{name}#{i}"} for i, f in enumerate(rec["faces"])]
         ignore = [[v * scale for v in b] for b in rec["ignore"]] + [f["box"] for f in faces if f["box"][2] < 10]
         faces = [f for f in faces if f["box"][2] >= 10]
-        out.append({"name": name, "image": small, "x0": x0, "y0": y0, "faces": faces, "ignore": ignore})
+        out.append({"name": name, "image": small, "x0": x0, "y0": y0, "faces": faces, "ignore": ignore,
+                    "source": rec["source"]})
     return out
 
 
@@ -107,6 +109,7 @@ class VideoTally:
         self.removed: Counter = Counter()
         self.per_face: dict[str, bool] = {}
         self.outside = self.changed = 0
+        self.by_source: dict[str, list[int]] = {}  # source -> [pixels outside faces, changed]
 
     def add(self, before: np.ndarray, after: np.ndarray, entry: dict[str, Any], x: float, y: float) -> None:
         from services.faces.quality import REMOVED_BELOW, detail_ratios
@@ -126,8 +129,12 @@ class VideoTally:
             x1, y1, x2, y2 = (int(round(v)) for v in xyxy(shift(b), OUTSIDE_GROW))
             allowed[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = True
         diff = np.abs(before.astype(np.int16) - after.astype(np.int16)).max(axis=2) > CHANGED_LEVELS
-        self.outside += int((~allowed).sum())
-        self.changed += int((diff & ~allowed).sum())
+        outside, changed = int((~allowed).sum()), int((diff & ~allowed).sum())
+        self.outside += outside
+        self.changed += changed
+        part = self.by_source.setdefault(entry["source"], [0, 0])
+        part[0] += outside
+        part[1] += changed
 
     def summary(self) -> dict[str, Any]:
         def part(key: str) -> dict[str, Any]:
@@ -138,7 +145,8 @@ class VideoTally:
         return {"overall": part("all"), "by_width": {b: part(b) for b, _, _ in BUCKETS},
                 "per_face": {"faces": faces, "removed_in_every_frame": kept,
                              "recall": round(kept / faces, 4) if faces else None, "ci95": wilson(kept, faces)},
-                "changed_outside": round(self.changed / max(1, self.outside), 5)}
+                "changed_outside": round(self.changed / max(1, self.outside), 5),
+                "changed_outside_by_source": {k: round(c / max(1, o), 5) for k, (o, c) in sorted(self.by_source.items())}}
 
 
 def reencode(src: Path, dst: Path) -> None:
@@ -220,7 +228,8 @@ def main() -> None:
         "split": args.split, "photos": len(shots), "frames": len(index), "faces": ours["per_face"]["faces"],
         "face_frames": ours["overall"]["face_frames"], "recall": ours["overall"]["recall"],
         "recall_small": ours["by_width"]["10-20"]["recall"], "recall_per_face": ours["per_face"]["recall"],
-        "changed_outside": ours["changed_outside"], "changed_outside_encoding": encoding, "fps": ours["fps"],
+        "changed_outside": ours["changed_outside"], "changed_outside_encoding": encoding,
+        "changed_outside_by_source": ours["changed_outside_by_source"], "fps": ours["fps"],
         "deface_recall": theirs.get("overall", {}).get("recall"), "deface_fps": theirs.get("fps"),
         "ratio_vs_deface": round(ours["fps"] / theirs["fps"], 2) if theirs else None,
         "ours": ours, "deface": theirs}))
