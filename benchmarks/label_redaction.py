@@ -23,6 +23,8 @@ import argparse
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from blur_eval import wilson
@@ -36,14 +38,14 @@ COVER = 0.9  # share of an annotated box inside the mask for it to count as hidd
 ALL_KINDS = (*KINDS, "other_2d")
 
 
-def score(photos: list[dict]) -> dict:
-    """Recall per kind, changed_outside and timings over ``photos``."""
+def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> dict:
+    """Recall per kind, changed_outside and timings over ``photos`` (each read from ``path(photo)``)."""
     found, total, missed = Counter(), Counter(), []
     changed = outside = 0
     seconds = []
     detector = shared_text_detector()  # loaded once, outside the timings
     for photo in photos:
-        frame = frame_from_bytes(photo_path(photo).read_bytes())
+        frame = frame_from_bytes(path(photo).read_bytes())
         height, width = frame.shape[:2]
         start = time.perf_counter()
         boxes = find_labels(frame, text_detector=detector)
@@ -111,8 +113,6 @@ def main() -> None:
 
 
 def materialise_default() -> list[dict]:
-    from pathlib import Path
-
     return materialise(Path("/work/.mirror"))
 
 
