@@ -347,8 +347,8 @@ class FilterKind(jobs.BaseKind):
 
     def close(self, ctx: jobs.JobContext) -> None:
         ahead = ctx.state.pop("ahead", None)
-        if ahead is not None:
-            ahead.close()
+        if ahead is not None:  # nothing more is sent, and the requests under way end before the run does: a job
+            ahead.close(wait=True)  # resumed at once must not see its last run's requests still arriving
         for key in ("pool", "copy_pool"):
             pool = ctx.state.pop(key, None)
             if pool is not None:
