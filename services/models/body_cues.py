@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 
 from services.core.errors import ModelError
+from services.models.boxes import iou
 from services.models.embedder import cpu_session
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -224,20 +225,12 @@ def decode_detections(boxes: np.ndarray, scores: np.ndarray) -> list[tuple[np.nd
     order = np.argsort(-score)
     out = []
     while len(order):
-        overlap = _iou(rects[order[0]], rects[order])
+        overlap = iou(rects[order[0]], rects[order])
         group = order[overlap > NMS_IOU]
         weights = score[group] / score[group].sum()
         out.append(((kps[group] * weights[:, None, None]).sum(axis=0), float(score[order[0]])))
         order = order[overlap <= NMS_IOU]
     return out
-
-
-def _iou(rect: np.ndarray, rects: np.ndarray) -> np.ndarray:
-    w = np.clip(np.minimum(rect[2], rects[:, 2]) - np.maximum(rect[0], rects[:, 0]), 0, None)
-    h = np.clip(np.minimum(rect[3], rects[:, 3]) - np.maximum(rect[1], rects[:, 1]), 0, None)
-    inter = w * h
-    areas = (rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])
-    return inter / ((rect[2] - rect[0]) * (rect[3] - rect[1]) + areas - inter + 1e-9)
 
 
 def roi_from_keypoints(kps: np.ndarray) -> Roi:

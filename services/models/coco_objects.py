@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from services.core.errors import InvalidInput, ModelError
+from services.models.boxes import iou
 from services.models.embedder import cpu_session
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -120,16 +121,6 @@ def decode(raw: np.ndarray, *, scale: float, side: int = INPUT_SIDE) -> tuple[np
     size = np.exp(np.minimum(raw[:, 2:4], 20.0)) * strides
     boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) / scale
     return boxes, raw[:, 4:5] * raw[:, 5:]
-
-
-def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """Intersection over union of one box (x0, y0, x1, y1) with each of ``others`` (M, 4)."""
-    iw = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    inter = iw * ih
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, *, threshold: float = NMS_IOU) -> list[int]:
