@@ -1,6 +1,7 @@
 """The review queue's shipping-label editor (issue 26 item 1): a photo's label boxes (barcodes, QR codes, text
 blocks) drawn on it beside the photo as published; the inspector removes a box, restores a removed one or adds
-one (corners in the photo's pixels), each change recorded by ``services.redaction.store``.
+one (corners in the photo's pixels; the box being typed is drawn in orange before it is added), each
+change recorded by ``services.redaction.store``.
 
 Which photos get the editor: with the model's suggestion shown, those whose labels were searched or should be
 (``services.reviews.label_search.search_state``: the model, a decision or an answer calls it a package, or its
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from pages.common import current_user, db, md, person_acted, show_error, thumbnail
 from pages.markup import when
@@ -31,6 +32,9 @@ from services.reviews.label_search import search_state
 
 PREVIEW_SIZE = 720
 LABEL_COLOURS = {"barcode": (230, 40, 40), "qr": (200, 0, 200), "text": (20, 150, 20)}
+NEW_BOX_COLOUR = (255, 150, 0)  # the box typed into the form, drawn before it is added
+KIND_NAMES = {"barcode": "barcode", "qr": "QR code", "text": "text block"}
+CORNER_LABELS = {"x1": "Left (x1)", "y1": "Top (y1)", "x2": "Right (x2)", "y2": "Bottom (y2)"}
 LABEL_NOTE_KEY = "q_lb_note"
 LABEL_ERROR_KEY = "q_lb_error"
 LABEL_EDITS_SHOWN = 5  # the latest edits listed under the form
@@ -123,7 +127,9 @@ def add_label(image_id: int) -> None:
                           x1=state.get(f"q_lb_x1_{image_id}"), y1=state.get(f"q_lb_y1_{image_id}"),
                           x2=state.get(f"q_lb_x2_{image_id}"), y2=state.get(f"q_lb_y2_{image_id}"),
                           actor=current_user().name)
-        _told(f"Added a {b['kind']} box ({corners(b)}): it will be hidden.")
+        found = label_store.label_boxes(db(), image_id=image_id, actor=current_user().name)
+        number = box_numbers(found["boxes"] + found["removed"]).get(b["id"], "?")
+        _told(f"Added a {b['kind']} box, number {number} ({corners(b)}): it will be hidden.")
     except ConsoleError as exc:
         _refused(exc)
 
@@ -154,9 +160,16 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
     if data:
         frame = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         left, right = st.columns(2)
-        left.image(boxes_drawn(frame, boxes, width=width, height=height, numbers=numbers),
-                   caption=f"{plural(len(boxes), 'box', 'boxes')} to hide")
+        new = pending_box(image_id)
+        if new and any(all(abs(b[k] - v) < 0.05 for k, v in zip(("x1", "y1", "x2", "y2"), new)) for b in boxes):
+            new = None  # the typed box was just added (or is already hidden): it is drawn with its number
+        left.image(boxes_drawn(frame, boxes, width=width, height=height, numbers=numbers, new=new),
+                   caption=f"{plural(len(boxes), 'box', 'boxes')} to hide"
+                   + (" · orange: the box typed below, not added yet" if new else ""))
         right.image(redact_photo(conn, image_id=image_id, frame=frame, actor=inspector), caption="as published")
+    else:  # why is said above the editor, where the photo would be; this says what is missing here
+        st.caption("The photo could not be loaded, so its boxes cannot be drawn on it: the list below still "
+                   "holds them.")
     for b in boxes:
         c1, c2 = st.columns([4, 1])
         who = "found" if b["source"] == "auto" else "added by an inspector"
@@ -172,12 +185,12 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
                   type="tertiary", icon=":material/undo:")
     st.caption(f"Add a box the search missed, in the photo's pixels ({width or '?'} x {height or '?'}; x to the "
                "right, y down, from the top left corner):")
-    k, x1, y1, x2, y2 = st.columns([2, 1, 1, 1, 1])
-    k.selectbox("Kind", KINDS, key=f"q_lb_kind_{image_id}")
+    k, x1, y1, x2, y2 = st.columns([1.4, 1, 1, 1, 1])
+    k.selectbox("Kind", KINDS, key=f"q_lb_kind_{image_id}", format_func=KIND_NAMES.get)
     for col, name in ((x1, "x1"), (y1, "y1"), (x2, "x2"), (y2, "y2")):
         # no min or max: a value past the edge would be silently replaced by the last valid one; the service
         # says what is wrong instead
-        col.number_input(name, value=0, step=10, key=f"q_lb_{name}_{image_id}")
+        col.number_input(CORNER_LABELS[name], value=0, step=10, key=f"q_lb_{name}_{image_id}")
     st.button("Add box", key=f"q_lb_add_{image_id}", on_click=add_label, args=(image_id,), icon=":material/add_box:")
     if LABEL_NOTE_KEY in st.session_state:  # right by the button that was pressed (and as a toast)
         st.success(md(st.session_state.pop(LABEL_NOTE_KEY)), icon=":material/check:")
@@ -189,16 +202,32 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
                    f"({corners(e)})")
 
 
+def pending_box(image_id: int) -> tuple[float, float, float, float] | None:
+    """The corners typed into the form when they make a box (x1 < x2, y1 < y2), else None."""
+    try:
+        x1, y1, x2, y2 = (float(st.session_state.get(f"q_lb_{n}_{image_id}") or 0) for n in ("x1", "y1", "x2", "y2"))
+    except (TypeError, ValueError):
+        return None
+    return (x1, y1, x2, y2) if x1 < x2 and y1 < y2 else None
+
+
 def boxes_drawn(frame: np.ndarray, boxes: list[dict[str, Any]], *, width: int | None, height: int | None,
-                numbers: dict[int, int]) -> np.ndarray:
-    """The frame with each box outlined in its kind's colour, scaled from the photo's pixels, and its number."""
+                numbers: dict[int, int], new: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """The frame with each box outlined in its kind's colour, scaled from the photo's pixels, and its number on a
+    tag large enough to read with the photo shown small; ``new`` (the box typed into the form) in orange."""
     img = Image.fromarray(frame)
     draw = ImageDraw.Draw(img)
     fx = frame.shape[1] / width if width else 1.0
     fy = frame.shape[0] / height if height else 1.0
     line = max(2, frame.shape[1] // 300)
-    for b in boxes:
-        draw.rectangle((b["x1"] * fx, b["y1"] * fy, b["x2"] * fx, b["y2"] * fy), outline=LABEL_COLOURS[b["kind"]],
-                       width=line)
-        draw.text((b["x1"] * fx + line, b["y1"] * fy + line), str(numbers[b["id"]]), fill=LABEL_COLOURS[b["kind"]])
+    font = ImageFont.load_default(size=max(14, max(frame.shape[:2]) // 26))
+    tagged = [(b["x1"], b["y1"], b["x2"], b["y2"], LABEL_COLOURS[b["kind"]], str(numbers[b["id"]])) for b in boxes]
+    if new:
+        tagged.append((*new, NEW_BOX_COLOUR, "new"))
+    for x1, y1, x2, y2, colour, tag in tagged:
+        draw.rectangle((x1 * fx, y1 * fy, x2 * fx, y2 * fy), outline=colour, width=line + (tag == "new"))
+    for x1, y1, _, _, colour, tag in tagged:  # the tags over every outline
+        left, top, right, bottom = draw.textbbox((x1 * fx, y1 * fy), tag, font=font)
+        draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=colour)
+        draw.text((x1 * fx, y1 * fy), tag, fill=(255, 255, 255), font=font)
     return np.asarray(img)
