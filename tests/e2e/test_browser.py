@@ -69,7 +69,7 @@ def test_inspector_labels_queued_photos_by_mouse_and_keyboard(server):
         page.get_by_role("radiogroup").get_by_text("product", exact=True).click()
         page.get_by_text("Credit rule: photo is a product shot").first.wait_for()
         page.get_by_role("button", name="Submit label").click()
-        page.get_by_text("1 photos waiting").wait_for(timeout=30_000)
+        page.get_by_text("1 photo waiting").wait_for(timeout=30_000)
         page.get_by_text("Keyboard: 1–4").first.wait_for()  # a rerun may briefly show two
         page.mouse.click(5, 5)  # focus the page, not a widget
         page.keyboard.press("1")  # "1 · package": decides the second photo at once
@@ -93,8 +93,8 @@ def test_three_photos_labelled_with_the_keyboard_only(server):
         page.get_by_text("Signed in as").wait_for()
         page.get_by_role("link", name="Label quality").wait_for()
         ready = page.get_by_role("button", name="4 · half length").first  # a rerun may briefly show two
-        for key, waiting in (("2", "2 photos waiting"), ("4", "1 photos waiting"), ("U", "2 photos waiting"),
-                             ("3", "1 photos waiting")):
+        for key, waiting in (("2", "2 photos waiting"), ("4", "1 photo waiting"), ("U", "2 photos waiting"),
+                             ("3", "1 photo waiting")):
             ready.wait_for(timeout=30_000)  # the shortcuts exist once their buttons are drawn
             page.mouse.click(5, 5)  # focus the page, not a widget
             page.keyboard.press(key)

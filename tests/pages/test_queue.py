@@ -113,7 +113,7 @@ def test_model_suggestion_preselects_the_label_and_can_be_hidden(trained_ws, tmp
 
         at = start_app("pages/queue.py")
         assert shown_item(at) == image_id
-        assert at.caption[0].value.startswith("1 photos waiting: 1 audits and re-reviews")
+        assert at.caption[0].value.startswith("1 photo waiting: 1 audits and re-reviews")
         assert [m.label for m in at.metric] == ["Model suggests"]
         assert at.metric[0].value == predicted.replace("_", " ")
         assert at.radio(key=f"q_label_{image_id}").value == predicted
