@@ -127,7 +127,7 @@ def remove_label_box(db: sqlite_utils.Database, *, box_id: int, actor: str) -> d
     with immediate(db):
         image_id, kind, x1, y1, x2, y2, score, source, removed_by = _box_row(db, box_id)
         if removed_by is not None:
-            raise InvalidInput(f"label box {box_id} was already removed by {removed_by}")
+            raise InvalidInput(f"this label box was already removed by {removed_by}")
         db.execute("UPDATE label_boxes SET removed_at = ?, removed_by = ? WHERE id = ?", [now, actor, box_id])
         _edit(db, image_id=image_id, box_id=box_id, action="removed", kind=kind, box=(x1, y1, x2, y2), actor=actor,
               now=now)
@@ -143,7 +143,7 @@ def restore_label_box(db: sqlite_utils.Database, *, box_id: int, actor: str) -> 
     with immediate(db):
         image_id, kind, x1, y1, x2, y2, score, source, removed_by = _box_row(db, box_id)
         if removed_by is None:
-            raise InvalidInput(f"label box {box_id} is not removed: it is hidden already")
+            raise InvalidInput("this label box is not removed: it is hidden already")
         _refuse_copy(db, image_id=image_id, box=(x1, y1, x2, y2), what="nothing restored")
         db.execute("UPDATE label_boxes SET removed_at = NULL, removed_by = NULL WHERE id = ?", [box_id])
         _edit(db, image_id=image_id, box_id=box_id, action="restored", kind=kind, box=(x1, y1, x2, y2), actor=actor,
@@ -174,7 +174,9 @@ def _refuse_copy(db: sqlite_utils.Database, *, image_id: int, box: tuple[float, 
                       [image_id, *box]).fetchone()
     if same is not None:
         x1, y1, x2, y2 = box
-        raise InvalidInput(f"the {same[1]} box {same[0]} already hides ({x1:g}, {y1:g}, {x2:g}, {y2:g}): {what}")
+        # named by kind and corners: the queue numbers a photo's boxes 1, 2, ... (the row id means nothing there)
+        raise InvalidInput(f"a {same[1]} box with these corners already hides ({x1:g}, {y1:g}, {x2:g}, {y2:g}): "
+                           f"{what}")
 
 
 def _edit(db: sqlite_utils.Database, *, image_id: int, box_id: int, action: str, kind: str,
