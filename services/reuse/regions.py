@@ -16,6 +16,7 @@ Box = tuple[int, int, int, int]
 UNIFORM = 12  # grey levels: a margin line is uniform when 98% of it is this close to the edge's colour
 PAGE = 6  # colour levels from the page colour at which a pixel belongs to something placed on the page
 MIN_SIDE = 0.15  # a region keeps at least this share of each side of the picture
+ASPECT = 3.0  # a placed photo is at most this much longer than wide (bars and buttons are longer)
 CENTRES = {"c50": 0.25}  # centre windows and the share cut from each side (lighter crops: embeddings, keypoints)
 QUARTERS = ("q0", "q1", "q2", "q3")  # the four quarters of a picture, in reading order
 
@@ -40,9 +41,10 @@ def content_box(grey: np.ndarray) -> Box:
 
 
 def placed_box(rgb: np.ndarray) -> Box | None:
-    """The largest block that stands out from the page colour (the picture's commonest border colour) and is
-    at least MIN_SIDE of each side: a photo pasted on a page with bars, text and buttons around it. None when
-    the block is (nearly) the whole picture."""
+    """The largest block that stands out from the page colour (the picture's commonest border colour), at least
+    MIN_SIDE of the picture's shorter side each way and at most ASPECT times longer than wide: a photo pasted on a
+    page with bars, text and buttons around it (a shop's 200-px image on a phone page is 13% of its height). None
+    when the block is (nearly) the whole picture."""
     h, w = rgb.shape[:2]
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.int16)
     quantised = border // 8
@@ -53,8 +55,9 @@ def placed_box(rgb: np.ndarray) -> Box | None:
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     best: Box | None = None
     best_area = 0
+    least = MIN_SIDE * min(w, h)  # of the shorter side: a phone page is twice as tall as it is wide
     for x, y, bw, bh, _ in stats[1:n]:
-        if bw >= MIN_SIDE * w and bh >= MIN_SIDE * h and bw * bh > best_area:
+        if bw >= least and bh >= least and max(bw, bh) <= ASPECT * min(bw, bh) and bw * bh > best_area:
             best, best_area = (int(x), int(y), int(x + bw), int(y + bh)), int(bw * bh)
     if best is None or best_area > 0.85 * w * h:
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -26,6 +28,19 @@ def test_a_border_is_trimmed_and_a_pasted_photo_is_found_on_its_page():
     page.paste(photo, (40, 120))
     assert placed_box(np.asarray(page)) == (40, 120, 360, 360)
     assert placed_box(np.asarray(photo)) is None  # a photo is not a page
+
+
+def test_a_small_shop_image_on_a_tall_phone_page_is_found_and_confirmed():
+    """A catalog's 198-px shop image shown at its own size on a phone page (720 x 1560): 13% of the page's height
+    but 28% of its width. The bars and the button stand out from the page too, and are longer than a photo."""
+    shop = Image.open(Path(__file__).resolve().parents[2] / "data" / "catalog" / "catalog" / "Banana" / "iconic.jpg")
+    page = Image.new("RGB", (720, 1560), (240, 244, 250))
+    page.paste(Image.new("RGB", (720, 48), (20, 20, 20)), (0, 0))  # status bar
+    page.paste(Image.new("RGB", (720, 92), (200, 228, 245)), (0, 48))  # header
+    page.paste(shop.convert("RGB"), (173, 196))
+    page.paste(Image.new("RGB", (672, 80), (250, 200, 40)), (24, 536))  # "Add to cart"
+    assert placed_box(np.asarray(page)) == (173, 196, 371, 394)
+    assert compare(shop, page).near  # at working size (236 x 512) the shop image is 65 px across
 
 
 def test_quarter_turns_and_a_screenshot_meet_the_stored_hashes(db):
