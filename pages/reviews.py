@@ -8,6 +8,7 @@ import streamlit as st
 from PIL import Image
 
 from pages.common import current_user, db, md, show_error, thumbnail
+from pages.markup import when
 from pages.photos import data_url, review_name
 from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
@@ -49,7 +50,9 @@ source = f[3].selectbox("Decided by", [None, "auto", "human"], key="rv_source",
                         format_func=lambda v: SOURCES.get(v, v) if v else "anyone")
 search = f[4].text_input("Search review, product or user", key="rv_search")
 s = st.columns([2, 1, 3])
-sort = s[0].selectbox("Sort by", ["submitted_at", "confidence", "review_id", "label", "status"], key="rv_sort")
+SORTS = {"submitted_at": "time submitted", "confidence": "model confidence", "review_id": "review",
+         "label": "decided label", "status": "status"}
+sort = s[0].selectbox("Sort by", list(SORTS), key="rv_sort", format_func=SORTS.get)
 descending = s[1].toggle("Descending", value=True, key="rv_desc")
 
 
@@ -76,7 +79,7 @@ if rows:
                 "type": r["review_type"],
                 "product": r["product"],
                 "user": r["user_id"],
-                "submitted": r["submitted_at"],
+                "submitted": when(r["submitted_at"]),
                 "status": STATUSES.get(r["status"], r["status"])
                 + (f" ({queue_reason_text(r['queue_reason'])})" if r["queue_reason"] else ""),
                 "model label": r["predicted"],
@@ -115,7 +118,7 @@ if selected:
     rv, outcome = detail["review"], detail["outcome"]
     credit = {True: "credit granted", False: "no credit", None: "undecided"}[outcome["credit"]]
     st.markdown(f"**{md(rv['review_type'])}** review of **{md(rv['product'] or 'unknown product')}** by **{md(rv['user_id'] or '?')}** "
-                f"on {rv['submitted_at']}: **{credit}** — {md(outcome['reason'])}")
+                f"on {when(rv['submitted_at'])}: **{credit}** — {md(outcome['reason'])}")
     if rv["text"]:
         st.text(rv["text"])  # customer text is shown as plain text, never as markdown
     for photo in detail["photos"]:
@@ -125,11 +128,15 @@ if selected:
             show_published(c1, photo)
         except ConsoleError as exc:
             show_error(exc)
-        c2.write(f"Status: **{photo['status']}**" + (f" ({photo['queue_reason']})" if photo["queue_reason"] else ""))
+        c2.write(f"Status: **{STATUSES.get(photo['status'], photo['status'])}**"
+                 + (f" ({md(queue_reason_text(photo['queue_reason']))})" if photo["queue_reason"] else ""))
         if photo["predictions"]:
             p = photo["predictions"][0]
             c2.write(f"Model {md(p['model_version'])}: **{md(p['label'])}** at {p['confidence']:.0%}")
             c2.bar_chart(pd.Series(p["probabilities"], name="probability"), height=160)
         if photo["decisions"]:
-            c2.dataframe(pd.DataFrame(photo["decisions"])[["decided_at", "label", "credit", "source", "decided_by", "reason"]],
-                         hide_index=True, key=f"rv_hist_{photo['id']}")
+            history = pd.DataFrame([{"decided": when(d["decided_at"]), "label": d["label"],
+                                     "credit": None if d["credit"] is None else bool(d["credit"]),
+                                     "by": SOURCES.get(d["source"], d["source"]), "who": d["decided_by"],
+                                     "reason": d["reason"]} for d in photo["decisions"]])
+            c2.dataframe(history, hide_index=True, key=f"rv_hist_{photo['id']}")

@@ -102,9 +102,12 @@ def test_detail_shows_credit_outcome_and_plain_customer_text(seeded):
     assert [t.value for t in at.text] == [RISKY_TEXT]
     assert not any("<script>" in m.value for m in at.markdown)
     assert any("Status: **decided**" in m.value for m in at.markdown)
+    assert " UTC: **credit granted**" in summary[0]  # the time as the app shows times
     history = [d.value for d in at.dataframe][1:]  # after the table: one decision history per decided photo
     assert len(history) == 1
-    assert list(history[0]["label"]) == ["product"] and list(history[0]["source"]) == ["human"]
+    assert list(history[0]["label"]) == ["product"] and list(history[0]["by"]) == ["a person"]
+    assert list(history[0].columns) == ["decided", "label", "credit", "by", "who", "reason"]
+    assert all(t.endswith(" UTC") for t in history[0]["decided"])  # as the app shows times
     assert len(at.image) == 1
 
 
@@ -116,7 +119,7 @@ def test_detail_of_an_undecided_review_with_a_broken_photo(seeded):
     assert "**undecided**" in summary
     assert not at.text  # no customer text given
     statuses = [m.value for m in at.markdown if m.value.startswith("Status:")]
-    assert sorted(statuses) == ["Status: **failed**", "Status: **queued** (no_model)"]
+    assert sorted(statuses) == ["Status: **failed**", "Status: **in the queue** (no model had been trained yet)"]
     assert len(at.image) == 1  # the readable photo
     assert len(at.error) == 1 and "Cannot show" in at.error[0].value
 
