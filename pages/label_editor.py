@@ -161,7 +161,8 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
         frame = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         left, right = st.columns(2)
         new = pending_box(image_id)
-        if new and any(all(abs(b[k] - v) < 0.05 for k, v in zip(("x1", "y1", "x2", "y2"), new)) for b in boxes):
+        if new and any(all(abs(b[k] - v) < label_store.SAME_CORNERS for k, v in zip(("x1", "y1", "x2", "y2"), new))
+                       for b in boxes):
             new = None  # the typed box was just added (or is already hidden): it is drawn with its number
         left.image(boxes_drawn(frame, boxes, width=width, height=height, numbers=numbers, new=new),
                    caption=f"{plural(len(boxes), 'box', 'boxes')} to hide"

@@ -18,6 +18,7 @@ from services.core.errors import InvalidInput, NotFound
 from services.redaction.labels import KINDS, LabelBox
 
 SAME_BOX = 0.8  # a box found again overlapping a removed one of its kind by this IoU stays removed
+SAME_CORNERS = 0.05  # pixels: two boxes whose corners all differ by less are one box (to a tenth of a pixel)
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -168,10 +169,10 @@ def _box_dict(box_id: int, kind: str, x1: float, y1: float, x2: float, y2: float
 
 def _refuse_copy(db: sqlite_utils.Database, *, image_id: int, box: tuple[float, float, float, float],
                  what: str) -> None:
-    """Raises InvalidInput when a box still hidden on the photo has these corners (to a tenth of a pixel)."""
+    """Raises InvalidInput when a box still hidden on the photo has these corners (within SAME_CORNERS)."""
     same = db.execute("SELECT id, kind FROM label_boxes WHERE image_id = ? AND removed_at IS NULL AND abs(x1 - ?) "
-                      "< 0.05 AND abs(y1 - ?) < 0.05 AND abs(x2 - ?) < 0.05 AND abs(y2 - ?) < 0.05",
-                      [image_id, *box]).fetchone()
+                      "< ? AND abs(y1 - ?) < ? AND abs(x2 - ?) < ? AND abs(y2 - ?) < ?",
+                      [image_id, *(v for corner in box for v in (corner, SAME_CORNERS))]).fetchone()
     if same is not None:
         x1, y1, x2, y2 = box
         # named by kind and corners: the queue numbers a photo's boxes 1, 2, ... (the row id means nothing there)
