@@ -135,18 +135,33 @@ class CenterFaceDetector:
         candidates = np.concatenate([b for p, b in first if p.group.startswith("base")] or [np.zeros((0, 5), np.float32)])
         tiles = fine_passes(width, height, plan, candidates[candidates[:, 4] >= min(threshold, plan.candidate)])
         if small is not None:
-            tiles += [replace(p, group="fine-small") for p in fine_passes(width, height, small, candidates)]
+            tiles += [replace(p, group="fine-small-mirror" if p.mirror else "fine-small")
+                      for p in fine_passes(width, height, small, candidates)]
         fine = self._run(frame, tiles, threshold=threshold)
         return [(p.group, b[b[:, 4] >= threshold]) for p, b in first + fine]
 
     def detect_turn(self, frame: np.ndarray, *, threshold: float, turn: int, plan: Plan = VIDEO_PLAN) -> np.ndarray:
         """One look at a video frame: even turns see the whole frame at the base scale, odd ones one of the fine
-        tiles covering it, round robin. Every box from ``threshold`` is kept (the following looks vote)."""
+        tiles covering it, round robin; each is seen mirrored every other time it comes round (``turn_view``), so
+        two looks at one face are two views of it, as a photo's passes are. Every box from ``threshold`` is kept
+        (the following looks vote)."""
         height, width = frame.shape[:2]
         tiles = all_tiles(width, height, plan) if plan.fine else []
         passes = [tiles[(turn // 2) % len(tiles)]] if tiles and turn % 2 else first_passes(width, height, plan)
+        if self.turn_view(turn, width, height, plan).endswith("mirror"):
+            passes = [replace(p, mirror=True) for p in passes]
         found = [(p.group, b) for p, b in self._run(frame, passes, threshold=threshold)]
         return clamp_boxes(merge(found, threshold=threshold, votes=1), width, height)
+
+    @staticmethod
+    def turn_view(turn: int, width: int, height: int, plan: Plan = VIDEO_PLAN) -> str:
+        """The view ``detect_turn`` takes at ``turn``: "whole" or "tile", and "-mirror" every other time that
+        part of the frame comes round (a weak face two views saw is confirmed, ``services.faces.tracking``)."""
+        tiles = len(all_tiles(width, height, plan)) if plan.fine else 0
+        lap = turn // 2
+        if tiles and turn % 2:
+            return "tile-mirror" if (lap // tiles) % 2 else "tile"
+        return "whole-mirror" if lap % 2 else "whole"
 
     def detect_complete(self, frame: np.ndarray, *, threshold: float, plan: Plan = VIDEO_PLAN,
                         small: Plan | None = SMALL_FACES_PLAN) -> tuple[np.ndarray, np.ndarray]:

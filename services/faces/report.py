@@ -6,7 +6,7 @@ A file is flagged for a look when
 * it is a **crowd** (``CROWD`` faces or more in the photo, or in one frame of a video): small faces are missed
   most where there are many;
 * its detections are **weak**: at least ``WEAK_MIN`` faces, and a third of them or more, scored under ``SURE``
-  (kept because two passes or two looks agreed, near the threshold), where a missed or a false face is likeliest;
+  (kept because two passes or two views agreed, near the threshold), where a missed or a false face is likeliest;
 * a mask **left detail** in a face (the Laplacian measure of ``services.faces.quality`` not halved), which the
   default masks never do but a small mask scale with box masks can.
 """

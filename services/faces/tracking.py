@@ -2,9 +2,13 @@
 track's ends, and the feed that lets the writer follow the looks while they are still being made (the looking
 runs on a thread of its own, ``services.faces.video``). Pure apart from the feed's lock.
 
-A weak face (scored under ``SURE``) seen on one look only is dropped: time votes as the mirror and scale passes
-vote on photos. A track is held ``revisit`` frames past its ends when the look at the whole frame saw it (it
-comes round every other look), else a full ``round`` (a face only a tile finds waits for its tile).
+A weak face (scored under ``SURE``) is masked only when two *views* saw it, each box overlapping the track by
+``VIEW_IOU`` as a photo's passes must agree: the whole frame and a tile are two views, and so are a part of the
+frame seen upright and seen mirrored (``CenterFaceDetector.detect_turn`` mirrors every other time a part comes
+round). Two looks at near-identical frames through the same view are not two votes: a texture the network takes
+for a face in one is taken for one in the next. A track is held ``revisit`` frames past its ends when the look at
+the whole frame saw it (it comes round every other look), else a full ``round`` (a face only a tile finds waits
+for its tile).
 
 When the looks come with the camera's offset (``services.faces.motion``), a look joins a track when their boxes
 overlap in the frame or in the scene (each box less its frame's offset), whichever overlaps more: a face a tile
@@ -25,6 +29,7 @@ from services.faces.masks import consolidate
 from services.faces.search import SURE
 
 LINK_IOU = 0.2
+VIEW_IOU = 0.5  # a look's box counts as another view of a track (a vote) only when it overlaps this much
 PART_IOU = 0.3  # a tile's box overlapping a whole look's box this much is the same face
 
 
@@ -42,6 +47,7 @@ class Track:
     offsets: list[np.ndarray] = field(default_factory=list)  # the camera offset (x, y, x, y, 0) at each detection
     shape: int | None = None  # index of the latest box a look at the whole frame gave (its shape is trusted)
     voted: bool = False  # a complete search found it: confirmed however weak and however few its looks
+    views: set[str] = field(default_factory=set)  # the kinds of look that saw it (whole, tile, mirrored or not)
 
 
 def _area(b: np.ndarray) -> float:
@@ -84,7 +90,7 @@ class Linker:
         self.live = []
 
     def add(self, frame: int, boxes: np.ndarray, offset: np.ndarray = NO_MOTION, *, whole: bool = True,
-            voted: np.ndarray | None = None) -> list[Track]:
+            voted: np.ndarray | None = None, view: str = "") -> list[Track]:
         """Take the boxes of the look at ``frame`` (looks in frame order) and the camera offset there (an (x, y,
         x, y, 0) row, see ``offset_at``); ``whole``: the look saw the whole frame (else a tile: a box that is only
         part of a face the whole frame showed keeps that face's shape); ``voted``: per box, whether it is confirmed
@@ -112,10 +118,13 @@ class Linker:
             t.boxes.append(boxes[bi] if part is None else part)
             t.offsets.append(offset)
             t.voted = t.voted or (voted is not None and bool(voted[bi]))
+            if score >= VIEW_IOU:
+                t.views.add(view or f"look {frame}")
             if whole:
                 t.shape = len(t.boxes) - 1
         started = [Track([frame], [box], offsets=[offset], shape=0 if whole else None,
-                         voted=voted is not None and bool(voted[bi])) for bi, box in enumerate(boxes) if bi not in used_boxes]
+                         voted=voted is not None and bool(voted[bi]), views={view or f"look {frame}"})
+                   for bi, box in enumerate(boxes) if bi not in used_boxes]
         self.tracks.extend(started)
         self.live.extend(started)
         return started
@@ -131,9 +140,9 @@ def link(detections: dict[int, np.ndarray], *, step: int, gap: int | None = None
 
 
 def confirmed(tracks: list[Track]) -> list[Track]:
-    """The tracks seen on two looks or more, or scored at least ``SURE`` once, or found by a complete search (its
-    passes voted): a lone weak box is dropped."""
-    return [t for t in tracks if t.voted or len(t.frames) >= 2 or max(float(b[4]) for b in t.boxes) >= SURE]
+    """The tracks seen by two views or more (``Track.views``), or scored at least ``SURE`` once, or found by a
+    complete search (its passes voted): a weak box only one view saw is dropped, however often it saw it."""
+    return [t for t in tracks if t.voted or len(t.views) >= 2 or max(float(b[4]) for b in t.boxes) >= SURE]
 
 
 def boxes_at(tracks: list[Track], frame: int, *, hold: int, offset: np.ndarray | None = None,
@@ -194,6 +203,7 @@ class Feed:
         self.whole: set[int] = set()
         self.cuts: list[int] = []  # frames where a new shot starts, ascending
         self.voted: dict[int, np.ndarray] = {}
+        self.views: dict[int, str] = {}  # the kind of look at each frame ("" : every look its own)
         self.upto = -1
         self.done = False
         self.error: BaseException | None = None
@@ -205,7 +215,7 @@ class Feed:
         return 2 * self.round + self.step
 
     def put(self, frame: int, boxes: np.ndarray, *, whole: bool, offset: tuple[float, float] = (0.0, 0.0),
-            voted: np.ndarray | None = None) -> None:
+            voted: np.ndarray | None = None, view: str = "") -> None:
         """The look at ``frame``: ``whole`` when it saw the whole frame; ``voted``, per box, whether the votes of
         several passes confirmed it already (a complete search, as on a photo: one look is then enough)."""
         with self._cond:
@@ -215,6 +225,7 @@ class Feed:
                 self.whole.add(frame)
             if voted is not None:
                 self.voted[frame] = voted
+            self.views[frame] = view
             self.upto = frame
             self._cond.notify_all()
 
@@ -261,16 +272,17 @@ class Follower:
         if self.linker is None:
             self.linker = Linker(gap=feed.round + feed.step)
         with feed._cond:
-            new = [(f, feed.detections[f], feed.offsets.get(f, (0.0, 0.0)), f in feed.whole, feed.voted.get(f))
+            new = [(f, feed.detections[f], feed.offsets.get(f, (0.0, 0.0)), f in feed.whole, feed.voted.get(f),
+                    feed.views.get(f, ""))
                    for f in sorted(f for f in feed.detections if self.seen < f <= feed.upto)]
             cuts = list(feed.cuts)
-        for f, found, offset, whole, voted in new:
+        for f, found, offset, whole, voted, view in new:
             if any(self.seen < c <= f for c in cuts):
                 self.linker.cut()
             self.look_frames.append(f)
             self.look_offsets.append(offset)
             row = np.array([*offset, *offset, 0.0], dtype=np.float32)  # as offset_at gives it
-            self.active.extend(self.linker.add(f, found, row, whole=whole, voted=voted))
+            self.active.extend(self.linker.add(f, found, row, whole=whole, voted=voted, view=view))
             self.seen = f
         revisit = 2 * feed.step if feed.round > feed.step else feed.step
         keep = []

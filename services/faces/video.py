@@ -7,7 +7,7 @@ search in a form that keeps real time (``CenterFaceDetector.detect_turn``: the w
 native-resolution tiles covering it take turns, so small faces are searched at full size every round); the
 writer follows a little behind (``services.faces.tracking``) and writes each frame with the faces of the tracks
 alive at it: interpolated between looks and held past a track's ends, so masks neither flicker nor miss frames,
-and a weak face is masked only when two looks saw it. The first look of each shot (the video's start, and after
+and a weak face is masked only when two views of it (whole or tile, upright or mirrored) saw it. The first look of each shot (the video's start, and after
 each cut) searches the whole frame at 640 and at its own size and, at once, the tiles holding a small candidate
 at twice that size, as for a photo (``detect_complete``), so a short shot is not over before its tiles come round
 and its 10-20 px faces are found from its first frame; a weak face the passes voted for is masked from that look. The
@@ -74,7 +74,7 @@ class VideoReport:
     detections: dict[int, list[list[float]]]  # detection frame -> boxes found there
     masked: dict[int, list[list[float]]]  # every frame with a mask -> the boxes masked (tracks filled in)
     tracks: int
-    weak_tracks: int = 0  # tracks never scored SURE (kept because two looks agreed)
+    weak_tracks: int = 0  # tracks never scored SURE (kept because two views agreed)
 
 
 def _open(path: str) -> Any:
@@ -147,17 +147,19 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
             offset = camera.update(stored)  # in stored pixels, as the boxes handed on
             upright = np.ascontiguousarray(_rotate(stored, rotation))
             turn = n // detect_every
-            voted = None
+            voted, view = None, ""
             if turns and fresh:  # a new shot is searched whole at once: it may be over before a round of tiles is
                 found, voted = detector.detect_complete(upright, threshold=threshold)
+                view = "complete"
             elif turns:
                 found = detector.detect_turn(upright, threshold=threshold, turn=turn)
+                view = detector.turn_view(turn, upright.shape[1], upright.shape[0])
             else:
                 found = detector.detect(upright, threshold=threshold)
                 voted = np.ones(len(found), dtype=bool)
             fresh = False
             boxes = _unrotate_boxes(found, rotation, frame.width, frame.height) if rotation else found
-            feed.put(n, boxes, whole=voted is not None or turn % 2 == 0, offset=offset, voted=voted)
+            feed.put(n, boxes, whole=voted is not None or turn % 2 == 0, offset=offset, voted=voted, view=view)
         feed.close()
     except av.error.FFmpegError as exc:
         feed.close(ImageError(f"the video stops being readable at frame {n} ({exc.strerror or exc}): it may be "

@@ -101,3 +101,28 @@ def test_video_looks_run_the_8_bit_network_which_finds_the_small_faces_the_float
                 got, _ = d.detect_complete(canvas, threshold=DEFAULT_THRESHOLD)
                 found[kind] += bool(len(got)) and bool(iou(truth, got).max() > 0.2)
         assert found["8-bit"] >= min(found["float"], len(faces) - 1), (width, found, len(faces))
+
+
+def test_video_looks_see_each_part_of_the_frame_upright_and_mirrored_in_turn():
+    """A 720p frame has four tiles: whole and tile looks alternate, and each part of the frame is seen mirrored
+    every other time it comes round, so two looks at one face are two views of it (``services.faces.tracking``)."""
+    views = [CenterFaceDetector.turn_view(turn, 1280, 720) for turn in range(18)]
+    assert views[0::2] == ["whole", "whole-mirror"] * 4 + ["whole"]
+    assert views[1::2] == ["tile"] * 4 + ["tile-mirror"] * 4 + ["tile"]
+
+
+@needs_faces
+def test_a_mirrored_video_look_finds_the_faces_the_upright_one_finds_in_place():
+    detector = CenterFaceDetector.shared().for_video()
+    faces = [(name, box) for name, boxes in sorted(annotated().items()) for box in boxes]
+    found = {"upright": 0, "mirrored": 0}
+    for name, box in faces:
+        photo, truth = _scaled(name, box, 60)
+        canvas = np.full((720, 1280, 3), 118, dtype=np.uint8)
+        h, w = min(500, photo.shape[0]), min(900, photo.shape[1])
+        canvas[150:150 + h, 300:300 + w] = photo[:h, :w]
+        truth = truth + np.array([[300, 150, 300, 150, 0]], dtype=np.float32)
+        for kind, turn in (("upright", 0), ("mirrored", 2)):  # turn 2: the whole frame, mirrored
+            got = detector.detect_turn(canvas, threshold=DEFAULT_THRESHOLD, turn=turn)
+            found[kind] += bool(len(got)) and bool(iou(truth, got).max() > 0.5)  # back in the frame's own pixels
+    assert found["upright"] >= len(faces) - 1 and found["mirrored"] >= len(faces) - 1, (found, len(faces))

@@ -148,6 +148,24 @@ def test_no_face_is_followed_or_held_across_a_cut():
     assert len(boxes_at(tracks, 11, hold=6, cuts=[11])) == 1 and len(boxes_at(tracks, 11, hold=6)) == 2
 
 
+def test_a_weak_face_only_one_view_sees_is_dropped_however_often_it_sees_it():
+    """Looks at near-identical frames through one view repeat one texture's mistake: a weak box needs two views
+    (upright and mirrored, whole frame and tile), each overlapping the track by VIEW_IOU, as a photo's passes vote."""
+    weak = FACE.copy()
+    weak[0, 4] = 0.15
+    one_view = Linker(gap=12)
+    for f in (0, 6, 12):
+        one_view.add(f, weak, view="whole")
+    two_views = Linker(gap=12)
+    two_views.add(0, weak, view="whole")
+    two_views.add(6, weak + 1, view="whole-mirror")
+    loose = Linker(gap=12)
+    loose.add(0, weak, view="whole")
+    loose.add(6, weak + np.array([[12, 0, 12, 0, 0]], dtype=np.float32), view="whole-mirror")  # overlap 0.43
+    assert [len(link.tracks) for link in (one_view, two_views, loose)] == [1, 1, 1]  # each followed as one track
+    assert [len(confirmed(link.tracks)) for link in (one_view, two_views, loose)] == [0, 1, 0]
+
+
 def test_a_weak_face_a_complete_search_voted_for_is_kept_from_its_one_look():
     weak = np.array([[10, 10, 22, 24, 0.12], [60, 10, 72, 24, 0.12]], dtype=np.float32)
     linker = Linker(gap=12)
