@@ -113,7 +113,8 @@ def stages(src: str, clock: Clock, *, threshold: float, detect_every: int, mode:
                     with clock("looks: detector whole frame"):
                         found = detector.detect_turn(stored, threshold=threshold, turn=turn)
                 fresh = False
-                feed.put(n, found, whole=voted is not None or turn % 2 == 0, offset=offset, voted=voted)
+                view = "complete" if voted is not None else detector.turn_view(turn, stored.shape[1], stored.shape[0])
+                feed.put(n, found, whole=voted is not None or turn % 2 == 0, offset=offset, voted=voted, view=view)
             n += 1
         feed.close()
     follower = Follower(feed)
@@ -162,7 +163,10 @@ def main() -> None:
     parser.add_argument("--before", action="store_true",
                         help="the stages as before the speed-ups (float network, x264 superfast)")
     parser.add_argument("--cprofile", help="write a cProfile of the stages to this file")
+    parser.add_argument("--quick", action="store_true", help="50 frames, no deface")
     args = parser.parse_args()
+    if args.quick:
+        args.frames, args.no_deface = 50, True
     sys.path.insert(0, str(ROOT))
     from services.faces.detection import CenterFaceDetector
     from services.faces.job import DEFAULTS
