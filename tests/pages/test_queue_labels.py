@@ -70,7 +70,7 @@ def test_removing_and_adding_a_box_is_stored_and_recorded(package, db):
     at.button(key=f"q_lb_rm_{text['id']}").click().run()
     assert not at.exception, at.exception
     assert text["id"] != 2
-    assert any(s.value.startswith("Removed text box 2 ") for s in at.success)  # numbered on the photo, not by row id
+    assert any(s.value.startswith("Removed text block 2 ") for s in at.success)  # numbered on the photo, not by row id
     at.selectbox(key=f"q_lb_kind_{first}").set_value("qr")
     at.number_input(key=f"q_lb_x1_{first}").set_value(20)
     at.number_input(key=f"q_lb_y1_{first}").set_value(30)
@@ -78,7 +78,7 @@ def test_removing_and_adding_a_box_is_stored_and_recorded(package, db):
     at.number_input(key=f"q_lb_y2_{first}").set_value(70)
     at.button(key=f"q_lb_add_{first}").click().run()
     assert not at.exception, at.exception
-    assert any(s.value.startswith("Added a qr box") for s in at.success)
+    assert any(s.value.startswith("Added QR code 3 ") for s in at.success)
     left = label_boxes(db, image_id=first, actor="local operator")["boxes"]
     assert [(b["kind"], b["source"], b["x1"], b["y2"]) for b in left] == [
         ("barcode", "auto", 10, 30), ("qr", "inspector", 20, 70)]
@@ -88,8 +88,8 @@ def test_removing_and_adding_a_box_is_stored_and_recorded(package, db):
     assert audit == [("labels.box_removed", f"image:{first}"), ("labels.box_added", f"image:{first}")]
     assert [b.key for b in at.button if (b.key or "").startswith("q_lb_rm_")] == [
         f"q_lb_rm_{b['id']}" for b in left]
-    assert any("local operator added qr box 3 " in c.value for c in at.caption)
-    assert any("**qr 3** (added by an inspector)" in c.value for c in at.caption)
+    assert any("local operator added QR code 3 " in c.value for c in at.caption)
+    assert any("**QR code 3** (added by an inspector)" in c.value for c in at.caption)
     assert at.radio(key=f"q_label_{first}")  # the photo is still the one on screen, undecided
 
 
@@ -165,10 +165,10 @@ def test_a_removed_box_shows_its_corners_and_comes_back_with_restore(package, db
     at.button(key=f"q_lb_rm_{text['id']}").click().run()
     assert not at.exception, at.exception
     assert "1 box to hide" in [c for img in at.image for c in img.captions]  # one box, not "1 boxes"
-    assert any("Removed text box 2 (x 5–80, y 40–60)" in shown_text(s.value) for s in at.success)
-    assert any("~~text 2~~" in c.value and "x 5–80, y 40–60" in shown_text(c.value) for c in at.caption)
-    edit = next(shown_text(c.value) for c in at.caption if "removed text box" in c.value)
-    assert edit.endswith("local operator removed text box 2 (x 5–80, y 40–60)")
+    assert any("Removed text block 2 (x 5–80, y 40–60)" in shown_text(s.value) for s in at.success)
+    assert any("~~text block 2~~" in c.value and "x 5–80, y 40–60" in shown_text(c.value) for c in at.caption)
+    edit = next(shown_text(c.value) for c in at.caption if "removed text block" in c.value)
+    assert edit.endswith("local operator removed text block 2 (x 5–80, y 40–60)")
     assert " UTC · " in edit and "T" not in edit.split(" UTC")[0]  # 2026-12-05 10:51 UTC, not raw ISO
     at.button(key=f"q_lb_restore_{text['id']}").click().run()
     assert not at.exception, at.exception
