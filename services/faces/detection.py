@@ -154,6 +154,12 @@ class CenterFaceDetector:
         return clamp_boxes(merge(found, threshold=threshold, votes=1), width, height)
 
     @staticmethod
+    def turn_region(turn: int, width: int, height: int, plan: Plan = VIDEO_PLAN) -> tuple[int, int, int, int] | None:
+        """The tile (x1, y1, x2, y2 in frame pixels) ``detect_turn`` looks at on ``turn``; None for the whole frame."""
+        tiles = all_tiles(width, height, plan) if plan.fine else []
+        return tiles[(turn // 2) % len(tiles)].region if tiles and turn % 2 else None
+
+    @staticmethod
     def turn_view(turn: int, width: int, height: int, plan: Plan = VIDEO_PLAN) -> str:
         """The view ``detect_turn`` takes at ``turn``: "whole" or "tile", and "-mirror" every other time that
         part of the frame comes round (a weak face two views saw is confirmed, ``services.faces.tracking``)."""

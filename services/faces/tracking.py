@@ -31,6 +31,8 @@ from services.faces.search import SURE
 LINK_IOU = 0.2
 VIEW_IOU = 0.5  # a look's box counts as another view of a track (a vote) only when it overlaps this much
 PART_IOU = 0.3  # a tile's box overlapping a whole look's box this much is the same face
+CUT_EDGE = 4.0  # pixels: a tile's box this near the tile's edge shows a face the edge cuts
+CUT_INSIDE = 0.5  # such a box, this much inside a whole look's box, is part of that face
 
 
 NO_MOTION = np.zeros(5, dtype=np.float32)
@@ -54,7 +56,7 @@ def _area(b: np.ndarray) -> float:
     return max(0.0, float(b[2] - b[0])) * max(0.0, float(b[3] - b[1]))
 
 
-def _part_of(t: Track, box: np.ndarray, offset: np.ndarray) -> np.ndarray | None:
+def _part_of(t: Track, box: np.ndarray, offset: np.ndarray, *, cut: bool = False) -> np.ndarray | None:
     """The box to keep for a tile's ``box`` joined to a track a look at the whole frame saw: the union of it and
     that look's box carried to ``offset``, when the two show one face (the tile's box overlaps it by
     ``PART_IOU`` or lies inside it); else None. A tile at full size sees a large face, or a half-hidden one (a
@@ -64,10 +66,20 @@ def _part_of(t: Track, box: np.ndarray, offset: np.ndarray) -> np.ndarray | None
     ref = t.boxes[t.shape] + (offset - t.offsets[t.shape])
     x1, y1, x2, y2 = max(ref[0], box[0]), max(ref[1], box[1]), min(ref[2], box[2]), min(ref[3], box[3])
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    if inter < PART_IOU * (_area(box) + _area(ref) - inter) and inter < 0.8 * _area(box):
+    inside = CUT_INSIDE if cut else 0.8
+    if inter < PART_IOU * (_area(box) + _area(ref) - inter) and inter < inside * _area(box):
         return None
     return np.array([min(ref[0], box[0]), min(ref[1], box[1]), max(ref[2], box[2]), max(ref[3], box[3]), box[4]],
                     dtype=np.float32)
+
+
+def _cut(box: np.ndarray, region: tuple[float, float, float, float] | None) -> bool:
+    """Whether ``box`` reaches (within ``CUT_EDGE``) an edge of the tile ``region`` that saw it: the face may go on
+    past that edge, so the tile saw only part of it."""
+    if region is None:
+        return False
+    x1, y1, x2, y2 = region
+    return bool(box[0] - x1 <= CUT_EDGE or box[1] - y1 <= CUT_EDGE or x2 - box[2] <= CUT_EDGE or y2 - box[3] <= CUT_EDGE)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -90,7 +102,8 @@ class Linker:
         self.live = []
 
     def add(self, frame: int, boxes: np.ndarray, offset: np.ndarray = NO_MOTION, *, whole: bool = True,
-            voted: np.ndarray | None = None, view: str = "") -> list[Track]:
+            voted: np.ndarray | None = None, view: str = "",
+            region: tuple[float, float, float, float] | None = None) -> list[Track]:
         """Take the boxes of the look at ``frame`` (looks in frame order) and the camera offset there (an (x, y,
         x, y, 0) row, see ``offset_at``); ``whole``: the look saw the whole frame (else a tile: a box that is only
         part of a face the whole frame showed keeps that face's shape); ``voted``: per box, whether it is confirmed
@@ -113,7 +126,7 @@ class Linker:
             used_tracks.add(ti)
             used_boxes.add(bi)
             t = self.live[ti]
-            part = None if whole else _part_of(t, boxes[bi], offset)
+            part = None if whole else _part_of(t, boxes[bi], offset, cut=_cut(boxes[bi], region))
             t.frames.append(frame)
             t.boxes.append(boxes[bi] if part is None else part)
             t.offsets.append(offset)
@@ -204,6 +217,7 @@ class Feed:
         self.cuts: list[int] = []  # frames where a new shot starts, ascending
         self.voted: dict[int, np.ndarray] = {}
         self.views: dict[int, str] = {}  # the kind of look at each frame ("" : every look its own)
+        self.regions: dict[int, tuple[float, float, float, float]] = {}  # a tile look's tile, in frame pixels
         self.upto = -1
         self.done = False
         self.error: BaseException | None = None
@@ -215,7 +229,8 @@ class Feed:
         return 2 * self.round + self.step
 
     def put(self, frame: int, boxes: np.ndarray, *, whole: bool, offset: tuple[float, float] = (0.0, 0.0),
-            voted: np.ndarray | None = None, view: str = "") -> None:
+            voted: np.ndarray | None = None, view: str = "",
+            region: tuple[float, float, float, float] | None = None) -> None:
         """The look at ``frame``: ``whole`` when it saw the whole frame; ``voted``, per box, whether the votes of
         several passes confirmed it already (a complete search, as on a photo: one look is then enough)."""
         with self._cond:
@@ -226,6 +241,8 @@ class Feed:
             if voted is not None:
                 self.voted[frame] = voted
             self.views[frame] = view
+            if region is not None:
+                self.regions[frame] = region
             self.upto = frame
             self._cond.notify_all()
 
@@ -273,16 +290,17 @@ class Follower:
             self.linker = Linker(gap=feed.round + feed.step)
         with feed._cond:
             new = [(f, feed.detections[f], feed.offsets.get(f, (0.0, 0.0)), f in feed.whole, feed.voted.get(f),
-                    feed.views.get(f, ""))
+                    feed.views.get(f, ""), feed.regions.get(f))
                    for f in sorted(f for f in feed.detections if self.seen < f <= feed.upto)]
             cuts = list(feed.cuts)
-        for f, found, offset, whole, voted, view in new:
+        for f, found, offset, whole, voted, view, region in new:
             if any(self.seen < c <= f for c in cuts):
                 self.linker.cut()
             self.look_frames.append(f)
             self.look_offsets.append(offset)
             row = np.array([*offset, *offset, 0.0], dtype=np.float32)  # as offset_at gives it
-            self.active.extend(self.linker.add(f, found, row, whole=whole, voted=voted, view=view))
+            self.active.extend(self.linker.add(f, found, row, whole=whole, voted=voted, view=view,
+                                               region=region))
             self.seen = f
         revisit = 2 * feed.step if feed.round > feed.step else feed.step
         keep = []

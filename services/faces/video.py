@@ -147,19 +147,24 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
             offset = camera.update(stored)  # in stored pixels, as the boxes handed on
             upright = np.ascontiguousarray(_rotate(stored, rotation))
             turn = n // detect_every
-            voted, view = None, ""
+            voted, view, region = None, "", None
             if turns and fresh:  # a new shot is searched whole at once: it may be over before a round of tiles is
                 found, voted = detector.detect_complete(upright, threshold=threshold)
                 view = "complete"
             elif turns:
                 found = detector.detect_turn(upright, threshold=threshold, turn=turn)
                 view = detector.turn_view(turn, upright.shape[1], upright.shape[0])
+                region = detector.turn_region(turn, upright.shape[1], upright.shape[0])
             else:
                 found = detector.detect(upright, threshold=threshold)
                 voted = np.ones(len(found), dtype=bool)
             fresh = False
             boxes = _unrotate_boxes(found, rotation, frame.width, frame.height) if rotation else found
-            feed.put(n, boxes, whole=voted is not None or turn % 2 == 0, offset=offset, voted=voted, view=view)
+            if region is not None and rotation:
+                region = tuple(_unrotate_boxes(np.array([[*region, 0.0]], np.float32), rotation, frame.width,
+                                               frame.height)[0, :4].tolist())
+            feed.put(n, boxes, whole=voted is not None or turn % 2 == 0, offset=offset, voted=voted, view=view,
+                     region=region)
         feed.close()
     except av.error.FFmpegError as exc:
         feed.close(ImageError(f"the video stops being readable at frame {n} ({exc.strerror or exc}): it may be "

@@ -189,3 +189,19 @@ def test_a_face_the_complete_first_look_voted_for_is_held_two_rounds_when_the_ti
     follower = Follower(feed)
     masked = [f for f in range(120) if len(follower.boxes(f))]
     assert masked == list(range(0, 2 * 24 + 1))
+
+
+def test_a_tile_whose_edge_cuts_a_large_face_leaves_the_whole_face_masked():
+    """A native-size tile ending across a large face sees its upper half (a box reaching the tile's edge): that
+    is part of the face the whole frame showed, not the face's new shape, so the chin stays under the mask. The
+    same box from a tile that goes on below it is the face as that tile saw it."""
+    face = np.array([[596, 363, 704, 510, 0.9]], dtype=np.float32)
+    top = np.array([[590, 350, 694, 413, 0.4]], dtype=np.float32)  # overlaps the face by 0.28, 75% inside it
+    kept = {}
+    for name, region in (("cut", (576, 0, 1280, 416)), ("whole tile", (576, 0, 1280, 720))):
+        linker = Linker(gap=12)
+        linker.add(0, face, whole=True, view="whole")
+        linker.add(3, top, whole=False, view="tile", region=region)
+        (track,) = linker.tracks
+        kept[name] = [round(float(v)) for v in track.boxes[-1][:4]]
+    assert kept == {"cut": [590, 350, 704, 510], "whole tile": [590, 350, 694, 413]}
