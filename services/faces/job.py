@@ -164,7 +164,9 @@ def anonymize_image(data: bytes, *, detector: Any, params: dict[str, Any], max_p
 
 class FacesKind(jobs.BaseKind):
     name = KIND
-    batch_size = 4
+    # one file a batch: progress and Cancel move file by file (a video can take minutes; with 4 a batch a cancel
+    # waited for all four and progress stood at 0 until they were done); the loader still reads the next ahead
+    batch_size = 1
 
     def start(self, ctx: jobs.JobContext) -> None:
         settings = get_settings(ctx.db)

@@ -1,5 +1,6 @@
-"""Face blurring cancelled between batches and resumed: what was written is whole, nothing half-written is left,
-and the resumed job does only the rest."""
+"""Face blurring cancelled between files and resumed: what was written is whole, nothing half-written is left, the
+cancel takes effect after the file being written (not after a batch of several), and the resumed job does only the
+rest."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def test_a_cancelled_blur_leaves_only_whole_outputs_and_a_resume_does_the_rest(w
     job_id = face_blur.launch(db, {"source": str(src), "destination": str(out)}, actor="cli:test")
     assert run_job(ws, job_id=job_id) == job_id
     job = get_job(db, job_id)
-    assert job["state"] == "cancelled" and job["done"] == face_blur.FacesKind.batch_size == len(batches[0])
+    assert job["state"] == "cancelled" and job["done"] == face_blur.FacesKind.batch_size == len(batches[0]) == 1
     first = batches[0]
     # exactly the first batch's photos and their sidecars, each whole; no temporary or empty file anywhere
     listing = _listing(out)
