@@ -26,6 +26,7 @@ PASS_IOU = 0.3  # within one pass, duplicates of one peak
 SUPPORT_IOU = 0.5  # two passes found the same face
 MERGE_IOU = 0.4  # across passes: overlap that makes two boxes one face
 SURE = 0.3  # a score one pass alone is trusted with
+PART_INSIDE = 0.8  # a box this much inside a stronger, larger one is part of that face
 
 
 @dataclass(frozen=True)
@@ -203,4 +204,19 @@ def merge(found: list[tuple[str, np.ndarray]], *, threshold: float, votes: int =
     names = sorted({g for g, b in found if len(b)})
     group = np.concatenate([np.full(len(b), names.index(g)) for g, b in found if len(b)])
     keep = (boxes[:, 4] >= max(threshold, SURE)) | (support(boxes, group) >= votes if votes > 1 else True)
-    return nms(boxes[keep], MERGE_IOU)
+    return drop_parts(nms(boxes[keep], MERGE_IOU))
+
+
+def drop_parts(boxes: np.ndarray) -> np.ndarray:
+    """``boxes`` (strongest first, as ``nms`` gives them) less each box lying ``PART_INSIDE`` or more inside a box
+    scored at least as high: a tile at twice the size sees the eyes or the mouth of a face larger than it as faces
+    of their own. The larger box's mask covers them; counted, they made a couple eight faces."""
+    if len(boxes) < 2:
+        return boxes
+    x1, y1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0]), np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2, y2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2]), np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)  # [i, j]: box i and box j
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inside = inter >= PART_INSIDE * area[:, None]  # box i lies inside box j
+    stronger = (boxes[None, :, 4] >= boxes[:, None, 4]) & (area[None, :] > area[:, None])
+    return boxes[~(inside & stronger).any(axis=1)]

@@ -109,6 +109,10 @@ def test_video_looks_see_each_part_of_the_frame_upright_and_mirrored_in_turn():
     views = [CenterFaceDetector.turn_view(turn, 1280, 720) for turn in range(18)]
     assert views[0::2] == ["whole", "whole-mirror"] * 4 + ["whole"]
     assert views[1::2] == ["tile"] * 4 + ["tile-mirror"] * 4 + ["tile"]
+    regions = [CenterFaceDetector.turn_region(turn, 1280, 720) for turn in range(10)]
+    assert regions[0::2] == [None] * 5  # the whole frame
+    assert regions[1::2] == [(0, 0, 704, 416), (576, 0, 1280, 416), (0, 304, 704, 720), (576, 304, 1280, 720),
+                             (0, 0, 704, 416)]  # native-size tiles overlapping by 128 px, round robin
 
 
 @needs_faces
@@ -126,3 +130,25 @@ def test_a_mirrored_video_look_finds_the_faces_the_upright_one_finds_in_place():
             got = detector.detect_turn(canvas, threshold=DEFAULT_THRESHOLD, turn=turn)
             found[kind] += bool(len(got)) and bool(iou(truth, got).max() > 0.5)  # back in the frame's own pixels
     assert found["upright"] >= len(faces) - 1 and found["mirrored"] >= len(faces) - 1, (found, len(faces))
+
+
+def test_parts_of_a_larger_stronger_face_are_not_faces_of_their_own():
+    from services.faces.search import drop_parts
+
+    face = [100, 100, 400, 460, 0.95]
+    eye, mouth = [150, 180, 260, 300, 0.4], [200, 330, 330, 450, 0.35]
+    small_face_in_a_weak_box = [[500, 100, 800, 460, 0.2], [560, 160, 600, 210, 0.8]]  # the stronger one stays
+    neighbour = [380, 100, 520, 260, 0.5]  # overlaps the face, mostly outside it
+    boxes = np.array([face, eye, mouth, *small_face_in_a_weak_box, neighbour], dtype=np.float32)
+    kept = drop_parts(boxes[np.argsort(-boxes[:, 4])])
+    assert sorted(kept[:, 0].tolist()) == [100, 380, 500, 560]
+
+
+@pytest.mark.skipif(not (FACES / "deepface_couple.jpg").is_file(), reason="../shared/samples/faces not found (a fresh clone)")
+def test_a_couple_photographed_close_is_two_faces_not_eight():
+    """Faces of 560-690 px: the tiles at twice the size saw eyes and mouths as six more faces inside them."""
+    from PIL import Image
+
+    photo = np.asarray(Image.open(FACES / "deepface_couple.jpg").convert("RGB"))
+    found = CenterFaceDetector.shared().detect(photo, threshold=DEFAULT_THRESHOLD)
+    assert len(found) == 2 and ((found[:, 2] - found[:, 0]) > 500).all()
