@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from pages import session
-from pages.markup import code_span, md  # noqa: F401 (pages import them from here)
+from pages.markup import code_span, md, when  # noqa: F401 (pages import them from here)
 from pages.network import judged_client
 from pages.run_scope import fragment_run, person_acted, refresh_only, run_memo, thread_connection  # noqa: F401 (pages import them from here)
 from services.access.setup import setup_token_valid
@@ -210,13 +210,31 @@ def pick_job(conn, *, kind: str, actor: str, key: str, label: str, empty: str, n
     session state under ``key``); with none yet, ``notice(empty)`` is shown and the run stops."""
     from services.core import jobs
 
-    ids = jobs.job_ids(conn, kind=kind, actor=actor)
-    if not ids:
+    choices = {j["id"]: j for j in jobs.job_choices(conn, kind=kind, actor=actor)}
+    if not choices:
         notice(empty)
         st.stop()
-    if st.session_state.get(key) not in ids:
-        st.session_state[key] = ids[0]
-    return st.selectbox(label, ids, key=key, format_func=lambda j: f"#{j}")
+    if st.session_state.get(key) not in choices:
+        st.session_state[key] = next(iter(choices))
+
+    def name(job_id: int) -> str:  # "#4 · done · 2026-12-06 01:03 UTC · photos/" (the source, when it has one)
+        j = choices.get(job_id)
+        if j is None:
+            return f"#{job_id}"
+        source = j["source"] if len(j["source"]) <= 48 else "…" + j["source"][-47:]
+        return " · ".join(x for x in (f"#{job_id}", j["state"], when(j["created_at"]), source) if x)
+
+    return st.selectbox(label, list(choices), key=key, format_func=name)
+
+
+def failed_table(rows: list[dict], *, key: str, what: str = "file") -> None:  # type: ignore[type-arg]
+    """A job's failed items (``jobs.failed_items``) as a person reads them: the item, why in full, and when."""
+    import pandas as pd
+
+    table = pd.DataFrame([{what: r["item"], "why": r["error"], "when": when(r["updated_at"])} for r in rows],
+                         columns=[what, "why", "when"])
+    st.dataframe(table, hide_index=True, key=key, width="stretch",
+                 column_config={"why": st.column_config.TextColumn("why", width="large")})
 
 
 def job_controls(conn, job: dict, *, key: str, actor: str) -> None:  # type: ignore[no-untyped-def,type-arg]

@@ -9,6 +9,7 @@ from pages.common import (
     current_user,
     db,
     ensure_worker,
+    failed_table,
     job_controls,
     live_job_panel,
     md,
@@ -24,8 +25,18 @@ from services.core.wording import duration_text
 from services.faces import job as face_blur
 from services.faces.detection import DEFAULT_THRESHOLD
 from services.faces.masks import MODES, SHAPES
+from services.faces.report import CROWD, WEAK_MIN
+from services.faces.search import SURE
 
 PLAYABLE = (".mp4", ".m4v", ".webm", ".ogv", ".ogg")  # what a browser plays; AVI, MOV, MKV mostly not
+FLAG_HELP = (f"A file is flagged for a look when it is a crowd ({CROWD} faces or more, in a photo or in one frame of "
+             f"a video), when at least {WEAK_MIN} faces were found and a third or more of them were weak, or when a "
+             "mask left detail in a face.")
+
+
+def count(n: int, noun: str) -> str:
+    """``1 file``, ``3 files``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def store_bytes(uri: str) -> bytes:
@@ -57,7 +68,8 @@ with st.form("fb_form"):
     threshold = c2.slider("Detection threshold", 0.05, 0.95, DEFAULT_THRESHOLD, 0.05, key="fb_threshold",
                           help="Lower finds more faces (and more false ones); for anonymisation a miss costs more. "
                                "The default was chosen recall first on annotated crowd photos; a face scored under "
-                               "0.3 is kept only when two passes (or two video frames) agree.")
+                               f"{SURE} is kept only when two passes agree (in a video, two views: the whole frame "
+                               "or a tile, upright or mirrored).")
     keep = c3.toggle("Keep EXIF metadata (GPS included)", value=False, key="fb_keep",
                      help="Off by default: camera, time and location data are dropped from every output.")
     redact = st.radio("Redact", face_blur.REDACT, horizontal=True, key="fb_redact",
@@ -107,8 +119,8 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
     job_controls(fresh, job, key="fb", actor=user.name)
     failed = jobs.failed_items(fresh, job_id=job_id)
     if failed:
-        with st.expander(f"{len(failed)} files failed"):
-            st.dataframe(pd.DataFrame(failed), hide_index=True, key="fb_failed")
+        with st.expander(f"{count(len(failed), 'file')} failed"):
+            failed_table(failed, key="fb_failed")
     summary(job.get("result") or {})
     browse(fresh, job)
 
@@ -119,12 +131,12 @@ def summary(result: dict) -> None:
         return
     m = st.columns(2)
     m[0].metric("Faces found", f"{result['faces_found']:,}")
-    m[1].metric("Flagged for a look", f"{result['files_flagged']:,}",
-                help="Crowds, files whose faces were found with weak scores, masks that left detail: look at them.")
+    m[1].metric("Flagged for a look", f"{result['files_flagged']:,}", help=FLAG_HELP)
     if result["flagged"]:
-        with st.expander(f"{result['files_flagged']} files flagged for a human look", expanded=True):
+        with st.expander(f"{count(result['files_flagged'], 'file')} flagged for a human look", expanded=True):
             rows = [{"file": f["key"], "faces": f["faces"], "why": "; ".join(f["reasons"])} for f in result["flagged"]]
-            st.dataframe(pd.DataFrame(rows), hide_index=True, key="fb_flagged")
+            st.dataframe(pd.DataFrame(rows), hide_index=True, key="fb_flagged", width="stretch",
+                         column_config={"why": st.column_config.TextColumn("why", width="large")})
 
 
 def browse(fresh, job) -> None:  # type: ignore[no-untyped-def]
@@ -145,10 +157,15 @@ def browse(fresh, job) -> None:  # type: ignore[no-untyped-def]
     shown = face_blur.results(fresh, job_id=job_id, actor=user.name, offset=(page - 1) * per, limit=per,
                               flagged_only=only)["items"]
     st.subheader("Before and after")
-    st.caption(f"Files {(page - 1) * per + 1}-{(page - 1) * per + len(shown)} of {total}")
+    first, last = (page - 1) * per + 1, (page - 1) * per + len(shown)
+    st.caption(f"File {first} of {total}" if first == last else f"Files {first}-{last} of {total}")
     st.dataframe(pd.DataFrame([{"file": d["key"], "faces": d.get("faces_found", len(d.get("faces", []))),
-                                "weak": d.get("weak"), "review": "; ".join(d.get("review", []))} for d in shown]),
-                 hide_index=True, key="fb_results")
+                                "weak": d.get("weak"), "look": "; ".join(d.get("review", []))} for d in shown]),
+                 hide_index=True, key="fb_results", width="stretch",
+                 column_config={"weak": st.column_config.NumberColumn(
+                                    "weak", help=f"Faces scored under {SURE}, kept because two passes or two views "
+                                                 "agreed: where a false or a missed face is likeliest."),
+                                "look": st.column_config.TextColumn("look", width="large", help=FLAG_HELP)})
     for d in shown:
         show_result(fresh, job["params"], d)
 
@@ -172,7 +189,7 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
             right.video(store_bytes(d["output"]))
         except ConsoleError as exc:
             right.error(md(exc))
-        right.caption(f"after: {d.get('faces_found', d['tracks'])} faces masked on {len(d['masked'])} of {d['frames']} "
+        right.caption(f"after: {count(d.get('faces_found', d['tracks']), 'face')} masked on {len(d['masked'])} of {d['frames']} "
                       f"frames (detected every {d['detect_every']} frames){flag}")
         for frame_no, before_jpg, after_jpg in face_blur.video_samples(fresh, job_id=job_id, key=d["key"], actor=user.name):
             a, b = st.columns(2)
@@ -181,7 +198,7 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
         return
     show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {md(d['key'])}")
     show_photo(right, uri=d["output"], sha256=None, size=480,
-               caption=f"after: {len(d['faces'])} faces"
+               caption=f"after: {count(len(d['faces']), 'face')}"
                        + (f", {d['labels_found']} label items" if "labels_found" in d else "")
                        + f" {md(p['mode'])} ({d['width']}×{d['height']}, {md(d['format'])}){flag}")
 

@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, md, show_error, workspace
+from pages.common import current_user, db, ensure_worker, failed_table, md, show_error, workspace
 from services.core import jobs
 from services.core.clock import now_iso
 from services.core.config import get_settings
@@ -99,8 +98,7 @@ def job_list() -> None:
                     st.json(job["result"])
             if job["failed"]:
                 with st.expander("Failed items"):
-                    st.dataframe(pd.DataFrame(jobs.failed_items(fresh, job["id"])), hide_index=True,
-                                 key=f"jobs_failed_{job['id']}")
+                    failed_table(jobs.failed_items(fresh, job["id"]), key=f"jobs_failed_{job['id']}", what="item")
 
 
 st.subheader("Recent jobs")

@@ -180,6 +180,22 @@ def job_ids(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int = 50
     return [int(r[0]) for r in rows.fetchall()]
 
 
+def job_choices(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest jobs of ``kind``, newest first, as a picker lists them: id, state, created_at and the source
+    they read (their ``source`` parameter, "" when they have none). Raises PermissionDenied."""
+    require(db, actor=actor, action="jobs.manage")
+    rows = db.execute("SELECT id, state, created_at, params FROM jobs WHERE kind = ? ORDER BY id DESC LIMIT ?",
+                      [kind, limit]).fetchall()
+    out = []
+    for job_id, state, created_at, params in rows:
+        try:
+            source = json.loads(params or "{}").get("source") or ""
+        except (ValueError, AttributeError):
+            source = ""
+        out.append({"id": int(job_id), "state": state, "created_at": created_at, "source": str(source)})
+    return out
+
+
 def is_active(job: dict[str, Any]) -> bool:
     """Whether a job (as ``get_job`` returns it) is queued, running or being cancelled."""
     return job["state"] in ACTIVE_STATES

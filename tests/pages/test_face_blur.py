@@ -103,13 +103,28 @@ def test_every_result_can_be_paged_through_and_flagged_files_come_first(ws, db, 
     assert flagged["file"].tolist() == ["p3_crowd.jpg"] and flagged["why"][0].startswith("crowd: ")
 
     def page_files() -> list[str]:
-        return next(df.value for df in at.dataframe if "review" in df.value.columns)["file"].tolist()
+        return next(df.value for df in at.dataframe if "look" in df.value.columns)["file"].tolist()
 
     assert at.selectbox(key="fb_per_page").value == 6 and len(page_files()) == 6
     at.number_input(key="fb_page").set_value(2).run()
     assert not at.exception, at.exception
-    assert len(page_files()) == 1 and any("Files 7-7 of 7" in c for c in texts(at.caption))
+    assert len(page_files()) == 1 and any("File 7 of 7" in c for c in texts(at.caption))
     at.toggle(key="fb_only_flagged").set_value(True).run()
     assert page_files() == ["p3_crowd.jpg"] and at.number_input(key="fb_page").value == 1
     captions = [c for img in at.image for c in img.captions]
     assert any(c.startswith("after: ") and "look: crowd" in c for c in captions)
+
+
+def test_the_job_picker_names_each_job_by_state_time_and_source(ws, db, tmp_path):
+    from services.faces import job as face_blur
+
+    src = tmp_path / "holiday"
+    write_photo(src / "a.jpg", (40, 90, 160))
+    first = face_blur.launch(db, {"source": str(src), "destination": str(tmp_path / "out1")}, actor="cli:test")
+    run_job(ws, job_id=first)
+    second = face_blur.launch(db, {"source": str(src), "destination": str(tmp_path / "out2")}, actor="cli:test")
+    at = start_app("pages/face_blur.py")
+    assert not at.exception, at.exception
+    names = at.selectbox(key="fb_job").options
+    assert names[0].startswith(f"#{second} · queued · ") and names[1].startswith(f"#{first} · done · ")
+    assert all(" UTC · " in n and n.endswith("holiday") for n in names), names

@@ -135,7 +135,8 @@ def test_ingest_of_a_missing_manifest_reports_the_failure(ws, db, tmp_path):
     assert "not found" in at.error[0].value and "nowhere" in at.error[0].value
     failed = at.dataframe[0].value
     assert list(failed["item"]) == [missing]
-    assert failed["error"].str.len().min() > 0
+    assert failed["why"].str.len().min() > 0 and list(failed.columns) == ["item", "why", "when"]
+    assert failed["when"][0].endswith(" UTC")  # a time as the app shows times, not raw ISO
 
 
 def _import_labels(at, ws, db, source):
