@@ -94,12 +94,15 @@ def video_output_key(key: str) -> str:
 
 def launch(db: sqlite_utils.Database, params: dict[str, Any], *, actor: str) -> int:
     """Queue a face-blurring job; returns its id. Raises PermissionDenied (the role, or a source or destination
-    outside the storage roots), InvalidInput."""
+    outside the storage roots), InvalidInput (also a local source that is a file), NotFound (a local source folder
+    that does not exist: refused now, not as a job that fails; an S3 prefix is listed by the job)."""
     require(db, actor=actor, action="jobs.manage")
     clean = validate_params(params)
     store = object_store(db)
     for key in ("source", "destination"):
         store.check_allowed(clean[key])
+    if not is_s3(clean["source"]):
+        store.list(clean["source"])  # stats the folder at once (the listing itself is the job's)
     return jobs.create_job(db, kind=KIND, params=clean, actor=actor)
 
 

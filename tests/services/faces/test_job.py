@@ -135,6 +135,18 @@ def test_parameters_are_checked_before_launch(db, tmp_path):
             face_blur.validate_params({**ok, **bad})
 
 
+def test_a_local_source_that_is_not_a_folder_is_refused_at_launch_not_queued(db, tmp_path):
+    from services.core.errors import NotFound
+
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    with pytest.raises(NotFound, match="nowhere"):
+        face_blur.launch(db, {"source": str(tmp_path / "nowhere"), "destination": str(tmp_path / "b")}, actor="cli:test")
+    with pytest.raises(InvalidInput, match="not a folder"):
+        face_blur.launch(db, {"source": str(tmp_path / "photo.jpg"), "destination": str(tmp_path / "b")},
+                         actor="cli:test")
+    assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
 def test_masks_and_modes_touch_only_the_face():
     frame = np.random.default_rng(0).integers(0, 256, (100, 160, 3), dtype=np.uint8)
     boxes = np.array([[40, 30, 80, 70, 0.9]], dtype=np.float32)
