@@ -17,11 +17,18 @@ user = current_user()
 settings = get_settings(conn)
 
 
+NAMES = {"max_pixels": "largest image accepted", "max_read_mb": "largest file read", "s3_endpoint_url": "S3 endpoint URL",
+         "sso_identity_claim": "SSO identity claim", "sso_groups_claim": "SSO groups claim"}
+
+
 def save(key: str, value):  # type: ignore[no-untyped-def]
-    """Store one setting; returns the stored value, or None after showing why it was refused."""
+    """Store one setting; returns the stored value, or None after showing why it was refused. A toast names it
+    when its value changed (a form saves all its fields; the ones left as they were are not announced)."""
     try:
+        before = settings.get(key)
         clean = set_setting(conn, key=key, value=value, actor=user.name)
-        st.toast(f"Saved {key.replace('_', ' ')}")
+        if clean != before:
+            st.toast(f"Saved {NAMES.get(key, key.replace('_', ' '))}")
         return clean
     except ConsoleError as exc:
         show_error(exc)
@@ -183,6 +190,7 @@ with st.form("limits_form"):
         save("max_read_mb", int(max_read))
         save("s3_endpoint_url", endpoint)
         save("storage_roots", roots.split())
+        settings = get_settings(conn)  # what the lines below say is what was just saved
 if not settings["storage_roots"]:
     st.caption("No storage roots added: the console reads and writes inside its workspace only.")
 try:

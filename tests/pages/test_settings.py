@@ -203,3 +203,14 @@ def test_queue_value_hours_are_saved(ws, db):
     at.button(key="set_save_labelling").click().run()
     assert not at.exception
     assert get_settings(db)["queue_value_hours"] == 6.0
+
+
+def test_saving_storage_roots_names_only_what_changed_and_the_caption_follows(ws, db, tmp_path):
+    at = start_app("pages/settings.py")
+    assert any("No storage roots added" in c.value for c in at.caption)
+    at.text_area(key="set_storage_roots").input(str(tmp_path))
+    at.button(key="set_save_limits").click().run()
+    assert not at.exception and not at.error
+    assert [t.value for t in at.toast] == ["Saved storage roots"]  # not the limits left as they were
+    assert not any("No storage roots added" in c.value for c in at.caption)
+    assert get_settings(db)["storage_roots"] == [str(tmp_path)]
