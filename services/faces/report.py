@@ -50,7 +50,9 @@ def image_report(boxes: np.ndarray, ratios: np.ndarray) -> dict[str, Any]:
 
 
 def video_report(*, tracks: int, weak_tracks: int, masked: dict[int, list[list[float]]]) -> dict[str, Any]:
-    """Counts and review reasons for one video: faces are tracks, a crowd is many faces in one frame."""
-    most = max((len(v) for v in masked.values()), default=0)
+    """Counts and review reasons for one video: faces are tracks, a crowd is many faces in one frame. A frame's
+    masks count its faces at most ``tracks`` (a face held past its last look is masked both where it was and where
+    the camera carried it: two masks, one face)."""
+    most = min(tracks, max((len(v) for v in masked.values()), default=0))
     return {"faces_found": tracks, "weak": weak_tracks, "most_in_a_frame": most,
             "review": reasons(faces=tracks, weak=weak_tracks, most_at_once=most)}

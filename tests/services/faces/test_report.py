@@ -33,6 +33,8 @@ def test_crowds_weak_detections_and_left_detail_are_flagged():
                       "review": ["weak detections: 3 of 4 faces scored under 0.3", "masks left detail in 1 face"]}
     video = video_report(tracks=20, weak_tracks=2, masked={0: [[0] * 5] * 3, 5: [[0] * 5] * 14})
     assert video["most_in_a_frame"] == 14 and video["review"] == ["crowd: 14 faces in one frame"]
+    held = video_report(tracks=13, weak_tracks=0, masked={0: [[0] * 5] * 14})  # one face masked twice in a frame
+    assert held["most_in_a_frame"] == 13 and held["review"] == ["crowd: 13 faces"]  # never more than it found
 
 
 @needs_faces
