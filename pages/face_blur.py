@@ -2,6 +2,8 @@
 resume; the faces found per file, the files flagged for a human look, and before/after for every file done, page
 by page."""
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -191,6 +193,7 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
             right.error(md(exc))
         right.caption(f"after: {count(d.get('faces_found', d['tracks']), 'face')} masked on {len(d['masked'])} of {d['frames']} "
                       f"frames (detected every {d['detect_every']} frames){flag}")
+        download(right, d)
         for frame_no, before_jpg, after_jpg in face_blur.video_samples(fresh, job_id=job_id, key=d["key"], actor=user.name):
             a, b = st.columns(2)
             a.image(before_jpg, caption=f"frame {frame_no}, before")
@@ -201,6 +204,14 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
                caption=f"after: {count(len(d['faces']), 'face')}"
                        + (f", {d['labels_found']} label items" if "labels_found" in d else "")
                        + f" {md(p['mode'])} ({d['width']}×{d['height']}, {md(d['format'])}){flag}")
+    download(right, d)
+
+
+def download(container, d: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """The anonymised file as written, read from the store only when the button is pressed."""
+    name = d["output"].rstrip("/").rsplit("/", 1)[-1]
+    container.download_button(f"Download {name}", data=partial(store_bytes, d["output"]), file_name=name,
+                              key=f"fb_dl_{d['output']}", on_click="ignore", icon=":material/download:")
 
 
 live_job_panel(job_id, render)

@@ -33,6 +33,8 @@ def test_launch_run_and_before_after(ws, db, tmp_path):
     captions = [c for img in at.image for c in img.captions]
     assert sum(c.startswith("before:") for c in captions) == 2 and sum(c.startswith("after:") for c in captions) == 2
     assert (tmp_path / "out" / "a.jpg").exists() and (tmp_path / "out" / "b.png.faces.json").exists()
+    downloads = at.get("download_button")  # the anonymised files themselves, read when pressed
+    assert sorted(b.proto.label for b in downloads) == ["Download a.jpg", "Download b.png"]
 
 
 def test_a_video_shows_the_output_and_sample_frames(ws, db, tmp_path):
