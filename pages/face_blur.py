@@ -208,9 +208,11 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
 
 
 def download(container, d: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
-    """The anonymised file as written, read from the store only when the button is pressed."""
+    """The anonymised file as written, read from the store only when the button is pressed. Streamlit reads it on
+    a thread of its own, outside this session: the store is taken here, in the session, and only its ``read``
+    runs there (a call to ``store()`` there would need the session and broke every page after it)."""
     name = d["output"].rstrip("/").rsplit("/", 1)[-1]
-    container.download_button(f"Download {name}", data=partial(store_bytes, d["output"]), file_name=name,
+    container.download_button(f"Download {name}", data=partial(store().read, d["output"]), file_name=name,
                               key=f"fb_dl_{d['output']}", on_click="ignore", icon=":material/download:")
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import sqlite_utils
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from services.core import jobs, ratelimit
 from services.core.authz import require
@@ -122,6 +122,9 @@ def _upright(data: bytes, max_pixels: int) -> tuple[Image.Image, str, bytes | No
         img.load()
     except ImageError:
         raise
+    except UnidentifiedImageError as exc:  # its message names an in-memory buffer, which tells a person nothing
+        raise ImageError("the file is not an image this server can read: it may be corrupt, empty of pixels, or "
+                         "another kind of file; give JPEG, PNG or WebP") from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"the image cannot be decoded ({exc}): it may be corrupt or truncated") from exc
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)

@@ -130,3 +130,40 @@ def test_the_job_picker_names_each_job_by_state_time_and_source(ws, db, tmp_path
     names = at.selectbox(key="fb_job").options
     assert names[0].startswith(f"#{second} · queued · ") and names[1].startswith(f"#{first} · done · ")
     assert all(" UTC · " in n and n.endswith("holiday") for n in names), names
+
+
+def test_a_download_reads_the_output_outside_the_session(ws, db, tmp_path, monkeypatch):
+    """Streamlit runs a download's data function on a thread of its own, with no session: it must read the file
+    without asking the session for anything (asking broke every page of the app after one press)."""
+    import threading
+
+    from streamlit.delta_generator import DeltaGenerator
+
+    from services.faces import job as face_blur
+
+    src = tmp_path / "src"
+    write_photo(src / "a.jpg", (90, 40, 160))
+    job_id = face_blur.launch(db, {"source": str(src), "destination": str(tmp_path / "out")}, actor="cli:test")
+    run_job(ws, job_id=job_id)
+    pressed = {}
+    real = DeltaGenerator.download_button
+
+    def keep(self, label, data, **kwargs):  # type: ignore[no-untyped-def]
+        pressed[label] = data
+        return real(self, label, data, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", keep)
+    at = start_app("pages/face_blur.py")
+    assert not at.exception, at.exception
+    import pages.common
+
+    def no_session(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the download thread has no session")  # what the real server's thread meets
+
+    monkeypatch.setattr(pages.common, "db", no_session)
+    monkeypatch.setattr(pages.common, "current_user", no_session)
+    got = {}
+    reader = threading.Thread(target=lambda: got.update(data=pressed["Download a.jpg"]()))  # no script run context
+    reader.start()
+    reader.join()
+    assert got["data"] == (tmp_path / "out" / "a.jpg").read_bytes()

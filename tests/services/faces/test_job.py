@@ -147,6 +147,15 @@ def test_a_local_source_that_is_not_a_folder_is_refused_at_launch_not_queued(db,
     assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
 
 
+def test_a_file_that_is_not_an_image_is_told_so_in_words():
+    from services.core.errors import ImageError
+
+    with pytest.raises(ImageError) as caught:
+        face_blur.anonymize_image(b"name,address\n", detector=None, params=face_blur.validate_params(
+            {"source": "/a", "destination": "/b"}), max_pixels=10**8)
+    assert "not an image this server can read" in str(caught.value) and "BytesIO" not in str(caught.value)
+
+
 def test_masks_and_modes_touch_only_the_face():
     frame = np.random.default_rng(0).integers(0, 256, (100, 160, 3), dtype=np.uint8)
     boxes = np.array([[40, 30, 80, 70, 0.9]], dtype=np.float32)
