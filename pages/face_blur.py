@@ -116,6 +116,8 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
         st.progress(min(1.0, finished / job["total"]),
                     text=f"{finished:,} of {job['total']:,} files" + (f" · {left} left" if left else
                          " · time left: known after the first files" if job["state"] == "running" else ""))
+    if job.get("current") and jobs.is_active(job):
+        st.caption(f"Now: {md(job['current'])}")  # inside a file that takes a while (a video, frame by frame)
     if job["error"]:
         st.error(md(job["error"].splitlines()[0]), icon=":material/error:")
     job_controls(fresh, job, key="fb", actor=user.name)

@@ -27,6 +27,7 @@ from db.migrations.m018_web_sessions import m018_web_sessions
 from db.migrations.m019_label_boxes import m019_label_boxes
 from db.migrations.m020_label_box_edits import m020_label_box_edits
 from db.migrations.m021_catalog_photos import m021_catalog_photos
+from db.migrations.m022_job_current_item import m022_job_current_item
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -53,4 +54,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m019_label_boxes", m019_label_boxes),
     ("m020_label_box_edits", m020_label_box_edits),
     ("m021_catalog_photos", m021_catalog_photos),
+    ("m022_job_current_item", m022_job_current_item),
 ]

@@ -180,6 +180,13 @@ def job_ids(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int = 50
     return [int(r[0]) for r in rows.fetchall()]
 
 
+def set_current(db: sqlite_utils.Database, *, job_id: int, text: str) -> None:
+    """Say what the running job is doing inside the item in hand (``jobs.current``; the page shows it under the
+    progress bar). Cleared when the item is recorded or the job ends. Raises nothing of its own."""
+    with db.atomic():
+        db.execute("UPDATE jobs SET current = ? WHERE id = ? AND state IN ('running', 'cancelling')", [text, job_id])
+
+
 def job_choices(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int = 50) -> list[dict[str, Any]]:
     """The newest jobs of ``kind``, newest first, as a picker lists them: id, state, created_at and the source
     they read (their ``source`` parameter, "" when they have none). Raises PermissionDenied."""
@@ -415,7 +422,7 @@ def _record_items(
     db.conn.executemany("UPDATE job_items SET state = ?, error = ?, updated_at = ? WHERE job_id = ? AND item = ?", rows)
     n_failed = sum(1 for r in rows if r[0] == "failed")
     db.execute(
-        "UPDATE jobs SET done = done + ?, failed = failed + ?, heartbeat_at = ?, lease_expires = ? "
+        "UPDATE jobs SET done = done + ?, failed = failed + ?, heartbeat_at = ?, lease_expires = ?, current = NULL "
         "WHERE id = ?",
         [len(rows) - n_failed, n_failed, now, time.time() + LEASE_SECONDS, job_id],
     )
@@ -424,7 +431,7 @@ def _record_items(
 def _finish(db: sqlite_utils.Database, job_id: int, owner: str, state: str, result: Any, error: str | None) -> None:
     """End the job, if ``owner`` still holds it. Raises LeaseLost when another worker took it over."""
     cur = db.execute(
-        "UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_expires = NULL "
+        "UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_expires = NULL, current = NULL "
         "WHERE id = ? AND lease_owner = ?",
         [state, json.dumps(result) if result is not None else None, error, now_iso(), job_id, owner],
     )

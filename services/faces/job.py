@@ -26,6 +26,8 @@ import io
 import json
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,21 @@ def anonymize_image(data: bytes, *, detector: Any, params: dict[str, Any], max_p
     faces = [{"x1": round(float(b[0]), 1), "y1": round(float(b[1]), 1), "x2": round(float(b[2]), 1),
               "y2": round(float(b[3]), 1), "score": round(float(b[4]), 3)} for b in boxes]
     return buf.getvalue(), {"width": result.width, "height": result.height, "format": fmt, "faces": faces, **review}
+
+
+def _say_frames(ctx: jobs.JobContext, key: str, *, every: float = 2.0) -> Callable[[int, int], None]:
+    """An ``on_frame`` for ``anonymize_video`` that tells the job's row how far the video is, at most every
+    ``every`` seconds (the page shows it under the progress bar: a video may take minutes)."""
+    last = [0.0]
+
+    def say(written: int, expected: int) -> None:
+        if time.monotonic() - last[0] < every:
+            return
+        last[0] = time.monotonic()
+        jobs.set_current(ctx.db, job_id=ctx.job_id, text=f"{key}: frame {written:,}"
+                         + (f" of about {expected:,}" if expected >= written else ""))
+
+    return say
 
 
 class FacesKind(jobs.BaseKind):
@@ -320,7 +337,8 @@ class FacesKind(jobs.BaseKind):
                     found, every = self._rekognition_faces(ctx, src_uri, local_src)
                 report = anonymize_video(local_src, local_dst, detector=ctx.state["detector"], detections=found,
                                          threshold=params["threshold"], mode=params["mode"], shape=params["shape"],
-                                         mask_scale=params["mask_scale"], detect_every=every)
+                                         mask_scale=params["mask_scale"], detect_every=every,
+                                         on_frame=_say_frames(ctx, key))
                 if is_s3(target):
                     store.write(target, Path(local_dst).read_bytes())
             sidecar = {"source": src_uri, "output": target, "detector": params["detector"], "threshold": params["threshold"],

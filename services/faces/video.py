@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +40,7 @@ CUT_COPY = 128  # side of the grey copy of every frame that cuts are told on
 # x264 at its fastest preset: half superfast's CPU time a 720p frame (4 against 8 ms here). Quality 16: re-encoding
 # alone then changes 1.0% of a clip's pixels by more than 8 levels (crf 20: 3.4%; 12: 0.2%), files a third larger
 X264 = {"preset": "ultrafast", "crf": "16"}
+PROGRESS_EVERY = 25  # frames written between two calls of anonymize_video's on_frame
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 
 
@@ -177,11 +179,14 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
 
 def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: float, mode: str, shape: str,
                     mask_scale: float, detect_every: int = 3,
-                    detections: dict[int, np.ndarray] | None = None) -> VideoReport:
+                    detections: dict[int, np.ndarray] | None = None,
+                    on_frame: Callable[[int, int], None] | None = None) -> VideoReport:
     """Write the anonymised copy of the video at ``src`` to ``dst`` (local paths). Faces come from
     ``detector`` on every ``detect_every``-th frame, or ready-made as ``detections`` (frame index -> boxes in
-    stored pixels, e.g. from Rekognition, sampled about every ``detect_every`` frames). Raises ImageError for
-    a corrupt or empty video or an unsupported codec; nothing is left at ``dst`` then."""
+    stored pixels, e.g. from Rekognition, sampled about every ``detect_every`` frames). ``on_frame(written,
+    expected)`` is called every ``PROGRESS_EVERY`` frames written (``expected``: the container's frame count, or
+    its duration times its rate; 0 when it says neither). Raises ImageError for a corrupt or empty video or an
+    unsupported codec; nothing is left at ``dst`` then."""
     import av
 
     if detect_every < 1:
@@ -201,7 +206,8 @@ def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: floa
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     try:
         try:
-            report = _write(src, tmp, follower=follower, mode=mode, shape=shape, mask_scale=mask_scale)
+            report = _write(src, tmp, follower=follower, mode=mode, shape=shape, mask_scale=mask_scale,
+                            on_frame=on_frame)
         except av.error.FFmpegError as exc:
             feed.stop.set()
             feed.wait(10**12)  # a source the looks could not read says more than a failed write
@@ -241,7 +247,17 @@ def _anonymize_yuv(planes: np.ndarray, boxes: np.ndarray, *, mode: str, shape: s
     return out
 
 
-def _write(src: str, dst: str, *, follower: Follower, mode: str, shape: str, mask_scale: float) -> dict[str, Any]:
+def _expected_frames(stream: Any, rate: Fraction) -> int:
+    """The frames a video stream says it holds: its count, else its duration times its rate; 0 if neither."""
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.time_base:
+        return int(round(float(stream.duration * stream.time_base * rate)))
+    return 0
+
+
+def _write(src: str, dst: str, *, follower: Follower, mode: str, shape: str, mask_scale: float,
+           on_frame: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     import av
 
     inp = _open(src)
@@ -250,6 +266,7 @@ def _write(src: str, dst: str, *, follower: Follower, mode: str, shape: str, mas
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+        expected = _expected_frames(vin, rate)
         vout = out.add_stream("libx264", rate=rate)
         vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
         if vout.width % 2 or vout.height % 2:
@@ -298,6 +315,8 @@ def _write(src: str, dst: str, *, follower: Follower, mode: str, shape: str, mas
                 for p in vout.encode(new):
                     out.mux(p)
                 frames += 1
+                if on_frame is not None and frames % PROGRESS_EVERY == 0:
+                    on_frame(frames, expected)
         for p in vout.encode():
             out.mux(p)
         if aout is not None and not copy_audio:

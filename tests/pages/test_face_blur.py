@@ -6,6 +6,7 @@ from PIL import Image
 
 from services.core.jobs import run_job
 from tests.pages.helpers import start_app, texts, write_photo
+from tests.pages.markdown_check import shown_text
 
 
 def test_launch_run_and_before_after(ws, db, tmp_path):
@@ -167,3 +168,18 @@ def test_a_download_reads_the_output_outside_the_session(ws, db, tmp_path, monke
     reader.start()
     reader.join()
     assert got["data"] == (tmp_path / "out" / "a.jpg").read_bytes()
+
+
+def test_a_running_job_says_how_far_it_is_inside_a_long_file(ws, db, tmp_path):
+    from services.core import jobs
+    from services.faces import job as face_blur
+
+    src = tmp_path / "src"
+    write_photo(src / "a.jpg", (10, 120, 60))
+    job_id = face_blur.launch(db, {"source": str(src), "destination": str(tmp_path / "out")}, actor="cli:test")
+    with db.atomic():
+        db.execute("UPDATE jobs SET state = 'running', total = 3 WHERE id = ?", [job_id])
+    jobs.set_current(db, job_id=job_id, text="talk.mp4: frame 1,200 of about 4,500")
+    at = start_app("pages/face_blur.py")
+    assert not at.exception, at.exception
+    assert "Now: talk.mp4: frame 1,200 of about 4,500" in [shown_text(c) for c in texts(at.caption)]

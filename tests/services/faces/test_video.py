@@ -236,3 +236,31 @@ def test_a_detector_with_a_video_form_looks_with_that_form(tmp_path):
     report = anonymize_video(str(src), str(tmp_path / "out.mp4"), detector=photos, threshold=0.1, mode="blur",
                              shape="ellipse", mask_scale=1.3, detect_every=3)
     assert photos.video.calls == 3 and report.frames == 9 and len(report.masked) == 9
+
+
+@needs_ffprobe
+@needs_videos
+def test_a_video_job_says_how_far_it_is_inside_the_video_and_clears_it_when_done(ws, db, tmp_path, monkeypatch):
+    """A video can take minutes: the job's row says which frame it has written (``jobs.current``), the page
+    shows it under the progress bar, and it is gone once the video is recorded."""
+    import functools
+
+    from services.core import jobs
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(VIDEOS / "fr_short_hamilton_clip.mp4", src / "clip.mp4")
+    said: list[tuple[str, str]] = []
+    real = jobs.set_current
+
+    def record(db, *, job_id, text):  # type: ignore[no-untyped-def]
+        real(db, job_id=job_id, text=text)
+        said.append((text, db.execute("SELECT current FROM jobs WHERE id = ?", [job_id]).fetchone()[0]))
+
+    monkeypatch.setattr(jobs, "set_current", record)
+    monkeypatch.setattr(face_blur, "_say_frames", functools.partial(face_blur._say_frames, every=0.0))
+    job = _job(ws, db, src, tmp_path / "out")
+    frames = int(probe(src / "clip.mp4")["video"]["nb_read_frames"])
+    assert job["state"] == "done" and job["current"] is None  # cleared with the item
+    assert [text for text, _ in said] == [f"clip.mp4: frame {n} of about {frames}" for n in range(25, frames + 1, 25)]
+    assert all(stored == text for text, stored in said)  # the row said it while the job ran
