@@ -21,7 +21,7 @@ from pages.common import (
     store,
 )
 from services.core import jobs
-from services.core.errors import ConsoleError
+from services.core.errors import ConsoleError, InvalidInput
 from services.core.storage import join
 from services.core.wording import duration_text
 from services.faces import job as face_blur
@@ -82,8 +82,18 @@ with st.form("fb_form"):
                            "after, so a face seen at frames 9 and 12 is masked at 10 and 11 too. 1 is the surest and "
                            "slowest; 3 keeps a 720p video faster than real time here; higher misses faces that "
                            "appear only briefly. Rekognition samples videos itself.")
+    replace = st.toggle("Replace files already in the destination", value=False, key="fb_replace",
+                        help="Outputs keep their source's names: a file of the same name in the destination is "
+                             "written over. Off, a destination that holds files already is refused.")
     if st.form_submit_button("Start", key="fb_start", type="primary"):
         try:
+            there = face_blur.files_in_destination(conn, destination=destination, actor=user.name) \
+                if destination.strip() and not replace else 0
+            if there:
+                raise InvalidInput(f"the destination already holds {count(there, 'file')}"
+                                   f"{' or more' if there >= 1000 else ''}, which outputs of the same names would "
+                                   "replace: choose an empty folder, or turn on 'Replace files already in the "
+                                   "destination'")
             job_id = face_blur.launch(conn, {"source": source, "destination": destination, "detector": detector,
                                              "mode": mode, "shape": shape, "mask_scale": scale, "threshold": threshold,
                                              "keep_metadata": keep, "detect_every": every, "redact": redact},

@@ -23,6 +23,7 @@ faces only: a ``labels`` job lists images alone.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import tempfile
 import threading
@@ -39,7 +40,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from services.core import jobs, ratelimit
 from services.core.authz import require
 from services.core.config import get_settings, object_store
-from services.core.errors import ConsoleError, ImageError, InvalidInput, JobCancelled
+from services.core.errors import ConsoleError, ImageError, InvalidInput, JobCancelled, NotFound
 from services.core.images import WRITABLE_IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from services.core.locations import overlaps
 from services.core.storage import is_s3, join, split_s3
@@ -106,6 +107,17 @@ def launch(db: sqlite_utils.Database, params: dict[str, Any], *, actor: str) -> 
     if not is_s3(clean["source"]):
         store.list(clean["source"])  # stats the folder at once (the listing itself is the job's)
     return jobs.create_job(db, kind=KIND, params=clean, actor=actor)
+
+
+def files_in_destination(db: sqlite_utils.Database, *, destination: str, actor: str, cap: int = 1000) -> int:
+    """How many files the destination holds already, up to ``cap`` (0 when it does not exist yet): a job writes
+    over files of the same names, so the page asks first. Raises PermissionDenied (the role, or a destination
+    outside the storage roots), InvalidInput (a bad URI), StorageError (the store cannot be read)."""
+    require(db, actor=actor, action="jobs.manage")
+    try:
+        return sum(1 for _ in itertools.islice(object_store(db).list(destination), cap))
+    except NotFound:
+        return 0
 
 
 def _upright(data: bytes, max_pixels: int) -> tuple[Image.Image, str, bytes | None]:

@@ -183,3 +183,18 @@ def test_a_running_job_says_how_far_it_is_inside_a_long_file(ws, db, tmp_path):
     at = start_app("pages/face_blur.py")
     assert not at.exception, at.exception
     assert "Now: talk.mp4: frame 1,200 of about 4,500" in [shown_text(c) for c in texts(at.caption)]
+
+
+def test_a_destination_that_holds_files_is_refused_unless_replacing_is_turned_on(ws, db, tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    write_photo(src / "a.jpg", (150, 60, 20))
+    write_photo(out / "a.jpg", (20, 60, 150))  # an earlier run's output, or someone's own photo
+    at = start_app("pages/face_blur.py")
+    at.text_input(key="fb_source").set_value(str(src))
+    at.text_input(key="fb_destination").set_value(str(out))
+    at.button(key="fb_start").click().run()
+    assert any("already holds 1 file, which outputs" in shown_text(e) for e in texts(at.error)), texts(at.error)
+    assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+    at.toggle(key="fb_replace").set_value(True)
+    at.button(key="fb_start").click().run()
+    assert not at.error and db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 1
