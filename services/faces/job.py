@@ -234,9 +234,11 @@ class FacesKind(jobs.BaseKind):
 
     def _start_lookaheads(self, ctx: jobs.JobContext) -> None:
         """Rekognition: images (read, detect, mask, write) up to the detector's requests in flight, and
-        Rekognition Video jobs up to ``rekognition_video_jobs``, started in listing order (loader thread)."""
+        Rekognition Video jobs up to ``rekognition_video_jobs``, started in listing order (loader thread). Nothing
+        for the local detector: it works file by file in ``compute``, so a Cancel leaves no file written ahead of
+        what the job has recorded (one image ahead was written, then written again on resume)."""
         state = ctx.state
-        if "queue" not in state or "images_ahead" in state:
+        if "queue" not in state or "images_ahead" in state or getattr(state["detector"], "in_flight", None) is None:
             return
         queue: list[str] = state.pop("queue")
         videos = [k for k in queue if k.lower().endswith(VIDEO_SUFFIXES)]

@@ -35,11 +35,20 @@ def test_a_cancelled_blur_leaves_only_whole_outputs_and_a_resume_does_the_rest(w
         return result
 
     monkeypatch.setattr(face_blur.FacesKind, "write", write_then_cancel_once)
+    anonymised: list[str] = []
+    image = face_blur.FacesKind._image
+
+    def counted(ctx, key, data):  # type: ignore[no-untyped-def]
+        anonymised.append(key)
+        return image(ctx, key, data)
+
+    monkeypatch.setattr(face_blur.FacesKind, "_image", staticmethod(counted))
     job_id = face_blur.launch(db, {"source": str(src), "destination": str(out)}, actor="cli:test")
     assert run_job(ws, job_id=job_id) == job_id
     job = get_job(db, job_id)
     assert job["state"] == "cancelled" and job["done"] == face_blur.FacesKind.batch_size == len(batches[0]) == 1
     first = batches[0]
+    assert anonymised == first  # nothing worked on ahead of the job's record, to be thrown away and done again
     # exactly the first batch's photos and their sidecars, each whole; no temporary or empty file anywhere
     listing = _listing(out)
     assert sorted(listing) == sorted([*first, *(n + face_blur.SIDECAR for n in first)])
@@ -54,6 +63,7 @@ def test_a_cancelled_blur_leaves_only_whole_outputs_and_a_resume_does_the_rest(w
     job = get_job(db, job_id)
     assert job["state"] == "done" and job["done"] == 10 and job["failed"] == 0
     assert sorted(n for b in batches for n in b) == sorted(names)  # every photo once: none redone
+    assert sorted(anonymised) == sorted(names)  # and anonymised once
     resumed = _listing(out)
     assert sorted(resumed) == sorted([*names, *(n + face_blur.SIDECAR for n in names)])
     assert all(resumed[n] == listing[n] for n in listing)  # the first batch's files were not written again
