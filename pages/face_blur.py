@@ -20,6 +20,7 @@ from pages.common import (
     show_photo,
     store,
 )
+from pages.markup import plural
 from services.core import jobs
 from services.core.errors import ConsoleError, InvalidInput
 from services.core.storage import join
@@ -34,11 +35,6 @@ PLAYABLE = (".mp4", ".m4v", ".webm", ".ogv", ".ogg")  # what a browser plays; AV
 FLAG_HELP = (f"A file is flagged for a look when it is a crowd ({CROWD} faces or more, in a photo or in one frame of "
              f"a video), when at least {WEAK_MIN} faces were found and a third or more of them were weak, or when a "
              "mask left detail in a face.")
-
-
-def count(n: int, noun: str) -> str:
-    """``1 file``, ``3 files``."""
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def store_bytes(uri: str) -> bytes:
@@ -90,7 +86,7 @@ with st.form("fb_form"):
             there = face_blur.files_in_destination(conn, destination=destination, actor=user.name) \
                 if destination.strip() and not replace else 0
             if there:
-                raise InvalidInput(f"the destination already holds {count(there, 'file')}"
+                raise InvalidInput(f"the destination already holds {plural(there, 'file')}"
                                    f"{' or more' if there >= 1000 else ''}, which outputs of the same names would "
                                    "replace: choose an empty folder, or turn on 'Replace files already in the "
                                    "destination'")
@@ -133,7 +129,7 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
     job_controls(fresh, job, key="fb", actor=user.name)
     failed = jobs.failed_items(fresh, job_id=job_id)
     if failed:
-        with st.expander(f"{count(len(failed), 'file')} failed"):
+        with st.expander(f"{plural(len(failed), 'file')} failed"):
             failed_table(failed, key="fb_failed")
     summary(job.get("result") or {})
     browse(fresh, job)
@@ -147,7 +143,7 @@ def summary(result: dict) -> None:
     m[0].metric("Faces found", f"{result['faces_found']:,}")
     m[1].metric("Flagged for a look", f"{result['files_flagged']:,}", help=FLAG_HELP)
     if result["flagged"]:
-        with st.expander(f"{count(result['files_flagged'], 'file')} flagged for a human look", expanded=True):
+        with st.expander(f"{plural(result['files_flagged'], 'file')} flagged for a human look", expanded=True):
             rows = [{"file": f["key"], "faces": f["faces"], "why": "; ".join(f["reasons"])} for f in result["flagged"]]
             st.dataframe(pd.DataFrame(rows), hide_index=True, key="fb_flagged", width="stretch",
                          column_config={"why": st.column_config.TextColumn("why", width="large")})
@@ -203,7 +199,7 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
             right.video(store_bytes(d["output"]))
         except ConsoleError as exc:
             right.error(md(exc))
-        right.caption(f"after: {count(d.get('faces_found', d['tracks']), 'face')} masked on {len(d['masked'])} of {d['frames']} "
+        right.caption(f"after: {plural(d.get('faces_found', d['tracks']), 'face')} masked on {len(d['masked'])} of {d['frames']} "
                       f"frames (detected every {d['detect_every']} frames){flag}")
         download(right, d)
         for frame_no, before_jpg, after_jpg in face_blur.video_samples(fresh, job_id=job_id, key=d["key"], actor=user.name):
@@ -213,7 +209,7 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
         return
     show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {md(d['key'])}")
     show_photo(right, uri=d["output"], sha256=None, size=480,
-               caption=f"after: {count(len(d['faces']), 'face')}"
+               caption=f"after: {plural(len(d['faces']), 'face')}"
                        + (f", {d['labels_found']} label items" if "labels_found" in d else "")
                        + f" {md(p['mode'])} ({d['width']}×{d['height']}, {md(d['format'])}){flag}")
     download(right, d)

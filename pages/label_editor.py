@@ -22,7 +22,7 @@ import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 
 from pages.common import current_user, db, md, person_acted, show_error, thumbnail
-from pages.markup import when
+from pages.markup import plural, when
 from services.core.config import get_settings
 from services.core.errors import ConsoleError
 from services.faces.label_masks import redact_photo
@@ -74,10 +74,6 @@ def label_boxes_section(item: dict[str, Any], *, hide_suggestion: bool) -> None:
     if box.open:
         with box:
             label_editor(item["id"], item["uri"], item["sha256"], hide_suggestion)
-
-
-def plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 def corners(b: dict[str, Any]) -> str:

@@ -47,3 +47,8 @@ def when(value: object) -> str:
     except ValueError:
         return text
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 file``, ``1,200 files``: the count and the noun it takes (``many``, by default ``one`` + "s")."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"

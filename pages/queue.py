@@ -14,7 +14,7 @@ import streamlit as st
 
 from pages.common import current_user, db, md, person_acted, show_error, similarity_index, thumbnails
 from pages.label_editor import label_boxes_section
-from pages.markup import when
+from pages.markup import plural, when
 from pages.photos import ZOOM_LEVELS, review_name, zoomed
 from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
@@ -129,7 +129,7 @@ def draw_panel() -> None:
     counts = queue_counts(conn)
     waiting = sum(n for reason, n in counts.items() if reason != "adjudication")
     st.caption(
-        f"{waiting:,} {'photo' if waiting == 1 else 'photos'} waiting: {counts.get('audit', 0) + counts.get('rereview', 0):,} audits and re-reviews, "
+        f"{plural(waiting, 'photo')} waiting: {counts.get('audit', 0) + counts.get('rereview', 0):,} audits and re-reviews, "
         f"{counts.get('low_confidence', 0):,} low confidence, {counts.get('no_model', 0):,} waiting for a first model"
         + (f" · {counts['adjudication']:,} waiting for an admin's adjudication" if counts.get("adjudication") else "")
     )
