@@ -54,3 +54,9 @@ def test_times_show_to_the_minute_in_utc():
     assert when("2026-12-05T10:51:58.123456Z") == "2026-12-05 10:51 UTC"
     assert when("2026-12-05T12:51:58+02:00") == "2026-12-05 10:51 UTC"
     assert when(None) == "" and when("yesterday") == "yesterday"
+
+
+def test_plural_says_the_count_with_the_noun_it_takes():
+    from pages.markup import plural
+
+    assert [plural(1, "file"), plural(0, "file"), plural(1200, "box", "boxes")] == ["1 file", "0 files", "1,200 boxes"]
