@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.faces.masks import consolidate
-from services.faces.search import SURE
+from services.faces.search import PART_INSIDE, SURE
 
 LINK_IOU = 0.2
 VIEW_IOU = 0.5  # a look's box counts as another view of a track (a vote) only when it overlaps this much
@@ -66,7 +66,7 @@ def _part_of(t: Track, box: np.ndarray, offset: np.ndarray, *, cut: bool = False
     ref = t.boxes[t.shape] + (offset - t.offsets[t.shape])
     x1, y1, x2, y2 = max(ref[0], box[0]), max(ref[1], box[1]), min(ref[2], box[2]), min(ref[3], box[3])
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    inside = CUT_INSIDE if cut else 0.8
+    inside = CUT_INSIDE if cut else PART_INSIDE
     if inter < PART_IOU * (_area(box) + _area(ref) - inter) and inter < inside * _area(box):
         return None
     return np.array([min(ref[0], box[0]), min(ref[1], box[1]), max(ref[2], box[2]), max(ref[3], box[3]), box[4]],
