@@ -146,8 +146,8 @@ class CenterFaceDetector:
         two looks at one face are two views of it, as a photo's passes are. Every box from ``threshold`` is kept
         (the following looks vote)."""
         height, width = frame.shape[:2]
-        tiles = all_tiles(width, height, plan) if plan.fine else []
-        passes = [tiles[(turn // 2) % len(tiles)]] if tiles and turn % 2 else first_passes(width, height, plan)
+        tile = _turn_tile(turn, width, height, plan)
+        passes = [tile] if tile is not None else first_passes(width, height, plan)
         if self.turn_view(turn, width, height, plan).endswith("mirror"):
             passes = [replace(p, mirror=True) for p in passes]
         found = [(p.group, b) for p, b in self._run(frame, passes, threshold=threshold)]
@@ -156,8 +156,8 @@ class CenterFaceDetector:
     @staticmethod
     def turn_region(turn: int, width: int, height: int, plan: Plan = VIDEO_PLAN) -> tuple[int, int, int, int] | None:
         """The tile (x1, y1, x2, y2 in frame pixels) ``detect_turn`` looks at on ``turn``; None for the whole frame."""
-        tiles = all_tiles(width, height, plan) if plan.fine else []
-        return tiles[(turn // 2) % len(tiles)].region if tiles and turn % 2 else None
+        tile = _turn_tile(turn, width, height, plan)
+        return tile.region if tile is not None else None
 
     @staticmethod
     def turn_view(turn: int, width: int, height: int, plan: Plan = VIDEO_PLAN) -> str:
@@ -199,6 +199,12 @@ class CenterFaceDetector:
                 boxes = decode(heat[i, 0], scale[i], offset[i], threshold=threshold)
                 out.append((p, nms(to_frame(boxes, p), PASS_IOU)))
         return out
+
+
+def _turn_tile(turn: int, width: int, height: int, plan: Plan) -> Pass | None:
+    """The fine tile a video look sees on ``turn`` (odd turns, round robin); None on whole-frame turns."""
+    tiles = all_tiles(width, height, plan) if plan.fine else []
+    return tiles[(turn // 2) % len(tiles)] if tiles and turn % 2 else None
 
 
 def faces_from(found: list[tuple[str, np.ndarray]], *, threshold: float, width: int, height: int) -> np.ndarray:
