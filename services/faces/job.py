@@ -358,7 +358,8 @@ class FacesKind(jobs.BaseKind):
             sidecar = {"source": src_uri, "output": target, "detector": params["detector"], "threshold": params["threshold"],
                        "mode": params["mode"], "shape": params["shape"], "mask_scale": params["mask_scale"],
                        "format": "MP4 (H.264)", **asdict(report),
-                       **video_report(tracks=report.tracks, weak_tracks=report.weak_tracks, masked=report.masked)}
+                       **video_report(tracks=report.tracks, weak_tracks=report.weak_tracks,
+                                    most_at_once=report.most_at_once)}
             store.write(target + SIDECAR, json.dumps(sidecar).encode())
             return None
         except ConsoleError as exc:

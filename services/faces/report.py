@@ -49,10 +49,9 @@ def image_report(boxes: np.ndarray, ratios: np.ndarray) -> dict[str, Any]:
             "review": reasons(faces=faces, weak=weak, most_at_once=faces, detail_left=left)}
 
 
-def video_report(*, tracks: int, weak_tracks: int, masked: dict[int, list[list[float]]]) -> dict[str, Any]:
-    """Counts and review reasons for one video: faces are tracks, a crowd is many faces in one frame. A frame's
-    masks count its faces at most ``tracks`` (a face held past its last look is masked both where it was and where
-    the camera carried it: two masks, one face)."""
-    most = min(tracks, max((len(v) for v in masked.values()), default=0))
-    return {"faces_found": tracks, "weak": weak_tracks, "most_in_a_frame": most,
-            "review": reasons(faces=tracks, weak=weak_tracks, most_at_once=most)}
+def video_report(*, tracks: int, weak_tracks: int, most_at_once: int) -> dict[str, Any]:
+    """Counts and review reasons for one video: faces are tracks, a crowd is many of them masked in one frame
+    (``most_at_once``: tracks, not boxes; a face held past its last look is masked both where it was and where the
+    camera carried it, two masks of one face)."""
+    return {"faces_found": tracks, "weak": weak_tracks, "most_in_a_frame": most_at_once,
+            "review": reasons(faces=tracks, weak=weak_tracks, most_at_once=most_at_once)}

@@ -158,11 +158,9 @@ def confirmed(tracks: list[Track]) -> list[Track]:
     return [t for t in tracks if t.voted or len(t.views) >= 2 or max(float(b[4]) for b in t.boxes) >= SURE]
 
 
-def boxes_at(tracks: list[Track], frame: int, *, hold: int, offset: np.ndarray | None = None,
-             cuts: list[int] | None = None) -> np.ndarray:
-    """The boxes of every track alive at ``frame``: interpolated between its detections, held ``hold`` frames (or
-    the track's own hold) beyond its ends but never across a cut (``cuts``: frames starting a shot, ascending);
-    held both where it was and, given the camera ``offset`` at ``frame``, where the scene has carried it."""
+def shown_at(tracks: list[Track], frame: int, *, hold: int, cuts: list[int] | None = None) -> list[Track]:
+    """The tracks alive at ``frame``: between their first and last look, or held ``hold`` frames (or the track's
+    own hold) beyond them, but never across a cut (``cuts``: frames starting a shot, ascending)."""
     out = []
     cuts = cuts or []
     for t in tracks:
@@ -172,6 +170,18 @@ def boxes_at(tracks: list[Track], frame: int, *, hold: int, offset: np.ndarray |
         k = bisect.bisect_right(cuts, first)
         if (k and frame < cuts[k - 1]) or (k < len(cuts) and frame >= cuts[k]):
             continue  # another shot
+        out.append(t)
+    return out
+
+
+def boxes_at(tracks: list[Track], frame: int, *, hold: int, offset: np.ndarray | None = None,
+             cuts: list[int] | None = None) -> np.ndarray:
+    """The boxes of every track alive at ``frame`` (``shown_at``): interpolated between its detections, held
+    beyond its ends both where it was and, given the camera ``offset`` at ``frame``, where the scene has carried
+    it."""
+    out = []
+    for t in shown_at(tracks, frame, hold=hold, cuts=cuts):
+        first, last = t.frames[0], t.frames[-1]
         if frame <= first or frame >= last:
             k = 0 if frame <= first else -1
             out.append(t.boxes[k])
@@ -282,8 +292,10 @@ class Follower:
         self.active: list[Track] = []
         self.look_frames: list[int] = []
         self.look_offsets: list[tuple[float, float]] = []
+        self.most_at_once = 0  # the most faces (confirmed tracks) masked in one frame so far
 
     def boxes(self, frame: int) -> np.ndarray:
+        """The boxes to mask on ``frame`` (frames asked for in order), once the looks are far enough ahead."""
         feed = self.feed
         feed.wait(frame + feed.lead)
         if self.linker is None:
@@ -311,7 +323,9 @@ class Follower:
             if t.frames[-1] + max(t.hold, self.linker.gap) >= frame:  # else it can neither grow nor show again
                 keep.append(t)
         self.active = keep
-        return consolidate(boxes_at(confirmed(self.active), frame, hold=feed.step,
+        shown = shown_at(confirmed(self.active), frame, hold=feed.step, cuts=cuts)
+        self.most_at_once = max(self.most_at_once, len(shown))
+        return consolidate(boxes_at(shown, frame, hold=feed.step,
                                     offset=offset_at(self.look_frames, self.look_offsets, frame), cuts=cuts))
 
     def tracks(self) -> list[Track]:

@@ -77,6 +77,7 @@ class VideoReport:
     masked: dict[int, list[list[float]]]  # every frame with a mask -> the boxes masked (tracks filled in)
     tracks: int
     weak_tracks: int = 0  # tracks never scored SURE (kept because two views agreed)
+    most_at_once: int = 0  # the most faces (tracks) masked in one frame
 
 
 def _open(path: str) -> Any:
@@ -227,7 +228,8 @@ def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: floa
                        height=report["height"], rotation=report["rotation"], audio=report["audio"], detect_every=detect_every,
                        detections={k: v.round(1).tolist() for k, v in detections.items() if len(v)},
                        masked=report["masked"], tracks=len(tracks),
-                       weak_tracks=sum(max(float(b[4]) for b in t.boxes) < SURE for t in tracks))
+                       weak_tracks=sum(max(float(b[4]) for b in t.boxes) < SURE for t in tracks),
+                       most_at_once=follower.most_at_once)
 
 
 def _anonymize_yuv(planes: np.ndarray, boxes: np.ndarray, *, mode: str, shape: str, mask_scale: float) -> np.ndarray:

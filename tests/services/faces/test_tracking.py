@@ -68,9 +68,10 @@ def test_an_error_on_the_looking_thread_reaches_the_writer():
         Follower(feed).boxes(0)
 
 
-def _panning_tile_looks(*, with_offsets: bool) -> dict[int, np.ndarray]:
+def _panning_tile_looks(*, with_offsets: bool) -> tuple[dict[int, np.ndarray], Follower]:
     """A small weak face that only one tile finds, looked at every 24 frames while the camera pans 2 px a frame
-    to the left (the scene, and the face with it, moves 2 px a frame to the right): what the writer masks."""
+    to the left (the scene, and the face with it, moves 2 px a frame to the right): what the writer masks, and
+    the writer's follower."""
     feed = Feed(step=3)
     feed.round = 24
     weak = np.array([[100, 200, 114, 216, 0.15]], dtype=np.float32)
@@ -80,18 +81,20 @@ def _panning_tile_looks(*, with_offsets: bool) -> dict[int, np.ndarray]:
         feed.put(f, boxes, whole=(f // 3) % 2 == 0, offset=(2.0 * f, 0.0) if with_offsets else (0.0, 0.0))
     feed.close()
     follower = Follower(feed)
-    return {f: follower.boxes(f) for f in range(120)}
+    return {f: follower.boxes(f) for f in range(120)}, follower
 
 
 def test_a_face_a_tile_sees_once_a_round_is_followed_while_the_camera_pans():
-    got = _panning_tile_looks(with_offsets=True)
+    got, follower = _panning_tile_looks(with_offsets=True)
     for f in range(27, 76):  # between the looks the mask is where the face is
         assert len(got[f]) == 1, f
         assert got[f][0, 0] == pytest.approx(100 + 2 * f, abs=0.5) and got[f][0, 1] == pytest.approx(200)
     # held a round before its first look: where the scene carried it, and where it was first seen
     assert sorted(np.round(got[3][:, 0]).tolist()) == [106, 154]
+    assert follower.most_at_once == 1  # two masks there, one face
     # without the camera's motion the looks, 48 px apart, do not overlap: three lone weak boxes, all dropped
-    assert not any(len(b) for b in _panning_tile_looks(with_offsets=False).values())
+    got, follower = _panning_tile_looks(with_offsets=False)
+    assert not any(len(b) for b in got.values()) and follower.most_at_once == 0
 
 
 def test_a_face_the_camera_follows_still_joins_in_the_frame():
