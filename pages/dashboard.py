@@ -7,6 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import current_user, db, show_error
+from pages.markup import plural
 from services.core.errors import ConsoleError
 from services.hitl.inspector_stats import (
     ACTIVE_SECONDS_CAP,
@@ -137,7 +138,7 @@ try:
         if not queue.empty:
             queue["time (UTC)"] = pd.to_datetime(queue["at"], utc=True)
         if len(queue) == 1:  # one snapshot is one dot: say the number instead
-            st.caption(f"{int(queue['queued'].iloc[0]):,} photos in the queue at {queue['at'].iloc[0]}; the queue "
+            st.caption(f"{plural(int(queue['queued'].iloc[0]), 'photo')} in the queue at {queue['at'].iloc[0]}; the queue "
                        "over time appears from the next snapshot (one a minute while the worker runs).")
         else:
             _chart(queue, "dash_queue_size", "No queue snapshots in this period.",

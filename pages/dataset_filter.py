@@ -1,3 +1,4 @@
+
 """Dataset filter (admin): keep only the images that show a label, with a cap, early stopping and a human band."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pages.common import (
     show_error,
     workspace,
 )
+from pages.markup import plural
 from services.core import jobs
 from services.core.errors import ConsoleError
 from services.dataset_filter import job as dataset_filter
@@ -77,7 +79,7 @@ ready = bool(params["source"] and params["destination"] and labels)
 
 
 def not_images(n: int) -> str:
-    return f"{n:,} object that is not an image" if n == 1 else f"{n:,} objects that are not images"
+    return plural(n, "object that is not an image", "objects that are not images")
 
 
 def object_store():  # type: ignore[no-untyped-def]
@@ -137,7 +139,7 @@ if dry_clicked:
     except ConsoleError as exc:
         show_error(exc)
     else:
-        st.write(f"Dry run: {planned['images']:,} images would be scanned, in this order"
+        st.write(f"Dry run: {plural(planned['images'], 'image')} would be scanned, in this order"
                  + (f", and {not_images(planned['non_images'])} skipped" if planned["non_images"] else "")
                  + f"; kept images go to {md(planned['output'])}. No detector was called.")
         st.dataframe(pd.DataFrame({"image": planned["items"], "copy if kept": planned["copies_to"]}),
@@ -196,7 +198,7 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
                     text=f"{prog['processed']:,} of {prog['total']:,} objects listed"
                     + (" · stopped early after too many misses in a row" if prog["stopped_early"] else ""))
     if job["state"] == "done" and p.get("dry_run"):
-        st.info(f"Dry run: {job['result'].get('would_scan', 0):,} images would be scanned.")
+        st.info(f"Dry run: {plural(job['result'].get('would_scan', 0), 'image')} would be scanned.")
     if job["error"]:
         st.error(md(job["error"].splitlines()[0]), icon=":material/error:")
     job_controls(fresh, job, key="df", actor=user.name)

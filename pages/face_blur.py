@@ -120,7 +120,7 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
         finished = job["done"] + job["failed"]
         left = duration_text(jobs.time_left(fresh, job_id=job_id))
         st.progress(min(1.0, finished / job["total"]),
-                    text=f"{finished:,} of {job['total']:,} files" + (f" · {left} left" if left else
+                    text=f"{finished:,} of {plural(job['total'], 'file')}" + (f" · {left} left" if left else
                          " · time left: known after the first files" if job["state"] == "running" else ""))
     if job.get("current") and jobs.is_active(job):
         st.caption(f"Now: {md(job['current'])}")  # inside a file that takes a while (a video, frame by frame)

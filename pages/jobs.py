@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, failed_table, md, show_error, workspace
+from pages.markup import plural
 from services.core import jobs
 from services.core.clock import now_iso
 from services.core.config import get_settings
@@ -68,7 +69,7 @@ with cls:
         st.warning("No model yet: classifying now sends every photo to the review queue.")
     else:
         st.caption(f"Active model: {md(model['name'])}")
-    st.write(f"{pending:,} photos wait for classification.")
+    st.write(f"{plural(pending, 'photo')} {'waits' if pending == 1 else 'wait'} for classification.")
     if st.button("Classify pending photos", key="jobs_classify", disabled=pending == 0, type="primary"):
         launch("classify", {})
 

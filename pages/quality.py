@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, md, show_error, workspace
+from pages.markup import plural
 from pages.photos import data_url, review_name
 from pages.photos import show as show_photo
 from services.core.config import CLASSES, Workspace
@@ -94,7 +95,7 @@ with mistakes_tab:
                 "disagrees with the one inspector who decided them, or where several inspectors split, will be "
                 "listed here so you can send them for an independent re-review.")
     else:
-        st.caption(f"{len(rows)} photos: a confident model against one inspector first (most confident first), "
+        st.caption(f"{plural(len(rows), 'photo')}: a confident model against one inspector first (most confident first), "
                    "then photos where inspectors split (lowest agreement first).")
         table = pd.DataFrame([{
             "photo": data_url(r["uri"], r["sha256"]), "image": r["image_id"], "kind": KIND_TITLES[r["kind"]], "decided": label_name(r["label"]),

@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, live_job_panel, md, show_error
-from pages.markup import when
+from pages.common import current_user, db, failed_table, live_job_panel, md, show_error
+from pages.markup import plural, when
 from pages.photos import review_name
 from pages.photos import show as show_photo
 from services.core import jobs
@@ -144,14 +144,14 @@ def render_import(fresh, job: dict) -> None:  # type: ignore[no-untyped-def]
                f"images read")
     if job["state"] == "done" and job.get("result"):
         r = job["result"]
-        st.caption(f"The catalog holds {r.get('images', 0)} images of {r.get('products', 0)} products; "
-                   f"{r.get('failed', 0)} images could not be imported.")
+        st.caption(f"The catalog holds {plural(r.get('images', 0), 'image')} of {plural(r.get('products', 0), 'product')}"
+                   f"; {plural(r.get('failed', 0), 'image')} could not be imported.")
     elif job["state"] == "failed":
         st.error(md(job.get("error") or "the import failed"))
     failed = jobs.failed_items(fresh, job["id"], limit=20)
     if failed:
-        st.dataframe(pd.DataFrame([{"image": json.loads(x["item"]).get("uri", x["item"]), "why": x["error"]}
-                                   for x in failed]), hide_index=True, key="rp_catalog_failed")
+        failed_table([{**x, "item": json.loads(x["item"]).get("uri", x["item"])} for x in failed],
+                     key="rp_catalog_failed", what="image")
 
 
 imports = jobs.job_ids(conn, kind=catalog.KIND, actor=user.name, limit=1)

@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 from pages.common import current_user, db, md, show_error, thumbnail
-from pages.markup import when
+from pages.markup import plural, when
 from pages.photos import data_url, review_name
 from pages.photos import show as show_photo
 from services.core.config import CLASSES, get_settings
@@ -67,7 +67,7 @@ pages = max(1, -(-total // PAGE_SIZE))
 if page > pages:  # narrower filters left the page number past the end: show the last page that exists
     st.session_state["rv_page"] = page = pages
     rows, total = fetch(page)
-s[2].number_input(f"Page (of {pages}; {total:,} photos)", min_value=1, max_value=pages, key="rv_page")
+s[2].number_input(f"Page (of {pages}; {plural(total, 'photo')})", min_value=1, max_value=pages, key="rv_page")
 
 
 if rows:

@@ -104,3 +104,19 @@ def test_the_queue_shows_the_catalog_flags_with_the_catalog_images(ws, db, flagg
                 else "the photo is the same bytes as the reviewed product's own catalog image")
     assert any(w.startswith("Catalog check: ") and expected in w for w in warnings)
     assert any(("Its credit is held" in w) == ("same bytes" in expected) for w in warnings if "Catalog check" in w)
+
+
+def test_a_catalog_image_that_cannot_be_read_is_listed_with_why_and_when(ws, db, tmp_path):
+    shutil.copytree(DATA / "catalog", tmp_path / "shop")
+    (tmp_path / "shop" / "Arla-Standard-Milk" / "broken.jpg").write_bytes(b"not a photo at all")
+    at = start_app("pages/reused.py")
+    at.text_input(key="rp_catalog_source").set_value(str(tmp_path / "shop"))
+    at.button(key="rp_catalog_import").click().run()
+    run_job(ws, job_id=at.session_state["rp_catalog_job"])
+    at.run()
+    (table,) = [d.value for d in at.dataframe if "why" in d.value.columns]  # AppTest gives a table no key
+    assert list(table.columns) == ["image", "why", "when"] and len(table) == 1
+    assert table["image"][0] == str(tmp_path / "shop" / "Arla-Standard-Milk" / "broken.jpg")
+    assert "not" in table["why"][0].lower() and table["when"][0]
+    assert any("The catalog holds 12 images of 3 products; 1 image could not be imported." in c
+               for c in texts(at.caption))

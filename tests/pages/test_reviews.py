@@ -68,7 +68,7 @@ def test_filters_narrow_the_rows(seeded, key, value, expected):
     at = start_app("pages/reviews.py")
     at.selectbox(key=key).set_value(value).run()
     assert sorted(table(at)["review"]) == expected
-    assert f"{len(expected)} photos" in at.number_input(key="rv_page").label
+    assert f"{len(expected)} photo{'s' if len(expected) != 1 else ''})" in at.number_input(key="rv_page").label
 
 
 def test_filters_combine_and_an_empty_result_says_so(seeded):
@@ -140,7 +140,7 @@ def test_pages_of_fifty_and_a_filter_that_leaves_fewer_pages(ws, db, tmp_path):
     assert not at.info
     assert list(table(at)["review"]) == ["m00"]
     assert at.number_input(key="rv_page").value == 1
-    assert at.number_input(key="rv_page").label == "Page (of 1; 1 photos)"
+    assert at.number_input(key="rv_page").label == "Page (of 1; 1 photo)"
 
 
 def test_detail_is_cleared_when_the_filters_hide_its_review(seeded):
