@@ -217,12 +217,12 @@ def pick_job(conn, *, kind: str, actor: str, key: str, label: str, empty: str, n
     if st.session_state.get(key) not in choices:
         st.session_state[key] = next(iter(choices))
 
-    def name(job_id: int) -> str:  # "#4 · done · 2026-12-06 01:03 UTC · photos/" (the source, when it has one)
+    def name(job_id: int) -> str:  # "#4 · 2026-12-06 01:03 UTC · photos/": no state, which a live panel outdates
         j = choices.get(job_id)
         if j is None:
             return f"#{job_id}"
         source = j["source"] if len(j["source"]) <= 48 else "…" + j["source"][-47:]
-        return " · ".join(x for x in (f"#{job_id}", j["state"], when(j["created_at"]), source) if x)
+        return " · ".join(x for x in (f"#{job_id}", when(j["created_at"]), source) if x)
 
     return st.selectbox(label, list(choices), key=key, format_func=name)
 

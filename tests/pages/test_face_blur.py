@@ -118,7 +118,7 @@ def test_every_result_can_be_paged_through_and_flagged_files_come_first(ws, db, 
     assert any(c.startswith("after: ") and "look: crowd" in c for c in captions)
 
 
-def test_the_job_picker_names_each_job_by_state_time_and_source(ws, db, tmp_path):
+def test_the_job_picker_names_each_job_by_time_and_source_not_its_state_which_goes_stale(ws, db, tmp_path):
     from services.faces import job as face_blur
 
     src = tmp_path / "holiday"
@@ -129,8 +129,9 @@ def test_the_job_picker_names_each_job_by_state_time_and_source(ws, db, tmp_path
     at = start_app("pages/face_blur.py")
     assert not at.exception, at.exception
     names = at.selectbox(key="fb_job").options
-    assert names[0].startswith(f"#{second} · queued · ") and names[1].startswith(f"#{first} · done · ")
+    assert names[0].startswith(f"#{second} · 20") and names[1].startswith(f"#{first} · 20"), names
     assert all(" UTC · " in n and n.endswith("holiday") for n in names), names
+    assert not any(state in n for n in names for state in ("queued", "done")), names
 
 
 def test_a_download_reads_the_output_outside_the_session(ws, db, tmp_path, monkeypatch):
@@ -179,10 +180,12 @@ def test_a_running_job_says_how_far_it_is_inside_a_long_file(ws, db, tmp_path):
     job_id = face_blur.launch(db, {"source": str(src), "destination": str(tmp_path / "out")}, actor="cli:test")
     with db.atomic():
         db.execute("UPDATE jobs SET state = 'running', total = 3 WHERE id = ?", [job_id])
-    jobs.set_current(db, job_id=job_id, text="talk.mp4: frame 1,200 of about 4,500")
+    jobs.set_current(db, job_id=job_id, text="talk.mp4: frame 1,200 of about 4,500", share=1200 / 4500)
     at = start_app("pages/face_blur.py")
     assert not at.exception, at.exception
     assert "Now: talk.mp4: frame 1,200 of about 4,500" in [shown_text(c) for c in texts(at.caption)]
+    (bar,) = at.get("progress")
+    assert bar.proto.value == int(100 * (1200 / 4500) / 3)  # the video in hand counts by its frames
 
 
 def test_a_destination_that_holds_files_is_refused_unless_replacing_is_turned_on(ws, db, tmp_path):
