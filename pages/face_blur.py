@@ -119,7 +119,7 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
     if job["total"]:
         finished = job["done"] + job["failed"]
         left = duration_text(jobs.time_left(fresh, job_id=job_id))
-        st.progress(min(1.0, finished / job["total"]),
+        st.progress(min(1.0, jobs.progress(job) / job["total"]),  # a video in hand counts by its frames
                     text=f"{finished:,} of {plural(job['total'], 'file')}" + (f" · {left} left" if left else
                          " · time left: known after the first files" if job["state"] == "running" else ""))
     if job.get("current") and jobs.is_active(job):
@@ -199,8 +199,9 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
             right.video(store_bytes(d["output"]))
         except ConsoleError as exc:
             right.error(md(exc))
-        right.caption(f"after: {plural(d.get('faces_found', d['tracks']), 'face')} masked on {len(d['masked'])} of {d['frames']} "
-                      f"frames (detected every {d['detect_every']} frames){flag}")
+        looks = "in every frame" if d["detect_every"] == 1 else f"every {d['detect_every']} frames"
+        right.caption(f"after: {plural(d.get('faces_found', d['tracks']), 'face')} masked on {len(d['masked'])} of "
+                      f"{d['frames']} frames (detected {looks}){flag}")
         download(right, d)
         for frame_no, before_jpg, after_jpg in face_blur.video_samples(fresh, job_id=job_id, key=d["key"], actor=user.name):
             a, b = st.columns(2)

@@ -88,7 +88,10 @@ def job_list() -> None:
             done = (job["done"] or 0) + (job["failed"] or 0)
             label = f"#{job['id']} {job['kind']} — {job['state']} · {done:,}/{total:,}" + (
                 f" · {job['failed']:,} failed" if job["failed"] else "")
-            c1.progress(done / total if total else (1.0 if job["state"] == "done" else 0.0), text=label)
+            c1.progress(min(1.0, jobs.progress(job) / total) if total else (1.0 if job["state"] == "done" else 0.0),
+                        text=label)
+            if job.get("current") and jobs.is_active(job):
+                c1.caption(f"Now: {md(job['current'])}")  # inside a file that takes a while (a video)
             if job["state"] in ("queued", "running") and c2.button("Cancel", key=f"jobs_cancel_{job['id']}"):
                 jobs.cancel_job(fresh, job_id=job["id"], actor=user.name)
                 st.rerun()

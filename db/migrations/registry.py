@@ -28,6 +28,7 @@ from db.migrations.m019_label_boxes import m019_label_boxes
 from db.migrations.m020_label_box_edits import m020_label_box_edits
 from db.migrations.m021_catalog_photos import m021_catalog_photos
 from db.migrations.m022_job_current_item import m022_job_current_item
+from db.migrations.m023_job_current_share import m023_job_current_share
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -55,4 +56,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m020_label_box_edits", m020_label_box_edits),
     ("m021_catalog_photos", m021_catalog_photos),
     ("m022_job_current_item", m022_job_current_item),
+    ("m023_job_current_share", m023_job_current_share),
 ]

@@ -180,11 +180,14 @@ def job_ids(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int = 50
     return [int(r[0]) for r in rows.fetchall()]
 
 
-def set_current(db: sqlite_utils.Database, *, job_id: int, text: str) -> None:
+def set_current(db: sqlite_utils.Database, *, job_id: int, text: str, share: float | None = None) -> None:
     """Say what the running job is doing inside the item in hand (``jobs.current``; the page shows it under the
-    progress bar). Cleared when the item is recorded or the job ends. Raises nothing of its own."""
+    progress bar) and, when known, the share of that item done (``jobs.current_share``, 0 to 1: the bar and the
+    time left count it). Both are cleared when the item is recorded or the job ends. Raises nothing of its own."""
+    share = None if share is None else min(1.0, max(0.0, float(share)))
     with db.atomic():
-        db.execute("UPDATE jobs SET current = ? WHERE id = ? AND state IN ('running', 'cancelling')", [text, job_id])
+        db.execute("UPDATE jobs SET current = ?, current_share = ? WHERE id = ? AND state IN ('running', "
+                   "'cancelling')", [text, share, job_id])
 
 
 def job_choices(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -208,23 +211,34 @@ def is_active(job: dict[str, Any]) -> bool:
     return job["state"] in ACTIVE_STATES
 
 
+def progress(job: dict[str, Any]) -> float:
+    """Items finished, done or failed, plus the share of the item in hand (``current_share``) when known."""
+    return (job["done"] or 0) + (job["failed"] or 0) + (job.get("current_share") or 0.0)
+
+
 def time_left(db: sqlite_utils.Database, *, job_id: int, now: float | None = None, recent: int = 200) -> float | None:
     """Seconds until a running job is likely done, at the pace of its last ``recent`` finished items (items written
-    together count as one step); None unless it is running with at least two steps behind it. Raises NotFound."""
+    together count as one step), the share of the item in hand counted as done; before two steps, at the pace of
+    the whole run when the item in hand gives its share (a long video). None otherwise, or unless it is running.
+    Raises NotFound."""
     job = get_job(db, job_id)
-    remaining = (job["total"] or 0) - (job["done"] or 0) - (job["failed"] or 0)
+    remaining = (job["total"] or 0) - progress(job)
     if job["state"] != "running" or remaining <= 0:
         return None
+    now = time.time() if now is None else now
     steps = db.execute("SELECT updated_at, COUNT(*) FROM (SELECT updated_at FROM job_items WHERE job_id = ? "
                        "AND state IN ('done', 'failed') ORDER BY updated_at DESC LIMIT ?) GROUP BY updated_at "
                        "ORDER BY updated_at", [job_id, int(recent)]).fetchall()
     if len(steps) < 2:
-        return None
+        if not job.get("current_share") or not job["started_at"]:
+            return None
+        started = datetime.fromisoformat(job["started_at"].replace("Z", "+00:00")).timestamp()
+        return max(0.0, (now - started) * remaining / progress(job)) if now > started else None
     first, last = (datetime.fromisoformat(steps[i][0].replace("Z", "+00:00")).timestamp() for i in (0, -1))
     if last <= first:
         return None
     rate = sum(n for _, n in steps[1:]) / (last - first)  # items a second since the first step
-    since_last = max(0.0, (time.time() if now is None else now) - last)
+    since_last = 0.0 if job.get("current_share") else max(0.0, now - last)  # the share says where it is
     return max(0.0, remaining / rate - since_last)
 
 
@@ -422,7 +436,8 @@ def _record_items(
     db.conn.executemany("UPDATE job_items SET state = ?, error = ?, updated_at = ? WHERE job_id = ? AND item = ?", rows)
     n_failed = sum(1 for r in rows if r[0] == "failed")
     db.execute(
-        "UPDATE jobs SET done = done + ?, failed = failed + ?, heartbeat_at = ?, lease_expires = ?, current = NULL "
+        "UPDATE jobs SET done = done + ?, failed = failed + ?, heartbeat_at = ?, lease_expires = ?, current = NULL, "
+        "current_share = NULL "
         "WHERE id = ?",
         [len(rows) - n_failed, n_failed, now, time.time() + LEASE_SECONDS, job_id],
     )
@@ -431,7 +446,8 @@ def _record_items(
 def _finish(db: sqlite_utils.Database, job_id: int, owner: str, state: str, result: Any, error: str | None) -> None:
     """End the job, if ``owner`` still holds it. Raises LeaseLost when another worker took it over."""
     cur = db.execute(
-        "UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_expires = NULL, current = NULL "
+        "UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_expires = NULL, current = NULL, "
+        "current_share = NULL "
         "WHERE id = ? AND lease_owner = ?",
         [state, json.dumps(result) if result is not None else None, error, now_iso(), job_id, owner],
     )

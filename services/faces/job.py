@@ -191,8 +191,9 @@ def _say_frames(ctx: jobs.JobContext, key: str, *, every: float = 2.0) -> Callab
         if time.monotonic() - last[0] < every:
             return
         last[0] = time.monotonic()
+        known = expected >= written and expected > 0
         jobs.set_current(ctx.db, job_id=ctx.job_id, text=f"{key}: frame {written:,}"
-                         + (f" of about {expected:,}" if expected >= written else ""))
+                         + (f" of about {expected:,}" if known else ""), share=written / expected if known else None)
 
     return say
 

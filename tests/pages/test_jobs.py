@@ -189,3 +189,20 @@ def test_classify_tab_names_the_active_model(trained_ws):
     assert not at.warning
     assert n_labels > 0
     assert any(c.value == f"{n_labels:,} imported labels in this workspace." for c in at.caption)
+
+
+def test_a_job_inside_a_long_file_says_where_it_is_and_its_bar_counts_the_file_s_share(ws, db, tmp_path):
+    from services.core import jobs
+    from services.faces import job as face_blur
+
+    write_photo(tmp_path / "src" / "a.jpg", (10, 120, 60))
+    job_id = face_blur.launch(db, {"source": str(tmp_path / "src"), "destination": str(tmp_path / "out")},
+                              actor="cli:test")
+    with db.atomic():
+        db.execute("UPDATE jobs SET state = 'running', total = 2, done = 1 WHERE id = ?", [job_id])
+    jobs.set_current(db, job_id=job_id, text="talk.mp4: frame 1,000 of about 2,000", share=0.5)
+    at = start_app("pages/jobs.py")
+    assert not at.exception, at.exception
+    assert progress_texts(at) == [f"#{job_id} faces — running · 1/2"]
+    assert at.progress[0].proto.value == 75  # one file done and half of the video in hand
+    assert "Now: talk.mp4: frame 1,000 of about 2,000" in [shown_text(c.value) for c in at.caption]

@@ -191,6 +191,22 @@ def test_time_left_follows_the_pace_of_the_finished_items(db, kind):
     assert jobs.time_left(db, job_id=job_id) is None
 
 
+def test_time_left_counts_the_share_of_a_long_item_in_hand(db, kind):
+    """A job of one long video has no finished item to take a pace from: the share of its frames written does."""
+    from datetime import datetime
+
+    job_id = jobs.create_job(db, kind=kind.name, params={"n": 1}, actor="tester")
+    db.execute("UPDATE jobs SET state = 'running', total = 2, started_at = '2026-01-01T10:00:00.000000Z' "
+               "WHERE id = ?", [job_id])
+    start = datetime.fromisoformat("2026-01-01T10:00:00+00:00").timestamp()
+    assert jobs.time_left(db, job_id=job_id, now=start + 60) is None  # nothing finished, no share: no pace
+    jobs.set_current(db, job_id=job_id, text="talk.mp4: frame 500 of about 2,000", share=0.25)
+    assert jobs.progress(jobs.get_job(db, job_id)) == 0.25
+    assert jobs.time_left(db, job_id=job_id, now=start + 60) == pytest.approx(60 * 1.75 / 0.25)  # 0.25 a minute
+    jobs.set_current(db, job_id=job_id, text="beyond its end", share=3.0)
+    assert jobs.get_job(db, job_id)["current_share"] == 1.0  # a share is 0 to 1
+
+
 def test_durations_are_said_in_words():
     from services.core.wording import duration_text
 

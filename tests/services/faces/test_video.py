@@ -253,14 +253,15 @@ def test_a_video_job_says_how_far_it_is_inside_the_video_and_clears_it_when_done
     said: list[tuple[str, str]] = []
     real = jobs.set_current
 
-    def record(db, *, job_id, text):  # type: ignore[no-untyped-def]
-        real(db, job_id=job_id, text=text)
-        said.append((text, db.execute("SELECT current FROM jobs WHERE id = ?", [job_id]).fetchone()[0]))
+    def record(db, *, job_id, text, share=None):  # type: ignore[no-untyped-def]
+        real(db, job_id=job_id, text=text, share=share)
+        said.append((text, *db.execute("SELECT current, current_share FROM jobs WHERE id = ?", [job_id]).fetchone()))
 
     monkeypatch.setattr(jobs, "set_current", record)
     monkeypatch.setattr(face_blur, "_say_frames", functools.partial(face_blur._say_frames, every=0.0))
     job = _job(ws, db, src, tmp_path / "out")
     frames = int(probe(src / "clip.mp4")["video"]["nb_read_frames"])
-    assert job["state"] == "done" and job["current"] is None  # cleared with the item
-    assert [text for text, _ in said] == [f"clip.mp4: frame {n} of about {frames}" for n in range(25, frames + 1, 25)]
-    assert all(stored == text for text, stored in said)  # the row said it while the job ran
+    assert job["state"] == "done" and job["current"] is None and job["current_share"] is None  # cleared with it
+    assert [text for text, _, _ in said] == [f"clip.mp4: frame {n} of about {frames}" for n in range(25, frames + 1, 25)]
+    assert all(stored == text for text, stored, _ in said)  # the row said it while the job ran
+    assert [share for _, _, share in said] == pytest.approx([n / frames for n in range(25, frames + 1, 25)])
