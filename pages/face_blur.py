@@ -140,7 +140,9 @@ def summary(result: dict) -> None:
     if "faces_found" not in result:
         return
     m = st.columns(2)
-    m[0].metric("Faces found", f"{result['faces_found']:,}")
+    m[0].metric("Faces found", f"{result['faces_found']:,}",
+                help="A photo's faces; in a video, each face followed from where it is first seen until it is lost: "
+                     "a face lost (turned away, hidden, after a cut) and found again counts again.")
     m[1].metric("Flagged for a look", f"{result['files_flagged']:,}", help=FLAG_HELP)
     if result["flagged"]:
         with st.expander(f"{plural(result['files_flagged'], 'file')} flagged for a human look", expanded=True):
