@@ -68,6 +68,7 @@ class JobKind(Protocol):
     def compute(self, ctx: JobContext, loaded: Any) -> Any: ...
     def write(self, ctx: JobContext, computed: Any) -> dict[str, str | None]: ...
     def finish(self, ctx: JobContext) -> dict[str, Any]: ...
+    def so_far(self, ctx: JobContext) -> dict[str, Any] | None: ...  # a cancelled run's result, from items done
     def close(self, ctx: JobContext) -> None: ...  # always, after the run ends however it ends
 
 
@@ -82,6 +83,10 @@ class BaseKind:
 
     def load(self, ctx: JobContext, items: list[str]) -> Any:
         return items
+
+    def so_far(self, ctx: JobContext) -> dict[str, Any] | None:
+        """A cancelled run's result: none, unless the kind can say what its finished items hold."""
+        return None
 
     def close(self, ctx: JobContext) -> None:
         return None
@@ -272,7 +277,8 @@ def resume_job(db: sqlite_utils.Database, *, job_id: int, actor: str) -> None:
     if job["state"] not in ("failed", "cancelled"):
         raise InvalidInput(f"job {job_id} is {job['state']}; only failed or cancelled jobs can be resumed")
     with db.atomic():
-        db.execute("UPDATE jobs SET state = 'queued', error = NULL, finished_at = NULL WHERE id = ?", [job_id])
+        db.execute("UPDATE jobs SET state = 'queued', error = NULL, finished_at = NULL, result = NULL WHERE id = ?",
+                   [job_id])  # a cancelled run's report on its part is not the resumed job's
         record(db, actor=actor, action="job.resume", target=f"job:{job_id}")
 
 
@@ -410,7 +416,7 @@ def _run_leased(ws: Workspace, db: sqlite_utils.Database, job_id: int, owner: st
             if future is not None:
                 future.cancel()
         if _state(db, job_id) == "cancelling":
-            _finish(db, job_id, owner, "cancelled", None, None)
+            _finish(db, job_id, owner, "cancelled", _so_far(kind, ctx), None)
             return
         result = kind.finish(ctx)
         _finish(db, job_id, owner, "done", result, None)
@@ -441,6 +447,15 @@ def _record_items(
         "WHERE id = ?",
         [len(rows) - n_failed, n_failed, now, time.time() + LEASE_SECONDS, job_id],
     )
+
+
+def _so_far(kind: JobKind, ctx: JobContext) -> dict[str, Any] | None:
+    """What a cancelled run's finished items hold (``kind.so_far``); None when the kind cannot say, or when saying
+    fails: the cancel stands either way."""
+    try:
+        return kind.so_far(ctx)
+    except ConsoleError:
+        return None
 
 
 def _finish(db: sqlite_utils.Database, job_id: int, owner: str, state: str, result: Any, error: str | None) -> None:

@@ -418,6 +418,11 @@ class FacesKind(jobs.BaseKind):
                 "files_flagged": len(flagged), "flagged": flagged[:FLAGGED_KEPT]}
 
 
+    def so_far(self, ctx: jobs.JobContext) -> dict[str, Any]:
+        """A cancelled job's report on the files it finished, as ``finish`` gives it. Raises StorageError."""
+        return self.finish(ctx)
+
+
 FLAGGED_KEPT = 1000  # flagged files listed in the job's result (all are counted)
 
 

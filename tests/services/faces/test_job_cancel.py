@@ -57,8 +57,11 @@ def test_a_cancelled_blur_leaves_only_whole_outputs_and_a_resume_does_the_rest(w
             img.load()  # a truncated JPEG would raise here
             assert img.size == (96, 64)
     assert not list(tmp_path.rglob("*.tmp*")) and all((out / n).stat().st_size > 0 for n in listing)
+    so_far = job["result"]  # the report on what was finished: a cancelled job still says what it found
+    assert so_far["images_done"] == 1 and so_far["faces_found"] == 0 and so_far["files_flagged"] == 0
 
     jobs.resume_job(db, job_id=job_id, actor="cli:test")
+    assert get_job(db, job_id)["result"] is None  # the part's report goes until the whole job reports
     assert run_job(ws, job_id=job_id) == job_id
     job = get_job(db, job_id)
     assert job["state"] == "done" and job["done"] == 10 and job["failed"] == 0
