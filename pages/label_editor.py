@@ -38,6 +38,8 @@ CORNER_LABELS = {"x1": "Left (x1)", "y1": "Top (y1)", "x2": "Right (x2)", "y2": 
 LABEL_NOTE_KEY = "q_lb_note"
 LABEL_ERROR_KEY = "q_lb_error"
 LABEL_EDITS_SHOWN = 5  # the latest edits listed under the form
+LIST_ROWS = 6  # more boxes than this are listed in a scrolling box...
+LIST_HEIGHT = 300  # ...this many pixels tall
 TITLE = "Shipping labels: boxes hidden when published"
 NOT_SEARCHED = {
     "pending": "This photo's labels have not been searched yet: the worker's label search will look at it soon "
@@ -167,15 +169,17 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
     else:  # why is said above the editor, where the photo would be; this says what is missing here
         st.caption("The photo could not be loaded, so its boxes cannot be drawn on it: the list below still "
                    "holds them.")
+    rows = len(boxes) + len(found["removed"])  # a long list scrolls in place: the form below stays in reach
+    listing = st.container(height=LIST_HEIGHT, key=f"q_lb_list_{image_id}") if rows > LIST_ROWS else st.container()
     for b in boxes:
-        c1, c2 = st.columns([4, 1])
+        c1, c2 = listing.columns([4, 1])
         who = "found" if b["source"] == "auto" else "added by an inspector"
         c1.caption(f"**{KIND_NAMES.get(b['kind'], b['kind'])} {numbers[b['id']]}** ({who}): {corners(b)}")
         c2.button("Remove", key=f"q_lb_rm_{b['id']}", on_click=remove_label, args=(b["id"], numbers[b["id"]]),
                   type="tertiary",
                   icon=":material/delete:")
     for b in found["removed"]:
-        c1, c2 = st.columns([4, 1])
+        c1, c2 = listing.columns([4, 1])
         c1.caption(f"~~{KIND_NAMES.get(b['kind'], b['kind'])} {numbers[b['id']]}~~ removed by {md(b['removed_by'])} {md(when(b['removed_at']))}: "
                    f"{corners(b)}")
         c2.button("Restore", key=f"q_lb_restore_{b['id']}", on_click=restore_label, args=(b["id"], numbers[b["id"]]),

@@ -231,3 +231,23 @@ def test_with_the_suggestion_hidden_the_setting_off_reads_alike_on_every_photo(p
     at.button(key="q_quick_product").click().run()
     editor_open(at, second)  # and not this one
     assert said and said == [c.value for c in at.caption if "not searched" in c.value or "not been searched" in c.value]
+
+
+def test_a_long_list_of_boxes_scrolls_in_place_and_the_add_form_stays_in_reach(package, db):
+    from pages.label_editor import LIST_HEIGHT, LIST_ROWS
+
+    first, _ = package
+    save_found(db, image_id=first, boxes=[LabelBox("text", 5, 10 * n, 80, 10 * n + 8, 0.8) for n in range(LIST_ROWS + 3)])
+    at = editor_open(start_app("pages/queue.py"), first)
+
+    def blocks(node):  # type: ignore[no-untyped-def]
+        for child in getattr(node, "children", {}).values():
+            yield child
+            yield from blocks(child)
+
+    scrolling = [b for b in blocks(at._tree) if type(b).__name__ == "Block"
+                 and b.proto.WhichOneof("type") == "flex_container" and b.proto.height_config.pixel_height == LIST_HEIGHT]
+    assert len(scrolling) == 1, "the boxes are listed in one box of fixed height"
+    inside = [b.key for b in blocks(scrolling[0]) if type(b).__name__ == "Button"]
+    assert len(inside) == len(label_boxes(db, image_id=first, actor="local operator")["boxes"]) > LIST_ROWS
+    assert at.button(key=f"q_lb_add_{first}") and f"q_lb_add_{first}" not in inside
