@@ -6,17 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
-    current_user,
-    db,
-    ensure_worker,
-    job_controls,
-    live_job_panel,
-    md,
-    pick_job,
-    show_error,
-    workspace,
-)
+from pages.common import current_user, db, ensure_worker, md, show_error, workspace
+from pages.job_panel import job_controls, live_job_panel, pick_job
 from pages.markup import plural
 from services.core import jobs
 from services.core.errors import ConsoleError

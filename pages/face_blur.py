@@ -7,19 +7,8 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
-    current_user,
-    db,
-    ensure_worker,
-    failed_table,
-    job_controls,
-    live_job_panel,
-    md,
-    pick_job,
-    show_error,
-    show_photo,
-    store,
-)
+from pages.common import current_user, db, ensure_worker, md, show_error, show_photo, store
+from pages.job_panel import failed_table, job_controls, live_job_panel, pick_job
 from pages.markup import plural
 from services.core import jobs
 from services.core.errors import ConsoleError, InvalidInput

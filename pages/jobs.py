@@ -4,7 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, failed_table, md, show_error, workspace
+from pages.common import current_user, db, ensure_worker, md, show_error, workspace
+from pages.job_panel import failed_table
 from pages.markup import plural
 from services.core import jobs
 from services.core.clock import now_iso

@@ -5,7 +5,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, job_controls, live_job_panel, md, show_error
+from pages.common import current_user, db, ensure_worker, md, show_error
+from pages.job_panel import job_controls, live_job_panel
 from services.core import jobs
 from services.core.config import set_setting
 from services.core.errors import ConsoleError

@@ -8,7 +8,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, failed_table, live_job_panel, md, show_error
+from pages.common import current_user, db, md, show_error
+from pages.job_panel import failed_table, live_job_panel
 from pages.markup import plural, when
 from pages.photos import review_name
 from pages.photos import show as show_photo

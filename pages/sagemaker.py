@@ -4,7 +4,8 @@ transform as background jobs, their status, and the tuning results beside the lo
 import pandas as pd
 import streamlit as st
 
-from pages.common import current_user, db, ensure_worker, job_controls, live_job_panel, md, show_error
+from pages.common import current_user, db, ensure_worker, md, show_error
+from pages.job_panel import job_controls, live_job_panel
 from services.core.config import get_settings, set_setting
 from services.core.errors import ConsoleError
 from services.models import grid_search

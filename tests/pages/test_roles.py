@@ -26,7 +26,7 @@ PEOPLE = {"ines": ["inspector"], "otto": ["ops"], "ada": ["admin"]}
 
 def test_every_page_file_is_covered():
     helpers = {"common", "__init__", "network", "session", "session_routes", "photos", "run_scope", "markup",
-               "label_editor"}  # not pages
+               "label_editor", "job_panel"}  # not pages
     files = {p.stem for p in (ROOT / "pages").glob("*.py")} - helpers
     assert files == set(PAGE_ACTIONS)
 

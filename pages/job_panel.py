@@ -1,0 +1,73 @@
+"""Widgets for a background job on a page: pick one, follow it live, cancel or resume it, and list what failed.
+
+The job's state is in the database (``services.core.jobs``); these only read it and poll it. Not a page.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import db, ensure_worker, show_error
+from pages.markup import when
+from services.core import jobs
+from services.core.errors import ConsoleError
+
+
+def live_job_panel(job_id: int, render) -> None:  # type: ignore[no-untyped-def]
+    """Draw ``render(conn, job)`` in a fragment that refreshes every two seconds while the job is active and
+    redraws the page once when it ends; a ConsoleError from ``render`` is shown, not raised."""
+    live = jobs.is_active(jobs.get_job(db(), job_id))
+
+    @st.fragment(run_every=2 if live else None)
+    def panel() -> None:
+        fresh = db()  # a fragment rerun runs on a thread of its own, with that thread's connection
+        try:
+            job = jobs.get_job(fresh, job_id)
+            if live and not jobs.is_active(job):
+                st.rerun()  # it has just ended: redraw the page once, and stop polling
+            render(fresh, job)
+        except ConsoleError as exc:
+            show_error(exc)
+
+    panel()
+
+
+def pick_job(conn, *, kind: str, actor: str, key: str, label: str, empty: str, notice=st.caption) -> int:  # type: ignore[no-untyped-def]
+    """The job of ``kind`` chosen in a select box (the newest by default, or the one just launched, kept in
+    session state under ``key``); with none yet, ``notice(empty)`` is shown and the run stops."""
+    choices = {j["id"]: j for j in jobs.job_choices(conn, kind=kind, actor=actor)}
+    if not choices:
+        notice(empty)
+        st.stop()
+    if st.session_state.get(key) not in choices:
+        st.session_state[key] = next(iter(choices))
+
+    def name(job_id: int) -> str:  # "#4 · 2026-12-06 01:03 UTC · photos/": no state, which a live panel outdates
+        j = choices.get(job_id)
+        if j is None:
+            return f"#{job_id}"
+        source = j["source"] if len(j["source"]) <= 48 else "…" + j["source"][-47:]
+        return " · ".join(x for x in (f"#{job_id}", when(j["created_at"]), source) if x)
+
+    return st.selectbox(label, list(choices), key=key, format_func=name)
+
+
+def failed_table(rows: list[dict], *, key: str, what: str = "file") -> None:  # type: ignore[type-arg]
+    """A job's failed items (``jobs.failed_items``) as a person reads them: the item, why in full, and when."""
+    table = pd.DataFrame([{what: r["item"], "why": r["error"], "when": when(r["updated_at"])} for r in rows],
+                         columns=[what, "why", "when"])
+    st.dataframe(table, hide_index=True, key=key, width="stretch",
+                 column_config={"why": st.column_config.TextColumn("why", width="large")})
+
+
+def job_controls(conn, job: dict, *, key: str, actor: str) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """Cancel (while queued or running) and resume (after a failure or a cancel) buttons for one job."""
+    b1, b2, _ = st.columns([1, 1, 4])
+    if job["state"] in ("queued", "running") and b1.button("Cancel", key=f"{key}_cancel"):
+        jobs.cancel_job(conn, job_id=job["id"], actor=actor)
+        st.rerun()
+    if job["state"] in ("failed", "cancelled") and b2.button("Resume", key=f"{key}_resume", type="primary"):
+        jobs.resume_job(conn, job_id=job["id"], actor=actor)
+        ensure_worker()
+        st.rerun()
