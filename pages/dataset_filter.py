@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, md, show_error, workspace
-from pages.job_panel import job_controls, live_job_panel, pick_job
+from pages.job_panel import job_controls, live_job_panel, pick_job, result_view
 from pages.markup import plural
 from services.core import jobs
 from services.core.errors import ConsoleError
@@ -201,7 +201,7 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
             st.caption(f"Manifest: {md(job['result']['manifest'])} ({job['result']['manifest_lines']:,} lines) · "
                        f"report: {md(job['result']['report'])}")
         with st.expander("Result"):
-            st.json(job["result"])
+            result_view(job["result"], key="df_result")
     rows = filter_outputs.results(fresh, job_id=job_id, limit=RESULT_ROWS)
     if not rows:
         st.caption("Nothing scanned yet." if jobs.is_active(job) else "Nothing was scanned.")

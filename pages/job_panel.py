@@ -12,6 +12,7 @@ from pages.common import db, ensure_worker, show_error
 from pages.markup import when
 from services.core import jobs
 from services.core.errors import ConsoleError
+from services.core.wording import name_of, value_text
 
 
 def live_job_panel(job_id: int, render) -> None:  # type: ignore[no-untyped-def]
@@ -71,3 +72,40 @@ def job_controls(conn, job: dict, *, key: str, actor: str) -> None:  # type: ign
         jobs.resume_job(conn, job_id=job["id"], actor=actor)
         ensure_worker()
         st.rerun()
+
+
+def figures(result: dict, prefix: str = "") -> tuple[list[dict], dict[str, list[dict]]]:  # type: ignore[type-arg]
+    """A job's result as a person reads it: (its figures as rows of what and value, a nested part's names
+    joined with " · "; its lists of records by name, as tables take them). Pure."""
+    rows, tables = [], {}
+    for key, value in result.items():
+        name = f"{prefix}{name_of(key)}"
+        if isinstance(value, dict):
+            inner, more = figures(value, prefix=f"{name} · ")
+            rows += inner
+            tables.update(more)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            tables[name] = [{name_of(k): _cell(v) for k, v in r.items()} for r in value]
+        else:
+            rows.append({"what": name, "value": _cell(value)})
+    return rows, tables
+
+
+def _cell(value: object) -> str:
+    """One value in a table: a record inside a record as "name value; ...", anything else by ``value_text``."""
+    if isinstance(value, dict):
+        return "; ".join(f"{name_of(str(k))} {_cell(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
+    return value_text(value)
+
+
+def result_view(result: dict, *, key: str) -> None:  # type: ignore[type-arg]
+    """A job's result as tables (``figures``), not as the JSON the job stored."""
+    rows, tables = figures(result)
+    if rows:
+        st.dataframe(pd.DataFrame(rows, columns=["what", "value"]), hide_index=True, key=f"{key}_figures")
+    for name, records in tables.items():
+        st.caption(f"{name} ({len(records):,})")
+        st.dataframe(pd.DataFrame(records), hide_index=True, key=f"{key}_{name}")
+

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, md, show_error, workspace
-from pages.job_panel import failed_table
+from pages.job_panel import failed_table, result_view
 from pages.markup import plural
 from services.core import jobs
 from services.core.clock import now_iso
@@ -100,7 +100,7 @@ def job_list() -> None:
                 st.error(md(job["error"].splitlines()[0]))
             if job["result"]:
                 with st.expander("Result"):
-                    st.json(job["result"])
+                    result_view(job["result"], key=f"jobs_result_{job['id']}")
             if job["failed"]:
                 with st.expander("Failed items"):
                     failed_table(jobs.failed_items(fresh, job["id"]), key=f"jobs_failed_{job['id']}", what="item")

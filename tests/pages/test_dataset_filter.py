@@ -21,10 +21,12 @@ PAGE = str(ROOT / "pages" / "dataset_filter.py")
 
 
 def table(at):
-    """The one table on the page: the dry run's list or the results (a display-only st.dataframe has no
-    element id, so its key is not in the tree)."""
-    assert len(at.dataframe) == 1
-    return at.dataframe[0].value
+    """The one table of images on the page: the dry run's list or the results (a display-only st.dataframe has no
+    element id, so its key is not in the tree); the job's result figures (what, value) and their tables are
+    others."""
+    images = [d.value for d in at.dataframe if {"seq", "image"} & set(d.value.columns)]
+    assert len(images) == 1, [list(d.value.columns) for d in at.dataframe]
+    return images[0]
 
 
 def metrics(at) -> dict[str, str]:

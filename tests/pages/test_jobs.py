@@ -13,6 +13,12 @@ def progress_texts(at) -> list[str]:
     return [p.text for p in at.progress]
 
 
+def result_figures(at) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The rows of the first job's result table (what, value), as the Result expander shows them."""
+    table = next(d.value for d in at.dataframe if list(d.value.columns) == ["what", "value"])
+    return table.to_dict("records")
+
+
 def jobs_rows(db) -> list[dict]:
     rows = list(db.query("SELECT id, kind, state, params, created_by FROM jobs ORDER BY id"))
     for r in rows:
@@ -64,7 +70,8 @@ def test_classify_button_queues_a_job_that_runs_to_done(ws, db, tmp_path):
     assert progress_texts(at) == [f"#{job_id} classify — done · 2/2"]
     assert at.progress[0].value == 100
     assert not [b for b in at.button if b.key == f"jobs_cancel_{job_id}"]  # a finished job cannot be cancelled
-    assert json.loads(at.json[0].value)["images_by_status"] == {"queued": 2}
+    assert not at.json  # the result reads as figures, not as the JSON the job stored
+    assert {"what": "images by status · queued", "value": "2"} in result_figures(at)
     assert any(m.value == "0 photos wait for classification." for m in at.markdown)
     assert at.button(key="jobs_classify").disabled
 
@@ -101,8 +108,8 @@ def test_import_manifest_by_path_queues_an_ingest_job_that_adds_the_reviews(ws, 
     assert not at.exception
     assert sorted(r[0] for r in db.execute("SELECT id FROM reviews")) == ["m1", "m22"]
     assert progress_texts(at)[0] == f"#{rows[0]['id']} ingest — done · 1/1"
-    report = json.loads(at.json[0].value)
-    assert report["reviews_added"] == 2 and report["images_added"] == 2
+    shown = result_figures(at)
+    assert {"what": "reviews added", "value": "2"} in shown and {"what": "images added", "value": "2"} in shown
     assert any(m.value == "2 photos wait for classification." for m in at.markdown)
 
 
