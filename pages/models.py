@@ -102,8 +102,8 @@ else:
     if rows.empty:
         st.caption("No finished grid point yet.")
     else:
-        st.dataframe(rows.drop(columns=["search", "point"]), hide_index=True, key="mdl_points",
-                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in rows.columns
+        st.dataframe(rows.drop(columns=["search", "point"]).rename(columns=name_of), hide_index=True, key="mdl_points",
+                     column_config={name_of(c): st.column_config.NumberColumn(format="%.3f") for c in rows.columns
                                     if c.startswith(("f1_", "macro", "accuracy", "automatic"))})
         params = [c for c in rows.columns if c.startswith("param_")]
         if len(params) == 2:
@@ -129,8 +129,8 @@ else:
                 if chosen:
                     both = pd.DataFrame(grid_search.comparison_rows(
                         conn, actor=user.name, search_ids=[search["id"], *[c["id"] for c in chosen]]))
-                    st.dataframe(both.sort_values(["macro_f1", "accuracy"], ascending=False, na_position="last"), hide_index=True,
-                                 key="mdl_compare_table")
+                    st.dataframe(both.sort_values(["macro_f1", "accuracy"], ascending=False, na_position="last")
+                                 .rename(columns=name_of), hide_index=True, key="mdl_compare_table")
         pts = grid_search.points(conn, search_id=search["id"], actor=user.name)
         point = st.selectbox("Grid point", pts, key="mdl_point",
                              format_func=lambda p: f"{params_text(p['params'])} — macro-F1 {p['macro_f1'] or 0:.3f}")

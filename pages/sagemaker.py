@@ -8,6 +8,7 @@ from pages.common import current_user, db, ensure_worker, md, show_error
 from pages.job_panel import job_controls, live_job_panel
 from services.core.config import get_settings, set_setting
 from services.core.errors import ConsoleError
+from services.core.wording import name_of
 from services.models import grid_search
 from services.sagemaker import batch as smb
 from services.sagemaker import status as sms
@@ -153,6 +154,6 @@ st.subheader("Tuning results")
 sagemaker_searches = [s["id"] for s in grid_search.list_searches(conn, actor=user.name) if s["backend"] == "sagemaker"]
 if sagemaker_searches:
     rows = grid_search.comparison_rows(conn, actor=user.name, search_ids=sagemaker_searches)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="sm_results")
+    st.dataframe(pd.DataFrame(rows).rename(columns=name_of), hide_index=True, key="sm_results")
 else:
     st.caption("No SageMaker grid search yet.")

@@ -37,8 +37,9 @@ def test_a_head_grid_search_runs_and_each_point_shows_its_report(ws, db, samples
         "full_length has 17 labelled photos: 3 more make its figures dependable",
         "half_length has 10 labelled photos: 10 more make its figures dependable",
         "package has 10 labelled photos: 10 more make its figures dependable"]
-    table = table_with(at, "param_C")
-    assert sorted(table["param_C"]) == [0.3, 1.0] and table["macro_f1"].between(0.8, 1).all()
+    table = table_with(at, "C")  # columns in words: "C", "macro f1", not param_C, macro_f1
+    assert sorted(table["C"]) == [0.3, 1.0] and table["macro f1"].between(0.8, 1).all()
+    assert not [c for c in table.columns if "_" in c]
     keys = {user_key_from_element_id(c.proto.id) for c in at.get("plotly_chart")}
     assert {"mdl_bar", "mdl_point_report_pc_chart", "mdl_point_report_cm", "mdl_point_report_tradeoff"} <= keys
     # points and searches in words, not dict reprs (issue 20 item 9: '{'C': 0.1}' was a label)
@@ -88,7 +89,7 @@ def test_searches_are_compared_in_one_table(ws, db, samples):
     at.multiselect(key="mdl_compare").set_value([other]).run()
     assert not at.exception
     both = table_with(at, "search")
-    assert sorted(both["param_C"]) == [0.1, 1.0] and both["search"].nunique() == 2
+    assert sorted(both["C"]) == [0.1, 1.0] and both["search"].nunique() == 2
 
 
 def test_a_sagemaker_search_shows_its_points_without_local_training(ws, db):
@@ -103,7 +104,7 @@ def test_a_sagemaker_search_shows_its_points_without_local_training(ws, db):
     grid_search.finish_search(db, search_id=search)
     at = start_app("pages/models.py")
     assert not at.exception and not at.error
-    table = table_with(at, "param_num_layers")
+    table = table_with(at, "num layers")
     assert list(table["accuracy"].fillna(-1)) == [0.91, -1] and "out of memory" in table["error"].iloc[1]
     assert not [b for b in at.button if b.key == "mdl_train_best"]
     assert any("SageMaker saves the best point" in c.value for c in at.caption)

@@ -63,7 +63,7 @@ def test_start_training_runs_as_a_job_and_shows_results(ws, db, moto):
     tables = [d.value for d in at.dataframe]
     jobs_table = next(t for t in tables if "sagemaker status" in t.columns)
     assert jobs_table.iloc[0]["sagemaker status"] == "Completed" and jobs_table.iloc[0]["state"] == "done"
-    results = next(t for t in tables if "param_num_layers" in t.columns)
+    results = next(t for t in tables if "num layers" in t.columns)
     assert results.iloc[0]["accuracy"] == 0.9 and results.iloc[0]["backend"] == "sagemaker"
     assert at.selectbox(key="sm_tf_version").options  # the new version can be used for batch transform
 
