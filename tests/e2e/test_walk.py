@@ -195,7 +195,7 @@ def test_every_role_walks_every_page(walked, request):
                     _zoom(page, shots)
                 if stem == "quality":  # issue 20 item 11: the photos beside the likely mistakes
                     page.get_by_role("tab", name="Likely mistakes").click()
-                    page.get_by_text("1 photos: a confident model against one inspector").wait_for(timeout=30_000)
+                    page.get_by_text("1 photo: a confident model against one inspector").wait_for(timeout=30_000)
                     page.wait_for_function(SETTLED, timeout=60_000)
                     page.screenshot(path=str(shots / "admin-quality-likely-mistakes.png"))
             context.close()
