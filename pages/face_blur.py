@@ -191,8 +191,10 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
         except ConsoleError as exc:
             right.error(md(exc))
         looks = "in every frame" if d["detect_every"] == 1 else f"every {d['detect_every']} frames"
-        right.caption(f"after: {plural(d.get('faces_found', d['tracks']), 'face')} masked on {len(d['masked'])} of "
-                      f"{d['frames']} frames (detected {looks}){flag}")
+        most = d.get("most_in_a_frame")
+        right.caption(f"after: {plural(d.get('faces_found', d['tracks']), 'face')} followed"
+                      + (f", at most {most:,} in one frame" if most is not None else "")
+                      + f", masked on {len(d['masked']):,} of {d['frames']:,} frames (detected {looks}){flag}")
         download(right, d)
         for frame_no, before_jpg, after_jpg in face_blur.video_samples(fresh, job_id=job_id, key=d["key"], actor=user.name):
             a, b = st.columns(2)

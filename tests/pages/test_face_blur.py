@@ -57,7 +57,11 @@ def test_a_video_shows_the_output_and_sample_frames(ws, db, tmp_path):
     assert run_job(ws, job_id=job_id) == job_id
     at = start_app("pages/face_blur.py")
     assert not at.exception, at.exception
-    assert any("faces masked on" in c for c in texts(at.caption))
+    import re
+
+    after = [c for c in texts(at.caption) if c.startswith("after: ")]
+    assert len(after) == 1 and re.search(r"^after: \d+ faces followed, at most \d+ in one frame, masked on \d+ of "
+                                          r"\d+ frames \(detected every 5 frames\)", after[0]), after
     captions = [c for img in at.image for c in img.captions]
     assert any(c.endswith(", before") for c in captions) and any(c.endswith(", after") for c in captions)
     assert len(at.get("video")) == 2  # issue 20 item 7: the source plays beside the output, not only a caption
