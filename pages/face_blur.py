@@ -184,7 +184,7 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
         else:
             left.info(f"The source ({md(d['key'].rsplit('.', 1)[-1].upper())}) does not play in a browser: the frames "
                       "below show it before and after.", icon=":material/movie:")
-        left.caption(f"before: {md(d['key'])} · {d['frames']} frames at {d['fps']:.3f} fps, {d['duration']} s"
+        left.caption(f"before: {md(d['key'])} · {d['frames']:,} frames at {d['fps']:.3f} fps, {d['duration']:,} s"
                      + (f", rotated {d['rotation']}°" if d["rotation"] else "") + (f", audio {md(d['audio'])}" if d["audio"] else ""))
         try:
             right.video(store_bytes(d["output"]))
@@ -204,8 +204,8 @@ def show_result(fresh, p: dict, d: dict) -> None:  # type: ignore[no-untyped-def
     show_photo(left, uri=join(p["source"], d["key"]), sha256=None, size=480, caption=f"before: {md(d['key'])}")
     show_photo(right, uri=d["output"], sha256=None, size=480,
                caption=f"after: {plural(len(d['faces']), 'face')}"
-                       + (f", {d['labels_found']} label items" if "labels_found" in d else "")
-                       + f" {md(p['mode'])} ({d['width']}×{d['height']}, {md(d['format'])}){flag}")
+                       + (f" and {plural(d['labels_found'], 'label item')}" if "labels_found" in d else "")
+                       + f" hidden ({md(p['mode'])}) · {d['width']}×{d['height']}, {md(d['format'])}{flag}")
     download(right, d)
 
 

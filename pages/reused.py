@@ -30,7 +30,8 @@ hold = get_settings(conn)["hold_credit_on_reuse"]
 waiting = reuse.unchecked_count(conn)
 st.caption(("Credit is held on reviews with an open or confirmed flag (Settings)." if hold else
             "Credit is not held for flagged photos (Settings → Reused photos).")
-           + (f" {waiting} classified photos wait for the check (the worker runs it within seconds)." if waiting else ""))
+           + (f" {plural(waiting, 'classified photo')} {'waits' if waiting == 1 else 'wait'} for the check (the worker "
+              "runs it within seconds)." if waiting else ""))
 
 status = st.segmented_control("Show", ["open", "confirmed", "cleared", "all"], default="open", key="rp_status")
 flags = reuse.list_flags(conn, actor=user.name, status=None if status in (None, "all") else status)
@@ -124,7 +125,7 @@ st.caption("The seller's product images: review photos that copy one, or that lo
            "Importing again reads only new or changed images; every review photo is then checked against the "
            "catalog again.")
 held = catalog.summary(conn)
-st.markdown(f"{held['images']} catalog images of {held['products']} products"
+st.markdown(f"{plural(held['images'], 'catalog image')} of {plural(held['products'], 'product')}"
             + (f", last imported {md(when(held['last_import']))}." if held["last_import"] else "."))
 with st.form("rp_catalog_form"):
     source = st.text_input("Folder or s3:// prefix of the catalog images", key="rp_catalog_source")

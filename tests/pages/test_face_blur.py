@@ -33,6 +33,10 @@ def test_launch_run_and_before_after(ws, db, tmp_path):
     assert "Before and after" in texts(at.subheader)
     captions = [c for img in at.image for c in img.captions]
     assert sum(c.startswith("before:") for c in captions) == 2 and sum(c.startswith("after:") for c in captions) == 2
+    import re
+
+    assert all(re.search(r"^after: (1 face|\d+ faces) hidden \(pixelate\) · \d+×\d+, (JPEG|PNG)", c.replace("\\", ""))
+               for c in captions if c.startswith("after:")), captions
     assert (tmp_path / "out" / "a.jpg").exists() and (tmp_path / "out" / "b.png.faces.json").exists()
     downloads = at.get("download_button")  # the anonymised files themselves, read when pressed
     assert sorted(b.proto.label for b in downloads) == ["Download a.jpg", "Download b.png"]
