@@ -5,6 +5,8 @@ The job's state is in the database (``services.core.jobs``); these only read it 
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
@@ -64,14 +66,17 @@ def failed_table(rows: list[dict], *, key: str, what: str = "file") -> None:  # 
 
 def job_controls(conn, job: dict, *, key: str, actor: str) -> None:  # type: ignore[no-untyped-def,type-arg]
     """Cancel (while queued or running) and resume (after a failure or a cancel) buttons for one job."""
-    b1, b2, _ = st.columns([1, 1, 4])
+    b1, _ = st.columns([1, 5])  # one button at a time: where Cancel was, Resume comes
     if job["state"] in ("queued", "running") and b1.button("Cancel", key=f"{key}_cancel"):
         jobs.cancel_job(conn, job_id=job["id"], actor=actor)
         st.rerun()
-    if job["state"] in ("failed", "cancelled") and b2.button("Resume", key=f"{key}_resume", type="primary"):
+    if job["state"] in ("failed", "cancelled") and b1.button("Resume", key=f"{key}_resume", type="primary"):
         jobs.resume_job(conn, job_id=job["id"], actor=actor)
         ensure_worker()
         st.rerun()
+
+
+STORED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")  # as jobs store times
 
 
 def figures(result: dict, prefix: str = "") -> tuple[list[dict], dict[str, list[dict]]]:  # type: ignore[type-arg]
@@ -92,7 +97,10 @@ def figures(result: dict, prefix: str = "") -> tuple[list[dict], dict[str, list[
 
 
 def _cell(value: object) -> str:
-    """One value in a table: a record inside a record as "name value; ...", anything else by ``value_text``."""
+    """One value in a table: a record inside a record as "name value; ...", a stored time as the app shows times,
+    anything else by ``value_text``."""
+    if isinstance(value, str) and STORED_TIME.fullmatch(value):
+        return when(value)
     if isinstance(value, dict):
         return "; ".join(f"{name_of(str(k))} {_cell(v)}" for k, v in value.items())
     if isinstance(value, list):

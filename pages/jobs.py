@@ -87,7 +87,7 @@ def job_list() -> None:
             c1, c2 = st.columns([4, 1])
             total = job["total"] or 0
             done = (job["done"] or 0) + (job["failed"] or 0)
-            label = f"#{job['id']} {job['kind']} — {job['state']} · {done:,}/{total:,}" + (
+            label = f"Job #{job['id']} ({job['kind']}) — {job['state']} · {done:,}/{total:,}" + (
                 f" · {job['failed']:,} failed" if job["failed"] else "")
             c1.progress(min(1.0, jobs.progress(job) / total) if total else (1.0 if job["state"] == "done" else 0.0),
                         text=label)

@@ -61,13 +61,13 @@ def test_classify_button_queues_a_job_that_runs_to_done(ws, db, tmp_path):
     ]
     job_id = rows[0]["id"]
     assert [t.value for t in at.toast] == [f"Job {job_id} (classify) queued"]
-    assert progress_texts(at) == [f"#{job_id} classify — queued · 0/0"]
+    assert progress_texts(at) == [f"Job #{job_id} (classify) — queued · 0/0"]
     assert at.button(key=f"jobs_cancel_{job_id}")
 
     assert run_job(ws, job_id=job_id) == job_id
     at.run()
     assert not at.exception
-    assert progress_texts(at) == [f"#{job_id} classify — done · 2/2"]
+    assert progress_texts(at) == [f"Job #{job_id} (classify) — done · 2/2"]
     assert at.progress[0].value == 100
     assert not [b for b in at.button if b.key == f"jobs_cancel_{job_id}"]  # a finished job cannot be cancelled
     assert not at.json  # the result reads as figures, not as the JSON the job stored
@@ -84,7 +84,7 @@ def test_cancel_a_queued_job(ws, db, tmp_path):
     at.button(key=f"jobs_cancel_{job_id}").click().run()
     assert not at.exception
     assert get_job(db, job_id)["state"] == "cancelled"
-    assert progress_texts(at) == [f"#{job_id} classify — cancelled · 0/0"]
+    assert progress_texts(at) == [f"Job #{job_id} (classify) — cancelled · 0/0"]
     assert not [b for b in at.button if b.key == f"jobs_cancel_{job_id}"]
     assert run_job(ws, job_id=job_id) is None  # a cancelled job is never picked up
     assert db.execute("SELECT status FROM images").fetchall() == [("pending",)]
@@ -107,7 +107,7 @@ def test_import_manifest_by_path_queues_an_ingest_job_that_adds_the_reviews(ws, 
     at.run()
     assert not at.exception
     assert sorted(r[0] for r in db.execute("SELECT id FROM reviews")) == ["m1", "m22"]
-    assert progress_texts(at)[0] == f"#{rows[0]['id']} ingest — done · 1/1"
+    assert progress_texts(at)[0] == f"Job #{rows[0]['id']} (ingest) — done · 1/1"
     shown = result_figures(at)
     assert {"what": "reviews added", "value": "2"} in shown and {"what": "images added", "value": "2"} in shown
     assert any(m.value == "2 photos wait for classification." for m in at.markdown)
@@ -138,7 +138,7 @@ def test_ingest_of_a_missing_manifest_reports_the_failure(ws, db, tmp_path):
     run_job(ws, job_id=job_id)
     at.run()
     assert not at.exception
-    assert progress_texts(at) == [f"#{job_id} ingest — failed · 1/1 · 1 failed"]
+    assert progress_texts(at) == [f"Job #{job_id} (ingest) — failed · 1/1 · 1 failed"]
     assert "not found" in at.error[0].value and "nowhere" in at.error[0].value
     failed = at.dataframe[0].value
     assert list(failed["item"]) == [missing]
@@ -210,6 +210,6 @@ def test_a_job_inside_a_long_file_says_where_it_is_and_its_bar_counts_the_file_s
     jobs.set_current(db, job_id=job_id, text="talk.mp4: frame 1,000 of about 2,000", share=0.5)
     at = start_app("pages/jobs.py")
     assert not at.exception, at.exception
-    assert progress_texts(at) == [f"#{job_id} faces — running · 1/2"]
+    assert progress_texts(at) == [f"Job #{job_id} (faces) — running · 1/2"]
     assert at.progress[0].proto.value == 75  # one file done and half of the video in hand
     assert "Now: talk.mp4: frame 1,000 of about 2,000" in [shown_text(c.value) for c in at.caption]
