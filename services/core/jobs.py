@@ -216,6 +216,9 @@ def is_active(job: dict[str, Any]) -> bool:
     return job["state"] in ACTIVE_STATES
 
 
+PACE_SHARE = 0.1  # with no item finished, the whole run's pace is told once this share of the item in hand is done
+
+
 def progress(job: dict[str, Any]) -> float:
     """Items finished, done or failed, plus the share of the item in hand (``current_share``) when known."""
     return (job["done"] or 0) + (job["failed"] or 0) + (job.get("current_share") or 0.0)
@@ -235,8 +238,8 @@ def time_left(db: sqlite_utils.Database, *, job_id: int, now: float | None = Non
                        "AND state IN ('done', 'failed') ORDER BY updated_at DESC LIMIT ?) GROUP BY updated_at "
                        "ORDER BY updated_at", [job_id, int(recent)]).fetchall()
     if len(steps) < 2:
-        if not job.get("current_share") or not job["started_at"]:
-            return None
+        if (job.get("current_share") or 0.0) < PACE_SHARE or not job["started_at"]:
+            return None  # before a tenth of the item, start-up (models loading) would weigh on the pace
         started = datetime.fromisoformat(job["started_at"].replace("Z", "+00:00")).timestamp()
         return max(0.0, (now - started) * remaining / progress(job)) if now > started else None
     first, last = (datetime.fromisoformat(steps[i][0].replace("Z", "+00:00")).timestamp() for i in (0, -1))

@@ -200,6 +200,8 @@ def test_time_left_counts_the_share_of_a_long_item_in_hand(db, kind):
                "WHERE id = ?", [job_id])
     start = datetime.fromisoformat("2026-01-01T10:00:00+00:00").timestamp()
     assert jobs.time_left(db, job_id=job_id, now=start + 60) is None  # nothing finished, no share: no pace
+    jobs.set_current(db, job_id=job_id, text="talk.mp4: frame 100 of about 2,000", share=0.05)
+    assert jobs.time_left(db, job_id=job_id, now=start + 60) is None  # start-up still weighs: no pace yet
     jobs.set_current(db, job_id=job_id, text="talk.mp4: frame 500 of about 2,000", share=0.25)
     assert jobs.progress(jobs.get_job(db, job_id)) == 0.25
     assert jobs.time_left(db, job_id=job_id, now=start + 60) == pytest.approx(60 * 1.75 / 0.25)  # 0.25 a minute
