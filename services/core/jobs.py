@@ -41,7 +41,7 @@ from services.core.audit import record
 from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.config import Workspace
-from services.core.errors import ConsoleError, InvalidInput, NotFound
+from services.core.errors import ConsoleError, InvalidInput, JobCancelled, NotFound
 
 LEASE_SECONDS = 120.0
 HEARTBEAT_SECONDS = LEASE_SECONDS / 4  # the running worker renews its lease this often
@@ -214,6 +214,11 @@ def job_choices(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int 
 def is_active(job: dict[str, Any]) -> bool:
     """Whether a job (as ``get_job`` returns it) is queued, running or being cancelled."""
     return job["state"] in ACTIVE_STATES
+
+
+def cancel_requested(db: sqlite_utils.Database, *, job_id: int) -> bool:
+    """Whether someone asked the running job to stop (its state is 'cancelling'). Raises nothing of its own."""
+    return _state(db, job_id) == "cancelling"
 
 
 PACE_SHARE = 0.1  # with no item finished, the whole run's pace is told once this share of the item in hand is done
@@ -411,7 +416,12 @@ def _run_leased(ws: Workspace, db: sqlite_utils.Database, job_id: int, owner: st
                     break
                 loaded = future.result()
                 future = loader.submit(kind.load, ctx, batches[i + 1]) if i + 1 < len(batches) else None
-                computed = kind.compute(ctx, loaded)
+                try:
+                    computed = kind.compute(ctx, loaded)
+                except JobCancelled:  # raised inside an item that takes long (a video), when cancel_requested
+                    if _state(db, job_id) != "cancelling":
+                        raise  # not a cancel after all: the job fails and says so
+                    break  # the batch stays pending, done again on resume; the job ends cancelled below
                 with db.atomic():
                     _holds_lease(db, job_id, owner)
                     outcome = kind.write(ctx, computed)

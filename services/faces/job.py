@@ -184,13 +184,17 @@ def anonymize_image(data: bytes, *, detector: Any, params: dict[str, Any], max_p
 
 def _say_frames(ctx: jobs.JobContext, key: str, *, every: float = 2.0) -> Callable[[int, int], None]:
     """An ``on_frame`` for ``anonymize_video`` that tells the job's row how far the video is, at most every
-    ``every`` seconds (the page shows it under the progress bar: a video may take minutes)."""
+    ``every`` seconds (the page shows it under the progress bar: a video may take minutes), and stops the video
+    when the job is being cancelled (raises JobCancelled, which the video's ``_video`` passes on to the job
+    runner: the partial output is removed and the video stays pending, done again on resume)."""
     last = [0.0]
 
     def say(written: int, expected: int) -> None:
         if time.monotonic() - last[0] < every:
             return
         last[0] = time.monotonic()
+        if jobs.cancel_requested(ctx.db, job_id=ctx.job_id):
+            raise JobCancelled(f"{key}: cancelled at frame {written:,}")
         known = expected >= written and expected > 0
         jobs.set_current(ctx.db, job_id=ctx.job_id, text=f"{key}: frame {written:,}"
                          + (f" of about {expected:,}" if known else ""), share=written / expected if known else None)
@@ -363,6 +367,8 @@ class FacesKind(jobs.BaseKind):
                                     most_at_once=report.most_at_once)}
             store.write(target + SIDECAR, json.dumps(sidecar).encode())
             return None
+        except JobCancelled:
+            raise  # a cancel inside the video: not this file's failure (the job runner ends the job cancelled)
         except ConsoleError as exc:
             return str(exc)
 

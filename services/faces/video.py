@@ -186,8 +186,9 @@ def anonymize_video(src: str, dst: str, *, detector: Any = None, threshold: floa
     ``detector`` on every ``detect_every``-th frame, or ready-made as ``detections`` (frame index -> boxes in
     stored pixels, e.g. from Rekognition, sampled about every ``detect_every`` frames). ``on_frame(written,
     expected)`` is called every ``PROGRESS_EVERY`` frames written (``expected``: the container's frame count, or
-    its duration times its rate; 0 when it says neither). Raises ImageError for a corrupt or empty video or an
-    unsupported codec; nothing is left at ``dst`` then."""
+    its duration times its rate; 0 when it says neither); what it raises stops the video and is raised here (a
+    cancel). Raises ImageError for a corrupt or empty video or an unsupported codec; nothing is left at ``dst``
+    then, nor after a stop."""
     import av
 
     if detect_every < 1:

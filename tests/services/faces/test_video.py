@@ -265,3 +265,43 @@ def test_a_video_job_says_how_far_it_is_inside_the_video_and_clears_it_when_done
     assert [text for text, _, _ in said] == [f"clip.mp4: frame {n} of about {frames}" for n in range(25, frames + 1, 25)]
     assert all(stored == text for text, stored, _ in said)  # the row said it while the job ran
     assert [share for _, _, share in said] == pytest.approx([n / frames for n in range(25, frames + 1, 25)])
+
+
+@needs_ffprobe
+@needs_videos
+def test_a_cancel_inside_a_video_stops_it_within_seconds_and_a_resume_does_it_again_whole(ws, db, tmp_path,
+                                                                                        monkeypatch):
+    """An hour-long video must not hold a cancel for an hour: the job stops at the next progress report, leaves
+    no partial output, keeps the video pending, and a resume writes it from its start."""
+    import functools
+
+    from services.core import jobs
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    shutil.copy(VIDEOS / "fr_short_hamilton_clip.mp4", src / "clip.mp4")
+    real = jobs.set_current
+    said: list[str] = []
+
+    def cancel_at_frame_100(db, *, job_id, text, share=None):  # type: ignore[no-untyped-def]
+        real(db, job_id=job_id, text=text, share=share)
+        said.append(text)
+        if "frame 100 " in text:  # an operator presses Cancel while the video is being written
+            jobs.cancel_job(db, job_id=job_id, actor="cli:test")
+
+    monkeypatch.setattr(jobs, "set_current", cancel_at_frame_100)
+    monkeypatch.setattr(face_blur, "_say_frames", functools.partial(face_blur._say_frames, every=0.0))
+    job = _job(ws, db, src, out)
+    assert job["state"] == "cancelled" and job["done"] == 0 and job["failed"] == 0
+    assert said[-1].startswith("clip.mp4: frame 100 ")  # stopped at the next report, not at the video's end
+    assert job["current"] is None and job["current_share"] is None
+    assert not [p for p in out.rglob("*") if p.is_file()]  # no partial output, no .part file
+    assert db.execute("SELECT state FROM job_items WHERE job_id = ?", [job["id"]]).fetchall() == [("pending",)]
+
+    monkeypatch.setattr(jobs, "set_current", real)
+    jobs.resume_job(db, job_id=job["id"], actor="cli:test")
+    assert run_job(ws, job_id=job["id"]) == job["id"]
+    job = get_job(db, job["id"])
+    assert job["state"] == "done" and job["done"] == 1 and job["result"]["videos_done"] == 1
+    frames = int(probe(src / "clip.mp4")["video"]["nb_read_frames"])
+    assert int(probe(out / "clip.mp4")["video"]["nb_read_frames"]) == frames  # written whole, from its start
