@@ -14,9 +14,10 @@ it the share that re-encoding alone changes (the clip decoded and written again 
 settings, no mask: every tool that writes H.264 pays it); the frames per second of each tool on this clip
 (start-up included) and their ratio.
 
-    python benchmarks/blur_video_recall.py [--quick] [--frames 6] [--split tuning]
+    python benchmarks/blur_video_recall.py [--quick] [--frames 6] [--split tuning] [--canvas 1920x1080] [--fps 50]
 
 --split tuning: every third photo of the TUNING part instead (where the video path's settings are chosen).
+--canvas and --fps vary what a deployment varies: the frame size (1280x720 by default) and the frame rate (25).
 
 --quick: the crowd photos (WIDER FACE) only, 3 frames each. The last line is JSON: faces, face_frames, recall,
 recall_small, recall_per_face, changed_outside, changed_outside_encoding, deface_recall, fps, deface_fps,
@@ -178,13 +179,22 @@ def score(before: Path, after: Path, shots: list[dict[str, Any]], index: list[tu
 
 
 def main() -> None:
+    global W, H, FPS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="crowd photos only, 3 frames each")
     parser.add_argument("--frames", type=int, default=6, help="frames per photo")
     parser.add_argument("--no-deface", action="store_true")
     parser.add_argument("--split", choices=("evaluation", "tuning"), default="evaluation",
                         help="tuning: every third tuning photo, to choose settings on")
+    parser.add_argument("--canvas", default="1280x720",
+                        help="frame size WxH, e.g. 1920x1080 or 854x480 (photos never scaled up; smaller ones are "
+                             "scaled down to fit, and faces left under 10 px are not counted)")
+    parser.add_argument("--fps", type=int, default=FPS, help="frame rate of the clip (the pan stays 2 px a frame)")
     args = parser.parse_args()
+    W, H = (int(v) for v in args.canvas.lower().split("x"))
+    FPS = args.fps
+    if W % 2 or H % 2:
+        parser.error("--canvas needs even sides (H.264)")
     photos = load(args.split, quick=args.quick)
     if args.split == "tuning":
         photos = dict(list(photos.items())[::3])
@@ -217,7 +227,9 @@ def main() -> None:
         if not args.no_deface:
             deface = shutil.which("deface") or str(Path(sys.executable).parent / "deface")
             t0 = time.perf_counter()
-            subprocess.run([deface, str(clip), "-o", str(tmp / "deface.mp4")], check=True, capture_output=True)
+            config = ["--ffmpeg-config", json.dumps({"codec": "libx264", "macro_block_size": 1})]  # its default
+            # codec, and no resize to a multiple of 16 (1080 and 480 lines are not): frames compared as they are
+            subprocess.run([deface, str(clip), "-o", str(tmp / "deface.mp4"), *config], check=True, capture_output=True)
             deface_s = time.perf_counter() - t0
             theirs = score(clip, tmp / "deface.mp4", shots, index)
             theirs["fps"] = round(len(index) / deface_s, 2)
@@ -225,7 +237,8 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({
-        "split": args.split, "photos": len(shots), "frames": len(index), "faces": ours["per_face"]["faces"],
+        "split": args.split, "canvas": f"{W}x{H}", "fps_of_clip": FPS, "photos": len(shots), "frames": len(index),
+        "faces": ours["per_face"]["faces"],
         "face_frames": ours["overall"]["face_frames"], "recall": ours["overall"]["recall"],
         "recall_small": ours["by_width"]["10-20"]["recall"], "recall_per_face": ours["per_face"]["recall"],
         "changed_outside": ours["changed_outside"], "changed_outside_encoding": encoding,
