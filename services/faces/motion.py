@@ -23,6 +23,15 @@ CUT_SIDE = 32  # the tiny grey copy a cut is told on
 CUT_FLOOR = 5.0  # grey levels of mean change from one frame to the next a cut exceeds
 CUT_RATIO = 6.0  # and this many times the usual change of the last CUT_WINDOW frames
 CUT_WINDOW = 12
+# A picture that fills under FRAMED of the frame, the rest black in each of the last CUT_WINDOW frames (a small
+# picture in a black frame), has its cuts told on the change of the picture alone: over the whole frame a cut
+# between two such pictures moved the mean too little (at 1080p, 42 of the evaluation clip's 71 cuts were missed,
+# and masks slid toward the next shot's faces). A frame pictured over FRAMED or more (letterboxing included) is
+# told as before, over the whole frame: on the Hamilton clip (dark stage, 57-86% picture) the change over the
+# picture alone lost 2 of its 3 cuts.
+DARK = 16.0  # grey levels at or under this are black (video black is 16)
+FRAMED = 0.5
+MIN_PICTURE = 0.02  # under this share there is too little picture to tell anything by
 
 
 def small_grey(frame: np.ndarray) -> np.ndarray:
@@ -43,6 +52,7 @@ class CutDetector:
     def __init__(self) -> None:
         self._last: np.ndarray | None = None
         self._recent: deque[float] = deque(maxlen=CUT_WINDOW)
+        self._dark = np.zeros((CUT_SIDE, CUT_SIDE), np.int32)  # frames each tiny pixel has been black in a row
 
     def update(self, frame: np.ndarray) -> bool:
         """Whether ``frame`` (the next frame: H x W x 3 RGB, or H x W grey at any size, e.g. a small copy the
@@ -51,8 +61,13 @@ class CutDetector:
         tiny = cv2.resize(grey, (CUT_SIDE, CUT_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
         last, self._last = self._last, tiny
         if last is None:
+            self._dark = np.where(tiny <= DARK, 1, 0)
             return False
-        change = float(np.abs(tiny - last).mean())
+        scene = self._dark < CUT_WINDOW  # black in each of the last CUT_WINDOW frames: a border, not the scene
+        self._dark = np.where(tiny <= DARK, self._dark + 1, 0)
+        diff = np.abs(tiny - last)
+        framed = MIN_PICTURE <= scene.mean() < FRAMED  # a picture small in a black frame: its change, not the frame's
+        change = float(diff[scene].mean() if framed else diff.mean())
         usual = float(np.median(self._recent)) if self._recent else 0.0
         self._recent.append(change)
         return change > max(CUT_FLOOR, CUT_RATIO * usual)

@@ -54,3 +54,23 @@ def test_cuts_are_told_from_pans_noise_and_slow_fades():
     frames += [np.zeros((720, 1280, 3), np.uint8)] * 3 + [view(world, 0, 0)] * 3  # black, then a cut from black
     detector = CutDetector()
     assert [n for n, f in enumerate(frames) if detector.update(f)] == [15, 78]
+
+
+def framed(picture: np.ndarray, *, dx: int = 0) -> np.ndarray:
+    """A 1920x1080 frame, black but for a 400x300 ``picture`` near its middle (moved ``dx`` px right)."""
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    frame[390:690, 760 + dx : 1160 + dx] = picture
+    return frame
+
+
+def test_cuts_between_small_pictures_in_a_black_frame_are_told_and_their_pans_are_not():
+    # a photo shown small in a large black frame, panning 2 px a frame, then another: over the whole frame the
+    # cut moves the mean by under the floor; over the picture it is a cut like any other
+    first, second = blobs(3)[:300, :400], blobs(4)[:300, :400]
+    frames = [framed(first, dx=2 * k) for k in range(20)] + [framed(second, dx=2 * k) for k in range(20)]
+    frames += [framed(first, dx=40 + 2 * k) for k in range(6)]
+    detector = CutDetector()
+    assert [n for n, f in enumerate(frames) if detector.update(f)] == [20, 40]
+    whole = np.full((1080, 1920, 3), 90, np.uint8)  # a picture that fills the frame is told as before
+    whole[390:690, 760:1160] = first
+    assert not any(CutDetector().update(f) for f in [whole] * 5)
