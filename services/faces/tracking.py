@@ -179,8 +179,13 @@ def boxes_at(tracks: list[Track], frame: int, *, hold: int, offset: np.ndarray |
     """The boxes of every track alive at ``frame`` (``shown_at``): interpolated between its detections, held
     beyond its ends both where it was and, given the camera ``offset`` at ``frame``, where the scene has carried
     it."""
+    return _boxes_of(shown_at(tracks, frame, hold=hold, cuts=cuts), frame, offset=offset)
+
+
+def _boxes_of(shown: list[Track], frame: int, *, offset: np.ndarray | None) -> np.ndarray:
+    """``boxes_at`` for tracks already known to be alive at ``frame``."""
     out = []
-    for t in shown_at(tracks, frame, hold=hold, cuts=cuts):
+    for t in shown:
         first, last = t.frames[0], t.frames[-1]
         if frame <= first or frame >= last:
             k = 0 if frame <= first else -1
@@ -325,8 +330,7 @@ class Follower:
         self.active = keep
         shown = shown_at(confirmed(self.active), frame, hold=feed.step, cuts=cuts)
         self.most_at_once = max(self.most_at_once, len(shown))
-        return consolidate(boxes_at(shown, frame, hold=feed.step,
-                                    offset=offset_at(self.look_frames, self.look_offsets, frame), cuts=cuts))
+        return consolidate(_boxes_of(shown, frame, offset=offset_at(self.look_frames, self.look_offsets, frame)))
 
     def tracks(self) -> list[Track]:
         """Every confirmed track (once the writer is done)."""
