@@ -196,18 +196,19 @@ def set_current(db: sqlite_utils.Database, *, job_id: int, text: str, share: flo
 
 
 def job_choices(db: sqlite_utils.Database, *, kind: str, actor: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest jobs of ``kind``, newest first, as a picker lists them: id, state, created_at and the source
-    they read (their ``source`` parameter, "" when they have none). Raises PermissionDenied."""
+    """The newest jobs of ``kind``, newest first, as a picker lists them: id, created_at and the source they read
+    (their ``source`` parameter, "" when they have none); not their state, which goes stale in a picker. Raises
+    PermissionDenied."""
     require(db, actor=actor, action="jobs.manage")
-    rows = db.execute("SELECT id, state, created_at, params FROM jobs WHERE kind = ? ORDER BY id DESC LIMIT ?",
+    rows = db.execute("SELECT id, created_at, params FROM jobs WHERE kind = ? ORDER BY id DESC LIMIT ?",
                       [kind, limit]).fetchall()
     out = []
-    for job_id, state, created_at, params in rows:
+    for job_id, created_at, params in rows:
         try:
             source = json.loads(params or "{}").get("source") or ""
         except (ValueError, AttributeError):
             source = ""
-        out.append({"id": int(job_id), "state": state, "created_at": created_at, "source": str(source)})
+        out.append({"id": int(job_id), "created_at": created_at, "source": str(source)})
     return out
 
 
@@ -412,14 +413,14 @@ def _run_leased(ws: Workspace, db: sqlite_utils.Database, job_id: int, owner: st
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"job{job_id}-load") as loader:
             future = loader.submit(kind.load, ctx, batches[0]) if batches else None
             for i, batch in enumerate(batches):
-                if _state(db, job_id) == "cancelling":
+                if cancel_requested(db, job_id=job_id):
                     break
                 loaded = future.result()
                 future = loader.submit(kind.load, ctx, batches[i + 1]) if i + 1 < len(batches) else None
                 try:
                     computed = kind.compute(ctx, loaded)
                 except JobCancelled:  # raised inside an item that takes long (a video), when cancel_requested
-                    if _state(db, job_id) != "cancelling":
+                    if not cancel_requested(db, job_id=job_id):
                         raise  # not a cancel after all: the job fails and says so
                     break  # the batch stays pending, done again on resume; the job ends cancelled below
                 with db.atomic():
@@ -428,7 +429,7 @@ def _run_leased(ws: Workspace, db: sqlite_utils.Database, job_id: int, owner: st
                     _record_items(db, job_id, batch, outcome, owner)
             if future is not None:
                 future.cancel()
-        if _state(db, job_id) == "cancelling":
+        if cancel_requested(db, job_id=job_id):
             _finish(db, job_id, owner, "cancelled", _so_far(kind, ctx), None)
             return
         result = kind.finish(ctx)
