@@ -1,4 +1,3 @@
-
 """Dataset filter (admin): keep only the images that show a label, with a cap, early stopping and a human band."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, md, show_error, show_photo, store
-from pages.job_panel import failed_table, job_controls, live_job_panel, pick_job
+from pages.job_panel import failed_table, job_controls, live_job_panel, now_line, pick_job
 from pages.markup import plural
 from services.core import jobs
 from services.core.errors import ConsoleError, InvalidInput
@@ -111,8 +111,7 @@ def render(fresh, job) -> None:  # type: ignore[no-untyped-def]
         st.progress(min(1.0, jobs.progress(job) / job["total"]),  # a video in hand counts by its frames
                     text=f"{finished:,} of {plural(job['total'], 'file')}" + (f" · {left} left" if left else
                          " · time left: known after the first files" if job["state"] == "running" else ""))
-    if job.get("current") and jobs.is_active(job):
-        st.caption(f"Now: {md(job['current'])}")  # inside a file that takes a while (a video, frame by frame)
+    now_line(st, job)
     if job["error"]:
         st.error(md(job["error"].splitlines()[0]), icon=":material/error:")
     job_controls(fresh, job, key="fb", actor=user.name)

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import db, ensure_worker, show_error
-from pages.markup import when
+from pages.markup import md, when
 from services.core import jobs
 from services.core.errors import ConsoleError
 from services.core.wording import name_of, value_text
@@ -62,6 +62,12 @@ def failed_table(rows: list[dict], *, key: str, what: str = "file") -> None:  # 
                          columns=[what, "why", "when"])
     st.dataframe(table, hide_index=True, key=key, width="stretch",
                  column_config={"why": st.column_config.TextColumn("why", width="large")})
+
+
+def now_line(container, job: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """What an active job is doing inside the item in hand (``jobs.current``: a video's frame), under its bar."""
+    if job.get("current") and jobs.is_active(job):
+        container.caption(f"Now: {md(job['current'])}")
 
 
 def job_controls(conn, job: dict, *, key: str, actor: str) -> None:  # type: ignore[no-untyped-def,type-arg]
@@ -116,4 +122,3 @@ def result_view(result: dict, *, key: str) -> None:  # type: ignore[type-arg]
     for name, records in tables.items():
         st.caption(f"{name} ({len(records):,})")
         st.dataframe(pd.DataFrame(records), hide_index=True, key=f"{key}_{name}")
-

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages.common import current_user, db, ensure_worker, md, show_error, workspace
-from pages.job_panel import failed_table, result_view
+from pages.job_panel import failed_table, now_line, result_view
 from pages.markup import plural
 from services.core import jobs
 from services.core.clock import now_iso
@@ -91,8 +91,7 @@ def job_list() -> None:
                 f" · {job['failed']:,} failed" if job["failed"] else "")
             c1.progress(min(1.0, jobs.progress(job) / total) if total else (1.0 if job["state"] == "done" else 0.0),
                         text=label)
-            if job.get("current") and jobs.is_active(job):
-                c1.caption(f"Now: {md(job['current'])}")  # inside a file that takes a while (a video)
+            now_line(c1, job)
             if job["state"] in ("queued", "running") and c2.button("Cancel", key=f"jobs_cancel_{job['id']}"):
                 jobs.cancel_job(fresh, job_id=job["id"], actor=user.name)
                 st.rerun()

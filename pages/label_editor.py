@@ -78,6 +78,11 @@ def label_boxes_section(item: dict[str, Any], *, hide_suggestion: bool) -> None:
             label_editor(item["id"], item["uri"], item["sha256"], hide_suggestion)
 
 
+def kind_name(kind: str) -> str:
+    """A box's kind as the editor says it ("QR code"); an unknown kind as it is stored."""
+    return KIND_NAMES.get(kind, kind)
+
+
 def corners(b: dict[str, Any]) -> str:
     """A box's corners in whole pixels (what the number inputs take)."""
     return f"x {b['x1']:.0f}–{b['x2']:.0f}, y {b['y1']:.0f}–{b['y2']:.0f}"
@@ -104,7 +109,7 @@ def _box_action(change: Callable[..., dict[str, Any]], box_id: int, number: int,
     person_acted()
     try:
         b = change(db(), box_id=box_id, actor=current_user().name)
-        _told(f"{done} {KIND_NAMES.get(b['kind'], b['kind'])} {number} ({corners(b)}): {then}.")
+        _told(f"{done} {kind_name(b['kind'])} {number} ({corners(b)}): {then}.")
     except ConsoleError as exc:
         _refused(exc)
 
@@ -127,7 +132,7 @@ def add_label(image_id: int) -> None:
                           actor=current_user().name)
         found = label_store.label_boxes(db(), image_id=image_id, actor=current_user().name)
         number = box_numbers(found["boxes"] + found["removed"]).get(b["id"], "?")
-        _told(f"Added {KIND_NAMES.get(b['kind'], b['kind'])} {number} ({corners(b)}): it will be hidden.")
+        _told(f"Added {kind_name(b['kind'])} {number} ({corners(b)}): it will be hidden.")
     except ConsoleError as exc:
         _refused(exc)
 
@@ -174,13 +179,13 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
     for b in boxes:
         c1, c2 = listing.columns([4, 1])
         who = "found" if b["source"] == "auto" else "added by an inspector"
-        c1.caption(f"**{KIND_NAMES.get(b['kind'], b['kind'])} {numbers[b['id']]}** ({who}): {corners(b)}")
+        c1.caption(f"**{kind_name(b['kind'])} {numbers[b['id']]}** ({who}): {corners(b)}")
         c2.button("Remove", key=f"q_lb_rm_{b['id']}", on_click=remove_label, args=(b["id"], numbers[b["id"]]),
                   type="tertiary",
                   icon=":material/delete:")
     for b in found["removed"]:
         c1, c2 = listing.columns([4, 1])
-        c1.caption(f"~~{KIND_NAMES.get(b['kind'], b['kind'])} {numbers[b['id']]}~~ removed by {md(b['removed_by'])} {md(when(b['removed_at']))}: "
+        c1.caption(f"~~{kind_name(b['kind'])} {numbers[b['id']]}~~ removed by {md(b['removed_by'])} {md(when(b['removed_at']))}: "
                    f"{corners(b)}")
         c2.button("Restore", key=f"q_lb_restore_{b['id']}", on_click=restore_label, args=(b["id"], numbers[b["id"]]),
                   type="tertiary", icon=":material/undo:")
@@ -199,7 +204,7 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
         st.error(md(st.session_state.pop(LABEL_ERROR_KEY)), icon=":material/error:")
     edits = label_store.label_box_edits(conn, image_id=image_id, actor=inspector)
     for e in edits[-LABEL_EDITS_SHOWN:][::-1]:
-        st.caption(f"{md(when(e['at']))} · {md(e['actor'])} {e['action']} {KIND_NAMES.get(e['kind'], e['kind'])} "
+        st.caption(f"{md(when(e['at']))} · {md(e['actor'])} {e['action']} {kind_name(e['kind'])} "
                    f"{numbers.get(e['box_id'], '?')} "
                    f"({corners(e)})")
 

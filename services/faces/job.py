@@ -423,7 +423,6 @@ class FacesKind(jobs.BaseKind):
                 "destination": ctx.state["params"]["destination"], "faces_found": found, "labels_found": labels,
                 "files_flagged": len(flagged), "flagged": flagged[:FLAGGED_KEPT]}
 
-
     def so_far(self, ctx: jobs.JobContext) -> dict[str, Any]:
         """A cancelled job's report on the files it finished, as ``finish`` gives it. Raises StorageError."""
         return self.finish(ctx)
