@@ -15,9 +15,12 @@ settings, no mask: every tool that writes H.264 pays it); the frames per second 
 (start-up included) and their ratio.
 
     python benchmarks/blur_video_recall.py [--quick] [--frames 6] [--split tuning] [--canvas 1920x1080] [--fps 50]
+                                           [--pan 8]
 
 --split tuning: every third photo of the TUNING part instead (where the video path's settings are chosen).
---canvas and --fps vary what a deployment varies: the frame size (1280x720 by default) and the frame rate (25).
+--canvas, --fps and --pan vary what a deployment varies: the frame size (1280x720 by default), the frame rate (25)
+and how fast the camera moves (2 px a frame; a hand-held camera or a lower frame rate moves faces further between
+frames).
 
 --quick: the crowd photos (WIDER FACE) only, 3 frames each. The last line is JSON: faces, face_frames, recall,
 recall_small, recall_per_face, changed_outside, changed_outside_encoding, deface_recall, fps, deface_fps,
@@ -179,7 +182,7 @@ def score(before: Path, after: Path, shots: list[dict[str, Any]], index: list[tu
 
 
 def main() -> None:
-    global W, H, FPS
+    global W, H, FPS, PAN
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="crowd photos only, 3 frames each")
     parser.add_argument("--frames", type=int, default=6, help="frames per photo")
@@ -189,10 +192,11 @@ def main() -> None:
     parser.add_argument("--canvas", default="1280x720",
                         help="frame size WxH, e.g. 1920x1080 or 854x480 (photos never scaled up; smaller ones are "
                              "scaled down to fit, and faces left under 10 px are not counted)")
-    parser.add_argument("--fps", type=int, default=FPS, help="frame rate of the clip (the pan stays 2 px a frame)")
+    parser.add_argument("--fps", type=int, default=FPS, help="frame rate of the clip (the pan stays as --pan says)")
+    parser.add_argument("--pan", type=float, default=PAN, help="pixels the view moves a frame (2)")
     args = parser.parse_args()
     W, H = (int(v) for v in args.canvas.lower().split("x"))
-    FPS = args.fps
+    FPS, PAN = args.fps, args.pan
     if W % 2 or H % 2:
         parser.error("--canvas needs even sides (H.264)")
     photos = load(args.split, quick=args.quick)
@@ -237,7 +241,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({
-        "split": args.split, "canvas": f"{W}x{H}", "fps_of_clip": FPS, "photos": len(shots), "frames": len(index),
+        "split": args.split, "canvas": f"{W}x{H}", "fps_of_clip": FPS, "pan": PAN, "photos": len(shots), "frames": len(index),
         "faces": ours["per_face"]["faces"],
         "face_frames": ours["overall"]["face_frames"], "recall": ours["overall"]["recall"],
         "recall_small": ours["by_width"]["10-20"]["recall"], "recall_per_face": ours["per_face"]["recall"],
