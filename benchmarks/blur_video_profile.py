@@ -95,6 +95,7 @@ def stages(src: str, clock: Clock, *, threshold: float, detect_every: int, mode:
                 cut = cuts.update(small.to_ndarray())
             if cut:
                 feed.cut(n)
+                camera.cut()
                 fresh = True
             if n % detect_every == 0:
                 with clock("looks: rgb frame"):

@@ -202,20 +202,34 @@ def _boxes_of(shown: list[Track], frame: int, *, offset: np.ndarray | None) -> n
     return np.array(out, dtype=np.float32).reshape(-1, 5)
 
 
-def offset_at(frames: list[int], offsets: list[tuple[float, float]], frame: int) -> np.ndarray:
-    """The camera offset at ``frame``, interpolated between the looks' offsets (``frames`` ascending), the
-    nearest one's beyond them; (0, 0) when there is none. As an (x, y, x, y, 0) row to add to boxes."""
-    if not frames:
+def offset_at(frames: list[int], offsets: list[tuple[float, float]], frame: int, *,
+              cuts: list[int] | None = None) -> np.ndarray:
+    """The camera offset at ``frame``, from the looks' offsets (``frames`` ascending) in ``frame``'s shot
+    (``cuts``: frames starting a shot, ascending): interpolated between looks; past the shot's first or last look
+    carried on at the speed between its two nearest looks, for at most the spacing of those looks (the frames a
+    shot has before its first look or after its last: a face held there moves on with the camera); (0, 0) when
+    the shot has no look. As an (x, y, x, y, 0) row to add to boxes."""
+    k = bisect.bisect_right(cuts or [], frame)
+    start = (cuts or [])[k - 1] if k else None
+    end = (cuts or [])[k] if cuts and k < len(cuts) else None
+    lo = bisect.bisect_left(frames, start) if start is not None else 0
+    hi = bisect.bisect_left(frames, end) if end is not None else len(frames)
+    fs, os_ = frames[lo:hi], offsets[lo:hi]
+    if not fs:
         return np.zeros(5, dtype=np.float32)
-    k = int(np.searchsorted(frames, frame, side="right")) - 1
-    if k < 0:
-        x, y = offsets[0]
-    elif k >= len(frames) - 1:
-        x, y = offsets[-1]
+    i = int(np.searchsorted(fs, frame, side="right")) - 1
+    if 0 <= i < len(fs) - 1:
+        w = (frame - fs[i]) / (fs[i + 1] - fs[i])
+        x = os_[i][0] * (1 - w) + os_[i + 1][0] * w
+        y = os_[i][1] * (1 - w) + os_[i + 1][1] * w
+    elif len(fs) == 1:
+        x, y = os_[0]
     else:
-        w = (frame - frames[k]) / (frames[k + 1] - frames[k])
-        x = offsets[k][0] * (1 - w) + offsets[k + 1][0] * w
-        y = offsets[k][1] * (1 - w) + offsets[k + 1][1] * w
+        a, b = (0, 1) if i < 0 else (-2, -1)
+        span = fs[b] - fs[a]
+        beyond = float(np.clip(frame - fs[b if i >= 0 else a], -span, span))
+        x = os_[b if i >= 0 else a][0] + (os_[b][0] - os_[a][0]) / span * beyond
+        y = os_[b if i >= 0 else a][1] + (os_[b][1] - os_[a][1]) / span * beyond
     return np.array([x, y, x, y, 0.0], dtype=np.float32)
 
 
@@ -330,7 +344,7 @@ class Follower:
         self.active = keep
         shown = shown_at(confirmed(self.active), frame, hold=feed.step, cuts=cuts)
         self.most_at_once = max(self.most_at_once, len(shown))
-        return consolidate(_boxes_of(shown, frame, offset=offset_at(self.look_frames, self.look_offsets, frame)))
+        return consolidate(_boxes_of(shown, frame, offset=offset_at(self.look_frames, self.look_offsets, frame, cuts=cuts)))
 
     def tracks(self) -> list[Track]:
         """Every confirmed track (once the writer is done)."""

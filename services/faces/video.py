@@ -143,6 +143,7 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
             small = frame.reformat(width=CUT_COPY, height=CUT_COPY, format="gray", interpolation="AREA")
             if cuts.update(small.to_ndarray()):
                 feed.cut(n)  # a new shot: no face is followed or held across it
+                camera.cut()
                 fresh = True
             if n % detect_every:
                 continue

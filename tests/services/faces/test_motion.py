@@ -38,10 +38,11 @@ def test_a_cut_or_a_blank_frame_is_no_motion():
     assert path.update(np.zeros((40, 60, 3), np.uint8)) == moved  # too small to tell
 
 
-def blobs(seed: int) -> np.ndarray:
-    """A 1600x900 scene of large soft patches of colour (what a tiny copy of a real shot keeps)."""
+def blobs(seed: int, grid: tuple[int, int] = (9, 16)) -> np.ndarray:
+    """A 1600x900 scene of soft patches of colour, ``grid`` rows by columns of them (large ones: what a tiny copy
+    of a real shot keeps)."""
     rng = np.random.default_rng(seed)
-    return cv2.resize((rng.random((9, 16, 3)) * 255).astype(np.uint8), (1600, 900), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize((rng.random((*grid, 3)) * 255).astype(np.uint8), (1600, 900), interpolation=cv2.INTER_CUBIC)
 
 
 def test_cuts_are_told_from_pans_noise_and_slow_fades():
@@ -74,3 +75,11 @@ def test_cuts_between_small_pictures_in_a_black_frame_are_told_and_their_pans_ar
     whole = np.full((1080, 1920, 3), 90, np.uint8)  # a picture that fills the frame is told as before
     whole[390:690, 760:1160] = first
     assert not any(CutDetector().update(f) for f in [whole] * 5)
+
+
+def test_cuts_are_told_while_the_camera_pans_fast():
+    # three shots of a textured scene (50-px patches), the camera panning 16 px a frame: unfollowed, the pan
+    # changed the tiny copy as much as a fifth of a cut and the cuts drowned in it; followed, only the cuts are left
+    frames = [view(blobs(seed, (18, 32)), 300 - 16 * k, 90 + k) for seed in (5, 6, 7) for k in range(8)]
+    detector = CutDetector()
+    assert [n for n, f in enumerate(frames) if detector.update(f)] == [8, 16]

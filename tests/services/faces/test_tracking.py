@@ -208,3 +208,34 @@ def test_a_tile_whose_edge_cuts_a_large_face_leaves_the_whole_face_masked():
         (track,) = linker.tracks
         kept[name] = [round(float(v)) for v in track.boxes[-1][:4]]
     assert kept == {"cut": [590, 350, 704, 510], "whole tile": [590, 350, 694, 413]}
+
+
+def test_the_camera_offset_carries_on_past_a_shots_last_look_but_not_across_a_cut():
+    frames, offsets = [0, 3, 6, 9], [(0.0, 0.0), (24.0, -3.0), (24.0, -3.0), (36.0, -3.0)]  # a new shot at 6
+    at = lambda f, **kw: offset_at(frames, offsets, f, **kw)[:2].tolist()  # noqa: E731
+    assert at(2, cuts=[6]) == pytest.approx([16, -2])  # between two looks of the shot
+    assert at(4, cuts=[6]) == pytest.approx([32, -4]) and at(5, cuts=[6]) == pytest.approx([40, -5])
+    assert at(7, cuts=[6]) == pytest.approx([28, -3])  # the next shot's own looks
+    assert at(15, cuts=[6]) == pytest.approx([48, -3])  # carried on at most one spacing of looks
+    assert at(5) == pytest.approx([24, -3])  # without the cut the two shots' looks are one path
+    assert offset_at([6], [(5.0, 5.0)], 2, cuts=[6])[:2].tolist() == [0, 0]  # no look in the frame's shot
+
+
+def test_a_face_held_to_the_end_of_a_shot_moves_on_with_the_camera():
+    # 6-frame shots, a look every 3 frames, the camera panning 8 px a frame: the shot's first look finds a small
+    # face, the look at frame 3 (a tile elsewhere) does not; on frames 4 and 5 the mask must have moved on with
+    # the scene, not stopped where the look at frame 3 left it
+    feed = Feed(step=3)
+    feed.round = 12
+    feed.put(0, FACE, whole=True, offset=(0.0, 0.0), voted=np.array([True]))
+    feed.put(3, NONE, whole=False, offset=(24.0, 0.0))
+    feed.cut(6)
+    for f in (6, 9):
+        feed.put(f, NONE, whole=True, offset=(24.0, 0.0), voted=np.zeros(0, dtype=bool))
+    feed.close()
+    follower = Follower(feed)
+    for f in range(6):
+        face = FACE[0, :4] + [8 * f, 0, 8 * f, 0]
+        got = follower.boxes(f)
+        covered = (got[:, 0] <= face[0] + 0.5) & (got[:, 1] <= face[1]) & (got[:, 2] >= face[2] - 0.5) & (got[:, 3] >= face[3])
+        assert covered.any(), (f, got)
