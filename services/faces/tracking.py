@@ -224,12 +224,11 @@ def offset_at(frames: list[int], offsets: list[tuple[float, float]], frame: int,
         y = os_[i][1] * (1 - w) + os_[i + 1][1] * w
     elif len(fs) == 1:
         x, y = os_[0]
-    else:
-        a, b = (0, 1) if i < 0 else (-2, -1)
-        span = fs[b] - fs[a]
-        beyond = float(np.clip(frame - fs[b if i >= 0 else a], -span, span))
-        x = os_[b if i >= 0 else a][0] + (os_[b][0] - os_[a][0]) / span * beyond
-        y = os_[b if i >= 0 else a][1] + (os_[b][1] - os_[a][1]) / span * beyond
+    else:  # before the shot's first look or past its last: at the speed between that look and its neighbour
+        near, far = (0, 1) if i < 0 else (-1, -2)
+        span = abs(fs[near] - fs[far])
+        beyond = float(np.clip(frame - fs[near], -span, span))
+        x, y = (os_[near][j] + (os_[near][j] - os_[far][j]) / (fs[near] - fs[far]) * beyond for j in (0, 1))
     return np.array([x, y, x, y, 0.0], dtype=np.float32)
 
 
@@ -344,7 +343,8 @@ class Follower:
         self.active = keep
         shown = shown_at(confirmed(self.active), frame, hold=feed.step, cuts=cuts)
         self.most_at_once = max(self.most_at_once, len(shown))
-        return consolidate(_boxes_of(shown, frame, offset=offset_at(self.look_frames, self.look_offsets, frame, cuts=cuts)))
+        offset = offset_at(self.look_frames, self.look_offsets, frame, cuts=cuts)
+        return consolidate(_boxes_of(shown, frame, offset=offset))
 
     def tracks(self) -> list[Track]:
         """Every confirmed track (once the writer is done)."""
