@@ -89,27 +89,32 @@ class CutDetector:
 def _followed(last_mid: np.ndarray, tiny: np.ndarray) -> np.ndarray:
     """|tiny - last| per tiny pixel, ``last`` (a MOTION_SIDE copy) moved first by the shift that leaves the least
     change inside the edge: the best whole-pixel one within MOTION_REACH (the frame's edge repeated outwards),
-    refined to a fraction of a pixel by a parabola through its neighbours' changes (no shift explains a cut)."""
+    refined to a fraction of a pixel by a parabola through its neighbours' changes, one pixel further out at the
+    reach's end (no shift explains a cut)."""
     reach, side = MOTION_REACH, MOTION_SIDE
-    padded = np.pad(last_mid, reach, mode="edge")
-    shifts = [(dx, dy) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
-    left = np.stack([np.abs(tiny - cv2.resize(padded[reach - dy : reach - dy + side, reach - dx : reach - dx + side],
-                                              (CUT_SIDE, CUT_SIDE), interpolation=cv2.INTER_AREA)) for dx, dy in shifts])
-    score = dict(zip(shifts, left[:, 1:-1, 1:-1].mean(axis=(1, 2)).tolist()))
-    bx, by = min(score, key=score.__getitem__)
+    padded = np.pad(last_mid, reach + 1, mode="edge")
+    left: dict[tuple[int, int], np.ndarray] = {}
+    score: dict[tuple[int, int], float] = {}
 
-    def vertex(a: float | None, b: float, c: float | None) -> float:
-        if a is None or c is None or a + c - 2 * b <= 1e-6:
-            return 0.0
-        return float(np.clip((a - c) / (2 * (a + c - 2 * b)), -0.5, 0.5))
+    def scored(dx: int, dy: int) -> float:
+        if (dx, dy) not in score:
+            moved = padded[reach + 1 - dy : reach + 1 - dy + side, reach + 1 - dx : reach + 1 - dx + side]
+            left[dx, dy] = np.abs(tiny - cv2.resize(moved, (CUT_SIDE, CUT_SIDE), interpolation=cv2.INTER_AREA))
+            score[dx, dy] = float(left[dx, dy][1:-1, 1:-1].mean())
+        return score[dx, dy]
 
-    fx = bx + vertex(score.get((bx - 1, by)), score[bx, by], score.get((bx + 1, by)))
-    fy = by + vertex(score.get((bx, by - 1)), score[bx, by], score.get((bx, by + 1)))
+    bx, by = min(((dx, dy) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)),
+                 key=lambda k: scored(*k))
+
+    def vertex(a: float, b: float, c: float) -> float:
+        return float(np.clip((a - c) / (2 * (a + c - 2 * b)), -0.5, 0.5)) if a + c - 2 * b > 1e-6 else 0.0
+
+    fx = bx + vertex(scored(bx - 1, by), score[bx, by], scored(bx + 1, by))
+    fy = by + vertex(scored(bx, by - 1), score[bx, by], scored(bx, by + 1))
     fine = cv2.warpAffine(last_mid, np.array([[1, 0, fx], [0, 1, fy]], dtype=np.float32), (side, side),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     fine_left = np.abs(tiny - cv2.resize(fine, (CUT_SIDE, CUT_SIDE), interpolation=cv2.INTER_AREA))
-    best = left[shifts.index((bx, by))]
-    return fine_left if float(fine_left[1:-1, 1:-1].mean()) < score[bx, by] else best
+    return fine_left if float(fine_left[1:-1, 1:-1].mean()) < score[bx, by] else left[bx, by]
 
 
 class CameraPath:

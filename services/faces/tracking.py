@@ -204,7 +204,7 @@ def _boxes_of(shown: list[Track], frame: int, *, offset: np.ndarray | None) -> n
 
 def offset_at(frames: list[int], offsets: list[tuple[float, float]], frame: int, *,
               cuts: list[int] | None = None) -> np.ndarray:
-    """The camera offset at ``frame``, from the looks' offsets (``frames`` ascending) in ``frame``'s shot
+    """The camera offset at ``frame``, from the looks' offsets (``frames`` strictly ascending) in ``frame``'s shot
     (``cuts``: frames starting a shot, ascending): interpolated between looks; past the shot's first or last look
     carried on at the speed between its two nearest looks, for at most the spacing of those looks (the frames a
     shot has before its first look or after its last: a face held there moves on with the camera); (0, 0) when

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.faces.motion import CameraPath, CutDetector
+from services.faces.motion import CUT_SIDE, MOTION_SIDE, CameraPath, CutDetector, _followed
 
 
 def scene(seed: int, size: tuple[int, int] = (1600, 900)) -> np.ndarray:
@@ -83,3 +83,19 @@ def test_cuts_are_told_while_the_camera_pans_fast():
     frames = [view(blobs(seed, (18, 32)), 300 - 16 * k, 90 + k) for seed in (5, 6, 7) for k in range(8)]
     detector = CutDetector()
     assert [n for n, f in enumerate(frames) if detector.update(f)] == [8, 16]
+
+
+@pytest.mark.parametrize("shift", [(0.6, -0.3), (2.4, 1.5)])
+def test_the_change_is_measured_with_the_motion_followed_to_a_fraction_of_a_pixel(shift):
+    # a copy moved by a fraction of a pixel, within the search and past its end: what is left once followed is
+    # less than the best whole-pixel shift leaves, and far less than not following
+    world = cv2.cvtColor(blobs(8, (18, 32)), cv2.COLOR_RGB2GRAY)[:720, :1280]
+    last = cv2.resize(world, (MOTION_SIDE, MOTION_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    moved = cv2.warpAffine(last, np.array([[1, 0, shift[0]], [0, 1, shift[1]]], dtype=np.float32),
+                           (MOTION_SIDE, MOTION_SIDE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    tiny = cv2.resize(moved, (CUT_SIDE, CUT_SIDE), interpolation=cv2.INTER_AREA)
+    whole = np.roll(last, (round(shift[1]), round(shift[0])), axis=(0, 1))
+    left = float(_followed(last, tiny)[1:-1, 1:-1].mean())
+    whole_left = float(np.abs(tiny - cv2.resize(whole, (CUT_SIDE, CUT_SIDE), interpolation=cv2.INTER_AREA))[2:-2, 2:-2].mean())
+    still = float(np.abs(tiny - cv2.resize(last, (CUT_SIDE, CUT_SIDE), interpolation=cv2.INTER_AREA))[1:-1, 1:-1].mean())
+    assert left < 0.6 * whole_left and left < 0.2 * still

@@ -216,6 +216,8 @@ def test_the_camera_offset_carries_on_past_a_shots_last_look_but_not_across_a_cu
     assert at(2, cuts=[6]) == pytest.approx([16, -2])  # between two looks of the shot
     assert at(4, cuts=[6]) == pytest.approx([32, -4]) and at(5, cuts=[6]) == pytest.approx([40, -5])
     assert at(7, cuts=[6]) == pytest.approx([28, -3])  # the next shot's own looks
+    assert offset_at([7, 10], [(0.0, 0.0), (24.0, 0.0)], 6, cuts=[6])[:2].tolist() == pytest.approx([-8, 0])
+    assert offset_at([7, 10], [(0.0, 0.0), (24.0, 0.0)], 1)[:2].tolist() == pytest.approx([-24, 0])  # back too
     assert at(15, cuts=[6]) == pytest.approx([48, -3])  # carried on at most one spacing of looks
     assert at(5) == pytest.approx([24, -3])  # without the cut the two shots' looks are one path
     assert offset_at([6], [(5.0, 5.0)], 2, cuts=[6])[:2].tolist() == [0, 0]  # no look in the frame's shot
