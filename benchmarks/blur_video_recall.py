@@ -15,12 +15,12 @@ settings, no mask: every tool that writes H.264 pays it); the frames per second 
 (start-up included) and their ratio.
 
     python benchmarks/blur_video_recall.py [--quick] [--frames 6] [--split tuning] [--canvas 1920x1080] [--fps 50]
-                                           [--pan 8]
+                                           [--pan 8] [--shake 6]
 
 --split tuning: every third photo of the TUNING part instead (where the video path's settings are chosen).
---canvas, --fps and --pan vary what a deployment varies: the frame size (1280x720 by default), the frame rate (25)
-and how fast the camera moves (2 px a frame; a hand-held camera or a lower frame rate moves faces further between
-frames).
+--canvas, --fps, --pan and --shake vary what a deployment varies: the frame size (1280x720 by default), the frame
+rate (25), how fast the camera moves (2 px a frame; a hand-held camera or a lower frame rate moves faces further
+between frames) and how much it shakes (each frame moved at random up to that many pixels each way; none by default).
 
 --quick: the crowd photos (WIDER FACE) only, 3 frames each. The last line is JSON: faces, face_frames, recall,
 recall_small, recall_per_face, changed_outside, changed_outside_encoding, deface_recall, fps, deface_fps,
@@ -30,6 +30,7 @@ ratio_vs_deface.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
@@ -44,7 +45,7 @@ from typing import Any
 import numpy as np
 from blur_eval import BUCKETS, CHANGED_LEVELS, EVAL_DIR, OUTSIDE_GROW, load, rgb, wilson, xyxy
 
-W, H, FPS, PAN = 1280, 720, 25, 2.0
+W, H, FPS, PAN, SHAKE = 1280, 720, 25, 2.0, 0
 
 
 def layout(photos: dict[str, dict[str, Any]], *, frames: int) -> list[dict[str, Any]]:
@@ -55,22 +56,25 @@ def layout(photos: dict[str, dict[str, Any]], *, frames: int) -> list[dict[str, 
     for name, rec in photos.items():
         img = rgb(EVAL_DIR / rec["file"])
         h, w = img.shape[:2]
-        scale = min(1.0, (W - PAN * frames) / w, H / h)
+        scale = min(1.0, (W - PAN * frames - 2 * SHAKE) / w, (H - 2 * SHAKE) / h)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS)) if scale < 1 else img
         x0, y0 = (W - PAN * frames - size[0]) / 2, (H - size[1]) / 2
+        rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+        shake = rng.integers(-SHAKE, SHAKE + 1, size=(frames, 2)) if SHAKE else np.zeros((frames, 2), int)
         faces = [{"box": [v * scale for v in f["box"]], "id": f"{name}#{i}"} for i, f in enumerate(rec["faces"])]
         ignore = [[v * scale for v in b] for b in rec["ignore"]] + [f["box"] for f in faces if f["box"][2] < 10]
         faces = [f for f in faces if f["box"][2] >= 10]
         out.append({"name": name, "image": small, "x0": x0, "y0": y0, "faces": faces, "ignore": ignore,
-                    "source": rec["source"]})
+                    "source": rec["source"], "shake": shake})
     return out
 
 
 def canvas(entry: dict[str, Any], k: int) -> tuple[np.ndarray, float, float]:
     """Frame ``k`` of a photo's shot: (the frame, its x and y offset)."""
     frame = np.zeros((H, W, 3), np.uint8)
-    x, y = int(round(entry["x0"] + PAN * k)), int(round(entry["y0"]))
+    dx, dy = entry["shake"][k] if "shake" in entry else (0, 0)
+    x, y = int(round(entry["x0"] + PAN * k + dx)), int(round(entry["y0"] + dy))
     img = entry["image"]
     frame[y : y + img.shape[0], x : x + img.shape[1]] = img
     return frame, float(x), float(y)
@@ -182,7 +186,7 @@ def score(before: Path, after: Path, shots: list[dict[str, Any]], index: list[tu
 
 
 def main() -> None:
-    global W, H, FPS, PAN
+    global W, H, FPS, PAN, SHAKE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="crowd photos only, 3 frames each")
     parser.add_argument("--frames", type=int, default=6, help="frames per photo")
@@ -194,9 +198,12 @@ def main() -> None:
                              "scaled down to fit, and faces left under 10 px are not counted)")
     parser.add_argument("--fps", type=int, default=FPS, help="frame rate of the clip (the pan stays as --pan says)")
     parser.add_argument("--pan", type=float, default=PAN, help="pixels the view moves a frame (2)")
+    parser.add_argument("--shake", type=int, default=SHAKE,
+                        help="a hand-held camera's shake: each frame moved up to this many pixels each way, at random "
+                             "(seeded by the photo's name), on top of the pan (0)")
     args = parser.parse_args()
     W, H = (int(v) for v in args.canvas.lower().split("x"))
-    FPS, PAN = args.fps, args.pan
+    FPS, PAN, SHAKE = args.fps, args.pan, args.shake
     if W % 2 or H % 2:
         parser.error("--canvas needs even sides (H.264)")
     photos = load(args.split, quick=args.quick)
@@ -241,7 +248,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({
-        "split": args.split, "canvas": f"{W}x{H}", "fps_of_clip": FPS, "pan": PAN, "photos": len(shots), "frames": len(index),
+        "split": args.split, "canvas": f"{W}x{H}", "fps_of_clip": FPS, "pan": PAN, "shake": SHAKE, "photos": len(shots), "frames": len(index),
         "faces": ours["per_face"]["faces"],
         "face_frames": ours["overall"]["face_frames"], "recall": ours["overall"]["recall"],
         "recall_small": ours["by_width"]["10-20"]["recall"], "recall_per_face": ours["per_face"]["recall"],
