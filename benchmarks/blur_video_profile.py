@@ -97,11 +97,15 @@ def stages(src: str, clock: Clock, *, threshold: float, detect_every: int, mode:
                 feed.cut(n)
                 camera.cut()
                 fresh = True
+            with clock("looks: camera motion (every frame)"):
+                moving = frame.reformat(width=max(1, frame.width // v.MOTION_COPY),
+                                        height=max(1, frame.height // v.MOTION_COPY), format="gray",
+                                        interpolation="AREA").to_ndarray()
+                offset = camera.update_grey(moving, scale=frame.width / moving.shape[1])
+                feed.moved(n, offset)
             if n % detect_every == 0:
                 with clock("looks: rgb frame"):
                     stored = frame.to_ndarray(format="rgb24")
-                with clock("looks: camera motion"):
-                    offset = camera.update(stored)
                 turn = n // detect_every
                 voted = None
                 if fresh:

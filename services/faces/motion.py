@@ -118,7 +118,7 @@ def _followed(last_mid: np.ndarray, tiny: np.ndarray) -> np.ndarray:
 
 
 class CameraPath:
-    """The scene's offset (x, y in frame pixels) at each looked-at frame, from the first one (0, 0).
+    """The scene's offset (x, y in frame pixels) at each frame, from the first one (0, 0).
 
     Each frame is compared with a key frame, not with the one before, so the small error of each measure does not
     add up over a pan; the key moves on once the scene has moved an eighth of the frame, or at a cut."""
@@ -141,8 +141,14 @@ class CameraPath:
         self._key = None
 
     def update(self, frame: np.ndarray) -> tuple[float, float]:
-        """The offset of ``frame`` (the next looked-at frame, H x W x 3 RGB). Raises nothing for a valid frame."""
-        grey = small_grey(frame)
+        """The offset of ``frame`` (the next frame, H x W x 3 RGB). Raises nothing for a valid frame."""
+        return self.update_grey(small_grey(frame), scale=SCALE)
+
+    def update_grey(self, grey: np.ndarray, *, scale: float) -> tuple[float, float]:
+        """The offset of the next frame given as a grey copy (H x W, 0-255) ``scale`` times smaller than the frame
+        (e.g. one the decoder made, so that every frame can be followed for about a millisecond). Raises nothing
+        for a valid copy."""
+        grey = grey.astype(np.float32, copy=False)
         key = self._key
         if key is None or key.shape != grey.shape or min(grey.shape) < MIN_SIDE:
             return self._rekey(grey)
@@ -151,7 +157,7 @@ class CameraPath:
         (dx, dy), response = cv2.phaseCorrelate(key, grey, self._window)
         if not (response >= MIN_RESPONSE and np.isfinite(dx) and np.isfinite(dy)):
             return self._rekey(grey)  # a cut or nothing to follow: no motion, and the next frame compares with this
-        self.offset = (self._key_offset[0] + dx * SCALE, self._key_offset[1] + dy * SCALE)
+        self.offset = (self._key_offset[0] + dx * scale, self._key_offset[1] + dy * scale)
         if abs(dx) > self.REKEY * grey.shape[1] or abs(dy) > self.REKEY * grey.shape[0]:
             self._rekey(grey)
         return self.offset

@@ -194,11 +194,14 @@ def _boxes_of(shown: list[Track], frame: int, *, offset: np.ndarray | None) -> n
                 moved = t.boxes[k] + (offset - t.offsets[k])
                 if np.abs(moved[:4] - t.boxes[k][:4]).max() >= 1.0:
                     out.append(moved)
-        else:
+        else:  # between two looks: along a straight line in the scene, where the camera is at this frame
             k = int(np.searchsorted(t.frames, frame, side="right")) - 1
             f0, f1 = t.frames[k], t.frames[k + 1]
             w = (frame - f0) / (f1 - f0)
-            out.append(t.boxes[k] * (1 - w) + t.boxes[k + 1] * w)
+            if offset is not None and t.offsets:
+                out.append((t.boxes[k] - t.offsets[k]) * (1 - w) + (t.boxes[k + 1] - t.offsets[k + 1]) * w + offset)
+            else:
+                out.append(t.boxes[k] * (1 - w) + t.boxes[k + 1] * w)
     return np.array(out, dtype=np.float32).reshape(-1, 5)
 
 
@@ -244,6 +247,7 @@ class Feed:
         self.whole: set[int] = set()
         self.cuts: list[int] = []  # frames where a new shot starts, ascending
         self.voted: dict[int, np.ndarray] = {}
+        self.motion: dict[int, tuple[float, float]] = {}  # the camera's offset at every frame, when followed
         self.views: dict[int, str] = {}  # the kind of look at each frame ("" : every look its own)
         self.regions: dict[int, tuple[float, float, float, float]] = {}  # a tile look's tile, in frame pixels
         self.upto = -1
@@ -273,6 +277,12 @@ class Feed:
                 self.regions[frame] = region
             self.upto = frame
             self._cond.notify_all()
+
+    def moved(self, frame: int, offset: tuple[float, float]) -> None:
+        """The camera's offset at ``frame`` (every frame, handed before the look at it): masks between looks
+        follow it exactly, however the camera shakes, where the looks' offsets alone are interpolated."""
+        with self._cond:
+            self.motion[frame] = offset
 
     def cut(self, frame: int) -> None:
         """A new shot starts at ``frame`` (handed before any look at or after it)."""
@@ -323,6 +333,7 @@ class Follower:
                     feed.views.get(f, ""), feed.regions.get(f))
                    for f in sorted(f for f in feed.detections if self.seen < f <= feed.upto)]
             cuts = list(feed.cuts)
+            exact = feed.motion.pop(frame, None)  # asked for once: frames are asked for in order
         for f, found, offset, whole, voted, view, region in new:
             if any(self.seen < c <= f for c in cuts):
                 self.linker.cut()
@@ -343,7 +354,8 @@ class Follower:
         self.active = keep
         shown = shown_at(confirmed(self.active), frame, hold=feed.step, cuts=cuts)
         self.most_at_once = max(self.most_at_once, len(shown))
-        offset = offset_at(self.look_frames, self.look_offsets, frame, cuts=cuts)
+        offset = (np.array([*exact, *exact, 0.0], dtype=np.float32) if exact is not None
+                  else offset_at(self.look_frames, self.look_offsets, frame, cuts=cuts))
         return consolidate(_boxes_of(shown, frame, offset=offset))
 
     def tracks(self) -> list[Track]:

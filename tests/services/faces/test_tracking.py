@@ -241,3 +241,27 @@ def test_a_face_held_to_the_end_of_a_shot_moves_on_with_the_camera():
         got = follower.boxes(f)
         covered = (got[:, 0] <= face[0] + 0.5) & (got[:, 1] <= face[1]) & (got[:, 2] >= face[2] - 0.5) & (got[:, 3] >= face[3])
         assert covered.any(), (f, got)
+
+
+def test_masks_between_looks_follow_a_shaking_camera_frame_by_frame():
+    # a hand-held camera: the scene jumps a few pixels each way every frame; a face is seen at frames 0 and 6 only.
+    # With the camera's offset at every frame the mask follows each jump; from the looks alone it would slide
+    # along a straight line between them and miss the small face on the frames in between
+    shake = [(0, 0), (6, -5), (-5, 6), (7, 4), (-6, -6), (5, 7), (0, 0), (-7, 5), (6, -6)]
+    small = np.array([[300, 200, 312, 214, 0.9]], dtype=np.float32)
+    feed = Feed(step=3)
+    feed.round = 12
+    for f, (x, y) in enumerate(shake):
+        feed.moved(f, (float(x), float(y)))
+        if f % 3 == 0:
+            seen = f in (0, 6)
+            feed.put(f, small + np.array([[x, y, x, y, 0]], dtype=np.float32) if seen else NONE, whole=True,
+                     offset=(float(x), float(y)), voted=np.array([True]) if seen else np.zeros(0, dtype=bool))
+    feed.close()
+    follower = Follower(feed)
+    for f, (x, y) in enumerate(shake):
+        got = follower.boxes(f)
+        face = small[0, :4] + [x, y, x, y]
+        covered = ((got[:, 0] <= face[0] + 0.01) & (got[:, 1] <= face[1] + 0.01) & (got[:, 2] >= face[2] - 0.01)
+                   & (got[:, 3] >= face[3] - 0.01))
+        assert covered.any(), (f, got)
