@@ -91,17 +91,14 @@ def stages(src: str, clock: Clock, *, threshold: float, detect_every: int, mode:
             if n == 0:
                 feed.round = detect_every * detector.round_length(frame.width, frame.height)
             with clock("looks: cut detector"):
-                small = frame.reformat(width=v.CUT_COPY, height=v.CUT_COPY, format="gray", interpolation="AREA")
-                cut = cuts.update(small.to_ndarray())
+                small = frame.reformat(width=v.CUT_COPY, height=v.CUT_COPY, format="gray", interpolation="AREA").to_ndarray()
+                cut = cuts.update(small)
             if cut:
                 feed.cut(n)
                 camera.cut()
                 fresh = True
             with clock("looks: camera motion (every frame)"):
-                moving = frame.reformat(width=max(1, frame.width // v.MOTION_COPY),
-                                        height=max(1, frame.height // v.MOTION_COPY), format="gray",
-                                        interpolation="AREA").to_ndarray()
-                offset = camera.update_grey(moving, scale=frame.width / moving.shape[1])
+                offset = camera.update_grey(small, scale=(frame.width / v.CUT_COPY, frame.height / v.CUT_COPY))
                 feed.moved(n, offset)
             if n % detect_every == 0:
                 with clock("looks: rgb frame"):

@@ -142,12 +142,12 @@ class CameraPath:
 
     def update(self, frame: np.ndarray) -> tuple[float, float]:
         """The offset of ``frame`` (the next frame, H x W x 3 RGB). Raises nothing for a valid frame."""
-        return self.update_grey(small_grey(frame), scale=SCALE)
+        return self.update_grey(small_grey(frame), scale=(SCALE, SCALE))
 
-    def update_grey(self, grey: np.ndarray, *, scale: float) -> tuple[float, float]:
-        """The offset of the next frame given as a grey copy (H x W, 0-255) ``scale`` times smaller than the frame
-        (e.g. one the decoder made, so that every frame can be followed for about a millisecond). Raises nothing
-        for a valid copy."""
+    def update_grey(self, grey: np.ndarray, *, scale: tuple[float, float]) -> tuple[float, float]:
+        """The offset of the next frame given as a grey copy (H x W, 0-255), ``scale`` (x, y) times smaller than
+        the frame: e.g. the square copy the decoder makes for the cut detector, so that every frame is followed
+        for a fraction of a millisecond. Raises nothing for a valid copy."""
         grey = grey.astype(np.float32, copy=False)
         key = self._key
         if key is None or key.shape != grey.shape or min(grey.shape) < MIN_SIDE:
@@ -157,7 +157,7 @@ class CameraPath:
         (dx, dy), response = cv2.phaseCorrelate(key, grey, self._window)
         if not (response >= MIN_RESPONSE and np.isfinite(dx) and np.isfinite(dy)):
             return self._rekey(grey)  # a cut or nothing to follow: no motion, and the next frame compares with this
-        self.offset = (self._key_offset[0] + dx * scale, self._key_offset[1] + dy * scale)
+        self.offset = (self._key_offset[0] + dx * scale[0], self._key_offset[1] + dy * scale[1])
         if abs(dx) > self.REKEY * grey.shape[1] or abs(dy) > self.REKEY * grey.shape[0]:
             self._rekey(grey)
         return self.offset
