@@ -98,7 +98,10 @@ def stages(src: str, clock: Clock, *, threshold: float, detect_every: int, mode:
                 camera.cut()
                 fresh = True
             with clock("looks: camera motion (every frame)"):
-                offset = camera.update_grey(small, scale=(frame.width / v.CUT_COPY, frame.height / v.CUT_COPY))
+                moving = frame.reformat(width=max(1, frame.width // v.MOTION_COPY),
+                                        height=max(1, frame.height // v.MOTION_COPY), format="gray",
+                                        interpolation="AREA").to_ndarray()
+                offset = camera.update_grey(moving, scale=(frame.width / moving.shape[1], frame.height / moving.shape[0]))
                 feed.moved(n, offset)
             if n % detect_every == 0:
                 with clock("looks: rgb frame"):

@@ -102,12 +102,12 @@ def test_the_change_is_measured_with_the_motion_followed_to_a_fraction_of_a_pixe
 
 
 def test_a_small_grey_copy_gives_the_offsets_the_whole_frame_gives():
-    # every frame is followed on the square grey copy the decoder makes for the cut detector (128 x 128 of a
-    # 1280 x 720 frame): about the offsets, in frame pixels, the looks' whole RGB frames gave
+    # every frame is followed on a grey copy the decoder makes a quarter of the size: the same offsets, in frame
+    # pixels, as the looks' whole RGB frames gave
     world = blobs(9, (18, 32))
     frames = [view(world, 200 - 5 * k, 50 + 3 * k) for k in range(12)]
     whole, small = CameraPath(), CameraPath()
     for f in frames:
-        grey = cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (128, 128), interpolation=cv2.INTER_AREA)
-        assert small.update_grey(grey, scale=(10.0, 5.625)) == pytest.approx(whole.update(f), abs=2.0)
+        grey = cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (320, 180), interpolation=cv2.INTER_AREA)
+        assert small.update_grey(grey, scale=(4.0, 4.0)) == pytest.approx(whole.update(f), abs=0.01)
     assert small.offset == pytest.approx((55, -33), abs=1.5)
