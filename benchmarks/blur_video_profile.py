@@ -90,18 +90,18 @@ def stages(src: str, clock: Clock, *, threshold: float, detect_every: int, mode:
                 break
             if n == 0:
                 feed.round = detect_every * detector.round_length(frame.width, frame.height)
+            with clock("looks: small grey copy"):
+                small = frame.reformat(width=max(1, frame.width // v.SMALL_COPY),
+                                       height=max(1, frame.height // v.SMALL_COPY), format="gray",
+                                       interpolation="AREA").to_ndarray()
             with clock("looks: cut detector"):
-                small = frame.reformat(width=v.CUT_COPY, height=v.CUT_COPY, format="gray", interpolation="AREA").to_ndarray()
                 cut = cuts.update(small)
             if cut:
                 feed.cut(n)
                 camera.cut()
                 fresh = True
             with clock("looks: camera motion (every frame)"):
-                moving = frame.reformat(width=max(1, frame.width // v.MOTION_COPY),
-                                        height=max(1, frame.height // v.MOTION_COPY), format="gray",
-                                        interpolation="AREA").to_ndarray()
-                offset = camera.update_grey(moving, scale=(frame.width / moving.shape[1], frame.height / moving.shape[0]))
+                offset = camera.update_grey(small, scale=(frame.width / small.shape[1], frame.height / small.shape[0]))
                 feed.moved(n, offset)
             if n % detect_every == 0:
                 with clock("looks: rgb frame"):

@@ -36,8 +36,7 @@ from services.faces.motion import CameraPath, CutDetector
 from services.faces.search import SURE
 from services.faces.tracking import Feed, Follower
 
-CUT_COPY = 128  # side of the grey copy of every frame that cuts are told on
-MOTION_COPY = 4  # the grey copy of every frame the camera's motion is followed on is this many times smaller
+SMALL_COPY = 4  # the grey copy of every frame that cuts are told and the camera followed on is this many times smaller
 # x264 at its fastest preset: half superfast's CPU time a 720p frame (4 against 8 ms here). Quality 16: re-encoding
 # alone then changes 1.0% of a clip's pixels by more than 8 levels (crf 20: 3.4%; 12: 0.2%), files a third larger
 X264 = {"preset": "ultrafast", "crf": "16"}
@@ -140,18 +139,17 @@ def _look(src: str, feed: Feed, *, detector: Any, threshold: float, detect_every
             if n == 0 and turns:
                 shown = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
                 feed.round = detect_every * detector.round_length(*shown)
-            # cuts are told on a small grey copy the decoder scales (a full RGB frame only for looks)
-            small = frame.reformat(width=CUT_COPY, height=CUT_COPY, format="gray", interpolation="AREA").to_ndarray()
+            # every frame, on one grey copy a quarter of the size the decoder makes (a full RGB frame only for
+            # looks): cuts are told, and the camera's motion followed, as a hand-held camera shakes between looks
+            # and masks between them follow it (on a 128-px square copy the motion's error was twice as large:
+            # 0.74 px on average, at most 2.3, against 0.36 and 0.84 on the tuning clip)
+            small = frame.reformat(width=max(1, frame.width // SMALL_COPY), height=max(1, frame.height // SMALL_COPY),
+                                   format="gray", interpolation="AREA").to_ndarray()
             if cuts.update(small):
                 feed.cut(n)  # a new shot: no face is followed or held across it
                 camera.cut()
                 fresh = True
-            # the camera's motion on every frame, on a grey copy a quarter of the size: a hand-held camera shakes
-            # between looks, and masks between them follow it (on the cut detector's 128-px square copy the error
-            # was twice as large: 0.74 px on average, at most 2.3, against 0.36 and 0.84 on the tuning clip)
-            moving = frame.reformat(width=max(1, frame.width // MOTION_COPY), height=max(1, frame.height // MOTION_COPY),
-                                    format="gray", interpolation="AREA").to_ndarray()
-            offset = camera.update_grey(moving, scale=(frame.width / moving.shape[1], frame.height / moving.shape[0]))
+            offset = camera.update_grey(small, scale=(frame.width / small.shape[1], frame.height / small.shape[0]))
             feed.moved(n, offset)  # in stored pixels, as the boxes handed on
             if n % detect_every:
                 continue
