@@ -61,7 +61,7 @@ def layout(photos: dict[str, dict[str, Any]], *, frames: int) -> list[dict[str, 
         small = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS)) if scale < 1 else img
         x0, y0 = (W - PAN * frames - size[0]) / 2, (H - size[1]) / 2
         rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
-        shake = rng.integers(-SHAKE, SHAKE + 1, size=(frames, 2)) if SHAKE else np.zeros((frames, 2), int)
+        shake = rng.integers(-SHAKE, SHAKE + 1, size=(frames, 2))  # per frame (dx, dy); zeros without --shake
         faces = [{"box": [v * scale for v in f["box"]], "id": f"{name}#{i}"} for i, f in enumerate(rec["faces"])]
         ignore = [[v * scale for v in b] for b in rec["ignore"]] + [f["box"] for f in faces if f["box"][2] < 10]
         faces = [f for f in faces if f["box"][2] >= 10]
@@ -73,7 +73,7 @@ def layout(photos: dict[str, dict[str, Any]], *, frames: int) -> list[dict[str, 
 def canvas(entry: dict[str, Any], k: int) -> tuple[np.ndarray, float, float]:
     """Frame ``k`` of a photo's shot: (the frame, its x and y offset)."""
     frame = np.zeros((H, W, 3), np.uint8)
-    dx, dy = entry["shake"][k] if "shake" in entry else (0, 0)
+    dx, dy = entry["shake"][k]
     x, y = int(round(entry["x0"] + PAN * k + dx)), int(round(entry["y0"] + dy))
     img = entry["image"]
     frame[y : y + img.shape[0], x : x + img.shape[1]] = img

@@ -29,15 +29,17 @@ CUT_WINDOW = 12
 # and masks slid toward the next shot's faces). A frame pictured over FRAMED or more (letterboxing included) is
 # told as before, over the whole frame: on the Hamilton clip (dark stage, 57-86% picture) the change over the
 # picture alone lost 2 of its 3 cuts.
+DARK = 16.0  # grey levels at or under this are black (video black is 16)
+FRAMED = 0.5
+MIN_PICTURE = 0.02  # under this share there is too little picture to tell anything by
 # The change is measured after moving the last frame by the whole pixels (of a MOTION_SIDE square copy, up to
 # MOTION_REACH each way) that best explain the new one: a pan of 8 px a frame at 720p, or the edge of a small
 # picture panning over black, changed a shot as much as a fifth of a cut, and the ratio to the usual change missed
 # 9 of the tuning clip's 27 cuts (24 at 16 px a frame). One pixel of the copy is a tenth of a 1280-px frame's side.
 MOTION_SIDE = 128  # a multiple of CUT_SIDE
 MOTION_REACH = 2
-DARK = 16.0  # grey levels at or under this are black (video black is 16)
-FRAMED = 0.5
-MIN_PICTURE = 0.02  # under this share there is too little picture to tell anything by
+INNER = np.pad(np.ones((CUT_SIDE - 2, CUT_SIDE - 2), dtype=bool), 1)  # the tiny copy less its edge, which the
+# move may have brought in from outside the frame
 
 
 def small_grey(frame: np.ndarray) -> np.ndarray:
@@ -77,9 +79,7 @@ class CutDetector:
         self._dark = np.where(tiny <= DARK, self._dark + 1, 0)
         diff = _followed(last_mid, tiny)
         framed = MIN_PICTURE <= scene.mean() < FRAMED  # a picture small in a black frame: its change, not the frame's
-        inner = np.zeros(diff.shape, dtype=bool)
-        inner[1:-1, 1:-1] = True  # the copy's edge may have moved in from outside the frame
-        counted = (scene & inner) if framed else inner
+        counted = (scene & INNER) if framed else INNER
         change = float(diff[counted].mean()) if counted.any() else float(diff.mean())
         usual = float(np.median(self._recent)) if self._recent else 0.0
         self._recent.append(change)
@@ -146,8 +146,8 @@ class CameraPath:
 
     def update_grey(self, grey: np.ndarray, *, scale: tuple[float, float]) -> tuple[float, float]:
         """The offset of the next frame given as a grey copy (H x W, 0-255), ``scale`` (x, y) times smaller than
-        the frame: e.g. the square copy the decoder makes for the cut detector, so that every frame is followed
-        for a fraction of a millisecond. Raises nothing for a valid copy."""
+        the frame: e.g. the quarter-size copy the decoder makes of every frame, so that each one is followed for
+        a fraction of a millisecond. Raises nothing for a valid copy."""
         grey = grey.astype(np.float32, copy=False)
         key = self._key
         if key is None or key.shape != grey.shape or min(grey.shape) < MIN_SIDE:
