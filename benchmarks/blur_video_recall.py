@@ -206,6 +206,8 @@ def main() -> None:
     FPS, PAN, SHAKE = args.fps, args.pan, args.shake
     if W % 2 or H % 2:
         parser.error("--canvas needs even sides (H.264)")
+    if SHAKE < 0:
+        parser.error("--shake is a distance in pixels: 0 or more")
     photos = load(args.split, quick=args.quick)
     if args.split == "tuning":
         photos = dict(list(photos.items())[::3])
