@@ -8,19 +8,25 @@ share of pixels the job's default blur changed outside every annotated box, on t
 Recall is given per kind with its counts and a Wilson 95% interval. The photos are split in two: settings were
 chosen on ``tune``; figures are reported on ``test``.
 
-    python benchmarks/label_redaction.py [--quick] [--split test|tune|all] [--set all|original|added] [--show-test-misses]
+    python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh] [--set all|original|added]
+        [--show-test-misses] [--codefree]
 
 --quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
 (``original``), the ones added later (``added``: ZXing's Code 128 labels and a parcel from jo-jstrm) or ``all``. Each
 missed item is listed for the tune part; the test part's only with --show-test-misses (a list of what the held-out
 photos miss is what one would be tempted to tune on). The last line is JSON: photos,
 recall_barcode, recall_qr, recall_text, changed_outside and the details.
+
+``--split fresh`` reports the 99 ZXing photos annotated last (barcodes and QR codes only, for evaluation only), with
+codes cut by the photo's edge apart. ``--codefree`` instead counts barcode and QR boxes on ZXing's 47 photos of
+carpets, grilles and pages, which hold no code; its last line is JSON: ``codefree``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,12 +34,15 @@ from pathlib import Path
 
 import numpy as np
 from blur_eval import wilson
-from label_redaction_data import materialise, photo_path
+from common import OUT
+from label_redaction_data import ANNOTATIONS, materialise, photo_path
 
 from services.faces.masks import anonymize, mask
 from services.redaction.labels import KINDS, MASK_SCALE, MASK_SHAPE, as_array, find_labels, frame_from_bytes
 from services.redaction.text import shared_text_detector
 
+CODEFREE = ("falsepositives", "falsepositives-2")  # ZXing's photos of carpets, grilles and pages: no code in them
+CODEFREE_DIR = OUT / "labels_codefree"
 COVER = 0.9  # share of an annotated box inside the mask for it to count as hidden
 ALL_KINDS = (*KINDS, "other_2d")
 
@@ -41,6 +50,7 @@ ALL_KINDS = (*KINDS, "other_2d")
 def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> dict:
     """Recall per kind, changed_outside and timings over ``photos`` (each read from ``path(photo)``)."""
     found, total, missed = Counter(), Counter(), []
+    cut_found, cut_total = Counter(), Counter()  # codes cut by the photo's edge, where the annotations say which
     changed = outside = 0
     seconds = []
     detector = shared_text_detector()  # loaded once, outside the timings
@@ -52,12 +62,15 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> d
         seconds.append(time.perf_counter() - start)
         hidden = mask(as_array(boxes), width=width, height=height, shape=MASK_SHAPE, scale=MASK_SCALE) > 0
         annotated = np.zeros((height, width), dtype=bool)
-        for kind, x1, y1, x2, y2 in photo["boxes"]:
+        for index, (kind, x1, y1, x2, y2) in enumerate(photo["boxes"]):
             x1, y1, x2, y2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
             annotated[y1:y2, x1:x2] = True
             total[kind] += 1
+            cut = index in photo.get("cut", ())
+            cut_total[kind] += cut
             if hidden[y1:y2, x1:x2].mean() >= COVER:
                 found[kind] += 1
+                cut_found[kind] += cut
             else:
                 missed.append({"photo": photo["id"], "kind": kind, "box": [x1, y1, x2, y2],
                                "covered": round(float(hidden[y1:y2, x1:x2].mean()), 2)})
@@ -71,7 +84,43 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> d
             "annotated": {k: total[k] for k in ALL_KINDS}, "wilson95": {k: wilson(found[k], total[k]) for k in ALL_KINDS},
             "changed_outside": round(changed / outside, 4) if outside else None,
             "complete_photos": sum(1 for p in photos if p["complete"]),
+            "cut": {k: [cut_found[k], cut_total[k]] for k in ALL_KINDS if cut_total[k]},
             "seconds_per_photo": round(float(np.mean(seconds)), 3) if seconds else None, "missed": missed}
+
+
+def codefree_photos(mirrors: Path = Path("/work/.mirror")) -> list[Path]:
+    """ZXing's photos of things that are not codes (CODEFREE folders at the annotations' pinned commit: carpets, grilles,
+    printed pages, binders), copied into benchmarks/out/labels_codefree/ once. Raises SystemExit when the mirror
+    cannot be read."""
+    spec = json.loads(ANNOTATIONS.read_text())["sources"]["zxing"]
+    git = ["git", "--git-dir", str(mirrors / "zxing+zxing" / "repo")]
+    CODEFREE_DIR.mkdir(parents=True, exist_ok=True)
+    out = []
+    for folder in CODEFREE:
+        run = subprocess.run([*git, "ls-tree", "--name-only", f"{spec['commit']}:{spec['folder']}/{folder}"],
+                             capture_output=True, text=True, check=False)
+        if run.returncode:
+            raise SystemExit(f"cannot list {folder} in the ZXing mirror: {run.stderr.strip()}")
+        for name in sorted(n for n in run.stdout.split() if n.lower().endswith((".png", ".jpg", ".jpeg"))):
+            target = CODEFREE_DIR / f"{folder}_{name}"
+            if not target.exists():
+                target.write_bytes(subprocess.run([*git, "show", f"{spec['commit']}:{spec['folder']}/{folder}/{name}"],
+                                                  capture_output=True, check=True).stdout)
+            out.append(target)
+    return out
+
+
+def codefree(paths: list[Path]) -> dict:
+    """On photos without a code: how many get a barcode or QR box, and the share of their pixels the mask covers."""
+    marked = covered = pixels = 0
+    for path in paths:
+        frame = frame_from_bytes(path.read_bytes())
+        height, width = frame.shape[:2]
+        boxes = find_labels(frame, kinds=("barcode", "qr"))
+        marked += bool(boxes)
+        covered += int((mask(as_array(boxes), width=width, height=height, shape=MASK_SHAPE, scale=MASK_SCALE) > 0).sum())
+        pixels += width * height
+    return {"photos": len(paths), "photos_marked": marked, "share_masked": round(covered / pixels, 4)}
 
 
 def report(name: str, result: dict, *, misses: bool) -> None:
@@ -82,6 +131,9 @@ def report(name: str, result: dict, *, misses: bool) -> None:
             low, high = result["wilson95"][kind]
             print(f"  {kind:9s} {result['found'][kind]:3d} / {result['annotated'][kind]:3d} hidden  recall "
                   f"{result['recall'][kind]:.3f}  (95% {low:.3f}-{high:.3f})")
+    for kind, (hit, of) in result["cut"].items():
+        print(f"  {kind:9s} cut by the photo's edge: {hit} / {of} hidden; whole: {result['found'][kind] - hit} / "
+              f"{result['annotated'][kind] - of}")
     print(f"  changed outside the annotated boxes: {result['changed_outside']}")
     for miss in result["missed"] if misses else []:  # the test part's misses only when asked: not to tune on
         print(f"  missed {miss['kind']} in {miss['photo']} at {miss['box']} ({miss['covered']:.0%} covered)")
@@ -90,15 +142,24 @@ def report(name: str, result: dict, *, misses: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the test part only")
-    parser.add_argument("--split", choices=("test", "tune", "all"), default="test", help="the part reported last")
+    parser.add_argument("--split", choices=("test", "tune", "all", "fresh"), default="test",
+                        help="the part reported last (fresh: the ZXing photos added last, barcodes and QR codes only)")
     parser.add_argument("--set", choices=("all", "original", "added"), default="all", help="which photos")
     parser.add_argument("--show-test-misses", action="store_true",
                         help="also list what the test part missed (the tune part's misses are always listed)")
+    parser.add_argument("--codefree", action="store_true",
+                        help="only: barcode and QR boxes on ZXing's 47 photos of carpets, grilles and pages (no code)")
     args = parser.parse_args()
+    if args.codefree:
+        result = codefree(codefree_photos())
+        print(f"== photos without a code: {result['photos_marked']} / {result['photos']} given a barcode or QR box, "
+              f"{result['share_masked']:.2%} of their pixels masked")
+        print(json.dumps({"codefree": result}))
+        return
     photos = [p for p in materialise_default()
-              if args.set == "all" or (args.set == "added") == bool(p.get("added"))]
-    parts = {"tune": [p for p in photos if p["split"] == "tune"], "test": [p for p in photos if p["split"] == "test"],
-             "all": photos}
+              if args.set == "all" or p["split"] == "fresh" or (args.set == "added") == bool(p.get("added"))]
+    parts = {name: [p for p in photos if p["split"] == name] for name in ("tune", "test", "fresh")}
+    parts["all"] = parts["tune"] + parts["test"]
     if not args.quick and args.split != "tune":
         report("tune (settings chosen here)", score(parts["tune"]), misses=True)
     result = score(parts[args.split])
