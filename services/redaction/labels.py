@@ -12,6 +12,7 @@ import numpy as np
 
 from services.core.errors import ImageError, InvalidInput
 from services.core.images import DEFAULT_MAX_PIXELS, decode, probe
+from services.redaction.bar_network import BarNetwork, shared_bar_network
 from services.redaction.codes import find_barcodes, find_qr_codes
 from services.redaction.text import BOX_THRESHOLD, TextDetector, join_lines, shared_text_detector
 
@@ -61,11 +62,13 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
 
 
 def find_labels(frame: np.ndarray, *, kinds: tuple[str, ...] | list[str] = KINDS,
-                text_detector: TextDetector | None = None, text_threshold: float = BOX_THRESHOLD) -> list[LabelBox]:
+                text_detector: TextDetector | None = None, text_threshold: float = BOX_THRESHOLD,
+                bar_network: BarNetwork | None = None) -> list[LabelBox]:
     """The barcodes, QR codes and text blocks on an RGB frame, in that order. ``text_detector``: the process's
     shared one by default (loaded once); its lines of text serve barcodes too (bars found by their gradients count
-    near printing, ``codes.find_barcodes``). Raises ImageError for a frame that is not an RGB photo, InvalidInput
-    for an unknown kind, ModelError when the text detector cannot be loaded."""
+    near printing, ``codes.find_barcodes``). Barcodes are also what the bar network finds (``bar_network``, the
+    shared one by default; its boxes carry its score). Raises ImageError for a frame that is not an RGB photo,
+    InvalidInput for an unknown kind, ModelError when a model cannot be loaded."""
     frame, kinds = check_frame(frame), validate_kinds(kinds)
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     lines = None
@@ -74,6 +77,8 @@ def find_labels(frame: np.ndarray, *, kinds: tuple[str, ...] | list[str] = KINDS
     found: list[LabelBox] = []
     if "barcode" in kinds:
         found += [LabelBox("barcode", *map(float, b), CODE_SCORE) for b in find_barcodes(gray, text=lines)]
+        found += [LabelBox("barcode", *map(float, b[:4]), float(b[4]))
+                  for b in (bar_network or shared_bar_network()).boxes(gray)]
     if "qr" in kinds:
         found += [LabelBox("qr", *map(float, b), CODE_SCORE) for b in find_qr_codes(gray)]
     if "text" in kinds:
