@@ -8,7 +8,6 @@ connected group of marked cells is one code's box. It is loaded once per process
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf, NoSuchFile
 
 from services.core.errors import ModelError
+from services.core.once import Once
 
 MODEL = Path(__file__).resolve().parent / "data" / "barcode_net.onnx"
 STRIDE = 4  # the network's output cell, in its input's pixels
@@ -73,14 +73,9 @@ class BarNetwork:
         return found
 
 
-_shared: BarNetwork | None = None
-_shared_lock = threading.Lock()
+_shared: Once[BarNetwork] = Once(BarNetwork)
 
 
 def shared_bar_network() -> BarNetwork:
     """The process's one bar network, loaded on first use. Raises ModelError."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = BarNetwork()
-        return _shared
+    return _shared.get()

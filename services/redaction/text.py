@@ -9,7 +9,6 @@ other), because a block is what has to be hidden: a name, a street and a city to
 from __future__ import annotations
 
 import importlib.util
-import threading
 from pathlib import Path
 
 import cv2
@@ -18,6 +17,7 @@ import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf, NoSuchFile
 
 from services.core.errors import ModelError
+from services.core.once import Once
 from services.redaction.boxes import merge_pairs
 
 MODEL_PACKAGE = "rapidocr"
@@ -103,14 +103,9 @@ def join_lines(lines: np.ndarray, *, gap: float = LINE_GAP) -> np.ndarray:
     return merge_pairs(np.asarray(lines, dtype=np.float32).reshape(-1, 5), joins=near)
 
 
-_shared: TextDetector | None = None
-_shared_lock = threading.Lock()
+_shared: Once[TextDetector] = Once(TextDetector)
 
 
 def shared_text_detector() -> TextDetector:
     """The process's one text detector, loaded on first use. Raises ModelError."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = TextDetector()
-        return _shared
+    return _shared.get()
