@@ -2,15 +2,17 @@
 and export it to ONNX.
 
 OpenCV's barcode detector and the gradient finder (services.redaction.codes) miss codes that are blurred, small and
-tilted on a doorstep photo, or cut by the photo's edge. This small fully convolutional network (about 90k weights)
+tilted on a doorstep photo, or cut by the photo's edge. This small fully convolutional network (110,209 weights)
 marks, a quarter of the resolution each way, where the bars and their digits are. It is trained on synthetic
 labels only: no photo of the label-redaction evaluation (tune or test part) is read here; its settings are chosen
 on the tune part afterwards (benchmarks/label_redaction.py).
 
     python benchmarks/barcode_net_train.py [--samples 24000] [--minutes 35] [--out services/redaction/data/barcode_net.onnx]
 
-Deterministic for a given --samples and number of steps on one machine (seeded data, seeded initialisation); the
-last line is JSON: samples, steps, seconds, the synthetic validation set's pixel recall and precision, sha256.
+The data and the initial weights are seeded, the same on every machine; training runs for --minutes of wall time
+(its learning rate follows the time spent), so the number of steps, and the weights, depend on the machine's speed
+and load. The last line is JSON: samples, steps, seconds, the synthetic validation set's pixel recall and
+precision, sha256.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ VALIDATION_SEED = 10_000_000  # validation samples' seeds start here, far from t
 
 
 def block(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    """A 3x3 convolution, batch norm and ReLU."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -59,16 +62,19 @@ def _make(args: tuple[int, list[Path]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_set(seeds: range, backgrounds: list[Path], *, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of ``seeds`` (crops, targets), made in ``workers`` processes."""
     with Pool(workers) as pool:
         pairs = pool.map(_make, [(s, backgrounds) for s in seeds], chunksize=64)
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def normalise(grey: torch.Tensor) -> torch.Tensor:
+    """Grey levels as the network reads them (as services.redaction.bar_network feeds it)."""
     return (grey.float() / 255.0 - 0.5) / 0.25
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch turned by quarter turns, mirrored, and sometimes inverted (light bars on dark)."""
     k = int(torch.randint(4, (1,), generator=gen))
     x, y = torch.rot90(x, k, dims=(-2, -1)), torch.rot90(y, k, dims=(-2, -1))
     if torch.rand(1, generator=gen) < 0.5:
@@ -79,6 +85,7 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (bars weighted twice) plus half the soft Dice loss."""
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(2.0))
     p = torch.sigmoid(logits)
     dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
@@ -86,6 +93,7 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(net: BarNet, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Pixel (cell) recall and precision at probability 0.5 on a synthetic set."""
     net.eval()
     tp = fp = fn = 0
     with torch.no_grad():
@@ -100,6 +108,7 @@ def evaluate(net: BarNet, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def export(net: BarNet, path: Path) -> str:
+    """The network as ONNX (any batch and size) at ``path``; returns its sha256."""
     net.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(net, torch.zeros(1, 1, 256, 256), str(path), input_names=["grey"], output_names=["bars"],

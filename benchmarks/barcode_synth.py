@@ -50,16 +50,19 @@ _fonts: list[Path] = []
 
 
 def fonts() -> list[Path]:
+    """The TrueType fonts of the machine (DejaVu, Liberation), found once."""
     if not _fonts:
         _fonts.extend(sorted(p for d in FONT_DIRS if d.is_dir() for p in d.glob("*.ttf")))
     return _fonts
 
 
 def _font(rng: np.random.Generator, size: int) -> ImageFont.FreeTypeFont:
+    """One of the fonts, at ``size`` pixels (at least 6)."""
     return ImageFont.truetype(str(fonts()[rng.integers(len(fonts()))]), max(6, int(size)))
 
 
 def _text(rng: np.random.Generator, n: int, *, digits: bool = False) -> str:
+    """A random string of ``n`` characters (digits only, or letters, digits and punctuation)."""
     alphabet = string.digits if digits else string.ascii_uppercase + string.ascii_lowercase + string.digits + " ,.-#/"
     return "".join(alphabet[i] for i in rng.integers(len(alphabet), size=n)).strip() or "0"
 
@@ -171,6 +174,7 @@ def _place(rng: np.random.Generator, item: np.ndarray, *, long_side: float) -> n
 
 
 def _background(rng: np.random.Generator, paths: list[Path]) -> np.ndarray:
+    """A random square crop of a random background photo, grey, SIZE x SIZE."""
     photo = cv2.imread(str(paths[rng.integers(len(paths))]), cv2.IMREAD_GRAYSCALE)
     h, w = photo.shape
     side = int(min(h, w) * rng.uniform(0.3, 1.0))
@@ -179,6 +183,7 @@ def _background(rng: np.random.Generator, paths: list[Path]) -> np.ndarray:
 
 
 def _degrade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """The crop as a phone might take it: shading, gamma, contrast, blur, shake, low resolution, noise, JPEG."""
     f = img.astype(np.float32)
     if rng.random() < 0.6:  # shading across the photo
         yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / SIZE

@@ -38,6 +38,7 @@ from common import OUT
 from label_redaction_data import ANNOTATIONS, materialise, photo_path
 
 from services.faces.masks import anonymize, mask
+from services.redaction.bar_network import shared_bar_network
 from services.redaction.labels import KINDS, MASK_SCALE, MASK_SHAPE, as_array, find_labels, frame_from_bytes
 from services.redaction.text import shared_text_detector
 
@@ -54,6 +55,7 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> d
     changed = outside = 0
     seconds = []
     detector = shared_text_detector()  # loaded once, outside the timings
+    shared_bar_network()  # likewise
     for photo in photos:
         frame = frame_from_bytes(path(photo).read_bytes())
         height, width = frame.shape[:2]
@@ -104,8 +106,11 @@ def codefree_photos(mirrors: Path = Path("/work/.mirror")) -> list[Path]:
         for name in sorted(n for n in run.stdout.split() if n.lower().endswith((".png", ".jpg", ".jpeg"))):
             target = CODEFREE_DIR / f"{folder}_{name}"
             if not target.exists():
-                target.write_bytes(subprocess.run([*git, "show", f"{spec['commit']}:{spec['folder']}/{folder}/{name}"],
-                                                  capture_output=True, check=True).stdout)
+                shown = subprocess.run([*git, "show", f"{spec['commit']}:{spec['folder']}/{folder}/{name}"],
+                                       capture_output=True, check=False)
+                if shown.returncode:
+                    raise SystemExit(f"cannot read {folder}/{name} from the ZXing mirror: {shown.stderr.decode().strip()}")
+                target.write_bytes(shown.stdout)
             out.append(target)
     return out
 

@@ -1,5 +1,6 @@
 """Linear barcodes found by a small network of our own (``data/barcode_net.onnx``, run with ONNX Runtime on the
-CPU): the blurred, small, tilted and edge-cut codes that OpenCV's detector and the gradient finder (``codes``) miss.
+CPU): codes cut by the photo's edge, tilted or soft, that OpenCV's detector and the gradient finder (``codes``) miss
+(it misses some they find: codes whose bars are under a pixel wide; its boxes are added to theirs).
 
 The network was trained on synthetic labels only (``benchmarks/barcode_net_train.py``; origin and figures in
 ``data/README.md``). It marks, a quarter of the resolution each way, the pixels of a code's bars and digits; each
@@ -13,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf, NoSuchFile
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidProtobuf, NoModel, NoSuchFile
 
 from services.core.errors import ModelError
 from services.core.once import Once
@@ -21,9 +22,9 @@ from services.core.once import Once
 MODEL = Path(__file__).resolve().parent / "data" / "barcode_net.onnx"
 STRIDE = 4  # the network's output cell, in its input's pixels
 SIDE = 1600  # a photo longer than this is reduced to it before the network reads it (never enlarged; each side then
-# rounded to a multiple of 8). Chosen on the tune part with THRESHOLD and MIN_SCORE (benchmarks/label_redaction):
+# rounded to a multiple of 8). Chosen on the tune part with MIN_SCORE (benchmarks/label_redaction):
 # 640 and 1024 px fixed, or at most 1024, 1280, 1600 or 2048 px, with minimum scores 0.6 to 0.85
-THRESHOLD = 0.5  # a cell is part of a code where the network's probability is above this
+THRESHOLD = 0.5  # a cell is part of a code where the network's probability is above this (0.7 tried: fewer codes)
 MIN_CELLS = 4  # groups of fewer cells are noise
 MIN_SCORE = 0.85  # a group is a code when its cells' mean probability is at least this
 
@@ -38,34 +39,38 @@ class BarNetwork:
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path or MODEL), options, providers=["CPUExecutionProvider"])
-        except (Fail, InvalidProtobuf, NoSuchFile) as exc:
+        except (Fail, InvalidArgument, InvalidProtobuf, NoModel, NoSuchFile) as exc:  # an empty file: InvalidArgument
             raise ModelError(f"the barcode network cannot be loaded from {path or MODEL}: {exc}") from exc
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 1 or outputs[0].shape[1] != 1:
+            raise ModelError(f"{path or MODEL} is not the barcode network: it should read one grey frame "
+                             f"(B, 1, H, W) and give one map, not {inputs[0].shape} -> {outputs[0].shape}")
+        self.input = inputs[0].name
         self.side = side
 
     def probability(self, gray: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """The network's bar probability on a grey (H, W) uint8 frame, one cell per STRIDE pixels of the resized
-        frame, and the x and y factors from a cell to the frame's pixels. Raises nothing for a valid frame."""
+        """The network's bar probability on a grey (H, W) uint8 frame (any size from 1 x 1), one cell per STRIDE
+        pixels of the resized frame, and the x and y factors from a cell to the frame's pixels. Raises nothing."""
         height, width = gray.shape[:2]
         ratio = min(self.side, max(height, width)) / max(height, width)
         nh, nw = max(8, int(round(height * ratio / 8)) * 8), max(8, int(round(width * ratio / 8)) * 8)
         small = cv2.resize(gray, (nw, nh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = ((small.astype(np.float32) / 255.0 - 0.5) / 0.25)[None, None]
-        logits = self.session.run(None, {"grey": x})[0][0, 0]
+        logits = self.session.run(None, {self.input: x})[0][0, 0]
         return 1.0 / (1.0 + np.exp(-logits)), width / nw * STRIDE, height / nh * STRIDE
 
     def boxes(self, gray: np.ndarray, *, threshold: float = THRESHOLD, min_score: float = MIN_SCORE) -> np.ndarray:
         """Codes on a grey frame as (N, 5) float boxes (x1, y1, x2, y2, score) in its pixels, clamped to it: each
         connected group of cells above ``threshold`` with at least MIN_CELLS cells and a mean probability of at
-        least ``min_score``. Raises nothing for a valid frame."""
+        least ``min_score``. Raises nothing for a grey uint8 frame."""
         prob, fx, fy = self.probability(gray)
         count, labels, stats, _ = cv2.connectedComponentsWithStats((prob > threshold).astype(np.uint8), connectivity=8)
+        means = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=count) / np.maximum(stats[:, 4], 1)
         out = []
         for i in range(1, count):
             x, y, w, h, cells = stats[i]
-            if cells < MIN_CELLS:
-                continue
-            score = float(prob[labels == i].mean())
-            if score >= min_score:
+            score = float(means[i])
+            if cells >= MIN_CELLS and score >= min_score:
                 out.append([x * fx, y * fy, (x + w) * fx, (y + h) * fy, score])
         found = np.array(out, dtype=np.float32).reshape(-1, 5)
         found[:, [0, 2]] = found[:, [0, 2]].clip(0, gray.shape[1])

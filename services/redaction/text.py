@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf, NoSuchFile
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidProtobuf, NoModel, NoSuchFile
 
 from services.core.errors import ModelError
 from services.core.once import Once
@@ -51,7 +51,7 @@ class TextDetector:
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path or model_path()), options, providers=["CPUExecutionProvider"])
-        except (Fail, InvalidProtobuf, NoSuchFile) as exc:
+        except (Fail, InvalidArgument, InvalidProtobuf, NoModel, NoSuchFile) as exc:  # an empty file is InvalidArgument
             raise ModelError(f"the text detector cannot be loaded: {exc}") from exc
         self.input = self.session.get_inputs()[0].name
         self.max_side = max_side
