@@ -31,6 +31,7 @@ from PIL import Image
 
 from services.core import aws, ratelimit
 from services.core.errors import InvalidInput, ModelError
+from services.core.onnx_session import cpu_session
 from services.faces.search import (
     PASS_IOU,
     Pass,
@@ -44,7 +45,6 @@ from services.faces.search import (
     nms,
     to_frame,
 )
-from services.models.embedder import cpu_session
 from services.models.person_cues import FaceDetector
 
 DEFAULT_THRESHOLD = 0.1

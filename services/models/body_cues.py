@@ -51,8 +51,8 @@ import cv2
 import numpy as np
 
 from services.core.errors import ModelError
+from services.core.onnx_session import cpu_session
 from services.models.boxes import iou
-from services.models.embedder import cpu_session
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DETECTOR_FILE = "blazepose_detector.onnx"

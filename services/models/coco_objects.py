@@ -32,8 +32,8 @@ import numpy as np
 from PIL import Image
 
 from services.core.errors import InvalidInput, ModelError
+from services.core.onnx_session import cpu_session
 from services.models.boxes import iou
-from services.models.embedder import cpu_session
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MODEL_FILE = "yolox_nano.onnx"

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from services.core.errors import ModelError
+from services.core.onnx_session import cpu_session
 from services.core.private import make_private
 
 BACKBONE = "efficientnet-lite0"
@@ -79,22 +80,6 @@ def preprocess(img: Image.Image) -> np.ndarray:
     canvas[top : top + nh, left : left + nw] = np.asarray(resized)
     arr = canvas.astype(np.float32) * (1 / 127.5) - 1.0  # (x/255 - 0.5) / 0.5
     return arr.transpose(2, 0, 1)
-
-
-def cpu_session(path: Path, *, what: str, threads: int | None = None):  # type: ignore[no-untyped-def]
-    """An ONNX Runtime CPU session for a network file. Raises ModelError if it cannot load."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
-    opts.inter_op_num_threads = 1
-    # idle pool threads sleep instead of spinning: a spinning thread takes a core from the photo decoders
-    # that run beside inference in the classify job (same outputs; batch speed unchanged when alone)
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise ModelError(f"cannot load {what} {path}: {exc}") from None
 
 
 class Embedder:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from services.core.errors import ModelError
-from services.models.embedder import cpu_session
+from services.core.onnx_session import cpu_session
 
 _sessions: dict[str, FineTunedModel] = {}
 _lock = threading.Lock()

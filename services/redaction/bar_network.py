@@ -13,11 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidProtobuf, NoModel, NoSuchFile
 
 from services.core.errors import ModelError
 from services.core.once import Once
+from services.core.onnx_session import cpu_session
 
 MODEL = Path(__file__).resolve().parent / "data" / "barcode_net.onnx"
 STRIDE = 4  # the network's output cell, in its input's pixels
@@ -34,13 +33,7 @@ class BarNetwork:
 
     def __init__(self, path: Path | None = None, *, side: int = SIDE, threads: int = 2) -> None:
         """Loads the model. Raises ModelError when the file is missing or cannot be loaded."""
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path or MODEL), options, providers=["CPUExecutionProvider"])
-        except (Fail, InvalidArgument, InvalidProtobuf, NoModel, NoSuchFile) as exc:  # an empty file: InvalidArgument
-            raise ModelError(f"the barcode network cannot be loaded from {path or MODEL}: {exc}") from exc
+        self.session = cpu_session(path or MODEL, what="the barcode network", threads=threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 1 or outputs[0].shape[1] != 1:
             raise ModelError(f"{path or MODEL} is not the barcode network: it should read one grey frame "

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidProtobuf, NoModel, NoSuchFile
 
 from services.core.errors import ModelError
 from services.core.once import Once
+from services.core.onnx_session import cpu_session
 from services.redaction.boxes import merge_pairs
 
 MODEL_PACKAGE = "rapidocr"
@@ -46,13 +45,7 @@ class TextDetector:
 
     def __init__(self, path: Path | None = None, *, max_side: int = MAX_SIDE, threads: int = 2) -> None:
         """Loads the model. Raises ModelError when the file is missing or cannot be loaded."""
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path or model_path()), options, providers=["CPUExecutionProvider"])
-        except (Fail, InvalidArgument, InvalidProtobuf, NoModel, NoSuchFile) as exc:  # an empty file is InvalidArgument
-            raise ModelError(f"the text detector cannot be loaded: {exc}") from exc
+        self.session = cpu_session(path or model_path(), what="the text detector", threads=threads)
         self.input = self.session.get_inputs()[0].name
         self.max_side = max_side
 

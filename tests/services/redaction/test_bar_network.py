@@ -106,7 +106,7 @@ def test_a_missing_empty_or_corrupt_model_is_a_model_error(tmp_path, content):
     path = tmp_path / "barcode_net.onnx"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(ModelError, match="barcode network cannot be loaded"):
+    with pytest.raises(ModelError, match="cannot load the barcode network"):
         BarNetwork(path)
 
 
