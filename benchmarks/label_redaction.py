@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from blur_eval import wilson
 from common import OUT
-from label_redaction_data import ANNOTATIONS, materialise, photo_path
+from label_redaction_data import ANNOTATIONS, from_mirror, materialise, photo_path
 
 from services.faces.masks import anonymize, mask
 from services.redaction.bar_network import shared_bar_network
@@ -106,11 +106,7 @@ def codefree_photos(mirrors: Path = Path("/work/.mirror")) -> list[Path]:
         for name in sorted(n for n in run.stdout.split() if n.lower().endswith((".png", ".jpg", ".jpeg"))):
             target = CODEFREE_DIR / f"{folder}_{name}"
             if not target.exists():
-                shown = subprocess.run([*git, "show", f"{spec['commit']}:{spec['folder']}/{folder}/{name}"],
-                                       capture_output=True, check=False)
-                if shown.returncode:
-                    raise SystemExit(f"cannot read {folder}/{name} from the ZXing mirror: {shown.stderr.decode().strip()}")
-                target.write_bytes(shown.stdout)
+                target.write_bytes(from_mirror(mirrors, spec, f"{spec['folder']}/{folder}/{name}"))
             out.append(target)
     return out
 

@@ -27,6 +27,18 @@ def photo_path(photo: dict) -> Path:
     return PHOTOS / f"{photo['id']}{Path(photo['path']).suffix.lower()}"
 
 
+def from_mirror(mirrors: Path, source: dict, inside: str) -> bytes:
+    """A file of ``source`` (an annotations' source: repo, commit) at its pinned commit, from the local mirror. Raises
+    SystemExit naming the mirror when it cannot be read."""
+    git_dir = mirrors / source["repo"].replace("/", "+") / "repo"
+    run = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{source['commit']}:{inside}"],
+                         capture_output=True, check=False)
+    if run.returncode or not run.stdout:
+        raise SystemExit(f"cannot read {inside} at {source['commit'][:10]} from {git_dir}: "
+                         f"{run.stderr.decode(errors='replace').strip()}")
+    return run.stdout
+
+
 def materialise(mirrors: Path) -> list[dict]:
     """Every annotated photo present under benchmarks/out/labels/; returns the annotations' photos. Raises
     SystemExit naming the mirror when a photo cannot be read."""
@@ -37,14 +49,8 @@ def materialise(mirrors: Path) -> list[dict]:
         if target.exists():
             continue
         source = spec["sources"][photo["source"]]
-        git_dir = mirrors / source["repo"].replace("/", "+") / "repo"
         inside = photo["path"] if photo["source"] != "zxing" else f"{source['folder']}/{photo['path']}"
-        run = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{source['commit']}:{inside}"],
-                             capture_output=True, check=False)
-        if run.returncode or not run.stdout:
-            raise SystemExit(f"cannot read {inside} at {source['commit'][:10]} from {git_dir}: "
-                             f"{run.stderr.decode(errors='replace').strip()}")
-        target.write_bytes(run.stdout)
+        target.write_bytes(from_mirror(mirrors, source, inside))
     return spec["photos"]
 
 
