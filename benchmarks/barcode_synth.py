@@ -21,7 +21,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 SIZE = 320  # a training crop is SIZE x SIZE grey pixels; the target is a quarter of that each way
 STRIDE = 4
-COCO_MIRROR = Path("/work/.mirror/minto5z+coco_yolo/repo")  # COCO val2017 photos (backgrounds only)
+COCO_MIRROR = Path("/work/.mirror/minto5z+coco_yolo/repo")  # COCO val2017 photos (backgrounds only), a bare mirror
+COCO_COMMIT = "4715f5ca05a6ffc148d4c4e5b0a131663655f2be"  # the mirror's commit the committed network was trained on
 BACKGROUNDS = OUT / "barcode_backgrounds"
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/truetype/liberation"))
 WIDTHS = np.array([1, 2, 3, 4])
@@ -29,20 +30,22 @@ WIDTH_P = np.array([0.45, 0.3, 0.15, 0.1])
 
 
 def materialise_backgrounds(*, limit: int = 1500) -> list[Path]:
-    """Up to ``limit`` COCO photos copied from the local mirror into benchmarks/out (once). Raises OSError when the
-    mirror is missing and nothing was copied before."""
+    """The first ``limit`` COCO photos (by path) of the local mirror at COCO_COMMIT, copied into benchmarks/out once.
+    Raises SystemExit naming the mirror when it cannot be read."""
     BACKGROUNDS.mkdir(parents=True, exist_ok=True)
     have = sorted(BACKGROUNDS.glob("*.jpg"))
     if len(have) >= limit:
         return have[:limit]
-    git = ["git", f"--git-dir={COCO_MIRROR}/.git"] if (COCO_MIRROR / ".git").exists() else ["git", "-C", str(COCO_MIRROR)]
-    names = subprocess.run([*git, "ls-tree", "-r", "--name-only", "HEAD"], check=True, capture_output=True,
-                           text=True).stdout.split()
-    names = sorted(n for n in names if n.lower().endswith(".jpg"))[:limit]
-    for n in names:
+    git = ["git", "--git-dir", str(COCO_MIRROR)]
+    listed = subprocess.run([*git, "ls-tree", "-r", "--name-only", COCO_COMMIT], capture_output=True, text=True,
+                            check=False)
+    if listed.returncode:
+        raise SystemExit(f"cannot list the COCO photos at {COCO_COMMIT[:10]} in {COCO_MIRROR}: {listed.stderr.strip()}")
+    for n in sorted(n for n in listed.stdout.split() if n.lower().endswith(".jpg"))[:limit]:
         target = BACKGROUNDS / Path(n).name
         if not target.exists():
-            target.write_bytes(subprocess.run([*git, "show", f"HEAD:{n}"], check=True, capture_output=True).stdout)
+            target.write_bytes(subprocess.run([*git, "show", f"{COCO_COMMIT}:{n}"], check=True,
+                                              capture_output=True).stdout)
     return sorted(BACKGROUNDS.glob("*.jpg"))[:limit]
 
 
