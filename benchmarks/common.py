@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"  # cached photos (gitignored)
 SAMPLES = ROOT.parent / "shared" / "samples" / "reviews"
@@ -97,3 +99,15 @@ def wilson(k: int, n: int) -> list[float | None]:
     z, p = 1.96, k / n
     mid, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
+
+
+def photo_bootstrap(counts: list[tuple[int, int]], *, resamples: int = 2000, seed: int = 0) -> list[float | None]:
+    """95% percentile interval of sum(k) / sum(n) when whole units (photos: (k, n) each) are resampled: items on
+    one photo are not independent, so this is wider than ``wilson`` where a few photos hold most items. Seeded."""
+    counts = [(k, n) for k, n in counts if n]
+    if not counts:
+        return [None, None]
+    k, n = np.array(counts, dtype=float).T
+    pick = np.random.default_rng(seed).integers(0, len(counts), size=(resamples, len(counts)))
+    ratios = k[pick].sum(axis=1) / n[pick].sum(axis=1)
+    return [round(float(np.percentile(ratios, 2.5)), 4), round(float(np.percentile(ratios, 97.5)), 4)]
