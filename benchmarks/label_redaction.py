@@ -8,7 +8,7 @@ share of pixels the job's default blur changed outside every annotated box, on t
 Recall is given per kind with its counts and a Wilson 95% interval. The photos are split in two: settings were
 chosen on ``tune``; figures are reported on ``test``.
 
-    python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh] [--set all|original|added]
+    python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills] [--set all|original|added]
         [--show-test-misses] [--codefree]
 
 --quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
@@ -19,7 +19,10 @@ recall_barcode, recall_qr, recall_text, changed_outside and the details.
 
 ``--split fresh`` reports the 99 ZXing photos annotated last (barcodes and QR codes only, for evaluation only), with
 codes cut by the photo's edge apart. ``--codefree`` instead counts barcode and QR boxes on ZXing's 47 photos of
-carpets, grilles and pages, which hold no code; its last line is JSON: ``codefree``.
+carpets, grilles and pages, which hold no code; its last line is JSON: ``codefree``. ``--split waybills`` reports real
+phone photos of shipping labels annotated completely by eye before any detector ran on them (for evaluation only).
+Each recall also has an interval with whole photos resampled (``photo_bootstrap95``): items on one photo are not
+independent.
 """
 
 from __future__ import annotations
@@ -150,7 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the test part only")
     parser.add_argument("--split", choices=("test", "tune", "all", "fresh", "waybills"), default="test",
-                        help="the part reported last (fresh: the ZXing photos added last, barcodes and QR codes only)")
+                        help="the part reported last (fresh: ZXing photos, barcodes and QR codes only; waybills: real "
+                             "shipping labels, every kind)")
     parser.add_argument("--set", choices=("all", "original", "added"), default="all", help="which photos")
     parser.add_argument("--show-test-misses", action="store_true",
                         help="also list what the test part missed (the tune part's misses are always listed)")
