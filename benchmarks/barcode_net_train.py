@@ -2,8 +2,9 @@
 and export it to ONNX.
 
 OpenCV's barcode detector and the gradient finder (services.redaction.codes) miss codes that are blurred, small and
-tilted on a doorstep photo, or cut by the photo's edge. This small fully convolutional network (110,209 weights)
-marks, a quarter of the resolution each way, where the bars and their digits are. It is trained on synthetic
+tilted on a doorstep photo, or cut by the photo's edge, and OpenCV's QR detectors need a finder pattern in view. This
+small fully convolutional network (110,242 weights) marks, a quarter of the resolution each way, where a linear code's
+bars and digits are (its first map) and where a 2-D code is (its second: QR, Data Matrix, PDF417, MaxiCode). It is trained on synthetic
 labels only: no photo of the label-redaction evaluation (tune or test part) is read here; its settings are chosen
 on the tune part afterwards (benchmarks/label_redaction.py).
 
@@ -12,7 +13,7 @@ on the tune part afterwards (benchmarks/label_redaction.py).
 The data and the initial weights are seeded, the same on every machine; training runs for --minutes of wall time
 (its learning rate follows the time spent), so the number of steps, and the weights, depend on the machine's speed
 and load. The last line is JSON: samples, steps, seconds, the synthetic validation set's pixel recall and
-precision, sha256.
+precision for each map, sha256.
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ def block(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequ
 
 
 class BarNet(nn.Module):
-    """Grey (B, 1, H, W) in, bar logits (B, 1, H/4, W/4) out (H and W multiples of 8)."""
+    """Grey (B, 1, H, W) in, logits (B, 2, H/4, W/4) out (H and W multiples of 8): linear codes, 2-D codes."""
 
     def __init__(self) -> None:
         super().__init__()
         self.quarter = nn.Sequential(block(1, 16, stride=2), block(16, 24, stride=2), block(24, 32))
         self.eighth = nn.Sequential(block(32, 48, stride=2), block(48, 48, dilation=2), block(48, 48, dilation=4),
                                     block(48, 48, dilation=8))
-        self.head = nn.Sequential(block(48 + 32, 32), nn.Conv2d(32, 1, 1))
+        self.head = nn.Sequential(block(48 + 32, 32), nn.Conv2d(32, 2, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.quarter(x)
@@ -85,34 +86,35 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (bars weighted twice) plus half the soft Dice loss."""
+    """Cross-entropy (codes weighted twice) plus half the soft Dice loss of each map."""
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(2.0))
     p = torch.sigmoid(logits)
-    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
-    return bce + 0.5 * dice
+    overlap, sizes = (p * target).sum(dim=(0, 2, 3)), p.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
+    dice = 1 - (2 * overlap + 1) / (sizes + 1)
+    return bce + 0.5 * dice.mean()
 
 
-def evaluate(net: BarNet, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Pixel (cell) recall and precision at probability 0.5 on a synthetic set."""
+def evaluate(net: BarNet, x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
+    """Pixel (cell) recall and precision of each map at probability 0.5 on a synthetic set."""
     net.eval()
-    tp = fp = fn = 0
+    tp, fp, fn = np.zeros(2), np.zeros(2), np.zeros(2)
     with torch.no_grad():
         for i in range(0, len(x), 64):
-            p = torch.sigmoid(net(normalise(torch.from_numpy(x[i:i + 64])[:, None]))).numpy()[:, 0] > 0.5
+            p = torch.sigmoid(net(normalise(torch.from_numpy(x[i:i + 64])[:, None]))).numpy() > 0.5
             t = y[i:i + 64] > 0
-            tp += int((p & t).sum())
-            fp += int((p & ~t).sum())
-            fn += int((~p & t).sum())
+            tp += (p & t).sum(axis=(0, 2, 3))
+            fp += (p & ~t).sum(axis=(0, 2, 3))
+            fn += (~p & t).sum(axis=(0, 2, 3))
     net.train()
-    return tp / max(1, tp + fn), tp / max(1, tp + fp)
+    return [(float(tp[c] / max(1, tp[c] + fn[c])), float(tp[c] / max(1, tp[c] + fp[c]))) for c in range(2)]
 
 
 def export(net: BarNet, path: Path) -> str:
     """The network as ONNX (any batch and size) at ``path``; returns its sha256."""
     net.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(net, torch.zeros(1, 1, 256, 256), str(path), input_names=["grey"], output_names=["bars"],
-                      dynamic_axes={"grey": {0: "b", 2: "h", 3: "w"}, "bars": {0: "b", 2: "qh", 3: "qw"}},
+    torch.onnx.export(net, torch.zeros(1, 1, 256, 256), str(path), input_names=["grey"], output_names=["codes"],
+                      dynamic_axes={"grey": {0: "b", 2: "h", 3: "w"}, "codes": {0: "b", 2: "qh", 3: "qw"}},
                       opset_version=17, dynamo=False)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -136,7 +138,7 @@ def main() -> None:
     x, y = make_set(range(args.samples), backgrounds, workers=args.workers)
     vx, vy = make_set(range(VALIDATION_SEED, VALIDATION_SEED + args.validation), backgrounds, workers=args.workers)
     print(f"{len(x)} training and {len(vx)} validation samples made in {time.perf_counter() - start:.0f} s "
-          f"({y.mean():.3f} of target pixels are bars)", flush=True)
+          f"({y[:, 0].mean():.3f} of target cells are bars, {y[:, 1].mean():.3f} 2-D codes)", flush=True)
     net = BarNet()
     print(f"{sum(p.numel() for p in net.parameters())} weights", flush=True)
     optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -148,21 +150,22 @@ def main() -> None:
         for group in optimiser.param_groups:
             group["lr"] = max(lr, 3e-5)
         idx = torch.randint(len(xt), (args.batch,), generator=gen)
-        xb, yb = augment(xt[idx][:, None], yt[idx][:, None], gen)
+        xb, yb = augment(xt[idx][:, None], yt[idx], gen)
         loss = loss_fn(net(normalise(xb)), yb)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         step += 1
         if step % 200 == 0:
-            recall, precision = evaluate(net, vx[:300], vy[:300])
-            print(f"step {step} ({elapsed:.0f} s) loss {loss.item():.3f} val recall {recall:.3f} "
-                  f"precision {precision:.3f}", flush=True)
-    recall, precision = evaluate(net, vx, vy)
+            (recall, precision), (recall_2d, precision_2d) = evaluate(net, vx[:300], vy[:300])
+            print(f"step {step} ({elapsed:.0f} s) loss {loss.item():.3f} val bars recall {recall:.3f} precision "
+                  f"{precision:.3f}, 2-D recall {recall_2d:.3f} precision {precision_2d:.3f}", flush=True)
+    (recall, precision), (recall_2d, precision_2d) = evaluate(net, vx, vy)
     digest = export(net, args.out)
     seconds = time.perf_counter() - start
     print(json.dumps({"samples": len(x), "steps": step, "seconds": round(seconds), "val_pixel_recall": round(recall, 4),
-                      "val_pixel_precision": round(precision, 4), "out": str(args.out), "sha256": digest}))
+                      "val_pixel_precision": round(precision, 4),
+                      "val_pixel_recall_2d": round(recall_2d, 4), "val_pixel_precision_2d": round(precision_2d, 4), "out": str(args.out), "sha256": digest}))
 
 
 if __name__ == "__main__":

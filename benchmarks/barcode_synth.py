@@ -1,10 +1,13 @@
-"""Synthetic training photos for the barcode network (benchmarks/barcode_net_train.py): linear barcodes printed on
-label paper among lines of text, warped onto real photos (COCO, as backgrounds) and degraded the way phone photos of
-parcels are (blur, motion, shading, noise, JPEG, a low resolution, a finger), often cut by the photo's edge.
+"""Synthetic training photos for the barcode network (benchmarks/barcode_net_train.py): linear barcodes and 2-D
+codes (QR, Data Matrix, PDF417, MaxiCode) printed on label paper among lines of text, or alone, warped onto real photos
+(COCO, as backgrounds) and degraded the way phone photos of parcels are (blur, motion, shading, noise, JPEG, a low
+resolution, a finger), often cut by the photo's edge.
 
-Every sample is drawn from its own seed (``sample(seed)``), so a set is the same on every machine. The target is the
-code's box, bars and the digits printed under them, as the evaluation's annotations are drawn; label text, QR codes,
-regular stripes (railings, blinds) and the background are negatives. No evaluation photo is read here.
+Every sample is drawn from its own seed (``sample(seed)``), so a set is the same on every machine. The target has two
+maps: linear codes' boxes (bars and the digits printed under them, as the evaluation's annotations are drawn), and
+2-D codes' boxes; label text, regular stripes (railings, blinds), grids and the background are negatives. No
+evaluation photo is read here. The 2-D codes are real encodings: OpenCV's QR encoder, pyStrich's Data Matrix
+(Apache-2.0) and pdf417gen's PDF417 (MIT); MaxiCode is drawn as its hexagon grid around a bullseye.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pdf417gen
 from common import OUT
 from PIL import Image, ImageDraw, ImageFont
+from pystrich.datamatrix import DataMatrixEncoder
 
 SIZE = 320  # a training crop is SIZE x SIZE grey pixels; the target is a quarter of that each way
 STRIDE = 4
+BARS, MATRIX = 0, 1  # the target's maps: linear codes, 2-D codes
 COCO_MIRROR = Path("/work/.mirror/minto5z+coco_yolo/repo")  # COCO val2017 photos (backgrounds only), a bare mirror
 COCO_COMMIT = "4715f5ca05a6ffc148d4c4e5b0a131663655f2be"  # the mirror's commit the committed network was trained on
 BACKGROUNDS = OUT / "barcode_backgrounds"
@@ -106,10 +112,83 @@ def bars(rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int
 
 
 def qr(rng: np.random.Generator) -> np.ndarray:
-    """A real QR code (OpenCV's encoder) on white: a negative for the bar network."""
-    code = cv2.QRCodeEncoder.create().encode(_text(rng, int(rng.integers(5, 60))))
+    """A real QR code (OpenCV's encoder) on white, with a quiet zone of one to four modules."""
+    code = cv2.QRCodeEncoder.create().encode(_text(rng, int(rng.integers(5, 120))))
+    quiet = int(rng.integers(1, 5))
+    code = cv2.copyMakeBorder(code, quiet, quiet, quiet, quiet, cv2.BORDER_CONSTANT, value=255)
     scale = int(rng.integers(2, 6))
     return cv2.resize(code, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
+def data_matrix(rng: np.random.Generator) -> np.ndarray:
+    """A real Data Matrix (pyStrich's encoding) with its L-shaped finder and clock track, on white."""
+    cells = np.array(DataMatrixEncoder(_text(rng, int(rng.integers(3, 60)))).matrix, dtype=bool)
+    n = cells.shape[0]
+    symbol = np.zeros((n + 2, n + 2), bool)
+    symbol[1:-1, 1:-1] = cells
+    symbol[:, 0] = symbol[-1, :] = True  # the solid L, left and bottom
+    symbol[0, 0::2] = True  # the clock track, top and right
+    symbol[-1::-2, -1] = True
+    code = np.where(symbol, 0, 255).astype(np.uint8)
+    code = cv2.copyMakeBorder(code, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=255)
+    scale = int(rng.integers(2, 7))
+    return cv2.resize(code, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
+def pdf417(rng: np.random.Generator) -> np.ndarray:
+    """A real PDF417 code (pdf417gen's encoding) on white: stacked rows of bars, a 2-D code."""
+    codes = pdf417gen.encode(_text(rng, int(rng.integers(10, 160))), columns=int(rng.integers(2, 9)))
+    img = pdf417gen.render_image(codes, scale=int(rng.integers(1, 4)), ratio=int(rng.integers(2, 5)), padding=6)
+    return np.asarray(img.convert("L"))
+
+
+def maxicode(rng: np.random.Generator) -> np.ndarray:
+    """A MaxiCode-like symbol: 33 rows of 30 hexagons, about half dark, around a three-ring bullseye."""
+    unit = int(rng.integers(3, 8))
+    w, h = int(30.5 * unit * 1.0), int(33 * unit * 0.866 + unit)
+    img = Image.new("L", (w + 4 * unit, h + 4 * unit), 255)
+    draw = ImageDraw.Draw(img)
+    cx, cy = img.width / 2, img.height / 2
+    on = rng.random((33, 30)) < 0.5
+    r = unit * 0.5
+    for row in range(33):
+        for col in range(30):
+            x = 2 * unit + col * unit + (unit / 2 if row % 2 else 0) + r
+            y = 2 * unit + row * unit * 0.866 + r
+            if on[row, col] and (x - cx) ** 2 + (y - cy) ** 2 > (4.2 * unit) ** 2:
+                draw.regular_polygon((x, y, r), 6, rotation=30, fill=0)
+    for ring in (3.6, 2.4, 1.2):
+        draw.ellipse([cx - ring * unit, cy - ring * unit, cx + ring * unit, cy + ring * unit], fill=0)
+        draw.ellipse([cx - (ring - 0.6) * unit, cy - (ring - 0.6) * unit, cx + (ring - 0.6) * unit,
+                      cy + (ring - 0.6) * unit], fill=255)
+    return np.asarray(img)
+
+
+def matrix_code(rng: np.random.Generator) -> np.ndarray:
+    """A 2-D code on white: QR (half the time), Data Matrix, PDF417 or MaxiCode."""
+    pick = rng.random()
+    if pick < 0.5:
+        return qr(rng)
+    if pick < 0.75:
+        return data_matrix(rng)
+    return pdf417(rng) if pick < 0.9 else maxicode(rng)
+
+
+def grid(rng: np.random.Generator) -> np.ndarray:
+    """A regular grid or chequer (tiles, a mesh, a keyboard): a negative for 2-D codes."""
+    period = int(rng.integers(6, 40))
+    n, m = int(rng.integers(4, 20)), int(rng.integers(4, 20))
+    canvas = np.full((period * n, period * m), int(rng.integers(150, 256)), np.uint8)
+    dark = int(rng.integers(0, 100))
+    if rng.random() < 0.5:
+        canvas[::period] = dark
+        canvas[:, ::period] = dark
+        canvas = cv2.dilate(255 - canvas, np.ones((int(rng.integers(1, 4)),) * 2, np.uint8))
+        canvas = 255 - canvas
+    else:
+        yy, xx = np.mgrid[0:canvas.shape[0], 0:canvas.shape[1]] // period
+        canvas[(yy + xx) % 2 == 0] = dark
+    return canvas
 
 
 def stripes(rng: np.random.Generator) -> np.ndarray:
@@ -125,25 +204,34 @@ def stripes(rng: np.random.Generator) -> np.ndarray:
     return canvas
 
 
-def label(rng: np.random.Generator, *, codes: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """A label: paper with text lines, rules and ``codes`` barcodes (and sometimes a QR code); the codes' boxes."""
+def label(rng: np.random.Generator, *, codes: int, matrices: int = 0
+          ) -> tuple[np.ndarray, list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
+    """A label: paper with text lines, rules, ``codes`` barcodes and ``matrices`` 2-D codes; their boxes."""
     parts = [bars(rng) for _ in range(codes)]
-    width = int(max([p[0].shape[1] for p in parts] + [200]) * rng.uniform(1.0, 1.8))
+    squares = [matrix_code(rng) for _ in range(matrices)]
+    width = int(max([p[0].shape[1] for p in parts] + [q.shape[1] for q in squares] + [200]) * rng.uniform(1.0, 1.8))
     line_h = int(rng.integers(10, 40))
     lines = int(rng.integers(0, 9))
-    height = sum(p[0].shape[0] for p in parts) + lines * int(line_h * 1.4) + 20
+    height = sum(p[0].shape[0] for p in parts) + sum(q.shape[0] for q in squares) + lines * int(line_h * 1.4) + 20
     paper = int(rng.integers(200, 256))
     img = Image.new("L", (width, height), paper)
     draw = ImageDraw.Draw(img)
-    boxes, y = [], 10
-    order = rng.permutation(codes + lines)
-    for item in order:
+    boxes, boxes_2d, y = [], [], 10
+    for item in rng.permutation(codes + matrices + lines):
         if item < codes:
             code, (x1, y1, x2, y2) = parts[item]
             x = int(rng.integers(0, max(1, width - code.shape[1])))
             img.paste(Image.fromarray(np.minimum(code, paper).astype(np.uint8)), (x, y))
             boxes.append((x + x1, y + y1, x + x2, y + y2))
             y += code.shape[0]
+        elif item < codes + matrices:
+            square = squares[item - codes]
+            x = int(rng.integers(0, max(1, width - square.shape[1])))
+            img.paste(Image.fromarray(np.minimum(square, paper).astype(np.uint8)), (x, y))
+            dark = np.argwhere(square < 128)  # the code's own extent, without its quiet zone
+            (top, left), (bottom, right) = dark.min(axis=0), dark.max(axis=0) + 1
+            boxes_2d.append((x + int(left), y + int(top), x + int(right), y + int(bottom)))
+            y += square.shape[0]
         else:
             font = _font(rng, line_h * rng.uniform(0.6, 1.0))
             draw.text((int(rng.integers(2, 30)), y), _text(rng, int(rng.integers(4, 40))), fill=int(rng.integers(0, 80)),
@@ -151,15 +239,15 @@ def label(rng: np.random.Generator, *, codes: int) -> tuple[np.ndarray, list[tup
             if rng.random() < 0.15:
                 draw.line([(0, y + line_h * 1.3), (width, y + line_h * 1.3)], fill=0, width=int(rng.integers(1, 4)))
             y += int(line_h * 1.4)
-    canvas = np.asarray(img).copy()
-    if rng.random() < 0.3:
-        code = qr(rng)
-        if code.shape[0] < canvas.shape[0] and code.shape[1] < canvas.shape[1]:
-            x, y = int(rng.integers(0, canvas.shape[1] - code.shape[1])), int(rng.integers(0, canvas.shape[0] - code.shape[0]))
-            region = canvas[y:y + code.shape[0], x:x + code.shape[1]]
-            if not any(x < b[2] and b[0] < x + code.shape[1] and y < b[3] and b[1] < y + code.shape[0] for b in boxes):
-                region[:] = np.minimum(region, code)
-    return canvas, boxes
+    return np.asarray(img).copy(), boxes, boxes_2d
+
+
+def alone(rng: np.random.Generator) -> tuple[np.ndarray, list, list[tuple[int, int, int, int]]]:
+    """A 2-D code by itself (a poster, a screen, a close-up), its box."""
+    square = matrix_code(rng)
+    dark = np.argwhere(square < 128)
+    (top, left), (bottom, right) = dark.min(axis=0), dark.max(axis=0) + 1
+    return square, [], [(int(left), int(top), int(right), int(bottom))]
 
 
 def _place(rng: np.random.Generator, item: np.ndarray, *, long_side: float) -> np.ndarray:
@@ -217,35 +305,41 @@ def _degrade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 
 def sample(seed: int, backgrounds: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """One training crop (SIZE x SIZE uint8 grey) and its target (SIZE/STRIDE square, 1 where a barcode is)."""
+    """One training crop (SIZE x SIZE uint8 grey) and its target (2 x SIZE/STRIDE square: BARS, 1 where a linear code
+    is; MATRIX, 1 where a 2-D code is)."""
     rng = np.random.default_rng(seed)
     img = _background(rng, backgrounds).astype(np.float32)
-    target = np.zeros((SIZE, SIZE), np.float32)
+    target = np.zeros((2, SIZE, SIZE), np.float32)
     kind = rng.random()
-    items: list[tuple[np.ndarray, list]] = []
-    if kind < 0.7:
-        items.append(label(rng, codes=1 + int(rng.random() < 0.25)))
-    elif kind < 0.82:
-        items.append(label(rng, codes=0))
-    elif kind < 0.9:
-        items.append((stripes(rng), []))
+    items: list[tuple[np.ndarray, list, list]] = []
+    if kind < 0.6:
+        items.append(label(rng, codes=1 + int(rng.random() < 0.25), matrices=int(rng.random() < 0.35)))
+    elif kind < 0.72:
+        items.append(alone(rng))
+    elif kind < 0.8:
+        items.append(label(rng, codes=0, matrices=int(rng.random() < 0.3)))
+    elif kind < 0.88:
+        items.append((stripes(rng), [], []))
+    elif kind < 0.92:
+        items.append((grid(rng), [], []))
     if rng.random() < 0.15:
-        items.append((stripes(rng), []))
-    for item, boxes in items:
-        # the code's width in the crop: from a few pixels a module to larger than the crop (log-uniform)
+        items.append((stripes(rng), [], []))
+    for item, boxes, boxes_2d in items:
+        # the item's size in the crop: from a few pixels a module to larger than the crop (log-uniform)
         long_side = float(np.exp(rng.uniform(np.log(30), np.log(900))))
         m = _place(rng, item, long_side=long_side)
         alpha = cv2.warpPerspective(np.ones(item.shape, np.float32), m, (SIZE, SIZE), flags=cv2.INTER_LINEAR)
         warped = cv2.warpPerspective(item.astype(np.float32), m, (SIZE, SIZE), flags=cv2.INTER_AREA
                                      if long_side < max(item.shape) else cv2.INTER_LINEAR)
         img = img * (1 - alpha) + warped * alpha
-        for x1, y1, x2, y2 in boxes:
-            quad = cv2.perspectiveTransform(np.float32([[[x1, y1], [x2, y1], [x2, y2], [x1, y2]]]), m)[0]
-            cv2.fillPoly(target, [np.round(quad * 8).astype(np.int32)], 1.0, shift=3)
+        for channel, found in ((BARS, boxes), (MATRIX, boxes_2d)):
+            for x1, y1, x2, y2 in found:
+                quad = cv2.perspectiveTransform(np.float32([[[x1, y1], [x2, y1], [x2, y2], [x1, y2]]]), m)[0]
+                cv2.fillPoly(target[channel], [np.round(quad * 8).astype(np.int32)], 1.0, shift=3)
     if rng.random() < 0.12:  # a finger or a shadow over part of it
         centre = (int(rng.integers(0, SIZE)), int(rng.integers(0, SIZE)))
         axes = (int(rng.integers(10, 80)), int(rng.integers(20, 120)))
         cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, float(rng.integers(40, 200)), -1)
     out = _degrade(rng, img)
-    small = cv2.resize(target, (SIZE // STRIDE, SIZE // STRIDE), interpolation=cv2.INTER_AREA)
+    small = np.stack([cv2.resize(t, (SIZE // STRIDE, SIZE // STRIDE), interpolation=cv2.INTER_AREA) for t in target])
     return out, (small > 0.5).astype(np.uint8)

@@ -33,7 +33,7 @@ from services.reviews.label_search import search_state
 PREVIEW_SIZE = 720
 LABEL_COLOURS = {"barcode": (230, 40, 40), "qr": (200, 0, 200), "text": (20, 150, 20)}
 NEW_BOX_COLOUR = (255, 150, 0)  # the box typed into the form, drawn before it is added
-KIND_NAMES = {"barcode": "barcode", "qr": "QR code", "text": "text block"}
+KIND_NAMES = {"barcode": "barcode", "qr": "QR or 2D code", "text": "text block"}  # "qr": any 2-D code (QR, Data Matrix, PDF417, MaxiCode)
 CORNER_LABELS = {"x1": "Left (x1)", "y1": "Top (y1)", "x2": "Right (x2)", "y2": "Bottom (y2)"}
 LABEL_NOTE_KEY = "q_lb_note"
 LABEL_ERROR_KEY = "q_lb_error"
@@ -79,7 +79,7 @@ def label_boxes_section(item: dict[str, Any], *, hide_suggestion: bool) -> None:
 
 
 def kind_name(kind: str) -> str:
-    """A box's kind as the editor says it ("QR code"); an unknown kind as it is stored."""
+    """A box's kind as the editor says it ("QR or 2D code"); an unknown kind as it is stored."""
     return KIND_NAMES.get(kind, kind)
 
 

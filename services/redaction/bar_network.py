@@ -1,10 +1,12 @@
-"""Linear barcodes found by a small network of our own (``data/barcode_net.onnx``, run with ONNX Runtime on the
-CPU): codes cut by the photo's edge, tilted or soft, that OpenCV's detector and the gradient finder (``codes``) miss
-(it misses some they find: codes whose bars are under a pixel wide; its boxes are added to theirs).
+"""Linear barcodes and 2-D codes found by a small network of our own (``data/barcode_net.onnx``, run with ONNX
+Runtime on the CPU): codes cut by the photo's edge, tilted or soft, that OpenCV's detectors and the gradient finder
+(``codes``) miss (it misses some they find: codes whose bars are under a pixel wide; its boxes are added to theirs),
+and 2-D codes (QR, Data Matrix, PDF417, MaxiCode) whose finder pattern is out of view or that OpenCV does not read.
 
 The network was trained on synthetic labels only (``benchmarks/barcode_net_train.py``; origin and figures in
-``data/README.md``). It marks, a quarter of the resolution each way, the pixels of a code's bars and digits; each
-connected group of marked cells is one code's box. It is loaded once per process (``shared_bar_network``).
+``data/README.md``). It gives two maps a quarter of the resolution each way: where a linear code's bars and digits
+are, and where a 2-D code is; each connected group of marked cells of a map is one code's box. It is loaded once per
+process (``shared_bar_network``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ SIDE = 1600  # a photo longer than this is reduced to it before the network read
 THRESHOLD = 0.5  # a cell is part of a code where the network's probability is above this (0.7 tried: fewer codes)
 MIN_CELLS = 4  # groups of fewer cells are noise
 MIN_SCORE = 0.85  # a group is a code when its cells' mean probability is at least this
+MIN_SCORE_2D = 0.95  # the same for the 2-D map (0.6, 0.75, 0.85 tried: more boxes on printed fabrics)
+BARS, MATRIX = 0, 1  # the network's maps
 
 
 class BarNetwork:
@@ -35,40 +39,55 @@ class BarNetwork:
         """Loads the model. Raises ModelError when the file is missing or cannot be loaded."""
         self.session = cpu_session(path or MODEL, what="the barcode network", threads=threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 1 or outputs[0].shape[1] != 1:
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 1 or outputs[0].shape[1] != 2:
             raise ModelError(f"{path or MODEL} is not the barcode network: it should read one grey frame "
-                             f"(B, 1, H, W) and give one map, not {inputs[0].shape} -> {outputs[0].shape}")
+                             f"(B, 1, H, W) and give two maps, not {inputs[0].shape} -> {outputs[0].shape}")
         self.input = inputs[0].name
         self.side = side
 
     def probability(self, gray: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """The network's bar probability on a grey (H, W) uint8 frame (any size from 1 x 1), one cell per STRIDE
-        pixels of the resized frame, and the x and y factors from a cell to the frame's pixels. Raises nothing."""
+        """The network's probabilities on a grey (H, W) uint8 frame (any size from 1 x 1), (2, h, w): linear codes
+        (BARS) and 2-D codes (MATRIX), one cell per STRIDE pixels of the resized frame; and the x and y factors from a
+        cell to the frame's pixels. Raises nothing."""
         height, width = gray.shape[:2]
         ratio = min(self.side, max(height, width)) / max(height, width)
         nh, nw = max(8, int(round(height * ratio / 8)) * 8), max(8, int(round(width * ratio / 8)) * 8)
         small = cv2.resize(gray, (nw, nh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = ((small.astype(np.float32) / 255.0 - 0.5) / 0.25)[None, None]
-        logits = self.session.run(None, {self.input: x})[0][0, 0]
+        logits = self.session.run(None, {self.input: x})[0][0]
         return 1.0 / (1.0 + np.exp(-logits)), width / nw * STRIDE, height / nh * STRIDE
 
-    def boxes(self, gray: np.ndarray, *, threshold: float = THRESHOLD, min_score: float = MIN_SCORE) -> np.ndarray:
-        """Codes on a grey frame as (N, 5) float boxes (x1, y1, x2, y2, score) in its pixels, clamped to it: each
-        connected group of cells above ``threshold`` with at least MIN_CELLS cells and a mean probability of at
-        least ``min_score``. Raises nothing for a grey uint8 frame."""
+    def codes(self, gray: np.ndarray, *, threshold: float = THRESHOLD, min_score: float = MIN_SCORE,
+              min_score_2d: float = MIN_SCORE_2D) -> tuple[np.ndarray, np.ndarray]:
+        """(linear codes, 2-D codes) on a grey frame, each as (N, 5) float boxes (x1, y1, x2, y2, score) in its
+        pixels, clamped to it: each connected group of a map's cells above ``threshold`` with at least MIN_CELLS
+        cells and a mean probability of at least ``min_score`` (``min_score_2d`` for 2-D codes). One reading of the
+        network gives both. Raises nothing for a grey uint8 frame."""
         prob, fx, fy = self.probability(gray)
-        count, labels, stats, _ = cv2.connectedComponentsWithStats((prob > threshold).astype(np.uint8), connectivity=8)
-        means = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=count) / np.maximum(stats[:, 4], 1)
-        out = []
-        for i in range(1, count):
-            x, y, w, h, cells = stats[i]
-            score = float(means[i])
-            if cells >= MIN_CELLS and score >= min_score:
-                out.append([x * fx, y * fy, (x + w) * fx, (y + h) * fy, score])
-        found = np.array(out, dtype=np.float32).reshape(-1, 5)
-        found[:, [0, 2]] = found[:, [0, 2]].clip(0, gray.shape[1])
-        found[:, [1, 3]] = found[:, [1, 3]].clip(0, gray.shape[0])
-        return found
+        return (_groups(prob[BARS], fx, fy, gray.shape, threshold=threshold, min_score=min_score),
+                _groups(prob[MATRIX], fx, fy, gray.shape, threshold=threshold, min_score=min_score_2d))
+
+    def boxes(self, gray: np.ndarray, *, threshold: float = THRESHOLD, min_score: float = MIN_SCORE) -> np.ndarray:
+        """The linear codes of ``codes``. Raises nothing for a grey uint8 frame."""
+        return self.codes(gray, threshold=threshold, min_score=min_score)[0]
+
+
+def _groups(prob: np.ndarray, fx: float, fy: float, shape: tuple[int, ...], *, threshold: float,
+            min_score: float) -> np.ndarray:
+    """Boxes (N, 5) of the connected groups of ``prob``'s cells above ``threshold`` (at least MIN_CELLS, mean at
+    least ``min_score``), in the frame's pixels (cells times fx, fy), clamped to a frame of ``shape``."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((prob > threshold).astype(np.uint8), connectivity=8)
+    means = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=count) / np.maximum(stats[:, 4], 1)
+    out = []
+    for i in range(1, count):
+        x, y, w, h, cells = stats[i]
+        score = float(means[i])
+        if cells >= MIN_CELLS and score >= min_score:
+            out.append([x * fx, y * fy, (x + w) * fx, (y + h) * fy, score])
+    found = np.array(out, dtype=np.float32).reshape(-1, 5)
+    found[:, [0, 2]] = found[:, [0, 2]].clip(0, shape[1])
+    found[:, [1, 3]] = found[:, [1, 3]].clip(0, shape[0])
+    return found
 
 
 _shared: Once[BarNetwork] = Once(BarNetwork)

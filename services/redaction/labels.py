@@ -66,21 +66,25 @@ def find_labels(frame: np.ndarray, *, kinds: tuple[str, ...] | list[str] = KINDS
                 bar_network: BarNetwork | None = None) -> list[LabelBox]:
     """The barcodes, QR codes and text blocks on an RGB frame, in that order. ``text_detector``: the process's
     shared one by default (loaded once); its lines of text serve barcodes too (bars found by their gradients count
-    near printing, ``codes.find_barcodes``). Barcodes are also what the bar network finds (``bar_network``, the
-    shared one by default; its boxes carry its score). Raises ImageError for a frame that is not an RGB photo,
-    InvalidInput for an unknown kind, ModelError when a model cannot be loaded."""
+    near printing, ``codes.find_barcodes``). Barcodes and QR codes are also what the bar network finds
+    (``bar_network``, the shared one by default; its boxes carry its score): linear codes, and 2-D codes of any kind
+    (QR, Data Matrix, PDF417, MaxiCode) as "qr". Raises ImageError for a frame that is not an RGB photo, InvalidInput for an unknown kind, ModelError when a
+    model cannot be loaded."""
     frame, kinds = check_frame(frame), validate_kinds(kinds)
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     lines = None
     if "barcode" in kinds or "text" in kinds:
         lines = (text_detector or shared_text_detector()).lines(frame, threshold=text_threshold)
+    linear = matrices = np.zeros((0, 5), np.float32)
+    if "barcode" in kinds or "qr" in kinds:
+        linear, matrices = (bar_network or shared_bar_network()).codes(gray)
     found: list[LabelBox] = []
     if "barcode" in kinds:
         found += [LabelBox("barcode", *map(float, b), CODE_SCORE) for b in find_barcodes(gray, text=lines)]
-        found += [LabelBox("barcode", *map(float, b[:4]), float(b[4]))
-                  for b in (bar_network or shared_bar_network()).boxes(gray)]
+        found += [LabelBox("barcode", *map(float, b[:4]), float(b[4])) for b in linear]
     if "qr" in kinds:
         found += [LabelBox("qr", *map(float, b), CODE_SCORE) for b in find_qr_codes(gray)]
+        found += [LabelBox("qr", *map(float, b[:4]), float(b[4])) for b in matrices]
     if "text" in kinds:
         found += [LabelBox("text", *map(float, b[:4]), float(b[4])) for b in join_lines(lines)]
     return found

@@ -78,7 +78,7 @@ def test_removing_and_adding_a_box_is_stored_and_recorded(package, db):
     at.number_input(key=f"q_lb_y2_{first}").set_value(70)
     at.button(key=f"q_lb_add_{first}").click().run()
     assert not at.exception, at.exception
-    assert any(s.value.startswith("Added QR code 3 ") for s in at.success)
+    assert any(s.value.startswith("Added QR or 2D code 3 ") for s in at.success)
     left = label_boxes(db, image_id=first, actor="local operator")["boxes"]
     assert [(b["kind"], b["source"], b["x1"], b["y2"]) for b in left] == [
         ("barcode", "auto", 10, 30), ("qr", "inspector", 20, 70)]
@@ -88,8 +88,8 @@ def test_removing_and_adding_a_box_is_stored_and_recorded(package, db):
     assert audit == [("labels.box_removed", f"image:{first}"), ("labels.box_added", f"image:{first}")]
     assert [b.key for b in at.button if (b.key or "").startswith("q_lb_rm_")] == [
         f"q_lb_rm_{b['id']}" for b in left]
-    assert any("local operator added QR code 3 " in c.value for c in at.caption)
-    assert any("**QR code 3** (added by an inspector)" in c.value for c in at.caption)
+    assert any("local operator added QR or 2D code 3 " in c.value for c in at.caption)
+    assert any("**QR or 2D code 3** (added by an inspector)" in c.value for c in at.caption)
     assert at.radio(key=f"q_label_{first}")  # the photo is still the one on screen, undecided
 
 

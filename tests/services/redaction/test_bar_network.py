@@ -10,13 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from pystrich.datamatrix import DataMatrixEncoder
 
 from services.core.errors import ModelError
 from services.redaction.bar_network import BarNetwork, shared_bar_network
-from services.redaction.codes import _opencv_barcodes
+from services.redaction.codes import _opencv_barcodes, find_qr_codes
 from services.redaction.labels import LabelBox, find_labels
 from services.redaction.text import model_path
-from tests.services.redaction.parcel import covered
+from tests.services.redaction.parcel import covered, parcel_photo
 
 ZXING = Path(__file__).resolve().parents[2] / "data" / "parcels" / "zxing-code128-36.jpg"
 CODE = (180, 60, 450, 208)  # its barcode, bars and digits (tests/data/parcels/README.md)
@@ -65,7 +66,7 @@ def test_a_real_code_cut_by_the_photos_edge_is_found_up_to_the_edge(network):
 
 def test_the_pipeline_adds_the_networks_boxes_with_their_scores(network):
     rgb = cv2.cvtColor(cv2.imread(str(ZXING)), cv2.COLOR_BGR2RGB)
-    own = network.boxes(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    own, _ = network.codes(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
     without = find_labels(rgb, kinds=("barcode",), bar_network=_Nothing())
     found = find_labels(rgb, kinds=("barcode",), bar_network=network)
     assert len(own) >= 1 and found[:len(without)] == without  # OpenCV's and the gradient finder's first, as before
@@ -76,8 +77,8 @@ def test_the_pipeline_adds_the_networks_boxes_with_their_scores(network):
 class _Nothing:
     """A bar network that finds nothing (to see the pipeline's boxes without it)."""
 
-    def boxes(self, gray: np.ndarray) -> np.ndarray:
-        return np.zeros((0, 5), np.float32)
+    def codes(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((0, 5), np.float32), np.zeros((0, 5), np.float32)
 
 
 @pytest.mark.parametrize("factor", [0.5, 0.77, 1.9, 3.0, 4.0])
@@ -97,8 +98,9 @@ def test_boxes_are_in_the_frames_pixels_at_any_size(network, factor):
 @pytest.mark.parametrize("size", [(480, 640), (333, 517), (37, 1001), (1, 1), (8, 8000)])
 def test_plain_and_noisy_frames_give_nothing(network, size):
     rng = np.random.default_rng(0)
-    assert network.boxes(np.full(size, 200, np.uint8)).shape == (0, 5)
-    assert network.boxes(np.clip(rng.normal(128, 30, size=size), 0, 255).astype(np.uint8)).shape == (0, 5)
+    for frame in (np.full(size, 200, np.uint8), np.clip(rng.normal(128, 30, size=size), 0, 255).astype(np.uint8)):
+        linear, matrices = network.codes(frame)
+        assert linear.shape == matrices.shape == (0, 5)
 
 
 @pytest.mark.parametrize("content", [None, b"", b"not a model"])
@@ -113,3 +115,39 @@ def test_a_missing_empty_or_corrupt_model_is_a_model_error(tmp_path, content):
 def test_another_model_is_refused_by_its_shape():
     with pytest.raises(ModelError, match="is not the barcode network"):
         BarNetwork(model_path())  # the text detector: three colour channels in
+
+
+def _cut_qr() -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The parcel photo cut through its QR code's middle both ways (tests/services/redaction/parcel.py): the code's
+    lower right quarter shows at the crop's top left corner, none of its three finder patterns. Its visible box."""
+    frame, truth = parcel_photo()
+    x1, y1, x2, y2 = truth["qr"]
+    cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+    crop = np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[cy:cy + 400, cx:cx + 400])
+    return crop, (0, 0, x2 - cx, y2 - cy)
+
+
+def test_a_2d_code_without_its_finder_patterns_is_found_as_a_2d_code(network):
+    gray, visible = _cut_qr()
+    assert len(find_qr_codes(gray)) == 0  # OpenCV's QR detectors need a finder pattern
+    linear, matrices = network.codes(gray)
+    assert covered([LabelBox("qr", *map(float, b[:4]), float(b[4])) for b in matrices], visible, kind="qr") >= 0.9
+    assert covered(_as_labels(linear), visible, kind="barcode") < 0.5  # not taken for bars
+
+
+def test_a_data_matrix_on_a_label_is_hidden_as_a_2d_code(network):
+    frame, truth = parcel_photo()
+    cells = np.array(DataMatrixEncoder("1Z999AA10123456784 JANE Q CUSTOMER").matrix, dtype=bool)
+    n = cells.shape[0]
+    symbol = np.zeros((n + 2, n + 2), bool)
+    symbol[1:-1, 1:-1] = cells
+    symbol[:, 0] = symbol[-1, :] = True  # the L-shaped finder
+    symbol[0, 0::2] = symbol[-1::-2, -1] = True  # the clock track
+    code = cv2.resize(np.where(symbol, 0, 255).astype(np.uint8), None, fx=5, fy=5, interpolation=cv2.INTER_NEAREST)
+    x1, y1, x2, y2 = truth["qr"]  # printed where the QR code was, on white
+    frame = frame.copy()
+    frame[y1 - 20:y2 + 20, x1 - 20:x2 + 20] = 250
+    frame[y1:y1 + code.shape[0], x1:x1 + code.shape[1]] = code[..., None]
+    where = (x1, y1, x1 + code.shape[1], y1 + code.shape[0])
+    assert covered([b for b in find_labels(frame, kinds=("qr",), bar_network=_Nothing())], where, kind="qr") < 0.5
+    assert covered(find_labels(frame, kinds=("qr",), bar_network=network), where, kind="qr") >= 0.9
