@@ -50,15 +50,22 @@ class TextDetector:
     """DBNet networks over ONNX Runtime (CPU), their lines taken together. ``lines`` is safe to call from several
     threads (ONNX Runtime's ``run`` is)."""
 
-    def __init__(self, paths: tuple[Path, ...] | Path | None = None, *, max_side: int = MAX_SIDE,
+    def __init__(self, paths: tuple[Path | str, ...] | Path | str | None = None, *, max_side: int = MAX_SIDE,
                  threads: int = 2) -> None:
-        """Loads the networks (``MODELS`` by default; one path or several). Raises ModelError when a file is missing
-        or cannot be loaded."""
+        """Loads the networks (``MODELS`` by default; one path or several, the first the one the others' lines count
+        near). Raises ModelError when none is given, or a file is missing, cannot be loaded or is not a DBNet."""
         if paths is None:
             paths = tuple(model_path(package, file) for package, file in MODELS)
-        elif isinstance(paths, Path):
+        elif isinstance(paths, (Path, str)):
             paths = (paths,)
-        self.sessions = [cpu_session(path, what="the text detector", threads=threads) for path in paths]
+        if not paths:
+            raise ModelError("the text detector needs at least one network")
+        self.sessions = [cpu_session(Path(path), what="the text detector", threads=threads) for path in paths]
+        for path, session in zip(paths, self.sessions, strict=True):
+            shape = session.get_inputs()[0].shape
+            if len(shape) != 4 or shape[1] != 3:
+                raise ModelError(f"{path} is not a text detector: it should read a colour frame (B, 3, H, W), "
+                                 f"not {shape}")
         self.inputs = [session.get_inputs()[0].name for session in self.sessions]
         self.max_side = max_side
 

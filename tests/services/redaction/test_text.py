@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from services.core.errors import ModelError
-from services.redaction.text import MODELS, TextDetector, join_lines, model_path, shared_text_detector
+from services.redaction.text import MODELS, TextDetector, _near, join_lines, model_path, shared_text_detector
 
 # jo-jstrm/Damaged-Package-Detection's Amazon parcel reduced to 1196x1280 (tests/data/parcels/README.md)
 AMAZON = Path(__file__).resolve().parents[2] / "data" / "parcels" / "amazon-parcel.jpg"
@@ -25,7 +25,8 @@ def _hidden(blocks: np.ndarray, item: tuple[int, int, int, int]) -> float:
     x1, y1, x2, y2 = item
     inside = np.zeros((y2 - y1, x2 - x1), bool)
     for bx1, by1, bx2, by2, _ in blocks:
-        inside[max(0, int(by1) - y1):max(0, int(np.ceil(by2)) - y1), max(0, int(bx1) - x1):max(0, int(np.ceil(bx2)) - x1)] = True
+        top, bottom = max(0, int(by1) - y1), max(0, int(np.ceil(by2)) - y1)
+        inside[top:bottom, max(0, int(bx1) - x1):max(0, int(np.ceil(bx2)) - x1)] = True
     return float(inside.mean())
 
 
@@ -56,7 +57,7 @@ def test_a_line_both_networks_find_is_one_block():
     assert blocks[0].tolist() == pytest.approx([10, 10, 200, 31, 0.9])
 
 
-def test_a_missing_package_or_weights_file_says_what_to_install(tmp_path):
+def test_a_missing_package_or_weights_file_or_a_wrong_model_says_what_is_wrong(tmp_path):
     with pytest.raises(ModelError, match="needs the 'no_such_ocr_wheel' package"):
         model_path("no_such_ocr_wheel", "models/det.onnx")
     with pytest.raises(ModelError, match="weights are missing: .*missing.onnx.*reinstall 'rapidocr'"):
@@ -65,9 +66,24 @@ def test_a_missing_package_or_weights_file_says_what_to_install(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ModelError, match="cannot load the text detector"):
         TextDetector((model_path(), empty))
+    with pytest.raises(ModelError, match="needs at least one network"):
+        TextDetector(())
+    bar_network = Path(__file__).resolve().parents[3] / "services" / "redaction" / "data" / "barcode_net.onnx"
+    with pytest.raises(ModelError, match="is not a text detector"):
+        TextDetector(str(bar_network))  # a grey-frame network, given as a string path
 
 
-def test_the_second_network_alone_does_not_mark_a_doorstep_without_a_label():
+def test_the_second_networks_lines_on_a_doorstep_without_a_label_do_not_count():
     door = np.asarray(Image.open(AMAZON.with_name("doorstep-box.jpg")).convert("RGB"))
-    assert len(TextDetector(model_path(*MODELS[1])).lines(door)) > 0  # it reads the door's panels as text
+    assert len(TextDetector(model_path(*MODELS[1])).lines(door)) > 0  # alone it reads the door's panels as text
     assert len(shared_text_detector().lines(door)) == 0  # with no line of the first network near them
+
+
+@pytest.mark.parametrize(("gap", "kept"), [(0, True), (15, True), (19, True), (21, False), (60, False)])
+def test_a_second_networks_line_counts_within_twice_its_shorter_side_of_a_first_networks_line(gap, kept):
+    anchor = np.array([[100, 100, 300, 120, 0.9]], np.float32)  # a line of the first network
+    line = np.array([[300 + gap, 100, 400 + gap, 110, 0.8]], np.float32)  # 10 px tall: reach 2 x 10 = 20 px
+    assert len(_near(line, anchor)) == int(kept)
+    below = np.array([[120, 120 + gap, 200, 130 + gap, 0.8]], np.float32)  # the same distance down
+    assert len(_near(below, anchor)) == int(kept)
+    assert len(_near(line, anchor[:0])) == 0  # no first-network line: nothing counts
