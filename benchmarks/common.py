@@ -101,11 +101,13 @@ def wilson(k: int, n: int) -> list[float | None]:
     return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
 
 
-def photo_bootstrap(counts: list[tuple[int, int]], *, resamples: int = 2000, seed: int = 0) -> list[float | None]:
+def photo_bootstrap(counts: list[tuple[int, int]], *, resamples: int = 2000, seed: int = 0,
+                    min_units: int = 10) -> list[float | None]:
     """95% percentile interval of sum(k) / sum(n) when whole units (photos: (k, n) each) are resampled: items on
-    one photo are not independent, so this is wider than ``wilson`` where a few photos hold most items. Seeded."""
+    one photo are not independent, so this is wider than ``wilson`` where a few photos hold most items. Seeded.
+    None under ``min_units`` units with items, where a percentile bootstrap understates the uncertainty."""
     counts = [(k, n) for k, n in counts if n]
-    if not counts:
+    if len(counts) < min_units:
         return [None, None]
     k, n = np.array(counts, dtype=float).T
     pick = np.random.default_rng(seed).integers(0, len(counts), size=(resamples, len(counts)))

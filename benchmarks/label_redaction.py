@@ -56,7 +56,7 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> d
     cut_found, cut_total = Counter(), Counter()  # codes cut by the photo's edge, where the annotations say which
     changed = outside = 0
     seconds = []
-    per_photo = {kind: [] for kind in ALL_KINDS}  # (hidden, annotated) on each photo: items on one photo are not independent
+    per_photo = {kind: [] for kind in ALL_KINDS}  # (hidden, annotated) a photo: items on one are not independent
     detector = shared_text_detector()  # loaded once, outside the timings
     shared_bar_network()  # likewise
     for photo in photos:
@@ -138,9 +138,9 @@ def report(name: str, result: dict, *, misses: bool) -> None:
         if result["annotated"][kind]:
             low, high = result["wilson95"][kind]
             by_photo = result["photo_bootstrap95"][kind]
+            resampled = f"{by_photo[0]:.3f}-{by_photo[1]:.3f}" if by_photo[0] is not None else "- (under 10 photos)"
             print(f"  {kind:9s} {result['found'][kind]:3d} / {result['annotated'][kind]:3d} hidden  recall "
-                  f"{result['recall'][kind]:.3f}  (95% {low:.3f}-{high:.3f}; photos resampled "
-                  f"{by_photo[0]:.3f}-{by_photo[1]:.3f})")
+                  f"{result['recall'][kind]:.3f}  (95% {low:.3f}-{high:.3f}; photos resampled {resampled})")
     for kind, (hit, of) in result["cut"].items():
         print(f"  {kind:9s} cut by the photo's edge: {hit} / {of} hidden; whole: {result['found'][kind] - hit} / "
               f"{result['annotated'][kind] - of}")
@@ -152,7 +152,8 @@ def report(name: str, result: dict, *, misses: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the test part only")
-    parser.add_argument("--split", choices=("test", "tune", "all", "fresh", "waybills"), default="test",
+    splits = ("test", "tune", "all", "fresh", "waybills")
+    parser.add_argument("--split", choices=splits, default="test",
                         help="the part reported last (fresh: ZXing photos, barcodes and QR codes only; waybills: real "
                              "shipping labels, every kind)")
     parser.add_argument("--set", choices=("all", "original", "added"), default="all", help="which photos")
@@ -168,8 +169,9 @@ def main() -> None:
         print(json.dumps({"codefree": result}))
         return
     photos = [p for p in materialise_default()
-              if args.set == "all" or p["split"] in ("fresh", "waybills") or (args.set == "added") == bool(p.get("added"))]
-    parts = {name: [p for p in photos if p["split"] == name] for name in ("tune", "test", "fresh", "waybills")}
+              if args.set == "all" or p["split"] in ("fresh", "waybills")
+              or (args.set == "added") == bool(p.get("added"))]
+    parts = {name: [p for p in photos if p["split"] == name] for name in splits if name != "all"}
     parts["all"] = parts["tune"] + parts["test"]
     if not args.quick and args.split != "tune":
         report("tune (settings chosen here)", score(parts["tune"]), misses=True)
