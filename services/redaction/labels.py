@@ -68,8 +68,8 @@ def find_labels(frame: np.ndarray, *, kinds: tuple[str, ...] | list[str] = KINDS
     shared one by default (loaded once); its lines of text serve barcodes too (bars found by their gradients count
     near printing, ``codes.find_barcodes``). Barcodes and QR codes are also what the bar network finds
     (``bar_network``, the shared one by default; its boxes carry its score): linear codes, and 2-D codes of any kind
-    (QR, Data Matrix, PDF417, MaxiCode) as "qr". Raises ImageError for a frame that is not an RGB photo, InvalidInput for an unknown kind, ModelError when a
-    model cannot be loaded."""
+    (QR, Data Matrix, PDF417, MaxiCode) as "qr". Raises ImageError for a frame that is not an RGB photo,
+    InvalidInput for an unknown kind, ModelError when a model cannot be loaded."""
     frame, kinds = check_frame(frame), validate_kinds(kinds)
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     lines = None
