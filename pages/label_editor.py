@@ -27,14 +27,12 @@ from services.core.config import get_settings
 from services.core.errors import ConsoleError
 from services.faces.label_masks import redact_photo
 from services.redaction import store as label_store
-from services.redaction.labels import KINDS
+from services.redaction.labels import KIND_NAMES, KINDS
 from services.reviews.label_search import search_state
 
 PREVIEW_SIZE = 720
 LABEL_COLOURS = {"barcode": (230, 40, 40), "qr": (200, 0, 200), "text": (20, 150, 20)}
 NEW_BOX_COLOUR = (255, 150, 0)  # the box typed into the form, drawn before it is added
-# "qr" is any 2-D code the search finds: QR, Data Matrix, PDF417, MaxiCode
-KIND_NAMES = {"barcode": "barcode", "qr": "QR or 2D code", "text": "text block"}
 CORNER_LABELS = {"x1": "Left (x1)", "y1": "Top (y1)", "x2": "Right (x2)", "y2": "Bottom (y2)"}
 LABEL_NOTE_KEY = "q_lb_note"
 LABEL_ERROR_KEY = "q_lb_error"

@@ -17,6 +17,8 @@ from services.redaction.codes import find_barcodes, find_qr_codes
 from services.redaction.text import BOX_THRESHOLD, TextDetector, join_lines, shared_text_detector
 
 KINDS = ("barcode", "qr", "text")
+# the kinds as people read them; "qr" is any 2-D code the search finds: QR, Data Matrix, PDF417, MaxiCode
+KIND_NAMES = {"barcode": "barcode", "qr": "QR or 2D code", "text": "text block"}
 MASK_SHAPE = "box"
 MASK_SCALE = 1.1  # label boxes grow by a tenth about their centres: quiet zones and the edges of letters
 CODE_SCORE = 1.0  # OpenCV's code detectors give no score: a found code is certain enough to hide

@@ -15,7 +15,7 @@ from services.core.audit import record
 from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.errors import InvalidInput, NotFound
-from services.redaction.labels import KINDS, LabelBox
+from services.redaction.labels import KIND_NAMES, KINDS, LabelBox
 
 SAME_BOX = 0.8  # a box found again overlapping a removed one of its kind by this IoU stays removed
 SAME_CORNERS = 0.05  # pixels: two boxes whose corners all differ by less are one box (to a tenth of a pixel)
@@ -176,8 +176,8 @@ def _refuse_copy(db: sqlite_utils.Database, *, image_id: int, box: tuple[float, 
     if same is not None:
         x1, y1, x2, y2 = box
         # named by kind and corners: the queue numbers a photo's boxes 1, 2, ... (the row id means nothing there)
-        raise InvalidInput(f"a {same[1]} box with these corners already hides ({x1:g}, {y1:g}, {x2:g}, {y2:g}): "
-                           f"{what}")
+        raise InvalidInput(f"a {KIND_NAMES.get(same[1], same[1])} box with these corners already hides the photo "
+                           f"at ({x1:g}, {y1:g}, {x2:g}, {y2:g}): {what}")
 
 
 def _edit(db: sqlite_utils.Database, *, image_id: int, box_id: int, action: str, kind: str,

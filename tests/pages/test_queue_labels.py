@@ -154,7 +154,7 @@ def test_an_exact_copy_of_a_box_is_refused(package, db):
     _corners(at, first, 10, 10, 50, 30)  # the barcode found
     at.button(key=f"q_lb_add_{first}").click().run()
     assert not at.exception, at.exception
-    assert any("already hides (10, 10, 50, 30): nothing added" in shown_text(e.value) for e in at.error)
+    assert any("already hides the photo at (10, 10, 50, 30): nothing added" in shown_text(e.value) for e in at.error)
     assert db.execute("SELECT COUNT(*) FROM label_box_edits").fetchone()[0] == 0
 
 

@@ -127,7 +127,8 @@ def test_a_box_past_the_photos_edge_says_where_the_corners_may_go(db, image_id):
 def test_an_exact_copy_of_a_hidden_box_is_refused_and_a_removed_one_can_come_back(db, image_id):
     save_found(db, image_id=image_id, boxes=[LabelBox("qr", 10, 20, 110, 120, 1.0)])
     (qr,) = label_boxes(db, image_id=image_id, actor="ines")["boxes"]
-    with pytest.raises(InvalidInput, match="a qr box with these corners already hides \\(10, 20, 110, 120\\): nothing added"):
+    refused = "a QR or 2D code box with these corners already hides the photo at \\(10, 20, 110, 120\\): nothing added"
+    with pytest.raises(InvalidInput, match=refused):
         add_label_box(db, image_id=image_id, kind="text", x1=10, y1=20, x2=110, y2=120, actor="ines")
     remove_label_box(db, box_id=qr["id"], actor="ines")
     found = label_boxes(db, image_id=image_id, actor="ines")
