@@ -1,5 +1,6 @@
 """Boxes that belong together merged into one: the loop barcodes (overlapping pieces of one code) and text (lines
-of one block) share. Pure numpy, no I/O."""
+of one block) share; and boxes near others (``near``: bars near printing, a second text network's lines near the
+first's). Pure numpy, no I/O."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ def merge_pairs(rows: np.ndarray, *, joins: Callable[[np.ndarray, np.ndarray], b
             if merged:
                 break
     return np.array(out, dtype=np.float32).reshape(-1, cols)
+
+
+def near(boxes: np.ndarray, anchors: np.ndarray, *, reach: float) -> np.ndarray:
+    """The ``boxes`` (N, 4 or more) whose box, grown by ``reach`` times its shorter side on every side, overlaps one
+    of ``anchors`` (M, 4 or more). Raises nothing."""
+    if not len(boxes) or not len(anchors):
+        return boxes[:0]
+    a = np.asarray(anchors, dtype=np.float32)[None, :, :4]
+    d = reach * np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None]
+    close = ((a[..., 0] < boxes[:, 2:3] + d) & (a[..., 2] > boxes[:, 0:1] - d)
+             & (a[..., 1] < boxes[:, 3:4] + d) & (a[..., 3] > boxes[:, 1:2] - d))
+    return boxes[close.any(axis=1)]

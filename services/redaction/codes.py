@@ -15,7 +15,7 @@ import threading
 import cv2
 import numpy as np
 
-from services.redaction.boxes import merge_pairs
+from services.redaction.boxes import merge_pairs, near
 
 QR_SIDE = 2000  # QR codes are looked for on a copy whose longer side is at most this (the detectors slow with size)
 QR_UPSCALE_BELOW = 640  # frames smaller than this are doubled first (the detectors miss codes a few modules wide)
@@ -52,7 +52,7 @@ def _boxes(points: np.ndarray | None, *, scale: float, width: int, height: int) 
 def find_barcodes(gray: np.ndarray, *, text: np.ndarray | None = None) -> np.ndarray:
     """Linear barcodes (EAN, UPC, Code 128, Code 39, ...) on a grey (H, W) uint8 frame, as (N, 4) float boxes
     (x1, y1, x2, y2): what OpenCV's detector finds and, when ``text`` (lines of text found on the frame, (M, 4+)
-    boxes) is given, what ``find_bar_regions`` finds near a line of text (``near_text``: a shipping label or a
+    boxes) is given, what ``find_bar_regions`` finds near a line of text (within TEXT_REACH: a shipping label or a
     product's code has printing around it; brick walls, railings and carpets, which look like bars, have none).
     OpenCV's detector reads the frame as it is and mirrored past its edges (EDGE_PAD): a code cut by the photo's
     edge becomes a whole, longer code, found and then clipped back to the frame, up to its edge (where both readings
@@ -69,7 +69,7 @@ def find_barcodes(gray: np.ndarray, *, text: np.ndarray | None = None) -> np.nda
     opencv = merge_pairs(np.concatenate([_opencv_barcodes(gray), moved]), joins=lambda a, b: _iou(a, b) >= 0.5)
     if text is None:
         return opencv
-    return np.concatenate([opencv, near_text(find_bar_regions(gray), text)])
+    return np.concatenate([opencv, near(find_bar_regions(gray), text, reach=TEXT_REACH)])
 
 
 def _opencv_barcodes(gray: np.ndarray) -> np.ndarray:
@@ -80,17 +80,6 @@ def _opencv_barcodes(gray: np.ndarray) -> np.ndarray:
     img = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale != 1.0 else gray
     ok, points = _detectors()[0].detect(img)
     return _boxes(points if ok else None, scale=scale, width=width, height=height)
-
-
-def near_text(boxes: np.ndarray, text: np.ndarray, *, reach: float = 5.0) -> np.ndarray:
-    """The boxes with a line of ``text`` within ``reach`` times their shorter side. Raises nothing."""
-    if not len(boxes) or not len(text):
-        return boxes[:0]
-    t = np.asarray(text, dtype=np.float32)[:, :4]
-    d = reach * np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None]
-    close = ((t[None, :, 0] < boxes[:, 2:3] + d) & (t[None, :, 2] > boxes[:, 0:1] - d)
-             & (t[None, :, 1] < boxes[:, 3:4] + d) & (t[None, :, 3] > boxes[:, 1:2] - d))
-    return boxes[close.any(axis=1)]
 
 
 def find_qr_codes(gray: np.ndarray) -> np.ndarray:
@@ -136,6 +125,7 @@ BAR_MIN_FILL = 0.4  # a region fills at least this share of its rotated rectangl
 BAR_MIN_EDGES = 8  # the profile across the bars (averaged along them) crosses its local mean this often
 BAR_TEXT = 0.25  # the box grows along the bars by this share of their length on each side: the digits printed
 # under a barcode (and the title above it) are the tracking number in clear
+TEXT_REACH = 5.0  # bars count within this many times their shorter side of a line of text (near printing)
 
 
 def _structure(gray: np.ndarray) -> tuple[np.ndarray, ...]:

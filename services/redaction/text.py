@@ -20,7 +20,7 @@ import numpy as np
 from services.core.errors import ModelError
 from services.core.once import Once
 from services.core.onnx_session import cpu_session
-from services.redaction.boxes import merge_pairs
+from services.redaction.boxes import merge_pairs, near
 
 # (package, weights file inside it): each a DBNet taking a (1, 3, H, W) BGR frame normalised to [-1, 1]
 MODELS = (("rapidocr", "models/PP-OCRv6_det_small.onnx"),
@@ -81,7 +81,7 @@ class TextDetector:
         x = ((bgr.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
         found = [_regions(session.run(None, {name: x})[0][0, 0], threshold=threshold)
                  for session, name in zip(self.sessions, self.inputs, strict=True)]
-        boxes = np.concatenate([found[0], *(_near(more, found[0]) for more in found[1:])]).reshape(-1, 5)
+        boxes = np.concatenate([found[0], *(near(more, found[0], reach=NEAR) for more in found[1:])]).reshape(-1, 5)
         boxes[:, [0, 2]] = (boxes[:, [0, 2]] / nw * width).clip(0, width)
         boxes[:, [1, 3]] = (boxes[:, [1, 3]] / nh * height).clip(0, height)
         return boxes
@@ -109,17 +109,6 @@ def _regions(prob: np.ndarray, *, threshold: float) -> np.ndarray:
         grow = area * UNCLIP / perimeter if perimeter > 0 else 0.0
         out.append([x0 - grow, y0 - grow, x0 + w + grow, y0 + h + grow, score])
     return np.array(out, dtype=np.float32).reshape(-1, 5)
-
-
-def _near(lines: np.ndarray, anchors: np.ndarray, *, reach: float = NEAR) -> np.ndarray:
-    """The ``lines`` (N, 5) whose box, grown by ``reach`` times its shorter side, overlaps one of ``anchors``."""
-    if not len(lines) or not len(anchors):
-        return lines[:0]
-    grow = reach * np.minimum(lines[:, 2] - lines[:, 0], lines[:, 3] - lines[:, 1])[:, None]
-    a = anchors[None]
-    overlaps = ((a[..., 0] < lines[:, 2:3] + grow) & (a[..., 2] > lines[:, 0:1] - grow)
-                & (a[..., 1] < lines[:, 3:4] + grow) & (a[..., 3] > lines[:, 1:2] - grow))
-    return lines[overlaps.any(axis=1)]
 
 
 def join_lines(lines: np.ndarray, *, gap: float = LINE_GAP) -> np.ndarray:

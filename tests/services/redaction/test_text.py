@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from services.core.errors import ModelError
-from services.redaction.text import MODELS, TextDetector, _near, join_lines, model_path, shared_text_detector
+from services.redaction.boxes import near
+from services.redaction.text import MODELS, NEAR, TextDetector, join_lines, model_path, shared_text_detector
 
 # jo-jstrm/Damaged-Package-Detection's Amazon parcel reduced to 1196x1280 (tests/data/parcels/README.md)
 AMAZON = Path(__file__).resolve().parents[2] / "data" / "parcels" / "amazon-parcel.jpg"
@@ -83,7 +84,7 @@ def test_the_second_networks_lines_on_a_doorstep_without_a_label_do_not_count():
 def test_a_second_networks_line_counts_within_twice_its_shorter_side_of_a_first_networks_line(gap, kept):
     anchor = np.array([[100, 100, 300, 120, 0.9]], np.float32)  # a line of the first network
     line = np.array([[300 + gap, 100, 400 + gap, 110, 0.8]], np.float32)  # 10 px tall: reach 2 x 10 = 20 px
-    assert len(_near(line, anchor)) == int(kept)
+    assert len(near(line, anchor, reach=NEAR)) == int(kept)
     below = np.array([[120, 120 + gap, 200, 130 + gap, 0.8]], np.float32)  # the same distance down
-    assert len(_near(below, anchor)) == int(kept)
-    assert len(_near(line, anchor[:0])) == 0  # no first-network line: nothing counts
+    assert len(near(below, anchor, reach=NEAR)) == int(kept)
+    assert len(near(line, anchor[:0], reach=NEAR)) == 0  # no first-network line: nothing counts
