@@ -228,9 +228,8 @@ def label(rng: np.random.Generator, *, codes: int, matrices: int = 0
             square = squares[item - codes]
             x = int(rng.integers(0, max(1, width - square.shape[1])))
             img.paste(Image.fromarray(np.minimum(square, paper).astype(np.uint8)), (x, y))
-            dark = np.argwhere(square < 128)  # the code's own extent, without its quiet zone
-            (top, left), (bottom, right) = dark.min(axis=0), dark.max(axis=0) + 1
-            boxes_2d.append((x + int(left), y + int(top), x + int(right), y + int(bottom)))
+            left, top, right, bottom = _ink_box(square)
+            boxes_2d.append((x + left, y + top, x + right, y + bottom))
             y += square.shape[0]
         else:
             font = _font(rng, line_h * rng.uniform(0.6, 1.0))
@@ -245,9 +244,14 @@ def label(rng: np.random.Generator, *, codes: int, matrices: int = 0
 def alone(rng: np.random.Generator) -> tuple[np.ndarray, list, list[tuple[int, int, int, int]]]:
     """A 2-D code by itself (a poster, a screen, a close-up), its box."""
     square = matrix_code(rng)
-    dark = np.argwhere(square < 128)
+    return square, [], [_ink_box(square)]
+
+
+def _ink_box(code: np.ndarray) -> tuple[int, int, int, int]:
+    """A code's own extent on white (x1, y1, x2, y2), without its quiet zone: the box of its dark pixels."""
+    dark = np.argwhere(code < 128)
     (top, left), (bottom, right) = dark.min(axis=0), dark.max(axis=0) + 1
-    return square, [], [(int(left), int(top), int(right), int(bottom))]
+    return int(left), int(top), int(right), int(bottom)
 
 
 def _place(rng: np.random.Generator, item: np.ndarray, *, long_side: float) -> np.ndarray:
