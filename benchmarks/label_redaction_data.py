@@ -17,7 +17,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from common import OUT, ROOT
+from common import OUT, ROOT, git_dir
 
 ANNOTATIONS = ROOT / "benchmarks" / "label_redaction" / "annotations.json"
 PHOTOS = OUT / "labels"
@@ -28,13 +28,16 @@ def photo_path(photo: dict) -> Path:
 
 
 def from_mirror(mirrors: Path, source: dict, inside: str) -> bytes:
-    """A file of ``source`` (an annotations' source: repo, commit) at its pinned commit, from the local mirror. Raises
-    SystemExit naming the mirror when it cannot be read."""
-    git_dir = mirrors / source["repo"].replace("/", "+") / "repo"
-    run = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{source['commit']}:{inside}"],
+    """A file of ``source`` (an annotations' source: repo, commit) at its pinned commit, from the local mirror (found
+    by ``common.git_dir``; never another commit: the annotations carry no checksum). Raises SystemExit naming the
+    mirror when it cannot be read."""
+    where = git_dir(mirrors, source["repo"])
+    if where is None:
+        raise SystemExit(f"no mirror of {source['repo']} under {mirrors}")
+    run = subprocess.run(["git", "--git-dir", str(where), "show", f"{source['commit']}:{inside}"],
                          capture_output=True, check=False)
     if run.returncode or not run.stdout:
-        raise SystemExit(f"cannot read {inside} at {source['commit'][:10]} from {git_dir}: "
+        raise SystemExit(f"cannot read {inside} at {source['commit'][:10]} from {where}: "
                          f"{run.stderr.decode(errors='replace').strip()}")
     return run.stdout
 
