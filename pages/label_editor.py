@@ -36,7 +36,7 @@ NEW_BOX_COLOUR = (255, 150, 0)  # the box typed into the form, drawn before it i
 CORNER_LABELS = {"x1": "Left (x1)", "y1": "Top (y1)", "x2": "Right (x2)", "y2": "Bottom (y2)"}
 LABEL_NOTE_KEY = "q_lb_note"
 LABEL_ERROR_KEY = "q_lb_error"
-LABEL_EDITS_SHOWN = 5  # the latest edits listed under the form
+LABEL_EDITS_SHOWN = 5  # the latest edits listed under the form (a toggle lists them all)
 LIST_ROWS = 6  # more boxes than this are listed in a scrolling box...
 LIST_HEIGHT = 300  # ...this many pixels tall
 TITLE = "Shipping labels: boxes hidden when published"
@@ -202,7 +202,11 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
     if LABEL_ERROR_KEY in st.session_state:
         st.error(md(st.session_state.pop(LABEL_ERROR_KEY)), icon=":material/error:")
     edits = label_store.label_box_edits(conn, image_id=image_id, actor=inspector)
-    for e in edits[-LABEL_EDITS_SHOWN:][::-1]:
+    every = st.session_state.get(f"q_lb_all_{image_id}", False)
+    if len(edits) > LABEL_EDITS_SHOWN:  # said, not silently cut: the toggle lists them all
+        st.toggle(f"Show all {len(edits)} changes (the latest {LABEL_EDITS_SHOWN} are shown)",
+                  key=f"q_lb_all_{image_id}")
+    for e in (edits if every else edits[-LABEL_EDITS_SHOWN:])[::-1]:
         st.caption(f"{md(when(e['at']))} · {md(e['actor'])} {e['action']} {kind_name(e['kind'])} "
                    f"{numbers.get(e['box_id'], '?')} "
                    f"({corners(e)})")

@@ -36,11 +36,14 @@ WORKING_WINDOW_SECONDS = 900.0  # inspectors with a claim, or queue activity thi
 ORDER_BY = QUEUE_ORDER.replace("queue_reason", "i.queue_reason") + ", i.queue_rank, i.id"
 
 
-def queue_counts(db: sqlite_utils.Database) -> dict[str, int]:
-    """Queued photos per reason (audit, rereview, low_confidence, no_model, adjudication)."""
+def queue_counts(db: sqlite_utils.Database, *, review_type: str | None = None, label: str | None = None,
+                 band: tuple[float, float] | None = None) -> dict[str, int]:
+    """Queued photos per reason (audit, rereview, low_confidence, no_model, adjudication), of those matching the
+    queue's filters when any is given (as ``claim_next`` reads them). Raises nothing of its own."""
     counts: dict[str, int] = {}
-    for reason, n in db.execute("SELECT queue_reason, COUNT(*) FROM images WHERE status = 'queued' "
-                                "GROUP BY queue_reason").fetchall():  # grouped on the index, no sort
+    extra, params = _filters(review_type, label, band)
+    for reason, n in db.execute(f"SELECT i.queue_reason, COUNT(*) FROM images i WHERE i.status = 'queued' {extra} "
+                                "GROUP BY i.queue_reason", params).fetchall():  # grouped on the index, no sort
         counts[reason or "other"] = counts.get(reason or "other", 0) + n
     return counts
 

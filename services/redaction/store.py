@@ -191,8 +191,9 @@ def _edit(db: sqlite_utils.Database, *, image_id: int, box_id: int, action: str,
 
 def label_box_edits(db: sqlite_utils.Database, *, image_id: int, actor: str) -> list[dict[str, Any]]:
     """A photo's box edits, oldest first: ``{"at", "actor", "action" ('added', 'removed' or 'restored'), "box_id", "kind",
-    "x1", "y1", "x2", "y2"}``. Raises PermissionDenied when ``actor`` may not see reviews."""
+    "x1", "y1", "x2", "y2"}``, corners rounded as ``label_boxes`` rounds them (a box reads the same in both). Raises
+    PermissionDenied when ``actor`` may not see reviews."""
     require(db, actor=actor, action="reviews.read")
-    return [dict(r) for r in db.query(
+    return [{**r, **{k: round(r[k], 1) for k in ("x1", "y1", "x2", "y2")}} for r in db.query(
         "SELECT at, actor, action, box_id, kind, x1, y1, x2, y2 FROM label_box_edits WHERE image_id = ? ORDER BY id",
         [image_id])]

@@ -53,6 +53,16 @@ def test_photo_without_a_model_explains_why_there_is_no_suggestion(queued, tmp_p
     assert [c.value for c in at.expander[0].code] == [str(tmp_path / "photos" / "r1_0.jpeg")]
 
 
+def test_the_count_follows_the_review_type_filter(queued):
+    at = start_app("pages/queue.py")
+    at.selectbox(key="q_f_type").set_value("style").run()
+    assert at.caption[0].value == ("2 photos waiting that match these filters: 0 audits and re-reviews, 0 low "
+                                   "confidence, 2 waiting for a first model")
+    assert shown_item(at) in queued[1:]
+    at.selectbox(key="q_f_type").set_value(None).run()
+    assert at.caption[0].value.startswith("3 photos waiting: ")
+
+
 def test_submit_stores_a_human_decision_and_shows_the_next_photo(queued, db):
     first, second, _ = queued
     at = start_app("pages/queue.py")

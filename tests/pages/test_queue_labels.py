@@ -180,9 +180,32 @@ def test_a_removed_box_shows_its_corners_and_comes_back_with_restore(package, db
 
 def test_corners_with_decimals_show_as_whole_pixels(package, db):
     first, _ = package
-    save_found(db, image_id=first, boxes=[LabelBox("qr", 10.4, 20.6, 50.2, 60.5, 1.0)])
+    save_found(db, image_id=first, boxes=[LabelBox("qr", 10.4, 20.6, 50.2, 60.5, 1.0),
+                                          LabelBox("text", 100.2, 20, 1163.487, 60, 1.0)])
     at = editor_open(start_app("pages/queue.py"), first)
     assert any("x 10–50, y 21–60" in shown_text(c.value) for c in at.caption)
+    text = label_boxes(db, image_id=first, actor="local operator")["boxes"][1]
+    at.button(key=f"q_lb_rm_{text['id']}").click().run()
+    at.button(key=f"q_lb_restore_{text['id']}").click().run()
+    # the list, the message and the history say the same corner (one rounding, not 1164 in one and 1163 in another)
+    said = [shown_text(c.value) for c in at.caption if "x 100–" in shown_text(c.value)]
+    said += [shown_text(s.value) for s in at.success]
+    assert len(said) == 4 and len({s.split("x 100–")[1][:4] for s in said}) == 1, said
+
+
+def test_the_history_says_when_it_shows_only_the_latest_changes(package, db):
+    first, _ = package
+    barcode, _ = label_boxes(db, image_id=first, actor="local operator")["boxes"]
+    at = editor_open(start_app("pages/queue.py"), first)
+    for _ in range(3):  # six changes
+        at.button(key=f"q_lb_rm_{barcode['id']}").click().run()
+        at.button(key=f"q_lb_restore_{barcode['id']}").click().run()
+    history = [c.value for c in at.caption if "local operator removed" in c.value or "local operator restored" in c.value]
+    assert len(history) == 5
+    assert at.toggle(key=f"q_lb_all_{first}").label == "Show all 6 changes (the latest 5 are shown)"
+    at.toggle(key=f"q_lb_all_{first}").set_value(True).run()
+    history = [c.value for c in at.caption if "local operator removed" in c.value or "local operator restored" in c.value]
+    assert len(history) == 6 and "restored" in history[0] and "removed" in history[-1]  # latest first
 
 
 def test_a_package_photo_not_searched_yet_says_so_truthfully(package, db):

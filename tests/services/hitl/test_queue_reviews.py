@@ -35,6 +35,16 @@ def test_queue_order_audit_then_low_confidence_oldest_first_then_no_model(db):
     assert queue_counts(db) == {"audit": 1, "low_confidence": 2, "no_model": 1}
 
 
+def test_queue_counts_follow_the_queues_filters(db):
+    _seed(db)
+    assert queue_counts(db, review_type="style") == {"audit": 1, "low_confidence": 1}
+    assert queue_counts(db, review_type="product") == {"low_confidence": 1, "no_model": 1}
+    assert queue_counts(db, review_type="no such type") == {}
+    db.execute("UPDATE images SET pred_label = 'package', pred_confidence = 0.6 WHERE id IN (2, 4)")
+    assert queue_counts(db, label="package", band=(0.5, 0.7)) == {"low_confidence": 2}
+    assert queue_counts(db, label="package", band=(0.7, 1.0)) == {}
+
+
 def test_submit_records_a_human_decision_and_leaves_the_queue(db):
     _seed(db)
     d = submit(db, image_id=3, label="full_length", actor="ann")
