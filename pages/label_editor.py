@@ -190,7 +190,7 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
                   type="tertiary", icon=":material/undo:")
     st.caption(f"Add a box the search missed, in the photo's pixels ({width or '?'} x {height or '?'}; x to the "
                "right, y down, from the top left corner):")
-    k, x1, y1, x2, y2 = st.columns([1.4, 1, 1, 1, 1])
+    k, x1, y1, x2, y2 = st.columns([2, 1, 1, 1, 1])  # the kind's selector fits "QR or 2D code"
     k.selectbox("Kind", KINDS, key=f"q_lb_kind_{image_id}", format_func=KIND_NAMES.get)
     for col, name in ((x1, "x1"), (y1, "y1"), (x2, "x2"), (y2, "y2")):
         # no min or max: a value past the edge would be silently replaced by the last valid one; the service
@@ -236,8 +236,25 @@ def boxes_drawn(frame: np.ndarray, boxes: list[dict[str, Any]], *, width: int | 
         tagged.append((*new, NEW_BOX_COLOUR, "new"))
     for x1, y1, x2, y2, colour, tag in tagged:
         draw.rectangle((x1 * fx, y1 * fy, x2 * fx, y2 * fy), outline=colour, width=line + (tag == "new"))
-    for x1, y1, _, _, colour, tag in tagged:  # the tags over every outline
-        left, top, right, bottom = draw.textbbox((x1 * fx, y1 * fy), tag, font=font)
-        draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=colour)
-        draw.text((x1 * fx, y1 * fy), tag, fill=(255, 255, 255), font=font)
+    placed: list[tuple[float, float, float, float]] = []
+    for x1, y1, _, _, colour, tag in tagged:  # the tags over every outline, none over another
+        x, y = x1 * fx, y1 * fy
+        left, top, right, bottom = draw.textbbox((x, y), tag, font=font)
+        down = tag_shift((left - 2, top - 2, right + 2, bottom + 2), placed)
+        placed.append((left - 2, top - 2 + down, right + 2, bottom + 2 + down))
+        draw.rectangle(placed[-1], fill=colour)
+        draw.text((x, y + down), tag, fill=(255, 255, 255), font=font)
     return np.asarray(img)
+
+
+def tag_shift(tag: tuple[float, float, float, float], placed: list[tuple[float, float, float, float]]) -> float:
+    """How far down a box's number tag (its rectangle at the box's top left corner) is moved so that it covers no
+    tag already ``placed``: a tag's height (and a gap) at a time, so boxes with close corners keep readable
+    numbers. 0 when it covers none."""
+    left, top, right, bottom = tag
+    step = bottom - top + 3
+    for shift in range(2 * len(placed) + 1):  # a placed tag blocks at most two steps
+        if not any(left < r and right > lft and top + shift * step < b and bottom + shift * step > t
+                   for lft, t, r, b in placed):
+            return shift * step
+    return 0.0

@@ -4,6 +4,7 @@ box and adds one, each change stored and recorded; other photos get no editor.""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from services.redaction.labels import LabelBox
@@ -274,3 +275,19 @@ def test_a_long_list_of_boxes_scrolls_in_place_and_the_add_form_stays_in_reach(p
     inside = [b.key for b in blocks(scrolling[0]) if type(b).__name__ == "Button"]
     assert len(inside) == len(label_boxes(db, image_id=first, actor="local operator")["boxes"]) > LIST_ROWS
     assert at.button(key=f"q_lb_add_{first}") and f"q_lb_add_{first}" not in inside
+
+
+def test_number_tags_of_boxes_with_close_corners_do_not_cover_each_other():
+    from pages.label_editor import boxes_drawn, tag_shift
+
+    assert tag_shift((0, 0, 20, 10), []) == 0
+    assert tag_shift((0, 0, 20, 10), [(30, 0, 50, 10)]) == 0  # beside it: stays
+    assert tag_shift((0, 0, 20, 10), [(5, 0, 25, 10)]) == 13  # one tag's height and a gap down
+    assert tag_shift((0, 0, 20, 10), [(5, 0, 25, 10), (5, 13, 25, 23)]) == 26
+    assert tag_shift((0, 0, 20, 10), [(5, 6, 25, 16)]) == 26  # one tag can block two steps
+    frame = np.full((300, 400, 3), 255, np.uint8)
+    boxes = [{"id": i, "kind": "text", "x1": 50 + i, "y1": 50, "x2": 200, "y2": 150} for i in range(1, 4)]
+    drawn = boxes_drawn(frame, boxes, width=400, height=300, numbers={1: 1, 2: 2, 3: 3})
+    green = (drawn == (20, 150, 20)).all(axis=2)
+    rows = np.flatnonzero(green[:140, 57:59].any(axis=1))  # the tags' fills (inside the outlines, above the bottom one)
+    assert rows.max() - rows.min() > 3 * 14, rows  # three tags, not one on top of the others
