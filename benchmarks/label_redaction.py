@@ -8,8 +8,8 @@ share of pixels the job's default blur changed outside every annotated box, on t
 Recall is given per kind with its counts and a Wilson 95% interval. The photos are split in two: settings were
 chosen on ``tune``; figures are reported on ``test``.
 
-    python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills] [--set all|original|added]
-        [--show-test-misses] [--codefree]
+    python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills|tune2|fresh2]
+        [--set all|original|added] [--show-test-misses] [--codefree]
 
 --quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
 (``original``), the ones added later (``added``: ZXing's Code 128 labels and a parcel from jo-jstrm) or ``all``. Each
@@ -22,7 +22,12 @@ codes cut by the photo's edge apart. ``--codefree`` instead counts barcode and Q
 carpets, grilles and pages, which hold no code; its last line is JSON: ``codefree``. ``--split waybills`` reports real
 phone photos of shipping labels annotated completely by eye before any detector ran on them (for evaluation only).
 Each recall also has an interval with whole photos resampled (``photo_bootstrap95``): items on one photo are not
-independent.
+independent. ``--split tune2`` and ``--split fresh2`` are ZXing photos annotated later still (barcodes, QR codes and
+other 2-D codes, every code of a photo): ``tune2`` (upca-5, rss14-2) for choosing among bar networks, ``fresh2``
+(QR codes: qrcode-1, -2, -4, -5, -6; linear: ean13-1, upca-4, itf-1, codabar-1; 2-D: datamatrix-1, pdf417-2,
+aztec-2) for evaluation only. Their text is not annotated, so they have no ``changed_outside``; instead
+``code_mask_outside`` is the share of their pixels outside every annotated code that the code boxes' mask (barcodes
+and 2-D codes found, text left out) covers.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> d
     found, total, missed = Counter(), Counter(), []
     cut_found, cut_total = Counter(), Counter()  # codes cut by the photo's edge, where the annotations say which
     changed = outside = 0
+    code_masked = code_outside = 0  # photos whose every code is annotated: code boxes' mask outside the codes
     seconds = []
     per_photo = {kind: [] for kind in ALL_KINDS}  # (hidden, annotated) a photo: items on one are not independent
     detector = shared_text_detector()  # loaded once, outside the timings
@@ -82,6 +88,11 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> d
                                "covered": round(float(hidden[y1:y2, x1:x2].mean()), 2)})
         for kind in ALL_KINDS:
             per_photo[kind].append((found[kind] - before[0][kind], total[kind] - before[1][kind]))
+        if "other_2d" in photo.get("kinds", ()):  # every code of the photo annotated (text not)
+            codes = [b for b in boxes if b.kind != "text"]
+            on = mask(as_array(codes), width=width, height=height, shape=MASK_SHAPE, scale=MASK_SCALE) > 0
+            code_masked += int((on & ~annotated).sum())
+            code_outside += int((~annotated).sum())
         if photo["complete"]:
             out = anonymize(frame, as_array(boxes), shape=MASK_SHAPE, mask_scale=MASK_SCALE)
             diff = (out != frame).any(axis=2)
@@ -92,6 +103,7 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> d
             "annotated": {k: total[k] for k in ALL_KINDS}, "wilson95": {k: wilson(found[k], total[k]) for k in ALL_KINDS},
             "photo_bootstrap95": {k: photo_bootstrap(per_photo[k]) for k in ALL_KINDS},
             "changed_outside": round(changed / outside, 4) if outside else None,
+            "code_mask_outside": round(code_masked / code_outside, 4) if code_outside else None,
             "complete_photos": sum(1 for p in photos if p["complete"]),
             "cut": {k: [cut_found[k], cut_total[k]] for k in ALL_KINDS if cut_total[k]},
             "seconds_per_photo": round(float(np.mean(seconds)), 3) if seconds else None, "missed": missed}
@@ -145,6 +157,8 @@ def report(name: str, result: dict, *, misses: bool) -> None:
         print(f"  {kind:9s} cut by the photo's edge: {hit} / {of} hidden; whole: {result['found'][kind] - hit} / "
               f"{result['annotated'][kind] - of}")
     print(f"  changed outside the annotated boxes: {result['changed_outside']}")
+    if result["code_mask_outside"] is not None:
+        print(f"  code boxes' mask outside the annotated codes: {result['code_mask_outside']:.2%} of those pixels")
     for miss in result["missed"] if misses else []:  # the test part's misses only when asked: not to tune on
         print(f"  missed {miss['kind']} in {miss['photo']} at {miss['box']} ({miss['covered']:.0%} covered)")
 
@@ -152,10 +166,11 @@ def report(name: str, result: dict, *, misses: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the test part only")
-    splits = ("test", "tune", "all", "fresh", "waybills")
+    splits = ("test", "tune", "all", "fresh", "waybills", "tune2", "fresh2")
     parser.add_argument("--split", choices=splits, default="test",
                         help="the part reported last (fresh: ZXing photos, barcodes and QR codes only; waybills: real "
-                             "shipping labels, every kind)")
+                             "shipping labels, every kind; tune2 and fresh2: more ZXing photos, "
+                             "every code)")
     parser.add_argument("--set", choices=("all", "original", "added"), default="all", help="which photos")
     parser.add_argument("--show-test-misses", action="store_true",
                         help="also list what the test part missed (the tune part's misses are always listed)")
@@ -169,14 +184,14 @@ def main() -> None:
         print(json.dumps({"codefree": result}))
         return
     photos = [p for p in materialise_default()
-              if args.set == "all" or p["split"] in ("fresh", "waybills")
+              if args.set == "all" or p["split"] in ("fresh", "waybills", "tune2", "fresh2")
               or (args.set == "added") == bool(p.get("added"))]
     parts = {name: [p for p in photos if p["split"] == name] for name in splits if name != "all"}
     parts["all"] = parts["tune"] + parts["test"]
     if not args.quick and args.split != "tune":
         report("tune (settings chosen here)", score(parts["tune"]), misses=True)
     result = score(parts[args.split])
-    report(args.split, result, misses=args.split == "tune" or args.show_test_misses)
+    report(args.split, result, misses=args.split in ("tune", "tune2") or args.show_test_misses)
     print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set,
                       "recall_barcode": result["recall"]["barcode"], "recall_qr": result["recall"]["qr"],
                       "recall_text": result["recall"]["text"], "changed_outside": result["changed_outside"],
@@ -184,6 +199,7 @@ def main() -> None:
                       "wilson95_low": {k: result["wilson95"][k][0] for k in ALL_KINDS},
                       "photo_bootstrap95_low": {k: result["photo_bootstrap95"][k][0] for k in ALL_KINDS},
                       "recall_other_2d": result["recall"]["other_2d"],
+                      "code_mask_outside": result["code_mask_outside"],
                       "seconds_per_photo": result["seconds_per_photo"]}))
 
 

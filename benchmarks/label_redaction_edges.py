@@ -11,7 +11,10 @@ The crops are written lossless to ``benchmarks/out/labels_edges/<photo>_<side>.p
 ``crops.json`` there (photos already there are kept). The photos must be materialised first (``python
 benchmarks/label_redaction_data.py``).
 
-    python benchmarks/label_redaction_edges.py [--no-uncut]
+    python benchmarks/label_redaction_edges.py [--no-uncut] [--target barcode|2d]
+
+``--target 2d`` cuts the largest QR or other 2-D code instead (the tune photos with one), so that part of its finder
+patterns is out of view; those crops are ``<photo>_2d_<side>.png`` with ``crops_2d.json``.
 
 Scored as ``label_redaction.py`` scores (COVER = 0.9 of a box under the mask counts as hidden): the cut codes
 hidden, by side and by whether the cut runs across the code's length (a box wider than tall cut on the left or
@@ -39,6 +42,9 @@ KEEP = (0.3, 0.5, 0.7)  # share of the cut code's box left inside the crop, acro
 MIN_LEFT = 0.3  # a clipped box keeps when at least this share of its area is left
 
 
+TARGETS = {"barcode": ("barcode",), "2d": ("qr", "other_2d")}  # --target: the kinds of the code that is cut
+
+
 def crop_path(crop: dict) -> Path:
     """Where a crop's photo is written."""
     return EDGES / f"{crop['id']}.png"
@@ -56,23 +62,29 @@ def _cut(box: list, side: str, keep: float) -> tuple[int, int | None, int, int |
     return 0, None, 0, int(round(y1 + keep * (y2 - y1)))
 
 
-def crops(photos: list[dict]) -> list[dict]:
+def _target(photo: dict, kinds: tuple[str, ...]) -> list:
+    """A photo's largest annotated code of ``kinds`` (by box area; the first on a tie)."""
+    return max((b for b in photo["boxes"] if b[0] in kinds), key=lambda b: (b[3] - b[1]) * (b[4] - b[2]))
+
+
+def crops(photos: list[dict], *, target_kind: str = "barcode") -> list[dict]:
     """The edge-cut crops of the tune ``photos`` (written under EDGES when missing), as annotated photos with a
-    ``target`` (the cut code's clipped box), ``side``, ``keep`` and ``across`` (the cut runs across the code's
-    length). Raises OSError when a photo cannot be read or written."""
+    ``target`` (the cut code's clipped box, its largest code of TARGETS[target_kind]), ``side``, ``keep`` and
+    ``across`` (the cut runs across the code's length). Raises OSError when a photo cannot be read or written."""
     EDGES.mkdir(parents=True, exist_ok=True)
-    tune = [p for p in photos if p["split"] == "tune" and any(b[0] == "barcode" for b in p["boxes"])]
+    kinds = TARGETS[target_kind]
+    tune = [p for p in photos if p["split"] == "tune" and any(b[0] in kinds for b in p["boxes"])]
     out = []
     for i, photo in enumerate(tune):
         image = ImageOps.exif_transpose(Image.open(photo_path(photo))).convert("RGB")
         width, height = image.size
-        codes = [b for b in photo["boxes"] if b[0] == "barcode"]
-        target = max(codes, key=lambda b: (b[3] - b[1]) * (b[4] - b[2]))
+        target = _target(photo, kinds)
         for s, side in enumerate(SIDES):
             keep = KEEP[(i + s) % len(KEEP)]
             x0, xe, y0, ye = _cut(target, side, keep)
-            crop = {"id": f"{photo['id']}_{side}", "photo": photo["id"], "split": "tune", "side": side, "keep": keep,
-                    "complete": photo["complete"], "boxes": []}
+            name = f"{photo['id']}_{side}" if target_kind == "barcode" else f"{photo['id']}_{target_kind}_{side}"
+            crop = {"id": name, "photo": photo["id"], "split": "tune", "side": side, "keep": keep,
+                    "complete": photo["complete"], "boxes": [], "target_kind": target[0]}
             xe, ye = width if xe is None else xe, height if ye is None else ye
             if not crop_path(crop).exists():
                 image.crop((x0, y0, xe, ye)).save(crop_path(crop))
@@ -87,28 +99,31 @@ def crops(photos: list[dict]) -> list[dict]:
             wide = target[3] - target[1] >= target[4] - target[2]
             crop["across"] = wide == (side in ("left", "right"))
             out.append(crop)
-    (EDGES / "crops.json").write_text(json.dumps(out, indent=1))
+    (EDGES / ("crops.json" if target_kind == "barcode" else f"crops_{target_kind}.json")).write_text(
+        json.dumps(out, indent=1))
     return out
 
 
 def _hidden(crop: dict, missed: list[dict]) -> bool:
-    return not any(m["photo"] == crop["id"] and m["kind"] == "barcode" and m["box"] == crop["target"] for m in missed)
+    return not any(m["photo"] == crop["id"] and m["kind"] == crop["target_kind"] and m["box"] == crop["target"]
+                   for m in missed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-uncut", action="store_true", help="do not score the uncut tune photos")
+    parser.add_argument("--target", choices=tuple(TARGETS), default="barcode", help="the kind of code cut")
     args = parser.parse_args()
     photos = materialise_default()
-    cut = crops(photos)
+    cut = crops(photos, target_kind=args.target)
     before: dict[str, bool] = {}
     if not args.no_uncut:
         uncut = [p for p in photos if p["id"] in {c["photo"] for c in cut}]
         missed = score(uncut)["missed"]
         for c in cut:
             p = next(p for p in photos if p["id"] == c["photo"])
-            target = max((b for b in p["boxes"] if b[0] == "barcode"), key=lambda b: (b[3] - b[1]) * (b[4] - b[2]))
-            before[c["id"]] = not any(m["photo"] == p["id"] and m["kind"] == "barcode" and m["box"] == target[1:]
+            target = _target(p, TARGETS[args.target])
+            before[c["id"]] = not any(m["photo"] == p["id"] and m["kind"] == target[0] and m["box"] == target[1:]
                                       for m in missed)
     result = score(cut, path=crop_path)
     hidden = {c["id"]: _hidden(c, result["missed"]) for c in cut}
