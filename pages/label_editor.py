@@ -204,8 +204,9 @@ def draw_label_editor(image_id: int, uri: str, sha256: str | None, hide_suggesti
     edits = label_store.label_box_edits(conn, image_id=image_id, actor=inspector)
     every = st.session_state.get(f"q_lb_all_{image_id}", False)
     if len(edits) > LABEL_EDITS_SHOWN:  # said, not silently cut: the toggle lists them all
-        st.toggle(f"Show all {len(edits)} changes (the latest {LABEL_EDITS_SHOWN} are shown)",
-                  key=f"q_lb_all_{image_id}")
+        st.toggle(f"Show all {len(edits)} changes", key=f"q_lb_all_{image_id}")
+        st.caption(f"All {len(edits)} changes, newest first:" if every
+                   else f"The latest {LABEL_EDITS_SHOWN} of {len(edits)} changes, newest first:")
     for e in (edits if every else edits[-LABEL_EDITS_SHOWN:])[::-1]:
         st.caption(f"{md(when(e['at']))} · {md(e['actor'])} {e['action']} {kind_name(e['kind'])} "
                    f"{numbers.get(e['box_id'], '?')} "
@@ -240,21 +241,25 @@ def boxes_drawn(frame: np.ndarray, boxes: list[dict[str, Any]], *, width: int | 
     for x1, y1, _, _, colour, tag in tagged:  # the tags over every outline, none over another
         x, y = x1 * fx, y1 * fy
         left, top, right, bottom = draw.textbbox((x, y), tag, font=font)
-        down = tag_shift((left - 2, top - 2, right + 2, bottom + 2), placed)
+        down = tag_shift((left - 2, top - 2, right + 2, bottom + 2), placed, height=frame.shape[0])
         placed.append((left - 2, top - 2 + down, right + 2, bottom + 2 + down))
         draw.rectangle(placed[-1], fill=colour)
         draw.text((x, y + down), tag, fill=(255, 255, 255), font=font)
     return np.asarray(img)
 
 
-def tag_shift(tag: tuple[float, float, float, float], placed: list[tuple[float, float, float, float]]) -> float:
-    """How far down a box's number tag (its rectangle at the box's top left corner) is moved so that it covers no
-    tag already ``placed``: a tag's height (and a gap) at a time, so boxes with close corners keep readable
-    numbers. 0 when it covers none."""
+def tag_shift(tag: tuple[float, float, float, float], placed: list[tuple[float, float, float, float]], *,
+              height: float) -> float:
+    """How far down (or, near the photo's bottom, up) a box's number tag (its rectangle at the box's top left
+    corner) is moved so that it covers no tag already ``placed`` and stays on a photo ``height`` pixels tall: a
+    tag's height (and a gap) at a time, nearest first, so boxes with close corners keep readable numbers. 0 when it
+    covers none."""
     left, top, right, bottom = tag
     step = bottom - top + 3
-    for shift in range(2 * len(placed) + 1):  # a placed tag blocks at most two steps
-        if not any(left < r and right > lft and top + shift * step < b and bottom + shift * step > t
-                   for lft, t, r, b in placed):
-            return shift * step
+    for n in range(2 * len(placed) + 1):  # a placed tag blocks at most two steps each way
+        for shift in ((n * step,) if n == 0 else (n * step, -n * step)):
+            inside = top + shift >= 0 and bottom + shift <= height
+            if inside and not any(left < r and right > lft and top + shift < b and bottom + shift > t
+                                  for lft, t, r, b in placed):
+                return float(shift)
     return 0.0

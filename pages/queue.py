@@ -35,7 +35,8 @@ conn = db(needs="reviews.label")
 f1, f2, f3 = st.columns(3)
 f_type = f1.selectbox("Review type", [None, *get_settings(conn)["credit_rules"]], key="q_f_type",
                       format_func=lambda v: v or "all")
-f_label = f2.selectbox("Model's class", [None, *CLASSES], key="q_f_label", format_func=lambda v: v or "all")
+f_label = f2.selectbox("Model's class", [None, *CLASSES], key="q_f_label",
+                       format_func=lambda v: (v or "all").replace("_", " "))
 f_band = f3.slider("Model confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="q_f_band")
 band = None if f_band == (0.0, 1.0) else (f_band[0], f_band[1] + (1e-9 if f_band[1] == 1.0 else 0.0))
 filters = {"review_type": f_type, "label": f_label, "band": band}

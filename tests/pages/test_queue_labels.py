@@ -203,8 +203,10 @@ def test_the_history_says_when_it_shows_only_the_latest_changes(package, db):
         at.button(key=f"q_lb_restore_{barcode['id']}").click().run()
     history = [c.value for c in at.caption if "local operator removed" in c.value or "local operator restored" in c.value]
     assert len(history) == 5
-    assert at.toggle(key=f"q_lb_all_{first}").label == "Show all 6 changes (the latest 5 are shown)"
+    assert at.toggle(key=f"q_lb_all_{first}").label == "Show all 6 changes"
+    assert any(c.value == "The latest 5 of 6 changes, newest first:" for c in at.caption)
     at.toggle(key=f"q_lb_all_{first}").set_value(True).run()
+    assert any(c.value == "All 6 changes, newest first:" for c in at.caption)
     history = [c.value for c in at.caption if "local operator removed" in c.value or "local operator restored" in c.value]
     assert len(history) == 6 and "restored" in history[0] and "removed" in history[-1]  # latest first
 
@@ -280,14 +282,22 @@ def test_a_long_list_of_boxes_scrolls_in_place_and_the_add_form_stays_in_reach(p
 def test_number_tags_of_boxes_with_close_corners_do_not_cover_each_other():
     from pages.label_editor import boxes_drawn, tag_shift
 
-    assert tag_shift((0, 0, 20, 10), []) == 0
-    assert tag_shift((0, 0, 20, 10), [(30, 0, 50, 10)]) == 0  # beside it: stays
-    assert tag_shift((0, 0, 20, 10), [(5, 0, 25, 10)]) == 13  # one tag's height and a gap down
-    assert tag_shift((0, 0, 20, 10), [(5, 0, 25, 10), (5, 13, 25, 23)]) == 26
-    assert tag_shift((0, 0, 20, 10), [(5, 6, 25, 16)]) == 26  # one tag can block two steps
+    assert tag_shift((0, 0, 20, 10), [], height=100) == 0
+    assert tag_shift((0, 0, 20, 10), [(30, 0, 50, 10)], height=100) == 0  # beside it: stays
+    assert tag_shift((0, 0, 20, 10), [(5, 0, 25, 10)], height=100) == 13  # one tag's height and a gap down
+    assert tag_shift((0, 0, 20, 10), [(5, 0, 25, 10), (5, 13, 25, 23)], height=100) == 26
+    assert tag_shift((0, 0, 20, 10), [(5, 6, 25, 16)], height=100) == 26  # one tag can block two steps
+    # at the photo's bottom the tags stack upward, never past the edge
+    assert tag_shift((0, 88, 20, 98), [(5, 88, 25, 98)], height=100) == -13
+    assert tag_shift((0, 88, 20, 98), [(5, 88, 25, 98), (5, 75, 25, 85)], height=100) == -26
     frame = np.full((300, 400, 3), 255, np.uint8)
     boxes = [{"id": i, "kind": "text", "x1": 50 + i, "y1": 50, "x2": 200, "y2": 150} for i in range(1, 4)]
     drawn = boxes_drawn(frame, boxes, width=400, height=300, numbers={1: 1, 2: 2, 3: 3})
     green = (drawn == (20, 150, 20)).all(axis=2)
     rows = np.flatnonzero(green[:140, 57:59].any(axis=1))  # the tags' fills (inside the outlines, above the bottom one)
     assert rows.max() - rows.min() > 3 * 14, rows  # three tags, not one on top of the others
+    boxes = [{"id": i, "kind": "text", "x1": 50 + i, "y1": 280, "x2": 200, "y2": 299} for i in range(1, 4)]
+    drawn = boxes_drawn(frame, boxes, width=400, height=300, numbers={1: 1, 2: 2, 3: 3})
+    green = (drawn == (20, 150, 20)).all(axis=2)
+    rows = np.flatnonzero(green[:279, 57:59].any(axis=1))  # near the bottom: stacked upward, inside the photo
+    assert len(rows) and rows.min() < 280 - 2 * 14, rows
