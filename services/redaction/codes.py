@@ -55,8 +55,10 @@ def find_barcodes(gray: np.ndarray, *, text: np.ndarray | None = None) -> np.nda
     boxes) is given, what ``find_bar_regions`` finds near a line of text (within TEXT_REACH: a shipping label or a
     product's code has printing around it; brick walls, railings and carpets, which look like bars, have none).
     OpenCV's detector reads the frame as it is and mirrored past its edges (EDGE_PAD): a code cut by the photo's
-    edge becomes a whole, longer code, found and then clipped back to the frame, up to its edge (where both readings
-    find the same code, by half their union or more, one box: the union). Raises nothing (an empty result when
+    edge becomes a whole, longer code, found and then clipped back to the frame, up to its edge. Where both readings
+    find the same code (by half their union or more) the box of the frame as it is wins: mirrored, a whole code near
+    the edge joins its own reflection and would grow to the edge (tune2 close-ups: the code boxes' mask outside the
+    codes 25.7% -> 23.8%, no code lost on the tune part or its edge-cut crops). Raises nothing (an empty result when
     there are none)."""
     height, width = gray.shape[:2]
     pad = int(round(EDGE_PAD * max(height, width)))
@@ -66,7 +68,9 @@ def find_barcodes(gray: np.ndarray, *, text: np.ndarray | None = None) -> np.nda
     moved[:, [0, 2]] = moved[:, [0, 2]].clip(0, width)
     moved[:, [1, 3]] = moved[:, [1, 3]].clip(0, height)
     moved = moved[(moved[:, 2] - moved[:, 0] >= 2) & (moved[:, 3] - moved[:, 1] >= 2)]
-    opencv = merge_pairs(np.concatenate([_opencv_barcodes(gray), moved]), joins=lambda a, b: _iou(a, b) >= 0.5)
+    direct = _opencv_barcodes(gray)
+    moved = np.array([m for m in moved if not any(_iou(m, d) >= 0.5 for d in direct)], np.float32).reshape(-1, 4)
+    opencv = merge_pairs(np.concatenate([direct, moved]), joins=lambda a, b: _iou(a, b) >= 0.5)
     if text is None:
         return opencv
     return np.concatenate([opencv, near(find_bar_regions(gray), text, reach=TEXT_REACH)])
