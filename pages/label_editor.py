@@ -250,16 +250,18 @@ def boxes_drawn(frame: np.ndarray, boxes: list[dict[str, Any]], *, width: int | 
 
 def tag_shift(tag: tuple[float, float, float, float], placed: list[tuple[float, float, float, float]], *,
               height: float) -> float:
-    """How far down (or, near the photo's bottom, up) a box's number tag (its rectangle at the box's top left
-    corner) is moved so that it covers no tag already ``placed`` and stays on a photo ``height`` pixels tall: a
-    tag's height (and a gap) at a time, nearest first, so boxes with close corners keep readable numbers. 0 when it
-    covers none."""
+    """How far down (or up) a box's number tag (its rectangle at the box's top left corner) is moved so that it
+    stays on a photo ``height`` pixels tall and covers no tag already ``placed``: first just onto the photo (a box
+    at its bottom edge), then a tag's height (and a gap) at a time, down or up, nearest first, so boxes with close
+    corners keep readable numbers. When no place is free (a photo shorter than the stack of tags) the tag is drawn
+    just onto the photo, over another. Raises nothing."""
     left, top, right, bottom = tag
+    base = max(-top, min(0.0, height - bottom))  # onto the photo (0 when it is on it)
     step = bottom - top + 3
     for n in range(2 * len(placed) + 1):  # a placed tag blocks at most two steps each way
-        for shift in ((n * step,) if n == 0 else (n * step, -n * step)):
+        for shift in ((base,) if n == 0 else (base + n * step, base - n * step)):
             inside = top + shift >= 0 and bottom + shift <= height
             if inside and not any(left < r and right > lft and top + shift < b and bottom + shift > t
                                   for lft, t, r, b in placed):
                 return float(shift)
-    return 0.0
+    return float(base)

@@ -290,6 +290,9 @@ def test_number_tags_of_boxes_with_close_corners_do_not_cover_each_other():
     # at the photo's bottom the tags stack upward, never past the edge
     assert tag_shift((0, 88, 20, 98), [(5, 88, 25, 98)], height=100) == -13
     assert tag_shift((0, 88, 20, 98), [(5, 88, 25, 98), (5, 75, 25, 85)], height=100) == -26
+    assert tag_shift((0, 95, 20, 105), [], height=100) == -5  # a box at the bottom edge: its tag onto the photo
+    assert tag_shift((0, 95, 20, 105), [(5, 85, 25, 95)], height=100) == -31  # -18 would still overlap it
+    assert tag_shift((0, 0, 20, 10), [(0, 0, 20, 8)], height=8) == 0  # no room: drawn over the other, not lost
     frame = np.full((300, 400, 3), 255, np.uint8)
     boxes = [{"id": i, "kind": "text", "x1": 50 + i, "y1": 50, "x2": 200, "y2": 150} for i in range(1, 4)]
     drawn = boxes_drawn(frame, boxes, width=400, height=300, numbers={1: 1, 2: 2, 3: 3})
