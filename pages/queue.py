@@ -131,7 +131,8 @@ def draw_panel() -> None:
     counts = queue_counts(conn, **filters)  # the photos these filters let through: what this page will show
     waiting = sum(n for reason, n in counts.items() if reason != "adjudication")
     st.caption(
-        f"{plural(waiting, 'photo')} waiting{' that match these filters' if filtered else ''}: {counts.get('audit', 0) + counts.get('rereview', 0):,} audits and re-reviews, "
+        f"{plural(waiting, 'photo')} waiting{' that match these filters' if filtered else ''}: "
+        f"{counts.get('audit', 0) + counts.get('rereview', 0):,} audits and re-reviews, "
         f"{counts.get('low_confidence', 0):,} low confidence, {counts.get('no_model', 0):,} waiting for a first model"
         + (f" · {counts['adjudication']:,} waiting for an admin's adjudication" if counts.get("adjudication") else "")
     )
