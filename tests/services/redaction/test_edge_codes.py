@@ -94,3 +94,13 @@ def test_photos_without_a_code_give_no_box_from_opencv_whole_or_cut(path):
     for side in ("left", "right", "top", "bottom"):  # cut anywhere, the mirrored frame shows no bars either
         crop, _ = _cut(gray, (width // 3, height // 3, 2 * width // 3, 2 * height // 3), side, 0.5)
         assert len(find_barcodes(np.ascontiguousarray(crop))) == 0, side
+
+
+def test_a_whole_code_near_the_edge_keeps_its_own_box():
+    """Mirrored past the edges, a whole UPC-A near the photo's right edge joins its own reflection: OpenCV's box of
+    the frame as it is wins, so the code's box does not grow across the photo to its left edge."""
+    gray = cv2.imread(str(DATA / "parcels" / "zxing-upca5-33.jpg"), cv2.IMREAD_GRAYSCALE)
+    boxes = find_barcodes(gray)
+    code = (109, 72, 439, 366)  # the UPC-A's bars and digits in the photo (benchmarks/label_redaction, tune2)
+    assert _covered(boxes, gray.shape, code) >= 0.9
+    assert len(boxes) == 1 and boxes[0][0] > 40, boxes  # the code starts 109 px from the left edge
