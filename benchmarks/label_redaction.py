@@ -5,8 +5,8 @@
 An annotated item counts as hidden when at least ``COVER`` of its box lies inside the redaction mask (the face
 masks' box drawing around what ``services.redaction`` found, as the faces job draws it). ``changed_outside`` is the
 share of pixels the job's default blur changed outside every annotated box, on the photos annotated completely.
-Recall is given per kind with its counts and a Wilson 95% interval. The photos are split in two: settings were
-chosen on ``tune``; figures are reported on ``test``.
+Recall is given per kind with its counts and a Wilson 95% interval. Settings were chosen on ``tune`` (and
+``tune2``); figures are reported on ``test`` and on the sets added later for evaluation only (below).
 
     python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills|tune2|fresh2]
         [--set all|original|added] [--show-test-misses] [--codefree]
