@@ -9,7 +9,7 @@ Recall is given per kind with its counts and a Wilson 95% interval. Settings wer
 ``tune2``); figures are reported on ``test`` and on the sets added later for evaluation only (below).
 
     python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills|tune2|fresh2]
-        [--set all|original|added] [--show-test-misses] [--codefree]
+        [--set all|original|added] [--show-test-misses] [--codefree] [--network-boxes]
 
 --quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
 (``original``), the ones added later (``added``: ZXing's Code 128 labels and a parcel from jo-jstrm) or ``all``. Each
@@ -19,7 +19,9 @@ recall_barcode, recall_qr, recall_text, changed_outside and the details.
 
 ``--split fresh`` reports the 99 ZXing photos annotated last (barcodes and QR codes only, for evaluation only), with
 codes cut by the photo's edge apart. ``--codefree`` instead counts barcode and QR boxes on ZXing's 47 photos of
-carpets, grilles and pages, which hold no code; its last line is JSON: ``codefree``. ``--split waybills`` reports real
+carpets, grilles and pages, which hold no code; its last line is JSON: ``codefree``. ``--network-boxes`` instead
+counts the bar network's own boxes (bar and 2-D) on the 60 review sample photos (../shared/samples/reviews, by class)
+and on those 47; its last line is JSON: ``network_boxes``. ``--split waybills`` reports real
 phone photos of shipping labels annotated completely by eye before any detector ran on them (for evaluation only).
 Each recall also has an interval with whole photos resampled (``photo_bootstrap95``): items on one photo are not
 independent. ``--split tune2`` and ``--split fresh2`` are ZXing photos annotated later still (barcodes, QR codes and
@@ -41,8 +43,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from common import OUT, photo_bootstrap, wilson
+from common import OUT, SAMPLES, photo_bootstrap, wilson
 from label_redaction_data import ANNOTATIONS, from_mirror, materialise, photo_path
+from PIL import Image
 
 from services.faces.masks import anonymize, mask
 from services.redaction.bar_network import shared_bar_network
@@ -143,6 +146,28 @@ def codefree(paths: list[Path]) -> dict:
     return {"photos": len(paths), "photos_marked": marked, "share_masked": round(covered / pixels, 4)}
 
 
+def network_boxes(groups: dict[str, list[Path]]) -> dict:
+    """False boxes of the bar network alone, by group of photos that hold no code (the review sample photos by class,
+    the code-free photos): how many get a bar box, how many a 2-D box, and the share of their pixels the network's
+    boxes cover (its boxes drawn as they are, not grown by the masks)."""
+    network = shared_bar_network()
+    out = {}
+    for name, paths in groups.items():
+        bars = matrices = 0
+        shares = []
+        for path in paths:
+            gray = np.asarray(Image.open(path).convert("L"))
+            linear, squares = network.codes(gray)
+            bars, matrices = bars + bool(len(linear)), matrices + bool(len(squares))
+            covered = np.zeros(gray.shape, bool)
+            for x1, y1, x2, y2, _ in np.concatenate([linear, squares]):
+                covered[int(y1):int(y2), int(x1):int(x2)] = True
+            shares.append(covered.mean())
+        out[name] = {"photos": len(paths), "with_bar_box": bars, "with_2d_box": matrices,
+                     "share": round(float(np.mean(shares)), 4) if shares else None}
+    return out
+
+
 def report(name: str, result: dict, *, misses: bool) -> None:
     print(f"== {name}: {result['photos']} photos ({result['complete_photos']} annotated completely), "
           f"{result['seconds_per_photo']} s a photo")
@@ -176,7 +201,19 @@ def main() -> None:
                         help="also list what the test part missed (the tune part's misses are always listed)")
     parser.add_argument("--codefree", action="store_true",
                         help="only: barcode and QR boxes on ZXing's 47 photos of carpets, grilles and pages (no code)")
+    parser.add_argument("--network-boxes", action="store_true",
+                        help="only: the bar network's boxes alone on the review sample photos (by class) and the "
+                             "code-free photos, which hold no code (tuning its minimum scores)")
     args = parser.parse_args()
+    if args.network_boxes:
+        photos = sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        groups = {cls: [p for p in photos if p.parent.name == cls] for cls in sorted({p.parent.name for p in photos})}
+        result = network_boxes({**groups, "codefree": codefree_photos()})
+        for name, row in result.items():
+            print(f"== {name}: {row['with_bar_box']} / {row['photos']} with a bar box, {row['with_2d_box']} with a 2-D "
+                  f"box, {row['share']:.2%} of their pixels in the network's boxes")
+        print(json.dumps({"network_boxes": result}))
+        return
     if args.codefree:
         result = codefree(codefree_photos())
         print(f"== photos without a code: {result['photos_marked']} / {result['photos']} given a barcode or QR box, "
