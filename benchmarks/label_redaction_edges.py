@@ -14,7 +14,8 @@ benchmarks/label_redaction_data.py``).
     python benchmarks/label_redaction_edges.py [--no-uncut] [--target barcode|2d]
 
 ``--target 2d`` cuts the largest QR or other 2-D code instead (the tune photos with one), so that part of its finder
-patterns is out of view; those crops are ``<photo>_2d_<side>.png`` with ``crops_2d.json``.
+patterns is out of view; those crops are ``<photo>_2d_<side>.png`` with ``crops_2d.json``, and are grouped by side
+and share kept only (a square code has no length to cut across).
 
 Scored as ``label_redaction.py`` scores (COVER = 0.9 of a box under the mask counts as hidden): the cut codes
 hidden, by side and by whether the cut runs across the code's length (a box wider than tall cut on the left or
@@ -130,8 +131,8 @@ def main() -> None:
     report(f"edge-cut crops of {len({c['photo'] for c in cut})} tune photos", result, misses=False)
     groups: dict[str, Counter] = {}
     for c in cut:
-        for name in ("all", c["side"], "across the length" if c["across"] else "along the bars", f"keep {c['keep']}",
-                     *(["hidden uncut"] if before.get(c["id"]) else [])):
+        way = [] if args.target != "barcode" else ["across the length" if c["across"] else "along the bars"]
+        for name in ("all", c["side"], *way, f"keep {c['keep']}", *(["hidden uncut"] if before.get(c["id"]) else [])):
             groups.setdefault(name, Counter())[hidden[c["id"]]] += 1
     print("cut codes hidden:")
     for name, n in groups.items():
