@@ -61,9 +61,10 @@ def out_of_reach(
     band: tuple[float, float] | None = None,
 ) -> dict[str, int]:
     """Where the queued photos ``inspector`` cannot take now are (when the queue shows them none, the count above
-    still includes these, but for ``filtered_out``: it counts the photos the filters let through): ``answered_by_you`` (waiting for other inspectors' independent answers),
-    ``held_by_others`` (another inspector's lease, or answers that fill the photo's quota), ``skipped`` (this
-    session), ``filtered_out`` (outside the filters), ``adjudication`` (for an admin). Each photo is counted once,
+    still includes these, but for ``filtered_out``: it counts the photos the filters let through):
+    ``answered_by_you`` (waiting for other inspectors' independent answers), ``held_by_others`` (another
+    inspector's lease, or answers that fill the photo's quota), ``skipped`` (this session), ``filtered_out``
+    (outside the filters), ``adjudication`` (for an admin). Each photo is counted once,
     in that order. Reads only; raises PermissionDenied unless ``inspector`` may label."""
     require(db, actor=inspector, action="reviews.label")
     extra, params = _filters(review_type, label, band)

@@ -15,7 +15,7 @@ from services.core.audit import record
 from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.errors import InvalidInput, NotFound
-from services.redaction.labels import KIND_NAMES, KINDS, LabelBox
+from services.redaction.labels import KIND_NAMES, KINDS, LabelBox, rounded_corners
 
 SAME_BOX = 0.8  # a box found again overlapping a removed one of its kind by this IoU stays removed
 SAME_CORNERS = 0.05  # pixels: two boxes whose corners all differ by less are one box (to a tenth of a pixel)
@@ -194,6 +194,6 @@ def label_box_edits(db: sqlite_utils.Database, *, image_id: int, actor: str) -> 
     "x1", "y1", "x2", "y2"}``, corners rounded as ``label_boxes`` rounds them (a box reads the same in both). Raises
     PermissionDenied when ``actor`` may not see reviews."""
     require(db, actor=actor, action="reviews.read")
-    return [{**r, **{k: round(r[k], 1) for k in ("x1", "y1", "x2", "y2")}} for r in db.query(
+    return [{**r, **rounded_corners(x1=r["x1"], y1=r["y1"], x2=r["x2"], y2=r["y2"])} for r in db.query(
         "SELECT at, actor, action, box_id, kind, x1, y1, x2, y2 FROM label_box_edits WHERE image_id = ? ORDER BY id",
         [image_id])]
