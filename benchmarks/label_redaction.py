@@ -42,10 +42,10 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from common import OUT, SAMPLES, photo_bootstrap, wilson
 from label_redaction_data import ANNOTATIONS, from_mirror, materialise, photo_path
-from PIL import Image
 
 from services.faces.masks import anonymize, mask
 from services.redaction.bar_network import shared_bar_network
@@ -156,7 +156,7 @@ def network_boxes(groups: dict[str, list[Path]]) -> dict:
         bars = matrices = 0
         shares = []
         for path in paths:
-            gray = np.asarray(Image.open(path).convert("L"))
+            gray = cv2.cvtColor(frame_from_bytes(path.read_bytes()), cv2.COLOR_RGB2GRAY)  # as find_labels reads it
             linear, squares = network.codes(gray)
             bars, matrices = bars + bool(len(linear)), matrices + bool(len(squares))
             covered = np.zeros(gray.shape, bool)
