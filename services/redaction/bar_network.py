@@ -35,7 +35,7 @@ BARS, MATRIX = 0, 1  # the network's maps
 
 
 class BarNetwork:
-    """The bar network over ONNX Runtime (CPU). ``boxes`` is safe to call from several threads."""
+    """The bar network over ONNX Runtime (CPU). ``codes`` is safe to call from several threads."""
 
     def __init__(self, path: Path | None = None, *, side: int = SIDE, threads: int = 2) -> None:
         """Loads the model. Raises ModelError when the file is missing or cannot be loaded."""
@@ -68,10 +68,6 @@ class BarNetwork:
         prob, fx, fy = self.probability(gray)
         return (_groups(prob[BARS], fx, fy, gray.shape, threshold=threshold, min_score=min_score),
                 _groups(prob[MATRIX], fx, fy, gray.shape, threshold=threshold, min_score=min_score_2d))
-
-    def boxes(self, gray: np.ndarray, *, threshold: float = THRESHOLD, min_score: float = MIN_SCORE) -> np.ndarray:
-        """The linear codes of ``codes``. Raises nothing for a grey uint8 frame."""
-        return self.codes(gray, threshold=threshold, min_score=min_score)[0]
 
 
 def _groups(prob: np.ndarray, fx: float, fy: float, shape: tuple[int, ...], *, threshold: float,

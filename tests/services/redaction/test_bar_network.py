@@ -48,17 +48,17 @@ def _turned(gray: np.ndarray, angle: float, blur: float) -> tuple[np.ndarray, tu
 @pytest.mark.parametrize("blur", [0, 2.0])
 def test_a_real_label_code_is_found_turned_and_softened(network, angle, blur):
     gray, truth = _turned(cv2.imread(str(ZXING), cv2.IMREAD_GRAYSCALE), angle, blur)
-    assert covered(_as_labels(network.boxes(gray)), truth, kind="barcode") >= 0.9
+    assert covered(_as_labels(network.codes(gray)[0]), truth, kind="barcode") >= 0.9
 
 
 def test_a_real_code_cut_by_the_photos_edge_is_found_up_to_the_edge(network):
     gray = cv2.imread(str(ZXING), cv2.IMREAD_GRAYSCALE)
-    assert covered(_as_labels(network.boxes(gray)), CODE, kind="barcode") >= 0.9
+    assert covered(_as_labels(network.codes(gray)[0]), CODE, kind="barcode") >= 0.9
     x1, y1, x2, y2 = CODE
     for keep in (0.5, 0.3):  # the code's right half, then seven tenths, cut away by a new edge
         edge = int(x1 + keep * (x2 - x1))
         cut = np.ascontiguousarray(gray[:, :edge])
-        assert covered(_as_labels(network.boxes(cut)), (x1, y1, edge, y2), kind="barcode") >= 0.9, keep
+        assert covered(_as_labels(network.codes(cut)[0]), (x1, y1, edge, y2), kind="barcode") >= 0.9, keep
         if keep == 0.3:  # OpenCV's detector alone misses that one
             opencv = [LabelBox("barcode", *map(float, b), 1.0) for b in _opencv_barcodes(cut)]
             assert covered(opencv, (x1, y1, edge, y2), kind="barcode") < 0.5
@@ -89,7 +89,7 @@ def test_boxes_are_in_the_frames_pixels_at_any_size(network, factor):
     resized = cv2.resize(gray, None, fx=factor, fy=factor * 1.03, interpolation=cv2.INTER_CUBIC)
     x1, y1, x2, y2 = CODE
     truth = (int(x1 * factor), int(y1 * factor * 1.03), int(x2 * factor), int(y2 * factor * 1.03))
-    boxes = network.boxes(resized)
+    boxes = network.codes(resized)[0]
     assert covered(_as_labels(boxes), truth, kind="barcode") >= 0.9
     biggest = boxes[np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
     assert (biggest[2] - biggest[0]) * (biggest[3] - biggest[1]) < 2.5 * (truth[2] - truth[0]) * (truth[3] - truth[1])
