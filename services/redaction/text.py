@@ -31,6 +31,10 @@ BOX_THRESHOLD = 0.5  # a region is a line of text where its mean probability is 
 UNCLIP = 1.6  # each region grows by area * UNCLIP / perimeter on every side (DBNet's shrunk kernels)
 LINE_GAP = 0.8  # lines join into one block when the gap between them is under this share of a line's height
 MIN_SIDE = 3  # regions thinner than this many network pixels are noise
+LARGE = 0.1  # a first network's line covering more than this share of the frame is checked with the second:
+AGREE = 0.015  # ...the second network's mean probability in it is at least this, or it is not text. Chosen on the
+# tune photos and the review sample photos: the tune part's large lines have 0.021 or more, and the whole-frame lines on
+# garment, studio and code-free photos 0.011 or less
 NEAR = 2.0  # a later network's line counts within this many times its shorter side of a line of the first
 
 
@@ -79,8 +83,10 @@ class TextDetector:
         nh, nw = max(32, int(round(height * ratio / 32)) * 32), max(32, int(round(width * ratio / 32)) * 32)
         bgr = cv2.resize(rgb[:, :, ::-1], (nw, nh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = ((bgr.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
-        found = [_regions(session.run(None, {name: x})[0][0, 0], threshold=threshold)
-                 for session, name in zip(self.sessions, self.inputs, strict=True)]
+        maps = [session.run(None, {name: x})[0][0, 0] for session, name in zip(self.sessions, self.inputs, strict=True)]
+        found = [_regions(prob, threshold=threshold) for prob in maps]
+        if len(maps) > 1:
+            found[0] = agreed_lines(found[0], maps[1])
         boxes = np.concatenate([found[0], *(near(more, found[0], reach=NEAR) for more in found[1:])]).reshape(-1, 5)
         boxes[:, [0, 2]] = (boxes[:, [0, 2]] / nw * width).clip(0, width)
         boxes[:, [1, 3]] = (boxes[:, [1, 3]] / nh * height).clip(0, height)
@@ -109,6 +115,20 @@ def _regions(prob: np.ndarray, *, threshold: float) -> np.ndarray:
         grow = area * UNCLIP / perimeter if perimeter > 0 else 0.0
         out.append([x0 - grow, y0 - grow, x0 + w + grow, y0 + h + grow, score])
     return np.array(out, dtype=np.float32).reshape(-1, 5)
+
+
+def agreed_lines(lines: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``lines`` (N, 5, in the networks' pixels) without those covering more than LARGE of the frame where the
+    ``other`` network's probability averages under AGREE: the first network sometimes marks most of a plain photo as
+    one line of text (a white studio background, a gym wall), and the second sees no text there. Raises nothing."""
+    height, width = other.shape
+    keep = []
+    for x1, y1, x2, y2, _ in lines:
+        a, b = int(max(0, x1)), int(max(0, y1))
+        c, d = int(min(width, np.ceil(x2))), int(min(height, np.ceil(y2)))
+        large = (c - a) * (d - b) > LARGE * width * height
+        keep.append(not large or float(other[b:d, a:c].mean()) >= AGREE)
+    return lines[np.array(keep, dtype=bool)] if len(lines) else lines
 
 
 def join_lines(lines: np.ndarray, *, gap: float = LINE_GAP) -> np.ndarray:

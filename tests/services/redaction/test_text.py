@@ -12,7 +12,17 @@ from PIL import Image
 
 from services.core.errors import ModelError
 from services.redaction.boxes import near
-from services.redaction.text import MODELS, NEAR, TextDetector, join_lines, model_path, shared_text_detector
+from services.redaction.text import (
+    AGREE,
+    LARGE,
+    MODELS,
+    NEAR,
+    TextDetector,
+    agreed_lines,
+    join_lines,
+    model_path,
+    shared_text_detector,
+)
 
 # jo-jstrm/Damaged-Package-Detection's Amazon parcel reduced to 1196x1280 (tests/data/parcels/README.md)
 AMAZON = Path(__file__).resolve().parents[2] / "data" / "parcels" / "amazon-parcel.jpg"
@@ -88,3 +98,28 @@ def test_a_second_networks_line_counts_within_twice_its_shorter_side_of_a_first_
     below = np.array([[120, 120 + gap, 200, 130 + gap, 0.8]], np.float32)  # the same distance down
     assert len(near(below, anchor, reach=NEAR)) == int(kept)
     assert len(near(line, anchor[:0], reach=NEAR)) == 0  # no first-network line: nothing counts
+
+
+def test_a_plain_photo_the_first_network_reads_as_one_whole_line_has_no_text(samples):
+    # two basketball players in a gym, no text anywhere: the first network alone marks the whole photo as a line
+    gym = np.asarray(Image.open(samples / "full_length" / "mmpose_mhp_10084.jpg").convert("RGB"))
+    height, width = gym.shape[:2]
+    alone = TextDetector(model_path(*MODELS[0])).lines(gym)
+    largest = max(float((b[2] - b[0]) * (b[3] - b[1])) for b in alone)
+    assert largest > 0.9 * width * height
+    both = shared_text_detector().lines(gym)
+    assert all((b[2] - b[0]) * (b[3] - b[1]) <= LARGE * width * height for b in both)
+
+
+@pytest.mark.parametrize(("share", "agree", "kept"), [
+    (0.05, 0.0, True),  # a small line: kept whatever the second network sees
+    (0.2, 2 * AGREE, True),  # a large line the second network agrees with: kept
+    (0.2, AGREE / 2, False),  # a large line the second network sees no text in: dropped
+    (0.9, 0.0, False),
+])
+def test_a_large_line_counts_only_where_the_second_network_sees_text(share, agree, kept):
+    other = np.full((100, 100), agree, np.float32)  # the second network's probability everywhere
+    side = 100 * share ** 0.5
+    line = np.array([[10, 10, 10 + side, 10 + side, 0.9]], np.float32)
+    assert len(agreed_lines(line, other)) == int(kept)
+    assert len(agreed_lines(line[:0], other)) == 0
