@@ -9,7 +9,7 @@ Recall is given per kind with its counts and a Wilson 95% interval. Settings wer
 ``tune2``); figures are reported on ``test`` and on the sets added later for evaluation only (below).
 
     python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills|tune2|fresh2]
-        [--set all|original|added] [--show-test-misses] [--codefree] [--network-boxes]
+        [--set all|original|added] [--show-test-misses] [--codefree] [--network-boxes] [--masked]
 
 --quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
 (``original``), the ones added later (``added``: ZXing's Code 128 labels and a parcel from jo-jstrm) or ``all``. Each
@@ -21,7 +21,9 @@ recall_barcode, recall_qr, recall_text, changed_outside and the details.
 codes cut by the photo's edge apart. ``--codefree`` instead counts barcode and QR boxes on ZXing's 47 photos of
 carpets, grilles and pages, which hold no code; its last line is JSON: ``codefree``. ``--network-boxes`` instead
 counts the bar network's own boxes (bar and 2-D) on the 60 review sample photos (../shared/samples/reviews, by class)
-and on those 47; its last line is JSON: ``network_boxes``. ``--split waybills`` reports real
+and on those 47; its last line is JSON: ``network_boxes``. ``--masked`` runs the whole search on the same photos
+and counts its boxes of each kind and the share of a photo it masks (on people, garments and code-free photos every
+box is false); its last line is JSON: ``masked``. ``--split waybills`` reports real
 phone photos of shipping labels annotated completely by eye before any detector ran on them (for evaluation only).
 Each recall also has an interval with whole photos resampled (``photo_bootstrap95``): items on one photo are not
 independent. ``--split tune2`` and ``--split fresh2`` are ZXing photos annotated later still (barcodes, QR codes and
@@ -168,6 +170,25 @@ def network_boxes(groups: dict[str, list[Path]]) -> dict:
     return out
 
 
+def masked(groups: dict[str, list[Path]]) -> dict:
+    """The whole label search on groups of photos (the review sample photos by class, the code-free photos): boxes
+    of each kind per photo and the mean share of a photo's pixels the mask covers. On people, garments and
+    code-free photos every box is a false one; package photos hold some labels."""
+    detector = shared_text_detector()
+    out = {}
+    for name, paths in groups.items():
+        counts, shares = Counter(), []
+        for path in paths:
+            frame = frame_from_bytes(path.read_bytes())
+            boxes = find_labels(frame, text_detector=detector)
+            counts.update(b.kind for b in boxes)
+            on = mask(as_array(boxes), width=frame.shape[1], height=frame.shape[0], shape=MASK_SHAPE, scale=MASK_SCALE)
+            shares.append(float((on > 0).mean()))
+        out[name] = {"photos": len(paths), **{f"{kind}_boxes": counts[kind] for kind in KINDS},
+                     "share_masked": round(float(np.mean(shares)), 4) if shares else None}
+    return out
+
+
 def report(name: str, result: dict, *, misses: bool) -> None:
     print(f"== {name}: {result['photos']} photos ({result['complete_photos']} annotated completely), "
           f"{result['seconds_per_photo']} s a photo")
@@ -204,11 +225,23 @@ def main() -> None:
     parser.add_argument("--network-boxes", action="store_true",
                         help="only: the bar network's boxes alone on the review sample photos (by class) and the "
                              "code-free photos, which hold no code (tuning its minimum scores)")
+    parser.add_argument("--masked", action="store_true",
+                        help="only: the whole search's boxes and masked share on the review sample photos (by class) "
+                             "and the code-free photos")
     args = parser.parse_args()
-    if args.network_boxes:
+    if args.masked or args.network_boxes:
         photos = sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         groups = {cls: [p for p in photos if p.parent.name == cls] for cls in sorted({p.parent.name for p in photos})}
-        result = network_boxes({**groups, "codefree": codefree_photos()})
+        groups["codefree"] = codefree_photos()
+    if args.masked:
+        result = masked(groups)
+        for name, row in result.items():
+            print(f"== {name}: {row['photos']} photos, " + ", ".join(f"{row[k + '_boxes']} {k}" for k in KINDS)
+                  + f" boxes, {row['share_masked']:.2%} of a photo masked on average")
+        print(json.dumps({"masked": result}))
+        return
+    if args.network_boxes:
+        result = network_boxes(groups)
         for name, row in result.items():
             print(f"== {name}: {row['with_bar_box']} / {row['photos']} with a bar box, {row['with_2d_box']} with a 2-D "
                   f"box, {row['share']:.2%} of their pixels in the network's boxes")
