@@ -2,8 +2,9 @@
 wheels on the index, run with ONNX Runtime on the CPU: PP-OCRv6 small (the ``rapidocr`` wheel) and PP-OCRv4 mobile
 (the ``rapidocr_onnxruntime`` wheel, installed without its dependencies by ``run.sh``: only its weights file is
 read). Each finds lines the other misses (turned, small or white-on-black text; ``benchmarks/label_redaction``); the
-second's lines count near the first's, on a label the first found. Nothing is downloaded: the models are read from
-the installed packages, once per process (``shared_text_detector``).
+second's lines count near the first's, on a label the first found; and a line of the first covering much of the photo
+counts only where the second sees text too (the first sometimes reads a plain background as one line). Nothing is
+downloaded: the models are read from the installed packages, once per process (``shared_text_detector``).
 
 Lines found are joined into blocks (lines of one paragraph or one address, close above each other), because a block
 is what has to be hidden: a name, a street and a city together.
