@@ -105,9 +105,9 @@ def crops(photos: list[dict], *, target_kind: str = "barcode") -> list[dict]:
     return out
 
 
-def _hidden(crop: dict, missed: list[dict]) -> bool:
-    return not any(m["photo"] == crop["id"] and m["kind"] == crop["target_kind"] and m["box"] == crop["target"]
-                   for m in missed)
+def _hidden(missed: list[dict], *, photo: str, kind: str, box: list) -> bool:
+    """Whether the item of ``kind`` at ``box`` on ``photo`` is not among a score's ``missed`` items."""
+    return not any(m["photo"] == photo and m["kind"] == kind and m["box"] == box for m in missed)
 
 
 def main() -> None:
@@ -124,10 +124,9 @@ def main() -> None:
         for c in cut:
             p = next(p for p in photos if p["id"] == c["photo"])
             target = _target(p, TARGETS[args.target])
-            before[c["id"]] = not any(m["photo"] == p["id"] and m["kind"] == target[0] and m["box"] == target[1:]
-                                      for m in missed)
+            before[c["id"]] = _hidden(missed, photo=p["id"], kind=target[0], box=target[1:])
     result = score(cut, path=crop_path)
-    hidden = {c["id"]: _hidden(c, result["missed"]) for c in cut}
+    hidden = {c["id"]: _hidden(result["missed"], photo=c["id"], kind=c["target_kind"], box=c["target"]) for c in cut}
     report(f"edge-cut crops of {len({c['photo'] for c in cut})} tune photos", result, misses=False)
     groups: dict[str, Counter] = {}
     for c in cut:
