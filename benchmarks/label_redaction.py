@@ -9,12 +9,13 @@ Recall is given per kind with its counts and a Wilson 95% interval. Settings wer
 ``tune2``); figures are reported on ``test`` and on the sets added later for evaluation only (below).
 
     python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills|tune2|fresh2]
-        [--set all|original|added] [--show-test-misses] [--codefree] [--network-boxes] [--masked]
+        [--set all|original|added] [--scale F] [--show-test-misses] [--codefree] [--network-boxes] [--masked]
 
 --quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
 (``original``), the ones added later (``added``: ZXing's Code 128 labels and a parcel from jo-jstrm) or ``all``. Each
 missed item is listed for the tune part; the test part's only with --show-test-misses (a list of what the held-out
-photos miss is what one would be tempted to tune on). The last line is JSON: photos,
+photos miss is what one would be tempted to tune on). --scale resizes every photo and its boxes first (0.5 halves
+them, 2 doubles them): the same labels as a camera with fewer or more pixels would show them. The last line is JSON: photos,
 recall_barcode, recall_qr, recall_text, changed_outside and the details.
 
 ``--split fresh`` reports the 99 ZXing photos annotated last (barcodes and QR codes only, for evaluation only), with
@@ -60,8 +61,20 @@ COVER = 0.9  # share of an annotated box inside the mask for it to count as hidd
 ALL_KINDS = (*KINDS, "other_2d")
 
 
-def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> dict:
-    """Recall per kind, changed_outside and timings over ``photos`` (each read from ``path(photo)``)."""
+def resized(frame: np.ndarray, photo: dict, *, scale: float) -> tuple[np.ndarray, dict]:
+    """The frame and its annotated boxes resized by ``scale`` (area averaging down, bicubic up), as a photo taken
+    with a camera of fewer or more pixels would show them."""
+    if scale == 1.0:
+        return frame, photo
+    size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
+    frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    boxes = [[kind, *(int(round(v * scale)) for v in box)] for kind, *box in photo["boxes"]]
+    return frame, {**photo, "boxes": boxes}
+
+
+def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path, scale: float = 1.0) -> dict:
+    """Recall per kind, changed_outside and timings over ``photos`` (each read from ``path(photo)``, and resized with
+    its boxes by ``scale``)."""
     found, total, missed = Counter(), Counter(), []
     cut_found, cut_total = Counter(), Counter()  # codes cut by the photo's edge, where the annotations say which
     changed = outside = 0
@@ -71,7 +84,7 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path) -> d
     detector = shared_text_detector()  # loaded once, outside the timings
     shared_bar_network()  # likewise
     for photo in photos:
-        frame = frame_from_bytes(path(photo).read_bytes())
+        frame, photo = resized(frame_from_bytes(path(photo).read_bytes()), photo, scale=scale)
         height, width = frame.shape[:2]
         start = time.perf_counter()
         boxes = find_labels(frame, text_detector=detector)
@@ -225,6 +238,8 @@ def main() -> None:
     parser.add_argument("--network-boxes", action="store_true",
                         help="only: the bar network's boxes alone on the review sample photos (by class) and the "
                              "code-free photos, which hold no code (tuning its minimum scores)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="resize each photo and its boxes by this factor first (0.5: half the pixels across)")
     parser.add_argument("--masked", action="store_true",
                         help="only: the whole search's boxes and masked share on the review sample photos (by class) "
                              "and the code-free photos")
@@ -259,10 +274,10 @@ def main() -> None:
     parts = {name: [p for p in photos if p["split"] == name] for name in splits if name != "all"}
     parts["all"] = parts["tune"] + parts["test"]
     if not args.quick and args.split != "tune":
-        report("tune (settings chosen here)", score(parts["tune"]), misses=True)
-    result = score(parts[args.split])
+        report("tune (settings chosen here)", score(parts["tune"], scale=args.scale), misses=True)
+    result = score(parts[args.split], scale=args.scale)
     report(args.split, result, misses=args.split in ("tune", "tune2") or args.show_test_misses)
-    print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set,
+    print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set, "scale": args.scale,
                       "recall_barcode": result["recall"]["barcode"], "recall_qr": result["recall"]["qr"],
                       "recall_text": result["recall"]["text"], "changed_outside": result["changed_outside"],
                       "counts": {k: [result["found"][k], result["annotated"][k]] for k in ALL_KINDS},
