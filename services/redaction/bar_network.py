@@ -5,8 +5,10 @@ and 2-D codes (QR, Data Matrix, PDF417, MaxiCode) whose finder pattern is out of
 
 The network was trained on synthetic labels only (``benchmarks/barcode_net_train.py``; origin and figures in
 ``data/README.md``). It gives two maps a quarter of the resolution each way: where a linear code's bars and digits
-are, and where a 2-D code is; each connected group of marked cells of a map is one code's box. It is loaded once per
-process (``shared_bar_network``).
+are, and where a 2-D code is; each connected group of marked cells of a map is one code's box. A frame read at 960 px or
+more across is read again at half that size, and one under 640 px at twice it: a code photographed large or small is
+then also read at a size the network knows.
+It is loaded once per process (``shared_bar_network``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ MIN_SCORE_2D = 0.9  # the same for the 2-D map: chosen on the tune photos' 60 cr
 # (benchmarks/label_redaction_edges.py --target 2d: 0.95 hides 49, 0.9 52, 0.85 54, 0.75 56) and the false boxes:
 # 0.9 adds none on the code-free and package photos; 0.85 boxes 2 code-free photos and a carton's print, lower more
 BARS, MATRIX = 0, 1  # the network's maps
+HALF_FROM = 960  # a reading at least this across is repeated at half size: the bars of a code photographed large
+# are too wide for the network's field and it finds the code in pieces or not at all
+DOUBLE_BELOW = 640  # a reading smaller than this is repeated at twice the size: bars a pixel or two wide
+# Both chosen on the tune and tune2 photos resized to half and twice their size (benchmarks/label_redaction.py --scale):
+# barcodes at twice the size 38 -> 40 / 44 and 57 -> 58 / 59, tune2 at half 56 -> 59 / 59, none lost at their own size
 
 
 class BarNetwork:
@@ -50,9 +57,24 @@ class BarNetwork:
     def probability(self, gray: np.ndarray) -> tuple[np.ndarray, float, float]:
         """The network's probabilities on a grey (H, W) uint8 frame (any size from 1 x 1), (2, h, w): linear codes
         (BARS) and 2-D codes (MATRIX), one cell per STRIDE pixels of the resized frame; and the x and y factors from a
-        cell to the frame's pixels. Raises nothing."""
+        cell to the frame's pixels. The frame is read at most SIDE pixels across and, where that reading is at least
+        HALF_FROM across, at half of it too (bars too wide for the network's field); below DOUBLE_BELOW, at twice
+        it too (bars too fine). Each cell takes the highest probability of the readings. Raises nothing."""
         height, width = gray.shape[:2]
         ratio = min(self.side, max(height, width)) / max(height, width)
+        prob, fx, fy = self._read(gray, ratio)
+        side = max(height, width) * ratio
+        factor = 0.5 if side >= HALF_FROM else 2.0 if side < DOUBLE_BELOW else None
+        if factor is not None:  # the second reading's cells brought onto the first's grid
+            other = self._read(gray, ratio * factor)[0]
+            size, fit = (prob.shape[2], prob.shape[1]), cv2.INTER_LINEAR if factor < 1 else cv2.INTER_AREA
+            prob = np.maximum(prob, np.stack([cv2.resize(m, size, interpolation=fit) for m in other]))
+        return prob, fx, fy
+
+    def _read(self, gray: np.ndarray, ratio: float) -> tuple[np.ndarray, float, float]:
+        """One reading of the network on the frame resized by ``ratio`` (each side a multiple of 8): the maps and the
+        x and y factors from a cell to the frame's pixels. Raises nothing."""
+        height, width = gray.shape[:2]
         nh, nw = max(8, int(round(height * ratio / 8)) * 8), max(8, int(round(width * ratio / 8)) * 8)
         small = cv2.resize(gray, (nw, nh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = ((small.astype(np.float32) / 255.0 - 0.5) / 0.25)[None, None]

@@ -1,7 +1,7 @@
 """The bar network (services.redaction.bar_network, the committed model): a real phone photo's Code 128 label is
 found turned and blurred, and cut by the photo's edge up to the edge (where OpenCV's detector alone misses it);
 the pipeline adds its boxes; plain and noisy frames give nothing; boxes are in the frame's pixels whatever its
-size; a missing, empty, corrupt or other model file is a ModelError."""
+size; a code photographed large or small is found by the second reading at half or twice the size; a missing, empty, corrupt or other model file is a ModelError."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from pystrich.datamatrix import DataMatrixEncoder
 
 from services.core.errors import ModelError
+from services.redaction import bar_network
 from services.redaction.bar_network import BarNetwork, shared_bar_network
 from services.redaction.codes import _opencv_barcodes, find_qr_codes
 from services.redaction.labels import LabelBox, find_labels
@@ -83,8 +84,8 @@ class _Nothing:
 
 @pytest.mark.parametrize("factor", [0.5, 0.77, 1.9, 3.0, 4.0])
 def test_boxes_are_in_the_frames_pixels_at_any_size(network, factor):
-    """Smaller and larger than the network's size (SIDE: larger frames are reduced, smaller ones read as they are),
-    with sides that are not multiples of 8: the box lands on the code."""
+    """Smaller and larger than the network's size (SIDE: larger frames are reduced, smaller ones read as they are
+    and at half or twice the size), with sides that are not multiples of 8: the box lands on the code."""
     gray = cv2.imread(str(ZXING), cv2.IMREAD_GRAYSCALE)
     resized = cv2.resize(gray, None, fx=factor, fy=factor * 1.03, interpolation=cv2.INTER_CUBIC)
     x1, y1, x2, y2 = CODE
@@ -93,6 +94,37 @@ def test_boxes_are_in_the_frames_pixels_at_any_size(network, factor):
     assert covered(_as_labels(boxes), truth, kind="barcode") >= 0.9
     biggest = boxes[np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
     assert (biggest[2] - biggest[0]) * (biggest[3] - biggest[1]) < 2.5 * (truth[2] - truth[0]) * (truth[3] - truth[1])
+
+
+def _found_with_and_without(network, gray, truth, monkeypatch, **off) -> tuple[float, float]:
+    """How much of ``truth`` the network's linear boxes cover, as it reads, and with the settings in ``off``."""
+    with_it = covered(_as_labels(network.codes(gray)[0]), truth, kind="barcode")
+    for name, value in off.items():
+        monkeypatch.setattr(bar_network, name, value)
+    return with_it, covered(_as_labels(network.codes(gray)[0]), truth, kind="barcode")
+
+
+def test_a_code_photographed_large_is_found_by_the_reading_at_half_size(network, monkeypatch):
+    """The label photographed close: its code 1,000 px wide on a 1400-px frame. Its bars are too wide for the
+    network's field, and one reading finds nothing; the second, at half the size, finds it whole."""
+    gray = cv2.imread(str(ZXING), cv2.IMREAD_GRAYSCALE)
+    left, top = 140, 30
+    factor = 1400 / 360
+    close = cv2.resize(gray[top:240, left:500], None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    x1, y1, x2, y2 = CODE
+    truth = tuple(int((v - o) * factor) for v, o in ((x1, left), (y1, top), (x2, left), (y2, top)))
+    found, alone = _found_with_and_without(network, close, truth, monkeypatch, HALF_FROM=10 ** 9)
+    assert found >= 0.9 and alone < 0.5
+
+
+def test_a_code_photographed_small_is_found_by_the_reading_at_twice_the_size(network, monkeypatch):
+    """The photo at 0.35 of its size (224 x 168, the code 95 px wide): one reading misses it, the second, at twice
+    the size, finds it."""
+    gray = cv2.imread(str(ZXING), cv2.IMREAD_GRAYSCALE)
+    small = cv2.resize(gray, None, fx=0.35, fy=0.35, interpolation=cv2.INTER_AREA)
+    truth = tuple(int(v * 0.35) for v in CODE)
+    found, alone = _found_with_and_without(network, small, truth, monkeypatch, DOUBLE_BELOW=0)
+    assert found >= 0.9 and alone < 0.5
 
 
 @pytest.mark.parametrize("size", [(480, 640), (333, 517), (37, 1001), (1, 1), (8, 8000)])
