@@ -15,8 +15,8 @@ Recall is given per kind with its counts and a Wilson 95% interval. Settings wer
 (``original``), the ones added later (``added``: ZXing's Code 128 labels and a parcel from jo-jstrm) or ``all``. Each
 missed item is listed for the tune part; the test part's only with --show-test-misses (a list of what the held-out
 photos miss is what one would be tempted to tune on). --scale resizes every photo and its boxes first (0.5 halves
-them, 2 doubles them): the same labels as a camera with fewer or more pixels would show them. The last line is JSON: photos,
-recall_barcode, recall_qr, recall_text, changed_outside and the details.
+them, 2 doubles them): the same labels as a camera with fewer or more pixels would show them (recall sets only). The
+last line is JSON: photos, recall_barcode, recall_qr, recall_text, changed_outside and the details.
 
 ``--split fresh`` reports the 99 ZXing photos annotated last (barcodes and QR codes only, for evaluation only), with
 codes cut by the photo's edge apart. ``--codefree`` instead counts barcode and QR boxes on ZXing's 47 photos of
@@ -63,7 +63,7 @@ ALL_KINDS = (*KINDS, "other_2d")
 
 def resized(frame: np.ndarray, photo: dict, *, scale: float) -> tuple[np.ndarray, dict]:
     """The frame and its annotated boxes resized by ``scale`` (area averaging down, bicubic up), as a photo taken
-    with a camera of fewer or more pixels would show them."""
+    with a camera of fewer or more pixels would show them. Raises nothing."""
     if scale == 1.0:
         return frame, photo
     size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
@@ -244,6 +244,9 @@ def main() -> None:
                         help="only: the whole search's boxes and masked share on the review sample photos (by class) "
                              "and the code-free photos")
     args = parser.parse_args()
+    if args.scale <= 0 or (args.scale != 1.0 and (args.masked or args.network_boxes or args.codefree)):
+        parser.error("--scale must be above 0, and applies to the annotated sets only (not --masked, --network-boxes "
+                     "or --codefree)")
     if args.masked or args.network_boxes:
         photos = sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         groups = {cls: [p for p in photos if p.parent.name == cls] for cls in sorted({p.parent.name for p in photos})}

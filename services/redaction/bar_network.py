@@ -59,13 +59,14 @@ class BarNetwork:
         (BARS) and 2-D codes (MATRIX), one cell per STRIDE pixels of the resized frame; and the x and y factors from a
         cell to the frame's pixels. The frame is read at most SIDE pixels across and, where that reading is at least
         HALF_FROM across, at half of it too (bars too wide for the network's field); below DOUBLE_BELOW, at twice
-        it too (bars too fine). Each cell takes the highest probability of the readings. Raises nothing."""
+        it too (bars too fine). The second reading's map is brought onto the first's grid (enlarged from the half-size
+        reading, averaged down from the double-size one) and each cell takes the higher of the two. Raises nothing."""
         height, width = gray.shape[:2]
         ratio = min(self.side, max(height, width)) / max(height, width)
         prob, fx, fy = self._read(gray, ratio)
         side = max(height, width) * ratio
         factor = 0.5 if side >= HALF_FROM else 2.0 if side < DOUBLE_BELOW else None
-        if factor is not None:  # the second reading's cells brought onto the first's grid
+        if factor is not None:
             other = self._read(gray, ratio * factor)[0]
             size, fit = (prob.shape[2], prob.shape[1]), cv2.INTER_LINEAR if factor < 1 else cv2.INTER_AREA
             prob = np.maximum(prob, np.stack([cv2.resize(m, size, interpolation=fit) for m in other]))
@@ -85,8 +86,8 @@ class BarNetwork:
               min_score_2d: float = MIN_SCORE_2D) -> tuple[np.ndarray, np.ndarray]:
         """(linear codes, 2-D codes) on a grey frame, each as (N, 5) float boxes (x1, y1, x2, y2, score) in its
         pixels, clamped to it: each connected group of a map's cells above ``threshold`` with at least MIN_CELLS
-        cells and a mean probability of at least ``min_score`` (``min_score_2d`` for 2-D codes). One reading of the
-        network gives both. Raises nothing for a grey uint8 frame."""
+        cells and a mean probability of at least ``min_score`` (``min_score_2d`` for 2-D codes). Each reading of the
+        network gives both maps. Raises nothing for a grey uint8 frame."""
         prob, fx, fy = self.probability(gray)
         return (_groups(prob[BARS], fx, fy, gray.shape, threshold=threshold, min_score=min_score),
                 _groups(prob[MATRIX], fx, fy, gray.shape, threshold=threshold, min_score=min_score_2d))

@@ -1,7 +1,8 @@
 """The bar network (services.redaction.bar_network, the committed model): a real phone photo's Code 128 label is
 found turned and blurred, and cut by the photo's edge up to the edge (where OpenCV's detector alone misses it);
 the pipeline adds its boxes; plain and noisy frames give nothing; boxes are in the frame's pixels whatever its
-size; a code photographed large or small is found by the second reading at half or twice the size; a missing, empty, corrupt or other model file is a ModelError."""
+size; a code photographed large or small is found by the second reading at half or twice the size; a missing,
+empty, corrupt or other model file is a ModelError."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def _found_with_and_without(network, gray, truth, monkeypatch, **off) -> tuple[f
 
 
 def test_a_code_photographed_large_is_found_by_the_reading_at_half_size(network, monkeypatch):
-    """The label photographed close: its code 1,000 px wide on a 1400-px frame. Its bars are too wide for the
+    """The label photographed close: its code about 1,050 px wide on a 1400-px frame. Its bars are too wide for the
     network's field, and one reading finds nothing; the second, at half the size, finds it whole."""
     gray = cv2.imread(str(ZXING), cv2.IMREAD_GRAYSCALE)
     left, top = 140, 30
