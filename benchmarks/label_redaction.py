@@ -52,13 +52,27 @@ from label_redaction_data import ANNOTATIONS, from_mirror, materialise, photo_pa
 
 from services.faces.masks import anonymize, mask
 from services.redaction.bar_network import shared_bar_network
-from services.redaction.labels import KINDS, MASK_SCALE, MASK_SHAPE, as_array, find_labels, frame_from_bytes
+from services.redaction.labels import (
+    KINDS,
+    MASK_SCALE,
+    MASK_SHAPE,
+    LabelBox,
+    as_array,
+    find_labels,
+    frame_from_bytes,
+)
 from services.redaction.text import shared_text_detector
 
 CODEFREE = ("falsepositives", "falsepositives-2")  # ZXing's photos of carpets, grilles and pages: no code in them
 CODEFREE_DIR = OUT / "labels_codefree"
 COVER = 0.9  # share of an annotated box inside the mask for it to count as hidden
 ALL_KINDS = (*KINDS, "other_2d")
+
+
+def label_mask(boxes: list[LabelBox], *, width: int, height: int) -> np.ndarray:
+    """Where the redaction mask of ``boxes`` falls on a width x height frame, as the faces job draws it (bool, H x W).
+    Raises nothing."""
+    return mask(as_array(boxes), width=width, height=height, shape=MASK_SHAPE, scale=MASK_SCALE) > 0
 
 
 def resized(frame: np.ndarray, photo: dict, *, scale: float) -> tuple[np.ndarray, dict]:
@@ -89,7 +103,7 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path, scal
         start = time.perf_counter()
         boxes = find_labels(frame, text_detector=detector)
         seconds.append(time.perf_counter() - start)
-        hidden = mask(as_array(boxes), width=width, height=height, shape=MASK_SHAPE, scale=MASK_SCALE) > 0
+        hidden = label_mask(boxes, width=width, height=height)
         annotated = np.zeros((height, width), dtype=bool)
         before = found.copy(), total.copy()
         for index, (kind, x1, y1, x2, y2) in enumerate(photo["boxes"]):
@@ -108,7 +122,7 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path, scal
             per_photo[kind].append((found[kind] - before[0][kind], total[kind] - before[1][kind]))
         if "other_2d" in photo.get("kinds", ()):  # every code of the photo annotated (text not)
             codes = [b for b in boxes if b.kind != "text"]
-            on = mask(as_array(codes), width=width, height=height, shape=MASK_SHAPE, scale=MASK_SCALE) > 0
+            on = label_mask(codes, width=width, height=height)
             code_masked += int((on & ~annotated).sum())
             code_outside += int((~annotated).sum())
         if photo["complete"]:
@@ -156,7 +170,7 @@ def codefree(paths: list[Path]) -> dict:
         height, width = frame.shape[:2]
         boxes = find_labels(frame, kinds=("barcode", "qr"))
         marked += bool(boxes)
-        covered += int((mask(as_array(boxes), width=width, height=height, shape=MASK_SHAPE, scale=MASK_SCALE) > 0).sum())
+        covered += int(label_mask(boxes, width=width, height=height).sum())
         pixels += width * height
     return {"photos": len(paths), "photos_marked": marked, "share_masked": round(covered / pixels, 4)}
 
@@ -195,8 +209,7 @@ def masked(groups: dict[str, list[Path]]) -> dict:
             frame = frame_from_bytes(path.read_bytes())
             boxes = find_labels(frame, text_detector=detector)
             counts.update(b.kind for b in boxes)
-            on = mask(as_array(boxes), width=frame.shape[1], height=frame.shape[0], shape=MASK_SHAPE, scale=MASK_SCALE)
-            shares.append(float((on > 0).mean()))
+            shares.append(float(label_mask(boxes, width=frame.shape[1], height=frame.shape[0]).mean()))
         out[name] = {"photos": len(paths), **{f"{kind}_boxes": counts[kind] for kind in KINDS},
                      "share_masked": round(float(np.mean(shares)), 4) if shares else None}
     return out

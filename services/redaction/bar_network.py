@@ -5,10 +5,9 @@ and 2-D codes (QR, Data Matrix, PDF417, MaxiCode) whose finder pattern is out of
 
 The network was trained on synthetic labels only (``benchmarks/barcode_net_train.py``; origin and figures in
 ``data/README.md``). It gives two maps a quarter of the resolution each way: where a linear code's bars and digits
-are, and where a 2-D code is; each connected group of marked cells of a map is one code's box. A frame read at 960 px or
-more across is read again at half that size, and one under 640 px at twice it: a code photographed large or small is
-then also read at a size the network knows.
-It is loaded once per process (``shared_bar_network``).
+are, and where a 2-D code is; each connected group of marked cells of a map is one code's box. A frame read at
+960 px or more across is read again at half that size, and one under 640 px at twice it: a code photographed large or
+small is then also read at a size the network knows. It is loaded once per process (``shared_bar_network``).
 """
 
 from __future__ import annotations
