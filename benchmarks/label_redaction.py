@@ -8,7 +8,7 @@ share of pixels the job's default blur changed outside every annotated box, on t
 Recall is given per kind with its counts and a Wilson 95% interval. Settings were chosen on ``tune`` (and
 ``tune2``); figures are reported on ``test`` and on the sets added later for evaluation only (below).
 
-    python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills|tune2|fresh2]
+    python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills|tune2|fresh2|parcels]
         [--set all|original|added] [--scale F] [--show-test-misses] [--codefree] [--network-boxes] [--masked]
 
 --quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
@@ -238,11 +238,11 @@ def report(name: str, result: dict, *, misses: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the test part only")
-    splits = ("test", "tune", "all", "fresh", "waybills", "tune2", "fresh2")
+    splits = ("test", "tune", "all", "fresh", "waybills", "tune2", "fresh2", "parcels")
     parser.add_argument("--split", choices=splits, default="test",
                         help="the part reported last (fresh: ZXing photos, barcodes and QR codes only; waybills: real "
                              "shipping labels, every kind; tune2 and fresh2: more ZXing photos, "
-                             "every code)")
+                             "every code; parcels: whole parcels photographed as customers do, every kind)")
     parser.add_argument("--set", choices=("all", "original", "added"), default="all", help="which photos")
     parser.add_argument("--show-test-misses", action="store_true",
                         help="also list what the test part missed (the tune part's misses are always listed)")
@@ -285,7 +285,7 @@ def main() -> None:
         print(json.dumps({"codefree": result}))
         return
     photos = [p for p in materialise_default()
-              if args.set == "all" or p["split"] in ("fresh", "waybills", "tune2", "fresh2")
+              if args.set == "all" or p["split"] in ("fresh", "waybills", "tune2", "fresh2", "parcels")
               or (args.set == "added") == bool(p.get("added"))]
     parts = {name: [p for p in photos if p["split"] == name] for name in splits if name != "all"}
     parts["all"] = parts["tune"] + parts["test"]
