@@ -9,13 +9,16 @@ Recall is given per kind with its counts and a Wilson 95% interval. Settings wer
 ``tune2``); figures are reported on ``test`` and on the sets added later for evaluation only (below).
 
     python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills|tune2|fresh2|parcels]
-        [--set all|original|added] [--scale F] [--show-test-misses] [--codefree] [--network-boxes] [--masked]
+        [--set all|original|added] [--scale F] [--canvas PIXELS] [--show-test-misses] [--codefree] [--network-boxes]
+        [--masked]
 
 --quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
 (``original``), the ones added later (``added``: ZXing's Code 128 labels and a parcel from jo-jstrm) or ``all``. Each
 missed item is listed for the tune part; the test part's only with --show-test-misses (a list of what the held-out
 photos miss is what one would be tempted to tune on). --scale resizes every photo and its boxes first (0.5 halves
-them, 2 doubles them): the same labels as a camera with fewer or more pixels would show them (recall sets only). The
+them, 2 doubles them): the same labels as a camera with fewer or more pixels would show them (recall sets only).
+--canvas 4032 places every photo smaller than 4032 px, at its own size, on a scene that large (a review sample photo
+of people, enlarged): the same label in a phone's 12-megapixel photo of a whole parcel, as small in the frame. The
 last line is JSON: photos, recall_barcode, recall_qr, recall_text, changed_outside and the details.
 
 ``--split fresh`` reports the 99 ZXing photos annotated last (barcodes and QR codes only, for evaluation only), with
@@ -33,6 +36,8 @@ other 2-D codes, every code of a photo): ``tune2`` (upca-5, rss14-2) for choosin
 aztec-2) for evaluation only. Their text is not annotated, so they have no ``changed_outside``; instead
 ``code_mask_outside`` is the share of their pixels outside every annotated code that the code boxes' mask (barcodes
 and 2-D codes found, text left out) covers.
+``--split parcels`` reports 7 phone photos of whole parcels (TAMPAR's 4032x3024 photos and a quaggaJS close-up),
+every kind annotated by eye before any detector ran on them, for evaluation only.
 """
 
 from __future__ import annotations
@@ -86,9 +91,36 @@ def resized(frame: np.ndarray, photo: dict, *, scale: float) -> tuple[np.ndarray
     return frame, {**photo, "boxes": boxes}
 
 
-def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path, scale: float = 1.0) -> dict:
-    """Recall per kind, changed_outside and timings over ``photos`` (each read from ``path(photo)``, and resized with
-    its boxes by ``scale``)."""
+def backgrounds() -> list[Path]:
+    """The review sample photos of people (full and half length: no label on them), for ``on_canvas``."""
+    return sorted(p for cls in ("full_length", "half_length") for p in (SAMPLES / cls).glob("*")
+                  if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+def on_canvas(frame: np.ndarray, photo: dict, *, canvas: int, index: int) -> tuple[np.ndarray, dict]:
+    """The frame placed, at its own size, on a scene ``canvas`` pixels across its longer side (a review sample photo
+    of people, enlarged; the ``index``-th, and a place that moves with ``index``), its boxes moved with it: the same
+    label, the same number of pixels across, in a photo that shows more around it, as a phone's 12-megapixel photo
+    of a whole parcel does (4032 px). A frame already that large, or ``canvas`` 0, is left as it is."""
+    height, width = frame.shape[:2]
+    if not canvas or max(height, width) >= canvas:
+        return frame, photo
+    factor = canvas / max(height, width)
+    size = (round(width * factor), round(height * factor))
+    scenes = backgrounds()
+    scene = frame_from_bytes(scenes[index % len(scenes)].read_bytes())
+    out = cv2.resize(scene, size, interpolation=cv2.INTER_LINEAR)
+    x = int((size[0] - width) * ((index * 37) % 101) / 100)
+    y = int((size[1] - height) * ((index * 61) % 101) / 100)
+    out[y:y + height, x:x + width] = frame
+    boxes = [[kind, x1 + x, y1 + y, x2 + x, y2 + y] for kind, x1, y1, x2, y2 in photo["boxes"]]
+    return out, {**photo, "boxes": boxes}
+
+
+def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path, scale: float = 1.0,
+          canvas: int = 0) -> dict:
+    """Recall per kind, changed_outside and timings over ``photos`` (each read from ``path(photo)``, resized with its
+    boxes by ``scale``, then placed on a scene ``canvas`` pixels across, ``on_canvas``)."""
     found, total, missed = Counter(), Counter(), []
     cut_found, cut_total = Counter(), Counter()  # codes cut by the photo's edge, where the annotations say which
     changed = outside = 0
@@ -97,8 +129,9 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path, scal
     per_photo = {kind: [] for kind in ALL_KINDS}  # (hidden, annotated) a photo: items on one are not independent
     detector = shared_text_detector()  # loaded once, outside the timings
     shared_bar_network()  # likewise
-    for photo in photos:
+    for index, photo in enumerate(photos):
         frame, photo = resized(frame_from_bytes(path(photo).read_bytes()), photo, scale=scale)
+        frame, photo = on_canvas(frame, photo, canvas=canvas, index=index)
         height, width = frame.shape[:2]
         start = time.perf_counter()
         boxes = find_labels(frame, text_detector=detector)
@@ -256,7 +289,12 @@ def main() -> None:
     parser.add_argument("--masked", action="store_true",
                         help="only: the whole search's boxes and masked share on the review sample photos (by class) "
                              "and the code-free photos")
+    parser.add_argument("--canvas", type=int, default=0, metavar="PIXELS",
+                        help="place each photo smaller than this, at its own size, on a scene this many pixels across "
+                             "(4032: a phone's photo of a whole parcel, the label as small in the frame)")
     args = parser.parse_args()
+    if args.canvas < 0 or (args.canvas and (args.masked or args.network_boxes or args.codefree)):
+        parser.error("--canvas must be at least 0, and applies to the annotated sets only")
     if args.scale <= 0 or (args.scale != 1.0 and (args.masked or args.network_boxes or args.codefree)):
         parser.error("--scale must be above 0, and applies to the annotated sets only (not --masked, --network-boxes "
                      "or --codefree)")
@@ -290,10 +328,10 @@ def main() -> None:
     parts = {name: [p for p in photos if p["split"] == name] for name in splits if name != "all"}
     parts["all"] = parts["tune"] + parts["test"]
     if not args.quick and args.split != "tune":
-        report("tune (settings chosen here)", score(parts["tune"], scale=args.scale), misses=True)
-    result = score(parts[args.split], scale=args.scale)
+        report("tune (settings chosen here)", score(parts["tune"], scale=args.scale, canvas=args.canvas), misses=True)
+    result = score(parts[args.split], scale=args.scale, canvas=args.canvas)
     report(args.split, result, misses=args.split in ("tune", "tune2") or args.show_test_misses)
-    print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set, "scale": args.scale,
+    print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set, "scale": args.scale, "canvas": args.canvas,
                       "recall_barcode": result["recall"]["barcode"], "recall_qr": result["recall"]["qr"],
                       "recall_text": result["recall"]["text"], "changed_outside": result["changed_outside"],
                       "counts": {k: [result["found"][k], result["annotated"][k]] for k in ALL_KINDS},

@@ -33,6 +33,7 @@ MIN_SCORE_2D = 0.9  # the same for the 2-D map: chosen on the tune photos' 60 cr
 # (benchmarks/label_redaction_edges.py --target 2d: 0.95 hides 49, 0.9 52, 0.85 54, 0.75 56) and the false boxes:
 # 0.9 adds none on the code-free and package photos; 0.85 boxes 2 code-free photos and a carton's print, lower more
 BARS, MATRIX = 0, 1  # the network's maps
+CANDIDATE = 0.5  # cells above this, grouped, are candidates: places a closer reading should look at
 HALF_FROM = 960  # a reading at least this across is repeated at half size: the bars of a code photographed large
 # are too wide for the network's field and it finds the code in pieces or not at all
 DOUBLE_BELOW = 640  # a reading smaller than this is repeated at twice the size: bars a pixel or two wide
@@ -87,9 +88,19 @@ class BarNetwork:
         pixels, clamped to it: each connected group of a map's cells above ``threshold`` with at least MIN_CELLS
         cells and a mean probability of at least ``min_score`` (``min_score_2d`` for 2-D codes). Each reading of the
         network gives both maps. Raises nothing for a grey uint8 frame."""
+        linear, matrices, _ = self.codes_and_candidates(gray, threshold=threshold, min_score=min_score,
+                                                        min_score_2d=min_score_2d)
+        return linear, matrices
+
+    def codes_and_candidates(self, gray: np.ndarray, *, threshold: float = THRESHOLD, min_score: float = MIN_SCORE,
+                             min_score_2d: float = MIN_SCORE_2D) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``codes`` and, from the same reading, the candidates (N, 5): every group of at least MIN_CELLS cells of
+        either map above CANDIDATE (a code the network half sees: a place to look again closer). Raises nothing for
+        a grey uint8 frame."""
         prob, fx, fy = self.probability(gray)
+        candidates = np.concatenate([_groups(m, fx, fy, gray.shape, threshold=CANDIDATE, min_score=0.0) for m in prob])
         return (_groups(prob[BARS], fx, fy, gray.shape, threshold=threshold, min_score=min_score),
-                _groups(prob[MATRIX], fx, fy, gray.shape, threshold=threshold, min_score=min_score_2d))
+                _groups(prob[MATRIX], fx, fy, gray.shape, threshold=threshold, min_score=min_score_2d), candidates)
 
 
 def _groups(prob: np.ndarray, fx: float, fy: float, shape: tuple[int, ...], *, threshold: float,

@@ -13,6 +13,7 @@ import numpy as np
 from services.core.errors import ImageError, InvalidInput
 from services.core.images import DEFAULT_MAX_PIXELS, decode, probe
 from services.redaction.bar_network import BarNetwork, shared_bar_network
+from services.redaction.boxes import merge_pairs
 from services.redaction.codes import find_barcodes, find_qr_codes
 from services.redaction.text import BOX_THRESHOLD, TextDetector, join_lines, shared_text_detector
 
@@ -70,21 +71,23 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
 
 def find_labels(frame: np.ndarray, *, kinds: tuple[str, ...] | list[str] = KINDS,
                 text_detector: TextDetector | None = None, text_threshold: float = BOX_THRESHOLD,
-                bar_network: BarNetwork | None = None) -> list[LabelBox]:
+                bar_network: BarNetwork | None = None, zoom: bool = True) -> list[LabelBox]:
     """The barcodes, QR codes and text blocks on an RGB frame, in that order. ``text_detector``: the process's
     shared one by default (loaded once); its lines of text serve barcodes too (bars found by their gradients count
     near printing, ``codes.find_barcodes``). Barcodes and QR codes are also what the bar network finds
     (``bar_network``, the shared one by default; its boxes carry its score): linear codes, and 2-D codes of any kind
-    (QR, Data Matrix, PDF417, MaxiCode) as "qr". Raises ImageError for a frame that is not an RGB photo,
-    InvalidInput for an unknown kind, ModelError when a model cannot be loaded."""
+    (QR, Data Matrix, PDF417, MaxiCode) as "qr". A frame longer than ZOOM_FROM is then read again at its own
+    resolution around what this reading found or the bar network half saw (``zoom_regions``; ``zoom`` False: read
+    once). Raises ImageError for a frame that is not an RGB photo, InvalidInput for an unknown kind, ModelError when
+    a model cannot be loaded."""
     frame, kinds = check_frame(frame), validate_kinds(kinds)
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     lines = None
     if "barcode" in kinds or "text" in kinds:
         lines = (text_detector or shared_text_detector()).lines(frame, threshold=text_threshold)
-    linear = matrices = np.zeros((0, 5), np.float32)
+    linear = matrices = candidates = np.zeros((0, 5), np.float32)
     if "barcode" in kinds or "qr" in kinds:
-        linear, matrices = (bar_network or shared_bar_network()).codes(gray)
+        linear, matrices, candidates = (bar_network or shared_bar_network()).codes_and_candidates(gray)
     found: list[LabelBox] = []
     if "barcode" in kinds:
         found += [LabelBox("barcode", *map(float, b), CODE_SCORE) for b in find_barcodes(gray, text=lines)]
@@ -94,7 +97,70 @@ def find_labels(frame: np.ndarray, *, kinds: tuple[str, ...] | list[str] = KINDS
         found += [LabelBox("qr", *map(float, b[:4]), float(b[4])) for b in matrices]
     if "text" in kinds:
         found += [LabelBox("text", *map(float, b[:4]), float(b[4])) for b in join_lines(lines)]
+    if zoom and max(frame.shape[:2]) > ZOOM_FROM:
+        seen = found + [LabelBox("candidate", *map(float, b[:4]), float(b[4])) for b in candidates]
+        closer = _zoomed(frame, seen, kinds=kinds, text_detector=text_detector, text_threshold=text_threshold,
+                         bar_network=bar_network)
+        found = sorted(_unique(closer + found), key=lambda b: KINDS.index(b.kind))
     return found
+
+
+def _unique(boxes: list[LabelBox]) -> list[LabelBox]:
+    """The boxes without those inside another box of their kind (a code or line both readings found): the mask,
+    each box grown about its centre, is the same without them."""
+    kept: list[LabelBox] = []
+    for i, b in enumerate(boxes):
+        if not any(j != i and o.kind == b.kind and _inside(b, o) and (not _inside(o, b) or j < i)
+                   for j, o in enumerate(boxes)):
+            kept.append(b)
+    return kept
+
+
+def _inside(a: LabelBox, b: LabelBox) -> bool:
+    """Whether box ``a`` lies within box ``b``."""
+    return a.x1 >= b.x1 and a.y1 >= b.y1 and a.x2 <= b.x2 and a.y2 <= b.y2
+
+
+ZOOM_FROM = 1600  # a frame longer than this is read again, at its own resolution, around what the first reading found
+# (the text networks read 1280 px, the bar network 1600: on a 4032-px phone photo of a whole parcel a label's letters
+# and bars are too small for them)
+ZOOM_MARGIN = 1.5  # ...each found box grown by this many times its longer side on every side (at least ZOOM_PAD)
+ZOOM_PAD = 96
+ZOOM_SIDE = 1600  # a region longer than this is not read again (the first reading saw it nearly as large)
+# Chosen on the tune and tune2 photos placed at their own size on 4032-px scenes (benchmarks/label_redaction.py
+# --canvas 4032): barcodes 37 -> 44 / 44 and 53 -> 58 / 59, text 34 -> 38 / 38
+
+
+def zoom_regions(found: list[LabelBox], *, width: int, height: int) -> np.ndarray:
+    """Regions (N, 4) of a frame to read again at full resolution: the found boxes grown by ZOOM_MARGIN (at least
+    ZOOM_PAD pixels), overlapping ones joined, those longer than ZOOM_SIDE left out. Raises nothing."""
+    grown = []
+    for b in found:
+        pad = max(ZOOM_PAD, ZOOM_MARGIN * max(b.x2 - b.x1, b.y2 - b.y1))
+        grown.append([max(0.0, b.x1 - pad), max(0.0, b.y1 - pad), min(width, b.x2 + pad), min(height, b.y2 + pad)])
+    regions = merge_pairs(np.array(grown, np.float32).reshape(-1, 4), joins=_overlap)
+    keep = np.maximum(regions[:, 2] - regions[:, 0], regions[:, 3] - regions[:, 1]) <= ZOOM_SIDE
+    return regions[keep]
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two regions overlap and their union is at most ZOOM_SIDE across."""
+    union = max(a[2], b[2]) - min(a[0], b[0]), max(a[3], b[3]) - min(a[1], b[1])
+    return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3] and max(union) <= ZOOM_SIDE)
+
+
+def _zoomed(frame: np.ndarray, found: list[LabelBox], *, kinds: tuple[str, ...], text_detector: TextDetector | None,
+            text_threshold: float, bar_network: BarNetwork | None) -> list[LabelBox]:
+    """``find_labels`` on each ``zoom_regions`` crop of the frame, the boxes moved into the frame's pixels."""
+    out: list[LabelBox] = []
+    for x1, y1, x2, y2 in zoom_regions(found, width=frame.shape[1], height=frame.shape[0]).astype(int):
+        if min(x2 - x1, y2 - y1) < 8:
+            continue
+        crop = np.ascontiguousarray(frame[y1:y2, x1:x2])
+        out += [LabelBox(b.kind, b.x1 + x1, b.y1 + y1, b.x2 + x1, b.y2 + y1, b.score)
+                for b in find_labels(crop, kinds=kinds, text_detector=text_detector, text_threshold=text_threshold,
+                                     bar_network=bar_network, zoom=False)]
+    return out
 
 
 def as_array(boxes: list[LabelBox]) -> np.ndarray:
@@ -111,7 +177,8 @@ def from_dicts(rows: list[dict]) -> list[LabelBox]:
         raise InvalidInput(f"a label box needs kind, x1, y1, x2, y2: {exc}") from exc
 
 
-LABEL_SIDE = 2048  # photos are searched at most this large (the text detector reads 1280, codes stay sharp)
+LABEL_SIDE = 4096  # photos are searched at most this large: a phone's 12-megapixel photo (4032 px) at its own size,
+# which the closer reading of small labels needs (the first reading reduces it anyway)
 
 
 def find_labels_in_photo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, kinds: tuple[str, ...] = KINDS,

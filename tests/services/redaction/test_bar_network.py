@@ -82,6 +82,9 @@ class _Nothing:
     def codes(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((0, 5), np.float32), np.zeros((0, 5), np.float32)
 
+    def codes_and_candidates(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (*self.codes(gray), np.zeros((0, 5), np.float32))
+
 
 @pytest.mark.parametrize("factor", [0.5, 0.77, 1.9, 3.0, 4.0])
 def test_boxes_are_in_the_frames_pixels_at_any_size(network, factor):
