@@ -106,19 +106,23 @@ def find_labels(frame: np.ndarray, *, kinds: tuple[str, ...] | list[str] = KINDS
 
 
 def _unique(boxes: list[LabelBox]) -> list[LabelBox]:
-    """The boxes without those inside another box of their kind (a code or line both readings found): the mask,
-    each box grown about its centre, is the same without them."""
-    kept: list[LabelBox] = []
-    for i, b in enumerate(boxes):
-        if not any(j != i and o.kind == b.kind and _inside(b, o) and (not _inside(o, b) or j < i)
-                   for j, o in enumerate(boxes)):
-            kept.append(b)
-    return kept
+    """The boxes, those of one kind that repeat each other (one inside the other, or overlapping by REPEAT IoU or
+    more: a code or line both readings found, or two crops) joined into their union, with the higher score: each box
+    grown about its centre, the mask can only grow. Raises nothing."""
+    out: list[LabelBox] = []
+    for kind in dict.fromkeys(b.kind for b in boxes):
+        rows = np.array([[b.x1, b.y1, b.x2, b.y2, b.score] for b in boxes if b.kind == kind], np.float64)
+        out += [LabelBox(kind, *map(float, r)) for r in merge_pairs(rows, joins=_repeats)]
+    return out
 
 
-def _inside(a: LabelBox, b: LabelBox) -> bool:
-    """Whether box ``a`` lies within box ``b``."""
-    return a.x1 >= b.x1 and a.y1 >= b.y1 and a.x2 <= b.x2 and a.y2 <= b.y2
+def _repeats(a: np.ndarray, b: np.ndarray) -> bool:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
+    return bool(ix >= min(area_a, area_b) or ix >= REPEAT * (area_a + area_b - ix))
+
+
+REPEAT = 0.5
 
 
 ZOOM_FROM = 1600  # a frame longer than this is read again, at its own resolution, around what the first reading found
@@ -127,20 +131,23 @@ ZOOM_FROM = 1600  # a frame longer than this is read again, at its own resolutio
 ZOOM_MARGIN = 1.5  # ...each found box grown by this many times its longer side on every side (at least ZOOM_PAD)
 ZOOM_PAD = 96
 ZOOM_SIDE = 1600  # a region longer than this is not read again (the first reading saw it nearly as large)
+ZOOM_MOST = 16  # at most this many regions a photo (each costs about a first reading: a photo busy with print
+# or bars everywhere would otherwise take minutes); the tune and held-out photos have at most MOST_SEEN
 # Chosen on the tune and tune2 photos placed at their own size on 4032-px scenes (benchmarks/label_redaction.py
 # --canvas 4032): barcodes 37 -> 44 / 44 and 53 -> 58 / 59, text 34 -> 38 / 38
 
 
 def zoom_regions(found: list[LabelBox], *, width: int, height: int) -> np.ndarray:
     """Regions (N, 4) of a frame to read again at full resolution: the found boxes grown by ZOOM_MARGIN (at least
-    ZOOM_PAD pixels), overlapping ones joined, those longer than ZOOM_SIDE left out. Raises nothing."""
+    ZOOM_PAD pixels), overlapping ones joined, those longer than ZOOM_SIDE left out, the first ZOOM_MOST kept.
+    Raises nothing."""
     grown = []
     for b in found:
         pad = max(ZOOM_PAD, ZOOM_MARGIN * max(b.x2 - b.x1, b.y2 - b.y1))
         grown.append([max(0.0, b.x1 - pad), max(0.0, b.y1 - pad), min(width, b.x2 + pad), min(height, b.y2 + pad)])
     regions = merge_pairs(np.array(grown, np.float32).reshape(-1, 4), joins=_overlap)
     keep = np.maximum(regions[:, 2] - regions[:, 0], regions[:, 3] - regions[:, 1]) <= ZOOM_SIDE
-    return regions[keep]
+    return regions[keep][:ZOOM_MOST]
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
@@ -157,7 +164,7 @@ def _zoomed(frame: np.ndarray, found: list[LabelBox], *, kinds: tuple[str, ...],
         if min(x2 - x1, y2 - y1) < 8:
             continue
         crop = np.ascontiguousarray(frame[y1:y2, x1:x2])
-        out += [LabelBox(b.kind, b.x1 + x1, b.y1 + y1, b.x2 + x1, b.y2 + y1, b.score)
+        out += [LabelBox(b.kind, b.x1 + float(x1), b.y1 + float(y1), b.x2 + float(x1), b.y2 + float(y1), b.score)
                 for b in find_labels(crop, kinds=kinds, text_detector=text_detector, text_threshold=text_threshold,
                                      bar_network=bar_network, zoom=False)]
     return out

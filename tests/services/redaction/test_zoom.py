@@ -61,3 +61,36 @@ def test_regions_too_large_to_gain_are_not_read_again(side, regions):
     regions = zoom_regions(row, width=4032, height=3024)
     assert len(regions) > 1 and (np.maximum(regions[:, 2] - regions[:, 0], regions[:, 3] - regions[:, 1])
                                  <= labels.ZOOM_SIDE).all()
+
+
+def test_repeats_of_one_kind_are_joined_into_their_union_and_other_kinds_kept():
+    first = [_box(100, 100, 300, 140), _box(100, 100, 300, 140, "barcode")]
+    closer = [_box(110, 102, 320, 138),  # the same line, read closer: joined, the union
+              _box(150, 110, 200, 130),  # a piece inside it: joined
+              _box(1000, 100, 1100, 140)]  # another line: kept
+    out = labels._unique(closer + first)
+    assert [(b.kind, b.x1, b.y1, b.x2, b.y2) for b in out] == [
+        ("text", 100, 100, 320, 140), ("text", 1000, 100, 1100, 140), ("barcode", 100, 100, 300, 140)]
+    assert all(type(v) is float for b in out for v in (b.x1, b.y1, b.x2, b.y2, b.score))
+
+
+class _CandidateOnly:
+    """A bar network that sees no code but half sees one where the test puts it (a candidate), to show that the
+    closer reading goes where the network points even when nothing else was found there."""
+
+    def __init__(self, where: tuple[int, int, int, int]) -> None:
+        self.where = where
+        self.read: list[tuple[int, int]] = []
+
+    def codes_and_candidates(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.read.append(gray.shape)
+        none = np.zeros((0, 5), np.float32)
+        return none, none, (np.array([[*self.where, 0.6]], np.float32) if len(self.read) == 1 else none)
+
+
+def test_the_closer_reading_goes_where_the_network_half_sees_a_code():
+    frame = np.full((2400, 3200, 3), 235, np.uint8)  # blank paper: the first reading finds nothing
+    network = _CandidateOnly((2000, 1500, 2100, 1560))
+    assert find_labels(frame, kinds=("barcode",), bar_network=network) == []
+    grown = 1.5 * 100
+    assert network.read == [(2400, 3200), (int(60 + 2 * grown), int(100 + 2 * grown))]  # the photo, then the region
