@@ -132,7 +132,7 @@ ZOOM_MARGIN = 1.5  # ...each found box grown by this many times its longer side 
 ZOOM_PAD = 96
 ZOOM_SIDE = 1600  # a region longer than this is not read again (the first reading saw it nearly as large)
 ZOOM_MOST = 16  # at most this many regions a photo (each costs about a first reading: a photo busy with print
-# or bars everywhere would otherwise take minutes); the tune and held-out photos have at most MOST_SEEN
+# or bars everywhere would otherwise take minutes); the held-out photos have at most 10 (waybills, 3840 px)
 # Chosen on the tune and tune2 photos placed at their own size on 4032-px scenes (benchmarks/label_redaction.py
 # --canvas 4032): barcodes 37 -> 44 / 44 and 53 -> 58 / 59, text 34 -> 38 / 38
 
