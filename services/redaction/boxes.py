@@ -4,9 +4,26 @@ first's). Pure numpy, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
+
+
+def intersection(a: Sequence[float], b: Sequence[float]) -> float:
+    """The area two boxes (x1, y1, x2, y2, ...) share. Raises nothing."""
+    return float(max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1])))
+
+
+def area(box: Sequence[float]) -> float:
+    """A box's (x1, y1, x2, y2, ...) area. Raises nothing."""
+    return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two boxes' intersection over their union (0 when the union is empty). Raises nothing."""
+    ix = intersection(a, b)
+    union = area(a) + area(b) - ix
+    return ix / union if union > 0 else 0.0
 
 
 def merge_pairs(rows: np.ndarray, *, joins: Callable[[np.ndarray, np.ndarray], bool]) -> np.ndarray:

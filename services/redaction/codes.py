@@ -15,7 +15,7 @@ import threading
 import cv2
 import numpy as np
 
-from services.redaction.boxes import merge_pairs, near
+from services.redaction.boxes import area, intersection, iou, merge_pairs, near
 
 QR_SIDE = 2000  # QR codes are looked for on a copy whose longer side is at most this (the detectors slow with size)
 QR_UPSCALE_BELOW = 640  # frames smaller than this are doubled first (the detectors miss codes a few modules wide)
@@ -69,8 +69,8 @@ def find_barcodes(gray: np.ndarray, *, text: np.ndarray | None = None) -> np.nda
     moved[:, [1, 3]] = moved[:, [1, 3]].clip(0, height)
     moved = moved[(moved[:, 2] - moved[:, 0] >= 2) & (moved[:, 3] - moved[:, 1] >= 2)]
     direct = _opencv_barcodes(gray)
-    moved = np.array([m for m in moved if not any(_iou(m, d) >= 0.5 for d in direct)], np.float32).reshape(-1, 4)
-    opencv = merge_pairs(np.concatenate([direct, moved]), joins=lambda a, b: _iou(a, b) >= 0.5)
+    moved = np.array([m for m in moved if not any(iou(m, d) >= 0.5 for d in direct)], np.float32).reshape(-1, 4)
+    opencv = merge_pairs(np.concatenate([direct, moved]), joins=lambda a, b: iou(a, b) >= 0.5)
     if text is None:
         return opencv
     return np.concatenate([opencv, near(find_bar_regions(gray), text, reach=TEXT_REACH)])
@@ -105,15 +105,9 @@ def _unique(boxes: np.ndarray, *, same: float = 0.5) -> np.ndarray:
     """Boxes without repeats: of boxes overlapping by ``same`` IoU or more, the first is kept."""
     kept: list[np.ndarray] = []
     for box in boxes:
-        if not any(_iou(box, k) >= same for k in kept):
+        if not any(iou(box, k) >= same for k in kept):
             kept.append(box)
     return np.array(kept, dtype=np.float32).reshape(-1, 4)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix
-    return float(ix / union) if union > 0 else 0.0
 
 
 BAR_SIDE = 2048  # the gradient finder reads a copy at most this large (its windows are in pixels)
@@ -216,8 +210,7 @@ def _joined(boxes: np.ndarray, *, share: float = 0.3) -> np.ndarray:
     """Boxes where every pair overlapping by ``share`` of the smaller one is replaced by its union, until no such
     pair is left. Raises nothing."""
     def overlapping(a: np.ndarray, b: np.ndarray) -> bool:
-        ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-        return bool(smaller > 0 and ix >= share * smaller)
+        smaller = min(area(a), area(b))
+        return bool(smaller > 0 and intersection(a, b) >= share * smaller)
 
     return merge_pairs(boxes.reshape(-1, 4), joins=overlapping)

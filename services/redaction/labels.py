@@ -13,7 +13,7 @@ import numpy as np
 from services.core.errors import ImageError, InvalidInput
 from services.core.images import DEFAULT_MAX_PIXELS, decode, probe
 from services.redaction.bar_network import BarNetwork, shared_bar_network
-from services.redaction.boxes import merge_pairs
+from services.redaction.boxes import area, intersection, iou, merge_pairs
 from services.redaction.codes import find_barcodes, find_qr_codes
 from services.redaction.text import BOX_THRESHOLD, TextDetector, join_lines, shared_text_detector
 
@@ -111,15 +111,13 @@ def _unique(boxes: list[LabelBox]) -> list[LabelBox]:
     grown about its centre, the mask can only grow. Raises nothing."""
     out: list[LabelBox] = []
     for kind in dict.fromkeys(b.kind for b in boxes):
-        rows = np.array([[b.x1, b.y1, b.x2, b.y2, b.score] for b in boxes if b.kind == kind], np.float64)
+        rows = as_array([b for b in boxes if b.kind == kind])
         out += [LabelBox(kind, *map(float, r)) for r in merge_pairs(rows, joins=_repeats)]
     return out
 
 
 def _repeats(a: np.ndarray, b: np.ndarray) -> bool:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
-    return bool(ix >= min(area_a, area_b) or ix >= REPEAT * (area_a + area_b - ix))
+    return intersection(a, b) >= min(area(a), area(b)) or iou(a, b) >= REPEAT
 
 
 REPEAT = 0.5

@@ -15,16 +15,11 @@ from services.core.audit import record
 from services.core.authz import require
 from services.core.clock import now_iso
 from services.core.errors import InvalidInput, NotFound
+from services.redaction.boxes import iou
 from services.redaction.labels import KIND_NAMES, KINDS, LabelBox, rounded_corners
 
 SAME_BOX = 0.8  # a box found again overlapping a removed one of its kind by this IoU stays removed
 SAME_CORNERS = 0.05  # pixels: two boxes whose corners all differ by less are one box (to a tenth of a pixel)
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix
-    return ix / union if union > 0 else 0.0
 
 
 def save_found(db: sqlite_utils.Database, *, image_id: int, boxes: list[LabelBox], error: str | None = None,
@@ -37,7 +32,7 @@ def save_found(db: sqlite_utils.Database, *, image_id: int, boxes: list[LabelBox
     with immediate(db):
         removed = [(str(k), (x1, y1, x2, y2)) for k, x1, y1, x2, y2 in db.execute(
             "SELECT kind, x1, y1, x2, y2 FROM label_boxes WHERE image_id = ? AND removed_at IS NOT NULL", [image_id])]
-        boxes = [b for b in boxes if not any(k == b.kind and _iou((b.x1, b.y1, b.x2, b.y2), r) >= SAME_BOX
+        boxes = [b for b in boxes if not any(k == b.kind and iou((b.x1, b.y1, b.x2, b.y2), r) >= SAME_BOX
                                              for k, r in removed)]
         db.execute("DELETE FROM label_boxes WHERE image_id = ? AND source = 'auto' AND removed_at IS NULL", [image_id])
         db.conn.executemany(
