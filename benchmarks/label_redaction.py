@@ -9,8 +9,8 @@ Recall is given per kind with its counts and a Wilson 95% interval. Settings wer
 ``tune2``); figures are reported on ``test`` and on the sets added later for evaluation only (below).
 
     python benchmarks/label_redaction.py [--quick] [--split test|tune|all|fresh|waybills|tune2|fresh2|parcels]
-        [--set all|original|added] [--scale F] [--canvas PIXELS] [--show-test-misses] [--codefree] [--network-boxes]
-        [--masked]
+        [--set all|original|added] [--scale F] [--canvas PIXELS] [--turn QUARTERS] [--show-test-misses] [--codefree]
+        [--network-boxes] [--masked]
 
 --quick reports the test part only (the default also prints the tune part). --set picks the photos: the first 49
 (``original``), the ones added later (``added``: ZXing's Code 128 labels and a parcel from jo-jstrm) or ``all``. Each
@@ -18,8 +18,8 @@ missed item is listed for the tune part; the test part's only with --show-test-m
 photos miss is what one would be tempted to tune on). --scale resizes every photo and its boxes first (0.5 halves
 them, 2 doubles them): the same labels as a camera with fewer or more pixels would show them (recall sets only).
 --canvas 4032 places every photo smaller than 4032 px, at its own size, on a scene that large (a review sample photo
-of people, enlarged): the same label in a phone's 12-megapixel photo of a whole parcel, as small in the frame. The
-last line is JSON: photos, recall_barcode, recall_qr, recall_text, changed_outside and the details.
+of people, enlarged): the same label in a phone's 12-megapixel photo of a whole parcel, as small in the frame.
+--turn 1 (or 3) turns every photo and its boxes a quarter clockwise (or counter-clockwise): a label stuck sideways. The last line is JSON: photos, recall_barcode, recall_qr, recall_text, changed_outside and the details.
 
 ``--split fresh`` reports the 99 ZXing photos annotated last (barcodes and QR codes only, for evaluation only), with
 codes cut by the photo's edge apart. ``--codefree`` instead counts barcode and QR boxes on ZXing's 47 photos of
@@ -91,6 +91,16 @@ def resized(frame: np.ndarray, photo: dict, *, scale: float) -> tuple[np.ndarray
     return frame, {**photo, "boxes": boxes}
 
 
+def turned(frame: np.ndarray, photo: dict, *, quarters: int) -> tuple[np.ndarray, dict]:
+    """The frame and its boxes turned ``quarters`` quarter turns clockwise: a label stuck sideways on a parcel, or a
+    photo whose camera was held sideways (and whose orientation tag was lost). Raises nothing."""
+    for _ in range(quarters % 4):
+        height = frame.shape[0]
+        frame = np.ascontiguousarray(np.rot90(frame, k=-1))
+        photo = {**photo, "boxes": [[kind, height - y2, x1, height - y1, x2] for kind, x1, y1, x2, y2 in photo["boxes"]]}
+    return frame, photo
+
+
 def backgrounds() -> list[Path]:
     """The review sample photos of people (full and half length: no label on them), for ``on_canvas``."""
     return sorted(p for cls in ("full_length", "half_length") for p in (SAMPLES / cls).glob("*")
@@ -118,9 +128,10 @@ def on_canvas(frame: np.ndarray, photo: dict, *, canvas: int, index: int) -> tup
 
 
 def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path, scale: float = 1.0,
-          canvas: int = 0) -> dict:
+          canvas: int = 0, quarters: int = 0) -> dict:
     """Recall per kind, changed_outside and timings over ``photos`` (each read from ``path(photo)``, resized with its
-    boxes by ``scale``, then placed on a scene ``canvas`` pixels across, ``on_canvas``)."""
+    boxes by ``scale``, then placed on a scene ``canvas`` pixels across, ``on_canvas``, then turned ``quarters``
+    quarter turns clockwise, ``turned``)."""
     found, total, missed = Counter(), Counter(), []
     cut_found, cut_total = Counter(), Counter()  # codes cut by the photo's edge, where the annotations say which
     changed = outside = 0
@@ -132,6 +143,7 @@ def score(photos: list[dict], *, path: Callable[[dict], Path] = photo_path, scal
     for index, photo in enumerate(photos):
         frame, photo = resized(frame_from_bytes(path(photo).read_bytes()), photo, scale=scale)
         frame, photo = on_canvas(frame, photo, canvas=canvas, index=index)
+        frame, photo = turned(frame, photo, quarters=quarters)
         height, width = frame.shape[:2]
         start = time.perf_counter()
         boxes = find_labels(frame, text_detector=detector)
@@ -292,6 +304,8 @@ def main() -> None:
     parser.add_argument("--canvas", type=int, default=0, metavar="PIXELS",
                         help="place each photo smaller than this, at its own size, on a scene this many pixels across "
                              "(4032: a phone's photo of a whole parcel, the label as small in the frame)")
+    parser.add_argument("--turn", type=int, default=0, choices=(0, 1, 2, 3), metavar="QUARTERS",
+                        help="turn each photo and its boxes this many quarter turns clockwise (a label stuck sideways)")
     args = parser.parse_args()
     if args.canvas < 0 or (args.canvas and (args.masked or args.network_boxes or args.codefree)):
         parser.error("--canvas must be at least 0, and applies to the annotated sets only")
@@ -328,10 +342,11 @@ def main() -> None:
     parts = {name: [p for p in photos if p["split"] == name] for name in splits if name != "all"}
     parts["all"] = parts["tune"] + parts["test"]
     if not args.quick and args.split != "tune":
-        report("tune (settings chosen here)", score(parts["tune"], scale=args.scale, canvas=args.canvas), misses=True)
-    result = score(parts[args.split], scale=args.scale, canvas=args.canvas)
+        report("tune (settings chosen here)", score(parts["tune"], scale=args.scale, canvas=args.canvas, quarters=args.turn), misses=True)
+    result = score(parts[args.split], scale=args.scale, canvas=args.canvas, quarters=args.turn)
     report(args.split, result, misses=args.split in ("tune", "tune2") or args.show_test_misses)
     print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set, "scale": args.scale, "canvas": args.canvas,
+                      "turn": args.turn,
                       "recall_barcode": result["recall"]["barcode"], "recall_qr": result["recall"]["qr"],
                       "recall_text": result["recall"]["text"], "changed_outside": result["changed_outside"],
                       "counts": {k: [result["found"][k], result["annotated"][k]] for k in ALL_KINDS},

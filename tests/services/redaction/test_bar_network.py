@@ -101,7 +101,9 @@ def test_boxes_are_in_the_frames_pixels_at_any_size(network, factor):
 
 
 def _found_with_and_without(network, gray, truth, monkeypatch, **off) -> tuple[float, float]:
-    """How much of ``truth`` the network's linear boxes cover, as it reads, and with the settings in ``off``."""
+    """How much of ``truth`` the network's linear boxes cover, as it reads, and with the settings in ``off``; both
+    without the core rule (``CORE_CELLS``), which alone also finds these codes: the second reading is tested apart."""
+    monkeypatch.setattr(bar_network, "CORE_CELLS", 10 ** 9)
     with_it = covered(_as_labels(network.codes(gray)[0]), truth, kind="barcode")
     for name, value in off.items():
         monkeypatch.setattr(bar_network, name, value)
@@ -187,3 +189,26 @@ def test_a_data_matrix_on_a_label_is_hidden_as_a_2d_code(network):
     where = (x1, y1, x1 + code.shape[1], y1 + code.shape[0])
     assert covered([b for b in find_labels(frame, kinds=("qr",), bar_network=_Nothing())], where, kind="qr") < 0.5
     assert covered(find_labels(frame, kinds=("qr",), bar_network=network), where, kind="qr") >= 0.9
+
+
+def _map_with_a_group(mean_low: float, core: int) -> np.ndarray:
+    """A 40 x 40 map with one 10 x 10 group of cells: ``core`` of them at 0.99, the rest at ``mean_low``."""
+    prob = np.zeros((40, 40), np.float32)
+    cells = np.full(100, mean_low, np.float32)
+    cells[:core] = 0.99
+    prob[10:20, 10:20] = cells.reshape(10, 10)
+    return prob
+
+
+@pytest.mark.parametrize(("cored", "core_cells", "found"),
+                         [(True, bar_network.CORE_CELLS, 1), (True, bar_network.CORE_CELLS - 1, 0),
+                          (False, bar_network.CORE_CELLS, 0)])
+def test_a_group_under_the_minimum_score_counts_for_bars_only_with_a_core(cored, core_cells, found):
+    # stacked codes seen at a slant: one group whose gaps pull its mean (here about 0.6-0.7) under MIN_SCORE
+    prob = _map_with_a_group(0.55, core_cells)
+    assert prob[prob > 0].mean() < bar_network.MIN_SCORE
+    boxes = bar_network._groups(prob, 4.0, 4.0, (160, 160), threshold=bar_network.THRESHOLD,
+                                min_score=bar_network.MIN_SCORE, core=cored)
+    assert len(boxes) == found
+    if found:
+        assert boxes[0, :4].tolist() == [40.0, 40.0, 80.0, 80.0]
