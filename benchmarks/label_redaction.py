@@ -19,7 +19,8 @@ photos miss is what one would be tempted to tune on). --scale resizes every phot
 them, 2 doubles them): the same labels as a camera with fewer or more pixels would show them (recall sets only).
 --canvas 4032 places every photo smaller than 4032 px, at its own size, on a scene that large (a review sample photo
 of people, enlarged): the same label in a phone's 12-megapixel photo of a whole parcel, as small in the frame.
---turn 1 (or 3) turns every photo and its boxes a quarter clockwise (or counter-clockwise): a label stuck sideways. The last line is JSON: photos, recall_barcode, recall_qr, recall_text, changed_outside and the details.
+--turn 1 (or 3) turns every photo and its boxes a quarter clockwise (or counter-clockwise): a label stuck sideways.
+The last line is JSON: photos, recall_barcode, recall_qr, recall_text, changed_outside and the details.
 
 ``--split fresh`` reports the 99 ZXing photos annotated last (barcodes and QR codes only, for evaluation only), with
 codes cut by the photo's edge apart. ``--codefree`` instead counts barcode and QR boxes on ZXing's 47 photos of
@@ -97,7 +98,8 @@ def turned(frame: np.ndarray, photo: dict, *, quarters: int) -> tuple[np.ndarray
     for _ in range(quarters % 4):
         height = frame.shape[0]
         frame = np.ascontiguousarray(np.rot90(frame, k=-1))
-        photo = {**photo, "boxes": [[kind, height - y2, x1, height - y1, x2] for kind, x1, y1, x2, y2 in photo["boxes"]]}
+        boxes = [[kind, height - y2, x1, height - y1, x2] for kind, x1, y1, x2, y2 in photo["boxes"]]
+        photo = {**photo, "boxes": boxes}
     return frame, photo
 
 
@@ -342,7 +344,8 @@ def main() -> None:
     parts = {name: [p for p in photos if p["split"] == name] for name in splits if name != "all"}
     parts["all"] = parts["tune"] + parts["test"]
     if not args.quick and args.split != "tune":
-        report("tune (settings chosen here)", score(parts["tune"], scale=args.scale, canvas=args.canvas, quarters=args.turn), misses=True)
+        tune = score(parts["tune"], scale=args.scale, canvas=args.canvas, quarters=args.turn)
+        report("tune (settings chosen here)", tune, misses=True)
     result = score(parts[args.split], scale=args.scale, canvas=args.canvas, quarters=args.turn)
     report(args.split, result, misses=args.split in ("tune", "tune2") or args.show_test_misses)
     print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set, "scale": args.scale, "canvas": args.canvas,
