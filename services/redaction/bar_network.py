@@ -90,8 +90,9 @@ class BarNetwork:
               min_score_2d: float = MIN_SCORE_2D) -> tuple[np.ndarray, np.ndarray]:
         """(linear codes, 2-D codes) on a grey frame, each as (N, 5) float boxes (x1, y1, x2, y2, score) in its
         pixels, clamped to it: each connected group of a map's cells above ``threshold`` with at least MIN_CELLS
-        cells and a mean probability of at least ``min_score`` (``min_score_2d`` for 2-D codes). Each reading of the
-        network gives both maps. Raises nothing for a grey uint8 frame."""
+        cells and a mean probability of at least ``min_score`` (``min_score_2d`` for 2-D codes), or, for linear codes,
+        a core of CORE_CELLS cells above CORE. Each reading of the network gives both maps. Raises nothing for a grey
+        uint8 frame."""
         linear, matrices, _ = self.codes_and_candidates(gray, threshold=threshold, min_score=min_score,
                                                         min_score_2d=min_score_2d)
         return linear, matrices
@@ -115,12 +116,12 @@ def _groups(prob: np.ndarray, fx: float, fy: float, shape: tuple[int, ...], *, t
     clamped to a frame of ``shape``."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats((prob > threshold).astype(np.uint8), connectivity=8)
     means = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=count) / np.maximum(stats[:, 4], 1)
-    cores = np.bincount(labels.ravel(), weights=(prob > CORE).ravel(), minlength=count)
+    cores = np.bincount(labels.ravel(), weights=(prob > CORE).ravel(), minlength=count) if core else None
     out = []
     for i in range(1, count):
         x, y, w, h, cells = stats[i]
         score = float(means[i])
-        if cells >= MIN_CELLS and (score >= min_score or (core and cores[i] >= CORE_CELLS)):
+        if cells >= MIN_CELLS and (score >= min_score or (cores is not None and cores[i] >= CORE_CELLS)):
             out.append([x * fx, y * fy, (x + w) * fx, (y + h) * fy, score])
     found = np.array(out, dtype=np.float32).reshape(-1, 5)
     found[:, [0, 2]] = found[:, [0, 2]].clip(0, shape[1])
