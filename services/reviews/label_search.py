@@ -26,8 +26,8 @@ from services.redaction.store import save_found
 
 KIND = "label_search"
 ACTOR = "system:label-search"
-JOB_LIMIT = 500  # photos one job searches at most (1.5 s each, about 8 s for a 12-megapixel photo read closer); the
-# worker queues the next
+JOB_LIMIT = 500  # photos one job searches at most (1.5 s each, 11-12 s for a 12-megapixel photo read closer and
+# turned); the worker queues the next
 
 LATEST_PREDICTION = "(SELECT p.label FROM predictions p WHERE p.image_id = i.id ORDER BY p.id DESC LIMIT 1)"
 
