@@ -311,6 +311,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.canvas < 0 or (args.canvas and (args.masked or args.network_boxes or args.codefree)):
         parser.error("--canvas must be at least 0, and applies to the annotated sets only")
+    if args.turn and (args.masked or args.network_boxes or args.codefree):
+        parser.error("--turn applies to the annotated sets only (not --masked, --network-boxes or --codefree)")
     if args.scale <= 0 or (args.scale != 1.0 and (args.masked or args.network_boxes or args.codefree)):
         parser.error("--scale must be above 0, and applies to the annotated sets only (not --masked, --network-boxes "
                      "or --codefree)")
@@ -348,8 +350,8 @@ def main() -> None:
         report("tune (settings chosen here)", tune, misses=True)
     result = score(parts[args.split], scale=args.scale, canvas=args.canvas, quarters=args.turn)
     report(args.split, result, misses=args.split in ("tune", "tune2") or args.show_test_misses)
-    print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set, "scale": args.scale, "canvas": args.canvas,
-                      "turn": args.turn,
+    print(json.dumps({"photos": result["photos"], "split": args.split, "set": args.set, "scale": args.scale,
+                      "canvas": args.canvas, "turn": args.turn,
                       "recall_barcode": result["recall"]["barcode"], "recall_qr": result["recall"]["qr"],
                       "recall_text": result["recall"]["text"], "changed_outside": result["changed_outside"],
                       "counts": {k: [result["found"][k], result["annotated"][k]] for k in ALL_KINDS},
