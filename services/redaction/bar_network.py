@@ -7,7 +7,9 @@ The network was trained on synthetic labels only (``benchmarks/barcode_net_train
 ``data/README.md``). It gives two maps a quarter of the resolution each way: where a linear code's bars and digits
 are, and where a 2-D code is; each connected group of marked cells of a map is one code's box. A frame read at
 960 px or more across is read again at half that size, and one under 640 px at twice it: a code photographed large or
-small is then also read at a size the network knows. It is loaded once per process (``shared_bar_network``).
+small is then also read at a size the network knows. A frame read at its own size up to 1600 px is read at twice it
+too, for the bar map alone (a small code's bars a pixel or two wide). It is loaded once per process
+(``shared_bar_network``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ CANDIDATE = 0.5  # cells above this, grouped, are candidates: places a closer re
 HALF_FROM = 960  # a reading at least this across is repeated at half size: the bars of a code photographed large
 # are too wide for the network's field and it finds the code in pieces or not at all
 DOUBLE_BELOW = 640  # a reading smaller than this is repeated at twice the size: bars a pixel or two wide
+DOUBLE_BARS_BELOW = 1600  # a reading smaller than this (a frame read at its own size) is repeated at twice the size
+# for the bar map alone: a carton code 113 px wide on a 1200-px doorstep photo, its bars one to three pixels, is found
+# only there. Not the 2-D map: from 640 px up its second reading boxed carpet as 2-D codes. Tune part 43 -> 44 / 44
+# barcodes; at twice the size, at 4032 px and turned a quarter no count fell (benchmarks/label_redaction/README.md)
 # Both chosen on the tune and tune2 photos resized to half and twice their size (benchmarks/label_redaction.py --scale):
 # barcodes at twice the size 38 -> 40 / 44 and 57 -> 58 / 59, tune2 at half 56 -> 59 / 59, none lost at their own size
 
@@ -63,17 +69,22 @@ class BarNetwork:
         (BARS) and 2-D codes (MATRIX), one cell per STRIDE pixels of the resized frame; and the x and y factors from a
         cell to the frame's pixels. The frame is read at most SIDE pixels across and, where that reading is at least
         HALF_FROM across, at half of it too (bars too wide for the network's field); below DOUBLE_BELOW, at twice
-        it too (bars too fine). The second reading's map is brought onto the first's grid (enlarged from the half-size
-        reading, averaged down from the double-size one) and each cell takes the higher of the two. Raises nothing."""
+        it too (bars too fine), and below DOUBLE_BARS_BELOW at twice it for the bar map alone. Each further reading's
+        map is brought onto the first's grid (enlarged from the half-size reading, averaged down from the double-size
+        one) and each cell takes the highest. Raises nothing."""
         height, width = gray.shape[:2]
         ratio = min(self.side, max(height, width)) / max(height, width)
         prob, fx, fy = self._read(gray, ratio)
         side = max(height, width) * ratio
-        factor = 0.5 if side >= HALF_FROM else 2.0 if side < DOUBLE_BELOW else None
-        if factor is not None:
+        size = (prob.shape[2], prob.shape[1])
+        again = [(0.5, (BARS, MATRIX))] if side >= HALF_FROM else []
+        if side < DOUBLE_BELOW or side < DOUBLE_BARS_BELOW:
+            again.append((2.0, (BARS, MATRIX) if side < DOUBLE_BELOW else (BARS,)))
+        for factor, maps in again:
             other = self._read(gray, ratio * factor)[0]
-            size, fit = (prob.shape[2], prob.shape[1]), cv2.INTER_LINEAR if factor < 1 else cv2.INTER_AREA
-            prob = np.maximum(prob, np.stack([cv2.resize(m, size, interpolation=fit) for m in other]))
+            fit = cv2.INTER_LINEAR if factor < 1 else cv2.INTER_AREA
+            for m in maps:
+                prob[m] = np.maximum(prob[m], cv2.resize(other[m], size, interpolation=fit))
         return prob, fx, fy
 
     def _read(self, gray: np.ndarray, ratio: float) -> tuple[np.ndarray, float, float]:

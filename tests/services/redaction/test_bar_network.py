@@ -23,6 +23,8 @@ from tests.services.redaction.parcel import covered, parcel_photo
 
 ZXING = Path(__file__).resolve().parents[2] / "data" / "parcels" / "zxing-code128-36.jpg"
 CODE = (180, 60, 450, 208)  # its barcode, bars and digits (tests/data/parcels/README.md)
+DOORSTEP = Path(__file__).resolve().parents[2] / "data" / "parcels" / "doorstep-small-code.jpg"
+DOORSTEP_CODE = (520, 962, 633, 992)  # the carton's printed code, bars one to three pixels wide
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +131,35 @@ def test_a_code_photographed_small_is_found_by_the_reading_at_twice_the_size(net
     gray = cv2.imread(str(ZXING), cv2.IMREAD_GRAYSCALE)
     small = cv2.resize(gray, None, fx=0.35, fy=0.35, interpolation=cv2.INTER_AREA)
     truth = tuple(int(v * 0.35) for v in CODE)
-    found, alone = _found_with_and_without(network, small, truth, monkeypatch, DOUBLE_BELOW=0)
+    found, alone = _found_with_and_without(network, small, truth, monkeypatch, DOUBLE_BELOW=0,
+                                           DOUBLE_BARS_BELOW=0)
     assert found >= 0.9 and alone < 0.5
+
+
+def test_fine_bars_on_a_photo_read_at_its_own_size_are_found_by_the_bar_map_at_twice_the_size(network, monkeypatch):
+    """A doorstep photo (900 x 1200, read at its own size): the carton's code is 113 px wide, its bars one to three
+    pixels. The reading at its size and the one at half miss it; the bar map at twice the size finds it (its cells'
+    mean under MIN_SCORE, with a core), in a box about its own size."""
+    gray = cv2.imread(str(DOORSTEP), cv2.IMREAD_GRAYSCALE)
+    linear = network.codes(gray)[0]
+    monkeypatch.setattr(bar_network, "DOUBLE_BARS_BELOW", 0)
+    assert covered(_as_labels(network.codes(gray)[0]), DOORSTEP_CODE, kind="barcode") < 0.5
+    assert covered(_as_labels(linear), DOORSTEP_CODE, kind="barcode") >= 0.9
+    x1, y1, x2, y2 = DOORSTEP_CODE
+    near = [b for b in linear if b[0] < x2 and b[2] > x1 and b[1] < y2 and b[3] > y1]
+    assert len(near) == 1 and (near[0][2] - near[0][0]) * (near[0][3] - near[0][1]) < 4 * (x2 - x1) * (y2 - y1)
+
+
+def test_the_twice_size_reading_of_a_larger_frame_adds_nothing_to_the_2d_map(network, monkeypatch):
+    """Above DOUBLE_BELOW the second reading at twice the size feeds the bar map only: the 2-D map is the same with
+    and without it."""
+    gray = cv2.imread(str(DOORSTEP), cv2.IMREAD_GRAYSCALE)
+    with_it = network.probability(gray)[0]
+    monkeypatch.setattr(bar_network, "DOUBLE_BARS_BELOW", 0)
+    without = network.probability(gray)[0]
+    assert np.array_equal(with_it[bar_network.MATRIX], without[bar_network.MATRIX])
+    assert (with_it[bar_network.BARS] >= without[bar_network.BARS]).all()
+    assert (with_it[bar_network.BARS] > without[bar_network.BARS] + 0.5).any()
 
 
 @pytest.mark.parametrize("size", [(480, 640), (333, 517), (37, 1001), (1, 1), (8, 8000)])
