@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from services.faces.masks import mask
+from services.redaction import bar_network
 from services.redaction.codes import find_barcodes
 from services.redaction.labels import MASK_SCALE, MASK_SHAPE, as_array, find_labels
 from tests.services.redaction.parcel import PHOTO
@@ -19,6 +20,7 @@ from tests.services.redaction.parcel import PHOTO
 DATA = Path(__file__).resolve().parents[2] / "data"
 LABEL_PHOTO = DATA / "parcels" / "zxing-code128-36.jpg"
 LABEL_CODE = (180, 60, 450, 208)  # the Code 128's bars and digits in LABEL_PHOTO (x1, y1, x2, y2)
+LETTERBOX = (430, 414, 514, 458)  # the door's letterbox in PHOTO (x1, y1, x2, y2), with a few pixels round it
 
 
 def _cut(gray: np.ndarray, code: tuple[int, ...], side: str, keep: float) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -80,8 +82,16 @@ def test_the_whole_photographed_code_is_still_found():
     assert _covered(find_barcodes(gray), gray.shape, LABEL_CODE) >= 0.9
 
 
-def test_the_doorstep_photo_without_a_label_gives_no_barcode_box():
+def test_the_doorstep_photo_without_a_label_gives_no_barcode_box_but_on_the_letterbox(monkeypatch):
+    """No barcode box on the label-free doorstep photo but one: the door's letterbox, whose slats the bar map read at
+    twice the size takes for a code turned a quarter. That false box is the known price of finding small codes' fine
+    bars (bar_network.DOUBLE_BARS_BELOW; benchmarks/label_redaction/README.md); without that reading there is none."""
     frame = cv2.cvtColor(cv2.imread(str(PHOTO), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    boxes = find_labels(frame, kinds=("barcode",))
+    assert len(boxes) <= 1
+    assert all(LETTERBOX[0] <= b.x1 and LETTERBOX[1] <= b.y1 and b.x2 <= LETTERBOX[2] and b.y2 <= LETTERBOX[3]
+               for b in boxes)
+    monkeypatch.setattr(bar_network, "DOUBLE_BARS_BELOW", 0)
     assert find_labels(frame, kinds=("barcode",)) == []
 
 
