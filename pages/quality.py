@@ -255,7 +255,8 @@ with export_tab:
 
     st.caption("The CSV publishes each decided photo on the way: one with shipping-label boxes to hide gets its "
                "redacted copy written under published/ in the workspace (once per set of boxes; an edit gives a new "
-               "copy), named in the published_uri column; the others are published as they are.")
+               "copy), named in the published_uri column; the others are published as they are. A package photo "
+               "whose labels are still to be searched is not published yet (publish_error says so).")
     d1, d2 = st.columns(2)
     d1.download_button("Download Ground Truth manifest", manifest, file_name="labels.manifest",
                        mime="application/jsonl", key="ql_export_gt", icon=":material/download:")

@@ -22,6 +22,7 @@ from services.core.errors import ConsoleError, InvalidInput
 from services.core.storage import ObjectStore
 from services.hitl.consensus import PRIOR_ACCURACY
 from services.redaction.publish import publish_photo
+from services.reviews import label_search
 from services.reviews.credit_holds import HELD_SQL, hold_active
 
 EXPORT_SQL = """
@@ -63,13 +64,17 @@ def rows(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
 
 
 def _published(db: sqlite_utils.Database, row: dict[str, Any], *, store: ObjectStore, actor: str,
-              prefix: str | None) -> dict[str, Any]:
+               prefix: str | None, unsearched: set[int]) -> dict[str, Any]:
     """``row`` with ``published_uri`` after its ``uri`` (and ``publish_error``): for a decided photo, the photo as
     published: its redacted copy (written to the object store by ``services.redaction.publish``) when label boxes
-    are hidden, else its own URI; empty for a photo not decided yet (nothing is published) or one that failed, the
-    reason in ``publish_error``. Raises nothing of its own: a photo that cannot be published says why."""
+    are hidden, else its own URI; empty for a photo not decided yet (nothing is published), one in ``unsearched``
+    (its shipping labels are still to be searched, so what it shows is not known) or one that failed, the reason in
+    ``publish_error``. Raises nothing of its own: a photo that cannot be published says why."""
     uri, error = "", ""
-    if row["label"]:
+    if row["label"] and row["image_id"] in unsearched:
+        error = ("not published yet: its shipping labels are still to be searched (the label-search job on the "
+                 "worker does it; export again after)")
+    elif row["label"]:
         uri = row["uri"]
         if row["label_boxes_hidden"]:
             try:
@@ -89,15 +94,16 @@ def to_csv(db: sqlite_utils.Database, *, actor: str, store: ObjectStore | None =
            prefix: str | None = None) -> tuple[str, int]:
     """(CSV text, row count). Each decided photo is published on the way (``_published``): with label boxes to
     hide, its redacted copy is written under ``prefix`` (default ``published/`` in the workspace) unless already
-    there, and ``published_uri`` names it. Raises PermissionDenied unless ``actor`` manages label quality,
+    there, and ``published_uri`` names it; one whose labels wait for a search is not published yet. Raises PermissionDenied unless ``actor`` manages label quality,
     InvalidInput for a malformed storage root."""
     require(db, actor=actor, action="quality.manage")
     store = store or object_store(db)
     out = io.StringIO()
     writer = None
     n = 0
+    unsearched = label_search.unsearched_ids(db)
     for row in rows(db):
-        row = _published(db, row, store=store, actor=actor, prefix=prefix)
+        row = _published(db, row, store=store, actor=actor, prefix=prefix, unsearched=unsearched)
         if writer is None:
             writer = csv.DictWriter(out, fieldnames=list(row))
             writer.writeheader()

@@ -57,6 +57,12 @@ def _unsearched(db: sqlite_utils.Database, *, limit: int | None = None) -> list[
     return [int(r[0]) for r in db.execute(sql, params)]
 
 
+def unsearched_ids(db: sqlite_utils.Database) -> set[int]:
+    """The photos that wait for a label search (none while ``redact_package_labels`` is off): they must not be
+    published before it. Raises nothing."""
+    return set(_unsearched(db))
+
+
 def unsearched_count(db: sqlite_utils.Database) -> int:
     """How many photos wait for a label search (0 while ``redact_package_labels`` is off). Raises nothing."""
     return len(_unsearched(db))

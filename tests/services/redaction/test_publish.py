@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from services.access.accounts import create_user
+from services.core.config import set_setting
 from services.core.images import decode
 from services.core.storage import ObjectStore
 from services.faces.masks import anonymize
@@ -41,6 +42,7 @@ def photos(db, tmp_path):
     parcel, plain = [r[0] for r in db.execute("SELECT id FROM images ORDER BY review_id")]
     x1, y1, x2, y2 = items["barcode"]
     save_found(db, image_id=parcel, boxes=[LabelBox("barcode", x1, y1, x2, y2, 1.0)])
+    save_found(db, image_id=plain, boxes=[])  # searched: nothing found
     for image_id in (parcel, plain):
         decide(db, image_id=image_id, label="package", actor="ada")
     return parcel, plain, items
@@ -94,6 +96,26 @@ def test_an_undecided_photo_is_not_published_and_an_unreadable_one_says_why(db, 
     rows = _csv(db)
     assert rows[plain]["published_uri"] == ""
     assert rows[parcel]["published_uri"] == "" and rows[parcel]["publish_error"].startswith("not published:")
+
+
+def test_a_package_photo_whose_labels_wait_for_a_search_is_published_only_after_it(db, photos, tmp_path):
+    """Decided a package before any search (an inspector's label, the model said otherwise): what it shows is not
+    known, so it is not published until the label search has looked at it; with the search switched off it is
+    published as it is."""
+    (tmp_path / "late.jpg").write_bytes(jpeg(parcel_photo()[0]))
+    ingest_rows(db, rows=[Row(3, "r3", "product", [str(tmp_path / "late.jpg")])], store=ObjectStore(),
+                batch=str(tmp_path), actor="ada")
+    late = db.execute("SELECT MAX(id) FROM images").fetchone()[0]
+    decide(db, image_id=late, label="package", actor="ada")
+    row = _csv(db)[late]
+    assert row["published_uri"] == "" and row["publish_error"].startswith("not published yet:")
+    assert "label" in row["publish_error"]
+    set_setting(db, key="redact_package_labels", value=False, actor="cli:test")
+    assert _csv(db)[late]["published_uri"] == _csv(db)[late]["uri"]
+    set_setting(db, key="redact_package_labels", value=True, actor="cli:test")
+    save_found(db, image_id=late, boxes=[LabelBox("text", 5, 5, 60, 30, 0.9)])
+    row = _csv(db)[late]
+    assert row["published_uri"].startswith(default_prefix(db)) and not row["publish_error"]
 
 
 @pytest.mark.parametrize("mode", ["blur", "pixelate", "fill"])
