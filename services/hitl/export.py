@@ -94,8 +94,8 @@ def to_csv(db: sqlite_utils.Database, *, actor: str, store: ObjectStore | None =
            prefix: str | None = None) -> tuple[str, int]:
     """(CSV text, row count). Each decided photo is published on the way (``_published``): with label boxes to
     hide, its redacted copy is written under ``prefix`` (default ``published/`` in the workspace) unless already
-    there, and ``published_uri`` names it; one whose labels wait for a search is not published yet. Raises PermissionDenied unless ``actor`` manages label quality,
-    InvalidInput for a malformed storage root."""
+    there, and ``published_uri`` names it; one whose labels wait for a search is not published yet. Raises
+    PermissionDenied unless ``actor`` manages label quality, InvalidInput for a malformed storage root."""
     require(db, actor=actor, action="quality.manage")
     store = store or object_store(db)
     out = io.StringIO()
